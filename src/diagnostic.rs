@@ -1,0 +1,163 @@
+//! Diagnostics shared by every pipeline stage: a message pointing into the spec, rendered for
+//! people with miette (file:line:col and a snippet) or as JSON for programs.
+
+use miette::{LabeledSpan, NamedSource, SourceSpan};
+use serde::Serialize;
+use std::fmt;
+use std::sync::Arc;
+
+/// A position in the spec source: 1-based line and column, plus the byte range for snippets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Loc {
+    pub line: u32,
+    pub column: u32,
+    #[serde(skip)]
+    pub offset: usize,
+    #[serde(skip)]
+    pub len: usize,
+}
+
+impl Loc {
+    /// Whether this location points somewhere real (line numbers start at 1).
+    pub fn is_known(&self) -> bool {
+        self.line > 0
+    }
+}
+
+/// One problem found in a spec.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Diagnostic {
+    /// A stable, machine-readable code such as `unknown-key` or `card-data`.
+    pub code: &'static str,
+    /// Lowercase message; user input in backticks.
+    pub message: String,
+    /// Where in the spec, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<Loc>,
+    /// What to do about it, kept apart from the message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub help: Option<String>,
+}
+
+impl Diagnostic {
+    pub fn new(code: &'static str, message: impl Into<String>, location: Loc) -> Self {
+        Diagnostic {
+            code,
+            message: message.into(),
+            location: location.is_known().then_some(location),
+            help: None,
+        }
+    }
+
+    pub fn help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// Adds "did you mean" help when `got` is close to one of `known`.
+    pub fn suggest<'a>(self, got: &str, known: impl IntoIterator<Item = &'a str>) -> Self {
+        match did_you_mean(got, known) {
+            Some(best) => self.help(format!("did you mean `{best}`?")),
+            None => self,
+        }
+    }
+}
+
+/// The closest known name to `got`, if it is close enough to be a likely typo.
+pub fn did_you_mean<'a>(got: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    known
+        .into_iter()
+        .map(|k| (strsim::jaro_winkler(got, k), k))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| k)
+}
+
+/// A set of diagnostics about one spec file, with the source they point into.
+#[derive(Debug)]
+pub struct Report {
+    pub path: String,
+    pub diagnostics: Vec<Diagnostic>,
+    named: NamedSource<Arc<str>>,
+}
+
+impl Report {
+    pub fn new(path: &str, source: Arc<str>, diagnostics: Vec<Diagnostic>) -> Self {
+        Report {
+            path: path.to_owned(),
+            diagnostics,
+            named: NamedSource::new(path, source),
+        }
+    }
+
+    /// Renders every diagnostic with miette's graphical handler (no colour: output is read by
+    /// people and by tests alike).
+    pub fn render(&self) -> String {
+        let handler = miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+            .with_width(100);
+        let mut out = String::new();
+        for diagnostic in &self.diagnostics {
+            let located = Located { report: self, diagnostic };
+            let _ = handler.render_report(&mut out, &located);
+            if let Some(loc) = diagnostic.location {
+                // miette shows the snippet; this line gives editors and CI a file:line:col to jump to.
+                out.push_str(&format!("  at {}:{}:{}\n", self.path, loc.line, loc.column));
+            }
+            out.push('\n');
+        }
+        let n = self.diagnostics.len();
+        out.push_str(&format!(
+            "error: {} has {n} problem{}\n",
+            self.path,
+            if n == 1 { "" } else { "s" }
+        ));
+        out
+    }
+}
+
+struct Located<'a> {
+    report: &'a Report,
+    diagnostic: &'a Diagnostic,
+}
+
+impl fmt::Debug for Located<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for Located<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.diagnostic.message)
+    }
+}
+
+impl std::error::Error for Located<'_> {}
+
+impl miette::Diagnostic for Located<'_> {
+    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        Some(Box::new(self.diagnostic.code))
+    }
+
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.diagnostic
+            .help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
+    }
+
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        self.diagnostic.location?;
+        Some(&self.report.named)
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        let loc = self.diagnostic.location?;
+        let span = SourceSpan::new(loc.offset.into(), loc.len.max(1));
+        Some(Box::new(std::iter::once(LabeledSpan::new_with_span(
+            Some("here".into()),
+            span,
+        ))))
+    }
+}
+

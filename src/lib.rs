@@ -1,0 +1,45 @@
+//! bulwark turns a declarative YAML app spec into a secure-by-default Rust service.
+//!
+//! The pipeline, one module per stage:
+//! `load` (text → `spec::Spec`) → `model::lower` (→ validated `model::App`) →
+//! `render` (→ `render::FileSet`, pure) → `format` (rustfmt) → `emit` (→ a directory).
+
+pub mod cli;
+pub mod diagnostic;
+pub mod emit;
+pub mod format;
+pub mod load;
+pub mod model;
+pub mod render;
+pub mod spec;
+
+use diagnostic::Report;
+use std::sync::Arc;
+
+/// Loads and validates a spec: every problem found, structural and semantic, in one report.
+pub fn compile(path: &str, source: &str) -> Result<model::App, Report> {
+    let (spec, mut diagnostics) = load::load(source);
+    let app = match &spec {
+        Some(spec) => match model::lower(spec) {
+            Ok(app) => Some(app),
+            Err(semantic) => {
+                diagnostics.extend(semantic);
+                None
+            }
+        },
+        None => None,
+    };
+    match app {
+        Some(app) if diagnostics.is_empty() => Ok(app),
+        _ => {
+            diagnostics.sort_by_key(|d| d.location.map(|l| (l.line, l.column)));
+            Err(Report::new(path, Arc::from(source), diagnostics))
+        }
+    }
+}
+
+/// The JSON Schema of the spec format.
+pub fn schema_json() -> String {
+    let schema = schemars::schema_for!(spec::Spec);
+    serde_json::to_string_pretty(&schema).unwrap_or_default()
+}

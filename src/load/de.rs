@@ -1,0 +1,508 @@
+//! A serde deserializer over the located YAML tree that keeps going after a mistake.
+//!
+//! Unknown keys are reported and skipped without failing. A wrong type fails only the
+//! entry of the nearest user-named collection (one resource, one field, one action): the
+//! problem is recorded, that entry is set aside and deserialization runs again, so one spec
+//! run reports every structural mistake, not just the first. `Located<T>` values carry their
+//! position so later stages can point back into the spec.
+
+use super::node::{Kind, Node};
+use crate::diagnostic::{Diagnostic, Loc, did_you_mean};
+use schemars::JsonSchema;
+use serde::de::{
+    self, Deserialize, DeserializeSeed, Deserializer, EnumAccess, IntoDeserializer, MapAccess,
+    SeqAccess, VariantAccess, Visitor,
+};
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+
+const LOCATED: &str = "$bulwark::Located";
+
+/// A spec value together with where it was written.
+#[derive(Clone, Debug)]
+pub struct Located<T> {
+    pub value: T,
+    pub loc: Loc,
+}
+
+impl<T> Located<T> {
+    pub fn new(value: T, loc: Loc) -> Self {
+        Located { value, loc }
+    }
+}
+
+impl<T> std::ops::Deref for Located<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+// Equality and hashing look at the value only: two keys are the same name wherever written.
+impl<T: PartialEq> PartialEq for Located<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.value == other.value
+    }
+}
+impl<T: Eq> Eq for Located<T> {}
+impl<T: Hash> Hash for Located<T> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.value.hash(state)
+    }
+}
+impl<T: PartialOrd> PartialOrd for Located<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        self.value.partial_cmp(&other.value)
+    }
+}
+impl<T: Ord> Ord for Located<T> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.value.cmp(&other.value)
+    }
+}
+
+impl<T: JsonSchema> JsonSchema for Located<T> {
+    fn inline_schema() -> bool {
+        T::inline_schema()
+    }
+    fn schema_name() -> Cow<'static, str> {
+        T::schema_name()
+    }
+    fn schema_id() -> Cow<'static, str> {
+        T::schema_id()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        T::json_schema(generator)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Located<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct LocatedVisitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for LocatedVisitor<T> {
+            type Value = Located<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a located value")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let [line, column, offset, len]: [u64; 4] = seq
+                    .next_element()?
+                    .ok_or_else(|| de::Error::custom("located value without a location"))?;
+                let value = seq
+                    .next_element()?
+                    .ok_or_else(|| de::Error::custom("located value without a value"))?;
+                let loc = Loc {
+                    line: line as u32,
+                    column: column as u32,
+                    offset: offset as usize,
+                    len: len as usize,
+                };
+                Ok(Located { value, loc })
+            }
+        }
+        deserializer.deserialize_newtype_struct(LOCATED, LocatedVisitor(std::marker::PhantomData))
+    }
+}
+
+/// A deserialization failure, with where it happened and which collection entry to set aside.
+#[derive(Debug)]
+pub struct Error {
+    message: String,
+    help: Option<String>,
+    loc: Option<Loc>,
+    /// The key node (by address) of the innermost collection entry the failure lies in.
+    entry: Option<usize>,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl de::Error for Error {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        Error {
+            message: msg.to_string(),
+            help: None,
+            loc: None,
+            entry: None,
+        }
+    }
+
+    fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
+        let mut error = Error::custom(format!("unknown value `{variant}`"));
+        error.help = Some(match did_you_mean(variant, expected.iter().copied()) {
+            Some(best) => format!("did you mean `{best}`?"),
+            None => format!("expected one of: {}", quoted_list(expected)),
+        });
+        error
+    }
+
+    fn missing_field(field: &'static str) -> Self {
+        let mut error = Error::custom(format!("missing required key `{field}`"));
+        error.help = Some(format!("add `{field}:` here"));
+        error
+    }
+
+    fn invalid_type(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
+        Error::custom(format!("expected {exp}, found {}", describe_unexpected(unexp)))
+    }
+}
+
+fn describe_unexpected(unexp: de::Unexpected<'_>) -> String {
+    match unexp {
+        de::Unexpected::Map => "a mapping".into(),
+        de::Unexpected::Seq => "a list".into(),
+        de::Unexpected::Unit => "nothing".into(),
+        other => other.to_string(),
+    }
+}
+
+fn quoted_list(items: &[&str]) -> String {
+    items.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
+}
+
+/// State shared by one deserialization pass.
+#[derive(Default)]
+struct Context {
+    /// Problems that did not stop the pass (unknown keys).
+    problems: RefCell<Vec<Diagnostic>>,
+    /// Collection entries set aside after an earlier pass failed inside them.
+    skipped: BTreeSet<usize>,
+    /// Collection entries currently being deserialized, innermost last.
+    entries: RefCell<Vec<usize>>,
+}
+
+/// Deserializes `T` from `root`, collecting every structural problem. Returns the value built
+/// from the entries that were well-formed (if the root itself was), and all problems found.
+pub fn from_node<T: for<'de> Deserialize<'de>>(root: &Node) -> (Option<T>, Vec<Diagnostic>) {
+    let mut skipped = BTreeSet::new();
+    // Every pass reports the unknown keys it saw; later passes skip the failed entries, so
+    // the union over all passes is kept (without repeats).
+    let mut problems: Vec<Diagnostic> = Vec::new();
+    let mut failures = Vec::new();
+    loop {
+        let context = Context {
+            skipped: skipped.clone(),
+            ..Context::default()
+        };
+        let result = T::deserialize(NodeDe { node: root, cx: &context });
+        for problem in context.problems.into_inner() {
+            if !problems.contains(&problem) {
+                problems.push(problem);
+            }
+        }
+        match result {
+            Ok(value) => {
+                problems.extend(failures);
+                return (Some(value), problems);
+            }
+            Err(error) => {
+                let diagnostic = Diagnostic {
+                    code: "invalid-value",
+                    message: error.message,
+                    location: error.loc,
+                    help: error.help,
+                };
+                failures.push(diagnostic);
+                match error.entry {
+                    Some(entry) if skipped.insert(entry) => continue,
+                    _ => {
+                        problems.extend(failures);
+                        return (None, problems);
+                    }
+                }
+            }
+        }
+    }
+}
+
+struct NodeDe<'a> {
+    node: &'a Node,
+    cx: &'a Context,
+}
+
+impl<'a> NodeDe<'a> {
+    fn at(&self, node: &'a Node) -> NodeDe<'a> {
+        NodeDe { node, cx: self.cx }
+    }
+
+    /// Fills in location and collection entry on an error that has none yet.
+    fn locate(&self, mut error: Error) -> Error {
+        if error.loc.is_none() {
+            error.loc = Some(self.node.loc);
+        }
+        if error.entry.is_none() {
+            error.entry = self.cx.entries.borrow().last().copied();
+        }
+        error
+    }
+
+    fn expected(&self, what: &str) -> Error {
+        self.locate(<Error as de::Error>::custom(format!(
+            "expected {what}, found {}",
+            self.node.kind.describe()
+        )))
+    }
+}
+
+impl<'de, 'a> Deserializer<'de> for NodeDe<'a> {
+    type Error = Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        let result = match &self.node.kind {
+            Kind::Null => visitor.visit_unit(),
+            Kind::Bool(b) => visitor.visit_bool(*b),
+            Kind::Int(i) => visitor.visit_i64(*i),
+            Kind::Float(f) => visitor.visit_f64(*f),
+            Kind::Str(s) => visitor.visit_str(s),
+            Kind::Seq(items) => visitor.visit_seq(Seq { items: items.iter(), de: &self, index: 0 }),
+            Kind::Map(entries) => visitor.visit_map(Map::collection(entries, &self)),
+        };
+        result.map_err(|e| self.locate(e))
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        match self.node.kind {
+            Kind::Null => visitor.visit_none(),
+            _ => visitor.visit_some(self),
+        }
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        if name == LOCATED {
+            let loc = self.node.loc;
+            let header = [loc.line as u64, loc.column as u64, loc.offset as u64, loc.len as u64];
+            let result = visitor.visit_seq(LocatedSeq { header: Some(header), de: Some(self.at(self.node)) });
+            return result.map_err(|e| self.locate(e));
+        }
+        visitor.visit_newtype_struct(self.at(self.node)).map_err(|e| self.locate(e))
+    }
+
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        match &self.node.kind {
+            Kind::Seq(items) => visitor
+                .visit_seq(Seq { items: items.iter(), de: &self, index: 0 })
+                .map_err(|e| self.locate(e)),
+            _ => Err(self.expected("a list")),
+        }
+    }
+
+    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        match &self.node.kind {
+            Kind::Map(entries) => visitor
+                .visit_map(Map::collection(entries, &self))
+                .map_err(|e| self.locate(e)),
+            // An empty value (`roles:` with nothing after it) reads as an empty mapping.
+            Kind::Null => visitor
+                .visit_map(Map::collection(&[], &self))
+                .map_err(|e| self.locate(e)),
+            _ => Err(self.expected("a mapping")),
+        }
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        let entries: &[(Node, Node)] = match &self.node.kind {
+            Kind::Map(entries) => entries,
+            Kind::Null => &[],
+            _ => return Err(self.expected("a mapping")),
+        };
+        let mut known = Vec::with_capacity(entries.len());
+        for (key, value) in entries {
+            match &key.kind {
+                Kind::Str(name) if fields.contains(&name.as_str()) => known.push((key, value)),
+                Kind::Str(name) => {
+                    let diagnostic = Diagnostic::new("unknown-key", format!("unknown key `{name}`"), key.loc);
+                    let diagnostic = match did_you_mean(name, fields.iter().copied()) {
+                        Some(best) => diagnostic.help(format!("did you mean `{best}`?")),
+                        None => diagnostic.help(format!("allowed here: {}", quoted_list(fields))),
+                    };
+                    self.cx.problems.borrow_mut().push(diagnostic);
+                }
+                _ => {
+                    let diagnostic = Diagnostic::new(
+                        "unknown-key",
+                        format!("expected a key name, found {}", key.kind.describe()),
+                        key.loc,
+                    );
+                    self.cx.problems.borrow_mut().push(diagnostic);
+                }
+            }
+        }
+        let map = Map { entries: known.into_iter(), de: &self, value: None, collection: false };
+        visitor.visit_map(map).map_err(|e| self.locate(e))
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        match &self.node.kind {
+            Kind::Str(s) => visitor
+                .visit_enum(s.as_str().into_deserializer())
+                .map_err(|e: Error| self.locate(e)),
+            Kind::Map(entries) if entries.len() == 1 => visitor
+                .visit_enum(Enum { key: &entries[0].0, value: &entries[0].1, de: &self })
+                .map_err(|e| self.locate(e)),
+            _ => Err(self.expected("one of the allowed values")),
+        }
+    }
+
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        visitor.visit_unit()
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf unit unit_struct tuple tuple_struct identifier
+    }
+}
+
+struct LocatedSeq<'a> {
+    header: Option<[u64; 4]>,
+    de: Option<NodeDe<'a>>,
+}
+
+impl<'de> SeqAccess<'de> for LocatedSeq<'_> {
+    type Error = Error;
+    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Error> {
+        if let Some(header) = self.header.take() {
+            let header = de::value::SeqDeserializer::<_, Error>::new(header.into_iter());
+            return seed.deserialize(header).map(Some);
+        }
+        match self.de.take() {
+            Some(de) => seed.deserialize(de).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+struct Seq<'a, 'b> {
+    items: std::slice::Iter<'a, Node>,
+    de: &'b NodeDe<'a>,
+    index: usize,
+}
+
+impl<'de> SeqAccess<'de> for Seq<'_, '_> {
+    type Error = Error;
+    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Error> {
+        for item in self.items.by_ref() {
+            self.index += 1;
+            let id = item as *const Node as usize;
+            if self.de.cx.skipped.contains(&id) {
+                continue;
+            }
+            self.de.cx.entries.borrow_mut().push(id);
+            let result = seed.deserialize(self.de.at(item));
+            self.de.cx.entries.borrow_mut().pop();
+            return result.map(Some);
+        }
+        Ok(None)
+    }
+}
+
+struct Map<'a, 'b, I> {
+    entries: I,
+    de: &'b NodeDe<'a>,
+    value: Option<(&'a Node, &'a Node)>,
+    /// A user-named collection (resources, fields): a failing entry can be set aside.
+    collection: bool,
+}
+
+impl<'a, 'b> Map<'a, 'b, std::iter::Map<std::slice::Iter<'a, (Node, Node)>, fn(&'a (Node, Node)) -> (&'a Node, &'a Node)>> {
+    fn collection(entries: &'a [(Node, Node)], de: &'b NodeDe<'a>) -> Self {
+        fn split(entry: &(Node, Node)) -> (&Node, &Node) {
+            (&entry.0, &entry.1)
+        }
+        Map { entries: entries.iter().map(split as fn(_) -> _), de, value: None, collection: true }
+    }
+}
+
+impl<'de, 'a, I: Iterator<Item = (&'a Node, &'a Node)>> MapAccess<'de> for Map<'a, '_, I> {
+    type Error = Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
+        for (key, value) in self.entries.by_ref() {
+            if self.collection && self.de.cx.skipped.contains(&(key as *const Node as usize)) {
+                continue;
+            }
+            self.value = Some((key, value));
+            if self.collection {
+                self.de.cx.entries.borrow_mut().push(key as *const Node as usize);
+            }
+            let result = seed.deserialize(self.de.at(key)).map(Some);
+            if result.is_err() && self.collection {
+                self.de.cx.entries.borrow_mut().pop();
+            }
+            return result;
+        }
+        Ok(None)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
+        let (_, value) = self
+            .value
+            .take()
+            .ok_or_else(|| <Error as de::Error>::custom("value requested before key"))?;
+        let result = seed.deserialize(self.de.at(value));
+        if self.collection {
+            self.de.cx.entries.borrow_mut().pop();
+        }
+        result
+    }
+}
+
+struct Enum<'a, 'b> {
+    key: &'a Node,
+    value: &'a Node,
+    de: &'b NodeDe<'a>,
+}
+
+impl<'de, 'a, 'b> EnumAccess<'de> for Enum<'a, 'b> {
+    type Error = Error;
+    type Variant = NodeDe<'a>;
+    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, NodeDe<'a>), Error> {
+        let variant = seed.deserialize(self.de.at(self.key)).map_err(|e| self.de.at(self.key).locate(e))?;
+        Ok((variant, self.de.at(self.value)))
+    }
+}
+
+impl<'de> VariantAccess<'de> for NodeDe<'_> {
+    type Error = Error;
+    fn unit_variant(self) -> Result<(), Error> {
+        match self.node.kind {
+            Kind::Null => Ok(()),
+            _ => Err(self.expected("nothing")),
+        }
+    }
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, Error> {
+        seed.deserialize(self)
+    }
+    fn tuple_variant<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, Error> {
+        self.deserialize_seq(visitor)
+    }
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        self.deserialize_struct("", fields, visitor)
+    }
+}

@@ -1,0 +1,249 @@
+//! Stage 2, the model: the validated, resolved form of a spec. Every name is checked and
+//! turned into identifiers here (see `names`); every route carries its action, roles, scope,
+//! condition, tenant rule and threat notes. Render reads only this.
+
+mod lower;
+pub mod names;
+
+pub use lower::lower;
+
+use serde::Serialize;
+
+/// A validated application.
+#[derive(Clone, Debug, Serialize)]
+pub struct App {
+    /// The app's name as written.
+    pub name: String,
+    /// snake_case identifier of the app.
+    pub ident: String,
+    pub description: Option<String>,
+    pub owners: Vec<String>,
+    pub api_version: String,
+    pub scopes: Vec<Scope>,
+    pub roles: Vec<Role>,
+    pub environments: Vec<Environment>,
+    pub identity: Identity,
+    pub verify_domains: bool,
+    pub resources: Vec<Resource>,
+    pub payments: Option<Payments>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Scope {
+    pub name: String,
+    pub description: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Role {
+    pub name: String,
+    pub ident: String,
+    pub description: Option<String>,
+    pub mfa_required: bool,
+    pub customer: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Environment {
+    pub name: String,
+    /// Roles that exist in this environment.
+    pub roles: Vec<String>,
+    /// Roles only an operator command may grant here.
+    pub locked_roles: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Identity {
+    /// `None` when the spec has no `identity` section: no token is ever accepted.
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub max_token_lifetime_secs: u64,
+    pub tenant_claim: String,
+    pub email_claim: String,
+    pub mfa_factors: Vec<String>,
+    pub require_verified_email: bool,
+}
+
+/// A resource: one table, one set of routes.
+#[derive(Clone, Debug, Serialize)]
+pub struct Resource {
+    pub name: String,
+    /// snake_case, for functions and modules.
+    pub ident: String,
+    /// UpperCamelCase, for types.
+    pub type_name: String,
+    /// Table name (unquoted; within PostgreSQL's limit).
+    pub table: String,
+    /// URL path segment (`invoices`).
+    pub path: String,
+    pub description: Option<String>,
+    pub global: bool,
+    pub fields: Vec<Field>,
+    pub actions: Vec<Action>,
+    pub threats: Vec<Threat>,
+}
+
+impl Resource {
+    pub fn action(&self, kind: &ActionKind) -> Option<&Action> {
+        self.actions.iter().find(|a| &a.kind == kind)
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Field {
+    pub name: String,
+    /// snake_case Rust field and JSON property.
+    pub ident: String,
+    /// Column name (unquoted; within PostgreSQL's limit).
+    pub column: String,
+    pub description: Option<String>,
+    pub ty: FieldType,
+    pub optional: bool,
+    pub unique: bool,
+    pub pii: bool,
+    pub max: Option<u32>,
+    pub min: Option<i64>,
+    pub default: Option<Value>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FieldType {
+    String,
+    Text,
+    Int,
+    Bool,
+    Decimal,
+    Money,
+    Timestamp,
+    Date,
+    Uuid,
+    Email,
+    Enum { type_name: String, variants: Vec<EnumVariant> },
+    Reference { resource: usize },
+    Principal,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EnumVariant {
+    /// The value as written in the spec and sent over the wire.
+    pub value: String,
+    /// The Rust variant name.
+    pub ident: String,
+}
+
+/// A literal from the spec, checked against its field's type.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Value {
+    Bool(bool),
+    Int(i64),
+    Str(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "name", rename_all = "snake_case")]
+pub enum ActionKind {
+    Create,
+    Read,
+    Update,
+    Delete,
+    List,
+    Custom(String),
+}
+
+/// One action on a resource, and the route that serves it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Action {
+    pub name: String,
+    pub kind: ActionKind,
+    /// snake_case identifier, unique within the resource.
+    pub ident: String,
+    /// UpperCamelCase, unique within the resource.
+    pub type_name: String,
+    pub description: Option<String>,
+    pub roles: Vec<String>,
+    pub scope: Option<String>,
+    /// A Cedar expression that must hold.
+    pub condition: Option<String>,
+    /// Public actions: why (recorded in PERMISSIONS.md).
+    pub public: Option<String>,
+    pub rate_limit: Option<RateLimit>,
+    /// Any allowed role needs a second factor.
+    pub mfa_required: bool,
+    /// Custom actions: the fields set, by field index.
+    pub sets: Vec<(usize, Value)>,
+    pub method: Method,
+    /// Path template with the version, e.g. `/v1/invoices/{id}/void`.
+    pub path: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Method {
+    Get,
+    Post,
+    Put,
+    Delete,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct RateLimit {
+    pub requests: u32,
+    pub per_secs: u32,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Threat {
+    pub stride: String,
+    pub risk: String,
+    pub mitigation: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Payments {
+    pub provider: String,
+    pub checkout_resource: usize,
+    pub checkout_amount: usize,
+    pub checkout_mode: String,
+    pub currencies: Vec<String>,
+    pub tax: Vec<TaxRule>,
+    pub refunds: Option<Refunds>,
+    pub disputes: Option<PaymentAction>,
+    pub webhook_tolerance_secs: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TaxRule {
+    pub country: String,
+    /// Rate in basis points (19% = 1900).
+    pub vat_basis_points: u32,
+    pub rounding: String,
+    pub per: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Refunds {
+    pub request: PaymentAction,
+    pub approve: PaymentAction,
+    /// Per currency, in minor units.
+    pub dual_control_above: Vec<(String, i64)>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PaymentAction {
+    pub roles: Vec<String>,
+    pub scope: String,
+    pub mfa_required: bool,
+}

@@ -1,0 +1,171 @@
+//! Every identifier the generator emits is made here, from the user's names, in one place:
+//! Rust identifiers (keywords avoided, non-ASCII spelled out), type names, SQL identifiers
+//! within PostgreSQL's 63-byte limit, and URL path segments. Tested with hostile names.
+
+use heck::{ToSnakeCase, ToUpperCamelCase};
+use sha2::{Digest, Sha256};
+
+/// PostgreSQL truncates identifiers longer than this many bytes (NAMEDATALEN - 1).
+pub const PG_MAX_IDENT: usize = 63;
+
+/// The ASCII snake_case form of a user's name; the key used to detect collisions.
+///
+/// Non-ASCII characters are spelled as their code point (`café` → `caf_u00e9`) so the result
+/// is a plain identifier everywhere (Rust, SQL, URLs, JSON) and still distinct per name.
+pub fn snake(name: &str) -> String {
+    let mut ascii = String::with_capacity(name.len());
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            ascii.push(c);
+        } else if c.is_ascii() {
+            ascii.push('_');
+        } else {
+            ascii.push_str(&format!("_u{:04x}_", c as u32));
+        }
+    }
+    let mut snake = ascii.to_snake_case();
+    if snake.is_empty() {
+        snake.push_str("unnamed");
+    }
+    if snake.starts_with(|c: char| c.is_ascii_digit()) {
+        snake.insert(0, 'n');
+    }
+    snake
+}
+
+/// A Rust value identifier (field, function, module) for a user's name.
+///
+/// Keywords get a trailing underscore rather than `r#`, because `r#` is not allowed for
+/// `self`, `super`, `crate` and `Self`, and the same spelling then works in every position.
+pub fn rust_ident(name: &str) -> String {
+    let snake = snake(name);
+    if is_rust_keyword(&snake) || RESERVED_RUST.contains(&snake.as_str()) {
+        format!("{snake}_")
+    } else {
+        snake
+    }
+}
+
+/// A Rust type name (struct, enum, variant) for a user's name.
+pub fn rust_type(name: &str) -> String {
+    let camel = snake(name).to_upper_camel_case();
+    if is_rust_keyword(&camel) || RESERVED_TYPES.contains(&camel.as_str()) {
+        format!("{camel}_")
+    } else {
+        camel
+    }
+}
+
+/// Names the generated code itself uses at module level; a user's name must not shadow them.
+const RESERVED_RUST: &[&str] = &["tenant", "db", "state", "principal", "router", "problem"];
+/// Type names used by the generated code or the prelude.
+const RESERVED_TYPES: &[&str] = &[
+    "Self", "Option", "Result", "String", "Vec", "Box", "Some", "None", "Ok", "Err", "Uuid",
+    "Money", "Problem", "TenantId", "Principal", "Action", "Page", "Json", "Router", "State",
+    "Decimal", "Date", "DateTime", "Utc", "Error", "Client", "Value",
+];
+
+fn is_rust_keyword(word: &str) -> bool {
+    const KEYWORDS: &[&str] = &[
+        "as", "break", "const", "continue", "crate", "else", "enum", "extern", "false", "fn",
+        "for", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub", "ref",
+        "return", "self", "Self", "static", "struct", "super", "trait", "true", "type", "unsafe",
+        "use", "where", "while", "async", "await", "dyn", "abstract", "become", "box", "do",
+        "final", "macro", "override", "priv", "typeof", "unsized", "virtual", "yield", "try",
+        "gen", "union", "raw", "safe",
+    ];
+    KEYWORDS.contains(&word)
+}
+
+/// A SQL identifier (unquoted form) no longer than PostgreSQL keeps, made unique by a hash
+/// suffix when shortened: two long names sharing their first 63 bytes stay distinct.
+pub fn sql_name(name: &str) -> String {
+    let snake = snake(name);
+    shorten(&snake, PG_MAX_IDENT)
+}
+
+/// Shortens `s` to at most `max` bytes deterministically, keeping a readable prefix and
+/// appending 8 hex digits of its SHA-256.
+pub fn shorten(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let digest = Sha256::digest(s.as_bytes());
+    let suffix = hex::encode(&digest[..4]);
+    let mut keep = max - suffix.len() - 1;
+    while !s.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    format!("{}_{suffix}", &s[..keep])
+}
+
+/// The URL path segment for a resource: the plural of its snake name, kebab-cased.
+pub fn path_segment(name: &str) -> String {
+    plural(&snake(name)).replace('_', "-")
+}
+
+/// English plural, good enough for resource names; a spec can override with `path:`.
+pub fn plural(word: &str) -> String {
+    if word.ends_with('s') || word.ends_with('x') || word.ends_with("ch") || word.ends_with("sh") {
+        format!("{word}es")
+    } else if let Some(stem) = word.strip_suffix('y')
+        && !stem.ends_with(['a', 'e', 'i', 'o', 'u'])
+    {
+        format!("{stem}ies")
+    } else {
+        format!("{word}s")
+    }
+}
+
+/// A crate name for the app (`ledgerly-server`): lowercase ASCII, digits and dashes.
+pub fn crate_name(app: &str, suffix: &str) -> String {
+    let base = snake(app).replace('_', "-");
+    format!("{base}-{suffix}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keywords_become_valid_identifiers() {
+        for word in ["type", "match", "self", "Self", "crate", "super", "async", "fn"] {
+            let ident = rust_ident(word);
+            assert!(syn::parse_str::<syn::Ident>(&ident).is_ok(), "{word} -> {ident}");
+            let ty = rust_type(word);
+            assert!(syn::parse_str::<syn::Ident>(&ty).is_ok(), "{word} -> {ty}");
+        }
+    }
+
+    #[test]
+    fn unicode_is_spelled_out_distinctly() {
+        assert_eq!(snake("café"), "caf_u00e9");
+        assert_ne!(snake("名前"), snake("名字"));
+        assert!(snake("名前").is_ascii());
+    }
+
+    #[test]
+    fn case_variants_collide() {
+        assert_eq!(snake("LineItem"), snake("line_item"));
+        assert_eq!(snake("dueDate"), snake("due-date"));
+    }
+
+    #[test]
+    fn long_names_are_shortened_without_collisions() {
+        let a = "a".repeat(70) + "_one";
+        let b = "a".repeat(70) + "_two";
+        assert!(sql_name(&a).len() <= PG_MAX_IDENT);
+        assert_ne!(sql_name(&a), sql_name(&b));
+        assert_eq!(sql_name(&a), sql_name(&a));
+        let c = "é".repeat(40);
+        assert!(sql_name(&c).len() <= PG_MAX_IDENT);
+    }
+
+    #[test]
+    fn plurals() {
+        assert_eq!(path_segment("invoice"), "invoices");
+        assert_eq!(path_segment("exchange_rate"), "exchange-rates");
+        assert_eq!(path_segment("company"), "companies");
+        assert_eq!(path_segment("status"), "statuses");
+    }
+}

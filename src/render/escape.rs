@@ -1,0 +1,118 @@
+//! Escapers: spec strings are untrusted (a low-code platform writes them), so each reaches
+//! output only through the escaper for its target. Context structs for templates hold these
+//! escaped forms, never raw spec text.
+
+use serde::Serialize;
+
+/// A double-quoted PostgreSQL identifier (`"order"`, `"a""b"`).
+pub fn sql_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A PostgreSQL string literal. `E''` syntax is never used, so backslashes are plain; the
+/// quote is doubled, and NUL (which PostgreSQL rejects in text) is dropped.
+pub fn sql_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\0', "").replace('\'', "''"))
+}
+
+/// A basic TOML string (JSON-compatible escapes).
+pub fn toml_string(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_else(|_| "\"\"".into())
+}
+
+/// Inline Markdown text: one line, with every character that could start markup, a link,
+/// HTML or a table cell escaped.
+pub fn markdown(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in one_line(text).chars() {
+        match c {
+            '\\' | '`' | '*' | '_' | '{' | '}' | '[' | ']' | '(' | ')' | '#' | '+' | '-' | '.'
+            | '!' | '|' | '<' | '>' | '~' | '&' | '"' | '\'' | ':' | '=' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Markdown inline code: the text inside a code span long enough not to be closed by it.
+pub fn markdown_code(text: &str) -> String {
+    let text = one_line(text);
+    let longest = text
+        .split(|c| c != '`')
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
+    let fence = "`".repeat(longest + 1);
+    format!("{fence} {text} {fence}")
+}
+
+/// Text for a Rust doc comment: one line, code fences neutralised (generated crates also
+/// set `doctest = false`), nothing that rustdoc would read as HTML or an intra-doc link.
+pub fn rust_doc(text: &str) -> String {
+    let line = one_line(text).replace("```", "'''");
+    let mut out = String::with_capacity(line.len());
+    for c in line.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '[' => out.push('('),
+            ']' => out.push(')'),
+            '`' => out.push('\''),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Collapses control characters and line breaks into single spaces.
+pub fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut space = false;
+    for c in text.chars() {
+        if c.is_control() || c.is_whitespace() {
+            if !space && !out.is_empty() {
+                out.push(' ');
+            }
+            space = true;
+        } else {
+            out.push(c);
+            space = false;
+        }
+    }
+    out.trim_end().to_owned()
+}
+
+/// A string already escaped for its target, for template contexts.
+#[derive(Clone, Debug, Serialize)]
+#[serde(transparent)]
+pub struct Escaped(pub String);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sql() {
+        assert_eq!(sql_ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(sql_literal("'); DROP TABLE x; --"), "'''); DROP TABLE x; --'");
+    }
+
+    #[test]
+    fn markdown_cannot_open_markup() {
+        let out = markdown("</details><script>alert(1)</script> [x](javascript:alert(1))\n# h");
+        assert!(!out.contains("<script"));
+        assert!(!out.contains("]("));
+        assert!(!out.contains('\n'));
+        assert_eq!(markdown_code("a`b"), "`` a`b ``");
+    }
+
+    #[test]
+    fn doc_text_has_no_fences() {
+        let out = rust_doc("```rust\nfn evil() {}\n```");
+        assert!(!out.contains("```"));
+        assert!(!out.contains('\n'));
+    }
+}

@@ -1,0 +1,174 @@
+//! The OpenAPI 3.1 document: versioned paths, each operation's scope, problem+json errors.
+//! Built as JSON values (serde_json escapes every string), keys in sorted order.
+
+use super::Options;
+use crate::model::{ActionKind, App, FieldType, Resource};
+use serde_json::{Map, Value, json};
+
+pub fn render_openapi(app: &App, options: &Options) -> String {
+    let mut paths = Map::new();
+    let mut schemas = Map::new();
+    schemas.insert("Problem".into(), json!({
+        "type": "object",
+        "required": ["type", "title", "status"],
+        "properties": {
+            "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+            "detail": {"type": "string"},
+            "errors": {"type": "array", "items": {"type": "object", "properties": {"field": {"type": "string"}, "message": {"type": "string"}}}}
+        }
+    }));
+    schemas.insert("Money".into(), json!({
+        "type": "object", "required": ["amount_minor", "currency"],
+        "properties": {"amount_minor": {"type": "integer", "format": "int64"}, "currency": {"type": "string", "pattern": "^[A-Z]{3}$"}}
+    }));
+    for resource in &app.resources {
+        let (output, input) = schemas_of(resource);
+        schemas.insert(resource.type_name.clone(), output);
+        schemas.insert(format!("{}Input", resource.type_name), input);
+        schemas.insert(format!("{}Page", resource.type_name), json!({
+            "type": "object", "required": ["items"],
+            "properties": {
+                "items": {"type": "array", "items": {"$ref": format!("#/components/schemas/{}", resource.type_name)}},
+                "next_after": {"type": "string", "format": "uuid"}
+            }
+        }));
+        for action in &resource.actions {
+            let entry = paths.entry(action.path.clone()).or_insert_with(|| json!({}));
+            let mut op = Map::new();
+            op.insert("operationId".into(), json!(format!("{}_{}", action.ident, resource.ident)));
+            op.insert("summary".into(), json!(action.description.clone().unwrap_or_else(|| format!("{} {}", action.name, resource.name))));
+            op.insert("tags".into(), json!([resource.name]));
+            match (&action.public, &action.scope) {
+                (Some(reason), _) => {
+                    op.insert("security".into(), json!([]));
+                    op.insert("x-public-reason".into(), json!(reason));
+                }
+                (None, Some(scope)) => {
+                    op.insert("security".into(), json!([{"bearer": [scope]}]));
+                    op.insert("x-scope".into(), json!(scope));
+                }
+                (None, None) => {}
+            }
+            op.insert("x-roles".into(), json!(action.roles));
+            if let Some(condition) = &action.condition {
+                op.insert("x-condition".into(), json!(condition));
+            }
+            let mut params = Vec::new();
+            if action.path.contains("{id}") {
+                params.push(json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}));
+            }
+            let schema_ref = |name: String| json!({"$ref": format!("#/components/schemas/{name}")});
+            let ok = |status: &str, name: String| json!({status: {"description": "success", "content": {"application/json": {"schema": schema_ref(name)}}}});
+            let mut responses = match &action.kind {
+                ActionKind::Create => ok("201", resource.type_name.clone()),
+                ActionKind::List => {
+                    params.push(json!({"name": "after", "in": "query", "required": false, "schema": {"type": "string", "format": "uuid"}}));
+                    params.push(json!({"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 100}}));
+                    ok("200", format!("{}Page", resource.type_name))
+                }
+                ActionKind::Delete => json!({"204": {"description": "deleted"}}),
+                _ => ok("200", resource.type_name.clone()),
+            };
+            let problem = json!({"description": "problem", "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}});
+            if let Some(map) = responses.as_object_mut() {
+                if action.public.is_none() {
+                    map.insert("401".into(), problem.clone());
+                    map.insert("403".into(), problem.clone());
+                }
+                if action.path.contains("{id}") {
+                    map.insert("404".into(), problem.clone());
+                }
+                if matches!(action.kind, ActionKind::Create | ActionKind::Update) {
+                    map.insert("422".into(), problem.clone());
+                }
+                if action.rate_limit.is_some() {
+                    map.insert("429".into(), problem.clone());
+                }
+            }
+            if !params.is_empty() {
+                op.insert("parameters".into(), Value::Array(params));
+            }
+            if matches!(action.kind, ActionKind::Create | ActionKind::Update) {
+                op.insert("requestBody".into(), json!({"required": true, "content": {"application/json": {"schema": schema_ref(format!("{}Input", resource.type_name))}}}));
+            }
+            op.insert("responses".into(), responses);
+            if let Some(map) = entry.as_object_mut() {
+                map.insert(action.method.as_str().to_lowercase(), Value::Object(op));
+            }
+        }
+    }
+    let scopes: Map<String, Value> = app.scopes.iter().map(|s| (s.name.clone(), json!(s.description))).collect();
+    let document = json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": app.name,
+            "version": app.api_version,
+            "description": app.description.clone().unwrap_or_default(),
+            "x-generated": format!("@generated by bulwark {}", options.generator_version),
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "bearer": {
+                    "type": "oauth2",
+                    "description": "OAuth 2.1 access tokens (RFC 9068 JWT) from the identity provider",
+                    "flows": {"authorizationCode": {
+                        "authorizationUrl": format!("{}authorize", app.identity.issuer.clone().unwrap_or_default()),
+                        "tokenUrl": format!("{}token", app.identity.issuer.clone().unwrap_or_default()),
+                        "scopes": scopes
+                    }}
+                }
+            }
+        }
+    });
+    let mut text = serde_json::to_string_pretty(&document).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+fn schemas_of(resource: &Resource) -> (Value, Value) {
+    let mut out_props = Map::new();
+    let mut in_props = Map::new();
+    let mut out_required = vec![json!("id"), json!("created_at"), json!("updated_at")];
+    let mut in_required = Vec::new();
+    out_props.insert("id".into(), json!({"type": "string", "format": "uuid"}));
+    for field in &resource.fields {
+        let mut schema = match &field.ty {
+            FieldType::String | FieldType::Text | FieldType::Principal => json!({"type": "string"}),
+            FieldType::Email => json!({"type": "string", "format": "email"}),
+            FieldType::Int => json!({"type": "integer", "format": "int64"}),
+            FieldType::Bool => json!({"type": "boolean"}),
+            FieldType::Decimal => json!({"type": "string", "format": "decimal"}),
+            FieldType::Money => json!({"$ref": "#/components/schemas/Money"}),
+            FieldType::Timestamp => json!({"type": "string", "format": "date-time"}),
+            FieldType::Date => json!({"type": "string", "format": "date"}),
+            FieldType::Uuid | FieldType::Reference { .. } => json!({"type": "string", "format": "uuid"}),
+            FieldType::Enum { variants, .. } => json!({"type": "string", "enum": variants.iter().map(|v| v.value.clone()).collect::<Vec<_>>()}),
+        };
+        if let Some(map) = schema.as_object_mut() {
+            if let Some(max) = field.max {
+                map.insert("maxLength".into(), json!(max));
+            }
+            if let Some(description) = &field.description {
+                map.insert("description".into(), json!(description));
+            }
+        }
+        out_props.insert(field.ident.clone(), schema.clone());
+        if !field.optional {
+            out_required.push(json!(field.ident));
+        }
+        if field.ty != FieldType::Principal {
+            in_props.insert(field.ident.clone(), schema);
+            if !field.optional && field.default.is_none() {
+                in_required.push(json!(field.ident));
+            }
+        }
+    }
+    out_props.insert("created_at".into(), json!({"type": "string", "format": "date-time"}));
+    out_props.insert("updated_at".into(), json!({"type": "string", "format": "date-time"}));
+    (
+        json!({"type": "object", "required": out_required, "properties": out_props}),
+        json!({"type": "object", "additionalProperties": false, "required": in_required, "properties": in_props}),
+    )
+}

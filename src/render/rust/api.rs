@@ -1,0 +1,250 @@
+//! The `<app>-api` crate: request and response types shared by server and client, with the
+//! input validation the spec's field constraints ask for.
+
+use super::{input_type, doc, doc_opt, inner_doc, enum_type, ident, input_optional, is_input, value_type};
+use crate::model::{App, FieldType, Resource};
+use crate::render::{FileSet, RenderError};
+use proc_macro2::TokenStream;
+use quote::quote;
+
+pub fn render_api(app: &App, files: &mut FileSet, dir: &str) -> Result<(), RenderError> {
+    let modules: Vec<_> = app.resources.iter().map(|r| ident(&r.ident)).collect();
+    let currencies: Vec<&str> = app.payments.as_ref().map(|p| p.currencies.iter().map(String::as_str).collect()).unwrap_or_default();
+    let currency_check = if currencies.is_empty() {
+        quote! { code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase()) }
+    } else {
+        quote! { [#(#currencies),*].contains(&code) }
+    };
+    let lib = quote! {
+        #![forbid(unsafe_code)]
+        //! Request and response types of the API, shared by the server and the typed client.
+
+        #(pub mod #modules;)*
+
+        use serde::{Deserialize, Serialize};
+
+        /// An amount of money in integer minor units of an ISO 4217 currency (cents for EUR).
+        #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct Money {
+            /// Amount in minor units.
+            pub amount_minor: i64,
+            /// ISO 4217 code.
+            pub currency: String,
+        }
+
+        impl Money {
+            /// Whether the currency is one this service accepts.
+            pub fn currency_accepted(code: &str) -> bool {
+                #currency_check
+            }
+        }
+
+        /// One page of a keyset-paginated list.
+        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        pub struct Page<T> {
+            /// The rows of this page, in id order.
+            pub items: Vec<T>,
+            /// Pass as `after` to get the next page; absent on the last page.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub next_after: Option<uuid::Uuid>,
+        }
+
+        /// Query parameters of list operations.
+        #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct ListQuery {
+            /// Return rows after this id.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub after: Option<uuid::Uuid>,
+            /// Page size, 1 to 100 (default 50).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub limit: Option<u32>,
+        }
+
+        /// A field that failed validation.
+        #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+        pub struct FieldError {
+            /// The JSON property.
+            pub field: String,
+            /// What is wrong with it.
+            pub message: String,
+        }
+
+        /// Checks shared by the generated `validate` methods.
+        pub mod check {
+            use super::FieldError;
+
+            /// Length in characters within bounds.
+            pub fn length(errors: &mut Vec<FieldError>, field: &str, value: &str, min: Option<i64>, max: Option<usize>) {
+                let count = value.chars().count();
+                if let Some(max) = max && count > max {
+                    errors.push(FieldError { field: field.into(), message: format!("at most {max} characters") });
+                }
+                if let Some(min) = min && (count as i64) < min {
+                    errors.push(FieldError { field: field.into(), message: format!("at least {min} characters") });
+                }
+            }
+
+            /// A plausible email address (one `@`, a dot in the domain, no spaces).
+            pub fn email(errors: &mut Vec<FieldError>, field: &str, value: &str) {
+                let ok = value.len() <= 254
+                    && !value.chars().any(char::is_whitespace)
+                    && value.split_once('@').is_some_and(|(local, domain)| {
+                        !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.') && !domain.contains('@')
+                    });
+                if !ok {
+                    errors.push(FieldError { field: field.into(), message: "not an email address".into() });
+                }
+            }
+
+            /// An accepted currency.
+            pub fn money(errors: &mut Vec<FieldError>, field: &str, value: &super::Money) {
+                if !super::Money::currency_accepted(&value.currency) {
+                    errors.push(FieldError { field: field.into(), message: format!("currency `{}` is not accepted", value.currency) });
+                }
+            }
+
+            /// An integer within bounds.
+            pub fn int(errors: &mut Vec<FieldError>, field: &str, value: i64, min: Option<i64>) {
+                if let Some(min) = min && value < min {
+                    errors.push(FieldError { field: field.into(), message: format!("at least {min}") });
+                }
+            }
+        }
+    };
+    files.insert_rust(&format!("{dir}/src/lib.rs"), lib)?;
+    for resource in &app.resources {
+        let tokens = resource_module(resource);
+        files.insert_rust(&format!("{dir}/src/{}.rs", resource.ident), tokens)?;
+    }
+    Ok(())
+}
+
+fn resource_module(resource: &Resource) -> TokenStream {
+    let name = ident(&resource.type_name);
+    let input = input_type(resource);
+    let resource_doc = doc_opt(resource.description.as_deref());
+    let title = inner_doc(&format!("`{}` resource.", resource.name));
+    let mut enums = Vec::new();
+    let mut out_fields = Vec::new();
+    let mut in_fields = Vec::new();
+    let mut checks = Vec::new();
+    for field in &resource.fields {
+        let f = ident(&field.ident);
+        let ty = value_type(resource, field, None);
+        let fdoc = doc_opt(field.description.as_deref());
+        if let (FieldType::Enum { variants, .. }, Some(enum_name)) = (&field.ty, enum_type(resource, field)) {
+            let idents: Vec<_> = variants.iter().map(|v| ident(&v.ident)).collect();
+            let values: Vec<&str> = variants.iter().map(|v| v.value.as_str()).collect();
+            let edoc = doc(&format!("Values of `{}`.", field.name));
+            enums.push(quote! {
+                #edoc
+                #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+                pub enum #enum_name {
+                    #( #[serde(rename = #values)] #idents, )*
+                }
+
+                impl #enum_name {
+                    /// Every value, in spec order.
+                    pub const ALL: &'static [#enum_name] = &[#(#enum_name::#idents),*];
+
+                    /// The value as stored and sent.
+                    pub fn as_str(self) -> &'static str {
+                        match self { #(#enum_name::#idents => #values,)* }
+                    }
+
+                    /// Parses a stored value.
+                    pub fn parse(value: &str) -> Option<Self> {
+                        Self::ALL.iter().copied().find(|v| v.as_str() == value)
+                    }
+                }
+            });
+        }
+        let out_ty = if field.optional { quote!(Option<#ty>) } else { ty.clone() };
+        out_fields.push(quote! { #fdoc pub #f: #out_ty, });
+        if !is_input(field) {
+            continue;
+        }
+        let key = field.ident.as_str();
+        if input_optional(field) {
+            in_fields.push(quote! {
+                #fdoc
+                #[serde(default, skip_serializing_if = "Option::is_none")]
+                pub #f: Option<#ty>,
+            });
+        } else {
+            in_fields.push(quote! { #fdoc pub #f: #ty, });
+        }
+        let min = match field.min {
+            Some(m) => quote!(Some(#m)),
+            None => quote!(None),
+        };
+        let max = match field.max {
+            Some(m) => {
+                let m = m as usize;
+                quote!(Some(#m))
+            }
+            None => quote!(None),
+        };
+        let check = match &field.ty {
+            FieldType::String | FieldType::Text => Some(quote! { check::length(&mut errors, #key, value, #min, #max); }),
+            FieldType::Email => Some(quote! {
+                check::length(&mut errors, #key, value, #min, #max);
+                check::email(&mut errors, #key, value);
+            }),
+            FieldType::Money => Some(quote! { check::money(&mut errors, #key, value); }),
+            FieldType::Int if field.min.is_some() => Some(quote! { check::int(&mut errors, #key, *value, #min); }),
+            _ => None,
+        };
+        if let Some(check) = check {
+            if input_optional(field) {
+                checks.push(quote! { if let Some(value) = &self.#f { #check } });
+            } else {
+                checks.push(quote! { { let value = &self.#f; #check } });
+            }
+        }
+    }
+    let errors_binding = if checks.is_empty() {
+        quote! { let errors: Vec<FieldError> = Vec::new(); }
+    } else {
+        quote! { let mut errors = Vec::new(); }
+    };
+    quote! {
+        #title
+
+        use serde::{Deserialize, Serialize};
+        #[allow(unused_imports)]
+        use crate::{check, FieldError};
+
+        #resource_doc
+        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        pub struct #name {
+            /// Identifier.
+            pub id: uuid::Uuid,
+            #(#out_fields)*
+            /// When it was created.
+            pub created_at: chrono::DateTime<chrono::Utc>,
+            /// When it was last changed.
+            pub updated_at: chrono::DateTime<chrono::Utc>,
+        }
+
+        /// The body of a create or update request.
+        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct #input {
+            #(#in_fields)*
+        }
+
+        impl #input {
+            /// Checks the field constraints of the spec; every failing field is reported.
+            pub fn validate(&self) -> Result<(), Vec<FieldError>> {
+                #errors_binding
+                #(#checks)*
+                if errors.is_empty() { Ok(()) } else { Err(errors) }
+            }
+        }
+
+        #(#enums)*
+    }
+}

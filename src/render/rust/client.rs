@@ -1,0 +1,178 @@
+//! The `<app>-client` crate: a typed reqwest client with one method per operation.
+
+use super::{input_type, crate_ident, doc, ident};
+use crate::model::{ActionKind, App};
+use crate::render::{FileSet, RenderError};
+use quote::{format_ident, quote};
+
+pub fn render_client(app: &App, files: &mut FileSet, dir: &str, api_crate: &str) -> Result<(), RenderError> {
+    let api = crate_ident(api_crate);
+    let mut methods = Vec::new();
+    for resource in &app.resources {
+        let module = ident(&resource.ident);
+        let ty = ident(&resource.type_name);
+        let input = input_type(resource);
+        for action in &resource.actions {
+            let name = format_ident!("{}_{}", action.ident.trim_end_matches('_'), resource.ident.trim_end_matches('_'));
+            let method = action.method.as_str();
+            let mdoc = doc(&format!("`{method} {}`{}.", action.path, action.scope.as_ref().map(|s| format!(" (scope `{s}`)")).unwrap_or_default()));
+            let base = action.path.split("/{id}").next().unwrap_or(&action.path).to_owned();
+            let tail = action.path.split("/{id}").nth(1).unwrap_or("").to_owned();
+            methods.push(match &action.kind {
+                ActionKind::Create => quote! {
+                    #mdoc
+                    pub async fn #name(&self, input: &#api::#module::#input) -> Result<#api::#module::#ty, Error> {
+                        self.send(self.request(reqwest::Method::POST, #base).json(input)).await
+                    }
+                },
+                ActionKind::List => quote! {
+                    #mdoc
+                    pub async fn #name(&self, query: &#api::ListQuery) -> Result<#api::Page<#api::#module::#ty>, Error> {
+                        self.send(self.request(reqwest::Method::GET, #base).query(query)).await
+                    }
+                },
+                ActionKind::Read => quote! {
+                    #mdoc
+                    pub async fn #name(&self, id: uuid::Uuid) -> Result<#api::#module::#ty, Error> {
+                        self.send(self.request(reqwest::Method::GET, &format!("{}/{id}", #base))).await
+                    }
+                },
+                ActionKind::Update => quote! {
+                    #mdoc
+                    pub async fn #name(&self, id: uuid::Uuid, input: &#api::#module::#input) -> Result<#api::#module::#ty, Error> {
+                        self.send(self.request(reqwest::Method::PUT, &format!("{}/{id}", #base)).json(input)).await
+                    }
+                },
+                ActionKind::Delete => quote! {
+                    #mdoc
+                    pub async fn #name(&self, id: uuid::Uuid) -> Result<(), Error> {
+                        let response = self.request(reqwest::Method::DELETE, &format!("{}/{id}", #base)).send().await?;
+                        check(response).await.map(drop)
+                    }
+                },
+                ActionKind::Custom(_) => quote! {
+                    #mdoc
+                    pub async fn #name(&self, id: uuid::Uuid) -> Result<#api::#module::#ty, Error> {
+                        self.send(self.request(reqwest::Method::POST, &format!("{}/{id}{}", #base, #tail))).await
+                    }
+                },
+            });
+        }
+    }
+    let title = super::inner_doc(&format!("Typed client of the `{}` API.", app.name));
+    let tokens = quote! {
+        #![forbid(unsafe_code)]
+        #title
+
+        pub use #api as types;
+
+        /// An access token; never printed.
+        #[derive(Clone)]
+        pub struct Token(String);
+
+        impl Token {
+            /// Wraps a bearer access token.
+            pub fn new(token: impl Into<String>) -> Self {
+                Token(token.into())
+            }
+        }
+
+        impl std::fmt::Debug for Token {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("Token(<redacted>)")
+            }
+        }
+
+        /// A problem+json body returned by the service.
+        #[derive(Clone, Debug, serde::Deserialize)]
+        pub struct Problem {
+            /// Short summary.
+            pub title: String,
+            /// HTTP status.
+            pub status: u16,
+            /// Details, when given.
+            #[serde(default)]
+            pub detail: Option<String>,
+            /// Invalid fields, when given.
+            #[serde(default)]
+            pub errors: Vec<#api::FieldError>,
+        }
+
+        /// What can go wrong calling the service.
+        #[derive(Debug)]
+        pub enum Error {
+            /// The request did not complete (connection, TLS, decoding).
+            Transport(reqwest::Error),
+            /// The service answered with a problem.
+            Api(Problem),
+        }
+
+        impl std::fmt::Display for Error {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                match self {
+                    Error::Transport(e) => write!(f, "request failed: {e}"),
+                    Error::Api(p) => write!(f, "{} ({})", p.title, p.status),
+                }
+            }
+        }
+
+        impl std::error::Error for Error {}
+
+        impl From<reqwest::Error> for Error {
+            fn from(e: reqwest::Error) -> Self {
+                Error::Transport(e)
+            }
+        }
+
+        /// The client.
+        #[derive(Clone, Debug)]
+        pub struct Client {
+            http: reqwest::Client,
+            base_url: String,
+            token: Option<Token>,
+        }
+
+        impl Client {
+            /// A client for the service at `base_url` (e.g. `https://api.example.com`).
+            pub fn new(base_url: impl Into<String>) -> Self {
+                Client { http: reqwest::Client::new(), base_url: base_url.into().trim_end_matches('/').to_owned(), token: None }
+            }
+
+            /// Sends `token` as the bearer access token.
+            pub fn with_token(mut self, token: Token) -> Self {
+                self.token = Some(token);
+                self
+            }
+
+            fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+                let request = self.http.request(method, format!("{}{path}", self.base_url));
+                match &self.token {
+                    Some(token) => request.bearer_auth(&token.0),
+                    None => request,
+                }
+            }
+
+            async fn send<T: serde::de::DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> Result<T, Error> {
+                let response = check(request.send().await?).await?;
+                Ok(response.json().await?)
+            }
+
+            #(#methods)*
+        }
+
+        async fn check(response: reqwest::Response) -> Result<reqwest::Response, Error> {
+            if response.status().is_success() {
+                return Ok(response);
+            }
+            let status = response.status().as_u16();
+            let problem = response.json::<Problem>().await.unwrap_or(Problem {
+                title: "unexpected response".into(),
+                status,
+                detail: None,
+                errors: Vec::new(),
+            });
+            Err(Error::Api(problem))
+        }
+    };
+    files.insert_rust(&format!("{dir}/src/lib.rs"), tokens)
+}

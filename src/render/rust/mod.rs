@@ -1,0 +1,101 @@
+//! Rust output: token streams built with `quote`, printed with `prettyplease`. (The `format`
+//! stage then runs rustfmt so the files match what engineers' tools produce.)
+
+pub mod api;
+pub mod client;
+pub mod server;
+
+use crate::model::{Field, FieldType, Resource};
+use crate::render::escape;
+use proc_macro2::{Ident, Span, TokenStream};
+use quote::quote;
+
+/// An identifier from a name already made safe by `model::names`.
+pub fn ident(name: &str) -> Ident {
+    Ident::new(name, Span::call_site())
+}
+
+/// A crate name as it is written in paths (`ledgerly-api` → `ledgerly_api`).
+pub fn crate_ident(crate_name: &str) -> Ident {
+    ident(&crate_name.replace('-', "_"))
+}
+
+/// A `#[doc]` attribute from untrusted spec text.
+pub fn doc(text: &str) -> TokenStream {
+    let text = format!(" {}", escape::rust_doc(text));
+    quote! { #[doc = #text] }
+}
+
+/// A `#![doc]` attribute (module docs) from untrusted spec text.
+pub fn inner_doc(text: &str) -> TokenStream {
+    let text = format!(" {}", escape::rust_doc(text));
+    quote! { #![doc = #text] }
+}
+
+/// Optional doc attribute.
+pub fn doc_opt(text: Option<&str>) -> TokenStream {
+    match text {
+        Some(t) if !t.trim().is_empty() => doc(t),
+        _ => TokenStream::new(),
+    }
+}
+
+/// Prints a file's tokens. The tokens come from this generator, so failing to parse them is
+/// a bug in bulwark, reported with the file it happened in.
+pub fn print(path: &str, tokens: TokenStream) -> Result<String, crate::render::RenderError> {
+    let file = syn::parse2::<syn::File>(tokens).map_err(|e| crate::render::RenderError::Tokens {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    Ok(prettyplease::unparse(&file))
+}
+
+/// The request body type of a resource (`InvoiceInput`; `Self_` gives `SelfInput`).
+pub fn input_type(resource: &Resource) -> Ident {
+    ident(&format!("{}Input", resource.type_name.trim_end_matches('_')))
+}
+
+/// The enum type name of an enum field, kept clear of the resource's own type names.
+pub fn enum_type(resource: &Resource, field: &Field) -> Option<Ident> {
+    match &field.ty {
+        FieldType::Enum { type_name, .. } => {
+            let clash = *type_name == resource.type_name || *type_name == input_type(resource).to_string();
+            Some(ident(&if clash { format!("{type_name}Value") } else { type_name.clone() }))
+        }
+        _ => None,
+    }
+}
+
+/// The Rust type of a field's value (without `Option`), as seen from outside the api crate
+/// when `api` is given, or from inside it.
+pub fn value_type(resource: &Resource, field: &Field, api: Option<&Ident>) -> TokenStream {
+    let root = match api {
+        Some(api) => quote!(#api),
+        None => quote!(crate),
+    };
+    match &field.ty {
+        FieldType::String | FieldType::Text | FieldType::Email | FieldType::Principal => quote!(String),
+        FieldType::Int => quote!(i64),
+        FieldType::Bool => quote!(bool),
+        FieldType::Decimal => quote!(rust_decimal::Decimal),
+        FieldType::Money => quote!(#root::Money),
+        FieldType::Timestamp => quote!(chrono::DateTime<chrono::Utc>),
+        FieldType::Date => quote!(chrono::NaiveDate),
+        FieldType::Uuid | FieldType::Reference { .. } => quote!(uuid::Uuid),
+        FieldType::Enum { .. } => {
+            let module = ident(&resource.ident);
+            let ty = enum_type(resource, field);
+            quote!(#root::#module::#ty)
+        }
+    }
+}
+
+/// Whether a field is taken from the request (principal fields come from the caller).
+pub fn is_input(field: &Field) -> bool {
+    field.ty != FieldType::Principal
+}
+
+/// Whether the input may leave the field out.
+pub fn input_optional(field: &Field) -> bool {
+    field.optional || field.default.is_some()
+}

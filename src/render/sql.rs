@@ -1,0 +1,141 @@
+//! SQL migrations: tables, constraints, foreign keys that stay inside a tenant, and forced
+//! row-level security on every tenant table. Identifiers and literals go through `escape`.
+
+use super::escape::{sql_ident, sql_literal};
+use super::{FileSet, Options, RenderError, templates};
+use crate::model::names::shorten;
+use crate::model::{App, Field, FieldType, Resource, Value};
+use serde::Serialize;
+
+#[derive(Serialize)]
+struct Context<'a> {
+    version: &'a str,
+    app: String,
+    tables: Vec<Table>,
+}
+
+#[derive(Serialize)]
+struct Table {
+    name: String,
+    comment: Option<String>,
+    tenant: bool,
+    columns: Vec<Column>,
+    uniques: Vec<String>,
+    foreign_keys: Vec<ForeignKey>,
+}
+
+#[derive(Serialize)]
+struct Column {
+    name: String,
+    ty: &'static str,
+    nullable: bool,
+    default: Option<String>,
+    check: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ForeignKey {
+    columns: String,
+    target: String,
+    target_columns: String,
+}
+
+/// The two columns of a money field: amount in minor units, and currency.
+pub fn money_columns(field: &Field) -> (String, String) {
+    let base = &field.column;
+    (
+        shorten(&format!("{base}_minor"), crate::model::names::PG_MAX_IDENT),
+        shorten(&format!("{base}_currency"), crate::model::names::PG_MAX_IDENT),
+    )
+}
+
+pub fn render_migrations(app: &App, options: &Options, files: &mut FileSet) -> Result<(), RenderError> {
+    let tables = app.resources.iter().map(|r| table(app, r)).collect();
+    let context = Context {
+        version: &options.generator_version,
+        app: crate::render::escape::one_line(&app.name).replace("--", "- -"),
+        tables,
+    };
+    files.insert("migrations/0001_init.sql", templates::render("migration_init.sql", &context)?);
+    Ok(())
+}
+
+fn table(app: &App, resource: &Resource) -> Table {
+    let tenant = !resource.global;
+    let mut columns = Vec::new();
+    let mut uniques = Vec::new();
+    let mut foreign_keys = Vec::new();
+    for field in &resource.fields {
+        let name = sql_ident(&field.column);
+        let nullable = field.optional;
+        let length_check = |col: &str| {
+            let mut checks = Vec::new();
+            if let Some(max) = field.max {
+                checks.push(format!("char_length({col}) <= {max}"));
+            }
+            if let Some(min) = field.min {
+                checks.push(format!("char_length({col}) >= {min}"));
+            }
+            (!checks.is_empty()).then(|| checks.join(" AND "))
+        };
+        let default = field.default.as_ref().map(|v| match v {
+            Value::Bool(b) => b.to_string(),
+            Value::Int(i) => i.to_string(),
+            Value::Str(s) => sql_literal(s),
+        });
+        let (ty, check) = match &field.ty {
+            FieldType::String | FieldType::Text => ("text", length_check(&name)),
+            FieldType::Email => ("text", Some(format!("char_length({name}) <= 254 AND position('@' in {name}) > 1"))),
+            FieldType::Int => ("bigint", field.min.map(|m| format!("{name} >= {m}"))),
+            FieldType::Bool => ("boolean", None),
+            FieldType::Decimal => ("numeric", None),
+            FieldType::Timestamp => ("timestamptz", None),
+            FieldType::Date => ("date", None),
+            FieldType::Uuid | FieldType::Reference { .. } => ("uuid", None),
+            FieldType::Principal => ("text", Some(format!("char_length({name}) BETWEEN 1 AND 255"))),
+            FieldType::Enum { variants, .. } => {
+                let values: Vec<String> = variants.iter().map(|v| sql_literal(&v.value)).collect();
+                ("text", Some(format!("{name} IN ({})", values.join(", "))))
+            }
+            FieldType::Money => {
+                let (minor, currency) = money_columns(field);
+                let (minor, currency) = (sql_ident(&minor), sql_ident(&currency));
+                columns.push(Column { name: minor, ty: "bigint", nullable, default: None, check: None });
+                columns.push(Column {
+                    name: currency.clone(),
+                    ty: "text",
+                    nullable,
+                    default: None,
+                    check: Some(format!("{currency} ~ '^[A-Z]{{3}}$'")),
+                });
+                continue;
+            }
+        };
+        columns.push(Column { name: name.clone(), ty, nullable, default, check });
+        if field.unique {
+            uniques.push(if tenant { format!("\"tenant_id\", {name}") } else { name.clone() });
+        }
+        if let FieldType::Reference { resource: target } = field.ty {
+            let target = &app.resources[target];
+            let target_table = sql_ident(&target.table);
+            // Within a tenant, the key includes tenant_id: a row can never point into another tenant.
+            foreign_keys.push(if tenant && !target.global {
+                ForeignKey { columns: format!("\"tenant_id\", {name}"), target: target_table, target_columns: "\"tenant_id\", \"id\"".into() }
+            } else {
+                ForeignKey { columns: name.clone(), target: target_table, target_columns: "\"id\"".into() }
+            });
+        }
+    }
+    Table {
+        name: sql_ident(&resource.table),
+        comment: Some(format!(
+            "{} resource{}",
+            if tenant { "tenant-scoped" } else { "global" },
+            ""
+        )),
+        tenant,
+        columns,
+        uniques,
+        foreign_keys,
+    }
+}

@@ -1,0 +1,135 @@
+//! Workspace files: Cargo manifests, README, THREAT_MODEL.md, .gitignore.
+
+use super::escape::{markdown, markdown_code, toml_string};
+use super::{FileSet, Options, RenderError, templates};
+use crate::model::names::crate_name;
+use crate::model::App;
+use serde::Serialize;
+
+/// The crate names of a generated workspace.
+pub struct Crates {
+    pub api: String,
+    pub server: String,
+    pub client: String,
+}
+
+impl Crates {
+    pub fn of(app: &App) -> Self {
+        Crates {
+            api: crate_name(&app.name, "api"),
+            server: crate_name(&app.name, "server"),
+            client: crate_name(&app.name, "client"),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct CrateContext<'a> {
+    version: &'a str,
+    name: &'a str,
+    api_crate: &'a str,
+    description: String,
+}
+
+#[derive(Serialize)]
+struct ReadmeContext<'a> {
+    version: &'a str,
+    title: String,
+    description: String,
+    api_crate: &'a str,
+    server_crate: &'a str,
+    client_crate: &'a str,
+    db: &'a str,
+    operations: Vec<OperationRow>,
+}
+
+#[derive(Serialize)]
+struct OperationRow {
+    method: &'static str,
+    path: String,
+    id: String,
+    scope: String,
+    roles: String,
+}
+
+#[derive(Serialize)]
+struct ThreatContext<'a> {
+    version: &'a str,
+    title: String,
+    resources: Vec<ThreatResource>,
+}
+
+#[derive(Serialize)]
+struct ThreatResource {
+    name: String,
+    threats: Vec<ThreatRow>,
+}
+
+#[derive(Serialize)]
+struct ThreatRow {
+    stride: String,
+    risk: String,
+    mitigation: String,
+}
+
+pub fn render_workspace(app: &App, options: &Options, crates: &Crates, files: &mut FileSet) -> Result<(), RenderError> {
+    let version = options.generator_version.as_str();
+    let about = |what: &str| toml_string(&format!("{what} of {}", crate::render::escape::one_line(&app.name)));
+    let workspace = CrateContext { version, name: "", api_crate: &crates.api, description: String::new() };
+    files.insert("Cargo.toml", templates::render("workspace_Cargo.toml", &workspace)?);
+    for (dir, template, name, what) in [
+        (super::API_DIR, "crate_api_Cargo.toml", &crates.api, "API types"),
+        (super::SERVER_DIR, "crate_server_Cargo.toml", &crates.server, "The service"),
+        (super::CLIENT_DIR, "crate_client_Cargo.toml", &crates.client, "Typed client"),
+    ] {
+        let context = CrateContext { version, name, api_crate: &crates.api, description: about(what) };
+        files.insert(&format!("{dir}/Cargo.toml"), templates::render(template, &context)?);
+    }
+    files.insert(".gitignore", templates::render("gitignore", &workspace)?);
+
+    let operations = app
+        .resources
+        .iter()
+        .flat_map(|r| r.actions.iter().map(move |a| (r, a)))
+        .map(|(r, a)| OperationRow {
+            method: a.method.as_str(),
+            path: a.path.replace('`', ""),
+            id: markdown(&format!("{}.{}", r.name, a.name)),
+            scope: match (&a.scope, &a.public) {
+                (_, Some(_)) => "public".into(),
+                (Some(s), None) => markdown_code(s),
+                (None, None) => "none".into(),
+            },
+            roles: a.roles.iter().map(|r| markdown(r)).collect::<Vec<_>>().join(", "),
+        })
+        .collect();
+    let readme = ReadmeContext {
+        version,
+        title: markdown(&app.name),
+        description: app.description.as_deref().map(markdown).unwrap_or_default(),
+        api_crate: &crates.api,
+        server_crate: &crates.server,
+        client_crate: &crates.client,
+        db: &app.ident,
+        operations,
+    };
+    files.insert("README.md", templates::render("README.md", &readme)?);
+    let threats = ThreatContext {
+        version,
+        title: markdown(&app.name),
+        resources: app
+            .resources
+            .iter()
+            .map(|r| ThreatResource {
+                name: markdown(&r.name),
+                threats: r
+                    .threats
+                    .iter()
+                    .map(|t| ThreatRow { stride: t.stride.clone(), risk: markdown(&t.risk), mitigation: markdown(&t.mitigation) })
+                    .collect(),
+            })
+            .collect(),
+    };
+    files.insert("THREAT_MODEL.md", templates::render("THREAT_MODEL.md", &threats)?);
+    Ok(())
+}
