@@ -18,7 +18,11 @@ pub mod exit {
 }
 
 #[derive(Parser, Debug)]
-#[command(name = "bulwark", version, about = "Generate secure-by-default Rust services from a YAML spec")]
+#[command(
+    name = "bulwark",
+    version,
+    about = "Generate secure-by-default Rust services from a YAML spec"
+)]
 pub struct Cli {
     /// Output for people (`human`) or programs (`json`).
     #[arg(long, value_enum, global = true, default_value_t = OutputFormat::Human)]
@@ -83,11 +87,16 @@ fn fail(format: OutputFormat, code: u8, kind: &str, error: &dyn miette::Diagnost
     match format {
         OutputFormat::Json => {
             let help = error.help().map(|h| h.to_string());
-            println!("{}", json!({"ok": false, "error": {"kind": kind, "message": error.to_string(), "help": help}}));
+            println!(
+                "{}",
+                json!({"ok": false, "error": {"kind": kind, "message": error.to_string(), "help": help}})
+            );
         }
         OutputFormat::Human => {
             let mut out = String::new();
-            let handler = miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor());
+            let handler = miette::GraphicalReportHandler::new_themed(
+                miette::GraphicalTheme::unicode_nocolor(),
+            );
             let _ = handler.render_report(&mut out, error);
             eprint!("{out}");
         }
@@ -121,7 +130,10 @@ fn report_invalid(format: OutputFormat, report: &Report) -> u8 {
 
 fn read_spec(format: OutputFormat, path: &Path) -> Result<String, u8> {
     std::fs::read_to_string(path).map_err(|e| {
-        let error = InputError::Read { path: path.display().to_string(), message: e.to_string() };
+        let error = InputError::Read {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
         fail(format, exit::USAGE_OR_IO, "io", &error)
     })
 }
@@ -172,7 +184,12 @@ fn generate(format: OutputFormat, path: &Path, out: &Path, force: bool) -> u8 {
     if let Err(e) = format::format_rust(&mut files) {
         return fail(format, exit::USAGE_OR_IO, "rustfmt", &e);
     }
-    let manifest = emit::Manifest::new(&files, emit::sha256(source.as_bytes()), options.generator_version.clone(), rustfmt);
+    let manifest = emit::Manifest::new(
+        &files,
+        emit::sha256(source.as_bytes()),
+        options.generator_version.clone(),
+        rustfmt,
+    );
     match emit::write_dir(out, &files, &manifest, force) {
         Ok(outcome) => {
             match format {
@@ -203,15 +220,23 @@ fn init(format: OutputFormat, path: &Path, force: bool) -> u8 {
         return exit::OK;
     }
     if path.exists() && !force {
-        let error = InputError::Exists { path: path.display().to_string() };
+        let error = InputError::Exists {
+            path: path.display().to_string(),
+        };
         return fail(format, exit::REFUSED, "refused", &error);
     }
     if let Err(e) = std::fs::write(path, starter) {
-        let error = InputError::Write { path: path.display().to_string(), message: e.to_string() };
+        let error = InputError::Write {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
         return fail(format, exit::USAGE_OR_IO, "io", &error);
     }
     match format {
-        OutputFormat::Json => println!("{}", json!({"ok": true, "written": path.display().to_string()})),
+        OutputFormat::Json => println!(
+            "{}",
+            json!({"ok": true, "written": path.display().to_string()})
+        ),
         OutputFormat::Human => println!("wrote a starter spec to {}", path.display()),
     }
     exit::OK

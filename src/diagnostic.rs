@@ -93,11 +93,15 @@ impl Report {
     /// Renders every diagnostic with miette's graphical handler (no colour: output is read by
     /// people and by tests alike).
     pub fn render(&self) -> String {
-        let handler = miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
-            .with_width(100);
+        let handler =
+            miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+                .with_width(100);
         let mut out = String::new();
         for diagnostic in &self.diagnostics {
-            let located = Located { report: self, diagnostic };
+            let located = Located {
+                report: self,
+                diagnostic,
+            };
             let _ = handler.render_report(&mut out, &located);
             if let Some(loc) = diagnostic.location {
                 // miette shows the snippet; this line gives editors and CI a file:line:col to jump to.
@@ -160,4 +164,3 @@ impl miette::Diagnostic for Located<'_> {
         ))))
     }
 }
-

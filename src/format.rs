@@ -9,10 +9,16 @@ use std::process::Command;
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum FormatError {
     #[error("rustfmt was not found")]
-    #[diagnostic(code(bulwark::rustfmt::missing), help("install it with `rustup component add rustfmt`, or point BULWARK_RUSTFMT at it"))]
+    #[diagnostic(
+        code(bulwark::rustfmt::missing),
+        help("install it with `rustup component add rustfmt`, or point BULWARK_RUSTFMT at it")
+    )]
     Missing,
     #[error("rustfmt failed: {0}")]
-    #[diagnostic(code(bulwark::rustfmt::failed), help("this is likely a bug in bulwark; please report it with the spec"))]
+    #[diagnostic(
+        code(bulwark::rustfmt::failed),
+        help("this is likely a bug in bulwark; please report it with the spec")
+    )]
     Failed(String),
     #[error("scratch directory for rustfmt: {0}")]
     #[diagnostic(code(bulwark::rustfmt::io))]
@@ -25,7 +31,10 @@ fn rustfmt() -> PathBuf {
 
 /// The rustfmt version line, recorded in the manifest.
 pub fn rustfmt_version() -> Result<String, FormatError> {
-    let output = Command::new(rustfmt()).arg("--version").output().map_err(|_| FormatError::Missing)?;
+    let output = Command::new(rustfmt())
+        .arg("--version")
+        .output()
+        .map_err(|_| FormatError::Missing)?;
     if !output.status.success() {
         return Err(FormatError::Missing);
     }
@@ -55,7 +64,9 @@ pub fn format_rust(files: &mut FileSet) -> Result<(), FormatError> {
         .map_err(|_| FormatError::Missing)?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        return Err(FormatError::Failed(stderr.lines().take(20).collect::<Vec<_>>().join("\n")));
+        return Err(FormatError::Failed(
+            stderr.lines().take(20).collect::<Vec<_>>().join("\n"),
+        ));
     }
     for (path, scratch_path) in paths {
         let formatted = std::fs::read_to_string(&scratch_path)?;

@@ -151,7 +151,10 @@ impl de::Error for Error {
     }
 
     fn invalid_type(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
-        Error::custom(format!("expected {exp}, found {}", describe_unexpected(unexp)))
+        Error::custom(format!(
+            "expected {exp}, found {}",
+            describe_unexpected(unexp)
+        ))
     }
 }
 
@@ -165,7 +168,11 @@ fn describe_unexpected(unexp: de::Unexpected<'_>) -> String {
 }
 
 fn quoted_list(items: &[&str]) -> String {
-    items.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
+    items
+        .iter()
+        .map(|i| format!("`{i}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// State shared by one deserialization pass.
@@ -192,7 +199,10 @@ pub fn from_node<T: for<'de> Deserialize<'de>>(root: &Node) -> (Option<T>, Vec<D
             skipped: skipped.clone(),
             ..Context::default()
         };
-        let result = T::deserialize(NodeDe { node: root, cx: &context });
+        let result = T::deserialize(NodeDe {
+            node: root,
+            cx: &context,
+        });
         for problem in context.problems.into_inner() {
             if !problems.contains(&problem) {
                 problems.push(problem);
@@ -262,7 +272,11 @@ impl<'de, 'a> Deserializer<'de> for NodeDe<'a> {
             Kind::Int(i) => visitor.visit_i64(*i),
             Kind::Float(f) => visitor.visit_f64(*f),
             Kind::Str(s) => visitor.visit_str(s),
-            Kind::Seq(items) => visitor.visit_seq(Seq { items: items.iter(), de: &self, index: 0 }),
+            Kind::Seq(items) => visitor.visit_seq(Seq {
+                items: items.iter(),
+                de: &self,
+                index: 0,
+            }),
             Kind::Map(entries) => visitor.visit_map(Map::collection(entries, &self)),
         };
         result.map_err(|e| self.locate(e))
@@ -282,17 +296,31 @@ impl<'de, 'a> Deserializer<'de> for NodeDe<'a> {
     ) -> Result<V::Value, Error> {
         if name == LOCATED {
             let loc = self.node.loc;
-            let header = [loc.line as u64, loc.column as u64, loc.offset as u64, loc.len as u64];
-            let result = visitor.visit_seq(LocatedSeq { header: Some(header), de: Some(self.at(self.node)) });
+            let header = [
+                loc.line as u64,
+                loc.column as u64,
+                loc.offset as u64,
+                loc.len as u64,
+            ];
+            let result = visitor.visit_seq(LocatedSeq {
+                header: Some(header),
+                de: Some(self.at(self.node)),
+            });
             return result.map_err(|e| self.locate(e));
         }
-        visitor.visit_newtype_struct(self.at(self.node)).map_err(|e| self.locate(e))
+        visitor
+            .visit_newtype_struct(self.at(self.node))
+            .map_err(|e| self.locate(e))
     }
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         match &self.node.kind {
             Kind::Seq(items) => visitor
-                .visit_seq(Seq { items: items.iter(), de: &self, index: 0 })
+                .visit_seq(Seq {
+                    items: items.iter(),
+                    de: &self,
+                    index: 0,
+                })
                 .map_err(|e| self.locate(e)),
             _ => Err(self.expected("a list")),
         }
@@ -327,7 +355,8 @@ impl<'de, 'a> Deserializer<'de> for NodeDe<'a> {
             match &key.kind {
                 Kind::Str(name) if fields.contains(&name.as_str()) => known.push((key, value)),
                 Kind::Str(name) => {
-                    let diagnostic = Diagnostic::new("unknown-key", format!("unknown key `{name}`"), key.loc);
+                    let diagnostic =
+                        Diagnostic::new("unknown-key", format!("unknown key `{name}`"), key.loc);
                     let diagnostic = match did_you_mean(name, fields.iter().copied()) {
                         Some(best) => diagnostic.help(format!("did you mean `{best}`?")),
                         None => diagnostic.help(format!("allowed here: {}", quoted_list(fields))),
@@ -344,7 +373,12 @@ impl<'de, 'a> Deserializer<'de> for NodeDe<'a> {
                 }
             }
         }
-        let map = Map { entries: known.into_iter(), de: &self, value: None, collection: false };
+        let map = Map {
+            entries: known.into_iter(),
+            de: &self,
+            value: None,
+            collection: false,
+        };
         visitor.visit_map(map).map_err(|e| self.locate(e))
     }
 
@@ -359,7 +393,11 @@ impl<'de, 'a> Deserializer<'de> for NodeDe<'a> {
                 .visit_enum(s.as_str().into_deserializer())
                 .map_err(|e: Error| self.locate(e)),
             Kind::Map(entries) if entries.len() == 1 => visitor
-                .visit_enum(Enum { key: &entries[0].0, value: &entries[0].1, de: &self })
+                .visit_enum(Enum {
+                    key: &entries[0].0,
+                    value: &entries[0].1,
+                    de: &self,
+                })
                 .map_err(|e| self.locate(e)),
             _ => Err(self.expected("one of the allowed values")),
         }
@@ -382,7 +420,10 @@ struct LocatedSeq<'a> {
 
 impl<'de> SeqAccess<'de> for LocatedSeq<'_> {
     type Error = Error;
-    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Error> {
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, Error> {
         if let Some(header) = self.header.take() {
             let header = de::value::SeqDeserializer::<_, Error>::new(header.into_iter());
             return seed.deserialize(header).map(Some);
@@ -402,7 +443,10 @@ struct Seq<'a, 'b> {
 
 impl<'de> SeqAccess<'de> for Seq<'_, '_> {
     type Error = Error;
-    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Error> {
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, Error> {
         for item in self.items.by_ref() {
             self.index += 1;
             let id = item as *const Node as usize;
@@ -426,26 +470,47 @@ struct Map<'a, 'b, I> {
     collection: bool,
 }
 
-impl<'a, 'b> Map<'a, 'b, std::iter::Map<std::slice::Iter<'a, (Node, Node)>, fn(&'a (Node, Node)) -> (&'a Node, &'a Node)>> {
+impl<'a, 'b>
+    Map<
+        'a,
+        'b,
+        std::iter::Map<
+            std::slice::Iter<'a, (Node, Node)>,
+            fn(&'a (Node, Node)) -> (&'a Node, &'a Node),
+        >,
+    >
+{
     fn collection(entries: &'a [(Node, Node)], de: &'b NodeDe<'a>) -> Self {
         fn split(entry: &(Node, Node)) -> (&Node, &Node) {
             (&entry.0, &entry.1)
         }
-        Map { entries: entries.iter().map(split as fn(_) -> _), de, value: None, collection: true }
+        Map {
+            entries: entries.iter().map(split as fn(_) -> _),
+            de,
+            value: None,
+            collection: true,
+        }
     }
 }
 
 impl<'de, 'a, I: Iterator<Item = (&'a Node, &'a Node)>> MapAccess<'de> for Map<'a, '_, I> {
     type Error = Error;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Error> {
         for (key, value) in self.entries.by_ref() {
             if self.collection && self.de.cx.skipped.contains(&(key as *const Node as usize)) {
                 continue;
             }
             self.value = Some((key, value));
             if self.collection {
-                self.de.cx.entries.borrow_mut().push(key as *const Node as usize);
+                self.de
+                    .cx
+                    .entries
+                    .borrow_mut()
+                    .push(key as *const Node as usize);
             }
             let result = seed.deserialize(self.de.at(key)).map(Some);
             if result.is_err() && self.collection {
@@ -478,8 +543,13 @@ struct Enum<'a, 'b> {
 impl<'de, 'a, 'b> EnumAccess<'de> for Enum<'a, 'b> {
     type Error = Error;
     type Variant = NodeDe<'a>;
-    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, NodeDe<'a>), Error> {
-        let variant = seed.deserialize(self.de.at(self.key)).map_err(|e| self.de.at(self.key).locate(e))?;
+    fn variant_seed<V: DeserializeSeed<'de>>(
+        self,
+        seed: V,
+    ) -> Result<(V::Value, NodeDe<'a>), Error> {
+        let variant = seed
+            .deserialize(self.de.at(self.key))
+            .map_err(|e| self.de.at(self.key).locate(e))?;
         Ok((variant, self.de.at(self.value)))
     }
 }

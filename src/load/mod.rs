@@ -27,7 +27,10 @@ pub fn load(source: &str) -> (Option<Spec>, Vec<Diagnostic>) {
     if !matches!(root.kind, Kind::Map(_)) {
         let diagnostic = Diagnostic::new(
             "invalid-value",
-            format!("expected the spec to be a mapping, found {}", root.kind.describe()),
+            format!(
+                "expected the spec to be a mapping, found {}",
+                root.kind.describe()
+            ),
             root.loc,
         )
         .help("a spec starts with `bulwark: 1`, then `app:`, `api:` and `resources:`");
@@ -39,8 +42,10 @@ pub fn load(source: &str) -> (Option<Spec>, Vec<Diagnostic>) {
 /// Parses YAML text into a located tree; the first syntax error is returned located.
 pub fn parse_yaml(source: &str) -> Result<Node, Diagnostic> {
     if source.trim().is_empty() {
-        return Err(Diagnostic::new("empty-spec", "the spec is empty", Loc::default())
-            .help("run `bulwark init` for a commented starter spec"));
+        return Err(
+            Diagnostic::new("empty-spec", "the spec is empty", Loc::default())
+                .help("run `bulwark init` for a commented starter spec"),
+        );
     }
     // YAML 1.2 booleans only: a field called `n` or a country code `NO` stays a string.
     let mut options = serde_saphyr::Options::default();

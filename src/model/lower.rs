@@ -12,7 +12,10 @@ const RESERVED_FIELDS: [&str; 5] = ["id", "tenant_id", "created_at", "updated_at
 
 /// Validates and resolves a spec. Returns the model, or every problem found.
 pub fn lower(spec: &spec::Spec) -> Result<App, Vec<Diagnostic>> {
-    let mut cx = Lower { diagnostics: Vec::new(), spec };
+    let mut cx = Lower {
+        diagnostics: Vec::new(),
+        spec,
+    };
     let app = cx.app();
     if cx.diagnostics.is_empty() {
         Ok(app)
@@ -28,7 +31,8 @@ struct Lower<'s> {
 
 impl<'s> Lower<'s> {
     fn error(&mut self, code: &'static str, message: String, loc: Loc, help: impl Into<String>) {
-        self.diagnostics.push(Diagnostic::new(code, message, loc).help(help));
+        self.diagnostics
+            .push(Diagnostic::new(code, message, loc).help(help));
     }
 
     fn app(&mut self) -> App {
@@ -42,13 +46,16 @@ impl<'s> Lower<'s> {
             );
         }
         let version = &spec.api.version;
-        let version_ok = version
-            .strip_prefix('v')
-            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && !n.starts_with('0'));
+        let version_ok = version.strip_prefix('v').is_some_and(|n| {
+            !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && !n.starts_with('0')
+        });
         if !version_ok {
             self.error(
                 "invalid-name",
-                format!("api version `{}` is not of the form `v1`, `v2`, …", version.value),
+                format!(
+                    "api version `{}` is not of the form `v1`, `v2`, …",
+                    version.value
+                ),
                 version.loc,
                 "paths are versioned as `/v1/...`; write `version: v1`",
             );
@@ -65,7 +72,10 @@ impl<'s> Lower<'s> {
                 name: name.value.clone(),
                 ident: names::rust_ident(name),
                 description: role.description.as_ref().map(|d| d.value.clone()),
-                mfa_required: role.mfa.as_ref().is_some_and(|m| m.value == spec::Mfa::Required),
+                mfa_required: role
+                    .mfa
+                    .as_ref()
+                    .is_some_and(|m| m.value == spec::Mfa::Required),
                 customer: role.customer,
             })
             .collect();
@@ -77,7 +87,11 @@ impl<'s> Lower<'s> {
                     Some(list) => self.roles(list),
                     None => spec.roles.keys().map(|k| k.value.clone()).collect(),
                 };
-                Environment { name: name.value.clone(), roles, locked_roles: self.roles(&env.locked_roles) }
+                Environment {
+                    name: name.value.clone(),
+                    roles,
+                    locked_roles: self.roles(&env.locked_roles),
+                }
             })
             .collect();
         let identity = self.identity();
@@ -98,7 +112,10 @@ impl<'s> Lower<'s> {
                 .api
                 .scopes
                 .iter()
-                .map(|(name, text)| Scope { name: name.value.clone(), description: text.value.clone() })
+                .map(|(name, text)| Scope {
+                    name: name.value.clone(),
+                    description: text.value.clone(),
+                })
                 .collect(),
             roles,
             environments,
@@ -114,7 +131,12 @@ impl<'s> Lower<'s> {
         let mut seen: HashMap<String, &Name> = HashMap::new();
         for key in keys {
             if key.value.trim().is_empty() {
-                self.error("invalid-name", format!("empty {what} name"), key.loc, "give it a name");
+                self.error(
+                    "invalid-name",
+                    format!("empty {what} name"),
+                    key.loc,
+                    "give it a name",
+                );
                 continue;
             }
             let ident = names::snake(key);
@@ -123,7 +145,7 @@ impl<'s> Lower<'s> {
                     "{what} `{}` collides with `{}` (both become `{ident}`)",
                     key.value, first.value
                 );
-                let help = format!("rename one of them; names are compared after conversion to snake_case");
+                let help = "rename one of them; names are compared after conversion to snake_case";
                 self.error("colliding-names", message, key.loc, help);
             } else {
                 seen.insert(ident, key);
@@ -146,7 +168,12 @@ impl<'s> Lower<'s> {
                         "resource `{}` is served at `/{}`, like `{first}`",
                         resource.name, resource.path
                     );
-                    self.error("colliding-names", message, key.loc, "set a distinct `path:` on one of them");
+                    self.error(
+                        "colliding-names",
+                        message,
+                        key.loc,
+                        "set a distinct `path:` on one of them",
+                    );
                 }
             } else {
                 seen.insert(&resource.path, &resource.name);
@@ -159,10 +186,17 @@ impl<'s> Lower<'s> {
             return Some(name.value.clone());
         }
         let known: Vec<&str> = self.spec.roles.keys().map(|k| k.value.as_str()).collect();
-        let diagnostic = Diagnostic::new("undefined-role", format!("undefined role `{}`", name.value), name.loc)
-            .suggest(name, known.iter().copied());
+        let diagnostic = Diagnostic::new(
+            "undefined-role",
+            format!("undefined role `{}`", name.value),
+            name.loc,
+        )
+        .suggest(name, known.iter().copied());
         let diagnostic = if diagnostic.help.is_none() {
-            diagnostic.help(format!("define it under `roles:`; defined: {}", listing(&known)))
+            diagnostic.help(format!(
+                "define it under `roles:`; defined: {}",
+                listing(&known)
+            ))
         } else {
             diagnostic
         };
@@ -178,11 +212,24 @@ impl<'s> Lower<'s> {
         if self.spec.api.scopes.contains_key(name) {
             return Some(name.value.clone());
         }
-        let known: Vec<&str> = self.spec.api.scopes.keys().map(|k| k.value.as_str()).collect();
-        let diagnostic = Diagnostic::new("undefined-scope", format!("undefined scope `{}`", name.value), name.loc)
-            .suggest(name, known.iter().copied());
+        let known: Vec<&str> = self
+            .spec
+            .api
+            .scopes
+            .keys()
+            .map(|k| k.value.as_str())
+            .collect();
+        let diagnostic = Diagnostic::new(
+            "undefined-scope",
+            format!("undefined scope `{}`", name.value),
+            name.loc,
+        )
+        .suggest(name, known.iter().copied());
         let diagnostic = if diagnostic.help.is_none() {
-            diagnostic.help(format!("define it under `api.scopes:`; defined: {}", listing(&known)))
+            diagnostic.help(format!(
+                "define it under `api.scopes:`; defined: {}",
+                listing(&known)
+            ))
         } else {
             diagnostic
         };
@@ -219,12 +266,15 @@ impl<'s> Lower<'s> {
             issuer: Some(id.issuer.value.clone()),
             audience: Some(id.audience.value.clone()),
             max_token_lifetime_secs: lifetime,
-            tenant_claim: claims.and_then(|c| c.tenant.as_ref()).map_or("tenant_id".into(), |c| c.value.clone()),
-            email_claim: claims.and_then(|c| c.email.as_ref()).map_or("email".into(), |c| c.value.clone()),
-            mfa_factors: id
-                .mfa_factors
-                .as_ref()
-                .map_or_else(default_factors, |f| f.iter().map(|n| n.value.clone()).collect()),
+            tenant_claim: claims
+                .and_then(|c| c.tenant.as_ref())
+                .map_or("tenant_id".into(), |c| c.value.clone()),
+            email_claim: claims
+                .and_then(|c| c.email.as_ref())
+                .map_or("email".into(), |c| c.value.clone()),
+            mfa_factors: id.mfa_factors.as_ref().map_or_else(default_factors, |f| {
+                f.iter().map(|n| n.value.clone()).collect()
+            }),
             require_verified_email: id.require_verified_email,
         }
     }
@@ -298,7 +348,10 @@ impl<'s> Lower<'s> {
                 "reserved-name",
                 format!("field name `{}` is reserved", name.value),
                 name.loc,
-                format!("every table already has {}; choose another name", listing(&RESERVED_FIELDS)),
+                format!(
+                    "every table already has {}; choose another name",
+                    listing(&RESERVED_FIELDS)
+                ),
             );
         }
         if let Some(kind) = card_data(name) {
@@ -334,20 +387,32 @@ impl<'s> Lower<'s> {
                         Vec::new()
                     }
                 };
-                FieldType::Enum { type_name: names::rust_type(name), variants }
+                FieldType::Enum {
+                    type_name: names::rust_type(name),
+                    variants,
+                }
             }
             spec::FieldType::Reference => match &spec.to {
                 Some(target) => match self.spec.resources.get_index_of(target) {
                     Some(index) => FieldType::Reference { resource: index },
                     None => {
-                        let known: Vec<&str> = self.spec.resources.keys().map(|k| k.value.as_str()).collect();
+                        let known: Vec<&str> = self
+                            .spec
+                            .resources
+                            .keys()
+                            .map(|k| k.value.as_str())
+                            .collect();
                         let d = Diagnostic::new(
                             "undefined-resource",
                             format!("undefined resource `{}`", target.value),
                             target.loc,
                         )
                         .suggest(target, known.iter().copied());
-                        let d = if d.help.is_none() { d.help(format!("defined: {}", listing(&known))) } else { d };
+                        let d = if d.help.is_none() {
+                            d.help(format!("defined: {}", listing(&known)))
+                        } else {
+                            d
+                        };
                         self.diagnostics.push(d);
                         FieldType::Reference { resource: 0 }
                     }
@@ -355,7 +420,10 @@ impl<'s> Lower<'s> {
                 None => {
                     self.error(
                         "missing-target",
-                        format!("reference field `{}` does not say what it refers to", name.value),
+                        format!(
+                            "reference field `{}` does not say what it refers to",
+                            name.value
+                        ),
                         name.loc,
                         "add `to: <resource>`",
                     );
@@ -374,7 +442,10 @@ impl<'s> Lower<'s> {
                 "use `type: enum`, or remove `values`",
             );
         }
-        let default = spec.default.as_ref().and_then(|d| self.literal(&ty, d, &name.value));
+        let default = spec
+            .default
+            .as_ref()
+            .and_then(|d| self.literal(&ty, d, &name.value));
         Field {
             name: name.value.clone(),
             ident: names::rust_ident(name),
@@ -394,7 +465,10 @@ impl<'s> Lower<'s> {
         self.check_collisions("enum value", values.iter());
         values
             .iter()
-            .map(|v| EnumVariant { value: v.value.clone(), ident: names::rust_type(v) })
+            .map(|v| EnumVariant {
+                value: v.value.clone(),
+                ident: names::rust_type(v),
+            })
             .collect()
     }
 
@@ -403,7 +477,9 @@ impl<'s> Lower<'s> {
         let checked = match (ty, &value.value) {
             (FieldType::Bool, Scalar::Bool(b)) => Some(Value::Bool(*b)),
             (FieldType::Int, Scalar::Int(i)) => Some(Value::Int(*i)),
-            (FieldType::Enum { variants, .. }, Scalar::Str(s)) if variants.iter().any(|v| &v.value == s) => {
+            (FieldType::Enum { variants, .. }, Scalar::Str(s))
+                if variants.iter().any(|v| &v.value == s) =>
+            {
                 Some(Value::Str(s.clone()))
             }
             (FieldType::String | FieldType::Text, Scalar::Str(s)) => Some(Value::Str(s.clone())),
@@ -422,7 +498,10 @@ impl<'s> Lower<'s> {
             };
             self.error(
                 "invalid-default",
-                format!("value `{}` does not fit field `{field}`", scalar_text(&value.value)),
+                format!(
+                    "value `{}` does not fit field `{field}`",
+                    scalar_text(&value.value)
+                ),
                 value.loc,
                 format!("expected {expected}"),
             );
@@ -469,7 +548,10 @@ impl<'s> Lower<'s> {
                     _ => {
                         self.error(
                             "public-without-reason",
-                            format!("public action `{}` does not say why it is public", name.value),
+                            format!(
+                                "public action `{}` does not say why it is public",
+                                name.value
+                            ),
                             p.loc,
                             "add `reason: ...`; it is recorded in PERMISSIONS.md for reviewers",
                         );
@@ -535,12 +617,15 @@ impl<'s> Lower<'s> {
                 for (field_name, value) in &spec.sets {
                     match resource.fields.get_index_of(field_name) {
                         Some(index) => {
-                            if let Some(v) = self.literal(&fields[index].ty, value, &field_name.value) {
+                            if let Some(v) =
+                                self.literal(&fields[index].ty, value, &field_name.value)
+                            {
                                 sets.push((index, v));
                             }
                         }
                         None => {
-                            let known: Vec<&str> = resource.fields.keys().map(|k| k.value.as_str()).collect();
+                            let known: Vec<&str> =
+                                resource.fields.keys().map(|k| k.value.as_str()).collect();
                             self.undefined_field(field_name, &resource_name.value, &known);
                         }
                     }
@@ -558,10 +643,13 @@ impl<'s> Lower<'s> {
             }
         }
         let mfa_required = roles.iter().any(|r| {
-            self.spec
-                .roles
-                .iter()
-                .any(|(k, role)| &k.value == r && role.mfa.as_ref().is_some_and(|m| m.value == spec::Mfa::Required))
+            self.spec.roles.iter().any(|(k, role)| {
+                &k.value == r
+                    && role
+                        .mfa
+                        .as_ref()
+                        .is_some_and(|m| m.value == spec::Mfa::Required)
+            })
         });
         let version = &self.spec.api.version.value;
         let (method, path) = match &kind {
@@ -600,7 +688,11 @@ impl<'s> Lower<'s> {
             name.loc,
         )
         .suggest(name, known.iter().copied());
-        let d = if d.help.is_none() { d.help(format!("its fields: {}", listing(known))) } else { d };
+        let d = if d.help.is_none() {
+            d.help(format!("its fields: {}", listing(known)))
+        } else {
+            d
+        };
         self.diagnostics.push(d);
     }
 
@@ -609,22 +701,43 @@ impl<'s> Lower<'s> {
         let mut checkout_amount = 0;
         match checkout_resource {
             None => {
-                let known: Vec<&str> = self.spec.resources.keys().map(|k| k.value.as_str()).collect();
+                let known: Vec<&str> = self
+                    .spec
+                    .resources
+                    .keys()
+                    .map(|k| k.value.as_str())
+                    .collect();
                 let d = Diagnostic::new(
                     "undefined-resource",
                     format!("undefined resource `{}`", spec.checkout.resource.value),
                     spec.checkout.resource.loc,
                 )
                 .suggest(&spec.checkout.resource, known.iter().copied());
-                let d = if d.help.is_none() { d.help(format!("defined: {}", listing(&known))) } else { d };
+                let d = if d.help.is_none() {
+                    d.help(format!("defined: {}", listing(&known)))
+                } else {
+                    d
+                };
                 self.diagnostics.push(d);
             }
             Some(index) => {
-                let (_, resource_spec) = self.spec.resources.get_index(index).expect("index from get_index_of");
+                let (_, resource_spec) = self
+                    .spec
+                    .resources
+                    .get_index(index)
+                    .expect("index from get_index_of");
                 match resource_spec.fields.get_index_of(&spec.checkout.amount) {
                     None => {
-                        let known: Vec<&str> = resource_spec.fields.keys().map(|k| k.value.as_str()).collect();
-                        self.undefined_field(&spec.checkout.amount, &spec.checkout.resource.value, &known);
+                        let known: Vec<&str> = resource_spec
+                            .fields
+                            .keys()
+                            .map(|k| k.value.as_str())
+                            .collect();
+                        self.undefined_field(
+                            &spec.checkout.amount,
+                            &spec.checkout.resource.value,
+                            &known,
+                        );
                     }
                     Some(field) => {
                         checkout_amount = field;
@@ -706,16 +819,28 @@ impl<'s> Lower<'s> {
                         None => {
                             self.error(
                                 "invalid-value",
-                                format!("`{}` is not an amount in {}", scalar_text(&amount.value), currency.value),
+                                format!(
+                                    "`{}` is not an amount in {}",
+                                    scalar_text(&amount.value),
+                                    currency.value
+                                ),
                                 amount.loc,
-                                format!("{} has {} decimal places", currency.value, currency_exponent(currency)),
+                                format!(
+                                    "{} has {} decimal places",
+                                    currency.value,
+                                    currency_exponent(currency)
+                                ),
                             );
                             None
                         }
                     }
                 })
                 .collect();
-            Refunds { request: self.payment_action(&r.request), approve: self.payment_action(&r.approve), dual_control_above: dual }
+            Refunds {
+                request: self.payment_action(&r.request),
+                approve: self.payment_action(&r.approve),
+                dual_control_above: dual,
+            }
         });
         let disputes = spec.disputes.as_ref().map(|d| self.payment_action(d));
         let tolerance = spec
@@ -744,15 +869,22 @@ impl<'s> Lower<'s> {
         let roles = self.roles(&spec.roles);
         let scope = self.scope(&spec.scope).unwrap_or_default();
         let role_mfa = roles.iter().all(|r| {
-            self.spec
-                .roles
-                .iter()
-                .any(|(k, role)| &k.value == r && role.mfa.as_ref().is_some_and(|m| m.value == spec::Mfa::Required))
+            self.spec.roles.iter().any(|(k, role)| {
+                &k.value == r
+                    && role
+                        .mfa
+                        .as_ref()
+                        .is_some_and(|m| m.value == spec::Mfa::Required)
+            })
         });
         PaymentAction {
             roles,
             scope,
-            mfa_required: role_mfa || spec.mfa.as_ref().is_some_and(|m| m.value == spec::Mfa::Required),
+            mfa_required: role_mfa
+                || spec
+                    .mfa
+                    .as_ref()
+                    .is_some_and(|m| m.value == spec::Mfa::Required),
         }
     }
 }
@@ -767,7 +899,11 @@ fn listing<S: AsRef<str>>(items: &[S]) -> String {
     if items.is_empty() {
         return "none".into();
     }
-    items.iter().map(|i| format!("`{}`", i.as_ref())).collect::<Vec<_>>().join(", ")
+    items
+        .iter()
+        .map(|i| format!("`{}`", i.as_ref()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn scalar_text(s: &Scalar) -> String {
@@ -824,7 +960,13 @@ pub fn parse_rate_limit(text: &str) -> Option<RateLimit> {
 pub fn parse_percentage(text: &str) -> Option<u32> {
     let number = text.trim().strip_suffix('%')?;
     let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
-    if whole.is_empty() || frac.len() > 2 || !whole.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+    if whole.is_empty()
+        || frac.len() > 2
+        || !whole
+            .bytes()
+            .chain(frac.bytes())
+            .all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     let whole: u32 = whole.parse().ok()?;
@@ -859,12 +1001,28 @@ fn minor_units(currency: &str, amount: &Scalar) -> Option<i64> {
     };
     let (whole, frac) = text.split_once('.').unwrap_or((&text, ""));
     let frac = frac.trim_end_matches('0');
-    if whole.is_empty() || frac.len() > exponent as usize || !whole.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+    if whole.is_empty()
+        || frac.len() > exponent as usize
+        || !whole
+            .bytes()
+            .chain(frac.bytes())
+            .all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     let scale = 10i64.pow(exponent);
-    let frac_value: i64 = if frac.is_empty() { 0 } else { format!("{frac:0<width$}", width = exponent as usize).parse().ok()? };
-    whole.parse::<i64>().ok()?.checked_mul(scale)?.checked_add(frac_value)
+    let frac_value: i64 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<width$}", width = exponent as usize)
+            .parse()
+            .ok()?
+    };
+    whole
+        .parse::<i64>()
+        .ok()?
+        .checked_mul(scale)?
+        .checked_add(frac_value)
 }
 
 /// Whether a field name says it holds raw card data, and which kind.
@@ -874,20 +1032,47 @@ pub fn card_data(name: &str) -> Option<&'static str> {
     let joined: String = tokens.concat();
     let has = |t: &str| tokens.contains(&t);
     const NUMBER: [&str; 8] = [
-        "cardnumber", "cardno", "cardnum", "ccnumber", "ccnum", "creditcardnumber", "creditcard", "primaryaccountnumber",
+        "cardnumber",
+        "cardno",
+        "cardnum",
+        "ccnumber",
+        "ccnum",
+        "creditcardnumber",
+        "creditcard",
+        "primaryaccountnumber",
     ];
     if NUMBER.iter().any(|n| joined.contains(n)) || has("pan") {
         return Some("a card number");
     }
-    if ["cvv", "cvv2", "cvc", "cvc2", "cid", "csc"].iter().any(|t| has(t)) || joined.contains("securitycode") {
+    if ["cvv", "cvv2", "cvc", "cvc2", "cid", "csc"]
+        .iter()
+        .any(|t| has(t))
+        || joined.contains("securitycode")
+    {
         return Some("a card security code");
     }
-    if joined.contains("track1") || joined.contains("track2") || joined.contains("trackdata") || joined.contains("magstripe") {
+    if joined.contains("track1")
+        || joined.contains("track2")
+        || joined.contains("trackdata")
+        || joined.contains("magstripe")
+    {
         return Some("magnetic-stripe track data");
     }
-    let expiry = ["exp", "expiry", "expiration", "expires"].iter().any(|t| has(t));
+    let expiry = ["exp", "expiry", "expiration", "expires"]
+        .iter()
+        .any(|t| has(t));
     let card = has("card") || has("cc");
-    let bare_expiry = matches!(joined.as_str(), "expiry" | "expirydate" | "expdate" | "expmonth" | "expyear" | "expirationdate" | "expirationmonth" | "expirationyear");
+    let bare_expiry = matches!(
+        joined.as_str(),
+        "expiry"
+            | "expirydate"
+            | "expdate"
+            | "expmonth"
+            | "expyear"
+            | "expirationdate"
+            | "expirationmonth"
+            | "expirationyear"
+    );
     if (expiry && card) || bare_expiry {
         return Some("a card expiry date");
     }
@@ -900,10 +1085,30 @@ mod tests {
 
     #[test]
     fn card_data_names() {
-        for name in ["card_number", "cardNumber", "pan", "cvv", "card_cvc", "exp_month", "card_expiry", "track2", "creditCardNumber", "cc_number", "expiry_date"] {
+        for name in [
+            "card_number",
+            "cardNumber",
+            "pan",
+            "cvv",
+            "card_cvc",
+            "exp_month",
+            "card_expiry",
+            "track2",
+            "creditCardNumber",
+            "cc_number",
+            "expiry_date",
+        ] {
             assert!(card_data(name).is_some(), "{name}");
         }
-        for name in ["panel", "company", "expires_at_subscription", "cardinality", "track", "name", "expected_total"] {
+        for name in [
+            "panel",
+            "company",
+            "expires_at_subscription",
+            "cardinality",
+            "track",
+            "name",
+            "expected_total",
+        ] {
             assert_eq!(card_data(name), None, "{name}");
         }
     }
@@ -911,7 +1116,10 @@ mod tests {
     #[test]
     fn amounts_in_minor_units() {
         assert_eq!(minor_units("EUR", &Scalar::Float(500.0)), Some(50000));
-        assert_eq!(minor_units("EUR", &Scalar::Str("500.25".into())), Some(50025));
+        assert_eq!(
+            minor_units("EUR", &Scalar::Str("500.25".into())),
+            Some(50025)
+        );
         assert_eq!(minor_units("JPY", &Scalar::Int(75000)), Some(75000));
         assert_eq!(minor_units("JPY", &Scalar::Str("1.5".into())), None);
         assert_eq!(minor_units("KWD", &Scalar::Str("1.005".into())), Some(1005));
@@ -921,7 +1129,13 @@ mod tests {
     fn mini_formats() {
         assert_eq!(parse_duration("10m"), Some(600));
         assert_eq!(parse_duration("10 minutes"), None);
-        assert_eq!(parse_rate_limit("60/min"), Some(RateLimit { requests: 60, per_secs: 60 }));
+        assert_eq!(
+            parse_rate_limit("60/min"),
+            Some(RateLimit {
+                requests: 60,
+                per_secs: 60
+            })
+        );
         assert_eq!(parse_percentage("19%"), Some(1900));
         assert_eq!(parse_percentage("7.7%"), Some(770));
         assert_eq!(parse_percentage("nineteen"), None);

@@ -119,8 +119,13 @@ pub enum FieldType {
     Date,
     Uuid,
     Email,
-    Enum { type_name: String, variants: Vec<EnumVariant> },
-    Reference { resource: usize },
+    Enum {
+        type_name: String,
+        variants: Vec<EnumVariant>,
+    },
+    Reference {
+        resource: usize,
+    },
     Principal,
 }
 

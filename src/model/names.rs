@@ -60,9 +60,33 @@ pub fn rust_type(name: &str) -> String {
 const RESERVED_RUST: &[&str] = &["tenant", "db", "state", "principal", "router", "problem"];
 /// Type names used by the generated code or the prelude.
 const RESERVED_TYPES: &[&str] = &[
-    "Self", "Option", "Result", "String", "Vec", "Box", "Some", "None", "Ok", "Err", "Uuid",
-    "Money", "Problem", "TenantId", "Principal", "Action", "Page", "Json", "Router", "State",
-    "Decimal", "Date", "DateTime", "Utc", "Error", "Client", "Value",
+    "Self",
+    "Option",
+    "Result",
+    "String",
+    "Vec",
+    "Box",
+    "Some",
+    "None",
+    "Ok",
+    "Err",
+    "Uuid",
+    "Money",
+    "Problem",
+    "TenantId",
+    "Principal",
+    "Action",
+    "Page",
+    "Json",
+    "Router",
+    "State",
+    "Decimal",
+    "Date",
+    "DateTime",
+    "Utc",
+    "Error",
+    "Client",
+    "Value",
 ];
 
 fn is_rust_keyword(word: &str) -> bool {
@@ -129,9 +153,14 @@ mod tests {
 
     #[test]
     fn keywords_become_valid_identifiers() {
-        for word in ["type", "match", "self", "Self", "crate", "super", "async", "fn"] {
+        for word in [
+            "type", "match", "self", "Self", "crate", "super", "async", "fn",
+        ] {
             let ident = rust_ident(word);
-            assert!(syn::parse_str::<syn::Ident>(&ident).is_ok(), "{word} -> {ident}");
+            assert!(
+                syn::parse_str::<syn::Ident>(&ident).is_ok(),
+                "{word} -> {ident}"
+            );
             let ty = rust_type(word);
             assert!(syn::parse_str::<syn::Ident>(&ty).is_ok(), "{word} -> {ty}");
         }

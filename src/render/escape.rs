@@ -26,8 +26,12 @@ pub fn markdown(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in one_line(text).chars() {
         match c {
+            // Entities, not backslashes: no renderer reads them as HTML.
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
             '\\' | '`' | '*' | '_' | '{' | '}' | '[' | ']' | '(' | ')' | '#' | '+' | '-' | '.'
-            | '!' | '|' | '<' | '>' | '~' | '&' | '"' | '\'' | ':' | '=' => {
+            | '!' | '|' | '~' | '"' | '\'' | ':' | '=' => {
                 out.push('\\');
                 out.push(c);
             }
@@ -40,11 +44,7 @@ pub fn markdown(text: &str) -> String {
 /// Markdown inline code: the text inside a code span long enough not to be closed by it.
 pub fn markdown_code(text: &str) -> String {
     let text = one_line(text);
-    let longest = text
-        .split(|c| c != '`')
-        .map(str::len)
-        .max()
-        .unwrap_or(0);
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
     let fence = "`".repeat(longest + 1);
     format!("{fence} {text} {fence}")
 }
@@ -97,7 +97,10 @@ mod tests {
     #[test]
     fn sql() {
         assert_eq!(sql_ident("a\"b"), "\"a\"\"b\"");
-        assert_eq!(sql_literal("'); DROP TABLE x; --"), "'''); DROP TABLE x; --'");
+        assert_eq!(
+            sql_literal("'); DROP TABLE x; --"),
+            "'''); DROP TABLE x; --'"
+        );
     }
 
     #[test]

@@ -30,7 +30,11 @@ impl FileSet {
     }
 
     /// Prints Rust tokens into a file with the `@generated` header.
-    pub fn insert_rust(&mut self, path: &str, tokens: proc_macro2::TokenStream) -> Result<(), RenderError> {
+    pub fn insert_rust(
+        &mut self,
+        path: &str,
+        tokens: proc_macro2::TokenStream,
+    ) -> Result<(), RenderError> {
         let printed = rust::print(path, tokens)?;
         self.insert(path, format!("{}{printed}", rust_header()));
         Ok(())
@@ -51,7 +55,9 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { generator_version: env!("CARGO_PKG_VERSION").to_owned() }
+        Options {
+            generator_version: env!("CARGO_PKG_VERSION").to_owned(),
+        }
     }
 }
 
@@ -59,10 +65,16 @@ impl Default for Options {
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum RenderError {
     #[error("bulwark built invalid Rust for `{path}`: {message}")]
-    #[diagnostic(code(bulwark::render::tokens), help("this is a bug in bulwark; please report it with the spec"))]
+    #[diagnostic(
+        code(bulwark::render::tokens),
+        help("this is a bug in bulwark; please report it with the spec")
+    )]
     Tokens { path: String, message: String },
     #[error("template `{name}` failed: {message}")]
-    #[diagnostic(code(bulwark::render::template), help("this is a bug in bulwark; please report it with the spec"))]
+    #[diagnostic(
+        code(bulwark::render::template),
+        help("this is a bug in bulwark; please report it with the spec")
+    )]
     Template { name: String, message: String },
 }
 
@@ -78,6 +90,7 @@ pub fn render(app: &App, options: &Options) -> Result<FileSet, RenderError> {
     rust::api::render_api(app, &mut files, API_DIR)?;
     rust::server::render_server(app, &mut files, SERVER_DIR, &crates.api)?;
     rust::client::render_client(app, &mut files, CLIENT_DIR, &crates.api)?;
+    rust::tests::render_tests(app, &mut files, SERVER_DIR, &crates.api)?;
     sql::render_migrations(app, options, &mut files)?;
     files.insert("openapi.json", openapi::render_openapi(app, options));
     Ok(files)

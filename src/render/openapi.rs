@@ -33,10 +33,23 @@ pub fn render_openapi(app: &App, options: &Options) -> String {
             }
         }));
         for action in &resource.actions {
-            let entry = paths.entry(action.path.clone()).or_insert_with(|| json!({}));
+            let entry = paths
+                .entry(action.path.clone())
+                .or_insert_with(|| json!({}));
             let mut op = Map::new();
-            op.insert("operationId".into(), json!(format!("{}_{}", action.ident, resource.ident)));
-            op.insert("summary".into(), json!(action.description.clone().unwrap_or_else(|| format!("{} {}", action.name, resource.name))));
+            op.insert(
+                "operationId".into(),
+                json!(format!("{}_{}", action.ident, resource.ident)),
+            );
+            op.insert(
+                "summary".into(),
+                json!(
+                    action
+                        .description
+                        .clone()
+                        .unwrap_or_else(|| format!("{} {}", action.name, resource.name))
+                ),
+            );
             op.insert("tags".into(), json!([resource.name]));
             match (&action.public, &action.scope) {
                 (Some(reason), _) => {
@@ -97,7 +110,11 @@ pub fn render_openapi(app: &App, options: &Options) -> String {
             }
         }
     }
-    let scopes: Map<String, Value> = app.scopes.iter().map(|s| (s.name.clone(), json!(s.description))).collect();
+    let scopes: Map<String, Value> = app
+        .scopes
+        .iter()
+        .map(|s| (s.name.clone(), json!(s.description)))
+        .collect();
     let document = json!({
         "openapi": "3.1.0",
         "info": {
@@ -143,8 +160,12 @@ fn schemas_of(resource: &Resource) -> (Value, Value) {
             FieldType::Money => json!({"$ref": "#/components/schemas/Money"}),
             FieldType::Timestamp => json!({"type": "string", "format": "date-time"}),
             FieldType::Date => json!({"type": "string", "format": "date"}),
-            FieldType::Uuid | FieldType::Reference { .. } => json!({"type": "string", "format": "uuid"}),
-            FieldType::Enum { variants, .. } => json!({"type": "string", "enum": variants.iter().map(|v| v.value.clone()).collect::<Vec<_>>()}),
+            FieldType::Uuid | FieldType::Reference { .. } => {
+                json!({"type": "string", "format": "uuid"})
+            }
+            FieldType::Enum { variants, .. } => {
+                json!({"type": "string", "enum": variants.iter().map(|v| v.value.clone()).collect::<Vec<_>>()})
+            }
         };
         if let Some(map) = schema.as_object_mut() {
             if let Some(max) = field.max {
@@ -165,8 +186,14 @@ fn schemas_of(resource: &Resource) -> (Value, Value) {
             }
         }
     }
-    out_props.insert("created_at".into(), json!({"type": "string", "format": "date-time"}));
-    out_props.insert("updated_at".into(), json!({"type": "string", "format": "date-time"}));
+    out_props.insert(
+        "created_at".into(),
+        json!({"type": "string", "format": "date-time"}),
+    );
+    out_props.insert(
+        "updated_at".into(),
+        json!({"type": "string", "format": "date-time"}),
+    );
     (
         json!({"type": "object", "required": out_required, "properties": out_props}),
         json!({"type": "object", "additionalProperties": false, "required": in_required, "properties": in_props}),

@@ -45,18 +45,28 @@ pub fn money_columns(field: &Field) -> (String, String) {
     let base = &field.column;
     (
         shorten(&format!("{base}_minor"), crate::model::names::PG_MAX_IDENT),
-        shorten(&format!("{base}_currency"), crate::model::names::PG_MAX_IDENT),
+        shorten(
+            &format!("{base}_currency"),
+            crate::model::names::PG_MAX_IDENT,
+        ),
     )
 }
 
-pub fn render_migrations(app: &App, options: &Options, files: &mut FileSet) -> Result<(), RenderError> {
+pub fn render_migrations(
+    app: &App,
+    options: &Options,
+    files: &mut FileSet,
+) -> Result<(), RenderError> {
     let tables = app.resources.iter().map(|r| table(app, r)).collect();
     let context = Context {
         version: &options.generator_version,
         app: crate::render::escape::one_line(&app.name).replace("--", "- -"),
         tables,
     };
-    files.insert("migrations/0001_init.sql", templates::render("migration_init.sql", &context)?);
+    files.insert(
+        "migrations/0001_init.sql",
+        templates::render("migration_init.sql", &context)?,
+    );
     Ok(())
 }
 
@@ -85,14 +95,22 @@ fn table(app: &App, resource: &Resource) -> Table {
         });
         let (ty, check) = match &field.ty {
             FieldType::String | FieldType::Text => ("text", length_check(&name)),
-            FieldType::Email => ("text", Some(format!("char_length({name}) <= 254 AND position('@' in {name}) > 1"))),
+            FieldType::Email => (
+                "text",
+                Some(format!(
+                    "char_length({name}) <= 254 AND position('@' in {name}) > 1"
+                )),
+            ),
             FieldType::Int => ("bigint", field.min.map(|m| format!("{name} >= {m}"))),
             FieldType::Bool => ("boolean", None),
             FieldType::Decimal => ("numeric", None),
             FieldType::Timestamp => ("timestamptz", None),
             FieldType::Date => ("date", None),
             FieldType::Uuid | FieldType::Reference { .. } => ("uuid", None),
-            FieldType::Principal => ("text", Some(format!("char_length({name}) BETWEEN 1 AND 255"))),
+            FieldType::Principal => (
+                "text",
+                Some(format!("char_length({name}) BETWEEN 1 AND 255")),
+            ),
             FieldType::Enum { variants, .. } => {
                 let values: Vec<String> = variants.iter().map(|v| sql_literal(&v.value)).collect();
                 ("text", Some(format!("{name} IN ({})", values.join(", "))))
@@ -100,7 +118,13 @@ fn table(app: &App, resource: &Resource) -> Table {
             FieldType::Money => {
                 let (minor, currency) = money_columns(field);
                 let (minor, currency) = (sql_ident(&minor), sql_ident(&currency));
-                columns.push(Column { name: minor, ty: "bigint", nullable, default: None, check: None });
+                columns.push(Column {
+                    name: minor,
+                    ty: "bigint",
+                    nullable,
+                    default: None,
+                    check: None,
+                });
                 columns.push(Column {
                     name: currency.clone(),
                     ty: "text",
@@ -111,18 +135,36 @@ fn table(app: &App, resource: &Resource) -> Table {
                 continue;
             }
         };
-        columns.push(Column { name: name.clone(), ty, nullable, default, check });
+        columns.push(Column {
+            name: name.clone(),
+            ty,
+            nullable,
+            default,
+            check,
+        });
         if field.unique {
-            uniques.push(if tenant { format!("\"tenant_id\", {name}") } else { name.clone() });
+            uniques.push(if tenant {
+                format!("\"tenant_id\", {name}")
+            } else {
+                name.clone()
+            });
         }
         if let FieldType::Reference { resource: target } = field.ty {
             let target = &app.resources[target];
             let target_table = sql_ident(&target.table);
             // Within a tenant, the key includes tenant_id: a row can never point into another tenant.
             foreign_keys.push(if tenant && !target.global {
-                ForeignKey { columns: format!("\"tenant_id\", {name}"), target: target_table, target_columns: "\"tenant_id\", \"id\"".into() }
+                ForeignKey {
+                    columns: format!("\"tenant_id\", {name}"),
+                    target: target_table,
+                    target_columns: "\"tenant_id\", \"id\"".into(),
+                }
             } else {
-                ForeignKey { columns: name.clone(), target: target_table, target_columns: "\"id\"".into() }
+                ForeignKey {
+                    columns: name.clone(),
+                    target: target_table,
+                    target_columns: "\"id\"".into(),
+                }
             });
         }
     }

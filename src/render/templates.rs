@@ -6,14 +6,32 @@ use serde::Serialize;
 use std::sync::OnceLock;
 
 const TEMPLATES: &[(&str, &str)] = &[
-    ("migration_init.sql", include_str!("../../templates/migration_init.sql.tera")),
-    ("workspace_Cargo.toml", include_str!("../../templates/workspace_Cargo.toml.tera")),
-    ("crate_api_Cargo.toml", include_str!("../../templates/crate_api_Cargo.toml.tera")),
-    ("crate_server_Cargo.toml", include_str!("../../templates/crate_server_Cargo.toml.tera")),
-    ("crate_client_Cargo.toml", include_str!("../../templates/crate_client_Cargo.toml.tera")),
+    (
+        "migration_init.sql",
+        include_str!("../../templates/migration_init.sql.tera"),
+    ),
+    (
+        "workspace_Cargo.toml",
+        include_str!("../../templates/workspace_Cargo.toml.tera"),
+    ),
+    (
+        "crate_api_Cargo.toml",
+        include_str!("../../templates/crate_api_Cargo.toml.tera"),
+    ),
+    (
+        "crate_server_Cargo.toml",
+        include_str!("../../templates/crate_server_Cargo.toml.tera"),
+    ),
+    (
+        "crate_client_Cargo.toml",
+        include_str!("../../templates/crate_client_Cargo.toml.tera"),
+    ),
     ("gitignore", include_str!("../../templates/gitignore.tera")),
     ("README.md", include_str!("../../templates/README.md.tera")),
-    ("THREAT_MODEL.md", include_str!("../../templates/THREAT_MODEL.md.tera")),
+    (
+        "THREAT_MODEL.md",
+        include_str!("../../templates/THREAT_MODEL.md.tera"),
+    ),
 ];
 
 fn engine() -> &'static tera::Tera {
@@ -34,7 +52,10 @@ fn engine() -> &'static tera::Tera {
 
 /// Renders an embedded template with a typed context.
 pub fn render<C: Serialize>(name: &str, context: &C) -> Result<String, RenderError> {
-    let failed = |e: tera::Error| RenderError::Template { name: name.to_owned(), message: e.to_string() };
+    let failed = |e: tera::Error| RenderError::Template {
+        name: name.to_owned(),
+        message: e.to_string(),
+    };
     let context = tera::Context::from_serialize(context).map_err(failed)?;
     engine().render(name, &context).map_err(failed)
 }

@@ -2,8 +2,8 @@
 
 use super::escape::{markdown, markdown_code, toml_string};
 use super::{FileSet, Options, RenderError, templates};
-use crate::model::names::crate_name;
 use crate::model::App;
+use crate::model::names::crate_name;
 use serde::Serialize;
 
 /// The crate names of a generated workspace.
@@ -72,20 +72,62 @@ struct ThreatRow {
     mitigation: String,
 }
 
-pub fn render_workspace(app: &App, options: &Options, crates: &Crates, files: &mut FileSet) -> Result<(), RenderError> {
+pub fn render_workspace(
+    app: &App,
+    options: &Options,
+    crates: &Crates,
+    files: &mut FileSet,
+) -> Result<(), RenderError> {
     let version = options.generator_version.as_str();
-    let about = |what: &str| toml_string(&format!("{what} of {}", crate::render::escape::one_line(&app.name)));
-    let workspace = CrateContext { version, name: "", api_crate: &crates.api, description: String::new() };
-    files.insert("Cargo.toml", templates::render("workspace_Cargo.toml", &workspace)?);
+    let about = |what: &str| {
+        toml_string(&format!(
+            "{what} of {}",
+            crate::render::escape::one_line(&app.name)
+        ))
+    };
+    let workspace = CrateContext {
+        version,
+        name: "",
+        api_crate: &crates.api,
+        description: String::new(),
+    };
+    files.insert(
+        "Cargo.toml",
+        templates::render("workspace_Cargo.toml", &workspace)?,
+    );
     for (dir, template, name, what) in [
-        (super::API_DIR, "crate_api_Cargo.toml", &crates.api, "API types"),
-        (super::SERVER_DIR, "crate_server_Cargo.toml", &crates.server, "The service"),
-        (super::CLIENT_DIR, "crate_client_Cargo.toml", &crates.client, "Typed client"),
+        (
+            super::API_DIR,
+            "crate_api_Cargo.toml",
+            &crates.api,
+            "API types",
+        ),
+        (
+            super::SERVER_DIR,
+            "crate_server_Cargo.toml",
+            &crates.server,
+            "The service",
+        ),
+        (
+            super::CLIENT_DIR,
+            "crate_client_Cargo.toml",
+            &crates.client,
+            "Typed client",
+        ),
     ] {
-        let context = CrateContext { version, name, api_crate: &crates.api, description: about(what) };
-        files.insert(&format!("{dir}/Cargo.toml"), templates::render(template, &context)?);
+        let context = CrateContext {
+            version,
+            name,
+            api_crate: &crates.api,
+            description: about(what),
+        };
+        files.insert(
+            &format!("{dir}/Cargo.toml"),
+            templates::render(template, &context)?,
+        );
     }
     files.insert(".gitignore", templates::render("gitignore", &workspace)?);
+    files.insert("Cargo.lock", cargo_lock(crates));
 
     let operations = app
         .resources
@@ -100,7 +142,12 @@ pub fn render_workspace(app: &App, options: &Options, crates: &Crates, files: &m
                 (Some(s), None) => markdown_code(s),
                 (None, None) => "none".into(),
             },
-            roles: a.roles.iter().map(|r| markdown(r)).collect::<Vec<_>>().join(", "),
+            roles: a
+                .roles
+                .iter()
+                .map(|r| markdown(r))
+                .collect::<Vec<_>>()
+                .join(", "),
         })
         .collect();
     let readme = ReadmeContext {
@@ -125,11 +172,79 @@ pub fn render_workspace(app: &App, options: &Options, crates: &Crates, files: &m
                 threats: r
                     .threats
                     .iter()
-                    .map(|t| ThreatRow { stride: t.stride.clone(), risk: markdown(&t.risk), mitigation: markdown(&t.mitigation) })
+                    .map(|t| ThreatRow {
+                        stride: t.stride.clone(),
+                        risk: markdown(&t.risk),
+                        mitigation: markdown(&t.mitigation),
+                    })
                     .collect(),
             })
             .collect(),
     };
-    files.insert("THREAT_MODEL.md", templates::render("THREAT_MODEL.md", &threats)?);
+    files.insert(
+        "THREAT_MODEL.md",
+        templates::render("THREAT_MODEL.md", &threats)?,
+    );
     Ok(())
+}
+
+/// The third-party part of the lockfile every generated workspace ships: the same versions
+/// for every project. Refreshed by `bench/refresh-lock.sh` when the dependencies change.
+const LOCK_DEPS: &str = include_str!("../../templates/Cargo.lock.deps");
+
+/// `Cargo.lock`: the pinned third-party packages plus the workspace's own crates, in
+/// Cargo's order (by name), so `cargo build --locked` accepts it unchanged.
+fn cargo_lock(crates: &Crates) -> String {
+    let mut blocks: Vec<String> = LOCK_DEPS
+        .split("\n\n")
+        .map(|b| b.trim().to_owned())
+        .filter(|b| !b.is_empty())
+        .collect();
+    let member = |name: &str, deps: &[&str]| {
+        let mut deps: Vec<&str> = deps.to_vec();
+        deps.sort_unstable();
+        let list: String = deps.iter().map(|d| format!(" \"{d}\",\n")).collect();
+        format!("[[package]]\nname = \"{name}\"\nversion = \"0.1.0\"\ndependencies = [\n{list}]")
+    };
+    let members = [
+        member(&crates.api, &["chrono", "rust_decimal", "serde", "uuid"]),
+        member(&crates.client, &[&crates.api, "reqwest", "serde", "uuid"]),
+        member(
+            &crates.server,
+            &[
+                &crates.api,
+                "axum",
+                "chrono",
+                "rust_decimal",
+                "serde",
+                "serde_json",
+                "sqlx",
+                "tokio",
+                "tower",
+                "tracing",
+                "tracing-subscriber",
+                "uuid",
+            ],
+        ),
+    ];
+    for block in members {
+        let name = block_name(&block).to_owned();
+        let at = blocks
+            .iter()
+            .position(|b| block_name(b) > name.as_str())
+            .unwrap_or(blocks.len());
+        blocks.insert(at, block);
+    }
+    format!(
+        "# This file is automatically @generated by Cargo.\n# It is not intended for manual editing.\nversion = 4\n\n{}\n",
+        blocks.join("\n\n")
+    )
+}
+
+fn block_name(block: &str) -> &str {
+    block
+        .lines()
+        .find_map(|l| l.strip_prefix("name = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .unwrap_or("")
 }

@@ -1,7 +1,9 @@
 //! The `<app>-api` crate: request and response types shared by server and client, with the
 //! input validation the spec's field constraints ask for.
 
-use super::{input_type, doc, doc_opt, inner_doc, enum_type, ident, input_optional, is_input, value_type};
+use super::{
+    doc, doc_opt, enum_type, ident, inner_doc, input_optional, input_type, is_input, value_type,
+};
 use crate::model::{App, FieldType, Resource};
 use crate::render::{FileSet, RenderError};
 use proc_macro2::TokenStream;
@@ -9,7 +11,11 @@ use quote::quote;
 
 pub fn render_api(app: &App, files: &mut FileSet, dir: &str) -> Result<(), RenderError> {
     let modules: Vec<_> = app.resources.iter().map(|r| ident(&r.ident)).collect();
-    let currencies: Vec<&str> = app.payments.as_ref().map(|p| p.currencies.iter().map(String::as_str).collect()).unwrap_or_default();
+    let currencies: Vec<&str> = app
+        .payments
+        .as_ref()
+        .map(|p| p.currencies.iter().map(String::as_str).collect())
+        .unwrap_or_default();
     let currency_check = if currencies.is_empty() {
         quote! { code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase()) }
     } else {
@@ -134,7 +140,9 @@ fn resource_module(resource: &Resource) -> TokenStream {
         let f = ident(&field.ident);
         let ty = value_type(resource, field, None);
         let fdoc = doc_opt(field.description.as_deref());
-        if let (FieldType::Enum { variants, .. }, Some(enum_name)) = (&field.ty, enum_type(resource, field)) {
+        if let (FieldType::Enum { variants, .. }, Some(enum_name)) =
+            (&field.ty, enum_type(resource, field))
+        {
             let idents: Vec<_> = variants.iter().map(|v| ident(&v.ident)).collect();
             let values: Vec<&str> = variants.iter().map(|v| v.value.as_str()).collect();
             let edoc = doc(&format!("Values of `{}`.", field.name));
@@ -161,7 +169,11 @@ fn resource_module(resource: &Resource) -> TokenStream {
                 }
             });
         }
-        let out_ty = if field.optional { quote!(Option<#ty>) } else { ty.clone() };
+        let out_ty = if field.optional {
+            quote!(Option<#ty>)
+        } else {
+            ty.clone()
+        };
         out_fields.push(quote! { #fdoc pub #f: #out_ty, });
         if !is_input(field) {
             continue;
@@ -188,13 +200,17 @@ fn resource_module(resource: &Resource) -> TokenStream {
             None => quote!(None),
         };
         let check = match &field.ty {
-            FieldType::String | FieldType::Text => Some(quote! { check::length(&mut errors, #key, value, #min, #max); }),
+            FieldType::String | FieldType::Text => {
+                Some(quote! { check::length(&mut errors, #key, value, #min, #max); })
+            }
             FieldType::Email => Some(quote! {
                 check::length(&mut errors, #key, value, #min, #max);
                 check::email(&mut errors, #key, value);
             }),
             FieldType::Money => Some(quote! { check::money(&mut errors, #key, value); }),
-            FieldType::Int if field.min.is_some() => Some(quote! { check::int(&mut errors, #key, *value, #min); }),
+            FieldType::Int if field.min.is_some() => {
+                Some(quote! { check::int(&mut errors, #key, *value, #min); })
+            }
             _ => None,
         };
         if let Some(check) = check {

@@ -1,11 +1,16 @@
 //! The `<app>-client` crate: a typed reqwest client with one method per operation.
 
-use super::{input_type, crate_ident, doc, ident};
+use super::{crate_ident, doc, ident, input_type};
 use crate::model::{ActionKind, App};
 use crate::render::{FileSet, RenderError};
 use quote::{format_ident, quote};
 
-pub fn render_client(app: &App, files: &mut FileSet, dir: &str, api_crate: &str) -> Result<(), RenderError> {
+pub fn render_client(
+    app: &App,
+    files: &mut FileSet,
+    dir: &str,
+    api_crate: &str,
+) -> Result<(), RenderError> {
     let api = crate_ident(api_crate);
     let mut methods = Vec::new();
     for resource in &app.resources {
@@ -13,10 +18,27 @@ pub fn render_client(app: &App, files: &mut FileSet, dir: &str, api_crate: &str)
         let ty = ident(&resource.type_name);
         let input = input_type(resource);
         for action in &resource.actions {
-            let name = format_ident!("{}_{}", action.ident.trim_end_matches('_'), resource.ident.trim_end_matches('_'));
+            let name = format_ident!(
+                "{}_{}",
+                action.ident.trim_end_matches('_'),
+                resource.ident.trim_end_matches('_')
+            );
             let method = action.method.as_str();
-            let mdoc = doc(&format!("`{method} {}`{}.", action.path, action.scope.as_ref().map(|s| format!(" (scope `{s}`)")).unwrap_or_default()));
-            let base = action.path.split("/{id}").next().unwrap_or(&action.path).to_owned();
+            let mdoc = doc(&format!(
+                "`{method} {}`{}.",
+                action.path,
+                action
+                    .scope
+                    .as_ref()
+                    .map(|s| format!(" (scope `{s}`)"))
+                    .unwrap_or_default()
+            ));
+            let base = action
+                .path
+                .split("/{id}")
+                .next()
+                .unwrap_or(&action.path)
+                .to_owned();
             let tail = action.path.split("/{id}").nth(1).unwrap_or("").to_owned();
             methods.push(match &action.kind {
                 ActionKind::Create => quote! {

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod client;
 pub mod server;
+pub mod tests;
 
 use crate::model::{Field, FieldType, Resource};
 use crate::render::escape;
@@ -43,24 +44,33 @@ pub fn doc_opt(text: Option<&str>) -> TokenStream {
 /// Prints a file's tokens. The tokens come from this generator, so failing to parse them is
 /// a bug in bulwark, reported with the file it happened in.
 pub fn print(path: &str, tokens: TokenStream) -> Result<String, crate::render::RenderError> {
-    let file = syn::parse2::<syn::File>(tokens).map_err(|e| crate::render::RenderError::Tokens {
-        path: path.to_owned(),
-        message: e.to_string(),
-    })?;
+    let file =
+        syn::parse2::<syn::File>(tokens).map_err(|e| crate::render::RenderError::Tokens {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
     Ok(prettyplease::unparse(&file))
 }
 
 /// The request body type of a resource (`InvoiceInput`; `Self_` gives `SelfInput`).
 pub fn input_type(resource: &Resource) -> Ident {
-    ident(&format!("{}Input", resource.type_name.trim_end_matches('_')))
+    ident(&format!(
+        "{}Input",
+        resource.type_name.trim_end_matches('_')
+    ))
 }
 
 /// The enum type name of an enum field, kept clear of the resource's own type names.
 pub fn enum_type(resource: &Resource, field: &Field) -> Option<Ident> {
     match &field.ty {
         FieldType::Enum { type_name, .. } => {
-            let clash = *type_name == resource.type_name || *type_name == input_type(resource).to_string();
-            Some(ident(&if clash { format!("{type_name}Value") } else { type_name.clone() }))
+            let clash =
+                *type_name == resource.type_name || input_type(resource) == type_name.as_str();
+            Some(ident(&if clash {
+                format!("{type_name}Value")
+            } else {
+                type_name.clone()
+            }))
         }
         _ => None,
     }
@@ -74,7 +84,9 @@ pub fn value_type(resource: &Resource, field: &Field, api: Option<&Ident>) -> To
         None => quote!(crate),
     };
     match &field.ty {
-        FieldType::String | FieldType::Text | FieldType::Email | FieldType::Principal => quote!(String),
+        FieldType::String | FieldType::Text | FieldType::Email | FieldType::Principal => {
+            quote!(String)
+        }
         FieldType::Int => quote!(i64),
         FieldType::Bool => quote!(bool),
         FieldType::Decimal => quote!(rust_decimal::Decimal),

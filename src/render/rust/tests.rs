@@ -1,0 +1,371 @@
+//! The generated workspace's own tests (`crates/server/tests/service.rs`): the router and
+//! the OpenAPI document agree, the guard answers every non-public route with 401 and unknown
+//! paths with 404 (problem+json), and every repository function runs against PostgreSQL.
+
+use super::{enum_type, ident, input_type, is_input};
+use crate::model::{ActionKind, App, FieldType, Resource};
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+
+use crate::render::{FileSet, RenderError};
+
+pub fn render_tests(
+    app: &App,
+    files: &mut FileSet,
+    dir: &str,
+    api_crate: &str,
+) -> Result<(), RenderError> {
+    let api = super::crate_ident(api_crate);
+    let order = creation_order(app);
+    let db_prefix = format!("{}_test", app.ident.chars().take(30).collect::<String>());
+    let steps: Vec<TokenStream> = order
+        .iter()
+        .map(|&index| resource_steps(app, index, &api))
+        .collect();
+    let id_vecs: Vec<_> = app
+        .resources
+        .iter()
+        .map(|r| format_ident!("{}_ids", r.ident.trim_end_matches('_')))
+        .collect();
+    let tokens = quote! {
+        //! Tests of the generated service: routing, the guard, and the data layer against the
+        //! PostgreSQL at `DATABASE_URL` (default: the local server). Each run creates its own
+        //! database and drops it at the end.
+
+        use axum::body::Body;
+        use axum::http::{header, Method, Request, StatusCode};
+        use server::tenant::TenantId;
+        use server::OPERATIONS;
+        use std::collections::BTreeSet;
+        use tower::ServiceExt;
+
+        fn database_url() -> String {
+            std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+        }
+
+        /// A router whose pool connects only when a handler reaches the database.
+        fn router() -> axum::Router {
+            let db = sqlx::postgres::PgPoolOptions::new().connect_lazy(&database_url()).expect("DATABASE_URL is a valid URL");
+            server::router(server::AppState { db })
+        }
+
+        async fn call(method: &str, path: &str) -> axum::response::Response {
+            let request = Request::builder()
+                .method(Method::from_bytes(method.as_bytes()).expect("valid method"))
+                .uri(path)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from("{}"))
+                .expect("valid request");
+            router().oneshot(request).await.expect("the router answers")
+        }
+
+        fn is_problem(response: &axum::response::Response) -> bool {
+            response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) == Some("application/problem+json")
+        }
+
+        #[test]
+        fn router_and_openapi_list_the_same_operations() {
+            let document: serde_json::Value = serde_json::from_str(include_str!("../../../openapi.json")).expect("openapi.json parses");
+            let mut documented = BTreeSet::new();
+            for (path, item) in document["paths"].as_object().expect("paths") {
+                for method in item.as_object().expect("path item").keys() {
+                    documented.insert((method.to_uppercase(), path.clone()));
+                }
+            }
+            let routed: BTreeSet<_> = OPERATIONS.iter().map(|op| (op.method.to_owned(), op.path.to_owned())).collect();
+            assert_eq!(routed, documented);
+            assert_eq!(routed.len(), OPERATIONS.len(), "two operations share a method and path");
+        }
+
+        #[tokio::test]
+        async fn non_public_operations_without_credentials_answer_401() {
+            for op in OPERATIONS.iter().filter(|op| !op.public) {
+                let path = op.path.replace("{id}", "0190a0b0-0000-7000-8000-000000000001");
+                let response = call(op.method, &path).await;
+                assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{} {}", op.method, path);
+                assert!(is_problem(&response), "{} {} is not problem+json", op.method, path);
+                let challenge = response.headers().get(header::WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+                assert!(challenge.starts_with("Bearer"), "{} {} has no Bearer challenge", op.method, path);
+            }
+        }
+
+        #[tokio::test]
+        async fn unknown_paths_answer_404_problem() {
+            for path in ["/", "/nope", "/v0/anything", "/v1/../etc/passwd"] {
+                let response = call("GET", path).await;
+                assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+                assert!(is_problem(&response), "{path}");
+            }
+        }
+
+        #[tokio::test]
+        async fn unknown_methods_answer_405_problem() {
+            for op in OPERATIONS {
+                let path = op.path.replace("{id}", "0190a0b0-0000-7000-8000-000000000001");
+                let response = call("PATCH", &path).await;
+                assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED, "PATCH {path}");
+                assert!(is_problem(&response), "PATCH {path}");
+            }
+        }
+
+        /// A database of its own for one test run, dropped at the end.
+        struct TestDb {
+            admin: sqlx::PgPool,
+            name: String,
+            pool: sqlx::PgPool,
+        }
+
+        impl TestDb {
+            async fn create() -> TestDb {
+                let admin = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&database_url()).await.expect("PostgreSQL is reachable at DATABASE_URL");
+                let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or_default();
+                let name = format!("{}_{}_{nanos}", #db_prefix, std::process::id());
+                // The name is ASCII letters, digits and underscores, made here.
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&admin).await.expect("create the test database");
+                let options: sqlx::postgres::PgConnectOptions = database_url().parse().expect("DATABASE_URL parses");
+                let pool = sqlx::postgres::PgPoolOptions::new().max_connections(2).connect_with(options.database(&name)).await.expect("connect to the test database");
+                sqlx::raw_sql(include_str!("../../../migrations/0001_init.sql")).execute(&pool).await.expect("the migrations apply");
+                TestDb { admin, name, pool }
+            }
+
+            async fn drop(self) {
+                self.pool.close().await;
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE \"{}\" WITH (FORCE)", self.name))).execute(&self.admin).await;
+            }
+
+            async fn tenant(&self, name: &str) -> TenantId {
+                let id = uuid::Uuid::now_v7();
+                sqlx::query("INSERT INTO \"tenants\" (\"id\", \"name\") VALUES ($1, $2)").bind(id).bind(name).execute(&self.pool).await.expect("create a tenant");
+                TenantId::system(id)
+            }
+        }
+
+        /// Reads every page of a list, two rows at a time.
+        macro_rules! all_pages {
+            ($list:expr) => {{
+                let mut after = None;
+                let mut ids = Vec::new();
+                let mut pages = 0;
+                loop {
+                    let page = $list(after, 2).await.expect("list a page");
+                    assert!(page.items.len() <= 2);
+                    ids.extend(page.items.iter().map(|row| row.id));
+                    pages += 1;
+                    match page.next_after {
+                        Some(next) => after = Some(next),
+                        None => break,
+                    }
+                }
+                (ids, pages)
+            }};
+        }
+
+        #[tokio::test]
+        async fn repository_functions_run_against_postgres() {
+            let db = TestDb::create().await;
+            let tenant = db.tenant("tenant a").await;
+            let other = db.tenant("tenant b").await;
+            let subject = "user-1";
+            #(let mut #id_vecs: Vec<uuid::Uuid> = Vec::new();)*
+            #(#steps)*
+            let _ = (&tenant, &other, subject);
+            db.drop().await;
+        }
+    };
+    files.insert_rust(&format!("{dir}/tests/service.rs"), tokens)
+}
+
+/// Resources in an order where every required reference points to rows already created.
+fn creation_order(app: &App) -> Vec<usize> {
+    let mut done = vec![false; app.resources.len()];
+    let mut order = Vec::new();
+    while order.len() < app.resources.len() {
+        let before = order.len();
+        for (index, resource) in app.resources.iter().enumerate() {
+            if done[index] {
+                continue;
+            }
+            let ready = resource.fields.iter().all(|f| match f.ty {
+                FieldType::Reference { resource: target } => {
+                    f.optional || target == index || done[target]
+                }
+                _ => true,
+            });
+            if ready {
+                done[index] = true;
+                order.push(index);
+            }
+        }
+        if order.len() == before {
+            // Lowering refuses required reference cycles; anything left is created last.
+            order.extend((0..app.resources.len()).filter(|i| !done[*i]));
+            break;
+        }
+    }
+    order
+}
+
+fn sample(app: &App, resource: &Resource, api: &proc_macro2::Ident, n: TokenStream) -> TokenStream {
+    let module = ident(&resource.ident);
+    let input = input_type(resource);
+    let mut fields = Vec::new();
+    for field in resource.fields.iter().filter(|f| is_input(f)) {
+        let f = ident(&field.ident);
+        let value = match &field.ty {
+            FieldType::String | FieldType::Text => {
+                let max = field.max.unwrap_or(200) as usize;
+                let min = field.min.unwrap_or(0).max(0) as usize;
+                quote! {{
+                    let text = if #max >= 12 { format!("sample {}", #n) } else { format!("{}", #n) };
+                    let text: String = text.chars().rev().take(#max).collect::<Vec<_>>().into_iter().rev().collect();
+                    format!("{text:x<width$}", width = #min)
+                }}
+            }
+            FieldType::Email => quote!(format!("user{}@example.com", #n)),
+            FieldType::Int => match field.min {
+                Some(min) if min != 0 => quote!(#min + #n),
+                _ => n.clone(),
+            },
+            FieldType::Bool => quote!(#n % 2 == 0),
+            FieldType::Decimal => quote!(rust_decimal::Decimal::new(#n * 125, 2)),
+            FieldType::Money => {
+                let currency = app
+                    .payments
+                    .as_ref()
+                    .and_then(|p| p.currencies.first().cloned())
+                    .unwrap_or_else(|| "EUR".into());
+                quote!(#api::Money { amount_minor: #n * 100, currency: #currency.to_owned() })
+            }
+            FieldType::Timestamp => {
+                quote!(chrono::DateTime::from_timestamp(1_700_000_000 + #n, 0).expect("valid time"))
+            }
+            FieldType::Date => {
+                quote!(chrono::NaiveDate::from_ymd_opt(2024, 1, 1).expect("valid date") + chrono::Days::new(#n as u64))
+            }
+            FieldType::Uuid => quote!(uuid::Uuid::from_u128(#n as u128)),
+            FieldType::Enum { .. } => {
+                let ety = enum_type(resource, field);
+                quote!(#api::#module::#ety::ALL[#n as usize % #api::#module::#ety::ALL.len()])
+            }
+            FieldType::Reference { resource: target } => {
+                let ids =
+                    format_ident!("{}_ids", app.resources[*target].ident.trim_end_matches('_'));
+                if field.optional {
+                    quote!(#ids.get(#n as usize % #ids.len().max(1)).copied())
+                } else {
+                    quote!(#ids[#n as usize % #ids.len()])
+                }
+            }
+            FieldType::Principal => continue,
+        };
+        let optional_ref = field.optional && matches!(field.ty, FieldType::Reference { .. });
+        let value = if (field.optional || field.default.is_some()) && !optional_ref {
+            quote!(Some(#value))
+        } else {
+            value
+        };
+        fields.push(quote!(#f: #value,));
+    }
+    quote!(#api::#module::#input { #(#fields)* })
+}
+
+fn resource_steps(app: &App, index: usize, api: &proc_macro2::Ident) -> TokenStream {
+    let resource = &app.resources[index];
+    let module = ident(&resource.ident);
+    let repo = quote!(server::resources::#module);
+    let ids = format_ident!("{}_ids", resource.ident.trim_end_matches('_'));
+    let has_subject = resource.fields.iter().any(|f| f.ty == FieldType::Principal);
+    let t = if resource.global {
+        quote!()
+    } else {
+        quote!(tenant,)
+    };
+    let s = if has_subject {
+        quote!(subject,)
+    } else {
+        quote!()
+    };
+    let sample_n = sample(app, resource, api, quote!(n));
+    let sample_changed = sample(app, resource, api, quote!(n));
+    let name = &resource.name;
+    let isolation = (!resource.global).then(|| {
+        quote! {
+            // Another tenant sees nothing of it, through any function.
+            assert!(#repo::fetch(&db.pool, other, first).await.expect("fetch").is_none(), "{} leaked across tenants", #name);
+            assert!(#repo::list(&db.pool, other, None, 100).await.expect("list").items.is_empty());
+            assert!(#repo::update(&db.pool, other, first, &changed).await.expect("update").is_none());
+            assert!(!#repo::delete(&db.pool, other, first).await.expect("delete"));
+        }
+    });
+    let other_arg = if resource.global {
+        quote!()
+    } else {
+        quote!(tenant,)
+    };
+    let customs: Vec<TokenStream> = resource
+        .actions
+        .iter()
+        .filter(|a| matches!(a.kind, ActionKind::Custom(_)))
+        .map(|a| {
+            let f = ident(&a.ident);
+            let checks: Vec<TokenStream> = a
+                .sets
+                .iter()
+                .map(|(field_index, value)| {
+                    let field = &resource.fields[*field_index];
+                    let fi = ident(&field.ident);
+                    let expected = match (&field.ty, value) {
+                        (FieldType::Enum { variants, .. }, crate::model::Value::Str(v)) => {
+                            let ety = enum_type(resource, field);
+                            let variant = variants.iter().find(|x| &x.value == v).map(|x| ident(&x.ident));
+                            quote!(#api::#module::#ety::#variant)
+                        }
+                        (_, crate::model::Value::Bool(b)) => quote!(#b),
+                        (_, crate::model::Value::Int(i)) => quote!(#i),
+                        (_, crate::model::Value::Str(v)) => quote!(#v),
+                    };
+                    match (field.optional, value) {
+                        (false, crate::model::Value::Bool(true)) => quote!(assert!(done.#fi);),
+                        (false, crate::model::Value::Bool(false)) => quote!(assert!(!done.#fi);),
+                        (true, _) => quote!(assert_eq!(done.#fi, Some(#expected));),
+                        (false, _) => quote!(assert_eq!(done.#fi, #expected);),
+                    }
+                })
+                .collect();
+            quote! {
+                let done = #repo::#f(&db.pool, #t first).await.expect("custom action").expect("row exists");
+                #(#checks)*
+            }
+        })
+        .collect();
+    let _ = other_arg;
+    quote! {
+        {
+            // #name: create five rows, read, update, custom actions, list by pages, delete.
+            for n in 0..5i64 {
+                let input = #sample_n;
+                let created = #repo::insert(&db.pool, #t #s &input).await.expect("insert");
+                let read = #repo::fetch(&db.pool, #t created.id).await.expect("fetch").expect("row exists");
+                assert_eq!(read, created);
+                #ids.push(created.id);
+            }
+            let first = #ids[0];
+            let changed = {
+                let n = 100i64;
+                #sample_changed
+            };
+            let updated = #repo::update(&db.pool, #t first, &changed).await.expect("update").expect("row exists");
+            assert_eq!(updated.id, first);
+            #isolation
+            #(#customs)*
+            let (listed, pages) = all_pages!(|after, limit| #repo::list(&db.pool, #t after, limit));
+            let mut expected = #ids.clone();
+            expected.sort();
+            assert_eq!(listed, expected, "keyset pages of {} skip or repeat rows", #name);
+            assert!(pages >= 3, "five rows two at a time take three pages");
+            let last = #ids.pop().expect("five rows");
+            assert!(#repo::delete(&db.pool, #t last).await.expect("delete"));
+            assert!(#repo::fetch(&db.pool, #t last).await.expect("fetch").is_none());
+        }
+    }
+}
