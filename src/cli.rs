@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Instant;
 
 /// Exit codes (documented in the README).
 pub mod exit {
@@ -70,7 +71,10 @@ pub enum Command {
 
 /// Runs the command line and returns the exit code.
 pub fn run() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return ExitCode::from(usage_error(error)),
+    };
     let code = match &cli.command {
         Command::Generate { spec, out, force } => generate(cli.format, spec, out, *force),
         Command::Validate { spec } => validate(cli.format, spec),
@@ -81,6 +85,34 @@ pub fn run() -> ExitCode {
         Command::Init { path, force } => init(cli.format, path, *force),
     };
     ExitCode::from(code)
+}
+
+/// Help and version go to stdout with exit 0; usage errors exit 2, as JSON when the
+/// arguments asked for JSON (programs parse stdout even when their call was wrong).
+fn usage_error(error: clap::Error) -> u8 {
+    use clap::error::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    ) {
+        let _ = error.print();
+        return exit::OK;
+    }
+    let args: Vec<String> = std::env::args().collect();
+    let wants_json = args
+        .windows(2)
+        .any(|w| w[0] == "--format" && w[1] == "json")
+        || args.iter().any(|a| a == "--format=json");
+    if wants_json {
+        let message = error.kind().as_str().unwrap_or("invalid arguments");
+        println!(
+            "{}",
+            json!({"ok": false, "error": {"kind": "usage", "message": message, "detail": error.to_string()}})
+        );
+    } else {
+        let _ = error.print();
+    }
+    exit::USAGE_OR_IO
 }
 
 fn fail(format: OutputFormat, code: u8, kind: &str, error: &dyn miette::Diagnostic) -> u8 {
@@ -164,6 +196,7 @@ fn validate(format: OutputFormat, path: &Path) -> u8 {
 }
 
 fn generate(format: OutputFormat, path: &Path, out: &Path, force: bool) -> u8 {
+    let started = Instant::now();
     let source = match read_spec(format, path) {
         Ok(s) => s,
         Err(code) => return code,
@@ -172,6 +205,7 @@ fn generate(format: OutputFormat, path: &Path, out: &Path, force: bool) -> u8 {
         Ok(app) => app,
         Err(report) => return report_invalid(format, &report),
     };
+    let loaded = Instant::now();
     let options = render::Options::default();
     let rustfmt = match format::rustfmt_version() {
         Ok(v) => v,
@@ -181,9 +215,11 @@ fn generate(format: OutputFormat, path: &Path, out: &Path, force: bool) -> u8 {
         Ok(files) => files,
         Err(e) => return fail(format, exit::USAGE_OR_IO, "render", &e),
     };
+    let rendered = Instant::now();
     if let Err(e) = format::format_rust(&mut files) {
         return fail(format, exit::USAGE_OR_IO, "rustfmt", &e);
     }
+    let formatted = Instant::now();
     let manifest = emit::Manifest::new(
         &files,
         emit::sha256(source.as_bytes()),
@@ -192,10 +228,18 @@ fn generate(format: OutputFormat, path: &Path, out: &Path, force: bool) -> u8 {
     );
     match emit::write_dir(out, &files, &manifest, force) {
         Ok(outcome) => {
+            let written = Instant::now();
+            let ms = |from: Instant, to: Instant| (to - from).as_secs_f64() * 1000.0;
+            let timings = json!({
+                "load_ms": ms(started, loaded),
+                "render_ms": ms(loaded, rendered),
+                "rustfmt_ms": ms(rendered, formatted),
+                "write_ms": ms(formatted, written),
+            });
             match format {
                 OutputFormat::Json => println!(
                     "{}",
-                    json!({"ok": true, "out": out.display().to_string(), "spec_sha256": manifest.spec_sha256, "written": outcome.written, "removed": outcome.removed, "unchanged": outcome.unchanged})
+                    json!({"ok": true, "out": out.display().to_string(), "spec_sha256": manifest.spec_sha256, "written": outcome.written, "removed": outcome.removed, "unchanged": outcome.unchanged, "timings": timings})
                 ),
                 OutputFormat::Human => println!(
                     "generated {} into {}: {} written, {} removed, {} unchanged",
@@ -216,7 +260,10 @@ fn generate(format: OutputFormat, path: &Path, out: &Path, force: bool) -> u8 {
 fn init(format: OutputFormat, path: &Path, force: bool) -> u8 {
     let starter = include_str!("../templates/starter.yaml");
     if path == Path::new("-") {
-        print!("{starter}");
+        match format {
+            OutputFormat::Json => println!("{}", json!({"ok": true, "spec": starter})),
+            OutputFormat::Human => print!("{starter}"),
+        }
         return exit::OK;
     }
     if path.exists() && !force {

@@ -87,12 +87,15 @@ pub enum EmitError {
         help("restore it from version control, or delete the directory and generate again")
     )]
     BadManifest { path: String, message: String },
-    #[error("cannot write `{path}`: {source}")]
+    #[error("`{path}` is not a directory")]
+    #[diagnostic(
+        code(bulwark::emit::not_a_directory),
+        help("pass a directory to --out (it is created if missing)")
+    )]
+    NotADirectory { path: String },
+    #[error("cannot write `{path}`: {message}")]
     #[diagnostic(code(bulwark::emit::io))]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, message: String },
 }
 
 impl EmitError {
@@ -103,9 +106,9 @@ impl EmitError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EmitError + '_ {
-    move |source| EmitError::Io {
+    move |e| EmitError::Io {
         path: path.display().to_string(),
-        source,
+        message: e.to_string(),
     }
 }
 
@@ -113,15 +116,33 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EmitError + '_ {
 pub fn read_manifest(dir: &Path) -> Result<Option<Manifest>, EmitError> {
     let path = dir.join(MANIFEST);
     match std::fs::read_to_string(&path) {
-        Ok(text) => serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| EmitError::BadManifest {
+        Ok(text) => {
+            let bad = |message: String| EmitError::BadManifest {
                 path: path.display().to_string(),
-                message: e.to_string(),
-            }),
+                message,
+            };
+            let manifest: Manifest = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+            // The manifest decides what may be overwritten or removed: a path that could
+            // leave the directory is never trusted.
+            if let Some(escaping) = manifest.files.keys().find(|p| !is_plain_relative(p)) {
+                return Err(bad(format!(
+                    "it lists `{escaping}`, which is not a plain path inside the directory"
+                )));
+            }
+            Ok(Some(manifest))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io(&path)(e)),
     }
+}
+
+/// A relative path of normal components only (no `..`, no root, no prefix).
+fn is_plain_relative(path: &str) -> bool {
+    let path = Path::new(path);
+    !path.as_os_str().is_empty()
+        && path
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
 }
 
 /// Writes `files` and `manifest` into `dir`.
@@ -131,6 +152,11 @@ pub fn write_dir(
     manifest: &Manifest,
     force: bool,
 ) -> Result<Outcome, EmitError> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(EmitError::NotADirectory {
+            path: dir.display().to_string(),
+        });
+    }
     let previous = read_manifest(dir)?;
     let previous_files = previous
         .as_ref()
@@ -205,14 +231,17 @@ pub fn write_dir(
         outcome.removed.push(path);
     }
     let manifest_path = dir.join(MANIFEST);
-    std::fs::rename(&manifest_staged, &manifest_path).map_err(io(&manifest_path))?;
+    // An unchanged manifest is left alone, like every unchanged file.
+    if previous.as_ref() != Some(manifest) {
+        std::fs::rename(&manifest_staged, &manifest_path).map_err(io(&manifest_path))?;
+    }
     Ok(outcome)
 }
 
 fn remove_empty_parents(root: &Path, file: &Path) {
     let mut current = file.parent();
     while let Some(dir) = current {
-        if dir == root || std::fs::remove_dir(dir).is_err() {
+        if dir == root || !dir.starts_with(root) || std::fs::remove_dir(dir).is_err() {
             break;
         }
         current = dir.parent();

@@ -64,6 +64,13 @@ impl<T: Ord> Ord for Located<T> {
     }
 }
 
+// Lets name-keyed maps be looked up by plain `&str` (hashing agrees: a name hashes as its text).
+impl std::borrow::Borrow<str> for Located<String> {
+    fn borrow(&self) -> &str {
+        &self.value
+    }
+}
+
 impl<T: JsonSchema> JsonSchema for Located<T> {
     fn inline_schema() -> bool {
         T::inline_schema()
@@ -214,11 +221,14 @@ pub fn from_node<T: for<'de> Deserialize<'de>>(root: &Node) -> (Option<T>, Vec<D
                 return (Some(value), problems);
             }
             Err(error) => {
+                let help = error
+                    .help
+                    .unwrap_or_else(|| "`bulwark schema` prints what every key accepts".into());
                 let diagnostic = Diagnostic {
                     code: "invalid-value",
                     message: error.message,
                     location: error.loc,
-                    help: error.help,
+                    help: Some(help),
                 };
                 failures.push(diagnostic);
                 match error.entry {

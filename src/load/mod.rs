@@ -52,19 +52,23 @@ pub fn parse_yaml(source: &str) -> Result<Node, Diagnostic> {
     options.strict_booleans = true;
     options.with_snippet = false;
     serde_saphyr::from_str_with_options::<Node>(source, options).map_err(|error| {
+        // The snippet is placed from line and column: the parser's byte span is not always
+        // set for syntax errors.
         let loc = error
             .location()
             .map(|l| {
-                let span = l.span();
+                let (line, column) = (l.line() as u32, l.column() as u32);
                 Loc {
-                    line: l.line() as u32,
-                    column: l.column() as u32,
-                    offset: span.byte_offset().unwrap_or(0) as usize,
-                    len: span.byte_len().unwrap_or(0) as usize,
+                    line,
+                    column,
+                    offset: byte_offset(source, line, column),
+                    len: 1,
                 }
             })
             .unwrap_or_default();
-        Diagnostic::new("yaml-syntax", syntax_message(&error.to_string()), loc)
+        Diagnostic::new("yaml-syntax", syntax_message(&error.to_string()), loc).help(
+            "the YAML is not well-formed here; the rest of the spec is checked once it parses",
+        )
     })
 }
 
@@ -74,4 +78,19 @@ fn syntax_message(raw: &str) -> String {
     let first = raw.lines().next().unwrap_or("invalid YAML").trim();
     let first = first.split(" at line ").next().unwrap_or(first);
     format!("invalid YAML: {}", first.trim_end_matches('.'))
+}
+
+/// The byte offset of a 1-based line and character column in `source`.
+fn byte_offset(source: &str, line: u32, column: u32) -> usize {
+    let start: usize = source
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1) as usize)
+        .map(str::len)
+        .sum();
+    let rest = source.get(start..).unwrap_or("");
+    let within = rest
+        .char_indices()
+        .nth(column.saturating_sub(1) as usize)
+        .map_or(rest.len(), |(i, _)| i);
+    start + within
 }

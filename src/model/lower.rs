@@ -101,6 +101,7 @@ impl<'s> Lower<'s> {
             .map(|(name, resource)| self.resource(name, resource))
             .collect();
         self.check_path_collisions(&resources);
+        self.check_references(&resources);
         let payments = spec.payments.as_ref().map(|p| self.payments(p, &resources));
         App {
             name: spec.app.name.value.clone(),
@@ -177,6 +178,88 @@ impl<'s> Lower<'s> {
                 }
             } else {
                 seen.insert(&resource.path, &resource.name);
+            }
+        }
+    }
+
+    /// References must be creatable and stay inside their scope: a global row cannot point
+    /// at a tenant's row, and required references cannot form a cycle (no first row could
+    /// ever be inserted).
+    fn check_references(&mut self, resources: &[Resource]) {
+        let specs: Vec<_> = self.spec.resources.values().collect();
+        for (index, resource) in resources.iter().enumerate() {
+            for field in &resource.fields {
+                let FieldType::Reference { resource: target } = field.ty else {
+                    continue;
+                };
+                let Some((key, _)) = specs[index].fields.get_key_value(field.name.as_str()) else {
+                    continue;
+                };
+                if resource.global && !resources[target].global {
+                    self.error(
+                        "global-references-tenant",
+                        format!(
+                            "global resource `{}` refers to tenant-scoped `{}`",
+                            resource.name, resources[target].name
+                        ),
+                        key.loc,
+                        "a row shared by every tenant cannot point at one tenant's row; make the field refer to a global resource",
+                    );
+                }
+            }
+        }
+        // Depth-first search over required references for a cycle.
+        let required = |index: usize| -> Vec<(usize, &Field)> {
+            resources[index]
+                .fields
+                .iter()
+                .filter(|f| !f.optional)
+                .filter_map(|f| match f.ty {
+                    FieldType::Reference { resource } => Some((resource, f)),
+                    _ => None,
+                })
+                .collect()
+        };
+        let mut state = vec![0u8; resources.len()]; // 0 new, 1 on the path, 2 done
+        let mut reported = false;
+        for start in 0..resources.len() {
+            let mut stack: Vec<(usize, usize)> = vec![(start, 0)];
+            if state[start] != 0 {
+                continue;
+            }
+            state[start] = 1;
+            while let Some((node, next)) = stack.pop() {
+                let edges = required(node);
+                if next < edges.len() {
+                    stack.push((node, next + 1));
+                    let (target, field) = edges[next];
+                    match state[target] {
+                        0 => {
+                            state[target] = 1;
+                            stack.push((target, 0));
+                        }
+                        1 if !reported => {
+                            reported = true;
+                            let loc = specs[node]
+                                .fields
+                                .get_key_value(field.name.as_str())
+                                .map(|(k, _)| k.loc)
+                                .unwrap_or_default();
+                            self.error(
+                                "reference-cycle",
+                                format!(
+                                    "required references form a cycle through `{}.{}`",
+                                    resources[node].name, field.name
+                                ),
+                                loc,
+                                "no first row could ever be created; make one reference `optional: true`",
+                            );
+                        }
+                        _ => {}
+                    }
+                } else {
+                    state[node] = 2;
+                }
             }
         }
     }
@@ -392,6 +475,8 @@ impl<'s> Lower<'s> {
                     variants,
                 }
             }
+            // An unresolved reference is reported here and lowered as a plain uuid, so later
+            // checks (cycles, scope) do not report it again under another name.
             spec::FieldType::Reference => match &spec.to {
                 Some(target) => match self.spec.resources.get_index_of(target) {
                     Some(index) => FieldType::Reference { resource: index },
@@ -414,7 +499,7 @@ impl<'s> Lower<'s> {
                             d
                         };
                         self.diagnostics.push(d);
-                        FieldType::Reference { resource: 0 }
+                        FieldType::Uuid
                     }
                 },
                 None => {
@@ -427,7 +512,7 @@ impl<'s> Lower<'s> {
                         name.loc,
                         "add `to: <resource>`",
                     );
-                    FieldType::Reference { resource: 0 }
+                    FieldType::Uuid
                 }
             },
         };

@@ -1,0 +1,1203 @@
+#![allow(clippy::unwrap_used)]
+//! Integration tests of the `bulwark` binary: exit codes, messages, JSON output, and what
+//! `generate` does (and refuses to do) to an output directory.
+//!
+//! Every test works inside its own temporary directory; none writes anywhere else.
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::SystemTime;
+use tempfile::TempDir;
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------
+
+const EXIT_OK: i32 = 0;
+const EXIT_INVALID_SPEC: i32 = 1;
+const EXIT_USAGE_OR_IO: i32 = 2;
+const EXIT_REFUSED: i32 = 4;
+
+/// What one run of the binary did.
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    /// Asserts the exit code, showing the output when it does not match.
+    #[track_caller]
+    fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code, code,
+            "unexpected exit code\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// Stdout as exactly one JSON document (and nothing else).
+    #[track_caller]
+    fn json(&self) -> Value {
+        let docs: Vec<Value> = serde_json::Deserializer::from_str(&self.stdout)
+            .into_iter::<Value>()
+            .collect::<Result<_, _>>()
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout));
+        assert_eq!(
+            docs.len(),
+            1,
+            "stdout must hold exactly one JSON document:\n{}",
+            self.stdout
+        );
+        docs.into_iter().next().unwrap()
+    }
+}
+
+/// A `bulwark` command with a predictable environment (the real rustfmt, whatever the
+/// caller's environment says).
+fn command<I, S>(args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bulwark"));
+    cmd.args(args).env_remove("BULWARK_RUSTFMT");
+    cmd
+}
+
+fn output(cmd: &mut Command) -> Run {
+    let out = cmd.output().expect("the bulwark binary runs");
+    Run {
+        code: out.status.code().expect("bulwark exited normally"),
+        stdout: String::from_utf8(out.stdout).expect("stdout is UTF-8"),
+        stderr: String::from_utf8(out.stderr).expect("stderr is UTF-8"),
+    }
+}
+
+fn bulwark<I, S>(args: I) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    output(&mut command(args))
+}
+
+/// `bulwark --format json generate SPEC --out OUT [extra…]`.
+fn generate_json(spec: &Path, out: &Path, extra: &[&str]) -> Run {
+    let mut args: Vec<&OsStr> = vec![
+        OsStr::new("--format"),
+        OsStr::new("json"),
+        OsStr::new("generate"),
+        spec.as_os_str(),
+        OsStr::new("--out"),
+        out.as_os_str(),
+    ];
+    args.extend(extra.iter().map(OsStr::new));
+    bulwark(args)
+}
+
+/// `bulwark generate SPEC --out OUT` (human output).
+fn generate_human(spec: &Path, out: &Path, extra: &[&str]) -> Run {
+    let mut args: Vec<&OsStr> = vec![
+        OsStr::new("generate"),
+        spec.as_os_str(),
+        OsStr::new("--out"),
+        out.as_os_str(),
+    ];
+    args.extend(extra.iter().map(OsStr::new));
+    bulwark(args)
+}
+
+fn spec(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("specs")
+        .join(name)
+}
+
+fn invalid_spec(name: &str) -> PathBuf {
+    spec("invalid").join(name)
+}
+
+const EXAMPLE_SPECS: [&str; 3] = ["ledgerly.yaml", "tracker.yaml", "hostile.yaml"];
+
+/// The files of the `time_entry` resource of tracker.yaml (nothing references it).
+const TIME_ENTRY_FILES: [&str; 2] = [
+    "crates/api/src/time_entry.rs",
+    "crates/server/src/resources/time_entry.rs",
+];
+
+/// tracker.yaml without its last resource, `time_entry`, written into `dir`.
+fn tracker_without_time_entry(dir: &Path) -> PathBuf {
+    let source = fs::read_to_string(spec("tracker.yaml")).unwrap();
+    let marker = "\n  time_entry:\n";
+    let start = source
+        .find(marker)
+        .expect("tracker.yaml defines the time_entry resource");
+    // Everything after the marker belongs to time_entry (is indented deeper).
+    assert!(
+        source[start + marker.len()..]
+            .lines()
+            .all(|l| l.trim().is_empty() || l.starts_with("    ")),
+        "time_entry must be the last resource of tracker.yaml"
+    );
+    assert!(
+        !source[..start].contains("to: time_entry"),
+        "nothing may reference time_entry"
+    );
+    let path = dir.join("tracker-without-time-entry.yaml");
+    fs::write(&path, &source[..=start]).unwrap();
+    path
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Relative path (with `/`) → contents, or `None` for a directory.
+type Tree = BTreeMap<String, Option<Vec<u8>>>;
+
+fn snapshot(root: &Path) -> Tree {
+    let mut tree = Tree::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let path = entry.path();
+            let relative = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/");
+            if entry.file_type().unwrap().is_dir() {
+                tree.insert(relative, None);
+                stack.push(path);
+            } else {
+                tree.insert(relative, Some(fs::read(&path).unwrap()));
+            }
+        }
+    }
+    tree
+}
+
+/// Relative paths of the regular files of a tree.
+fn files_of(tree: &Tree) -> Vec<&str> {
+    tree.iter()
+        .filter(|(_, c)| c.is_some())
+        .map(|(p, _)| p.as_str())
+        .collect()
+}
+
+/// Asserts two trees are identical, naming every difference.
+#[track_caller]
+fn assert_same_tree(before: &Tree, after: &Tree, what: &str) {
+    let mut differences = Vec::new();
+    for (path, contents) in before {
+        match after.get(path) {
+            None => differences.push(format!("gone: {path}")),
+            Some(c) if c != contents => differences.push(format!("changed: {path}")),
+            Some(_) => {}
+        }
+    }
+    for path in after.keys() {
+        if !before.contains_key(path) {
+            differences.push(format!("new: {path}"));
+        }
+    }
+    assert!(
+        differences.is_empty(),
+        "{what}: trees differ:\n{}",
+        differences.join("\n")
+    );
+}
+
+fn mtimes(root: &Path) -> BTreeMap<String, SystemTime> {
+    snapshot(root)
+        .into_iter()
+        .filter(|(_, c)| c.is_some())
+        .map(|(p, _)| {
+            let time = fs::metadata(root.join(&p)).unwrap().modified().unwrap();
+            (p, time)
+        })
+        .collect()
+}
+
+fn manifest(out: &Path) -> Value {
+    serde_json::from_slice(&fs::read(out.join(".bulwark/manifest.json")).unwrap()).unwrap()
+}
+
+fn string_list(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .unwrap_or_else(|| panic!("expected an array, got {value}"))
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Asserts a JSON failure document: `ok: false`, the error kind, a message containing `needle`.
+#[track_caller]
+fn assert_json_error(doc: &Value, kind: &str, needle: &str) {
+    assert_eq!(doc["ok"], Value::Bool(false), "{doc}");
+    assert_eq!(doc["error"]["kind"], kind, "{doc}");
+    let message = doc["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(needle),
+        "message `{message}` should mention `{needle}`"
+    );
+}
+
+fn tempdir() -> TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+// ---------------------------------------------------------------------------------------
+// generate: the good path
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn generate_into_fresh_dir_writes_workspace_and_a_manifest_that_matches_it() {
+    let tmp = tempdir();
+    let out = tmp.path().join("out");
+    let spec_path = spec("ledgerly.yaml");
+    let run = generate_json(&spec_path, &out, &[]);
+    run.expect_code(EXIT_OK);
+    assert_eq!(run.stderr, "");
+    let report = run.json();
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["out"], out.display().to_string());
+    assert_eq!(string_list(&report["removed"]), Vec::<String>::new());
+    assert_eq!(report["unchanged"], 0);
+
+    for required in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "openapi.json",
+        "migrations/0001_init.sql",
+        "crates/server/src/lib.rs",
+        ".bulwark/manifest.json",
+    ] {
+        assert!(out.join(required).is_file(), "{required} is missing");
+    }
+
+    let manifest = manifest(&out);
+    assert_eq!(manifest["generator"], "bulwark");
+    let spec_sha = sha256_hex(&fs::read(&spec_path).unwrap());
+    assert_eq!(manifest["spec_sha256"], spec_sha.as_str());
+    assert_eq!(report["spec_sha256"], spec_sha.as_str());
+    assert!(
+        manifest["rustfmt"].as_str().unwrap().starts_with("rustfmt"),
+        "{}",
+        manifest["rustfmt"]
+    );
+    let listed = manifest["files"].as_object().unwrap();
+    assert!(!listed.is_empty());
+
+    // Every listed file exists with the recorded hash…
+    for (path, recorded) in listed {
+        let bytes = fs::read(out.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert_eq!(
+            sha256_hex(&bytes),
+            recorded.as_str().unwrap(),
+            "hash of {path}"
+        );
+    }
+    // …every file on disk (but the manifest) is listed, and nothing else was left behind
+    // (no staging directory)…
+    let tree = snapshot(&out);
+    let on_disk: Vec<&str> = files_of(&tree)
+        .into_iter()
+        .filter(|p| *p != ".bulwark/manifest.json")
+        .collect();
+    let listed_paths: Vec<&str> = listed.keys().map(String::as_str).collect();
+    assert_eq!(on_disk, listed_paths);
+    let bulwark_dir: Vec<_> = fs::read_dir(out.join(".bulwark"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(bulwark_dir, ["manifest.json"]);
+    // …and the JSON report lists exactly those files as written.
+    assert_eq!(string_list(&report["written"]), listed_paths);
+
+    // Every source-like file says it is generated, near its top.
+    let mut checked = 0;
+    for path in listed.keys() {
+        if [".rs", ".toml", ".sql", ".md"]
+            .iter()
+            .any(|ext| path.ends_with(ext))
+        {
+            let text = fs::read_to_string(out.join(path)).unwrap();
+            assert!(
+                text.lines().take(3).any(|l| l.contains("@generated")),
+                "{path} lacks an @generated marker in its first 3 lines"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 5, "only {checked} marked files");
+}
+
+#[test]
+fn generate_is_deterministic_across_output_dirs_and_spec_locations() {
+    let tmp = tempdir();
+    let first = tmp.path().join("first");
+    let second = tmp.path().join("elsewhere").join("second");
+    // The same spec text under another name and directory, run from another cwd.
+    let copy = tmp.path().join("copy-of-hostile.yml");
+    fs::copy(spec("hostile.yaml"), &copy).unwrap();
+
+    generate_json(&spec("hostile.yaml"), &first, &[]).expect_code(EXIT_OK);
+    let run = output(
+        command([
+            OsStr::new("generate"),
+            OsStr::new("copy-of-hostile.yml"),
+            OsStr::new("--out"),
+            second.as_os_str(),
+        ])
+        .current_dir(tmp.path()),
+    );
+    run.expect_code(EXIT_OK);
+    // Human output: one summary line on stdout, nothing on stderr.
+    assert_eq!(run.stderr, "");
+    assert!(
+        run.stdout.starts_with("generated ") && run.stdout.lines().count() == 1,
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains(" written, 0 removed, 0 unchanged"));
+
+    assert_same_tree(&snapshot(&first), &snapshot(&second), "two generations");
+}
+
+#[test]
+fn regenerating_the_same_spec_writes_nothing_and_keeps_mtimes() {
+    let tmp = tempdir();
+    let out = tmp.path().join("out");
+    let spec_path = spec("tracker.yaml");
+    generate_json(&spec_path, &out, &[]).expect_code(EXIT_OK);
+    let before = snapshot(&out);
+    let times_before = mtimes(&out);
+
+    let run = generate_json(&spec_path, &out, &[]);
+    run.expect_code(EXIT_OK);
+    let report = run.json();
+    assert_eq!(report["ok"], true);
+    assert_eq!(string_list(&report["written"]), Vec::<String>::new());
+    assert_eq!(string_list(&report["removed"]), Vec::<String>::new());
+    let generated = manifest(&out)["files"].as_object().unwrap().len();
+    assert_eq!(report["unchanged"], generated);
+
+    assert_same_tree(&before, &snapshot(&out), "regeneration");
+    let times_after = mtimes(&out);
+    for (path, time) in &times_before {
+        assert_eq!(time, &times_after[path], "{path} was rewritten");
+    }
+}
+
+#[test]
+
+fn regenerating_the_same_spec_leaves_the_manifest_mtime_alone() {
+    let tmp = tempdir();
+    let out = tmp.path().join("out");
+    generate_json(&spec("tracker.yaml"), &out, &[]).expect_code(EXIT_OK);
+    let path = out.join(".bulwark/manifest.json");
+    let before = fs::metadata(&path).unwrap().modified().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    generate_json(&spec("tracker.yaml"), &out, &[]).expect_code(EXIT_OK);
+    assert_eq!(before, fs::metadata(&path).unwrap().modified().unwrap());
+}
+
+// ---------------------------------------------------------------------------------------
+// generate: refusals
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn hand_edited_file_refuses_regeneration_and_force_restores_it() {
+    let tmp = tempdir();
+    let out = tmp.path().join("out");
+    let spec_path = spec("tracker.yaml");
+    generate_json(&spec_path, &out, &[]).expect_code(EXIT_OK);
+    let pristine = snapshot(&out);
+
+    let edited = out.join("crates/server/src/lib.rs");
+    let mut text = fs::read_to_string(&edited).unwrap();
+    text.push_str("// a hand edit\n");
+    fs::write(&edited, &text).unwrap();
+    let before = snapshot(&out);
+
+    // Same spec, JSON output.
+    let run = generate_json(&spec_path, &out, &[]);
+    run.expect_code(EXIT_REFUSED);
+    assert_eq!(run.stderr, "");
+    let doc = run.json();
+    assert_json_error(&doc, "refused", "crates/server/src/lib.rs");
+    assert!(doc["error"]["help"].as_str().unwrap().contains("--force"));
+    assert_same_tree(&before, &snapshot(&out), "refused regeneration");
+
+    // A changed spec (which would rewrite and remove other files), human output: still
+    // nothing at all changes.
+    let smaller = tracker_without_time_entry(tmp.path());
+    let run = generate_human(&smaller, &out, &[]);
+    run.expect_code(EXIT_REFUSED);
+    assert_eq!(run.stdout, "");
+    assert!(
+        run.stderr.contains("crates/server/src/lib.rs"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("edited by hand"), "{}", run.stderr);
+    assert_same_tree(
+        &before,
+        &snapshot(&out),
+        "refused regeneration (changed spec)",
+    );
+    assert_eq!(fs::read_to_string(&edited).unwrap(), text);
+
+    // --force overwrites exactly the edited file.
+    let run = generate_json(&spec_path, &out, &["--force"]);
+    run.expect_code(EXIT_OK);
+    let report = run.json();
+    assert_eq!(
+        string_list(&report["written"]),
+        ["crates/server/src/lib.rs"]
+    );
+    assert_eq!(string_list(&report["removed"]), Vec::<String>::new());
+    assert_same_tree(&pristine, &snapshot(&out), "forced regeneration");
+}
+
+#[test]
+fn hand_edited_file_that_the_new_spec_drops_refuses_regeneration() {
+    let tmp = tempdir();
+    let out = tmp.path().join("out");
+    generate_json(&spec("tracker.yaml"), &out, &[]).expect_code(EXIT_OK);
+    let edited = out.join(TIME_ENTRY_FILES[0]);
+    let mut text = fs::read_to_string(&edited).unwrap();
+    text.push_str("// keep me\n");
+    fs::write(&edited, &text).unwrap();
+    let before = snapshot(&out);
+
+    let smaller = tracker_without_time_entry(tmp.path());
+    let run = generate_json(&smaller, &out, &[]);
+    run.expect_code(EXIT_REFUSED);
+    assert_json_error(&run.json(), "refused", TIME_ENTRY_FILES[0]);
+    assert_same_tree(&before, &snapshot(&out), "refused removal");
+}
+
+#[test]
+fn foreign_file_refuses_first_generation_and_nothing_is_written() {
+    let tmp = tempdir();
+    let out = tmp.path().join("out");
+    fs::create_dir(&out).unwrap();
+    let readme = out.join("README.md");
+    fs::write(&readme, "# My project\n\nmine, not bulwark's\n").unwrap();
+    let before = snapshot(&out);
+
+    let run = generate_json(&spec("tracker.yaml"), &out, &[]);
+    run.expect_code(EXIT_REFUSED);
+    assert_eq!(run.stderr, "");
+    let doc = run.json();
+    assert_json_error(&doc, "refused", "README.md");
+    assert!(
+        doc["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not generated by bulwark")
+    );
+    // The strongest property: the directory holds exactly what it held before — not even
+    // an empty `.bulwark` directory or a staging leftover.
+    assert_same_tree(&before, &snapshot(&out), "refused first generation");
+    assert_eq!(files_of(&snapshot(&out)), ["README.md"]);
+
+    // --force takes the file over.
+    generate_json(&spec("tracker.yaml"), &out, &["--force"]).expect_code(EXIT_OK);
+    let text = fs::read_to_string(&readme).unwrap();
+    assert!(text.contains("@generated"), "{text}");
+    assert!(
+        manifest(&out)["files"]
+            .as_object()
+            .unwrap()
+            .contains_key("README.md")
+    );
+}
+
+#[test]
+fn corrupt_manifest_fails_without_touching_the_directory() {
+    let tmp = tempdir();
+    let out = tmp.path().join("out");
+    generate_json(&spec("tracker.yaml"), &out, &[]).expect_code(EXIT_OK);
+    fs::write(out.join(".bulwark/manifest.json"), "{not json").unwrap();
+    let before = snapshot(&out);
+
+    let run = generate_json(&spec("tracker.yaml"), &out, &[]);
+    run.expect_code(EXIT_USAGE_OR_IO);
+    let doc = run.json();
+    assert_eq!(doc["ok"], false);
+    assert!(
+        doc["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(".bulwark/manifest.json"),
+        "{doc}"
+    );
+    assert_same_tree(&before, &snapshot(&out), "corrupt manifest");
+}
+
+#[test]
+
+fn manifest_paths_outside_the_output_dir_are_never_touched() {
+    let tmp = tempdir();
+    let out = tmp.path().join("out");
+    let victim_dir = tmp.path().join("victim");
+    fs::create_dir(&victim_dir).unwrap();
+    let victim = victim_dir.join("precious.txt");
+    fs::write(&victim, "precious\n").unwrap();
+
+    generate_json(&spec("tracker.yaml"), &out, &[]).expect_code(EXIT_OK);
+    // A manifest tampered with (or from a malicious repository) claims a file outside.
+    let manifest_path = out.join(".bulwark/manifest.json");
+    let mut manifest = manifest(&out);
+    manifest["files"]["../victim/precious.txt"] = Value::String(sha256_hex(b"precious\n"));
+    fs::write(
+        &manifest_path,
+        serde_json::to_string_pretty(&manifest).unwrap(),
+    )
+    .unwrap();
+
+    let run = generate_json(&spec("tracker.yaml"), &out, &[]);
+    // Refusing or ignoring the entry are both fine; deleting the file is not.
+    assert!(
+        victim.is_file(),
+        "a file outside --out was deleted: {}",
+        run.stdout
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// generate: files bulwark does not own
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn regeneration_keeps_unmanaged_files_and_removes_dropped_resources() {
+    let tmp = tempdir();
+    let out = tmp.path().join("out");
+    generate_json(&spec("tracker.yaml"), &out, &[]).expect_code(EXIT_OK);
+    for path in TIME_ENTRY_FILES {
+        assert!(out.join(path).is_file(), "{path}");
+    }
+
+    let unmanaged: [(&str, &str); 3] = [
+        ("notes.txt", "my notes\n"),
+        ("target/x", "build output\n"),
+        ("crates/server/src/extra.rs", "// mine\n"),
+    ];
+    for (path, contents) in unmanaged {
+        let path = out.join(path);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, contents).unwrap();
+    }
+
+    // Same spec: nothing written, the unmanaged files untouched.
+    let run = generate_json(&spec("tracker.yaml"), &out, &[]);
+    run.expect_code(EXIT_OK);
+    let report = run.json();
+    assert_eq!(string_list(&report["written"]), Vec::<String>::new());
+    assert_eq!(string_list(&report["removed"]), Vec::<String>::new());
+    for (path, contents) in unmanaged {
+        assert_eq!(fs::read_to_string(out.join(path)).unwrap(), contents);
+    }
+
+    // A spec without `time_entry`: its files go, and only they.
+    let smaller = tracker_without_time_entry(tmp.path());
+    let before = snapshot(&out);
+    let run = generate_json(&smaller, &out, &[]);
+    run.expect_code(EXIT_OK);
+    let report = run.json();
+    assert_eq!(string_list(&report["removed"]), TIME_ENTRY_FILES);
+    let written = string_list(&report["written"]);
+    assert!(!written.is_empty());
+    assert!(
+        written.iter().all(|p| !p.contains("time_entry")),
+        "{written:?}"
+    );
+    for path in TIME_ENTRY_FILES {
+        assert!(!out.join(path).exists(), "{path} survived");
+    }
+    for (path, contents) in unmanaged {
+        assert_eq!(fs::read_to_string(out.join(path)).unwrap(), contents);
+    }
+    let listed = manifest(&out)["files"].as_object().unwrap().clone();
+    assert!(listed.keys().all(|p| !p.contains("time_entry")));
+
+    // Everything else: either rewritten (and reported), or byte-identical.
+    let after = snapshot(&out);
+    for (path, contents) in &before {
+        if contents.is_none() || path == ".bulwark/manifest.json" {
+            continue;
+        }
+        if TIME_ENTRY_FILES.contains(&path.as_str()) {
+            continue;
+        }
+        if after.get(path) != Some(contents) {
+            assert!(written.contains(path), "{path} changed but is not reported");
+        }
+    }
+    for (path, recorded) in &listed {
+        assert_eq!(
+            sha256_hex(after[path].as_ref().unwrap()),
+            recorded.as_str().unwrap(),
+            "{path}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// generate: failures that write nothing
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn invalid_spec_exits_1_and_creates_no_output_dir() {
+    let tmp = tempdir();
+    for name in [
+        "01-yaml-unclosed-bracket.yaml",
+        "05-empty-spec.yaml",
+        "24-undefined-role.yaml",
+        "multi-01-fields-and-roles.yaml",
+    ] {
+        let out = tmp.path().join(name).join("out");
+        let run = generate_human(&invalid_spec(name), &out, &[]);
+        run.expect_code(EXIT_INVALID_SPEC);
+        assert_eq!(run.stdout, "", "{name}");
+        assert!(!run.stderr.is_empty(), "{name}");
+        assert!(!out.exists(), "{name}: {} was created", out.display());
+        assert!(!tmp.path().join(name).exists(), "{name}: parent created");
+
+        let run = generate_json(&invalid_spec(name), &out, &[]);
+        run.expect_code(EXIT_INVALID_SPEC);
+        let doc = run.json();
+        assert_eq!(doc["ok"], false);
+        assert!(!doc["diagnostics"].as_array().unwrap().is_empty(), "{name}");
+        assert!(!out.exists(), "{name}: {} was created", out.display());
+    }
+
+    // An existing (empty) output directory stays empty.
+    let out = tmp.path().join("existing");
+    fs::create_dir(&out).unwrap();
+    generate_json(&invalid_spec("24-undefined-role.yaml"), &out, &[])
+        .expect_code(EXIT_INVALID_SPEC);
+    assert!(snapshot(&out).is_empty());
+}
+
+#[test]
+fn missing_spec_exits_2_naming_the_path_on_stderr() {
+    let tmp = tempdir();
+    let missing = tmp.path().join("no-such-spec.yaml");
+    let out = tmp.path().join("out");
+
+    let run = generate_human(&missing, &out, &[]);
+    run.expect_code(EXIT_USAGE_OR_IO);
+    assert_eq!(run.stdout, "");
+    assert!(
+        run.stderr.contains(&missing.display().to_string()),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("cannot read"), "{}", run.stderr);
+    assert!(!out.exists());
+
+    let run = bulwark([OsStr::new("validate"), missing.as_os_str()]);
+    run.expect_code(EXIT_USAGE_OR_IO);
+    assert_eq!(run.stdout, "");
+    assert!(run.stderr.contains(&missing.display().to_string()));
+
+    let run = bulwark([
+        OsStr::new("validate"),
+        missing.as_os_str(),
+        OsStr::new("--format"),
+        OsStr::new("json"),
+    ]);
+    run.expect_code(EXIT_USAGE_OR_IO);
+    assert_eq!(run.stderr, "");
+    assert_json_error(&run.json(), "io", &missing.display().to_string());
+}
+
+#[test]
+fn unreadable_spec_a_directory_exits_2_naming_the_path() {
+    let tmp = tempdir();
+    let dir_spec = tmp.path().join("a-directory.yaml");
+    fs::create_dir(&dir_spec).unwrap();
+    let out = tmp.path().join("out");
+
+    let run = generate_human(&dir_spec, &out, &[]);
+    run.expect_code(EXIT_USAGE_OR_IO);
+    assert_eq!(run.stdout, "");
+    assert!(
+        run.stderr.contains(&dir_spec.display().to_string()),
+        "{}",
+        run.stderr
+    );
+    assert!(!out.exists());
+
+    let run = bulwark([OsStr::new("validate"), dir_spec.as_os_str()]);
+    run.expect_code(EXIT_USAGE_OR_IO);
+    assert_eq!(run.stdout, "");
+    assert!(run.stderr.contains(&dir_spec.display().to_string()));
+}
+
+#[test]
+fn out_pointing_at_a_regular_file_exits_2_and_leaves_it_alone() {
+    let tmp = tempdir();
+    let out = tmp.path().join("not-a-dir");
+    fs::write(&out, "precious\n").unwrap();
+
+    let run = generate_json(&spec("tracker.yaml"), &out, &[]);
+    run.expect_code(EXIT_USAGE_OR_IO);
+    assert_eq!(run.stderr, "");
+    let doc = run.json();
+    assert_json_error(&doc, "io", &out.display().to_string());
+    assert!(
+        doc["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("is not a directory"),
+        "{doc}"
+    );
+
+    let run = generate_human(&spec("tracker.yaml"), &out, &["--force"]);
+    run.expect_code(EXIT_USAGE_OR_IO);
+    assert_eq!(run.stdout, "");
+    assert!(run.stderr.contains(&out.display().to_string()));
+
+    assert_eq!(fs::read_to_string(&out).unwrap(), "precious\n");
+    assert_eq!(files_of(&snapshot(tmp.path())), ["not-a-dir"]);
+}
+
+#[test]
+fn missing_rustfmt_exits_2_and_writes_nothing() {
+    let tmp = tempdir();
+    let out = tmp.path().join("out");
+    let spec_path = spec("tracker.yaml");
+
+    let run = output(
+        command([
+            OsStr::new("generate"),
+            spec_path.as_os_str(),
+            OsStr::new("--out"),
+            out.as_os_str(),
+        ])
+        .env("BULWARK_RUSTFMT", "/nonexistent/rustfmt"),
+    );
+    run.expect_code(EXIT_USAGE_OR_IO);
+    assert_eq!(run.stdout, "");
+    assert!(run.stderr.contains("rustfmt"), "{}", run.stderr);
+    assert!(run.stderr.contains("BULWARK_RUSTFMT"), "{}", run.stderr);
+    assert!(!out.exists());
+
+    let run = output(
+        command([
+            OsStr::new("--format"),
+            OsStr::new("json"),
+            OsStr::new("generate"),
+            spec_path.as_os_str(),
+            OsStr::new("--out"),
+            out.as_os_str(),
+        ])
+        .env("BULWARK_RUSTFMT", "/nonexistent/rustfmt"),
+    );
+    run.expect_code(EXIT_USAGE_OR_IO);
+    assert_eq!(run.stderr, "");
+    assert_json_error(&run.json(), "rustfmt", "rustfmt");
+    assert!(!out.exists());
+    assert!(snapshot(tmp.path()).is_empty());
+}
+
+// ---------------------------------------------------------------------------------------
+// Usage errors
+// ---------------------------------------------------------------------------------------
+
+#[track_caller]
+fn assert_usage_error(args: &[&str], needle: &str) {
+    let run = bulwark(args);
+    run.expect_code(EXIT_USAGE_OR_IO);
+    if args.windows(2).any(|w| w == ["--format", "json"]) {
+        // Programs asked for JSON: the usage error is a JSON document on stdout.
+        assert_eq!(run.stderr, "", "{args:?}");
+        let doc = run.json();
+        assert_eq!(doc["ok"], false, "{doc}");
+        assert_eq!(doc["error"]["kind"], "usage", "{doc}");
+        assert!(
+            doc["error"]["detail"].as_str().unwrap().contains(needle),
+            "{args:?}: {doc}"
+        );
+        return;
+    }
+    assert_eq!(run.stdout, "", "{args:?}");
+    assert!(
+        run.stderr.contains(needle),
+        "{args:?}: stderr should mention `{needle}`:\n{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn usage_error_no_subcommand_exits_2() {
+    // Without arguments clap prints the help (to stderr) instead of an error line.
+    assert_usage_error(&[], "Usage: bulwark");
+    assert_usage_error(&["--format", "json"], "requires a subcommand");
+}
+
+#[test]
+fn usage_error_unknown_flag_exits_2() {
+    let tracker = spec("tracker.yaml");
+    let tracker = tracker.to_str().unwrap();
+    assert_usage_error(&["--bogus", "validate", tracker], "--bogus");
+    assert_usage_error(&["validate", tracker, "--bogus"], "--bogus");
+}
+
+#[test]
+fn usage_error_generate_without_out_exits_2() {
+    let tmp = tempdir();
+    let tracker = spec("tracker.yaml");
+    let run =
+        output(command([OsStr::new("generate"), tracker.as_os_str()]).current_dir(tmp.path()));
+    run.expect_code(EXIT_USAGE_OR_IO);
+    assert_eq!(run.stdout, "");
+    assert!(run.stderr.contains("--out"), "{}", run.stderr);
+    assert!(snapshot(tmp.path()).is_empty());
+}
+
+#[test]
+fn usage_error_unknown_format_exits_2() {
+    let tracker = spec("tracker.yaml");
+    let tracker = tracker.to_str().unwrap();
+    assert_usage_error(&["validate", tracker, "--format", "xml"], "xml");
+    assert_usage_error(&["--format", "xml", "schema"], "xml");
+}
+
+#[test]
+fn usage_error_unknown_subcommand_exits_2() {
+    assert_usage_error(&["frobnicate"], "frobnicate");
+}
+
+// ---------------------------------------------------------------------------------------
+// validate
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn validate_accepts_every_example_spec() {
+    for name in EXAMPLE_SPECS {
+        let path = spec(name);
+        let run = bulwark([
+            OsStr::new("--format"),
+            OsStr::new("json"),
+            OsStr::new("validate"),
+            path.as_os_str(),
+        ]);
+        run.expect_code(EXIT_OK);
+        assert_eq!(run.stderr, "", "{name}");
+        let doc = run.json();
+        assert_eq!(doc["ok"], true, "{name}");
+        assert_eq!(doc["file"], path.display().to_string());
+        assert!(doc["resources"].as_u64().unwrap() > 0, "{name}: {doc}");
+        assert!(doc["operations"].as_u64().unwrap() > 0, "{name}: {doc}");
+
+        let run = bulwark([OsStr::new("validate"), path.as_os_str()]);
+        run.expect_code(EXIT_OK);
+        assert_eq!(run.stderr, "", "{name}");
+        assert!(run.stdout.contains(": valid ("), "{name}: {}", run.stdout);
+    }
+}
+
+#[test]
+fn validate_invalid_spec_reports_located_diagnostics_as_json() {
+    let path = invalid_spec("24-undefined-role.yaml");
+    let run = bulwark([
+        OsStr::new("validate"),
+        path.as_os_str(),
+        OsStr::new("--format"),
+        OsStr::new("json"),
+    ]);
+    run.expect_code(EXIT_INVALID_SPEC);
+    assert_eq!(run.stderr, "");
+    let doc = run.json();
+    assert_eq!(doc["ok"], false);
+    assert_eq!(doc["file"], path.display().to_string());
+    let diagnostics = doc["diagnostics"].as_array().unwrap();
+    assert_eq!(diagnostics.len(), 1, "{doc}");
+    let d = &diagnostics[0];
+    assert_eq!(d["code"], "undefined-role");
+    assert!(d["message"].as_str().unwrap().contains("editor"), "{d}");
+    assert_eq!(d["location"]["line"], 32);
+    assert_eq!(d["location"]["column"], 32);
+}
+
+#[test]
+fn validate_reports_every_problem_in_source_order() {
+    let path = invalid_spec("multi-01-fields-and-roles.yaml");
+    let run = bulwark([
+        OsStr::new("--format"),
+        OsStr::new("json"),
+        OsStr::new("validate"),
+        path.as_os_str(),
+    ]);
+    run.expect_code(EXIT_INVALID_SPEC);
+    assert_eq!(run.stderr, "");
+    let doc = run.json();
+    let diagnostics = doc["diagnostics"].as_array().unwrap();
+    assert!(diagnostics.len() > 1, "{doc}");
+    let mut positions = Vec::new();
+    for d in diagnostics {
+        assert!(d["code"].as_str().is_some_and(|c| !c.is_empty()), "{d}");
+        assert!(d["message"].as_str().is_some_and(|m| !m.is_empty()), "{d}");
+        let line = d["location"]["line"].as_u64().unwrap();
+        let column = d["location"]["column"].as_u64().unwrap();
+        assert!(line >= 1 && column >= 1, "{d}");
+        positions.push((line, column));
+    }
+    let mut sorted = positions.clone();
+    sorted.sort();
+    assert_eq!(positions, sorted);
+}
+
+#[test]
+fn validate_invalid_spec_human_output_goes_to_stderr() {
+    let path = invalid_spec("24-undefined-role.yaml");
+    let run = bulwark([OsStr::new("validate"), path.as_os_str()]);
+    run.expect_code(EXIT_INVALID_SPEC);
+    assert_eq!(run.stdout, "");
+    assert!(
+        run.stderr.contains("undefined role `editor`"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains(":32:32"), "{}", run.stderr);
+}
+
+// ---------------------------------------------------------------------------------------
+// schema
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn schema_prints_the_json_schema_of_the_spec() {
+    let run = bulwark(["schema"]);
+    run.expect_code(EXIT_OK);
+    assert_eq!(run.stderr, "");
+    let schema = run.json();
+    assert!(schema["properties"]["resources"].is_object(), "{schema}");
+    assert!(schema["properties"]["api"].is_object(), "{schema}");
+    assert!(
+        schema["$schema"]
+            .as_str()
+            .unwrap()
+            .contains("json-schema.org")
+    );
+
+    // The output format does not change the schema.
+    let run = bulwark(["--format", "json", "schema"]);
+    run.expect_code(EXIT_OK);
+    assert_eq!(run.json(), schema);
+}
+
+#[test]
+fn schema_matches_the_committed_schema_file() {
+    let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/bulwark.schema.json");
+    let committed: Value = serde_json::from_slice(
+        &fs::read(&committed).unwrap_or_else(|e| panic!("{}: {e}", committed.display())),
+    )
+    .unwrap();
+    let run = bulwark(["schema"]);
+    run.expect_code(EXIT_OK);
+    assert_eq!(
+        run.json(),
+        committed,
+        "run `bulwark schema > schema/bulwark.schema.json`"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// init
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn init_writes_a_starter_spec_that_validates() {
+    let tmp = tempdir();
+    let path = tmp.path().join("starter.yaml");
+    let run = bulwark([OsStr::new("init"), path.as_os_str()]);
+    run.expect_code(EXIT_OK);
+    assert_eq!(run.stderr, "");
+    assert!(run.stdout.contains(&path.display().to_string()));
+    let text = fs::read_to_string(&path).unwrap();
+    assert!(text.contains("bulwark: 1"), "{text}");
+
+    let run = bulwark([
+        OsStr::new("--format"),
+        OsStr::new("json"),
+        OsStr::new("validate"),
+        path.as_os_str(),
+    ]);
+    run.expect_code(EXIT_OK);
+    let doc = run.json();
+    assert_eq!(doc["ok"], true);
+    assert!(doc["resources"].as_u64().unwrap() > 0);
+    assert!(doc["operations"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn init_refuses_an_existing_file_unless_forced() {
+    let tmp = tempdir();
+    let path = tmp.path().join("bulwark.yaml");
+    bulwark([OsStr::new("init"), path.as_os_str()]).expect_code(EXIT_OK);
+    let starter = fs::read_to_string(&path).unwrap();
+    fs::write(&path, "# my own spec\n").unwrap();
+
+    let run = bulwark([OsStr::new("init"), path.as_os_str()]);
+    run.expect_code(EXIT_REFUSED);
+    assert_eq!(run.stdout, "");
+    assert!(run.stderr.contains("already exists"), "{}", run.stderr);
+    assert!(run.stderr.contains("--force"), "{}", run.stderr);
+    assert_eq!(fs::read_to_string(&path).unwrap(), "# my own spec\n");
+
+    let run = bulwark([
+        OsStr::new("init"),
+        path.as_os_str(),
+        OsStr::new("--format"),
+        OsStr::new("json"),
+    ]);
+    run.expect_code(EXIT_REFUSED);
+    assert_json_error(&run.json(), "refused", &path.display().to_string());
+    assert_eq!(fs::read_to_string(&path).unwrap(), "# my own spec\n");
+
+    let run = bulwark([
+        OsStr::new("--format"),
+        OsStr::new("json"),
+        OsStr::new("init"),
+        path.as_os_str(),
+        OsStr::new("--force"),
+    ]);
+    run.expect_code(EXIT_OK);
+    let doc = run.json();
+    assert_eq!(doc["ok"], true);
+    assert_eq!(doc["written"], path.display().to_string());
+    assert_eq!(fs::read_to_string(&path).unwrap(), starter);
+}
+
+#[test]
+fn init_dash_prints_the_starter_spec_to_stdout() {
+    let tmp = tempdir();
+    let run = output(command(["init", "-"]).current_dir(tmp.path()));
+    run.expect_code(EXIT_OK);
+    assert_eq!(run.stderr, "");
+    assert!(snapshot(tmp.path()).is_empty(), "init - wrote a file");
+
+    let path = tmp.path().join("written.yaml");
+    bulwark([OsStr::new("init"), path.as_os_str()]).expect_code(EXIT_OK);
+    assert_eq!(run.stdout, fs::read_to_string(&path).unwrap());
+}
+
+#[test]
+fn init_without_a_path_writes_bulwark_yaml_in_the_current_dir() {
+    let tmp = tempdir();
+    let run = output(command(["init"]).current_dir(tmp.path()));
+    run.expect_code(EXIT_OK);
+    assert_eq!(files_of(&snapshot(tmp.path())), ["bulwark.yaml"]);
+    let run = output(command(["validate", "bulwark.yaml"]).current_dir(tmp.path()));
+    run.expect_code(EXIT_OK);
+}
+
+#[test]
+fn init_into_a_missing_directory_exits_2() {
+    let tmp = tempdir();
+    let path = tmp.path().join("no-such-dir").join("bulwark.yaml");
+    let run = bulwark([
+        OsStr::new("--format"),
+        OsStr::new("json"),
+        OsStr::new("init"),
+        path.as_os_str(),
+    ]);
+    run.expect_code(EXIT_USAGE_OR_IO);
+    assert_json_error(&run.json(), "io", &path.display().to_string());
+    assert!(snapshot(tmp.path()).is_empty());
+}
+
+// ---------------------------------------------------------------------------------------
+// --format json: one document on stdout, nothing on stderr, for every command
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn json_output_is_a_single_document_for_every_command() {
+    let tmp = tempdir();
+    let tracker = spec("tracker.yaml");
+    let invalid = invalid_spec("multi-02-payments.yaml");
+    let missing = tmp.path().join("missing.yaml");
+    let out = tmp.path().join("out");
+    let file_out = tmp.path().join("file-out");
+    fs::write(&file_out, "x").unwrap();
+    let init_path = tmp.path().join("init.yaml");
+
+    let cases: Vec<(Vec<&OsStr>, i32)> = vec![
+        (vec!["validate".as_ref(), tracker.as_os_str()], EXIT_OK),
+        (
+            vec!["validate".as_ref(), invalid.as_os_str()],
+            EXIT_INVALID_SPEC,
+        ),
+        (
+            vec!["validate".as_ref(), missing.as_os_str()],
+            EXIT_USAGE_OR_IO,
+        ),
+        (
+            vec![
+                "generate".as_ref(),
+                tracker.as_os_str(),
+                "--out".as_ref(),
+                out.as_os_str(),
+            ],
+            EXIT_OK,
+        ),
+        (
+            vec![
+                "generate".as_ref(),
+                invalid.as_os_str(),
+                "--out".as_ref(),
+                out.as_os_str(),
+            ],
+            EXIT_INVALID_SPEC,
+        ),
+        (
+            vec![
+                "generate".as_ref(),
+                tracker.as_os_str(),
+                "--out".as_ref(),
+                file_out.as_os_str(),
+            ],
+            EXIT_USAGE_OR_IO,
+        ),
+        (vec!["init".as_ref(), init_path.as_os_str()], EXIT_OK),
+        (vec!["init".as_ref(), init_path.as_os_str()], EXIT_REFUSED),
+        (vec!["schema".as_ref()], EXIT_OK),
+    ];
+    for (args, code) in cases {
+        let mut full: Vec<&OsStr> = vec!["--format".as_ref(), "json".as_ref()];
+        full.extend(args.iter().copied());
+        let run = bulwark(&full);
+        run.expect_code(code);
+        assert_eq!(run.stderr, "", "{args:?}: stderr must be empty");
+        let doc = run.json();
+        assert!(doc.is_object(), "{args:?}: {doc}");
+        if args[0] != "schema" {
+            assert_eq!(doc["ok"], code == EXIT_OK, "{args:?}: {doc}");
+        }
+    }
+}
+
+#[test]
+
+fn init_dash_with_json_format_still_prints_json() {
+    let run = bulwark(["--format", "json", "init", "-"]);
+    run.expect_code(EXIT_OK);
+    run.json();
+}
