@@ -12,22 +12,26 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Runs cargo in a generated workspace; its output is shown only when it fails, so this
+/// suite's own results stay readable.
 fn cargo(dir: &Path, args: &[&str]) {
     let target = root().join("target/generated-target");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(args)
         .current_dir(dir)
         .env("CARGO_TARGET_DIR", &target)
         // The generated workspace has its own lints and profile; nothing of bulwark's build leaks in.
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .status()
+        .output()
         .unwrap();
     assert!(
-        status.success(),
-        "`cargo {}` failed in {}",
+        output.status.success(),
+        "`cargo {}` failed in {}:\n{}\n{}",
         args.join(" "),
-        dir.display()
+        dir.display(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
     );
 }
 

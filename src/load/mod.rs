@@ -94,3 +94,99 @@ fn byte_offset(source: &str, line: u32, column: u32) -> usize {
         .map_or(rest.len(), |(i, _)| i);
     start + within
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "bulwark: 1\napp: { name: x }\napi: { version: v1 }\n";
+
+    fn codes(source: &str) -> Vec<(&'static str, u32, u32)> {
+        let (_, diagnostics) = load(source);
+        diagnostics
+            .iter()
+            .map(|d| {
+                (
+                    d.code,
+                    d.location.map_or(0, |l| l.line),
+                    d.location.map_or(0, |l| l.column),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn names_keep_their_location() {
+        let source = format!(
+            "{BASE}resources:\n  note:\n    fields: {{ title: {{ type: string }} }}\n    actions: {{}}\n"
+        );
+        let (spec, diagnostics) = load(&source);
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        let spec = spec.expect("spec");
+        let (name, resource) = spec.resources.first().expect("a resource");
+        assert_eq!(
+            (name.value.as_str(), name.loc.line, name.loc.column),
+            ("note", 5, 3)
+        );
+        let (field, _) = resource.fields.first().expect("a field");
+        assert_eq!((field.loc.line, field.loc.column), (6, 15));
+        assert_eq!(
+            &source[field.loc.offset..field.loc.offset + field.loc.len],
+            "title"
+        );
+    }
+
+    #[test]
+    fn every_structural_problem_is_collected() {
+        let source = format!(
+            "{BASE}resources:\n  a:\n    fields: {{ n: {{ type: strng }}, m: {{ type: int, max: abc }} }}\n    actions: {{ read: {{ scop: y }} }}\n  b:\n    fields: 5\n    actions: {{}}\n"
+        );
+        let found = codes(&source);
+        assert!(found.contains(&("invalid-value", 6, 26)), "{found:?}");
+        assert!(found.contains(&("invalid-value", 6, 56)), "{found:?}");
+        assert!(found.contains(&("unknown-key", 7, 24)), "{found:?}");
+        assert!(found.contains(&("invalid-value", 9, 13)), "{found:?}");
+        assert_eq!(found.len(), 4, "{found:?}");
+    }
+
+    #[test]
+    fn unknown_keys_suggest_the_closest_name() {
+        let (_, diagnostics) = load(&format!("{BASE}resourcez: {{}}\n"));
+        let unknown = diagnostics
+            .iter()
+            .find(|d| d.code == "unknown-key")
+            .expect("unknown key");
+        assert_eq!(unknown.help.as_deref(), Some("did you mean `resources`?"));
+    }
+
+    #[test]
+    fn yaml_one_one_booleans_stay_strings() {
+        let source = format!(
+            "{BASE}resources:\n  n:\n    fields: {{ NO: {{ type: string }}, y: {{ type: bool }} }}\n    actions: {{}}\n"
+        );
+        let (spec, diagnostics) = load(&source);
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        let spec = spec.expect("spec");
+        let fields: Vec<&str> = spec.resources[0]
+            .fields
+            .keys()
+            .map(|k| k.value.as_str())
+            .collect();
+        assert_eq!(fields, ["NO", "y"]);
+    }
+
+    #[test]
+    fn syntax_errors_stop_at_the_first_and_are_located() {
+        let found = codes("bulwark: 1\napp: [x,\napi: {\n");
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].0, "yaml-syntax");
+        assert!(found[0].1 >= 2);
+    }
+
+    #[test]
+    fn empty_and_comment_only_specs_are_empty() {
+        assert_eq!(codes("")[0].0, "empty-spec");
+        assert_eq!(codes("# only a comment\n")[0].0, "empty-spec");
+        assert_eq!(codes("- a list\n")[0].0, "invalid-value");
+    }
+}

@@ -1226,3 +1226,133 @@ mod tests {
         assert_eq!(parse_percentage("nineteen"), None);
     }
 }
+
+#[cfg(test)]
+mod lowering {
+    use crate::model::{ActionKind, FieldType, Method};
+
+    fn example(name: &str) -> crate::model::App {
+        let path = format!("{}/specs/{name}.yaml", env!("CARGO_MANIFEST_DIR"));
+        let source = std::fs::read_to_string(&path).expect("example spec");
+        crate::compile(&path, &source).unwrap_or_else(|r| panic!("{}", r.render()))
+    }
+
+    #[test]
+    fn routes_are_versioned_and_carry_their_permissions() {
+        let app = example("ledgerly");
+        let invoice = app
+            .resources
+            .iter()
+            .find(|r| r.name == "invoice")
+            .expect("invoice");
+        let void = invoice
+            .actions
+            .iter()
+            .find(|a| a.name == "void")
+            .expect("void");
+        assert_eq!(
+            (void.method, void.path.as_str()),
+            (Method::Post, "/v1/invoices/{id}/void")
+        );
+        assert_eq!(void.roles, ["finance"]);
+        assert_eq!(void.scope.as_deref(), Some("invoices.write"));
+        assert!(void.mfa_required);
+        assert_eq!(
+            void.condition.as_deref(),
+            Some("resource.status == \"open\"")
+        );
+        assert_eq!(void.kind, ActionKind::Custom("void".into()));
+        assert_eq!(void.sets.len(), 1);
+        let list = invoice.action(&ActionKind::List).expect("list");
+        assert_eq!(
+            (list.method, list.path.as_str()),
+            (Method::Get, "/v1/invoices")
+        );
+        let customer = invoice
+            .fields
+            .iter()
+            .find(|f| f.name == "customer")
+            .expect("customer");
+        assert_eq!(customer.ty, FieldType::Reference { resource: 0 });
+    }
+
+    #[test]
+    fn global_resources_are_explicit_and_public_actions_keep_their_reason() {
+        let app = example("ledgerly");
+        let rates = app
+            .resources
+            .iter()
+            .find(|r| r.name == "exchange_rate")
+            .expect("exchange_rate");
+        assert!(rates.global);
+        assert_eq!(rates.path, "exchange-rates");
+        let read = rates.action(&ActionKind::Read).expect("read");
+        assert_eq!(read.public.as_deref(), Some("published reference data"));
+        assert_eq!(
+            read.rate_limit.map(|r| (r.requests, r.per_secs)),
+            Some((60, 60))
+        );
+        assert!(
+            app.resources
+                .iter()
+                .filter(|r| r.name != "exchange_rate")
+                .all(|r| !r.global)
+        );
+    }
+
+    #[test]
+    fn payments_are_in_minor_units() {
+        let app = example("ledgerly");
+        let payments = app.payments.expect("payments");
+        let refunds = payments.refunds.expect("refunds");
+        assert_eq!(
+            refunds.dual_control_above,
+            [
+                ("EUR".to_owned(), 50_000),
+                ("USD".to_owned(), 50_000),
+                ("JPY".to_owned(), 75_000)
+            ]
+        );
+        assert!(refunds.approve.mfa_required);
+        assert_eq!(payments.tax[0].vat_basis_points, 1900);
+        assert_eq!(payments.webhook_tolerance_secs, 300);
+    }
+
+    #[test]
+    fn hostile_names_become_distinct_valid_identifiers() {
+        let app = example("hostile");
+        let mut tables = std::collections::BTreeSet::new();
+        for resource in &app.resources {
+            assert!(resource.table.len() <= 63, "{}", resource.table);
+            assert!(
+                tables.insert(resource.table.clone()),
+                "duplicate table {}",
+                resource.table
+            );
+            assert!(
+                syn::parse_str::<syn::Ident>(&resource.ident).is_ok(),
+                "{}",
+                resource.ident
+            );
+            assert!(
+                syn::parse_str::<syn::Ident>(&resource.type_name).is_ok(),
+                "{}",
+                resource.type_name
+            );
+            let mut columns = std::collections::BTreeSet::new();
+            for field in &resource.fields {
+                assert!(field.column.len() <= 63, "{}", field.column);
+                assert!(
+                    columns.insert(field.column.clone()),
+                    "duplicate column {}",
+                    field.column
+                );
+                assert!(
+                    syn::parse_str::<syn::Ident>(&field.ident).is_ok(),
+                    "{}",
+                    field.ident
+                );
+            }
+        }
+    }
+}

@@ -51,6 +51,7 @@ pub fn markdown_code(text: &str) -> String {
 
 /// Text for a Rust doc comment: one line, code fences neutralised (generated crates also
 /// set `doctest = false`), nothing that rustdoc would read as HTML or an intra-doc link.
+/// Single backticks stay: an inline code span cannot run anything.
 pub fn rust_doc(text: &str) -> String {
     let line = one_line(text).replace("```", "'''");
     let mut out = String::with_capacity(line.len());
@@ -60,7 +61,6 @@ pub fn rust_doc(text: &str) -> String {
             '>' => out.push_str("&gt;"),
             '[' => out.push('('),
             ']' => out.push(')'),
-            '`' => out.push('\''),
             c => out.push(c),
         }
     }

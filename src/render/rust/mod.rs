@@ -49,7 +49,30 @@ pub fn print(path: &str, tokens: TokenStream) -> Result<String, crate::render::R
             path: path.to_owned(),
             message: e.to_string(),
         })?;
-    Ok(prettyplease::unparse(&file))
+    Ok(space_items(&prettyplease::unparse(&file)))
+}
+
+/// Puts a blank line between top-level items (prettyplease prints none; rustfmt keeps what
+/// it finds), so generated files read like hand-written ones.
+fn space_items(printed: &str) -> String {
+    let mut out = String::with_capacity(printed.len() + printed.len() / 16);
+    let mut previous: Option<&str> = None;
+    for line in printed.lines() {
+        if let Some(prev) = previous {
+            let top = |l: &str| !l.is_empty() && !l.starts_with(char::is_whitespace);
+            let item_ended = prev.ends_with('}') || prev.ends_with(';');
+            let closes = line.starts_with(['}', ')', ']']);
+            let uses = prev.starts_with("use ") && line.starts_with("use ");
+            let after_module_docs = prev.starts_with("//!") && !line.starts_with("//!");
+            if top(prev) && top(line) && ((item_ended && !closes && !uses) || after_module_docs) {
+                out.push('\n');
+            }
+        }
+        out.push_str(line);
+        out.push('\n');
+        previous = Some(line);
+    }
+    out
 }
 
 /// The request body type of a resource (`InvoiceInput`; `Self_` gives `SelfInput`).

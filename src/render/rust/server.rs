@@ -356,11 +356,12 @@ fn guard() -> TokenStream {
         /// A router that only accepts guarded routes.
         pub struct GuardedRouter<S> {
             paths: BTreeMap<&'static str, MethodRouter<S>>,
+            registered: Vec<&'static Operation>,
         }
 
         impl<S: Clone + Send + Sync + 'static> Default for GuardedRouter<S> {
             fn default() -> Self {
-                GuardedRouter { paths: BTreeMap::new() }
+                GuardedRouter { paths: BTreeMap::new(), registered: Vec::new() }
             }
         }
 
@@ -386,7 +387,13 @@ fn guard() -> TokenStream {
                 };
                 let methods = self.paths.remove(operation.path).unwrap_or_default();
                 self.paths.insert(operation.path, methods.on(filter, guarded));
+                self.registered.push(operation);
                 self
+            }
+
+            /// The operations registered so far, in order.
+            pub fn operations(&self) -> &[&'static Operation] {
+                &self.registered
             }
 
             /// The axum router, with problem+json answers for unknown paths and methods.
@@ -539,8 +546,17 @@ fn routes(app: &App) -> TokenStream {
             let op = operation_const(action);
             ops.push(quote!(&crate::resources::#module::#op));
         }
-        registrations.push(quote! { let router = crate::resources::#module::routes(router); });
+        registrations.push(quote! { router = crate::resources::#module::routes(router); });
     }
+    let body = if registrations.is_empty() {
+        quote!(GuardedRouter::new())
+    } else {
+        quote! {
+            let mut router = GuardedRouter::new();
+            #(#registrations)*
+            router
+        }
+    };
     quote! {
         //! Every operation of the spec, and the router that serves them.
 
@@ -550,11 +566,14 @@ fn routes(app: &App) -> TokenStream {
         /// Every operation, in spec order; the OpenAPI document lists the same.
         pub const OPERATIONS: &[&Operation] = &[#(#ops),*];
 
+        /// Every route of the service, registered through the guard.
+        pub fn guarded() -> GuardedRouter<AppState> {
+            #body
+        }
+
         /// The service's router: every route guarded, unknown paths answered with problem+json.
         pub fn router(state: AppState) -> axum::Router {
-            let router = GuardedRouter::new();
-            #(#registrations)*
-            router.finish().with_state(state)
+            guarded().finish().with_state(state)
         }
     }
 }
@@ -768,10 +787,8 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
     let mut op_consts = Vec::new();
     let mut registrations = Vec::new();
 
-    // The data layer always offers create/read/update/delete/list (operator commands and
-    // tests use them); routes exist only for the actions the spec declares.
-    for (action, served) in repository_actions(resource) {
-        let action = &action;
+    // Operations and their registration, in spec order (the order of `OPERATIONS`).
+    for action in &resource.actions {
         let op = operation_const(action);
         let id = format!("{}.{}", resource.name, action.name);
         let method = action.method.as_str();
@@ -783,24 +800,30 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
         let roles = &action.roles;
         let public = action.public.is_some();
         let mfa = action.mfa_required;
-        let op_doc = doc(&format!(
-            "`{method} {path}`: {}.",
-            action
-                .description
-                .clone()
-                .unwrap_or_else(|| format!("{} {}", action.name, resource.name))
-        ));
+        let summary = action
+            .description
+            .clone()
+            .unwrap_or_else(|| format!("{} {}", action.name, resource.name));
+        let op_doc = doc(&format!("`{method} {path}`: {summary}."));
         let handler = format_ident!("{}_handler", action.ident.trim_end_matches('_'));
-        if served {
-            op_consts.push(quote! {
-                #op_doc
-                pub const #op: Operation = Operation {
-                    id: #id, method: #method, path: #path, scope: #scope,
-                    roles: &[#(#roles),*], public: #public, mfa: #mfa,
-                };
-            });
-            registrations.push(quote!(.route(&#op, #handler)));
-        }
+        op_consts.push(quote! {
+            #op_doc
+            pub const #op: Operation = Operation {
+                id: #id, method: #method, path: #path, scope: #scope,
+                roles: &[#(#roles),*], public: #public, mfa: #mfa,
+            };
+        });
+        registrations.push(quote!(.route(&#op, #handler)));
+    }
+
+    // The data layer always offers create/read/update/delete/list (operator commands and
+    // tests use them); routes exist only for the actions the spec declares.
+    for (action, served) in repository_actions(resource) {
+        let action = &action;
+        let method = action.method.as_str();
+        let path = action.path.as_str();
+        let public = action.public.is_some();
+        let handler = format_ident!("{}_handler", action.ident.trim_end_matches('_'));
         // Public operations have no principal; every other handler requires one.
         let principal_arg = if public {
             quote!()
