@@ -2,8 +2,6 @@
 //! output only through the escaper for its target. Context structs for templates hold these
 //! escaped forms, never raw spec text.
 
-use serde::Serialize;
-
 /// A double-quoted PostgreSQL identifier (`"order"`, `"a""b"`).
 pub fn sql_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -84,11 +82,6 @@ pub fn one_line(text: &str) -> String {
     }
     out.trim_end().to_owned()
 }
-
-/// A string already escaped for its target, for template contexts.
-#[derive(Clone, Debug, Serialize)]
-#[serde(transparent)]
-pub struct Escaped(pub String);
 
 #[cfg(test)]
 mod tests {

@@ -17,7 +17,7 @@ struct Context<'a> {
 #[derive(Serialize)]
 struct Table {
     name: String,
-    comment: Option<String>,
+    comment: &'static str,
     tenant: bool,
     columns: Vec<Column>,
     uniques: Vec<String>,
@@ -170,11 +170,11 @@ fn table(app: &App, resource: &Resource) -> Table {
     }
     Table {
         name: sql_ident(&resource.table),
-        comment: Some(format!(
-            "{} resource{}",
-            if tenant { "tenant-scoped" } else { "global" },
-            ""
-        )),
+        comment: if tenant {
+            "tenant-scoped: tenant_id, forced row-level security"
+        } else {
+            "global: shared by every tenant (the spec says `global: true`)"
+        },
         tenant,
         columns,
         uniques,
