@@ -216,15 +216,23 @@ fn generate(format: OutputFormat, path: &Path, out: &Path, force: bool) -> u8 {
         Err(e) => return fail(format, exit::USAGE_OR_IO, "render", &e),
     };
     let rendered = Instant::now();
-    if let Err(e) = format::format_rust(&mut files) {
-        return fail(format, exit::USAGE_OR_IO, "rustfmt", &e);
-    }
+    // Files formatted by the same rustfmt last time are reused when their printed text is
+    // unchanged (a broken manifest is reported when writing).
+    let previous = match emit::read_manifest(out) {
+        Ok(Some(manifest)) if manifest.rustfmt == rustfmt => emit::previous_rust(out, &manifest),
+        _ => format::Previous::default(),
+    };
+    let printed = match format::format_rust(&mut files, &previous) {
+        Ok(printed) => printed,
+        Err(e) => return fail(format, exit::USAGE_OR_IO, "rustfmt", &e),
+    };
     let formatted = Instant::now();
     let manifest = emit::Manifest::new(
         &files,
         emit::sha256(source.as_bytes()),
         options.generator_version.clone(),
         rustfmt,
+        printed,
     );
     match emit::write_dir(out, &files, &manifest, force) {
         Ok(outcome) => {
@@ -239,16 +247,21 @@ fn generate(format: OutputFormat, path: &Path, out: &Path, force: bool) -> u8 {
             match format {
                 OutputFormat::Json => println!(
                     "{}",
-                    json!({"ok": true, "out": out.display().to_string(), "spec_sha256": manifest.spec_sha256, "written": outcome.written, "removed": outcome.removed, "unchanged": outcome.unchanged, "timings": timings})
+                    json!({"ok": true, "out": out.display().to_string(), "spec_sha256": manifest.spec_sha256, "written": outcome.written, "removed": outcome.removed, "kept": outcome.kept, "unchanged": outcome.unchanged, "timings": timings})
                 ),
-                OutputFormat::Human => println!(
-                    "generated {} into {}: {} written, {} removed, {} unchanged",
-                    app.name,
-                    out.display(),
-                    outcome.written.len(),
-                    outcome.removed.len(),
-                    outcome.unchanged
-                ),
+                OutputFormat::Human => {
+                    println!(
+                        "generated {} into {}: {} written, {} removed, {} unchanged",
+                        app.name,
+                        out.display(),
+                        outcome.written.len(),
+                        outcome.removed.len(),
+                        outcome.unchanged
+                    );
+                    for path in &outcome.kept {
+                        eprintln!("kept {path}: no longer generated, but edited by hand");
+                    }
+                }
             }
             exit::OK
         }

@@ -1,10 +1,17 @@
 //! Stage 4, emit: writes a `FileSet` into a directory, with the manifest that records what
-//! was generated. Everything is rendered before anything is written; files are staged in
-//! the target directory and renamed into place; the manifest is written last.
+//! was generated.
+//!
+//! Everything is rendered, formatted and checked before anything is written: a refusal or a
+//! bad path leaves the directory as it was. Files are then staged inside the directory and
+//! renamed into place one by one, the manifest last; an interruption in that last step
+//! leaves some files of the new generation beside the old manifest, and running `generate`
+//! again finishes the job.
 //!
 //! Regeneration adds new files and changes or removes only files the previous manifest
 //! lists. It refuses, unless forced, when one of those was edited by hand or when a new file
-//! would overwrite a file bulwark did not generate. It never touches anything else.
+//! would overwrite a file bulwark did not generate; even forced, it never deletes a file
+//! edited by hand. It never writes through a symbolic link, and never touches `.git`,
+//! `target` or anything else it did not generate.
 
 use crate::render::FileSet;
 use serde::{Deserialize, Serialize};
@@ -24,6 +31,10 @@ pub struct Manifest {
     pub rustfmt: String,
     /// Relative path → SHA-256 of the contents written.
     pub files: BTreeMap<String, String>,
+    /// Rust files: relative path → SHA-256 of the text before rustfmt, so the next generation
+    /// can reuse a file whose printed text has not changed instead of formatting it again.
+    #[serde(default)]
+    pub printed: BTreeMap<String, String>,
 }
 
 impl Manifest {
@@ -32,12 +43,14 @@ impl Manifest {
         spec_sha256: String,
         generator_version: String,
         rustfmt: String,
+        printed: BTreeMap<String, String>,
     ) -> Self {
         Manifest {
             generator: "bulwark".into(),
             generator_version,
             spec_sha256,
             rustfmt,
+            printed,
             files: files
                 .files
                 .iter()
@@ -62,6 +75,8 @@ pub fn sha256(bytes: &[u8]) -> String {
 pub struct Outcome {
     pub written: Vec<String>,
     pub removed: Vec<String>,
+    /// Files no longer generated but edited by hand: left in place (only with `--force`).
+    pub kept: Vec<String>,
     pub unchanged: usize,
 }
 
@@ -87,6 +102,14 @@ pub enum EmitError {
         help("restore it from version control, or delete the directory and generate again")
     )]
     BadManifest { path: String, message: String },
+    #[error("`{path}` is a symbolic link")]
+    #[diagnostic(
+        code(bulwark::emit::symlink),
+        help(
+            "bulwark never writes through links inside the output directory; replace the link with a directory"
+        )
+    )]
+    Symlink { path: String },
     #[error("`{path}` is not a directory")]
     #[diagnostic(
         code(bulwark::emit::not_a_directory),
@@ -124,7 +147,7 @@ pub fn read_manifest(dir: &Path) -> Result<Option<Manifest>, EmitError> {
             let manifest: Manifest = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
             // The manifest decides what may be overwritten or removed: a path that could
             // leave the directory is never trusted.
-            if let Some(escaping) = manifest.files.keys().find(|p| !is_plain_relative(p)) {
+            if let Some(escaping) = manifest.files.keys().find(|p| !is_generated_path(p)) {
                 return Err(bad(format!(
                     "it lists `{escaping}`, which is not a plain path inside the directory"
                 )));
@@ -136,13 +159,56 @@ pub fn read_manifest(dir: &Path) -> Result<Option<Manifest>, EmitError> {
     }
 }
 
-/// A relative path of normal components only (no `..`, no root, no prefix).
-fn is_plain_relative(path: &str) -> bool {
+/// The Rust files of the previous generation in `dir` that are exactly as generated, for
+/// the formatter to reuse (a file edited since is not reused; writing will refuse it).
+pub fn previous_rust(dir: &Path, manifest: &Manifest) -> crate::format::Previous {
+    let mut previous = crate::format::Previous::default();
+    for (path, printed) in &manifest.printed {
+        let Ok(text) = std::fs::read_to_string(dir.join(path)) else {
+            continue;
+        };
+        if manifest.files.get(path) == Some(&sha256(text.as_bytes())) {
+            previous.files.insert(path.clone(), (printed.clone(), text));
+        }
+    }
+    previous
+}
+
+/// A path bulwark could have generated: relative, of normal components only (no `..`, no
+/// root), and outside the places that are never generated (`.git`, `target`, `.bulwark`).
+fn is_generated_path(path: &str) -> bool {
     let path = Path::new(path);
-    !path.as_os_str().is_empty()
-        && path
-            .components()
-            .all(|c| matches!(c, std::path::Component::Normal(_)))
+    let normal = path
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)));
+    let first = path
+        .components()
+        .next()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned());
+    normal
+        && !matches!(
+            first.as_deref(),
+            None | Some(".git" | "target" | ".bulwark")
+        )
+}
+
+/// Refuses a path that passes through a symbolic link below `dir`: writing or deleting there
+/// would reach outside the directory.
+fn no_symlink(dir: &Path, path: &str) -> Result<(), EmitError> {
+    let mut current = dir.to_path_buf();
+    for component in Path::new(path).components() {
+        current.push(component);
+        match std::fs::symlink_metadata(&current) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(EmitError::Symlink {
+                    path: current.display().to_string(),
+                });
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    Ok(())
 }
 
 /// Writes `files` and `manifest` into `dir`.
@@ -166,7 +232,9 @@ pub fn write_dir(
     // Check everything before writing anything.
     let mut plan: Vec<(&String, &String)> = Vec::new();
     let mut outcome = Outcome::default();
+    no_symlink(dir, ".bulwark")?;
     for (path, contents) in &files.files {
+        no_symlink(dir, path)?;
         let target = dir.join(path);
         let on_disk = match std::fs::read(&target) {
             Ok(bytes) => Some(bytes),
@@ -191,10 +259,14 @@ pub fn write_dir(
         if files.files.contains_key(path) {
             continue;
         }
+        no_symlink(dir, path)?;
         let target = dir.join(path);
         match std::fs::read(&target) {
-            Ok(bytes) if !force && &sha256(&bytes) != recorded => {
-                return Err(EmitError::Modified { path: path.clone() });
+            Ok(bytes) if &sha256(&bytes) != recorded => {
+                if !force {
+                    return Err(EmitError::Modified { path: path.clone() });
+                }
+                outcome.kept.push(path.clone());
             }
             Ok(_) => removals.push(path.clone()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -1,10 +1,19 @@
 //! Finishing the rendered Rust with the toolchain's rustfmt, so the output passes
 //! `cargo fmt --check` exactly as engineers' tools see it (prettyplease alone does not match
-//! rustfmt everywhere). One rustfmt process formats every file, in a scratch copy of the layout.
+//! rustfmt everywhere).
+//!
+//! rustfmt runs with the workspace's own `rustfmt.toml` (so no configuration of the machine
+//! leaks in) on a scratch copy of the layout. A file whose printed form is the same as in the
+//! previous generation is not formatted again: its formatted text is taken from there. Of
+//! the rest, whole crates go through one rustfmt process per crate root, in parallel; a few
+//! changed files go through standard input one by one.
 
 use crate::render::FileSet;
-use std::path::PathBuf;
-use std::process::Command;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::render::RUSTFMT_TOML;
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum FormatError {
@@ -41,36 +50,192 @@ pub fn rustfmt_version() -> Result<String, FormatError> {
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
-/// Formats every `.rs` file of `files` in place (edition 2024, default style).
-pub fn format_rust(files: &mut FileSet) -> Result<(), FormatError> {
+/// Formatted files of an earlier generation, by path, with the SHA-256 of the printed
+/// (unformatted) text they were made from.
+#[derive(Debug, Default)]
+pub struct Previous {
+    pub files: BTreeMap<String, (String, String)>,
+}
+
+impl Previous {
+    fn reuse(&self, path: &str, printed_sha256: &str) -> Option<&String> {
+        self.files
+            .get(path)
+            .filter(|(sha, _)| sha == printed_sha256)
+            .map(|(_, text)| text)
+    }
+}
+
+/// Up to this many changed files are formatted one by one through standard input; more, and
+/// their crates are formatted whole.
+const FEW: usize = 8;
+
+/// Formats every `.rs` file of `files` in place. Returns the SHA-256 of each file's printed
+/// text, for the manifest (the next generation's cache key).
+pub fn format_rust(
+    files: &mut FileSet,
+    previous: &Previous,
+) -> Result<BTreeMap<String, String>, FormatError> {
+    let printed: BTreeMap<String, String> = files
+        .rust_paths()
+        .map(|p| (p.clone(), crate::emit::sha256(files.files[p].as_bytes())))
+        .collect();
+    let mut changed = Vec::new();
+    for (path, sha) in &printed {
+        match previous.reuse(path, sha) {
+            Some(text) => {
+                files.files.insert(path.clone(), text.clone());
+            }
+            None => changed.push(path.clone()),
+        }
+    }
+    if changed.len() <= FEW {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let formatted = parallel(&changed, threads, |path| format_stdin(&files.files[path]))?;
+        for (path, text) in changed.into_iter().zip(formatted) {
+            files.files.insert(path, text);
+        }
+    } else {
+        format_crates(files, &changed)?;
+    }
+    Ok(printed)
+}
+
+/// Formats the crates holding `changed`, whole, one rustfmt process per crate root.
+fn format_crates(files: &mut FileSet, changed: &[String]) -> Result<(), FormatError> {
     let scratch = tempfile::tempdir()?;
-    let mut paths = Vec::new();
+    std::fs::write(scratch.path().join("rustfmt.toml"), RUSTFMT_TOML)?;
     // The real layout, so rustfmt resolves `mod x;` to the right files.
     for path in files.rust_paths() {
-        let scratch_path = scratch.path().join(path);
-        if let Some(parent) = scratch_path.parent() {
+        let target = scratch.path().join(path);
+        if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        std::fs::write(&scratch_path, &files.files[path])?;
-        paths.push((path.clone(), scratch_path));
+        std::fs::write(&target, &files.files[path])?;
     }
-    if paths.is_empty() {
-        return Ok(());
-    }
-    let output = Command::new(rustfmt())
-        .args(["--edition", "2024"])
-        .args(paths.iter().map(|(_, p)| p))
-        .output()
-        .map_err(|_| FormatError::Missing)?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        return Err(FormatError::Failed(
-            stderr.lines().take(20).collect::<Vec<_>>().join("\n"),
-        ));
-    }
-    for (path, scratch_path) in paths {
-        let formatted = std::fs::read_to_string(&scratch_path)?;
-        files.files.insert(path, formatted);
+    let roots: Vec<String> = files
+        .rust_paths()
+        .filter(|p| is_root(p) && changed.iter().any(|c| root_of(c) == root_of(p)))
+        .cloned()
+        .collect();
+    let config = scratch.path().join("rustfmt.toml");
+    // One process per crate: they differ in size, and the system spreads them over the cores.
+    parallel(&roots, roots.len(), |root| {
+        run(Command::new(rustfmt())
+            .arg("--config-path")
+            .arg(&config)
+            .arg(scratch.path().join(root)))
+        .map(drop)
+    })?;
+    for path in changed {
+        let text = std::fs::read_to_string(scratch.path().join(path))?;
+        files.files.insert(path.clone(), text);
     }
     Ok(())
+}
+
+/// Crate roots of the generated layout: `src/lib.rs`, `src/main.rs`, and each file directly
+/// in `tests/`. Every other file is a module reached from one of them.
+fn is_root(path: &str) -> bool {
+    let path = Path::new(path);
+    let parent = path.parent().and_then(Path::file_name);
+    path.ends_with("src/lib.rs")
+        || path.ends_with("src/main.rs")
+        || parent.is_some_and(|p| p == "tests")
+}
+
+/// The root a file is formatted through (its crate's `src/lib.rs` for modules).
+fn root_of(path: &str) -> String {
+    if is_root(path) {
+        return path.to_owned();
+    }
+    match path.split_once("/src/") {
+        Some((krate, _)) => format!("{krate}/src/lib.rs"),
+        None => path.to_owned(),
+    }
+}
+
+fn format_stdin(text: &str) -> Result<String, FormatError> {
+    let scratch = tempfile::tempdir()?;
+    let config = scratch.path().join("rustfmt.toml");
+    std::fs::write(&config, RUSTFMT_TOML)?;
+    let mut child = Command::new(rustfmt())
+        .arg("--config-path")
+        .arg(&config)
+        .args(["--emit", "stdout"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|_| FormatError::Missing)?;
+    let mut stdin = child.stdin.take().ok_or(FormatError::Missing)?;
+    // Write from a thread: rustfmt may fill its output pipe before it has read all input.
+    let input = text.to_owned();
+    let writer =
+        std::thread::spawn(move || std::io::Write::write_all(&mut stdin, input.as_bytes()));
+    let output = child.wait_with_output()?;
+    writer
+        .join()
+        .map_err(|_| FormatError::Failed("writing to rustfmt failed".into()))??;
+    check(&output)?;
+    String::from_utf8(output.stdout).map_err(|e| FormatError::Failed(e.to_string()))
+}
+
+fn run(command: &mut Command) -> Result<std::process::Output, FormatError> {
+    let output = command.output().map_err(|_| FormatError::Missing)?;
+    check(&output)?;
+    Ok(output)
+}
+
+fn check(output: &std::process::Output) -> Result<(), FormatError> {
+    if output.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    Err(FormatError::Failed(
+        stderr.lines().take(20).collect::<Vec<_>>().join("\n"),
+    ))
+}
+
+/// Runs `job` on every item on up to `threads` threads; results in input order.
+fn parallel<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    job: impl Fn(&T) -> Result<R, FormatError> + Sync,
+) -> Result<Vec<R>, FormatError> {
+    let chunk = items.len().div_ceil(threads.clamp(1, 16)).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| scope.spawn(|| part.iter().map(&job).collect::<Result<Vec<R>, _>>()))
+            .collect();
+        let mut results = Vec::with_capacity(items.len());
+        for handle in handles {
+            let part = handle
+                .join()
+                .map_err(|_| FormatError::Failed("a formatting thread panicked".into()))??;
+            results.extend(part);
+        }
+        Ok(results)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roots_and_modules() {
+        assert!(is_root("crates/api/src/lib.rs"));
+        assert!(is_root("crates/server/tests/service.rs"));
+        assert!(!is_root("crates/server/src/resources/invoice.rs"));
+        assert_eq!(
+            root_of("crates/server/src/resources/invoice.rs"),
+            "crates/server/src/lib.rs"
+        );
+        assert_eq!(
+            root_of("crates/server/src/main.rs"),
+            "crates/server/src/main.rs"
+        );
+    }
 }

@@ -18,17 +18,17 @@ use std::sync::Arc;
 
 /// Loads and validates a spec: every problem found, structural and semantic, in one report.
 pub fn compile(path: &str, source: &str) -> Result<model::App, Report> {
-    let (spec, mut diagnostics) = load::load(source);
-    let app = match &spec {
-        Some(spec) => match model::lower(spec) {
+    let loaded = load::load(source);
+    let mut diagnostics = loaded.problems;
+    let app = loaded
+        .value
+        .and_then(|spec| match model::lower(&spec, &loaded.set_aside) {
             Ok(app) => Some(app),
             Err(semantic) => {
                 diagnostics.extend(semantic);
                 None
             }
-        },
-        None => None,
-    };
+        });
     match app {
         Some(app) if diagnostics.is_empty() => Ok(app),
         _ => {

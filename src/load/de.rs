@@ -159,9 +159,30 @@ impl de::Error for Error {
 
     fn invalid_type(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
         Error::custom(format!(
-            "expected {exp}, found {}",
+            "expected {}, found {}",
+            describe_expected(exp),
             describe_unexpected(unexp)
         ))
+    }
+
+    fn invalid_value(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
+        Error::custom(format!(
+            "expected {}, found {}",
+            describe_expected(exp),
+            describe_unexpected(unexp)
+        ))
+    }
+}
+
+/// Says what serde's primitive visitors expect in the spec's words, not Rust's.
+fn describe_expected(exp: &dyn de::Expected) -> String {
+    let raw = exp.to_string();
+    match raw.as_str() {
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number, 0 or more".into(),
+        "i8" | "i16" | "i32" | "i64" | "isize" => "an integer".into(),
+        "f32" | "f64" => "a number".into(),
+        "a boolean" => "`true` or `false`".into(),
+        _ => raw,
     }
 }
 
@@ -193,15 +214,25 @@ struct Context {
     entries: RefCell<Vec<usize>>,
 }
 
-/// Deserializes `T` from `root`, collecting every structural problem. Returns the value built
-/// from the entries that were well-formed (if the root itself was), and all problems found.
-pub fn from_node<T: for<'de> Deserialize<'de>>(root: &Node) -> (Option<T>, Vec<Diagnostic>) {
+/// What one structural pass over the tree found.
+pub struct Structural<T> {
+    /// The value built from the well-formed entries, if the root itself was well-formed.
+    pub value: Option<T>,
+    /// Every structural problem.
+    pub problems: Vec<Diagnostic>,
+    /// Names of the collection entries set aside as malformed: they were reported here, so
+    /// later stages do not report references to them as undefined.
+    pub set_aside: BTreeSet<String>,
+}
+
+/// Deserializes `T` from `root`, collecting every structural problem.
+pub fn from_node<T: for<'de> Deserialize<'de>>(root: &Node) -> Structural<T> {
     let mut skipped = BTreeSet::new();
     // Every pass reports the unknown keys it saw; later passes skip the failed entries, so
     // the union over all passes is kept (without repeats).
     let mut problems: Vec<Diagnostic> = Vec::new();
     let mut failures = Vec::new();
-    loop {
+    let value = loop {
         let context = Context {
             skipped: skipped.clone(),
             ..Context::default()
@@ -216,30 +247,51 @@ pub fn from_node<T: for<'de> Deserialize<'de>>(root: &Node) -> (Option<T>, Vec<D
             }
         }
         match result {
-            Ok(value) => {
-                problems.extend(failures);
-                return (Some(value), problems);
-            }
+            Ok(value) => break Some(value),
             Err(error) => {
                 let help = error
                     .help
                     .unwrap_or_else(|| "`bulwark schema` prints what every key accepts".into());
-                let diagnostic = Diagnostic {
+                failures.push(Diagnostic {
                     code: "invalid-value",
                     message: error.message,
                     location: error.loc,
                     help: Some(help),
-                };
-                failures.push(diagnostic);
+                });
                 match error.entry {
                     Some(entry) if skipped.insert(entry) => continue,
-                    _ => {
-                        problems.extend(failures);
-                        return (None, problems);
-                    }
+                    _ => break None,
                 }
             }
         }
+    };
+    problems.extend(failures);
+    let set_aside = skipped
+        .iter()
+        .filter_map(|&entry| key_name(root, entry))
+        .collect();
+    Structural {
+        value,
+        problems,
+        set_aside,
+    }
+}
+
+/// The text of the key node at `address`, if it is a string key somewhere in `node`.
+fn key_name(node: &Node, address: usize) -> Option<String> {
+    match &node.kind {
+        Kind::Map(entries) => entries.iter().find_map(|(key, value)| {
+            if std::ptr::eq(key, address as *const Node) {
+                match &key.kind {
+                    Kind::Str(name) => Some(name.clone()),
+                    _ => None,
+                }
+            } else {
+                key_name(value, address)
+            }
+        }),
+        Kind::Seq(items) => items.iter().find_map(|item| key_name(item, address)),
+        _ => None,
     }
 }
 

@@ -6,7 +6,7 @@
 mod de;
 mod node;
 
-pub use de::Located;
+pub use de::{Located, Structural};
 pub use node::{Kind, Node};
 
 use crate::diagnostic::{Diagnostic, Loc};
@@ -14,15 +14,20 @@ use crate::spec::Spec;
 
 /// Parses spec text. Returns the spec when its structure was sound (possibly with some
 /// malformed entries set aside) and every problem found.
-pub fn load(source: &str) -> (Option<Spec>, Vec<Diagnostic>) {
+pub fn load(source: &str) -> Structural<Spec> {
+    let failed = |diagnostic| Structural {
+        value: None,
+        problems: vec![diagnostic],
+        set_aside: Default::default(),
+    };
     let root = match parse_yaml(source) {
         Ok(root) => root,
-        Err(diagnostic) => return (None, vec![diagnostic]),
+        Err(diagnostic) => return failed(diagnostic),
     };
     if root.kind == Kind::Null {
         let diagnostic = Diagnostic::new("empty-spec", "the spec is empty", Loc::default())
             .help("run `bulwark init` for a commented starter spec");
-        return (None, vec![diagnostic]);
+        return failed(diagnostic);
     }
     if !matches!(root.kind, Kind::Map(_)) {
         let diagnostic = Diagnostic::new(
@@ -34,7 +39,7 @@ pub fn load(source: &str) -> (Option<Spec>, Vec<Diagnostic>) {
             root.loc,
         )
         .help("a spec starts with `bulwark: 1`, then `app:`, `api:` and `resources:`");
-        return (None, vec![diagnostic]);
+        return failed(diagnostic);
     }
     de::from_node::<Spec>(&root)
 }
@@ -102,8 +107,8 @@ mod tests {
     const BASE: &str = "bulwark: 1\napp: { name: x }\napi: { version: v1 }\n";
 
     fn codes(source: &str) -> Vec<(&'static str, u32, u32)> {
-        let (_, diagnostics) = load(source);
-        diagnostics
+        load(source)
+            .problems
             .iter()
             .map(|d| {
                 (
@@ -120,9 +125,9 @@ mod tests {
         let source = format!(
             "{BASE}resources:\n  note:\n    fields: {{ title: {{ type: string }} }}\n    actions: {{}}\n"
         );
-        let (spec, diagnostics) = load(&source);
-        assert!(diagnostics.is_empty(), "{diagnostics:?}");
-        let spec = spec.expect("spec");
+        let loaded = load(&source);
+        assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
+        let spec = loaded.value.expect("spec");
         let (name, resource) = spec.resources.first().expect("a resource");
         assert_eq!(
             (name.value.as_str(), name.loc.line, name.loc.column),
@@ -134,6 +139,15 @@ mod tests {
             &source[field.loc.offset..field.loc.offset + field.loc.len],
             "title"
         );
+    }
+
+    #[test]
+    fn malformed_entries_are_set_aside_by_name() {
+        let source =
+            format!("{BASE}roles:\n  admin: {{ mfa: requird }}\n  member: {{}}\nresources: {{}}\n");
+        let loaded = load(&source);
+        assert_eq!(loaded.set_aside.iter().collect::<Vec<_>>(), ["admin"]);
+        assert_eq!(loaded.value.expect("spec").roles.len(), 1);
     }
 
     #[test]
@@ -151,8 +165,9 @@ mod tests {
 
     #[test]
     fn unknown_keys_suggest_the_closest_name() {
-        let (_, diagnostics) = load(&format!("{BASE}resourcez: {{}}\n"));
-        let unknown = diagnostics
+        let loaded = load(&format!("{BASE}resourcez: {{}}\n"));
+        let unknown = loaded
+            .problems
             .iter()
             .find(|d| d.code == "unknown-key")
             .expect("unknown key");
@@ -164,9 +179,9 @@ mod tests {
         let source = format!(
             "{BASE}resources:\n  n:\n    fields: {{ NO: {{ type: string }}, y: {{ type: bool }} }}\n    actions: {{}}\n"
         );
-        let (spec, diagnostics) = load(&source);
-        assert!(diagnostics.is_empty(), "{diagnostics:?}");
-        let spec = spec.expect("spec");
+        let loaded = load(&source);
+        assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
+        let spec = loaded.value.expect("spec");
         let fields: Vec<&str> = spec.resources[0]
             .fields
             .keys()

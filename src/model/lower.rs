@@ -5,16 +5,36 @@ use super::names;
 use super::*;
 use crate::diagnostic::{Diagnostic, Loc};
 use crate::spec::{self, Name, Scalar};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 /// Columns every generated table has; a spec field may not take their names.
 const RESERVED_FIELDS: [&str; 5] = ["id", "tenant_id", "created_at", "updated_at", "version"];
 
-/// Validates and resolves a spec. Returns the model, or every problem found.
-pub fn lower(spec: &spec::Spec) -> Result<App, Vec<Diagnostic>> {
+/// Tables the generated service keeps for itself (and sqlx's migration ledger).
+const RESERVED_TABLES: [&str; 9] = [
+    "tenants",
+    "memberships",
+    "tenant_domains",
+    "sessions",
+    "audit_events",
+    "system_audit_events",
+    "processed_webhooks",
+    "payment_events",
+    "refunds",
+];
+
+/// The longest access-token lifetime a spec may ask for: access tokens are short-lived and
+/// refreshed with rotating refresh tokens.
+const MAX_TOKEN_LIFETIME_SECS: u64 = 3600;
+
+/// Validates and resolves a spec. Returns the model, or every problem found. Names in
+/// `set_aside` belong to entries the loader already reported as malformed: references to
+/// them are not reported again as undefined.
+pub fn lower(spec: &spec::Spec, set_aside: &BTreeSet<String>) -> Result<App, Vec<Diagnostic>> {
     let mut cx = Lower {
         diagnostics: Vec::new(),
         spec,
+        set_aside,
     };
     let app = cx.app();
     if cx.diagnostics.is_empty() {
@@ -27,12 +47,35 @@ pub fn lower(spec: &spec::Spec) -> Result<App, Vec<Diagnostic>> {
 struct Lower<'s> {
     diagnostics: Vec<Diagnostic>,
     spec: &'s spec::Spec,
+    set_aside: &'s BTreeSet<String>,
 }
 
 impl<'s> Lower<'s> {
     fn error(&mut self, code: &'static str, message: String, loc: Loc, help: impl Into<String>) {
         self.diagnostics
             .push(Diagnostic::new(code, message, loc).help(help));
+    }
+
+    /// Reports a reference to something undefined, with the closest defined name or the
+    /// list of them.
+    fn undefined(
+        &mut self,
+        code: &'static str,
+        message: String,
+        name: &Name,
+        known: &[&str],
+        define: &str,
+    ) {
+        if self.set_aside.contains(name.value.as_str()) {
+            return;
+        }
+        let diagnostic =
+            Diagnostic::new(code, message, name.loc).suggest(name, known.iter().copied());
+        let diagnostic = match diagnostic.help {
+            Some(_) => diagnostic,
+            None => diagnostic.help(format!("{define}; defined: {}", listing(known))),
+        };
+        self.diagnostics.push(diagnostic);
     }
 
     fn app(&mut self) -> App {
@@ -61,6 +104,7 @@ impl<'s> Lower<'s> {
             );
         }
         self.check_collisions("scope", spec.api.scopes.keys());
+        self.check_scope_names();
         self.check_collisions("role", spec.roles.keys());
         self.check_collisions("resource", spec.resources.keys());
         self.check_collisions("environment", spec.environments.keys());
@@ -129,29 +173,60 @@ impl<'s> Lower<'s> {
 
     /// Names in one namespace must stay distinct after conversion to identifiers.
     fn check_collisions<'a>(&mut self, what: &str, keys: impl Iterator<Item = &'a Name>) {
+        // Two names collide when their identifier or their type name would be the same
+        // (`line_item`/`LineItem`, and `a_1`/`a1`, which both become `A1`).
         let mut seen: HashMap<String, &Name> = HashMap::new();
         for key in keys {
-            if key.value.trim().is_empty() {
-                self.error(
-                    "invalid-name",
-                    format!("empty {what} name"),
-                    key.loc,
-                    "give it a name",
-                );
+            if !self.check_name(what, key) {
                 continue;
             }
-            let ident = names::snake(key);
-            if let Some(first) = seen.get(&ident) {
-                let message = format!(
-                    "{what} `{}` collides with `{}` (both become `{ident}`)",
-                    key.value, first.value
-                );
-                let help = "rename one of them; names are compared after conversion to snake_case";
-                self.error("colliding-names", message, key.loc, help);
-            } else {
-                seen.insert(ident, key);
+            let forms = [names::snake(key), names::rust_type(key)];
+            match forms
+                .iter()
+                .find_map(|form| seen.get(form).map(|first| (form, first)))
+            {
+                Some((form, first)) => {
+                    let message = format!(
+                        "{what} `{}` collides with `{}` (both become `{form}`)",
+                        key.value, first.value
+                    );
+                    let help =
+                        "rename one of them; names are compared after conversion to identifiers";
+                    self.error("colliding-names", message, key.loc, help);
+                }
+                None => {
+                    for form in forms {
+                        seen.insert(form, key);
+                    }
+                }
             }
         }
+    }
+
+    /// A name must have something visible in it and nothing invisible.
+    fn check_name(&mut self, what: &str, name: &Name) -> bool {
+        if name.value.trim().is_empty() {
+            self.error(
+                "invalid-name",
+                format!("empty {what} name"),
+                name.loc,
+                "give it a name",
+            );
+            return false;
+        }
+        if name.value.chars().any(names::is_invisible) {
+            self.error(
+                "invalid-name",
+                format!(
+                    "{what} name `{}` contains control or invisible characters",
+                    name.value.escape_debug()
+                ),
+                name.loc,
+                "names end up in code, SQL and URLs: use visible characters only",
+            );
+            return false;
+        }
+        true
     }
 
     /// Distinct resources must be served at distinct paths (names that already collide as
@@ -269,21 +344,14 @@ impl<'s> Lower<'s> {
             return Some(name.value.clone());
         }
         let known: Vec<&str> = self.spec.roles.keys().map(|k| k.value.as_str()).collect();
-        let diagnostic = Diagnostic::new(
+        let message = format!("undefined role `{}`", name.value);
+        self.undefined(
             "undefined-role",
-            format!("undefined role `{}`", name.value),
-            name.loc,
-        )
-        .suggest(name, known.iter().copied());
-        let diagnostic = if diagnostic.help.is_none() {
-            diagnostic.help(format!(
-                "define it under `roles:`; defined: {}",
-                listing(&known)
-            ))
-        } else {
-            diagnostic
-        };
-        self.diagnostics.push(diagnostic);
+            message,
+            name,
+            &known,
+            "define it under `roles:`",
+        );
         None
     }
 
@@ -302,22 +370,65 @@ impl<'s> Lower<'s> {
             .keys()
             .map(|k| k.value.as_str())
             .collect();
-        let diagnostic = Diagnostic::new(
+        let message = format!("undefined scope `{}`", name.value);
+        self.undefined(
             "undefined-scope",
-            format!("undefined scope `{}`", name.value),
-            name.loc,
-        )
-        .suggest(name, known.iter().copied());
-        let diagnostic = if diagnostic.help.is_none() {
-            diagnostic.help(format!(
-                "define it under `api.scopes:`; defined: {}",
-                listing(&known)
-            ))
-        } else {
-            diagnostic
-        };
-        self.diagnostics.push(diagnostic);
+            message,
+            name,
+            &known,
+            "define it under `api.scopes:`",
+        );
         None
+    }
+
+    fn resource_index(&mut self, name: &Name) -> Option<usize> {
+        let index = self.spec.resources.get_index_of(name);
+        if index.is_none() {
+            let known: Vec<&str> = self
+                .spec
+                .resources
+                .keys()
+                .map(|k| k.value.as_str())
+                .collect();
+            let message = format!("undefined resource `{}`", name.value);
+            self.undefined(
+                "undefined-resource",
+                message,
+                name,
+                &known,
+                "define it under `resources:`",
+            );
+        }
+        index
+    }
+
+    fn undefined_field(&mut self, name: &Name, resource: &str, known: &[&str]) {
+        let message = format!("resource `{resource}` has no field `{}`", name.value);
+        self.undefined(
+            "undefined-field",
+            message,
+            name,
+            known,
+            "add it to the resource's `fields:`",
+        );
+    }
+
+    /// OAuth scope names are RFC 6749 scope tokens: printable ASCII without spaces, `"` or `\\`.
+    fn check_scope_names(&mut self) {
+        for name in self.spec.api.scopes.keys() {
+            let valid = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E));
+            if !valid {
+                self.error(
+                    "invalid-name",
+                    format!("scope `{}` is not an OAuth scope token", name.value.escape_debug()),
+                    name.loc,
+                    "scopes are printable ASCII without spaces, quotes or backslashes, e.g. `invoices.read`",
+                );
+            }
+        }
     }
 
     fn identity(&mut self) -> Identity {
@@ -339,11 +450,28 @@ impl<'s> Lower<'s> {
                 id.issuer.loc,
                 "tokens and keys are only trusted from an `https://` issuer",
             );
+        } else if !is_plain_url(&id.issuer) {
+            self.error(
+                "invalid-name",
+                format!("issuer `{}` is not a plain URL", id.issuer.value.escape_debug()),
+                id.issuer.loc,
+                "write the issuer exactly as its tokens' `iss` claim has it, e.g. `https://id.example.com/`",
+            );
         }
         let lifetime = match &id.max_token_lifetime {
             Some(text) => self.duration(text).unwrap_or(900),
             None => 900,
         };
+        if lifetime > MAX_TOKEN_LIFETIME_SECS
+            && let Some(text) = &id.max_token_lifetime
+        {
+            self.error(
+                "token-lifetime-too-long",
+                format!("access tokens living `{}` are too long-lived", text.value),
+                text.loc,
+                "keep access tokens short (at most `1h`; `10m` is typical) and let clients refresh them with rotating refresh tokens",
+            );
+        }
         let claims = id.claims.as_ref();
         Identity {
             issuer: Some(id.issuer.value.clone()),
@@ -379,8 +507,39 @@ impl<'s> Lower<'s> {
         let global = spec.global.as_ref().is_some_and(|g| g.value);
         self.check_collisions("field", spec.fields.keys());
         self.check_collisions("action", spec.actions.keys());
-        let fields: Vec<Field> = spec.fields.iter().map(|(n, f)| self.field(n, f)).collect();
         let type_name = names::rust_type(name);
+        let fields: Vec<Field> = spec
+            .fields
+            .iter()
+            .map(|(n, f)| self.field(n, f, &type_name))
+            .collect();
+        self.check_columns(spec, &fields);
+        self.check_enum_types(spec, &fields);
+        let table = names::sql_name(name);
+        if RESERVED_TABLES.contains(&table.as_str()) || table.starts_with('_') {
+            self.error(
+                "reserved-name",
+                format!("resource name `{}` is reserved", name.value),
+                name.loc,
+                format!(
+                    "the service keeps tables of its own ({}); choose another name",
+                    listing(&RESERVED_TABLES)
+                ),
+            );
+        }
+        if spec.fields.is_empty() || spec.actions.is_empty() {
+            let what = if spec.fields.is_empty() {
+                "fields"
+            } else {
+                "actions"
+            };
+            self.error(
+                "empty-resource",
+                format!("resource `{}` has no {what}", name.value),
+                name.loc,
+                "a resource stores at least one field and serves at least one action",
+            );
+        }
         let path = match &spec.path {
             Some(p) => {
                 let segment = names::snake(p).replace('_', "-");
@@ -396,17 +555,18 @@ impl<'s> Lower<'s> {
             }
             None => names::path_segment(name),
         };
-        let mut actions = Vec::new();
-        for (action_name, action) in &spec.actions {
-            if let Some(a) = self.action(name, spec, global, &path, &fields, action_name, action) {
-                actions.push(a);
-            }
-        }
+        let actions = spec
+            .actions
+            .iter()
+            .map(|(action_name, action)| {
+                self.action(name, spec, global, &path, &fields, action_name, action)
+            })
+            .collect();
         Resource {
             name: name.value.clone(),
             ident: names::rust_ident(name),
             type_name,
-            table: names::sql_name(name),
+            table,
             path,
             description: spec.description.as_ref().map(|d| d.value.clone()),
             global,
@@ -424,7 +584,68 @@ impl<'s> Lower<'s> {
         }
     }
 
-    fn field(&mut self, name: &Name, spec: &spec::Field) -> Field {
+    /// Column names stay distinct, including the two columns a money field takes
+    /// (`total_minor`, `total_currency`).
+    fn check_columns(&mut self, spec: &spec::Resource, fields: &[Field]) {
+        let mut seen: HashMap<String, &str> = HashMap::new();
+        for (field, (key, _)) in fields.iter().zip(&spec.fields) {
+            let columns = match field.ty {
+                FieldType::Money => {
+                    let (minor, currency) = crate::render::sql::money_columns(field);
+                    vec![minor, currency]
+                }
+                _ => vec![field.column.clone()],
+            };
+            for column in columns {
+                match seen.get(column.as_str()) {
+                    // Names that are the same identifier were reported by `check_collisions`.
+                    Some(first) if names::snake(first) != names::snake(&field.name) => {
+                        let message = format!(
+                            "field `{}` needs column `{column}`, which `{first}` has too",
+                            field.name
+                        );
+                        self.error(
+                            "colliding-names",
+                            message,
+                            key.loc,
+                            "rename one of the fields",
+                        );
+                    }
+                    _ => {
+                        seen.insert(column, &field.name);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The enum types of one resource share its module: their names must stay distinct.
+    fn check_enum_types(&mut self, spec: &spec::Resource, fields: &[Field]) {
+        let mut seen: HashMap<&str, &str> = HashMap::new();
+        for (field, (key, _)) in fields.iter().zip(&spec.fields) {
+            if let FieldType::Enum { type_name, .. } = &field.ty {
+                match seen.get(type_name.as_str()) {
+                    Some(first) => {
+                        let message = format!(
+                            "enum fields `{first}` and `{}` both need the type `{type_name}`",
+                            field.name
+                        );
+                        self.error(
+                            "colliding-names",
+                            message,
+                            key.loc,
+                            "rename one of the fields",
+                        );
+                    }
+                    None => {
+                        seen.insert(type_name, &field.name);
+                    }
+                }
+            }
+        }
+    }
+
+    fn field(&mut self, name: &Name, spec: &spec::Field, resource_type: &str) -> Field {
         let snake = names::snake(name);
         if RESERVED_FIELDS.contains(&snake.as_str()) {
             self.error(
@@ -470,37 +691,28 @@ impl<'s> Lower<'s> {
                         Vec::new()
                     }
                 };
+                // The enum lives beside the resource's own types and imports.
+                let mut type_name = names::rust_type(name);
+                if [
+                    resource_type.to_owned(),
+                    format!("{}Input", resource_type.trim_end_matches('_')),
+                ]
+                .contains(&type_name)
+                    || ["Serialize", "Deserialize", "FieldError"].contains(&type_name.as_str())
+                {
+                    type_name.push_str("Value");
+                }
                 FieldType::Enum {
-                    type_name: names::rust_type(name),
+                    type_name,
                     variants,
                 }
             }
             // An unresolved reference is reported here and lowered as a plain uuid, so later
             // checks (cycles, scope) do not report it again under another name.
             spec::FieldType::Reference => match &spec.to {
-                Some(target) => match self.spec.resources.get_index_of(target) {
+                Some(target) => match self.resource_index(target) {
                     Some(index) => FieldType::Reference { resource: index },
-                    None => {
-                        let known: Vec<&str> = self
-                            .spec
-                            .resources
-                            .keys()
-                            .map(|k| k.value.as_str())
-                            .collect();
-                        let d = Diagnostic::new(
-                            "undefined-resource",
-                            format!("undefined resource `{}`", target.value),
-                            target.loc,
-                        )
-                        .suggest(target, known.iter().copied());
-                        let d = if d.help.is_none() {
-                            d.help(format!("defined: {}", listing(&known)))
-                        } else {
-                            d
-                        };
-                        self.diagnostics.push(d);
-                        FieldType::Uuid
-                    }
+                    None => FieldType::Uuid,
                 },
                 None => {
                     self.error(
@@ -527,13 +739,22 @@ impl<'s> Lower<'s> {
                 "use `type: enum`, or remove `values`",
             );
         }
+        self.check_constraints(name, spec, &ty);
         let default = spec
             .default
             .as_ref()
-            .and_then(|d| self.literal(&ty, d, &name.value));
+            .and_then(|d| self.literal(&ty, d, &name.value))
+            .filter(|value| {
+                self.within_bounds(
+                    spec,
+                    value,
+                    spec.default.as_ref().map_or(name.loc, |d| d.loc),
+                )
+            });
         Field {
             name: name.value.clone(),
             ident: names::rust_ident(name),
+            json: names::snake(name),
             column: names::sql_name(name),
             description: spec.description.as_ref().map(|d| d.value.clone()),
             ty,
@@ -544,6 +765,90 @@ impl<'s> Lower<'s> {
             min: spec.min.as_ref().map(|m| m.value),
             default,
         }
+    }
+
+    /// `min`/`max` bound a string's length or an int's value, and must leave room for a
+    /// value; `unique` needs a type with more than a handful of values.
+    fn check_constraints(&mut self, name: &Name, spec: &spec::Field, ty: &FieldType) {
+        let bounded = matches!(
+            ty,
+            FieldType::String | FieldType::Text | FieldType::Email | FieldType::Int
+        );
+        for (key, loc) in [
+            ("min", spec.min.as_ref().map(|m| m.loc)),
+            ("max", spec.max.as_ref().map(|m| m.loc)),
+        ] {
+            if let Some(loc) = loc
+                && !bounded
+            {
+                self.error(
+                    "invalid-constraint",
+                    format!("`{key}` does not apply to field `{}`", name.value),
+                    loc,
+                    "`min` and `max` bound the length of string, text and email fields and the value of int fields",
+                );
+            }
+        }
+        if let (Some(min), Some(max)) = (&spec.min, &spec.max)
+            && min.value > i64::from(max.value)
+        {
+            self.error(
+                "invalid-constraint",
+                format!(
+                    "field `{}` has `min: {}` above `max: {}`",
+                    name.value, min.value, max.value
+                ),
+                min.loc,
+                "no value could satisfy both",
+            );
+        }
+        if let Some(min) = &spec.min
+            && min.value < 0
+            && *ty != FieldType::Int
+        {
+            self.error(
+                "invalid-constraint",
+                format!("field `{}` has a negative minimum length", name.value),
+                min.loc,
+                "a length is 0 or more",
+            );
+        }
+        if let Some(unique) = &spec.unique
+            && unique.value
+            && matches!(ty, FieldType::Bool | FieldType::Money)
+        {
+            self.error(
+                "invalid-constraint",
+                format!("field `{}` cannot be unique", name.value),
+                unique.loc,
+                "a unique bool allows two rows, and amounts of money repeat; make another field unique",
+            );
+        }
+    }
+
+    /// Whether a literal for the field keeps within its `min` and `max`.
+    fn within_bounds(&mut self, spec: &spec::Field, value: &Value, loc: Loc) -> bool {
+        let (measure, what) = match value {
+            Value::Int(i) => (*i, "value"),
+            Value::Str(s) => (s.chars().count() as i64, "length"),
+            Value::Bool(_) => return true,
+        };
+        let min = spec.min.as_ref().map(|m| m.value);
+        let max = spec.max.as_ref().map(|m| i64::from(m.value));
+        let inside = min.is_none_or(|m| measure >= m) && max.is_none_or(|m| measure <= m);
+        if !inside {
+            self.error(
+                "invalid-default",
+                format!("the {what} of this value ({measure}) is outside the field's bounds"),
+                loc,
+                format!(
+                    "keep it within `min: {}` and `max: {}`",
+                    min.map_or("none".into(), |m| m.to_string()),
+                    max.map_or("none".into(), |m| m.to_string())
+                ),
+            );
+        }
+        inside
     }
 
     fn enum_variants(&mut self, values: &[Name]) -> Vec<EnumVariant> {
@@ -567,7 +872,11 @@ impl<'s> Lower<'s> {
             {
                 Some(Value::Str(s.clone()))
             }
-            (FieldType::String | FieldType::Text, Scalar::Str(s)) => Some(Value::Str(s.clone())),
+            (FieldType::String | FieldType::Text, Scalar::Str(s))
+                if !s.chars().any(names::is_invisible) =>
+            {
+                Some(Value::Str(s.clone()))
+            }
             _ => None,
         };
         if checked.is_none() {
@@ -604,7 +913,7 @@ impl<'s> Lower<'s> {
         fields: &[Field],
         name: &Name,
         spec: &spec::Action,
-    ) -> Option<Action> {
+    ) -> Action {
         let snake = names::snake(name);
         let kind = match snake.as_str() {
             "create" => ActionKind::Create,
@@ -614,39 +923,14 @@ impl<'s> Lower<'s> {
             "list" => ActionKind::List,
             _ => ActionKind::Custom(name.value.clone()),
         };
-        let is_public = spec.public.as_ref().is_some_and(|p| p.value);
+        let mutates = !matches!(kind, ActionKind::Read | ActionKind::List);
         let public = match &spec.public {
             Some(p) if p.value => {
-                if !global {
-                    self.error(
-                        "public-tenant-action",
-                        format!(
-                            "action `{}` of tenant-scoped resource `{}` cannot be public",
-                            name.value, resource_name.value
-                        ),
-                        p.loc,
-                        "a public request has no tenant to scope it to; only `global: true` resources can have public actions",
-                    );
-                }
-                match &spec.reason {
-                    Some(reason) if !reason.trim().is_empty() => Some(reason.value.clone()),
-                    _ => {
-                        self.error(
-                            "public-without-reason",
-                            format!(
-                                "public action `{}` does not say why it is public",
-                                name.value
-                            ),
-                            p.loc,
-                            "add `reason: ...`; it is recorded in PERMISSIONS.md for reviewers",
-                        );
-                        Some(String::new())
-                    }
-                }
+                Some(self.public_reason(resource_name, global, mutates, name, spec, p.loc))
             }
             _ => None,
         };
-        if !is_public {
+        if public.is_none() {
             if spec.roles.is_empty() {
                 self.error(
                     "no-roles",
@@ -666,7 +950,6 @@ impl<'s> Lower<'s> {
         }
         let roles = self.roles(&spec.roles);
         let scope = spec.scope.as_ref().and_then(|s| self.scope(s));
-        let mutates = !matches!(kind, ActionKind::Read | ActionKind::List);
         if global && mutates && !spec.roles.is_empty() {
             self.error(
                 "global-write",
@@ -748,11 +1031,10 @@ impl<'s> Lower<'s> {
                 format!("/{version}/{path}/{{id}}/{}", snake.replace('_', "-")),
             ),
         };
-        Some(Action {
+        Action {
             name: name.value.clone(),
             kind,
             ident: names::rust_ident(name),
-            type_name: names::rust_type(name),
             description: spec.description.as_ref().map(|d| d.value.clone()),
             roles,
             scope,
@@ -763,48 +1045,69 @@ impl<'s> Lower<'s> {
             sets,
             method,
             path,
-        })
+        }
     }
 
-    fn undefined_field(&mut self, name: &Name, resource: &str, known: &[&str]) {
-        let d = Diagnostic::new(
-            "undefined-field",
-            format!("resource `{resource}` has no field `{}`", name.value),
-            name.loc,
-        )
-        .suggest(name, known.iter().copied());
-        let d = if d.help.is_none() {
-            d.help(format!("its fields: {}", listing(known)))
-        } else {
-            d
-        };
-        self.diagnostics.push(d);
+    /// Checks a public action and returns why it is public. Only reads of global data may
+    /// be public: a public request has no tenant, and nobody to hold accountable for a
+    /// change. Conditions are not evaluated without a principal, so none may be set.
+    fn public_reason(
+        &mut self,
+        resource: &Name,
+        global: bool,
+        mutates: bool,
+        name: &Name,
+        spec: &spec::Action,
+        loc: Loc,
+    ) -> String {
+        if mutates {
+            self.error(
+                "public-write",
+                format!("action `{}` changes data and cannot be public", name.value),
+                loc,
+                "only `read` and `list` of a global resource can be public; changes need an authenticated, authorized principal",
+            );
+        } else if !global {
+            self.error(
+                "public-tenant-action",
+                format!(
+                    "action `{}` of tenant-scoped resource `{}` cannot be public",
+                    name.value, resource.value
+                ),
+                loc,
+                "a public request has no tenant to scope it to; only `global: true` resources can have public actions",
+            );
+        }
+        if let Some(when) = &spec.when {
+            self.error(
+                "public-condition",
+                format!("public action `{}` has a condition", name.value),
+                when.loc,
+                "a condition is checked against the caller, and a public request has none: serve only rows everyone may see, or make the action non-public",
+            );
+        }
+        match &spec.reason {
+            Some(reason) if !reason.trim().is_empty() => reason.value.clone(),
+            _ => {
+                self.error(
+                    "public-without-reason",
+                    format!(
+                        "public action `{}` does not say why it is public",
+                        name.value
+                    ),
+                    loc,
+                    "add `reason: ...`; it is recorded in PERMISSIONS.md for reviewers",
+                );
+                String::new()
+            }
+        }
     }
 
     fn payments(&mut self, spec: &spec::Payments, resources: &[Resource]) -> Payments {
-        let checkout_resource = self.spec.resources.get_index_of(&spec.checkout.resource);
+        let checkout_resource = self.resource_index(&spec.checkout.resource);
         let mut checkout_amount = 0;
         match checkout_resource {
-            None => {
-                let known: Vec<&str> = self
-                    .spec
-                    .resources
-                    .keys()
-                    .map(|k| k.value.as_str())
-                    .collect();
-                let d = Diagnostic::new(
-                    "undefined-resource",
-                    format!("undefined resource `{}`", spec.checkout.resource.value),
-                    spec.checkout.resource.loc,
-                )
-                .suggest(&spec.checkout.resource, known.iter().copied());
-                let d = if d.help.is_none() {
-                    d.help(format!("defined: {}", listing(&known)))
-                } else {
-                    d
-                };
-                self.diagnostics.push(d);
-            }
+            None => {}
             Some(index) => {
                 let (_, resource_spec) = self
                     .spec
@@ -975,6 +1278,25 @@ impl<'s> Lower<'s> {
 }
 
 use crate::load::Located;
+
+/// An absolute URL with a host and nothing that needs quoting anywhere it is written.
+fn is_plain_url(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("https://") else {
+        return false;
+    };
+    let host = rest.split(['/', ':']).next().unwrap_or("");
+    !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        && url.bytes().all(|b| {
+            b.is_ascii_graphic()
+                && !matches!(
+                    b,
+                    b'"' | b'\\' | b'<' | b'>' | b'`' | b'{' | b'}' | b'|' | b'^'
+                )
+        })
+}
 
 fn default_factors() -> Vec<String> {
     vec!["mfa".into(), "hwk".into(), "otp".into()]

@@ -92,8 +92,10 @@ impl Resource {
 #[derive(Clone, Debug, Serialize)]
 pub struct Field {
     pub name: String,
-    /// snake_case Rust field and JSON property.
+    /// Rust field name (keywords and the generated code's names avoided).
     pub ident: String,
+    /// JSON property name (the ASCII snake_case form of the name).
+    pub json: String,
     /// Column name (unquoted; within PostgreSQL's limit).
     pub column: String,
     pub description: Option<String>,
@@ -164,8 +166,6 @@ pub struct Action {
     pub kind: ActionKind,
     /// snake_case identifier, unique within the resource.
     pub ident: String,
-    /// UpperCamelCase, unique within the resource.
-    pub type_name: String,
     pub description: Option<String>,
     pub roles: Vec<String>,
     pub scope: Option<String>,

@@ -1,6 +1,9 @@
-//! Every identifier the generator emits is made here, from the user's names, in one place:
-//! Rust identifiers (keywords avoided, non-ASCII spelled out), type names, SQL identifiers
-//! within PostgreSQL's 63-byte limit, and URL path segments. Tested with hostile names.
+//! Every user name becomes an identifier here, in one place: Rust identifiers (keywords and
+//! the generated code's own names avoided, non-ASCII spelled out), type names, SQL
+//! identifiers within PostgreSQL's 63-byte limit, and URL path segments. Render only adds
+//! fixed prefixes and suffixes whose namespaces cannot meet (`handle_x`, `apply_x`, `X_OP`,
+//! `XInput`), and lowering rejects names that collide after conversion. Tested with hostile
+//! names.
 
 use heck::{ToSnakeCase, ToUpperCamelCase};
 use sha2::{Digest, Sha256};
@@ -47,17 +50,68 @@ pub fn rust_ident(name: &str) -> String {
 }
 
 /// A Rust type name (struct, enum, variant) for a user's name.
+///
+/// Keywords and names the generated code uses get a `Type` suffix (`Self` → `SelfType`),
+/// which keeps the name UpperCamelCase; lowering compares the final type names, so a user's
+/// `self_type` next to `Self` is reported as a collision rather than shadowed.
 pub fn rust_type(name: &str) -> String {
     let camel = snake(name).to_upper_camel_case();
     if is_rust_keyword(&camel) || RESERVED_TYPES.contains(&camel.as_str()) {
-        format!("{camel}_")
+        format!("{camel}Type")
     } else {
         camel
     }
 }
 
-/// Names the generated code itself uses at module level; a user's name must not shadow them.
-const RESERVED_RUST: &[&str] = &["tenant", "db", "state", "principal", "router", "problem"];
+/// Names the generated crates use for their own modules, functions and dependencies; a
+/// resource, field or action named like one of them gets a trailing underscore instead.
+const RESERVED_RUST: &[&str] = &[
+    "tenant",
+    "db",
+    "state",
+    "principal",
+    "router",
+    "problem",
+    "guard",
+    "routes",
+    "resources",
+    "lib",
+    "main",
+    "check",
+    "serde",
+    "serde_json",
+    "uuid",
+    "chrono",
+    "rust_decimal",
+    "std",
+    "core",
+    "alloc",
+    "sqlx",
+    "axum",
+    "tokio",
+    "tracing",
+    "reqwest",
+    "tower",
+    "server",
+    "types",
+    "tests",
+    "new",
+    "with_token",
+    "request",
+    "send",
+    "input",
+    "row",
+    "id",
+    "tx",
+];
+
+/// Characters that must never appear in a name or literal: control characters, and the
+/// invisible and direction-changing ones that make code read differently than it runs
+/// (rustc refuses them in comments and literals).
+pub fn is_invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{061C}' | '\u{FEFF}')
+}
 /// Type names used by the generated code or the prelude.
 const RESERVED_TYPES: &[&str] = &[
     "Self",
@@ -163,6 +217,7 @@ mod tests {
             );
             let ty = rust_type(word);
             assert!(syn::parse_str::<syn::Ident>(&ty).is_ok(), "{word} -> {ty}");
+            assert!(!ty.contains('_'), "{word} -> {ty} is not UpperCamelCase");
         }
     }
 

@@ -44,7 +44,8 @@ pub fn markdown_code(text: &str) -> String {
     let text = one_line(text);
     let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
     let fence = "`".repeat(longest + 1);
-    format!("{fence} {text} {fence}")
+    // A `|` ends a table cell even inside a code span; GitHub reads `\|` there as `|`.
+    format!("{fence} {} {fence}", text.replace('|', "\\|"))
 }
 
 /// Text for a Rust doc comment: one line, code fences neutralised (generated crates also
@@ -65,12 +66,13 @@ pub fn rust_doc(text: &str) -> String {
     out
 }
 
-/// Collapses control characters and line breaks into single spaces.
+/// Collapses control characters, line breaks and invisible or direction-changing
+/// characters into single spaces.
 pub fn one_line(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut space = false;
     for c in text.chars() {
-        if c.is_control() || c.is_whitespace() {
+        if crate::model::names::is_invisible(c) || c.is_whitespace() {
             if !space && !out.is_empty() {
                 out.push(' ');
             }
@@ -103,6 +105,12 @@ mod tests {
         assert!(!out.contains("]("));
         assert!(!out.contains('\n'));
         assert_eq!(markdown_code("a`b"), "`` a`b ``");
+    }
+
+    #[test]
+    fn invisible_characters_are_dropped() {
+        assert_eq!(one_line("admin \u{202E} evil\u{200B}"), "admin evil");
+        assert_eq!(markdown_code("a|b"), "` a\\|b `");
     }
 
     #[test]

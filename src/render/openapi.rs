@@ -23,9 +23,10 @@ pub fn render_openapi(app: &App, options: &Options) -> String {
     }));
     for resource in &app.resources {
         let (output, input) = schemas_of(resource);
+        // `.` cannot occur in a type name, so `Invoice.Input` never meets another resource's.
         schemas.insert(resource.type_name.clone(), output);
-        schemas.insert(format!("{}Input", resource.type_name), input);
-        schemas.insert(format!("{}Page", resource.type_name), json!({
+        schemas.insert(format!("{}.Input", resource.type_name), input);
+        schemas.insert(format!("{}.Page", resource.type_name), json!({
             "type": "object", "required": ["items"],
             "properties": {
                 "items": {"type": "array", "items": {"$ref": format!("#/components/schemas/{}", resource.type_name)}},
@@ -39,7 +40,7 @@ pub fn render_openapi(app: &App, options: &Options) -> String {
             let mut op = Map::new();
             op.insert(
                 "operationId".into(),
-                json!(format!("{}_{}", action.ident, resource.ident)),
+                json!(format!("{}.{}", resource.ident, action.ident)),
             );
             op.insert(
                 "summary".into(),
@@ -77,7 +78,7 @@ pub fn render_openapi(app: &App, options: &Options) -> String {
                 ActionKind::List => {
                     params.push(json!({"name": "after", "in": "query", "required": false, "schema": {"type": "string", "format": "uuid"}}));
                     params.push(json!({"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 100}}));
-                    ok("200", format!("{}Page", resource.type_name))
+                    ok("200", format!("{}.Page", resource.type_name))
                 }
                 ActionKind::Delete => json!({"204": {"description": "deleted"}}),
                 _ => ok("200", resource.type_name.clone()),
@@ -102,7 +103,7 @@ pub fn render_openapi(app: &App, options: &Options) -> String {
                 op.insert("parameters".into(), Value::Array(params));
             }
             if matches!(action.kind, ActionKind::Create | ActionKind::Update) {
-                op.insert("requestBody".into(), json!({"required": true, "content": {"application/json": {"schema": schema_ref(format!("{}Input", resource.type_name))}}}));
+                op.insert("requestBody".into(), json!({"required": true, "content": {"application/json": {"schema": schema_ref(format!("{}.Input", resource.type_name))}}}));
             }
             op.insert("responses".into(), responses);
             if let Some(map) = entry.as_object_mut() {
@@ -126,22 +127,29 @@ pub fn render_openapi(app: &App, options: &Options) -> String {
         "paths": paths,
         "components": {
             "schemas": schemas,
-            "securitySchemes": {
-                "bearer": {
-                    "type": "oauth2",
-                    "description": "OAuth 2.1 access tokens (RFC 9068 JWT) from the identity provider",
-                    "flows": {"authorizationCode": {
-                        "authorizationUrl": format!("{}authorize", app.identity.issuer.clone().unwrap_or_default()),
-                        "tokenUrl": format!("{}token", app.identity.issuer.clone().unwrap_or_default()),
-                        "scopes": scopes
-                    }}
-                }
-            }
+            "securitySchemes": {"bearer": security_scheme(app, scopes)}
         }
     });
     let mut text = serde_json::to_string_pretty(&document).unwrap_or_default();
     text.push('\n');
     text
+}
+
+/// OpenID Connect when the spec names an issuer (clients discover its endpoints), else a
+/// plain bearer token; the scopes and what each allows are listed either way.
+fn security_scheme(app: &App, scopes: Map<String, Value>) -> Value {
+    let description = "OAuth 2.1 access tokens (RFC 9068 JWT) from the identity provider";
+    match &app.identity.issuer {
+        Some(issuer) => json!({
+            "type": "openIdConnect",
+            "openIdConnectUrl": format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/')),
+            "description": description,
+            "x-scopes": scopes,
+        }),
+        None => {
+            json!({"type": "http", "scheme": "bearer", "bearerFormat": "JWT", "description": description, "x-scopes": scopes})
+        }
+    }
 }
 
 fn schemas_of(resource: &Resource) -> (Value, Value) {
@@ -168,21 +176,28 @@ fn schemas_of(resource: &Resource) -> (Value, Value) {
             }
         };
         if let Some(map) = schema.as_object_mut() {
+            let (min_key, max_key) = match field.ty {
+                FieldType::Int => ("minimum", "maximum"),
+                _ => ("minLength", "maxLength"),
+            };
+            if let Some(min) = field.min {
+                map.insert(min_key.into(), json!(min));
+            }
             if let Some(max) = field.max {
-                map.insert("maxLength".into(), json!(max));
+                map.insert(max_key.into(), json!(max));
             }
             if let Some(description) = &field.description {
                 map.insert("description".into(), json!(description));
             }
         }
-        out_props.insert(field.ident.clone(), schema.clone());
+        out_props.insert(field.json.clone(), schema.clone());
         if !field.optional {
-            out_required.push(json!(field.ident));
+            out_required.push(json!(field.json));
         }
         if field.ty != FieldType::Principal {
-            in_props.insert(field.ident.clone(), schema);
+            in_props.insert(field.json.clone(), schema);
             if !field.optional && field.default.is_none() {
-                in_required.push(json!(field.ident));
+                in_required.push(json!(field.json));
             }
         }
     }

@@ -101,7 +101,16 @@ fn table(app: &App, resource: &Resource) -> Table {
                     "char_length({name}) <= 254 AND position('@' in {name}) > 1"
                 )),
             ),
-            FieldType::Int => ("bigint", field.min.map(|m| format!("{name} >= {m}"))),
+            FieldType::Int => {
+                let bounds: Vec<String> = [
+                    field.min.map(|m| format!("{name} >= {m}")),
+                    field.max.map(|m| format!("{name} <= {m}")),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                ("bigint", (!bounds.is_empty()).then(|| bounds.join(" AND ")))
+            }
             FieldType::Bool => ("boolean", None),
             FieldType::Decimal => ("numeric", None),
             FieldType::Timestamp => ("timestamptz", None),

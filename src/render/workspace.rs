@@ -215,6 +215,7 @@ fn cargo_lock(crates: &Crates) -> String {
                 &crates.api,
                 "axum",
                 "chrono",
+                "governor",
                 "rust_decimal",
                 "serde",
                 "serde_json",

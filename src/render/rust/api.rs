@@ -112,9 +112,12 @@ pub fn render_api(app: &App, files: &mut FileSet, dir: &str) -> Result<(), Rende
             }
 
             /// An integer within bounds.
-            pub fn int(errors: &mut Vec<FieldError>, field: &str, value: i64, min: Option<i64>) {
+            pub fn int(errors: &mut Vec<FieldError>, field: &str, value: i64, min: Option<i64>, max: Option<i64>) {
                 if let Some(min) = min && value < min {
                     errors.push(FieldError { field: field.into(), message: format!("at least {min}") });
+                }
+                if let Some(max) = max && value > max {
+                    errors.push(FieldError { field: field.into(), message: format!("at most {max}") });
                 }
             }
         }
@@ -140,9 +143,7 @@ fn resource_module(resource: &Resource) -> TokenStream {
         let f = ident(&field.ident);
         let ty = value_type(resource, field, None);
         let fdoc = doc_opt(field.description.as_deref());
-        if let (FieldType::Enum { variants, .. }, Some(enum_name)) =
-            (&field.ty, enum_type(resource, field))
-        {
+        if let (FieldType::Enum { variants, .. }, Some(enum_name)) = (&field.ty, enum_type(field)) {
             let idents: Vec<_> = variants.iter().map(|v| ident(&v.ident)).collect();
             let values: Vec<&str> = variants.iter().map(|v| v.value.as_str()).collect();
             let edoc = doc(&format!("Values of `{}`.", field.name));
@@ -174,11 +175,18 @@ fn resource_module(resource: &Resource) -> TokenStream {
         } else {
             ty.clone()
         };
+        // The JSON property is the name's snake_case form, even where the Rust field had to
+        // avoid a keyword (`type` → `type_`).
+        let rename = (field.ident != field.json).then(|| {
+            let json = &field.json;
+            quote!(#[serde(rename = #json)])
+        });
+        let fdoc = quote!(#fdoc #rename);
         out_fields.push(quote! { #fdoc pub #f: #out_ty, });
         if !is_input(field) {
             continue;
         }
-        let key = field.ident.as_str();
+        let key = field.json.as_str();
         if input_optional(field) {
             in_fields.push(quote! {
                 #fdoc
@@ -208,8 +216,15 @@ fn resource_module(resource: &Resource) -> TokenStream {
                 check::email(&mut errors, #key, value);
             }),
             FieldType::Money => Some(quote! { check::money(&mut errors, #key, value); }),
-            FieldType::Int if field.min.is_some() => {
-                Some(quote! { check::int(&mut errors, #key, *value, #min); })
+            FieldType::Int if field.min.is_some() || field.max.is_some() => {
+                let max = match field.max {
+                    Some(m) => {
+                        let m = i64::from(m);
+                        quote!(Some(#m))
+                    }
+                    None => quote!(None),
+                };
+                Some(quote! { check::int(&mut errors, #key, *value, #min, #max); })
             }
             _ => None,
         };

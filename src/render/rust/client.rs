@@ -12,27 +12,30 @@ pub fn render_client(
     api_crate: &str,
 ) -> Result<(), RenderError> {
     let api = crate_ident(api_crate);
-    let mut methods = Vec::new();
+    let mut accessors = Vec::new();
+    let mut handles = Vec::new();
     for resource in &app.resources {
         let module = ident(&resource.ident);
         let ty = ident(&resource.type_name);
         let input = input_type(resource);
+        let calls = format_ident!("{}Calls", resource.type_name);
+        let accessor_doc = doc(&format!("Operations on `{}`.", resource.name));
+        accessors.push(quote! {
+            #accessor_doc
+            pub fn #module(&self) -> #calls<'_> {
+                #calls { client: self }
+            }
+        });
+        let mut methods = Vec::new();
         for action in &resource.actions {
-            let name = format_ident!(
-                "{}_{}",
-                action.ident.trim_end_matches('_'),
-                resource.ident.trim_end_matches('_')
-            );
+            let name = ident(&action.ident);
             let method = action.method.as_str();
-            let mdoc = doc(&format!(
-                "`{method} {}`{}.",
-                action.path,
-                action
-                    .scope
-                    .as_ref()
-                    .map(|s| format!(" (scope `{s}`)"))
-                    .unwrap_or_default()
-            ));
+            let scope = action
+                .scope
+                .as_ref()
+                .map(|s| format!(" (scope `{s}`)"))
+                .unwrap_or_default();
+            let mdoc = doc(&format!("`{method} {}`{scope}.", action.path));
             let base = action
                 .path
                 .split("/{id}")
@@ -44,42 +47,57 @@ pub fn render_client(
                 ActionKind::Create => quote! {
                     #mdoc
                     pub async fn #name(&self, input: &#api::#module::#input) -> Result<#api::#module::#ty, Error> {
-                        self.send(self.request(reqwest::Method::POST, #base).json(input)).await
+                        self.client.send(self.client.request(reqwest::Method::POST, #base).json(input)).await
                     }
                 },
                 ActionKind::List => quote! {
                     #mdoc
                     pub async fn #name(&self, query: &#api::ListQuery) -> Result<#api::Page<#api::#module::#ty>, Error> {
-                        self.send(self.request(reqwest::Method::GET, #base).query(query)).await
+                        self.client.send(self.client.request(reqwest::Method::GET, #base).query(query)).await
                     }
                 },
                 ActionKind::Read => quote! {
                     #mdoc
                     pub async fn #name(&self, id: uuid::Uuid) -> Result<#api::#module::#ty, Error> {
-                        self.send(self.request(reqwest::Method::GET, &format!("{}/{id}", #base))).await
+                        self.client.send(self.client.request(reqwest::Method::GET, &format!("{}/{id}", #base))).await
                     }
                 },
                 ActionKind::Update => quote! {
                     #mdoc
                     pub async fn #name(&self, id: uuid::Uuid, input: &#api::#module::#input) -> Result<#api::#module::#ty, Error> {
-                        self.send(self.request(reqwest::Method::PUT, &format!("{}/{id}", #base)).json(input)).await
+                        self.client.send(self.client.request(reqwest::Method::PUT, &format!("{}/{id}", #base)).json(input)).await
                     }
                 },
                 ActionKind::Delete => quote! {
                     #mdoc
                     pub async fn #name(&self, id: uuid::Uuid) -> Result<(), Error> {
-                        let response = self.request(reqwest::Method::DELETE, &format!("{}/{id}", #base)).send().await?;
+                        let response = self.client.request(reqwest::Method::DELETE, &format!("{}/{id}", #base)).send().await?;
                         check(response).await.map(drop)
                     }
                 },
                 ActionKind::Custom(_) => quote! {
                     #mdoc
                     pub async fn #name(&self, id: uuid::Uuid) -> Result<#api::#module::#ty, Error> {
-                        self.send(self.request(reqwest::Method::POST, &format!("{}/{id}{}", #base, #tail))).await
+                        self.client.send(self.client.request(reqwest::Method::POST, &format!("{}/{id}{}", #base, #tail))).await
                     }
                 },
             });
         }
+        let handle_doc = doc(&format!(
+            "The operations on `{}`, from `Client::{}`.",
+            resource.name, resource.ident
+        ));
+        handles.push(quote! {
+            #handle_doc
+            #[derive(Clone, Copy, Debug)]
+            pub struct #calls<'a> {
+                client: &'a Client,
+            }
+
+            impl #calls<'_> {
+                #(#methods)*
+            }
+        });
     }
     let title = super::inner_doc(&format!("Typed client of the `{}` API.", app.name));
     let tokens = quote! {
@@ -179,8 +197,10 @@ pub fn render_client(
                 Ok(response.json().await?)
             }
 
-            #(#methods)*
+            #(#accessors)*
         }
+
+        #(#handles)*
 
         async fn check(response: reqwest::Response) -> Result<reqwest::Response, Error> {
             if response.status().is_success() {

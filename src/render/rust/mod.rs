@@ -83,18 +83,10 @@ pub fn input_type(resource: &Resource) -> Ident {
     ))
 }
 
-/// The enum type name of an enum field, kept clear of the resource's own type names.
-pub fn enum_type(resource: &Resource, field: &Field) -> Option<Ident> {
+/// The enum type of an enum field (named in lowering, clear of the resource's own types).
+pub fn enum_type(field: &Field) -> Option<Ident> {
     match &field.ty {
-        FieldType::Enum { type_name, .. } => {
-            let clash =
-                *type_name == resource.type_name || input_type(resource) == type_name.as_str();
-            Some(ident(&if clash {
-                format!("{type_name}Value")
-            } else {
-                type_name.clone()
-            }))
-        }
+        FieldType::Enum { type_name, .. } => Some(ident(type_name)),
         _ => None,
     }
 }
@@ -119,7 +111,7 @@ pub fn value_type(resource: &Resource, field: &Field, api: Option<&Ident>) -> To
         FieldType::Uuid | FieldType::Reference { .. } => quote!(uuid::Uuid),
         FieldType::Enum { .. } => {
             let module = ident(&resource.ident);
-            let ty = enum_type(resource, field);
+            let ty = enum_type(field);
             quote!(#root::#module::#ty)
         }
     }

@@ -118,6 +118,8 @@ fn main(app: &App) -> TokenStream {
                 .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
             tracing::info!(%addr, "listening");
             let app = server::router(server::AppState { db });
+            // Peer addresses reach the guard's per-client rate limits.
+            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
             axum::serve(listener, app)
                 .with_graceful_shutdown(async {
                     let _ = tokio::signal::ctrl_c().await;
@@ -169,11 +171,13 @@ fn problem(api: &Ident) -> TokenStream {
             pub errors: Vec<#api::FieldError>,
             #[serde(skip)]
             challenge: Option<&'static str>,
+            #[serde(skip)]
+            retry_after: Option<u64>,
         }
 
         impl Problem {
             fn new(status: StatusCode, kind: &'static str, title: &'static str) -> Self {
-                Problem { kind, title, status: status.as_u16(), detail: None, errors: Vec::new(), challenge: None }
+                Problem { kind, title, status: status.as_u16(), detail: None, errors: Vec::new(), challenge: None, retry_after: None }
             }
 
             /// Adds the detail text.
@@ -232,6 +236,14 @@ fn problem(api: &Ident) -> TokenStream {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "about:blank", "Unprocessable Content").detail(detail)
             }
 
+            /// 429: over the operation's rate limit; try again after `seconds`.
+            pub fn too_many_requests(seconds: u64) -> Self {
+                let mut p = Problem::new(StatusCode::TOO_MANY_REQUESTS, "about:blank", "Too Many Requests")
+                    .detail("the rate limit of this operation is reached");
+                p.retry_after = Some(seconds);
+                p
+            }
+
             /// 500: logged with its cause; the response says nothing about it.
             pub fn internal(cause: &dyn std::fmt::Display) -> Self {
                 tracing::error!(error = %cause, "internal error");
@@ -247,6 +259,9 @@ fn problem(api: &Ident) -> TokenStream {
                 response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
                 if let Some(challenge) = self.challenge {
                     response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+                }
+                if let Some(seconds) = self.retry_after {
+                    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
                 }
                 response
             }
@@ -281,6 +296,10 @@ fn problem(api: &Ident) -> TokenStream {
                 if let sqlx::Error::Database(db) = &error {
                     match db.code().as_deref() {
                         Some("23505") => return Problem::conflict("a unique value is already taken"),
+                        // The same code for both directions of a foreign key.
+                        Some("23503") if db.message().starts_with("update or delete") => {
+                            return Problem::conflict("other rows still refer to this one");
+                        }
                         Some("23503") => return Problem::unprocessable("a referenced row does not exist"),
                         Some("23514") | Some("23502") => return Problem::unprocessable("a value violates a constraint"),
                         _ => {}
@@ -326,13 +345,19 @@ fn guard() -> TokenStream {
         //! request to a non-public operation is refused with 401 (fail closed).
 
         use crate::problem::{self, Problem};
-        use axum::extract::{Request, State};
+        use axum::extract::{ConnectInfo, Request, State};
         use axum::handler::Handler;
         use axum::middleware::{from_fn_with_state, Next};
         use axum::response::{IntoResponse, Response};
         use axum::routing::{MethodFilter, MethodRouter};
         use axum::Router;
+        use governor::clock::{Clock, DefaultClock};
+        use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
         use std::collections::BTreeMap;
+        use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+        use std::num::NonZeroU32;
+        use std::sync::Arc;
+        use std::time::Duration;
 
         /// One operation of the spec: what a route does and who may call it.
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -351,6 +376,25 @@ fn guard() -> TokenStream {
             pub public: bool,
             /// Some allowed role needs a second factor.
             pub mfa: bool,
+            /// At most this many requests per client in this many seconds.
+            pub rate_limit: Option<(u32, u32)>,
+        }
+
+        /// What the guard knows about one route.
+        #[derive(Clone)]
+        pub struct Guard {
+            operation: &'static Operation,
+            limiter: Option<Arc<DefaultKeyedRateLimiter<IpAddr>>>,
+        }
+
+        /// The rate limiter of an operation: `requests` per `seconds`, in bursts of up to
+        /// `requests`, per client address.
+        fn limiter(operation: &Operation) -> Option<Arc<DefaultKeyedRateLimiter<IpAddr>>> {
+            let (requests, seconds) = operation.rate_limit?;
+            let burst = NonZeroU32::new(requests)?;
+            let period = Duration::from_secs(u64::from(seconds)) / requests;
+            let quota = Quota::with_period(period)?.allow_burst(burst);
+            Some(Arc::new(RateLimiter::keyed(quota)))
         }
 
         /// A router that only accepts guarded routes.
@@ -377,7 +421,8 @@ fn guard() -> TokenStream {
                 H: Handler<T, S>,
                 T: 'static,
             {
-                let guarded = handler.layer(from_fn_with_state(operation, authorize));
+                let guard = Guard { operation, limiter: limiter(operation) };
+                let guarded = handler.layer(from_fn_with_state(guard, authorize));
                 let filter = match operation.method {
                     "GET" => MethodFilter::GET,
                     "POST" => MethodFilter::POST,
@@ -408,8 +453,25 @@ fn guard() -> TokenStream {
             }
         }
 
-        /// The guard in front of every handler.
-        pub async fn authorize(State(operation): State<&'static Operation>, request: Request, next: Next) -> Response {
+        /// The guard in front of every handler: throttling, then authentication.
+        pub async fn authorize(State(guard): State<Guard>, request: Request, next: Next) -> Response {
+            let operation = guard.operation;
+            if let Some(limiter) = &guard.limiter {
+                // The peer address; behind a proxy, every client shares the proxy's budget
+                // (forwarded headers are not trusted unless a proxy layer is added for them).
+                let client = request
+                    .extensions()
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
+                if let Err(not_until) = limiter.check_key(&client) {
+                    let wait = not_until.wait_time_from(DefaultClock::default().now());
+                    tracing::warn!(operation = operation.id, %client, outcome = "throttled", "request refused");
+                    return Problem::too_many_requests(wait.as_secs().max(1)).into_response();
+                }
+                if limiter.len() > 100_000 {
+                    limiter.retain_recent();
+                }
+            }
             if operation.public {
                 return next.run(request).await;
             }
@@ -506,7 +568,6 @@ fn repository_actions(resource: &Resource) -> Vec<(Action, bool)> {
                     name: name.into(),
                     kind,
                     ident: name.into(),
-                    type_name: String::new(),
                     description: None,
                     roles: Vec::new(),
                     scope: None,
@@ -629,7 +690,7 @@ fn literal(value: &Value, field: &Field, resource: &Resource, api: &Ident) -> To
         Value::Str(s) => match &field.ty {
             FieldType::Enum { variants, .. } => {
                 let module = ident(&resource.ident);
-                let ty = enum_type(resource, field);
+                let ty = enum_type(field);
                 let variant = variants
                     .iter()
                     .find(|v| &v.value == s)
@@ -714,11 +775,11 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
                 quote! { #f: match (row.#a, row.#c) { (Some(amount_minor), Some(currency)) => Some(#api::Money { amount_minor, currency }), _ => None }, }
             }
             (FieldType::Enum { .. }, false) => {
-                let ety = enum_type(resource, field);
+                let ety = enum_type(field);
                 quote! { #f: #api::#module::#ety::parse(&row.#f).ok_or_else(|| bad_value(#name))?, }
             }
             (FieldType::Enum { .. }, true) => {
-                let ety = enum_type(resource, field);
+                let ety = enum_type(field);
                 quote! { #f: row.#f.as_deref().map(|v| #api::#module::#ety::parse(v).ok_or_else(|| bad_value(#name))).transpose()?, }
             }
             _ => quote! { #f: row.#f, },
@@ -800,17 +861,24 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
         let roles = &action.roles;
         let public = action.public.is_some();
         let mfa = action.mfa_required;
+        let rate_limit = match action.rate_limit {
+            Some(limit) => {
+                let (requests, seconds) = (limit.requests, limit.per_secs);
+                quote!(Some((#requests, #seconds)))
+            }
+            None => quote!(None),
+        };
         let summary = action
             .description
             .clone()
             .unwrap_or_else(|| format!("{} {}", action.name, resource.name));
         let op_doc = doc(&format!("`{method} {path}`: {summary}."));
-        let handler = format_ident!("{}_handler", action.ident.trim_end_matches('_'));
+        let handler = format_ident!("handle_{}", action.ident.trim_end_matches('_'));
         op_consts.push(quote! {
             #op_doc
             pub const #op: Operation = Operation {
                 id: #id, method: #method, path: #path, scope: #scope,
-                roles: &[#(#roles),*], public: #public, mfa: #mfa,
+                roles: &[#(#roles),*], public: #public, mfa: #mfa, rate_limit: #rate_limit,
             };
         });
         registrations.push(quote!(.route(&#op, #handler)));
@@ -823,7 +891,7 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
         let method = action.method.as_str();
         let path = action.path.as_str();
         let public = action.public.is_some();
-        let handler = format_ident!("{}_handler", action.ident.trim_end_matches('_'));
+        let handler = format_ident!("handle_{}", action.ident.trim_end_matches('_'));
         // Public operations have no principal; every other handler requires one.
         let principal_arg = if public {
             quote!()
@@ -942,7 +1010,7 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
                 let fname = if is_update {
                     format_ident!("update")
                 } else {
-                    format_ident!("{}", action.ident)
+                    format_ident!("apply_{}", action.ident.trim_end_matches('_'))
                 };
                 let fdoc = if is_update {
                     doc(

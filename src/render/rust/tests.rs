@@ -93,6 +93,34 @@ pub fn render_tests(
         }
 
         #[tokio::test]
+        async fn rate_limited_operations_answer_429_with_retry_after() {
+            for op in OPERATIONS {
+                let Some((requests, _)) = op.rate_limit else { continue };
+                let app = router();
+                let path = op.path.replace("{id}", "0190a0b0-0000-7000-8000-000000000001");
+                // The burst allows `requests` at once, so none of those may be throttled;
+                // beyond it, requests come faster than the quota refills.
+                let mut throttled_at = None;
+                for attempt in 0..requests * 3 + 10 {
+                    let request = Request::builder()
+                        .method(Method::from_bytes(op.method.as_bytes()).expect("valid method"))
+                        .uri(&path)
+                        .body(Body::empty())
+                        .expect("valid request");
+                    let response = app.clone().oneshot(request).await.expect("the router answers");
+                    if response.status() == StatusCode::TOO_MANY_REQUESTS {
+                        assert!(is_problem(&response));
+                        assert!(response.headers().contains_key(header::RETRY_AFTER), "{} has no Retry-After", op.id);
+                        throttled_at = Some(attempt);
+                        break;
+                    }
+                }
+                let throttled_at = throttled_at.unwrap_or_else(|| panic!("{} was never throttled", op.id));
+                assert!(throttled_at >= requests, "{} throttled after {throttled_at} of {requests} requests", op.id);
+            }
+        }
+
+        #[tokio::test]
         async fn unknown_paths_answer_404_problem() {
             for path in ["/", "/nope", "/v0/anything", "/v1/../etc/passwd"] {
                 let response = call("GET", path).await;
@@ -225,10 +253,22 @@ fn sample(app: &App, resource: &Resource, api: &proc_macro2::Ident, n: TokenStre
                 }}
             }
             FieldType::Email => quote!(format!("user{}@example.com", #n)),
-            FieldType::Int => match field.min {
-                Some(min) if min != 0 => quote!(#min + #n),
-                _ => n.clone(),
-            },
+            FieldType::Int => {
+                let min = field.min.unwrap_or(0);
+                let offset = match field.max {
+                    Some(max) => {
+                        let span = i64::from(max) - min + 1;
+                        quote!(#n % #span)
+                    }
+                    None => n.clone(),
+                };
+                if min == 0 {
+                    offset
+                } else {
+                    quote!(#min + #offset)
+                }
+            }
+
             FieldType::Bool => quote!(#n % 2 == 0),
             FieldType::Decimal => quote!(rust_decimal::Decimal::new(#n * 125, 2)),
             FieldType::Money => {
@@ -247,7 +287,7 @@ fn sample(app: &App, resource: &Resource, api: &proc_macro2::Ident, n: TokenStre
             }
             FieldType::Uuid => quote!(uuid::Uuid::from_u128(#n as u128)),
             FieldType::Enum { .. } => {
-                let ety = enum_type(resource, field);
+                let ety = enum_type(field);
                 quote!(#api::#module::#ety::ALL[#n as usize % #api::#module::#ety::ALL.len()])
             }
             FieldType::Reference { resource: target } => {
@@ -310,7 +350,7 @@ fn resource_steps(app: &App, index: usize, api: &proc_macro2::Ident) -> TokenStr
         .iter()
         .filter(|a| matches!(a.kind, ActionKind::Custom(_)))
         .map(|a| {
-            let f = ident(&a.ident);
+            let f = format_ident!("apply_{}", a.ident.trim_end_matches('_'));
             let checks: Vec<TokenStream> = a
                 .sets
                 .iter()
@@ -319,7 +359,7 @@ fn resource_steps(app: &App, index: usize, api: &proc_macro2::Ident) -> TokenStr
                     let fi = ident(&field.ident);
                     let expected = match (&field.ty, value) {
                         (FieldType::Enum { variants, .. }, crate::model::Value::Str(v)) => {
-                            let ety = enum_type(resource, field);
+                            let ety = enum_type(field);
                             let variant = variants.iter().find(|x| &x.value == v).map(|x| ident(&x.ident));
                             quote!(#api::#module::#ety::#variant)
                         }
