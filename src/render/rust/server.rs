@@ -8,12 +8,8 @@ use crate::render::{FileSet, RenderError};
 use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote};
 
-pub fn render_server(
-    app: &App,
-    files: &mut FileSet,
-    dir: &str,
-    api_crate: &str,
-) -> Result<(), RenderError> {
+/// The server crate's shared files: binary, guard, problem details, tenancy, routes.
+pub fn render_server(app: &App, files: &mut FileSet, dir: &str, api_crate: &str) -> Result<(), RenderError> {
     let api = crate_ident(api_crate);
     files.insert_rust(&format!("{dir}/src/lib.rs"), lib(app))?;
     files.insert_rust(&format!("{dir}/src/main.rs"), main(app))?;
@@ -28,8 +24,19 @@ pub fn render_server(
             //! One module per resource of the spec: its rows, queries, handlers and operations.
             #(pub mod #modules;)*
         },
-    )?;
-    for resource in &app.resources {
+    )
+}
+
+/// The server's module of each resource in `resources`.
+pub fn render_server_resources(
+    app: &App,
+    resources: &[Resource],
+    files: &mut FileSet,
+    dir: &str,
+    api_crate: &str,
+) -> Result<(), RenderError> {
+    let api = crate_ident(api_crate);
+    for resource in resources {
         files.insert_rust(
             &format!("{dir}/src/resources/{}.rs", resource.ident),
             resource_module(app, resource, &api),
