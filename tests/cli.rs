@@ -578,6 +578,76 @@ fn manifest_paths_outside_the_output_dir_are_never_touched() {
     );
 }
 
+#[test]
+fn manifest_entries_for_git_or_target_are_refused() {
+    for listed in [".git/config", "target/debug/app", ".bulwark/other"] {
+        let tmp = tempdir();
+        let out = tmp.path().join("out");
+        generate_json(&spec("tracker.yaml"), &out, &[]).expect_code(EXIT_OK);
+        let precious = out.join(listed);
+        fs::create_dir_all(precious.parent().unwrap()).unwrap();
+        fs::write(&precious, "precious\n").unwrap();
+        let mut manifest = manifest(&out);
+        manifest["files"][listed] = Value::String(sha256_hex(b"precious\n"));
+        fs::write(
+            out.join(".bulwark/manifest.json"),
+            serde_json::to_string_pretty(&manifest).unwrap(),
+        )
+        .unwrap();
+        let run = generate_json(&spec("tracker.yaml"), &out, &["--force"]);
+        run.expect_code(EXIT_USAGE_OR_IO);
+        assert!(run.stdout.contains(listed), "{}", run.stdout);
+        assert_eq!(fs::read_to_string(&precious).unwrap(), "precious\n");
+    }
+}
+
+#[test]
+fn symbolic_links_inside_the_output_are_never_followed() {
+    let tmp = tempdir();
+    let out = tmp.path().join("out");
+    generate_json(&spec("tracker.yaml"), &out, &[]).expect_code(EXIT_OK);
+    let elsewhere = tmp.path().join("elsewhere");
+    fs::create_dir(&elsewhere).unwrap();
+    fs::remove_dir_all(out.join("crates")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, out.join("crates")).unwrap();
+    let manifest_before = fs::read(out.join(".bulwark/manifest.json")).unwrap();
+    let run = generate_json(&spec("tracker.yaml"), &out, &["--force"]);
+    run.expect_code(EXIT_USAGE_OR_IO);
+    assert!(run.stdout.contains("symbolic link"), "{}", run.stdout);
+    assert_eq!(
+        fs::read_dir(&elsewhere).unwrap().count(),
+        0,
+        "wrote through the link"
+    );
+    assert!(
+        fs::symlink_metadata(out.join("crates"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(
+        fs::read(out.join(".bulwark/manifest.json")).unwrap(),
+        manifest_before
+    );
+}
+
+#[test]
+fn force_never_deletes_a_hand_edited_file_the_spec_dropped() {
+    let tmp = tempdir();
+    let out = tmp.path().join("out");
+    generate_json(&spec("tracker.yaml"), &out, &[]).expect_code(EXIT_OK);
+    let edited = out.join(TIME_ENTRY_FILES[0]);
+    let mut text = fs::read_to_string(&edited).unwrap();
+    text.push_str("// my change\n");
+    fs::write(&edited, &text).unwrap();
+    let smaller = tracker_without_time_entry(tmp.path());
+    let run = generate_json(&smaller, &out, &["--force"]);
+    run.expect_code(EXIT_OK);
+    let doc = run.json();
+    assert_eq!(string_list(&doc["kept"]), [TIME_ENTRY_FILES[0]]);
+    assert_eq!(fs::read_to_string(&edited).unwrap(), text);
+}
+
 // ---------------------------------------------------------------------------------------
 // generate: files bulwark does not own
 // ---------------------------------------------------------------------------------------

@@ -122,7 +122,9 @@ pub fn render(app: &App, options: &Options) -> Result<FileSet, RenderError> {
             rust::server::render_server_resources(app, chunk, f, SERVER_DIR, &crates.api)
         }));
     }
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(jobs.len());
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(jobs.len());
     let next = std::sync::atomic::AtomicUsize::new(0);
     let parts: Vec<Result<FileSet, RenderError>> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
@@ -131,7 +133,9 @@ pub fn render(app: &App, options: &Options) -> Result<FileSet, RenderError> {
                     let mut files = FileSet::default();
                     loop {
                         let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(job) = jobs.get(index) else { return Ok(files) };
+                        let Some(job) = jobs.get(index) else {
+                            return Ok(files);
+                        };
                         job(&mut files)?;
                     }
                 })

@@ -9,7 +9,12 @@ use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote};
 
 /// The server crate's shared files: binary, guard, problem details, tenancy, routes.
-pub fn render_server(app: &App, files: &mut FileSet, dir: &str, api_crate: &str) -> Result<(), RenderError> {
+pub fn render_server(
+    app: &App,
+    files: &mut FileSet,
+    dir: &str,
+    api_crate: &str,
+) -> Result<(), RenderError> {
     let api = crate_ident(api_crate);
     files.insert_rust(&format!("{dir}/src/lib.rs"), lib(app))?;
     files.insert_rust(&format!("{dir}/src/main.rs"), main(app))?;
