@@ -143,7 +143,7 @@ pub fn render(app: &App, options: &Options) -> Result<FileSet, RenderError> {
             .collect();
         workers
             .into_iter()
-            .map(|w| w.join().unwrap_or_else(|_| Err(RenderError::Panicked)))
+            .map(|w| w.join().unwrap_or(Err(RenderError::Panicked)))
             .collect()
     });
     let mut files = FileSet::default();
