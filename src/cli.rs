@@ -56,6 +56,11 @@ pub enum Command {
         /// The spec file.
         spec: PathBuf,
     },
+    /// Check a generated project: every route goes through the guard (exit 3 if not).
+    Audit {
+        /// The project's root directory.
+        dir: PathBuf,
+    },
     /// Print the JSON Schema of the spec format.
     Schema,
     /// Write a commented starter spec.
@@ -78,6 +83,7 @@ pub fn run() -> ExitCode {
     let code = match &cli.command {
         Command::Generate { spec, out, force } => generate(cli.format, spec, out, *force),
         Command::Validate { spec } => validate(cli.format, spec),
+        Command::Audit { dir } => audit(cli.format, dir),
         Command::Schema => {
             println!("{}", crate::schema_json());
             exit::OK
@@ -268,6 +274,41 @@ fn generate(format: OutputFormat, path: &Path, out: &Path, force: bool) -> u8 {
         Err(e) if e.is_refusal() => fail(format, exit::REFUSED, "refused", &e),
         Err(e) => fail(format, exit::USAGE_OR_IO, "io", &e),
     }
+}
+
+fn audit(format: OutputFormat, dir: &Path) -> u8 {
+    let findings = match crate::audit::audit_dir(dir) {
+        Ok(findings) => findings,
+        Err(e) => return fail(format, exit::USAGE_OR_IO, "io", &e),
+    };
+    let ok = findings.is_empty();
+    match format {
+        OutputFormat::Json => println!(
+            "{}",
+            json!({"ok": ok, "dir": dir.display().to_string(), "findings": findings})
+        ),
+        OutputFormat::Human if ok => {
+            println!("{}: every route goes through the guard", dir.display())
+        }
+        OutputFormat::Human => {
+            for f in &findings {
+                eprintln!(
+                    "{}:{}:{}: {}",
+                    dir.join(&f.file).display(),
+                    f.line,
+                    f.column,
+                    f.message
+                );
+            }
+            eprintln!(
+                "error: {} finding{} in {}",
+                findings.len(),
+                if findings.len() == 1 { "" } else { "s" },
+                dir.display()
+            );
+        }
+    }
+    if ok { exit::OK } else { exit::CHECK_FAILED }
 }
 
 fn init(format: OutputFormat, path: &Path, force: bool) -> u8 {

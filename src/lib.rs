@@ -4,6 +4,7 @@
 //! `load` (text → `spec::Spec`) → `model::lower` (→ validated `model::App`) →
 //! `render` (→ `render::FileSet`, pure) → `format` (rustfmt) → `emit` (→ a directory).
 
+pub mod audit;
 pub mod cli;
 pub mod diagnostic;
 pub mod emit;

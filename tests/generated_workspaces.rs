@@ -48,6 +48,16 @@ fn generated_workspaces_build_lint_and_pass_their_tests() {
             .status()
             .unwrap();
         assert!(status.success(), "generate {spec}");
+        let audit = Command::new(env!("CARGO_BIN_EXE_bulwark"))
+            .arg("audit")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(
+            audit.status.success(),
+            "audit {spec}: {}",
+            String::from_utf8_lossy(&audit.stderr)
+        );
         cargo(&out, &["fmt", "--check"]);
         cargo(
             &out,

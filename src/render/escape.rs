@@ -21,18 +21,22 @@ pub fn toml_string(text: &str) -> String {
 /// Inline Markdown text: one line, with every character that could start markup, a link,
 /// HTML or a table cell escaped.
 pub fn markdown(text: &str) -> String {
+    let text = one_line(text);
     let mut out = String::with_capacity(text.len());
-    for c in one_line(text).chars() {
+    for c in text.chars() {
         match c {
             // Entities, not backslashes: no renderer reads them as HTML.
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             '&' => out.push_str("&amp;"),
-            '\\' | '`' | '*' | '_' | '{' | '}' | '[' | ']' | '(' | ')' | '#' | '+' | '-' | '.'
-            | '!' | '|' | '~' | '"' | '\'' | ':' | '=' => {
+            // Emphasis, code, links and images, table cells, headings, strikethrough, and
+            // `scheme:` autolinks.
+            '\\' | '`' | '*' | '_' | '[' | ']' | '|' | '#' | '!' | '~' | ':' => {
                 out.push('\\');
                 out.push(c);
             }
+            // `www.` starts an autolink.
+            '.' if out.to_ascii_lowercase().ends_with("www") => out.push_str("\\."),
             c => out.push(c),
         }
     }
@@ -102,7 +106,10 @@ mod tests {
     fn markdown_cannot_open_markup() {
         let out = markdown("</details><script>alert(1)</script> [x](javascript:alert(1))\n# h");
         assert!(!out.contains("<script"));
-        assert!(!out.contains("]("));
+        // Every `]` is escaped, so no `](` can close a link text.
+        assert!(!out.replace("\\]", "").contains("]("));
+        assert!(!markdown("see www.evil.example").contains("www."));
+        assert!(!markdown("javascript:alert(1)").contains("javascript:"));
         assert!(!out.contains('\n'));
         assert_eq!(markdown_code("a`b"), "`` a`b ``");
     }

@@ -5,6 +5,7 @@
 
 pub mod escape;
 mod openapi;
+mod permissions;
 pub mod rust;
 pub mod sql;
 mod templates;
@@ -112,6 +113,10 @@ pub fn render(app: &App, options: &Options) -> Result<FileSet, RenderError> {
         Box::new(move |f| sql::render_migrations(app, options, f)),
         Box::new(move |f| {
             f.insert("openapi.json", openapi::render_openapi(app, options));
+            f.insert(
+                "PERMISSIONS.md",
+                permissions::render_permissions(app, options)?,
+            );
             f.insert("rustfmt.toml", RUSTFMT_TOML.to_owned());
             Ok(())
         }),

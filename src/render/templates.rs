@@ -32,6 +32,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "THREAT_MODEL.md",
         include_str!("../../templates/THREAT_MODEL.md.tera"),
     ),
+    (
+        "PERMISSIONS.md",
+        include_str!("../../templates/PERMISSIONS.md.tera"),
+    ),
 ];
 
 fn engine() -> &'static tera::Tera {

@@ -1,0 +1,187 @@
+//! PERMISSIONS.md: the permission map reviewers read in every generated pull request —
+//! each route with its operation, roles, scope, condition, second-factor need and rate limit,
+//! the role × operation matrix, roles, environments and scopes.
+
+use super::escape::{markdown, markdown_code};
+use super::{Options, RenderError, templates};
+use crate::model::App;
+use serde::Serialize;
+
+#[derive(Serialize)]
+struct Context<'a> {
+    version: &'a str,
+    title: String,
+    operations: Vec<Route>,
+    public: Vec<Public>,
+    roles: Vec<RoleRow>,
+    matrix: Vec<MatrixRow>,
+    environments: Vec<EnvironmentRow>,
+    scopes: Vec<ScopeRow>,
+}
+
+#[derive(Serialize)]
+struct Route {
+    method: &'static str,
+    path: String,
+    id: String,
+    roles: String,
+    scope: String,
+    condition: String,
+    mfa: String,
+    rate_limit: String,
+}
+
+#[derive(Serialize)]
+struct Public {
+    id: String,
+    reason: String,
+}
+
+#[derive(Serialize)]
+struct RoleRow {
+    name: String,
+    description: String,
+    mfa: &'static str,
+    customer: &'static str,
+    locked: String,
+}
+
+#[derive(Serialize)]
+struct MatrixRow {
+    id: String,
+    cells: Vec<&'static str>,
+}
+
+#[derive(Serialize)]
+struct EnvironmentRow {
+    name: String,
+    roles: String,
+    locked: String,
+}
+
+#[derive(Serialize)]
+struct ScopeRow {
+    name: String,
+    description: String,
+}
+
+fn list(items: impl IntoIterator<Item = String>) -> String {
+    let items: Vec<String> = items.into_iter().collect();
+    if items.is_empty() {
+        "—".into()
+    } else {
+        items.join(", ")
+    }
+}
+
+pub fn render_permissions(app: &App, options: &Options) -> Result<String, RenderError> {
+    let mfa_roles: Vec<&str> = app
+        .roles
+        .iter()
+        .filter(|r| r.mfa_required)
+        .map(|r| r.name.as_str())
+        .collect();
+    let mut operations = Vec::new();
+    let mut public = Vec::new();
+    let mut matrix = Vec::new();
+    for resource in &app.resources {
+        for action in &resource.actions {
+            let id = markdown(&format!("{}.{}", resource.name, action.name));
+            if let Some(reason) = &action.public {
+                public.push(Public {
+                    id: id.clone(),
+                    reason: markdown(reason),
+                });
+            }
+            let needs_mfa: Vec<String> = action
+                .roles
+                .iter()
+                .filter(|r| mfa_roles.contains(&r.as_str()))
+                .map(|r| markdown(r))
+                .collect();
+            operations.push(Route {
+                method: action.method.as_str(),
+                path: action.path.replace('`', ""),
+                id: id.clone(),
+                roles: if action.public.is_some() {
+                    "public".into()
+                } else {
+                    list(action.roles.iter().map(|r| markdown(r)))
+                },
+                scope: action.scope.as_deref().map_or("—".into(), markdown_code),
+                condition: action
+                    .condition
+                    .as_deref()
+                    .map_or("—".into(), markdown_code),
+                mfa: if needs_mfa.is_empty() {
+                    "—".into()
+                } else {
+                    format!("required for {}", needs_mfa.join(", "))
+                },
+                rate_limit: action.rate_limit.map_or("—".into(), |l| {
+                    format!("{} per {} s", l.requests, l.per_secs)
+                }),
+            });
+            let conditional = if action.condition.is_some() {
+                "if condition"
+            } else {
+                "yes"
+            };
+            matrix.push(MatrixRow {
+                id,
+                cells: app
+                    .roles
+                    .iter()
+                    .map(|role| {
+                        if action.roles.contains(&role.name) {
+                            conditional
+                        } else {
+                            ""
+                        }
+                    })
+                    .collect(),
+            });
+        }
+    }
+    let context = Context {
+        version: &options.generator_version,
+        title: markdown(&app.name),
+        operations,
+        public,
+        roles: app
+            .roles
+            .iter()
+            .map(|role| RoleRow {
+                name: markdown(&role.name),
+                description: role.description.as_deref().map_or("—".into(), markdown),
+                mfa: if role.mfa_required { "required" } else { "—" },
+                customer: if role.customer { "yes" } else { "—" },
+                locked: list(
+                    app.environments
+                        .iter()
+                        .filter(|e| e.locked_roles.contains(&role.name))
+                        .map(|e| markdown(&e.name)),
+                ),
+            })
+            .collect(),
+        matrix,
+        environments: app
+            .environments
+            .iter()
+            .map(|env| EnvironmentRow {
+                name: markdown(&env.name),
+                roles: list(env.roles.iter().map(|r| markdown(r))),
+                locked: list(env.locked_roles.iter().map(|r| markdown(r))),
+            })
+            .collect(),
+        scopes: app
+            .scopes
+            .iter()
+            .map(|s| ScopeRow {
+                name: markdown_code(&s.name),
+                description: markdown(&s.description),
+            })
+            .collect(),
+    };
+    templates::render("PERMISSIONS.md", &context)
+}

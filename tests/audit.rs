@@ -1,0 +1,194 @@
+//! `bulwark audit` on a generated project and on hand-broken copies of it: every way of
+//! attaching a handler outside the guard is found, with file and line.
+
+#![allow(clippy::unwrap_used)]
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+
+fn bulwark(args: &[&str], dir: &Path) -> (i32, Value) {
+    let output = Command::new(env!("CARGO_BIN_EXE_bulwark"))
+        .args(["--format", "json"])
+        .args(args)
+        .arg(dir)
+        .output()
+        .unwrap();
+    let json = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+    (output.status.code().unwrap(), json)
+}
+
+/// A freshly generated ledgerly project.
+fn project() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("specs/ledgerly.yaml");
+    let output = Command::new(env!("CARGO_BIN_EXE_bulwark"))
+        .arg("generate")
+        .arg(spec)
+        .arg("--out")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    dir
+}
+
+/// Appends `code` to `file` and returns the line it starts on.
+fn append(dir: &Path, file: &str, code: &str) -> usize {
+    let path = dir.join(file);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut text = std::fs::read_to_string(&path).unwrap_or_default();
+    let line = text.lines().count() + 1;
+    text.push_str(code);
+    std::fs::write(&path, text).unwrap();
+    line
+}
+
+fn findings(json: &Value) -> Vec<(String, u64, String)> {
+    json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["file"].as_str().unwrap().to_owned(),
+                f["line"].as_u64().unwrap(),
+                f["message"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Breaks a fresh project with `code` in `file`; the audit must fail with one finding there.
+fn assert_found(file: &str, code: &str, line_offset: usize, needle: &str) {
+    let dir = project();
+    let line = append(dir.path(), file, code) + line_offset;
+    let (status, json) = bulwark(&["audit"], dir.path());
+    assert_eq!(status, 3, "{json}");
+    assert_eq!(json["ok"], false);
+    let found = findings(&json);
+    assert!(
+        found
+            .iter()
+            .any(|(f, l, m)| f == file && *l as usize == line && m.contains(needle)),
+        "expected `{needle}` at {file}:{line}, got {found:?}"
+    );
+}
+
+#[test]
+fn a_generated_project_passes() {
+    let dir = project();
+    let (status, json) = bulwark(&["audit"], dir.path());
+    assert_eq!(status, 0, "{json}");
+    assert_eq!(json["ok"], true);
+    assert!(findings(&json).is_empty());
+}
+
+#[test]
+fn a_route_added_by_hand_is_found() {
+    let code = "\npub fn backdoor(router: axum::Router) -> axum::Router {\n    router.route(\"/backdoor\", axum::routing::get(|| async { \"open\" }))\n}\n";
+    assert_found("crates/server/src/routes.rs", code, 2, "`.route(…)`");
+}
+
+#[test]
+fn every_attaching_method_is_found() {
+    for method in [
+        "route_service",
+        "nest",
+        "nest_service",
+        "merge",
+        "fallback",
+        "fallback_service",
+        "route_layer",
+    ] {
+        let code = format!(
+            "\nfn sneak(router: axum::Router) -> axum::Router {{\n    router.{method}(todo())\n}}\n"
+        );
+        assert_found(
+            "crates/server/src/extra.rs",
+            &code,
+            2,
+            &format!("`.{method}(…)`"),
+        );
+    }
+}
+
+#[test]
+fn a_handler_inside_a_macro_is_found() {
+    let code = "\nmacro_rules! sneaky {\n    ($r:expr) => {\n        $r.route(\"/x\", axum::routing::get(|| async {}))\n    };\n}\n";
+    assert_found(
+        "crates/server/src/routes.rs",
+        code,
+        3,
+        "macro `macro_rules!`",
+    );
+}
+
+#[test]
+fn a_second_server_is_found() {
+    let code = "\nasync fn side(listener: tokio::net::TcpListener, app: axum::Router) {\n    let _ = axum::serve(listener, app).await;\n}\n";
+    assert_found(
+        "crates/server/src/bin/side.rs",
+        code,
+        2,
+        "starts a server outside",
+    );
+}
+
+#[test]
+fn an_edited_guard_module_is_found() {
+    let dir = project();
+    append(
+        dir.path(),
+        "crates/server/src/guard.rs",
+        "\n// allow everything\n",
+    );
+    let (status, json) = bulwark(&["audit"], dir.path());
+    assert_eq!(status, 3, "{json}");
+    let found = findings(&json);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].0, "crates/server/src/guard.rs");
+    assert!(
+        found[0].2.contains("changed since it was generated"),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn a_file_that_does_not_parse_is_found() {
+    assert_found("crates/server/src/broken.rs", "fn (", 0, "cannot be parsed");
+}
+
+#[test]
+fn code_outside_target_and_hidden_directories_is_all_checked() {
+    let dir = project();
+    // Build output and VCS internals are not the project's code.
+    append(
+        dir.path(),
+        "target/debug/build/x.rs",
+        "fn f(r: axum::Router) { r.route(\"/\", todo()); }\n",
+    );
+    append(
+        dir.path(),
+        ".git/hooks/x.rs",
+        "fn f(r: axum::Router) { r.route(\"/\", todo()); }\n",
+    );
+    let (status, json) = bulwark(&["audit"], dir.path());
+    assert_eq!(status, 0, "{json}");
+    // A test file is code like any other.
+    append(
+        dir.path(),
+        "crates/server/tests/extra.rs",
+        "fn f(r: axum::Router) { r.route(\"/\", todo()); }\n",
+    );
+    let (status, _) = bulwark(&["audit"], dir.path());
+    assert_eq!(status, 3);
+}
+
+#[test]
+fn a_missing_directory_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (status, json) = bulwark(&["audit"], &dir.path().join("nope"));
+    assert_eq!(status, 2, "{json}");
+    assert_eq!(json["ok"], false);
+}
