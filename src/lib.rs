@@ -11,6 +11,7 @@ pub mod emit;
 pub mod format;
 pub mod load;
 pub mod model;
+pub mod policy;
 pub mod render;
 pub mod spec;
 

@@ -38,6 +38,9 @@ pub fn lower(spec: &spec::Spec, set_aside: &BTreeSet<String>) -> Result<App, Vec
     };
     let app = cx.app();
     if cx.diagnostics.is_empty() {
+        cx.check_policies(&app);
+    }
+    if cx.diagnostics.is_empty() {
         Ok(app)
     } else {
         Err(cx.diagnostics)
@@ -54,6 +57,39 @@ impl<'s> Lower<'s> {
     fn error(&mut self, code: &'static str, message: String, loc: Loc, help: impl Into<String>) {
         self.diagnostics
             .push(Diagnostic::new(code, message, loc).help(help));
+    }
+
+    /// The policies compiled from the spec must validate against the schema compiled from
+    /// it (an attribute a condition names must exist, with a type that fits its use).
+    fn check_policies(&mut self, app: &App) {
+        match crate::policy::validate(app) {
+            Ok(invalid) => {
+                for problem in invalid {
+                    let (_, resource) = self
+                        .spec
+                        .resources
+                        .get_index(problem.resource)
+                        .expect("resource index from the model");
+                    let (name, action) = resource
+                        .actions
+                        .get_index(problem.action)
+                        .expect("action index from the model");
+                    let loc = action.when.as_ref().map_or(name.loc, |w| w.loc);
+                    self.error(
+                        "invalid-condition",
+                        format!("condition of `{}` does not fit the resource: {}", name.value, problem.message),
+                        loc,
+                        "conditions use `resource.<field>` (optional fields only after `resource has <field>`), `principal.sub`, `principal.roles`, `context.scopes`",
+                    );
+                }
+            }
+            Err(message) => self.error(
+                "invalid-condition",
+                format!("the policies compiled from this spec do not load: {message}"),
+                self.spec.bulwark.loc,
+                "this is likely a bug in bulwark; please report it with the spec",
+            ),
+        }
     }
 
     /// Reports a reference to something undefined, with the closest defined name or the
@@ -1009,6 +1045,16 @@ impl<'s> Lower<'s> {
                     );
                 }
             }
+        }
+        if let Some(when) = &spec.when
+            && let Err(message) = crate::policy::parse_condition(when)
+        {
+            self.error(
+                "invalid-condition",
+                format!("condition of `{}` is not a Cedar expression: {message}", name.value),
+                when.loc,
+                "write one Cedar expression over `principal`, `resource` and `context`, e.g. `resource.status == \"draft\"`",
+            );
         }
         let mfa_required = roles.iter().any(|r| {
             self.spec.roles.iter().any(|(k, role)| {
