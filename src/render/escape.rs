@@ -49,7 +49,13 @@ pub fn markdown_code(text: &str) -> String {
     let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
     let fence = "`".repeat(longest + 1);
     // A `|` ends a table cell even inside a code span; GitHub reads `\|` there as `|`.
-    format!("{fence} {} {fence}", text.replace('|', "\\|"))
+    let text = text.replace('|', "\\|");
+    // A space on each side only where the text itself starts or ends with a backtick.
+    if text.starts_with('`') || text.ends_with('`') {
+        format!("{fence} {text} {fence}")
+    } else {
+        format!("{fence}{text}{fence}")
+    }
 }
 
 /// Text for a Rust doc comment: one line, code fences neutralised (generated crates also
@@ -111,13 +117,14 @@ mod tests {
         assert!(!markdown("see www.evil.example").contains("www."));
         assert!(!markdown("javascript:alert(1)").contains("javascript:"));
         assert!(!out.contains('\n'));
-        assert_eq!(markdown_code("a`b"), "`` a`b ``");
+        assert_eq!(markdown_code("a`b"), "``a`b``");
+        assert_eq!(markdown_code("`x"), "`` `x ``");
     }
 
     #[test]
     fn invisible_characters_are_dropped() {
         assert_eq!(one_line("admin \u{202E} evil\u{200B}"), "admin evil");
-        assert_eq!(markdown_code("a|b"), "` a\\|b `");
+        assert_eq!(markdown_code("a|b"), "`a\\|b`");
     }
 
     #[test]

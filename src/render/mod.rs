@@ -117,6 +117,7 @@ pub fn render(app: &App, options: &Options) -> Result<FileSet, RenderError> {
                 "PERMISSIONS.md",
                 permissions::render_permissions(app, options)?,
             );
+            f.insert("IDENTITY.md", permissions::render_identity(app, options)?);
             f.insert("policies/schema.cedarschema", crate::policy::schema(app));
             f.insert("policies/policies.cedar", crate::policy::policies(app));
             f.insert("rustfmt.toml", RUSTFMT_TOML.to_owned());

@@ -1,6 +1,7 @@
-//! PERMISSIONS.md: the permission map reviewers read in every generated pull request —
-//! each route with its operation, roles, scope, condition, second-factor need and rate limit,
-//! the role × operation matrix, roles, environments and scopes.
+//! PERMISSIONS.md, the permission map reviewers read in every generated pull request (each
+//! route with its operation, roles, scope, condition, second-factor need and rate limit, the
+//! role × operation matrix, roles, environments and scopes), and IDENTITY.md, what the
+//! identity provider must enforce.
 
 use super::escape::{markdown, markdown_code};
 use super::{Options, RenderError, templates};
@@ -184,4 +185,62 @@ pub fn render_permissions(app: &App, options: &Options) -> Result<String, Render
             .collect(),
     };
     templates::render("PERMISSIONS.md", &context)
+}
+
+#[derive(Serialize)]
+struct IdentityContext<'a> {
+    version: &'a str,
+    title: String,
+    issuer: String,
+    audience: String,
+    lifetime: u64,
+    tenant_claim: String,
+    email_claim: String,
+    factors: String,
+    verified_email: &'static str,
+    verified_domains: &'static str,
+    mfa_roles: String,
+    customer_roles: String,
+    scopes: Vec<ScopeRow>,
+}
+
+pub fn render_identity(app: &App, options: &Options) -> Result<String, RenderError> {
+    let id = &app.identity;
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
+    let context = IdentityContext {
+        version: &options.generator_version,
+        title: markdown(&app.name),
+        issuer: id
+            .issuer
+            .as_deref()
+            .map_or("not set: no token is accepted".into(), markdown_code),
+        audience: id.audience.as_deref().map_or("—".into(), markdown_code),
+        lifetime: id.max_token_lifetime_secs,
+        tenant_claim: markdown_code(&id.tenant_claim),
+        email_claim: markdown_code(&id.email_claim),
+        factors: list(id.mfa_factors.iter().map(|f| markdown_code(f))),
+        verified_email: yes_no(id.require_verified_email),
+        verified_domains: yes_no(app.verify_domains),
+        mfa_roles: list(
+            app.roles
+                .iter()
+                .filter(|r| r.mfa_required)
+                .map(|r| markdown(&r.name)),
+        ),
+        customer_roles: list(
+            app.roles
+                .iter()
+                .filter(|r| r.customer)
+                .map(|r| markdown(&r.name)),
+        ),
+        scopes: app
+            .scopes
+            .iter()
+            .map(|s| ScopeRow {
+                name: markdown_code(&s.name),
+                description: markdown(&s.description),
+            })
+            .collect(),
+    };
+    templates::render("IDENTITY.md", &context)
 }

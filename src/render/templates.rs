@@ -36,6 +36,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "PERMISSIONS.md",
         include_str!("../../templates/PERMISSIONS.md.tera"),
     ),
+    (
+        "IDENTITY.md",
+        include_str!("../../templates/IDENTITY.md.tera"),
+    ),
 ];
 
 fn engine() -> &'static tera::Tera {
