@@ -21,6 +21,8 @@ pub fn render_server(
     files.insert_rust(&format!("{dir}/src/problem.rs"), problem(&api))?;
     files.insert_rust(&format!("{dir}/src/guard.rs"), guard())?;
     files.insert_rust(&format!("{dir}/src/tenant.rs"), tenant())?;
+    files.insert_rust(&format!("{dir}/src/identity.rs"), identity(app))?;
+    files.insert_rust(&format!("{dir}/src/bin/dev-token.rs"), dev_token())?;
     files.insert_rust(&format!("{dir}/src/routes.rs"), routes(app))?;
     let modules: Vec<_> = app.resources.iter().map(|r| ident(&r.ident)).collect();
     files.insert_rust(
@@ -63,6 +65,7 @@ fn lib(app: &App) -> TokenStream {
         //! operation; there is no other way to attach a handler.
 
         pub mod guard;
+        pub mod identity;
         pub mod problem;
         pub mod resources;
         pub mod routes;
@@ -73,6 +76,8 @@ fn lib(app: &App) -> TokenStream {
         pub struct AppState {
             /// Connection pool (the app role, never a superuser or the owner).
             pub db: sqlx::PgPool,
+            /// The identity provider's keys.
+            pub keys: std::sync::Arc<identity::Keys>,
         }
 
         pub use routes::{router, OPERATIONS};
@@ -129,7 +134,8 @@ fn main(app: &App) -> TokenStream {
                 .await
                 .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
             tracing::info!(addr = addr.as_str(), "listening");
-            let app = server::router(server::AppState { db });
+            let keys = server::identity::Keys::from_environment()?;
+            let app = server::router(server::AppState { db, keys: std::sync::Arc::new(keys) });
             // Peer addresses reach the guard's per-client rate limits.
             let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
             axum::serve(listener, app)
@@ -182,7 +188,7 @@ fn problem(api: &Ident) -> TokenStream {
             #[serde(skip_serializing_if = "Vec::is_empty")]
             pub errors: Vec<#api::FieldError>,
             #[serde(skip)]
-            challenge: Option<&'static str>,
+            challenge: Option<String>,
             #[serde(skip)]
             retry_after: Option<u64>,
         }
@@ -201,7 +207,23 @@ fn problem(api: &Ident) -> TokenStream {
             /// 401: no valid credentials. Carries the Bearer challenge.
             pub fn unauthorized() -> Self {
                 let mut p = Problem::new(StatusCode::UNAUTHORIZED, "about:blank", "Unauthorized");
-                p.challenge = Some("Bearer");
+                p.challenge = Some("Bearer".into());
+                p
+            }
+
+            /// 401: the token is not valid (RFC 6750); why is logged, not said.
+            pub fn invalid_token() -> Self {
+                let mut p = Problem::new(StatusCode::UNAUTHORIZED, "about:blank", "Unauthorized")
+                    .detail("the access token is not valid");
+                p.challenge = Some(r#"Bearer error="invalid_token""#.into());
+                p
+            }
+
+            /// 403: the token lacks the operation's scope (RFC 6750).
+            pub fn insufficient_scope(scope: &str) -> Self {
+                let mut p = Problem::new(StatusCode::FORBIDDEN, "about:blank", "Forbidden")
+                    .detail(format!("the token lacks the scope `{scope}`"));
+                p.challenge = Some(format!(r#"Bearer error="insufficient_scope", scope="{scope}""#));
                 p
             }
 
@@ -269,8 +291,8 @@ fn problem(api: &Ident) -> TokenStream {
                 let body = serde_json::to_vec(&self).unwrap_or_default();
                 let mut response = (status, body).into_response();
                 response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-                if let Some(challenge) = self.challenge {
-                    response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+                if let Some(challenge) = self.challenge.as_deref().and_then(|c| HeaderValue::from_str(c).ok()) {
+                    response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
                 }
                 if let Some(seconds) = self.retry_after {
                     response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
@@ -353,11 +375,15 @@ fn guard() -> TokenStream {
         //! The guarded router: the only way to attach a handler. Each route is keyed by an
         //! [`Operation`] of the spec and wrapped in [`authorize`] before it is registered.
         //!
-        //! Token validation and policies come with the identity layer; until then every
-        //! request to a non-public operation is refused with 401 (fail closed).
+        //! The guard throttles, then authenticates the bearer token (see `identity`) and checks
+        //! the operation's scope. Memberships and the Cedar policies are not evaluated yet, so
+        //! every authenticated request to a non-public operation is refused with 403: it
+        //! fails closed.
 
+        use crate::identity::{self, Keys};
         use crate::problem::{self, Problem};
         use axum::extract::{ConnectInfo, Request, State};
+        use axum::http::header;
         use axum::handler::Handler;
         use axum::middleware::{from_fn_with_state, Next};
         use axum::response::{IntoResponse, Response};
@@ -397,6 +423,7 @@ fn guard() -> TokenStream {
         pub struct Guard {
             operation: &'static Operation,
             limiter: Option<Arc<DefaultKeyedRateLimiter<IpAddr>>>,
+            keys: Arc<Keys>,
         }
 
         /// The rate limiter of an operation: `requests` per `seconds`, in bursts of up to
@@ -413,18 +440,13 @@ fn guard() -> TokenStream {
         pub struct GuardedRouter<S> {
             paths: BTreeMap<&'static str, MethodRouter<S>>,
             registered: Vec<&'static Operation>,
-        }
-
-        impl<S: Clone + Send + Sync + 'static> Default for GuardedRouter<S> {
-            fn default() -> Self {
-                GuardedRouter { paths: BTreeMap::new(), registered: Vec::new() }
-            }
+            keys: Arc<Keys>,
         }
 
         impl<S: Clone + Send + Sync + 'static> GuardedRouter<S> {
-            /// An empty router.
-            pub fn new() -> Self {
-                Self::default()
+            /// An empty router whose guard trusts `keys`.
+            pub fn new(keys: Arc<Keys>) -> Self {
+                GuardedRouter { paths: BTreeMap::new(), registered: Vec::new(), keys }
             }
 
             /// Registers `handler` for `operation`, behind the guard. (Not called `route`:
@@ -434,7 +456,7 @@ fn guard() -> TokenStream {
                 H: Handler<T, S>,
                 T: 'static,
             {
-                let guard = Guard { operation, limiter: limiter(operation) };
+                let guard = Guard { operation, limiter: limiter(operation), keys: self.keys.clone() };
                 let guarded = handler.layer(from_fn_with_state(guard, authorize));
                 let filter = match operation.method {
                     "GET" => MethodFilter::GET,
@@ -488,8 +510,291 @@ fn guard() -> TokenStream {
             if operation.public {
                 return next.run(request).await;
             }
-            tracing::info!(operation = operation.id, outcome = "unauthenticated", "request refused");
-            Problem::unauthorized().into_response()
+            let bearer = request
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
+            let Some(bearer) = bearer else {
+                tracing::info!(operation = operation.id, outcome = "unauthenticated", "request refused");
+                return Problem::unauthorized().into_response();
+            };
+            let token = match guard.keys.verify(bearer.trim(), identity::now()) {
+                Ok(token) => token,
+                Err(reason) => {
+                    // Logged, not stored: refusals before authentication must not fill the database.
+                    tracing::info!(operation = operation.id, reason, outcome = "invalid_token", "request refused");
+                    return Problem::invalid_token().into_response();
+                }
+            };
+            if let Some(scope) = operation.scope
+                && !token.scopes.iter().any(|s| s == scope)
+            {
+                tracing::info!(operation = operation.id, subject = token.subject.as_str(), outcome = "insufficient_scope", "request refused");
+                return Problem::insufficient_scope(scope).into_response();
+            }
+            // Memberships and the Cedar policies are not evaluated by this generation yet:
+            // an authenticated caller is refused (fail closed) rather than let through.
+            tracing::info!(operation = operation.id, subject = token.subject.as_str(), outcome = "denied", "request refused");
+            Problem::forbidden().into_response()
+        }
+    }
+}
+
+fn identity(app: &App) -> TokenStream {
+    let id = &app.identity;
+    let issuer = id.issuer.clone().unwrap_or_default();
+    let audience = id.audience.clone().unwrap_or_default();
+    let configured = id.issuer.is_some();
+    let lifetime = id.max_token_lifetime_secs;
+    let tenant_claim = &id.tenant_claim;
+    let factors = &id.mfa_factors;
+    quote! {
+        //! Access tokens: RFC 9068 JWTs from the spec's issuer, verified against its keys.
+        //!
+        //! The service is a resource server: it never sees a password. Algorithms are pinned
+        //! to asymmetric ones, `typ` must be `at+jwt`, `iss` must match exactly, `aud` must
+        //! contain the service, `exp`, `nbf` and `iat` are checked (with `exp - iat` at most
+        //! the spec's lifetime), and `sub` and the tenant claim are required.
+        //!
+        //! Keys come from a JWKS. Only in development (`APP_ENV=development`) may it be a local
+        //! file (`DEV_JWKS_FILE`, written by the `dev-token` tool); an unset environment is
+        //! production.
+
+        use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
+        use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
+        use serde_json::{Map, Value};
+
+        /// The issuer whose tokens are accepted (exact `iss`).
+        pub const ISSUER: &str = #issuer;
+        /// The audience tokens must carry.
+        pub const AUDIENCE: &str = #audience;
+        /// Whether the spec names an issuer at all; without one no token is accepted.
+        pub const CONFIGURED: bool = #configured;
+        /// The longest accepted lifetime, `exp - iat`, in seconds.
+        pub const MAX_LIFETIME_SECS: u64 = #lifetime;
+        /// The claim naming the active tenant.
+        pub const TENANT_CLAIM: &str = #tenant_claim;
+        /// `amr` values that count as a second factor.
+        pub const MFA_FACTORS: &[&str] = &[#(#factors),*];
+        /// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
+        const LEEWAY: u64 = 30;
+        /// Asymmetric algorithms only: a shared-secret (`HS*`) or `none` token is never valid.
+        const ALLOWED: [Algorithm; 9] = [
+            Algorithm::RS256, Algorithm::RS384, Algorithm::RS512,
+            Algorithm::PS256, Algorithm::PS384, Algorithm::PS512,
+            Algorithm::ES256, Algorithm::ES384, Algorithm::EdDSA,
+        ];
+
+        /// The verified facts of an access token.
+        #[derive(Clone, Debug, PartialEq, Eq)]
+        pub struct Token {
+            /// `sub`.
+            pub subject: String,
+            /// The tenant named by the tenant claim.
+            pub tenant: uuid::Uuid,
+            /// Granted scopes (`scope`, space-separated, or `scp`).
+            pub scopes: Vec<String>,
+            /// `amr` shows one of the accepted second factors.
+            pub mfa: bool,
+            /// `iat`, seconds since the epoch.
+            pub issued_at: u64,
+        }
+
+        /// The issuer's public keys.
+        #[derive(Clone, Debug, Default)]
+        pub struct Keys {
+            set: Option<JwkSet>,
+        }
+
+        impl Keys {
+            /// No keys: every token is refused.
+            pub fn none() -> Self {
+                Keys::default()
+            }
+
+            /// Keys from a JWKS document.
+            pub fn from_jwks(json: &str) -> Result<Self, String> {
+                let set: JwkSet = serde_json::from_str(json).map_err(|e| format!("not a JWKS: {e}"))?;
+                Ok(Keys { set: Some(set) })
+            }
+
+            /// The keys this process may trust: a local JWKS file in development only.
+            pub fn from_environment() -> Result<Self, String> {
+                if !CONFIGURED {
+                    return Ok(Keys::none());
+                }
+                let development = std::env::var("APP_ENV").is_ok_and(|e| e == "development");
+                if development && let Ok(path) = std::env::var("DEV_JWKS_FILE") {
+                    let json = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {path}: {e}"))?;
+                    return Keys::from_jwks(&json);
+                }
+                // Fetching the issuer's discovery document and JWKS over verified HTTPS is
+                // not part of this generation: refuse to start rather than accept anything.
+                Err("no trusted keys: set APP_ENV=development and DEV_JWKS_FILE for local work; fetching the issuer's JWKS is not generated yet".into())
+            }
+
+            /// Verifies `token` and returns what it says, or why it is refused.
+            pub fn verify(&self, token: &str, now: u64) -> Result<Token, &'static str> {
+                let set = self.set.as_ref().ok_or("no keys are trusted")?;
+                let header = decode_header(token).map_err(|_| "malformed token")?;
+                let typ = header.typ.as_deref().map(str::to_ascii_lowercase);
+                if !matches!(typ.as_deref(), Some("at+jwt" | "application/at+jwt")) {
+                    return Err("not an access token (typ)");
+                }
+                if !ALLOWED.contains(&header.alg) {
+                    return Err("algorithm not allowed");
+                }
+                let kid = header.kid.as_deref().ok_or("no key id")?;
+                let jwk = set.find(kid).ok_or("unknown key")?;
+                if matches!(jwk.algorithm, AlgorithmParameters::OctetKey(_)) {
+                    return Err("symmetric keys are not trusted");
+                }
+                if let Some(declared) = jwk.common.key_algorithm
+                    && format!("{declared:?}") != format!("{:?}", header.alg)
+                {
+                    return Err("algorithm does not match the key");
+                }
+                let key = DecodingKey::from_jwk(jwk).map_err(|_| "unusable key")?;
+                let mut validation = Validation::new(header.alg);
+                validation.set_issuer(&[ISSUER]);
+                validation.set_audience(&[AUDIENCE]);
+                validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+                validation.validate_nbf = true;
+                validation.leeway = LEEWAY;
+                let claims = decode::<Map<String, Value>>(token, &key, &validation)
+                    .map_err(|_| "signature or claims invalid")?
+                    .claims;
+                let issued_at = claims.get("iat").and_then(Value::as_u64).ok_or("no iat")?;
+                let expires = claims.get("exp").and_then(Value::as_u64).ok_or("no exp")?;
+                if issued_at > now + LEEWAY {
+                    return Err("issued in the future");
+                }
+                if expires.saturating_sub(issued_at) > MAX_LIFETIME_SECS {
+                    return Err("lifetime longer than allowed");
+                }
+                let subject = claims.get("sub").and_then(Value::as_str).filter(|s| !s.is_empty()).ok_or("no subject")?;
+                let tenant = claims
+                    .get(TENANT_CLAIM)
+                    .and_then(Value::as_str)
+                    .and_then(|t| uuid::Uuid::parse_str(t).ok())
+                    .ok_or("no tenant")?;
+                let scopes = match (claims.get("scope"), claims.get("scp")) {
+                    (Some(Value::String(s)), _) => s.split_whitespace().map(str::to_owned).collect(),
+                    (_, Some(Value::Array(items))) => items.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+                    _ => Vec::new(),
+                };
+                let mfa = claims
+                    .get("amr")
+                    .and_then(Value::as_array)
+                    .is_some_and(|amr| amr.iter().filter_map(Value::as_str).any(|m| MFA_FACTORS.contains(&m)));
+                Ok(Token { subject: subject.to_owned(), tenant, scopes, mfa, issued_at })
+            }
+        }
+
+        /// Local development without an identity provider: a key pair made on this machine
+        /// (never part of the generated code) and tokens signed with it. The server trusts
+        /// them only with `APP_ENV=development`. Tests use the same functions.
+        pub mod dev {
+            use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+            use base64::Engine;
+            use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+
+            /// A new P-256 key pair: its PKCS#8 private key and the JWKS publishing its public half.
+            pub fn generate(kid: &str) -> Result<(Vec<u8>, String), String> {
+                let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).map_err(|_| "key generation failed")?;
+                let pkcs8 = pair.to_pkcs8v1().map_err(|_| "key export failed")?;
+                // An uncompressed point: 0x04, then x and y, 32 bytes each.
+                let point = pair.public_key().as_ref();
+                let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+                let jwks = serde_json::json!({"keys": [{
+                    "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": kid,
+                    "x": b64.encode(&point[1..33]), "y": b64.encode(&point[33..65]),
+                }]});
+                Ok((pkcs8.as_ref().to_vec(), jwks.to_string()))
+            }
+
+            /// Signs `claims` as an RFC 9068 access token (`typ: at+jwt`, ES256) under `kid`.
+            pub fn mint(pkcs8: &[u8], kid: &str, claims: &serde_json::Value) -> Result<String, String> {
+                let mut header = Header::new(Algorithm::ES256);
+                header.typ = Some("at+jwt".into());
+                header.kid = Some(kid.into());
+                encode(&header, claims, &EncodingKey::from_ec_der(pkcs8)).map_err(|e| e.to_string())
+            }
+
+            /// The claims of a token for `subject` in `tenant`, valid from `now` for `lifetime` seconds.
+            pub fn claims(subject: &str, tenant: uuid::Uuid, scopes: &str, amr: &[&str], now: u64, lifetime: u64) -> serde_json::Value {
+                serde_json::json!({
+                    "iss": super::ISSUER, "aud": super::AUDIENCE, "sub": subject,
+                    super::TENANT_CLAIM: tenant.to_string(), "scope": scopes, "amr": amr,
+                    "iat": now, "nbf": now, "exp": now + lifetime, "jti": uuid::Uuid::now_v7().to_string(),
+                })
+            }
+        }
+
+        /// Seconds since the epoch.
+        pub fn now() -> u64 {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        }
+    }
+}
+
+fn dev_token() -> TokenStream {
+    quote! {
+        #![forbid(unsafe_code)]
+        //! Tokens for local development without an identity provider.
+        //!
+        //! `dev-token keygen` makes a key pair in `.dev-keys/` (git-ignored; the private key
+        //! never leaves this machine), and `dev-token mint SUBJECT TENANT [SCOPES] [AMR]`
+        //! prints an access token signed with it. Run the server with `APP_ENV=development
+        //! DEV_JWKS_FILE=.dev-keys/jwks.json` to accept them.
+
+        use server::identity::{self, dev};
+        use std::process::ExitCode;
+
+        const DIR: &str = ".dev-keys";
+        const KID: &str = "dev";
+
+        fn main() -> ExitCode {
+            let args: Vec<String> = std::env::args().skip(1).collect();
+            let result = match args.first().map(String::as_str) {
+                Some("keygen") => keygen(),
+                Some("mint") if args.len() >= 3 => mint(&args[1], &args[2], args.get(3).map_or("", String::as_str), args.get(4).map_or("", String::as_str)),
+                _ => Err("usage: dev-token keygen | dev-token mint SUBJECT TENANT_ID [\"SCOPE ...\"] [AMR,...]".into()),
+            };
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(message) => {
+                    eprintln!("dev-token: {message}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+
+        fn keygen() -> Result<(), String> {
+            let (pkcs8, jwks) = dev::generate(KID)?;
+            std::fs::create_dir_all(DIR).map_err(|e| e.to_string())?;
+            let key_path = std::path::Path::new(DIR).join("signing-key.pk8");
+            std::fs::write(&key_path, pkcs8).map_err(|e| e.to_string())?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).map_err(|e| e.to_string())?;
+            }
+            std::fs::write(std::path::Path::new(DIR).join("jwks.json"), jwks).map_err(|e| e.to_string())?;
+            println!("APP_ENV=development DEV_JWKS_FILE={DIR}/jwks.json");
+            Ok(())
+        }
+
+        fn mint(subject: &str, tenant: &str, scopes: &str, amr: &str) -> Result<(), String> {
+            let tenant = uuid::Uuid::parse_str(tenant).map_err(|e| format!("tenant id: {e}"))?;
+            let pkcs8 = std::fs::read(std::path::Path::new(DIR).join("signing-key.pk8")).map_err(|e| format!("run `dev-token keygen` first: {e}"))?;
+            let amr: Vec<&str> = amr.split(',').filter(|a| !a.is_empty()).collect();
+            let claims = dev::claims(subject, tenant, scopes, &amr, identity::now(), identity::MAX_LIFETIME_SECS);
+            println!("{}", dev::mint(&pkcs8, KID, &claims)?);
+            Ok(())
         }
     }
 }
@@ -623,10 +928,10 @@ fn routes(app: &App) -> TokenStream {
         registrations.push(quote! { router = crate::resources::#module::routes(router); });
     }
     let body = if registrations.is_empty() {
-        quote!(GuardedRouter::new())
+        quote!(GuardedRouter::new(keys))
     } else {
         quote! {
-            let mut router = GuardedRouter::new();
+            let mut router = GuardedRouter::new(keys);
             #(#registrations)*
             router
         }
@@ -641,13 +946,13 @@ fn routes(app: &App) -> TokenStream {
         pub const OPERATIONS: &[&Operation] = &[#(#ops),*];
 
         /// Every route of the service, registered through the guard.
-        pub fn guarded() -> GuardedRouter<AppState> {
+        pub fn guarded(keys: std::sync::Arc<crate::identity::Keys>) -> GuardedRouter<AppState> {
             #body
         }
 
         /// The service's router: every route guarded, unknown paths answered with problem+json.
         pub fn router(state: AppState) -> axum::Router {
-            guarded().finish().with_state(state)
+            guarded(state.keys.clone()).finish().with_state(state)
         }
     }
 }

@@ -34,6 +34,7 @@ pub fn render_tests(
 
         use axum::body::Body;
         use axum::http::{header, Method, Request, StatusCode};
+        use server::identity::{self, dev, Keys};
         use server::tenant::TenantId;
         use server::OPERATIONS;
         use std::collections::BTreeSet;
@@ -46,17 +47,140 @@ pub fn render_tests(
         /// A router whose pool connects only when a handler reaches the database.
         fn router() -> axum::Router {
             let db = sqlx::postgres::PgPoolOptions::new().connect_lazy(&database_url()).expect("DATABASE_URL is a valid URL");
-            server::router(server::AppState { db })
+            let keys = Keys::from_jwks(&test_key().1).expect("the test JWKS loads");
+            server::router(server::AppState { db, keys: std::sync::Arc::new(keys) })
+        }
+
+        /// A key pair made for this test run; the router trusts its public half.
+        fn test_key() -> &'static (Vec<u8>, String) {
+            static KEY: std::sync::OnceLock<(Vec<u8>, String)> = std::sync::OnceLock::new();
+            KEY.get_or_init(|| dev::generate("test").expect("a test key pair"))
         }
 
         async fn call(method: &str, path: &str) -> axum::response::Response {
-            let request = Request::builder()
+            call_with(method, path, None).await
+        }
+
+        async fn call_with(method: &str, path: &str, token: Option<&str>) -> axum::response::Response {
+            let mut request = Request::builder()
                 .method(Method::from_bytes(method.as_bytes()).expect("valid method"))
                 .uri(path)
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from("{}"))
-                .expect("valid request");
+                .header(header::CONTENT_TYPE, "application/json");
+            if let Some(token) = token {
+                request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+            }
+            let request = request.body(Body::from("{}")).expect("valid request");
             router().oneshot(request).await.expect("the router answers")
+        }
+
+        fn challenge(response: &axum::response::Response) -> String {
+            response.headers().get(header::WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+        }
+
+        /// A non-public operation, its path with an id filled in, and every scope of the spec.
+        fn guarded_operation() -> Option<(&'static server::guard::Operation, String)> {
+            OPERATIONS
+                .iter()
+                .find(|op| !op.public)
+                .map(|op| (*op, op.path.replace("{id}", "0190a0b0-0000-7000-8000-000000000001")))
+        }
+
+        fn all_scopes() -> String {
+            OPERATIONS.iter().filter_map(|op| op.scope).collect::<Vec<_>>().join(" ")
+        }
+
+        fn signed(claims: &serde_json::Value) -> String {
+            dev::mint(&test_key().0, "test", claims).expect("a signed token")
+        }
+
+        fn b64(bytes: &[u8]) -> String {
+            use base64::Engine;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+        }
+
+        #[tokio::test]
+        async fn a_valid_token_is_authenticated_and_still_refused_until_policies_are_evaluated() {
+            let Some((op, path)) = guarded_operation() else { return };
+            let now = identity::now();
+            let token = signed(&dev::claims("user-1", uuid::Uuid::now_v7(), &all_scopes(), &["mfa"], now, 60));
+            let response = call_with(op.method, &path, Some(&token)).await;
+            assert_eq!(response.status(), StatusCode::FORBIDDEN, "{}", op.id);
+            assert!(is_problem(&response));
+            assert!(!challenge(&response).contains("invalid_token"));
+        }
+
+        #[tokio::test]
+        async fn a_token_without_the_operations_scope_is_403_insufficient_scope() {
+            let Some((op, path)) = guarded_operation() else { return };
+            let token = signed(&dev::claims("user-1", uuid::Uuid::now_v7(), "unrelated.scope", &[], identity::now(), 60));
+            let response = call_with(op.method, &path, Some(&token)).await;
+            assert_eq!(response.status(), StatusCode::FORBIDDEN);
+            assert!(challenge(&response).contains("insufficient_scope"), "{}", challenge(&response));
+        }
+
+        #[tokio::test]
+        async fn forged_and_invalid_tokens_are_refused() {
+            let Some((op, path)) = guarded_operation() else { return };
+            let now = identity::now();
+            let good = || dev::claims("user-1", uuid::Uuid::now_v7(), &all_scopes(), &["mfa"], now, 60);
+            let with = |key: &str, value: serde_json::Value| {
+                let mut claims = good();
+                claims[key] = value;
+                signed(&claims)
+            };
+            let without = |key: &str| {
+                let mut claims = good();
+                claims.as_object_mut().expect("claims are an object").remove(key);
+                signed(&claims)
+            };
+            let header = |json: serde_json::Value| b64(json.to_string().as_bytes());
+            let payload = b64(good().to_string().as_bytes());
+            let (other_key, _) = dev::generate("test").expect("a second key pair");
+            let public_point = serde_json::from_str::<serde_json::Value>(&test_key().1).expect("jwks")["keys"][0]["x"].to_string();
+            let hs256 = {
+                let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+                h.typ = Some("at+jwt".into());
+                h.kid = Some("test".into());
+                jsonwebtoken::encode(&h, &good(), &jsonwebtoken::EncodingKey::from_secret(public_point.as_bytes()).expect("an hmac key")).expect("hs256 token")
+            };
+            let wrong_typ = {
+                let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+                h.typ = Some("JWT".into());
+                h.kid = Some("test".into());
+                jsonwebtoken::encode(&h, &good(), &jsonwebtoken::EncodingKey::from_ec_der(&test_key().0)).expect("jwt token")
+            };
+            let lifetime = identity::MAX_LIFETIME_SECS;
+            let cases: Vec<(&str, String)> = vec![
+                ("alg none", format!("{}.{payload}.", header(serde_json::json!({"alg": "none", "typ": "at+jwt", "kid": "test"})))),
+                ("HS256 keyed with the public key", hs256),
+                ("unknown kid", dev::mint(&test_key().0, "someone-else", &good()).expect("token")),
+                ("another key under the known kid", dev::mint(&other_key, "test", &good()).expect("token")),
+                ("wrong issuer", with("iss", "https://evil.example/".into())),
+                ("wrong audience", with("aud", "someone-else".into())),
+                ("expired", signed(&dev::claims("user-1", uuid::Uuid::now_v7(), &all_scopes(), &[], now - 400, 60))),
+                ("not yet valid", with("nbf", (now + 120).into())),
+                ("lifetime over the cap", with("exp", (now + lifetime + 60).into())),
+                ("issued in the future", signed(&dev::claims("user-1", uuid::Uuid::now_v7(), &all_scopes(), &[], now + 300, 60))),
+                ("no iat", without("iat")),
+                ("no sub", without("sub")),
+                ("no tenant", without(identity::TENANT_CLAIM)),
+                ("wrong typ", wrong_typ),
+                ("tampered payload", {
+                    let token = signed(&good());
+                    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+                    let mut claims = good();
+                    claims["sub"] = "admin".into();
+                    parts[1] = b64(claims.to_string().as_bytes());
+                    parts.join(".")
+                }),
+                ("garbage", "not.a.token".into()),
+            ];
+            for (case, token) in cases {
+                let response = call_with(op.method, &path, Some(&token)).await;
+                assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{case}");
+                assert!(is_problem(&response), "{case}");
+                assert!(challenge(&response).contains("error=\"invalid_token\""), "{case}: {}", challenge(&response));
+            }
         }
 
         fn is_problem(response: &axum::response::Response) -> bool {
@@ -73,7 +197,7 @@ pub fn render_tests(
                 }
             }
             // What the router really registered, not just the list of operations.
-            let registered = server::routes::guarded();
+            let registered = server::routes::guarded(std::sync::Arc::new(Keys::none()));
             let routed: BTreeSet<_> = registered.operations().iter().map(|op| (op.method.to_owned(), op.path.to_owned())).collect();
             assert_eq!(routed, documented);
             assert_eq!(routed.len(), registered.operations().len(), "two operations share a method and path");
