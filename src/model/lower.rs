@@ -4,6 +4,7 @@
 use super::names;
 use super::*;
 use crate::diagnostic::{Diagnostic, Loc};
+use crate::load::Located;
 use crate::spec::{self, Name, Scalar};
 use std::collections::{BTreeSet, HashMap};
 
@@ -1322,8 +1323,6 @@ impl<'s> Lower<'s> {
         }
     }
 }
-
-use crate::load::Located;
 
 /// An absolute URL with a host and nothing that needs quoting anywhere it is written.
 fn is_plain_url(url: &str) -> bool {

@@ -236,6 +236,11 @@ fn resource_module(resource: &Resource) -> TokenStream {
             }
         }
     }
+    let check_use = (!checks.is_empty()).then(|| {
+        quote!(
+            use crate::check;
+        )
+    });
     let errors_binding = if checks.is_empty() {
         quote! { let errors: Vec<FieldError> = Vec::new(); }
     } else {
@@ -245,8 +250,8 @@ fn resource_module(resource: &Resource) -> TokenStream {
         #title
 
         use serde::{Deserialize, Serialize};
-        #[allow(unused_imports)]
-        use crate::{check, FieldError};
+        use crate::FieldError;
+        #check_use
 
         #resource_doc
         #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
