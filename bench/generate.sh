@@ -74,8 +74,10 @@ for n in $sizes; do
     for ((i = 1; i <= count; i++)); do
         echo "generate: $n resources, run $i/$count" >&2
         out="$work/out-$n-$i"
+        # A first generation: an empty formatting cache too.
+        export BULWARK_CACHE_DIR="$work/cache-$n-$i"
         run first "$n" "$work/specs/synth-$n.yaml" "$out"
-        rm -rf "$out"
+        rm -rf "$out" "$BULWARK_CACHE_DIR"
     done
 done
 
@@ -83,6 +85,8 @@ if [[ -n "$regen_size" ]]; then
     spec="$work/specs/synth-$regen_size.yaml"
     [[ -f "$spec" ]] || python3 "$root/bench/synth.py" "$regen_size" --out "$work/specs" >/dev/null
     out="$work/regen-$regen_size"
+    # The regeneration keeps the cache the initial generation filled.
+    export BULWARK_CACHE_DIR="$work/cache-regen"
     echo "regenerate: $regen_size resources, initial generation (not counted)" >&2
     "$bin" --format json generate "$spec" --out "$out" >/dev/null
     for ((i = 1; i <= runs; i++)); do

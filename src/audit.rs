@@ -1,24 +1,33 @@
-//! `bulwark audit DIR`: proof that every route of a generated project goes through the
-//! guard, including in code edited by hand.
+//! `bulwark audit DIR [--spec SPEC]`: proof that every route of a generated project goes
+//! through the guard, including in code edited by hand.
 //!
-//! Every `.rs` file under DIR (except `target/` and hidden directories) is parsed with syn.
-//! Outside the guard module, any axum call that attaches a handler (`route`, `nest`,
-//! `merge`, `fallback`, …) is a finding, as is a macro whose tokens mention one (its
-//! expansion cannot be checked), a second `serve`, and a file that does not parse. The guard
-//! module itself must be exactly as generated (its hash is in the manifest).
+//! Every `.rs` file under DIR (except `target/` and `.git/`) is parsed with syn. A finding is:
+//! outside the guard module, any use of an axum call that attaches a handler or a layer
+//! (`route`, `nest`, `merge`, `fallback`, `layer`, `from_fn`, … as a method, a path or an
+//! import, raw identifiers included); a `serve` or service conversion outside the server's
+//! main, or more than one `serve`; hyper used directly; a macro whose tokens mention any of
+//! these (its expansion cannot be checked); code the compiler reads that this audit cannot
+//! see (`#[path]`, `include!`, build scripts, procedural-macro crates, symbolic links); an
+//! `Operation` declared outside the generated resource modules; a file that does not parse;
+//! and a guard module that differs from the one this bulwark generates. With `--spec`, every
+//! declared operation must also be exactly one of the spec's.
 
-use crate::emit::{MANIFEST, Manifest, sha256};
+use crate::model::App;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use syn::ext::IdentExt;
 use syn::visit::Visit;
 
 /// The only module allowed to attach handlers, relative to the project root.
 pub const GUARD_MODULE: &str = "crates/server/src/guard.rs";
 /// The only file allowed to start serving.
 pub const SERVER_MAIN: &str = "crates/server/src/main.rs";
+/// Where the generated operations are declared.
+const RESOURCE_MODULES: &str = "crates/server/src/resources/";
 
-/// Methods of axum's `Router` and `MethodRouter` that attach a handler or a service.
-const ATTACHING: [&str; 9] = [
+/// Calls that attach a handler, a service or a layer to a router (axum, tower).
+const ATTACHING: [&str; 18] = [
     "route",
     "route_service",
     "route_layer",
@@ -28,6 +37,25 @@ const ATTACHING: [&str; 9] = [
     "fallback",
     "fallback_service",
     "method_not_allowed_fallback",
+    "layer",
+    "from_fn",
+    "from_fn_with_state",
+    "map_request",
+    "map_request_with_state",
+    "map_response",
+    "map_response_with_state",
+    "service_fn",
+    "on_service",
+];
+
+/// Calls that turn a router into something a server runs, or run it.
+const SERVING: [&str; 6] = [
+    "serve",
+    "into_make_service",
+    "into_make_service_with_connect_info",
+    "into_service",
+    "serve_connection",
+    "serve_connection_with_upgrades",
 ];
 
 /// One problem found.
@@ -50,104 +78,181 @@ pub enum AuditError {
     #[error("cannot read `{path}`: {message}")]
     #[diagnostic(code(bulwark::audit::io))]
     Io { path: String, message: String },
+    #[error("cannot render the expected guard module: {0}")]
+    #[diagnostic(code(bulwark::audit::guard))]
+    Guard(String),
 }
 
-/// Audits the project at `dir`. Findings are sorted by file and position.
-pub fn audit_dir(dir: &Path) -> Result<Vec<Finding>, AuditError> {
+/// Audits the project at `dir`; with `spec`, operations are also checked against the spec's.
+/// Findings are sorted by file and position.
+pub fn audit_dir(dir: &Path, spec: Option<&App>) -> Result<Vec<Finding>, AuditError> {
     if !dir.is_dir() {
         return Err(AuditError::NotADirectory {
             path: dir.display().to_string(),
         });
     }
     let mut files = Vec::new();
-    collect_rust_files(dir, dir, &mut files)?;
     let mut findings = Vec::new();
+    collect(dir, dir, &mut files, &mut findings)?;
     let mut serves = Vec::new();
+    let mut operations = Vec::new();
     for relative in &files {
+        let name = relative.to_string_lossy().replace('\\', "/");
         let path = dir.join(relative);
         let source = std::fs::read_to_string(&path).map_err(|e| AuditError::Io {
             path: path.display().to_string(),
             message: e.to_string(),
         })?;
-        let name = relative.to_string_lossy().replace('\\', "/");
+        if name.ends_with("build.rs") {
+            findings.push(at(
+                &name,
+                1,
+                1,
+                "a build script can generate code this audit cannot see",
+            ));
+        }
         let file = match syn::parse_file(&source) {
             Ok(file) => file,
             Err(e) => {
                 let start = e.span().start();
-                findings.push(Finding {
-                    file: name,
-                    line: start.line,
-                    column: start.column + 1,
-                    message: format!("cannot be parsed, so it cannot be checked: {e}"),
-                });
+                findings.push(at(
+                    &name,
+                    start.line,
+                    start.column + 1,
+                    &format!("cannot be parsed, so it cannot be checked: {e}"),
+                ));
                 continue;
             }
         };
         let mut visitor = Visitor {
             file: &name,
             in_guard: name == GUARD_MODULE,
+            in_main: name == SERVER_MAIN,
             findings: &mut findings,
             serves: &mut serves,
+            operations: &mut operations,
         };
         visitor.visit_file(&file);
     }
-    // Exactly one `serve`, in the server's main.
-    for serve in &serves {
-        if serve.file != SERVER_MAIN {
-            findings.push(Finding {
-                message: "starts a server outside the service's main".into(),
-                ..serve.clone()
-            });
-        }
-    }
-    let in_main: Vec<_> = serves.iter().filter(|s| s.file == SERVER_MAIN).collect();
-    for extra in in_main.iter().skip(1) {
+    for extra in serves.iter().skip(1) {
         findings.push(Finding {
             message: "starts a second server".into(),
-            ..(*extra).clone()
+            ..extra.clone()
         });
     }
     check_guard_module(dir, &mut findings)?;
+    if let Some(app) = spec {
+        check_operations(app, &operations, &mut findings);
+    }
     findings.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+    findings.dedup();
     Ok(findings)
 }
 
-/// The guard module must be the generated one: its hash is in the manifest.
+fn at(file: &str, line: usize, column: usize, message: &str) -> Finding {
+    Finding {
+        file: file.to_owned(),
+        line,
+        column,
+        message: message.to_owned(),
+    }
+}
+
+/// The guard module must be exactly the one this bulwark generates (it takes nothing from
+/// the spec, so the expected text is known without it).
 fn check_guard_module(dir: &Path, findings: &mut Vec<Finding>) -> Result<(), AuditError> {
-    let at = |message: &str| Finding {
-        file: GUARD_MODULE.into(),
-        line: 1,
-        column: 1,
-        message: message.into(),
-    };
-    let manifest_path = dir.join(MANIFEST);
-    let manifest: Option<Manifest> = std::fs::read_to_string(&manifest_path)
-        .ok()
-        .and_then(|text| serde_json::from_str(&text).ok());
-    let Some(manifest) = manifest else {
-        findings.push(Finding {
-            file: MANIFEST.into(),
-            line: 1,
-            column: 1,
-            message: "no readable manifest: the guard module cannot be checked against what was generated".into(),
-        });
-        return Ok(());
-    };
-    match (
-        std::fs::read(dir.join(GUARD_MODULE)),
-        manifest.files.get(GUARD_MODULE),
-    ) {
-        (Ok(bytes), Some(recorded)) if &sha256(&bytes) == recorded => {}
-        (Ok(_), Some(_)) => {
-            findings.push(at("the guard module was changed since it was generated"))
-        }
-        (Ok(_), None) => findings.push(at("the manifest does not record the guard module")),
-        (Err(_), _) => findings.push(at("the guard module is missing")),
+    let expected = crate::render::rust::server::guard_module()
+        .map_err(|e| AuditError::Guard(e.to_string()))?;
+    let mut files = crate::render::FileSet::default();
+    files.insert(GUARD_MODULE, expected);
+    crate::format::format_rust(&mut files, None).map_err(|e| AuditError::Guard(e.to_string()))?;
+    match std::fs::read_to_string(dir.join(GUARD_MODULE)) {
+        Ok(text) if Some(&text) == files.files.get(GUARD_MODULE) => {}
+        Ok(_) => findings.push(at(
+            GUARD_MODULE,
+            1,
+            1,
+            "the guard module differs from the one this bulwark generates",
+        )),
+        Err(_) => findings.push(at(GUARD_MODULE, 1, 1, "the guard module is missing")),
     }
     Ok(())
 }
 
-fn collect_rust_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), AuditError> {
+/// An `Operation { .. }` literal as written in the code.
+#[derive(Debug)]
+struct Declared {
+    at: Finding,
+    fields: BTreeMap<String, String>,
+}
+
+/// Every declared operation must be one of the spec's, field for field, and every one of the
+/// spec's must be declared.
+fn check_operations(app: &App, declared: &[Declared], findings: &mut Vec<Finding>) {
+    let mut expected: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for resource in &app.resources {
+        for action in &resource.actions {
+            let id = format!("{}.{}", resource.name, action.name);
+            let mut fields = BTreeMap::new();
+            fields.insert("id".to_owned(), format!("{id:?}"));
+            fields.insert("method".to_owned(), format!("{:?}", action.method.as_str()));
+            fields.insert("path".to_owned(), format!("{:?}", action.path));
+            fields.insert("public".to_owned(), action.public.is_some().to_string());
+            fields.insert(
+                "scope".to_owned(),
+                action
+                    .scope
+                    .as_ref()
+                    .map_or("None".into(), |s| format!("Some({s:?})")),
+            );
+            expected.insert(id, fields);
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for operation in declared {
+        let id = operation
+            .fields
+            .get("id")
+            .and_then(|v| serde_json::from_str::<String>(v).ok());
+        let Some(wanted) = id.as_ref().and_then(|id| expected.get(id)) else {
+            findings.push(Finding {
+                message: "declares an operation the spec does not have".into(),
+                ..operation.at.clone()
+            });
+            continue;
+        };
+        if let Some(id) = id.clone() {
+            seen.insert(id);
+        }
+        for (key, value) in wanted {
+            let written = operation.fields.get(key).map(|v| v.replace(' ', ""));
+            if written.as_deref() != Some(&value.replace(' ', "")) {
+                findings.push(Finding {
+                    message: format!(
+                        "operation `{}` has `{key}` other than the spec says ({value})",
+                        id.clone().unwrap_or_default()
+                    ),
+                    ..operation.at.clone()
+                });
+            }
+        }
+    }
+    for id in expected.keys().filter(|id| !seen.contains(*id)) {
+        findings.push(at(
+            RESOURCE_MODULES,
+            1,
+            1,
+            &format!("operation `{id}` of the spec is not declared"),
+        ));
+    }
+}
+
+fn collect(
+    root: &Path,
+    dir: &Path,
+    out: &mut Vec<PathBuf>,
+    findings: &mut Vec<Finding>,
+) -> Result<(), AuditError> {
     let entries = std::fs::read_dir(dir).map_err(|e| AuditError::Io {
         path: dir.display().to_string(),
         message: e.to_string(),
@@ -158,16 +263,38 @@ fn collect_rust_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result
         let name = entry.file_name();
         let name = name.to_string_lossy();
         let path = entry.path();
+        let relative = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
+        let shown = relative.to_string_lossy().replace('\\', "/");
         let Ok(kind) = entry.file_type() else {
             continue;
         };
-        if kind.is_dir() {
-            if name.starts_with('.') || (dir == root && name == "target") {
+        if kind.is_symlink() {
+            findings.push(at(
+                &shown,
+                1,
+                1,
+                "a symbolic link: what it points to is not checked",
+            ));
+        } else if kind.is_dir() {
+            if name == ".git" || (dir == root && name == "target") {
                 continue;
             }
-            collect_rust_files(root, &path, out)?;
+            collect(root, &path, out, findings)?;
         } else if name.ends_with(".rs") {
-            out.push(path.strip_prefix(root).unwrap_or(&path).to_path_buf());
+            out.push(relative);
+        } else if name == "Cargo.toml" {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            if text
+                .lines()
+                .any(|l| l.replace(' ', "").starts_with("proc-macro=true"))
+            {
+                findings.push(at(
+                    &shown,
+                    1,
+                    1,
+                    "a procedural-macro crate can generate code this audit cannot see",
+                ));
+            }
         }
     }
     Ok(())
@@ -176,8 +303,10 @@ fn collect_rust_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result
 struct Visitor<'a> {
     file: &'a str,
     in_guard: bool,
+    in_main: bool,
     findings: &'a mut Vec<Finding>,
     serves: &'a mut Vec<Finding>,
+    operations: &'a mut Vec<Declared>,
 }
 
 impl Visitor<'_> {
@@ -191,15 +320,50 @@ impl Visitor<'_> {
         });
     }
 
-    /// Tokens of a macro: checked for attaching calls and `serve`, since what the macro
-    /// expands to cannot be seen here.
+    /// Checks one name used as a method, a path segment or an import.
+    fn check_name(&mut self, ident: &syn::Ident, how: &str) {
+        let word = ident.unraw().to_string();
+        if ATTACHING.contains(&word.as_str()) && !self.in_guard {
+            self.finding(
+                ident.span(),
+                format!("{how} `{word}` attaches a handler or layer outside the guarded router; register it with `GuardedRouter::operation` and an operation of the spec"),
+            );
+        }
+        if SERVING.contains(&word.as_str()) {
+            if !self.in_main {
+                self.finding(
+                    ident.span(),
+                    format!("{how} `{word}` serves a router outside the service's main"),
+                );
+            } else if word == "serve" {
+                let start = ident.span().start();
+                self.serves.push(Finding {
+                    file: self.file.to_owned(),
+                    line: start.line,
+                    column: start.column + 1,
+                    message: String::new(),
+                });
+            }
+        }
+        if word == "hyper" || word == "hyper_util" {
+            self.finding(
+                ident.span(),
+                format!("{how} `{word}` serves HTTP without the guarded router"),
+            );
+        }
+    }
+
+    /// Tokens of a macro: checked for every name above, since what the macro expands to
+    /// cannot be seen here.
     fn check_tokens(&mut self, tokens: &proc_macro2::TokenStream, name: &str) {
         for tree in tokens.clone() {
             match tree {
                 proc_macro2::TokenTree::Ident(ident) => {
-                    let word = ident.to_string();
-                    let attaching = ATTACHING.contains(&word.as_str()) && !self.in_guard;
-                    if attaching || word == "serve" {
+                    let word = ident.unraw().to_string();
+                    let flagged = (ATTACHING.contains(&word.as_str()) && !self.in_guard)
+                        || (SERVING.contains(&word.as_str()) && !self.in_main)
+                        || word == "Operation";
+                    if flagged {
                         self.finding(ident.span(), format!("macro `{name}!` mentions `{word}`; handlers must be attached through the guarded router, outside macros"));
                     }
                 }
@@ -212,36 +376,76 @@ impl Visitor<'_> {
 
 impl<'ast> Visit<'ast> for Visitor<'_> {
     fn visit_expr_method_call(&mut self, call: &'ast syn::ExprMethodCall) {
-        let method = call.method.to_string();
-        if !self.in_guard && ATTACHING.contains(&method.as_str()) {
-            self.finding(
-                call.method.span(),
-                format!("`.{method}(…)` attaches a handler outside the guarded router; register it with `GuardedRouter::operation` and an operation of the spec"),
-            );
-        }
+        self.check_name(&call.method, "method");
         syn::visit::visit_expr_method_call(self, call);
     }
 
-    fn visit_expr_call(&mut self, call: &'ast syn::ExprCall) {
-        if let syn::Expr::Path(path) = &*call.func
-            && path
+    fn visit_expr_path(&mut self, path: &'ast syn::ExprPath) {
+        for segment in &path.path.segments {
+            self.check_name(&segment.ident, "path");
+        }
+        syn::visit::visit_expr_path(self, path);
+    }
+
+    fn visit_use_tree(&mut self, tree: &'ast syn::UseTree) {
+        match tree {
+            syn::UseTree::Path(p) => self.check_name(&p.ident, "import of"),
+            syn::UseTree::Name(n) => self.check_name(&n.ident, "import of"),
+            syn::UseTree::Rename(r) => self.check_name(&r.ident, "import of"),
+            _ => {}
+        }
+        syn::visit::visit_use_tree(self, tree);
+    }
+
+    fn visit_expr_struct(&mut self, expr: &'ast syn::ExprStruct) {
+        if expr
+            .path
+            .segments
+            .last()
+            .is_some_and(|s| s.ident == "Operation")
+        {
+            let span = expr
                 .path
                 .segments
                 .last()
-                .is_some_and(|s| s.ident == "serve")
-        {
-            let start = path.path.segments.last().map_or_else(
-                || call.paren_token.span.open().start(),
-                |s| s.ident.span().start(),
-            );
-            self.serves.push(Finding {
+                .map_or_else(proc_macro2::Span::call_site, |s| s.ident.span());
+            let start = span.start();
+            let at = Finding {
                 file: self.file.to_owned(),
                 line: start.line,
                 column: start.column + 1,
                 message: String::new(),
-            });
+            };
+            if !self.file.starts_with(RESOURCE_MODULES) {
+                self.findings.push(Finding {
+                    message: "declares an operation outside the generated resource modules".into(),
+                    ..at.clone()
+                });
+            }
+            let fields = expr
+                .fields
+                .iter()
+                .filter_map(|f| match &f.member {
+                    syn::Member::Named(name) => {
+                        let value = &f.expr;
+                        Some((name.unraw().to_string(), quote::quote!(#value).to_string()))
+                    }
+                    syn::Member::Unnamed(_) => None,
+                })
+                .collect();
+            self.operations.push(Declared { at, fields });
         }
-        syn::visit::visit_expr_call(self, call);
+        syn::visit::visit_expr_struct(self, expr);
+    }
+
+    fn visit_item_mod(&mut self, module: &'ast syn::ItemMod) {
+        if module.attrs.iter().any(|a| a.path().is_ident("path")) {
+            self.finding(
+                module.ident.span(),
+                "`#[path]` points the compiler at a file this audit may not read".into(),
+            );
+        }
+        syn::visit::visit_item_mod(self, module);
     }
 
     fn visit_macro(&mut self, mac: &'ast syn::Macro) {
@@ -249,7 +453,13 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
             .path
             .segments
             .last()
-            .map_or_else(String::new, |s| s.ident.to_string());
+            .map_or_else(String::new, |s| s.ident.unraw().to_string());
+        if name == "include" {
+            self.finding(
+                mac.path.segments[0].ident.span(),
+                "`include!` brings in code this audit cannot see".into(),
+            );
+        }
         self.check_tokens(&mac.tokens, &name);
         syn::visit::visit_macro(self, mac);
     }

@@ -60,6 +60,9 @@ pub enum Command {
     Audit {
         /// The project's root directory.
         dir: PathBuf,
+        /// The spec it was generated from: every declared operation must be one of its.
+        #[arg(long)]
+        spec: Option<PathBuf>,
     },
     /// Print the JSON Schema of the spec format.
     Schema,
@@ -83,7 +86,7 @@ pub fn run() -> ExitCode {
     let code = match &cli.command {
         Command::Generate { spec, out, force } => generate(cli.format, spec, out, *force),
         Command::Validate { spec } => validate(cli.format, spec),
-        Command::Audit { dir } => audit(cli.format, dir),
+        Command::Audit { dir, spec } => audit(cli.format, dir, spec.as_deref()),
         Command::Schema => {
             println!("{}", crate::schema_json());
             exit::OK
@@ -222,23 +225,16 @@ fn generate(format: OutputFormat, path: &Path, out: &Path, force: bool) -> u8 {
         Err(e) => return fail(format, exit::USAGE_OR_IO, "render", &e),
     };
     let rendered = Instant::now();
-    // Files formatted by the same rustfmt last time are reused when their printed text is
-    // unchanged (a broken manifest is reported when writing).
-    let previous = match emit::read_manifest(out) {
-        Ok(Some(manifest)) if manifest.rustfmt == rustfmt => emit::previous_rust(out, &manifest),
-        _ => format::Previous::default(),
-    };
-    let printed = match format::format_rust(&mut files, &previous) {
-        Ok(printed) => printed,
-        Err(e) => return fail(format, exit::USAGE_OR_IO, "rustfmt", &e),
-    };
+    let cache = format::Cache::open(&rustfmt);
+    if let Err(e) = format::format_rust(&mut files, cache.as_ref()) {
+        return fail(format, exit::USAGE_OR_IO, "rustfmt", &e);
+    }
     let formatted = Instant::now();
     let manifest = emit::Manifest::new(
         &files,
         emit::sha256(source.as_bytes()),
         options.generator_version.clone(),
         rustfmt,
-        printed,
     );
     match emit::write_dir(out, &files, &manifest, force) {
         Ok(outcome) => {
@@ -276,8 +272,21 @@ fn generate(format: OutputFormat, path: &Path, out: &Path, force: bool) -> u8 {
     }
 }
 
-fn audit(format: OutputFormat, dir: &Path) -> u8 {
-    let findings = match crate::audit::audit_dir(dir) {
+fn audit(format: OutputFormat, dir: &Path, spec: Option<&Path>) -> u8 {
+    let app = match spec {
+        Some(path) => {
+            let source = match read_spec(format, path) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            match crate::compile(&path.display().to_string(), &source) {
+                Ok(app) => Some(app),
+                Err(report) => return report_invalid(format, &report),
+            }
+        }
+        None => None,
+    };
+    let findings = match crate::audit::audit_dir(dir, app.as_ref()) {
         Ok(findings) => findings,
         Err(e) => return fail(format, exit::USAGE_OR_IO, "io", &e),
     };

@@ -31,10 +31,6 @@ pub struct Manifest {
     pub rustfmt: String,
     /// Relative path → SHA-256 of the contents written.
     pub files: BTreeMap<String, String>,
-    /// Rust files: relative path → SHA-256 of the text before rustfmt, so the next generation
-    /// can reuse a file whose printed text has not changed instead of formatting it again.
-    #[serde(default)]
-    pub printed: BTreeMap<String, String>,
 }
 
 impl Manifest {
@@ -43,14 +39,12 @@ impl Manifest {
         spec_sha256: String,
         generator_version: String,
         rustfmt: String,
-        printed: BTreeMap<String, String>,
     ) -> Self {
         Manifest {
             generator: "bulwark".into(),
             generator_version,
             spec_sha256,
             rustfmt,
-            printed,
             files: files
                 .files
                 .iter()
@@ -157,21 +151,6 @@ pub fn read_manifest(dir: &Path) -> Result<Option<Manifest>, EmitError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io(&path)(e)),
     }
-}
-
-/// The Rust files of the previous generation in `dir` that are exactly as generated, for
-/// the formatter to reuse (a file edited since is not reused; writing will refuse it).
-pub fn previous_rust(dir: &Path, manifest: &Manifest) -> crate::format::Previous {
-    let mut previous = crate::format::Previous::default();
-    for (path, printed) in &manifest.printed {
-        let Ok(text) = std::fs::read_to_string(dir.join(path)) else {
-            continue;
-        };
-        if manifest.files.get(path) == Some(&sha256(text.as_bytes())) {
-            previous.files.insert(path.clone(), (printed.clone(), text));
-        }
-    }
-    previous
 }
 
 /// A path bulwark could have generated: relative, of normal components only (no `..`, no

@@ -3,10 +3,12 @@
 //! rustfmt everywhere).
 //!
 //! rustfmt runs with the workspace's own `rustfmt.toml` (so no configuration of the machine
-//! leaks in) on a scratch copy of the layout. A file whose printed form is the same as in the
-//! previous generation is not formatted again: its formatted text is taken from there. Of
-//! the rest, whole crates go through one rustfmt process per crate root, in parallel; a few
-//! changed files go through standard input one by one.
+//! leaks in) on a scratch copy of the layout. Formatted text is cached per user, keyed by the
+//! rustfmt version, its configuration and the printed text, so regenerating after a small
+//! spec change formats only what changed. (Never the output directory itself: what is there
+//! may have been edited, and `--force` must restore what bulwark generates.) Of the files not
+//! cached, whole crates go through one rustfmt process per crate root, in parallel; a few
+//! go through standard input one by one.
 
 use crate::render::FileSet;
 use std::collections::BTreeMap;
@@ -50,19 +52,50 @@ pub fn rustfmt_version() -> Result<String, FormatError> {
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
-/// Formatted files of an earlier generation, by path, with the SHA-256 of the printed
-/// (unformatted) text they were made from.
-#[derive(Debug, Default)]
-pub struct Previous {
-    pub files: BTreeMap<String, (String, String)>,
+/// The per-user cache of formatted files.
+#[derive(Clone, Debug)]
+pub struct Cache {
+    dir: PathBuf,
+    salt: String,
 }
 
-impl Previous {
-    fn reuse(&self, path: &str, printed_sha256: &str) -> Option<&String> {
-        self.files
-            .get(path)
-            .filter(|(sha, _)| sha == printed_sha256)
-            .map(|(_, text)| text)
+impl Cache {
+    /// The cache for this rustfmt, under `BULWARK_CACHE_DIR`, `XDG_CACHE_HOME/bulwark` or
+    /// `~/.cache/bulwark`; `None` when none of them can be used (formatting still works).
+    pub fn open(rustfmt_version: &str) -> Option<Cache> {
+        let base = std::env::var_os("BULWARK_CACHE_DIR")
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("bulwark"))
+            })
+            .or_else(|| {
+                std::env::var_os("HOME").map(|d| PathBuf::from(d).join(".cache/bulwark"))
+            })?;
+        let dir = base.join("rustfmt");
+        std::fs::create_dir_all(&dir).ok()?;
+        Some(Cache {
+            dir,
+            salt: format!("{rustfmt_version}\n{RUSTFMT_TOML}"),
+        })
+    }
+
+    fn key(&self, printed: &str) -> PathBuf {
+        self.dir.join(crate::emit::sha256(
+            format!("{}\n{printed}", self.salt).as_bytes(),
+        ))
+    }
+
+    fn get(&self, printed: &str) -> Option<String> {
+        std::fs::read_to_string(self.key(printed)).ok()
+    }
+
+    /// Best effort: a cache that cannot be written only costs time.
+    fn put(&self, printed: &str, formatted: &str) {
+        let key = self.key(printed);
+        let partial = key.with_extension(format!("partial-{}", std::process::id()));
+        if std::fs::write(&partial, formatted).is_ok() && std::fs::rename(&partial, &key).is_err() {
+            let _ = std::fs::remove_file(&partial);
+        }
     }
 }
 
@@ -70,35 +103,36 @@ impl Previous {
 /// their crates are formatted whole.
 const FEW: usize = 8;
 
-/// Formats every `.rs` file of `files` in place. Returns the SHA-256 of each file's printed
-/// text, for the manifest (the next generation's cache key).
-pub fn format_rust(
-    files: &mut FileSet,
-    previous: &Previous,
-) -> Result<BTreeMap<String, String>, FormatError> {
-    let printed: BTreeMap<String, String> = files
-        .rust_paths()
-        .map(|p| (p.clone(), crate::emit::sha256(files.files[p].as_bytes())))
-        .collect();
+/// Formats every `.rs` file of `files` in place, through `cache` when there is one.
+pub fn format_rust(files: &mut FileSet, cache: Option<&Cache>) -> Result<(), FormatError> {
     let mut changed = Vec::new();
-    for (path, sha) in &printed {
-        match previous.reuse(path, sha) {
+    let mut printed = BTreeMap::new();
+    for path in files.rust_paths().cloned().collect::<Vec<_>>() {
+        match cache.and_then(|c| c.get(&files.files[&path])) {
             Some(text) => {
-                files.files.insert(path.clone(), text.clone());
+                files.files.insert(path, text);
             }
-            None => changed.push(path.clone()),
+            None => {
+                printed.insert(path.clone(), files.files[&path].clone());
+                changed.push(path);
+            }
         }
     }
     if changed.len() <= FEW {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         let formatted = parallel(&changed, threads, |path| format_stdin(&files.files[path]))?;
-        for (path, text) in changed.into_iter().zip(formatted) {
-            files.files.insert(path, text);
+        for (path, text) in changed.iter().zip(formatted) {
+            files.files.insert(path.clone(), text);
         }
     } else {
         format_crates(files, &changed)?;
     }
-    Ok(printed)
+    if let Some(cache) = cache {
+        for (path, text) in &printed {
+            cache.put(text, &files.files[path]);
+        }
+    }
+    Ok(())
 }
 
 /// Formats the crates holding `changed`, whole, one rustfmt process per crate root.

@@ -36,9 +36,10 @@ fn string(text: &str) -> String {
     serde_json::to_string(text).unwrap_or_else(|_| "\"\"".into())
 }
 
-/// The Cedar action id of an operation.
+/// The Cedar action id of an operation: the same `resource.action` as the server's
+/// operation ids and PERMISSIONS.md.
 pub fn action_id(resource: &Resource, action: &Action) -> String {
-    format!("{}.{}", resource.ident, action.ident)
+    format!("{}.{}", resource.name, action.name)
 }
 
 fn attribute_type(field: &crate::model::Field) -> &'static str {

@@ -87,7 +87,7 @@ fn a_generated_project_passes() {
 #[test]
 fn a_route_added_by_hand_is_found() {
     let code = "\npub fn backdoor(router: axum::Router) -> axum::Router {\n    router.route(\"/backdoor\", axum::routing::get(|| async { \"open\" }))\n}\n";
-    assert_found("crates/server/src/routes.rs", code, 2, "`.route(…)`");
+    assert_found("crates/server/src/routes.rs", code, 2, "method `route`");
 }
 
 #[test]
@@ -108,7 +108,7 @@ fn every_attaching_method_is_found() {
             "crates/server/src/extra.rs",
             &code,
             2,
-            &format!("`.{method}(…)`"),
+            &format!("method `{method}`"),
         );
     }
 }
@@ -131,7 +131,7 @@ fn a_second_server_is_found() {
         "crates/server/src/bin/side.rs",
         code,
         2,
-        "starts a server outside",
+        "serves a router outside",
     );
 }
 
@@ -149,7 +149,9 @@ fn an_edited_guard_module_is_found() {
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].0, "crates/server/src/guard.rs");
     assert!(
-        found[0].2.contains("changed since it was generated"),
+        found[0]
+            .2
+            .contains("differs from the one this bulwark generates"),
         "{found:?}"
     );
 }
@@ -183,6 +185,129 @@ fn code_outside_target_and_hidden_directories_is_all_checked() {
     );
     let (status, _) = bulwark(&["audit"], dir.path());
     assert_eq!(status, 3);
+}
+
+#[test]
+fn evasions_are_found() {
+    let cases: [(&str, &str, &str); 11] = [
+        (
+            "crates/server/src/extra.rs",
+            "fn a(r: axum::Router) -> axum::Router { axum::Router::route(r, \"/e1\", todo()) }\n",
+            "path `route`",
+        ),
+        (
+            "crates/server/src/extra.rs",
+            "fn a(r: axum::Router) -> axum::Router { r.r#route(\"/e2\", todo()) }\n",
+            "method `route`",
+        ),
+        (
+            "crates/server/src/extra.rs",
+            "fn a() { let attach = axum::Router::<()>::merge; let _ = attach; }\n",
+            "path `merge`",
+        ),
+        (
+            "crates/server/src/extra.rs",
+            "fn a(r: axum::Router) -> axum::Router { r.layer(axum::middleware::from_fn(todo())) }\n",
+            "method `layer`",
+        ),
+        (
+            "crates/server/src/main.rs",
+            "\nuse axum::serve as start;\n",
+            "second server",
+        ),
+        (
+            "crates/server/src/extra.rs",
+            "use hyper::server::conn::http1;\n",
+            "`hyper`",
+        ),
+        (
+            "crates/server/src/extra.rs",
+            "pub const BACKDOOR: Operation = Operation { id: \"customer.read\", method: \"GET\", path: \"/e5\", scope: None, roles: &[], public: true, mfa: false, rate_limit: None };\n",
+            "outside the generated resource modules",
+        ),
+        (
+            "crates/server/src/extra.rs",
+            "#[path = \"elsewhere.rs\"]\nmod hidden;\n",
+            "`#[path]`",
+        ),
+        (
+            "crates/server/src/extra.rs",
+            "include!(\"e8.inc\");\n",
+            "`include!`",
+        ),
+        ("crates/server/build.rs", "fn main() {}\n", "build script"),
+        (
+            "crates/server/src/.hidden/e7.rs",
+            "fn a(r: axum::Router) -> axum::Router { r.nest(\"/x\", todo()) }\n",
+            "method `nest`",
+        ),
+    ];
+    for (file, code, needle) in cases {
+        let dir = project();
+        append(dir.path(), file, code);
+        let (status, json) = bulwark(&["audit"], dir.path());
+        assert_eq!(status, 3, "{file}: {code}\n{json}");
+        let found = findings(&json);
+        assert!(
+            found
+                .iter()
+                .any(|(f, _, m)| f == file && m.contains(needle)),
+            "`{needle}` not found for {code}: {found:?}"
+        );
+    }
+}
+
+#[test]
+fn links_and_procedural_macros_are_found() {
+    let dir = project();
+    let outside = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(outside.path(), dir.path().join("crates/server/src/linked"))
+        .unwrap();
+    append(
+        dir.path(),
+        "crates/macros/Cargo.toml",
+        "[package]\nname = \"m\"\n[lib]\nproc-macro = true\n",
+    );
+    let (status, json) = bulwark(&["audit"], dir.path());
+    assert_eq!(status, 3, "{json}");
+    let found = findings(&json);
+    assert!(
+        found
+            .iter()
+            .any(|(f, _, m)| f == "crates/server/src/linked" && m.contains("symbolic link")),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|(f, _, m)| f == "crates/macros/Cargo.toml" && m.contains("procedural-macro")),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn with_the_spec_every_operation_must_match_it() {
+    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("specs/ledgerly.yaml");
+    let spec = spec.to_str().unwrap();
+    let dir = project();
+    let (status, json) = bulwark(&["audit", "--spec", spec], dir.path());
+    assert_eq!(status, 0, "{json}");
+    // A generated operation made public by hand.
+    let file = dir.path().join("crates/server/src/resources/customer.rs");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let flipped = text.replacen("public: false", "public: true", 1);
+    assert_ne!(text, flipped);
+    std::fs::write(&file, flipped).unwrap();
+    let (status, json) = bulwark(&["audit", "--spec", spec], dir.path());
+    assert_eq!(status, 3, "{json}");
+    let found = findings(&json);
+    assert!(
+        found
+            .iter()
+            .any(|(f, _, m)| f == "crates/server/src/resources/customer.rs"
+                && m.contains("`public`")),
+        "{found:?}"
+    );
 }
 
 #[test]

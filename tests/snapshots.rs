@@ -18,7 +18,7 @@ fn generate(spec: &str) -> bulwark::render::FileSet {
         generator_version: "snapshot".into(),
     };
     let mut files = bulwark::render::render(&app, &options).unwrap();
-    bulwark::format::format_rust(&mut files, &Default::default()).unwrap();
+    bulwark::format::format_rust(&mut files, None).unwrap();
     files
 }
 

@@ -370,13 +370,20 @@ fn problem(api: &Ident) -> TokenStream {
     }
 }
 
+/// The guard module's file as printed (before rustfmt). It takes nothing from the spec, so
+/// `bulwark audit` can compare a project's guard module with it.
+pub fn guard_module() -> Result<String, RenderError> {
+    let printed = super::print(crate::audit::GUARD_MODULE, guard())?;
+    Ok(format!("{}{printed}", crate::render::rust_header()))
+}
+
 fn guard() -> TokenStream {
     quote! {
         //! The guarded router: the only way to attach a handler. Each route is keyed by an
         //! [`Operation`] of the spec and wrapped in [`authorize`] before it is registered.
         //!
-        //! The guard throttles, then authenticates the bearer token (see `identity`) and checks
-        //! the operation's scope. Memberships and the Cedar policies are not evaluated yet, so
+        //! The guard authenticates the bearer token (see `identity`), checks the operation's
+        //! scope and throttles per principal (public operations: per client address). Memberships and the Cedar policies are not evaluated yet, so
         //! every authenticated request to a non-public operation is refused with 403: it
         //! fails closed.
 
@@ -394,6 +401,7 @@ fn guard() -> TokenStream {
         use std::collections::BTreeMap;
         use std::net::{IpAddr, Ipv4Addr, SocketAddr};
         use std::num::NonZeroU32;
+        use std::sync::atomic::{AtomicUsize, Ordering};
         use std::sync::Arc;
         use std::time::Duration;
 
@@ -422,13 +430,14 @@ fn guard() -> TokenStream {
         #[derive(Clone)]
         pub struct Guard {
             operation: &'static Operation,
-            limiter: Option<Arc<DefaultKeyedRateLimiter<IpAddr>>>,
+            limiter: Option<Arc<DefaultKeyedRateLimiter<String>>>,
             keys: Arc<Keys>,
+            checks: Arc<AtomicUsize>,
         }
 
         /// The rate limiter of an operation: `requests` per `seconds`, in bursts of up to
-        /// `requests`, per client address.
-        fn limiter(operation: &Operation) -> Option<Arc<DefaultKeyedRateLimiter<IpAddr>>> {
+        /// `requests`, per principal (or per client address for public operations).
+        fn limiter(operation: &Operation) -> Option<Arc<DefaultKeyedRateLimiter<String>>> {
             let (requests, seconds) = operation.rate_limit?;
             let burst = NonZeroU32::new(requests)?;
             let period = Duration::from_secs(u64::from(seconds)) / requests;
@@ -456,14 +465,19 @@ fn guard() -> TokenStream {
                 H: Handler<T, S>,
                 T: 'static,
             {
-                let guard = Guard { operation, limiter: limiter(operation), keys: self.keys.clone() };
+                let guard = Guard { operation, limiter: limiter(operation), keys: self.keys.clone(), checks: Arc::default() };
                 let guarded = handler.layer(from_fn_with_state(guard, authorize));
                 let filter = match operation.method {
                     "GET" => MethodFilter::GET,
                     "POST" => MethodFilter::POST,
                     "PUT" => MethodFilter::PUT,
                     "PATCH" => MethodFilter::PATCH,
-                    _ => MethodFilter::DELETE,
+                    "DELETE" => MethodFilter::DELETE,
+                    other => {
+                        // Not registered: the path answers 404 or 405 (fails closed).
+                        tracing::error!(operation = operation.id, method = other, "unknown method; operation not registered");
+                        return self;
+                    }
                 };
                 let methods = self.paths.remove(operation.path).unwrap_or_default();
                 self.paths.insert(operation.path, methods.on(filter, guarded));
@@ -488,33 +502,49 @@ fn guard() -> TokenStream {
             }
         }
 
-        /// The guard in front of every handler: throttling, then authentication.
+        /// Counts `key` against the operation's rate limit; a 429 when it is over.
+        fn throttle(guard: &Guard, operation: &Operation, key: String) -> Option<Response> {
+            let limiter = guard.limiter.as_ref()?;
+            let refused = limiter.check_key(&key).err().map(|not_until| {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                tracing::warn!(operation = operation.id, client = key.as_str(), outcome = "throttled", "request refused");
+                Problem::too_many_requests(wait.as_secs().max(1)).into_response()
+            });
+            // Forget idle clients now and then, not on every request.
+            if limiter.len() > 10_000 && guard.checks.fetch_add(1, Ordering::Relaxed).is_multiple_of(1024) {
+                limiter.retain_recent();
+            }
+            refused
+        }
+
+        /// The guard in front of every handler: authentication, scope and throttling.
         pub async fn authorize(State(guard): State<Guard>, request: Request, next: Next) -> Response {
             let operation = guard.operation;
-            if let Some(limiter) = &guard.limiter {
-                // The peer address; behind a proxy, every client shares the proxy's budget
-                // (forwarded headers are not trusted unless a proxy layer is added for them).
+            if operation.public {
+                // Public: throttled per client address (an IPv6 client per /64, which one
+                // host can rotate through). Behind a proxy every client shares its budget;
+                // forwarded headers are not trusted unless a proxy layer is added for them.
                 let client = request
                     .extensions()
                     .get::<ConnectInfo<SocketAddr>>()
                     .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
-                if let Err(not_until) = limiter.check_key(&client) {
-                    let wait = not_until.wait_time_from(DefaultClock::default().now());
-                    tracing::warn!(operation = operation.id, client = client.to_string(), outcome = "throttled", "request refused");
-                    return Problem::too_many_requests(wait.as_secs().max(1)).into_response();
+                let client = match client {
+                    IpAddr::V6(v6) => format!("{:x?}", &v6.segments()[..4]),
+                    IpAddr::V4(v4) => v4.to_string(),
+                };
+                if let Some(refused) = throttle(&guard, operation, client) {
+                    return refused;
                 }
-                if limiter.len() > 100_000 {
-                    limiter.retain_recent();
-                }
-            }
-            if operation.public {
                 return next.run(request).await;
             }
+            // The scheme name is case-insensitive (RFC 7235).
             let bearer = request
                 .headers()
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "));
+                .and_then(|v| v.split_once(' '))
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, token)| token);
             let Some(bearer) = bearer else {
                 tracing::info!(operation = operation.id, outcome = "unauthenticated", "request refused");
                 return Problem::unauthorized().into_response();
@@ -532,6 +562,10 @@ fn guard() -> TokenStream {
             {
                 tracing::info!(operation = operation.id, subject = token.subject.as_str(), outcome = "insufficient_scope", "request refused");
                 return Problem::insufficient_scope(scope).into_response();
+            }
+            // Authenticated: throttled per principal.
+            if let Some(refused) = throttle(&guard, operation, format!("sub:{}", token.subject)) {
+                return refused;
             }
             // Memberships and the Cedar policies are not evaluated by this generation yet:
             // an authenticated caller is refused (fail closed) rather than let through.
@@ -561,7 +595,7 @@ fn identity(app: &App) -> TokenStream {
         //! file (`DEV_JWKS_FILE`, written by the `dev-token` tool); an unset environment is
         //! production.
 
-        use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
+        use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet, KeyOperations, PublicKeyUse};
         use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
         use serde_json::{Map, Value};
 
@@ -649,6 +683,12 @@ fn identity(app: &App) -> TokenStream {
                 let jwk = set.find(kid).ok_or("unknown key")?;
                 if matches!(jwk.algorithm, AlgorithmParameters::OctetKey(_)) {
                     return Err("symmetric keys are not trusted");
+                }
+                if jwk.common.public_key_use.as_ref().is_some_and(|u| *u != PublicKeyUse::Signature) {
+                    return Err("key is not for signatures");
+                }
+                if jwk.common.key_operations.as_ref().is_some_and(|ops| !ops.contains(&KeyOperations::Verify)) {
+                    return Err("key is not for verifying");
                 }
                 if let Some(declared) = jwk.common.key_algorithm
                     && format!("{declared:?}") != format!("{:?}", header.alg)
@@ -774,15 +814,19 @@ fn dev_token() -> TokenStream {
         }
 
         fn keygen() -> Result<(), String> {
+            use std::io::Write;
+            use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
             let (pkcs8, jwks) = dev::generate(KID)?;
-            std::fs::create_dir_all(DIR).map_err(|e| e.to_string())?;
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(DIR).map_err(|e| e.to_string())?;
             let key_path = std::path::Path::new(DIR).join("signing-key.pk8");
-            std::fs::write(&key_path, pkcs8).map_err(|e| e.to_string())?;
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).map_err(|e| e.to_string())?;
-            }
+            // Readable by the owner only from the start; an existing key is never overwritten.
+            let mut key = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&key_path)
+                .map_err(|e| format!("{}: {e} (delete it to make a new key)", key_path.display()))?;
+            key.write_all(&pkcs8).map_err(|e| e.to_string())?;
             std::fs::write(std::path::Path::new(DIR).join("jwks.json"), jwks).map_err(|e| e.to_string())?;
             println!("APP_ENV=development DEV_JWKS_FILE={DIR}/jwks.json");
             Ok(())

@@ -106,7 +106,36 @@ pub fn render_tests(
             let response = call_with(op.method, &path, Some(&token)).await;
             assert_eq!(response.status(), StatusCode::FORBIDDEN, "{}", op.id);
             assert!(is_problem(&response));
-            assert!(!challenge(&response).contains("invalid_token"));
+            assert!(!response.headers().contains_key(header::WWW_AUTHENTICATE), "{}", challenge(&response));
+            // The media type RFC 9068 also allows.
+            let mut claims = dev::claims("user-1", uuid::Uuid::now_v7(), &all_scopes(), &["mfa"], now, 60);
+            claims["sub"] = "user-2".into();
+            let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+            h.typ = Some("application/at+jwt".into());
+            h.kid = Some("test".into());
+            let token = jsonwebtoken::encode(&h, &claims, &jsonwebtoken::EncodingKey::from_ec_der(&test_key().0)).expect("token");
+            let response = call_with(op.method, &path, Some(&token)).await;
+            assert_eq!(response.status(), StatusCode::FORBIDDEN);
+            assert!(!response.headers().contains_key(header::WWW_AUTHENTICATE));
+        }
+
+        #[test]
+        fn symmetric_and_non_signing_keys_are_never_trusted() {
+            let now = identity::now();
+            let claims = dev::claims("user-1", uuid::Uuid::now_v7(), &all_scopes(), &[], now, 60);
+            let secret = b"a shared secret of thirty-two bytes!";
+            let oct = serde_json::json!({"keys": [{"kty": "oct", "kid": "shared", "alg": "HS256", "k": b64(secret)}]});
+            let keys = Keys::from_jwks(&oct.to_string()).expect("an oct JWKS parses");
+            let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+            h.typ = Some("at+jwt".into());
+            h.kid = Some("shared".into());
+            let token = jsonwebtoken::encode(&h, &claims, &jsonwebtoken::EncodingKey::from_secret(secret).expect("key")).expect("token");
+            assert!(keys.verify(&token, now).is_err());
+            // The same key pair, published for encryption only.
+            let mut jwks: serde_json::Value = serde_json::from_str(&test_key().1).expect("jwks");
+            jwks["keys"][0]["use"] = "enc".into();
+            let keys = Keys::from_jwks(&jwks.to_string()).expect("jwks parses");
+            assert_eq!(keys.verify(&signed(&claims), now), Err("key is not for signatures"));
         }
 
         #[tokio::test]
@@ -136,12 +165,18 @@ pub fn render_tests(
             let header = |json: serde_json::Value| b64(json.to_string().as_bytes());
             let payload = b64(good().to_string().as_bytes());
             let (other_key, _) = dev::generate("test").expect("a second key pair");
-            let public_point = serde_json::from_str::<serde_json::Value>(&test_key().1).expect("jwks")["keys"][0]["x"].to_string();
+            let public_point = {
+                use base64::Engine;
+                let jwk = &serde_json::from_str::<serde_json::Value>(&test_key().1).expect("jwks")["keys"][0];
+                let coordinate = |c: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(jwk[c].as_str().expect("coordinate")).expect("base64");
+                // The uncompressed point, as a confused verifier would use it for HMAC.
+                [vec![4u8], coordinate("x"), coordinate("y")].concat()
+            };
             let hs256 = {
                 let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
                 h.typ = Some("at+jwt".into());
                 h.kid = Some("test".into());
-                jsonwebtoken::encode(&h, &good(), &jsonwebtoken::EncodingKey::from_secret(public_point.as_bytes()).expect("an hmac key")).expect("hs256 token")
+                jsonwebtoken::encode(&h, &good(), &jsonwebtoken::EncodingKey::from_secret(&public_point).expect("an hmac key")).expect("hs256 token")
             };
             let wrong_typ = {
                 let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
@@ -160,7 +195,11 @@ pub fn render_tests(
                 ("expired", signed(&dev::claims("user-1", uuid::Uuid::now_v7(), &all_scopes(), &[], now - 400, 60))),
                 ("not yet valid", with("nbf", (now + 120).into())),
                 ("lifetime over the cap", with("exp", (now + lifetime + 60).into())),
-                ("issued in the future", signed(&dev::claims("user-1", uuid::Uuid::now_v7(), &all_scopes(), &[], now + 300, 60))),
+                ("issued in the future", {
+                    let mut claims = dev::claims("user-1", uuid::Uuid::now_v7(), &all_scopes(), &[], now + 300, 60);
+                    claims["nbf"] = now.into();
+                    signed(&claims)
+                }),
                 ("no iat", without("iat")),
                 ("no sub", without("sub")),
                 ("no tenant", without(identity::TENANT_CLAIM)),
@@ -222,15 +261,19 @@ pub fn render_tests(
                 let Some((requests, _)) = op.rate_limit else { continue };
                 let app = router();
                 let path = op.path.replace("{id}", "0190a0b0-0000-7000-8000-000000000001");
+                // Authenticated operations are throttled per principal: one caller's token.
+                let token = signed(&dev::claims("user-1", uuid::Uuid::now_v7(), &all_scopes(), &["mfa"], identity::now(), 60));
                 // The burst allows `requests` at once, so none of those may be throttled;
                 // beyond it, requests come faster than the quota refills.
                 let mut throttled_at = None;
                 for attempt in 0..requests * 3 + 10 {
-                    let request = Request::builder()
+                    let mut request = Request::builder()
                         .method(Method::from_bytes(op.method.as_bytes()).expect("valid method"))
-                        .uri(&path)
-                        .body(Body::empty())
-                        .expect("valid request");
+                        .uri(&path);
+                    if !op.public {
+                        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+                    }
+                    let request = request.body(Body::empty()).expect("valid request");
                     let response = app.clone().oneshot(request).await.expect("the router answers");
                     if response.status() == StatusCode::TOO_MANY_REQUESTS {
                         assert!(is_problem(&response));
