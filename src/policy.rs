@@ -156,6 +156,7 @@ pub fn policies(app: &App) -> String {
                 }
                 let _ = writeln!(out);
                 let _ = writeln!(out, "@id({})", string(&format!("{id}/{role}")));
+                let _ = writeln!(out, "@action({})", string(&id));
                 let _ = writeln!(
                     out,
                     "permit (principal is {NAMESPACE}::{PRINCIPAL}, action == {NAMESPACE}::Action::{}, resource is {NAMESPACE}::{})",

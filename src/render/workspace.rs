@@ -217,6 +217,7 @@ fn cargo_lock(crates: &Crates) -> String {
                 "axum",
                 // Two versions of base64 are in the graph, so the lock names the one meant.
                 "base64 0.22.1",
+                "cedar-policy",
                 "chrono",
                 "governor",
                 "jsonwebtoken",

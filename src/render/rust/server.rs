@@ -22,6 +22,7 @@ pub fn render_server(
     files.insert_rust(&format!("{dir}/src/guard.rs"), guard())?;
     files.insert_rust(&format!("{dir}/src/tenant.rs"), tenant())?;
     files.insert_rust(&format!("{dir}/src/identity.rs"), identity(app))?;
+    files.insert_rust(&format!("{dir}/src/authz.rs"), authz())?;
     files.insert_rust(&format!("{dir}/src/bin/dev-token.rs"), dev_token())?;
     files.insert_rust(&format!("{dir}/src/routes.rs"), routes(app))?;
     let modules: Vec<_> = app.resources.iter().map(|r| ident(&r.ident)).collect();
@@ -64,6 +65,7 @@ fn lib(app: &App) -> TokenStream {
         //! Every route is registered through [`guard::GuardedRouter`], keyed by the spec's
         //! operation; there is no other way to attach a handler.
 
+        pub mod authz;
         pub mod guard;
         pub mod identity;
         pub mod problem;
@@ -76,8 +78,8 @@ fn lib(app: &App) -> TokenStream {
         pub struct AppState {
             /// Connection pool (the app role, never a superuser or the owner).
             pub db: sqlx::PgPool,
-            /// The identity provider's keys.
-            pub keys: std::sync::Arc<identity::Keys>,
+            /// Keys, policies and memberships the guard and handlers decide with.
+            pub auth: std::sync::Arc<authz::Authority>,
         }
 
         pub use routes::{router, OPERATIONS};
@@ -135,7 +137,8 @@ fn main(app: &App) -> TokenStream {
                 .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
             tracing::info!(addr = addr.as_str(), "listening");
             let keys = server::identity::Keys::from_environment()?;
-            let app = server::router(server::AppState { db, keys: std::sync::Arc::new(keys) });
+            let auth = server::authz::Authority::new(keys, db.clone())?;
+            let app = server::router(server::AppState { db, auth: std::sync::Arc::new(auth) });
             // Peer addresses reach the guard's per-client rate limits.
             let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
             axum::serve(listener, app)
@@ -216,6 +219,14 @@ fn problem(api: &Ident) -> TokenStream {
                 let mut p = Problem::new(StatusCode::UNAUTHORIZED, "about:blank", "Unauthorized")
                     .detail("the access token is not valid");
                 p.challenge = Some(r#"Bearer error="invalid_token""#.into());
+                p
+            }
+
+            /// 401: a second factor is needed for this (RFC 9470 step-up).
+            pub fn step_up() -> Self {
+                let mut p = Problem::new(StatusCode::UNAUTHORIZED, "about:blank", "Unauthorized")
+                    .detail("this needs a second factor: sign in again with one");
+                p.challenge = Some(r#"Bearer error="insufficient_user_authentication", error_description="a second factor is required""#.into());
                 p
             }
 
@@ -301,6 +312,12 @@ fn problem(api: &Ident) -> TokenStream {
             }
         }
 
+        impl From<Box<Problem>> for Problem {
+            fn from(problem: Box<Problem>) -> Self {
+                *problem
+            }
+        }
+
         impl From<axum::extract::rejection::JsonRejection> for Problem {
             fn from(rejection: axum::extract::rejection::JsonRejection) -> Self {
                 use axum::extract::rejection::JsonRejection;
@@ -383,12 +400,14 @@ fn guard() -> TokenStream {
         //! [`Operation`] of the spec and wrapped in [`authorize`] before it is registered.
         //!
         //! The guard authenticates the bearer token (see `identity`), checks the operation's
-        //! scope and throttles per principal (public operations: per client address). Memberships and the Cedar policies are not evaluated yet, so
-        //! every authenticated request to a non-public operation is refused with 403: it
-        //! fails closed.
+        //! scope, throttles per principal (public operations: per client address) and reads
+        //! the caller's roles from the tenant's memberships; the handler then authorizes the
+        //! row with the policies (see `authz`).
 
-        use crate::identity::{self, Keys};
+        use crate::authz::Authority;
+        use crate::identity;
         use crate::problem::{self, Problem};
+        use crate::tenant::{membership, Principal, TenantId};
         use axum::extract::{ConnectInfo, Request, State};
         use axum::http::header;
         use axum::handler::Handler;
@@ -431,7 +450,7 @@ fn guard() -> TokenStream {
         pub struct Guard {
             operation: &'static Operation,
             limiter: Option<Arc<DefaultKeyedRateLimiter<String>>>,
-            keys: Arc<Keys>,
+            auth: Arc<Authority>,
             checks: Arc<AtomicUsize>,
         }
 
@@ -449,13 +468,13 @@ fn guard() -> TokenStream {
         pub struct GuardedRouter<S> {
             paths: BTreeMap<&'static str, MethodRouter<S>>,
             registered: Vec<&'static Operation>,
-            keys: Arc<Keys>,
+            auth: Arc<Authority>,
         }
 
         impl<S: Clone + Send + Sync + 'static> GuardedRouter<S> {
-            /// An empty router whose guard trusts `keys`.
-            pub fn new(keys: Arc<Keys>) -> Self {
-                GuardedRouter { paths: BTreeMap::new(), registered: Vec::new(), keys }
+            /// An empty router whose guard decides with `auth`.
+            pub fn new(auth: Arc<Authority>) -> Self {
+                GuardedRouter { paths: BTreeMap::new(), registered: Vec::new(), auth }
             }
 
             /// Registers `handler` for `operation`, behind the guard. (Not called `route`:
@@ -465,7 +484,7 @@ fn guard() -> TokenStream {
                 H: Handler<T, S>,
                 T: 'static,
             {
-                let guard = Guard { operation, limiter: limiter(operation), keys: self.keys.clone(), checks: Arc::default() };
+                let guard = Guard { operation, limiter: limiter(operation), auth: self.auth.clone(), checks: Arc::default() };
                 let guarded = handler.layer(from_fn_with_state(guard, authorize));
                 let filter = match operation.method {
                     "GET" => MethodFilter::GET,
@@ -549,7 +568,7 @@ fn guard() -> TokenStream {
                 tracing::info!(operation = operation.id, outcome = "unauthenticated", "request refused");
                 return Problem::unauthorized().into_response();
             };
-            let token = match guard.keys.verify(bearer.trim(), identity::now()) {
+            let token = match guard.auth.keys.verify(bearer.trim(), identity::now()) {
                 Ok(token) => token,
                 Err(reason) => {
                     // Logged, not stored: refusals before authentication must not fill the database.
@@ -567,10 +586,21 @@ fn guard() -> TokenStream {
             if let Some(refused) = throttle(&guard, operation, format!("sub:{}", token.subject)) {
                 return refused;
             }
-            // Memberships and the Cedar policies are not evaluated by this generation yet:
-            // an authenticated caller is refused (fail closed) rather than let through.
-            tracing::info!(operation = operation.id, subject = token.subject.as_str(), outcome = "denied", "request refused");
-            Problem::forbidden().into_response()
+            // The roles come from the tenant's memberships, never from the token.
+            let tenant = TenantId::system(token.tenant);
+            let roles = match membership(&guard.auth.db, tenant, &token.subject).await {
+                Ok(Some(roles)) => roles,
+                Ok(None) => {
+                    tracing::info!(operation = operation.id, subject = token.subject.as_str(), outcome = "not_a_member", "request refused");
+                    return Problem::forbidden().into_response();
+                }
+                Err(error) => return Problem::internal(&error).into_response(),
+            };
+            let principal = Principal { subject: token.subject, tenant, roles, scopes: token.scopes, mfa: token.mfa };
+            let mut request = request;
+            request.extensions_mut().insert(principal);
+            // The handler authorizes against the row (see `authz`).
+            next.run(request).await
         }
     }
 }
@@ -843,6 +873,116 @@ fn dev_token() -> TokenStream {
     }
 }
 
+fn authz() -> TokenStream {
+    quote! {
+        //! Authorization: who may do what to which row, decided by the Cedar policies compiled
+        //! from the spec (`policies/`), evaluated per request and per row. Deny by default: an
+        //! error in building a request denies.
+
+        use crate::guard::Operation;
+        use crate::identity::Keys;
+        use crate::problem::Problem;
+        use crate::tenant::Principal;
+        use cedar_policy::{Authorizer, Context, Decision, Entities, EntityId, EntityTypeName, EntityUid, PolicySet, Request, Schema};
+        use std::collections::HashMap;
+        use std::str::FromStr;
+
+        /// A decimal as Cedar's `decimal` extension value (at most four decimal places).
+        pub fn decimal(value: rust_decimal::Decimal) -> serde_json::Value {
+            let mut text = value.round_dp(4).normalize().to_string();
+            if !text.contains('.') {
+                text.push_str(".0");
+            }
+            serde_json::json!({"__extn": {"fn": "decimal", "arg": text}})
+        }
+
+        /// A timestamp as Cedar's `datetime` extension value.
+        pub fn datetime(value: &chrono::DateTime<chrono::Utc>) -> serde_json::Value {
+            let text = value.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            serde_json::json!({"__extn": {"fn": "datetime", "arg": text}})
+        }
+
+        const SCHEMA: &str = include_str!("../../../policies/schema.cedarschema");
+        const POLICIES: &str = include_str!("../../../policies/policies.cedar");
+        const NAMESPACE: &str = "App";
+
+        /// Everything the guard and the handlers decide with.
+        pub struct Authority {
+            /// The identity provider's keys.
+            pub keys: Keys,
+            /// Connection pool, for memberships.
+            pub db: sqlx::PgPool,
+            schema: Schema,
+            /// The policies of each operation: evaluating only those is several times faster.
+            by_operation: HashMap<String, PolicySet>,
+            authorizer: Authorizer,
+        }
+
+        impl std::fmt::Debug for Authority {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct("Authority").field("operations", &self.by_operation.len()).finish_non_exhaustive()
+            }
+        }
+
+        impl Authority {
+            /// Loads the compiled policies.
+            pub fn new(keys: Keys, db: sqlx::PgPool) -> Result<Self, String> {
+                let (schema, _) = Schema::from_cedarschema_str(SCHEMA).map_err(|e| format!("policy schema: {e}"))?;
+                let all = PolicySet::from_str(POLICIES).map_err(|e| format!("policies: {e}"))?;
+                let mut by_operation: HashMap<String, PolicySet> = HashMap::new();
+                for policy in all.policies() {
+                    let operation = policy.annotation("action").ok_or("a policy without @action")?.to_owned();
+                    by_operation.entry(operation).or_default().add(policy.clone()).map_err(|e| e.to_string())?;
+                }
+                Ok(Authority { keys, db, schema, by_operation, authorizer: Authorizer::new() })
+            }
+
+            fn decide(&self, principal: &Principal, operation: &Operation, entity: &str, id: uuid::Uuid, attrs: serde_json::Value, mfa: bool) -> Result<bool, String> {
+                let Some(policies) = self.by_operation.get(operation.id) else { return Ok(false) };
+                let uid = |kind: &str, id: &str| -> Result<EntityUid, String> {
+                    let name = EntityTypeName::from_str(&format!("{NAMESPACE}::{kind}")).map_err(|e| e.to_string())?;
+                    Ok(EntityUid::from_type_name_and_id(name, EntityId::new(id)))
+                };
+                let principal_uid = uid("Principal", &principal.subject)?;
+                let action_uid = uid("Action", operation.id)?;
+                let resource_uid = uid(entity, &id.to_string())?;
+                let entities = serde_json::json!([
+                    {"uid": {"type": format!("{NAMESPACE}::Principal"), "id": principal.subject}, "parents": [],
+                     "attrs": {"sub": principal.subject, "tenant": principal.tenant.id().to_string(), "roles": principal.roles}},
+                    {"uid": {"type": format!("{NAMESPACE}::{entity}"), "id": id.to_string()}, "parents": [], "attrs": attrs},
+                ]);
+                let entities = Entities::from_json_value(entities, Some(&self.schema)).map_err(|e| e.to_string())?;
+                let context = serde_json::json!({"scopes": principal.scopes, "mfa": mfa});
+                let context = Context::from_json_value(context, Some((&self.schema, &action_uid))).map_err(|e| e.to_string())?;
+                let request = Request::new(principal_uid, action_uid, resource_uid, context, Some(&self.schema)).map_err(|e| e.to_string())?;
+                Ok(self.authorizer.is_authorized(&request, policies, &entities).decision() == Decision::Allow)
+            }
+
+            /// Whether the principal may do `operation` to the row.
+            pub fn allows(&self, principal: &Principal, operation: &Operation, entity: &str, id: uuid::Uuid, attrs: serde_json::Value) -> bool {
+                match self.decide(principal, operation, entity, id, attrs, principal.mfa) {
+                    Ok(allowed) => allowed,
+                    Err(error) => {
+                        tracing::error!(operation = operation.id, error = error.as_str(), "authorization failed; denied");
+                        false
+                    }
+                }
+            }
+
+            /// Allows the operation, or answers 403 — or 401 with a step-up challenge when a
+            /// second factor would have turned the denial into an allow (RFC 9470).
+            pub fn check(&self, principal: &Principal, operation: &Operation, entity: &str, id: uuid::Uuid, attrs: serde_json::Value) -> Result<(), Box<Problem>> {
+                if self.allows(principal, operation, entity, id, attrs.clone()) {
+                    return Ok(());
+                }
+                let step_up = !principal.mfa && self.decide(principal, operation, entity, id, attrs, true).unwrap_or(false);
+                tracing::info!(operation = operation.id, subject = principal.subject.as_str(), outcome = if step_up { "step_up" } else { "denied" }, "request refused");
+                Err(Box::new(if step_up { Problem::step_up() } else { Problem::forbidden() }))
+            }
+        }
+    }
+}
+
 fn tenant() -> TokenStream {
     quote! {
         //! Who is calling, and the tenant every query is scoped to.
@@ -880,6 +1020,23 @@ fn tenant() -> TokenStream {
             pub roles: Vec<String>,
             /// Scopes granted to the token.
             pub scopes: Vec<String>,
+            /// The token shows a second factor.
+            pub mfa: bool,
+        }
+
+        /// The roles `subject` holds in `tenant`, or `None` when it is not a member (or the
+        /// tenant does not exist). Read under the tenant's row-level security.
+        pub async fn membership(db: &sqlx::PgPool, tenant: TenantId, subject: &str) -> Result<Option<Vec<String>>, sqlx::Error> {
+            let mut tx = begin(db, tenant).await?;
+            let roles: Option<(Vec<String>,)> = sqlx::query_as(
+                "SELECT \"roles\" FROM \"memberships\" WHERE \"tenant_id\" = $1 AND \"subject\" = $2",
+            )
+            .bind(tenant.0)
+            .bind(subject)
+            .fetch_optional(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(roles.map(|(roles,)| roles))
         }
 
         impl<S: Send + Sync> FromRequestParts<S> for Principal {
@@ -972,10 +1129,10 @@ fn routes(app: &App) -> TokenStream {
         registrations.push(quote! { router = crate::resources::#module::routes(router); });
     }
     let body = if registrations.is_empty() {
-        quote!(GuardedRouter::new(keys))
+        quote!(GuardedRouter::new(auth))
     } else {
         quote! {
-            let mut router = GuardedRouter::new(keys);
+            let mut router = GuardedRouter::new(auth);
             #(#registrations)*
             router
         }
@@ -990,13 +1147,13 @@ fn routes(app: &App) -> TokenStream {
         pub const OPERATIONS: &[&Operation] = &[#(#ops),*];
 
         /// Every route of the service, registered through the guard.
-        pub fn guarded(keys: std::sync::Arc<crate::identity::Keys>) -> GuardedRouter<AppState> {
+        pub fn guarded(auth: std::sync::Arc<crate::authz::Authority>) -> GuardedRouter<AppState> {
             #body
         }
 
         /// The service's router: every route guarded, unknown paths answered with problem+json.
         pub fn router(state: AppState) -> axum::Router {
-            guarded(state.keys.clone()).finish().with_state(state)
+            guarded(state.auth.clone()).finish().with_state(state)
         }
     }
 }
@@ -1188,11 +1345,6 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
     } else {
         quote!()
     };
-    let open = if tenant {
-        quote! { let mut tx = crate::tenant::begin(db, tenant).await?; }
-    } else {
-        quote! { let mut tx = db.begin().await?; }
-    };
     let bind_tenant = if tenant {
         quote!(.bind(tenant.id()))
     } else {
@@ -1247,19 +1399,18 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
     }
 
     // The data layer always offers create/read/update/delete/list (operator commands and
-    // tests use them); routes exist only for the actions the spec declares.
+    // tests use them); routes exist only for the actions the spec declares. Repository
+    // functions run on a connection the caller holds, so a handler can read, authorize and
+    // write in one transaction.
+    let entity = resource.type_name.as_str();
+    let conn_param = quote!(conn: &mut sqlx::PgConnection,);
     for (action, served) in repository_actions(resource) {
         let action = &action;
         let method = action.method.as_str();
         let path = action.path.as_str();
         let public = action.public.is_some();
         let handler = format_ident!("handle_{}", action.ident.trim_end_matches('_'));
-        // Public operations have no principal; every other handler requires one.
-        let principal_arg = if public {
-            quote!()
-        } else {
-            quote!(principal: Principal,)
-        };
+        let op = operation_const(action);
         let tenant_arg = if tenant {
             quote!(principal.tenant,)
         } else {
@@ -1270,6 +1421,13 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
         } else {
             quote!()
         };
+        // A transaction scoped to the caller's tenant (global resources: none to scope).
+        let begin = if tenant {
+            quote! { let mut tx = crate::tenant::begin(&state.db, principal.tenant).await?; }
+        } else {
+            quote! { let mut tx = state.db.begin().await?; }
+        };
+        let check = |row: TokenStream| quote! { state.auth.check(&principal, &#op, #entity, #row.id, cedar_attrs(&#row))?; };
         let hdoc = doc(&format!("Handles `{method} {path}`."));
         match &action.kind {
             ActionKind::Create => {
@@ -1292,46 +1450,70 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
                 let binds = &insert_binds;
                 functions.push(quote! {
                     /// Inserts a row.
-                    pub async fn insert(db: &PgPool, #tenant_param #subject_param input: &#api::#module::#input_ty) -> Result<#api::#module::#ty, sqlx::Error> {
-                        #open
+                    pub async fn insert(#conn_param #tenant_param #subject_param input: &#api::#module::#input_ty) -> Result<#api::#module::#ty, sqlx::Error> {
                         let row: Row = sqlx::query_as(#sql)
                             #bind_tenant
                             .bind(uuid::Uuid::now_v7())
                             #(.bind(#binds))*
-                            .fetch_one(&mut *tx)
+                            .fetch_one(&mut *conn)
                             .await?;
-                        tx.commit().await?;
                         row.try_into()
                     }
                 });
+                let check_created = check(quote!(created));
                 handlers.extend(served.then(|| quote! {
                     #hdoc
-                    async fn #handler(State(state): State<AppState>, #principal_arg ApiJson(input): ApiJson<#api::#module::#input_ty>) -> Result<(StatusCode, Json<#api::#module::#ty>), Problem> {
+                    async fn #handler(State(state): State<AppState>, principal: Principal, ApiJson(input): ApiJson<#api::#module::#input_ty>) -> Result<(StatusCode, Json<#api::#module::#ty>), Problem> {
                         input.validate().map_err(Problem::validation)?;
-                        let created = insert(&state.db, #tenant_arg #subject_arg &input).await?;
+                        #begin
+                        let created = insert(&mut tx, #tenant_arg #subject_arg &input).await?;
+                        // Authorized on the row as written; a refusal rolls the insert back.
+                        #check_created
+                        tx.commit().await?;
                         Ok((StatusCode::CREATED, Json(created)))
                     }
                 }));
             }
             ActionKind::Read => {
                 let sql = format!("SELECT {select_full} FROM {table} WHERE {}", key_pred(1));
+                let locked = format!("{sql} FOR UPDATE");
                 functions.push(quote! {
-                    /// Reads one row; `None` when it does not exist in this scope.
-                    pub async fn fetch(db: &PgPool, #tenant_param id: uuid::Uuid) -> Result<Option<#api::#module::#ty>, sqlx::Error> {
-                        #open
-                        let row: Option<Row> = sqlx::query_as(#sql)
+                    /// Reads one row, locked for the rest of the transaction when `lock`; `None`
+                    /// when it does not exist in this scope.
+                    pub async fn fetch(#conn_param #tenant_param id: uuid::Uuid, lock: bool) -> Result<Option<#api::#module::#ty>, sqlx::Error> {
+                        let sql = if lock { #locked } else { #sql };
+                        let row: Option<Row> = sqlx::query_as(sql)
                             #bind_tenant
                             .bind(id)
-                            .fetch_optional(&mut *tx)
+                            .fetch_optional(&mut *conn)
                             .await?;
-                        tx.commit().await?;
                         row.map(TryInto::try_into).transpose()
                     }
                 });
+                let body = if public {
+                    quote! {
+                        let mut conn = state.db.acquire().await?;
+                        fetch(&mut conn, id, false).await?.map(Json).ok_or_else(Problem::not_found)
+                    }
+                } else {
+                    let check_row = check(quote!(row));
+                    quote! {
+                        #begin
+                        let row = fetch(&mut tx, #tenant_arg id, false).await?.ok_or_else(Problem::not_found)?;
+                        #check_row
+                        tx.commit().await?;
+                        Ok(Json(row))
+                    }
+                };
+                let principal_arg = if public {
+                    quote!()
+                } else {
+                    quote!(principal: Principal,)
+                };
                 handlers.extend(served.then(|| quote! {
                     #hdoc
                     async fn #handler(State(state): State<AppState>, #principal_arg ApiPath(id): ApiPath<uuid::Uuid>) -> Result<Json<#api::#module::#ty>, Problem> {
-                        fetch(&state.db, #tenant_arg id).await?.map(Json).ok_or_else(Problem::not_found)
+                        #body
                     }
                 }));
             }
@@ -1396,23 +1578,36 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
                 };
                 functions.push(quote! {
                     #fdoc
-                    pub async fn #fname(db: &PgPool, #tenant_param id: uuid::Uuid, #input_param) -> Result<Option<#api::#module::#ty>, sqlx::Error> {
-                        #open
+                    pub async fn #fname(#conn_param #tenant_param id: uuid::Uuid, #input_param) -> Result<Option<#api::#module::#ty>, sqlx::Error> {
                         let row: Option<Row> = sqlx::query_as(#sql)
                             #bind_tenant
                             .bind(id)
                             #(.bind(#binds))*
-                            .fetch_optional(&mut *tx)
+                            .fetch_optional(&mut *conn)
                             .await?;
-                        tx.commit().await?;
                         row.map(TryInto::try_into).transpose()
                     }
                 });
+                let check_stored = check(quote!(stored));
+                // An update is authorized on the row as stored and as it would be written; a
+                // custom action on the row as stored (its condition is about the state it
+                // starts from). The row is locked in between, so nobody changes it unseen.
+                let check_written = if is_update {
+                    check(quote!(written))
+                } else {
+                    quote!()
+                };
                 handlers.extend(served.then(|| quote! {
                     #hdoc
-                    async fn #handler(State(state): State<AppState>, #principal_arg ApiPath(id): ApiPath<uuid::Uuid>, #extract) -> Result<Json<#api::#module::#ty>, Problem> {
+                    async fn #handler(State(state): State<AppState>, principal: Principal, ApiPath(id): ApiPath<uuid::Uuid>, #extract) -> Result<Json<#api::#module::#ty>, Problem> {
                         #validate
-                        #fname(&state.db, #tenant_arg id, #input_arg).await?.map(Json).ok_or_else(Problem::not_found)
+                        #begin
+                        let stored = fetch(&mut tx, #tenant_arg id, true).await?.ok_or_else(Problem::not_found)?;
+                        #check_stored
+                        let written = #fname(&mut tx, #tenant_arg id, #input_arg).await?.ok_or_else(Problem::not_found)?;
+                        #check_written
+                        tx.commit().await?;
+                        Ok(Json(written))
                     }
                 }));
             }
@@ -1420,21 +1615,25 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
                 let sql = format!("DELETE FROM {table} WHERE {}", key_pred(1));
                 functions.push(quote! {
                     /// Deletes one row; `false` when it does not exist in this scope.
-                    pub async fn delete(db: &PgPool, #tenant_param id: uuid::Uuid) -> Result<bool, sqlx::Error> {
-                        #open
+                    pub async fn delete(#conn_param #tenant_param id: uuid::Uuid) -> Result<bool, sqlx::Error> {
                         let done = sqlx::query(#sql)
                             #bind_tenant
                             .bind(id)
-                            .execute(&mut *tx)
+                            .execute(&mut *conn)
                             .await?;
-                        tx.commit().await?;
                         Ok(done.rows_affected() == 1)
                     }
                 });
+                let check_stored = check(quote!(stored));
                 handlers.extend(served.then(|| quote! {
                     #hdoc
-                    async fn #handler(State(state): State<AppState>, #principal_arg ApiPath(id): ApiPath<uuid::Uuid>) -> Result<StatusCode, Problem> {
-                        if delete(&state.db, #tenant_arg id).await? { Ok(StatusCode::NO_CONTENT) } else { Err(Problem::not_found()) }
+                    async fn #handler(State(state): State<AppState>, principal: Principal, ApiPath(id): ApiPath<uuid::Uuid>) -> Result<StatusCode, Problem> {
+                        #begin
+                        let stored = fetch(&mut tx, #tenant_arg id, true).await?.ok_or_else(Problem::not_found)?;
+                        #check_stored
+                        delete(&mut tx, #tenant_arg id).await?;
+                        tx.commit().await?;
+                        Ok(StatusCode::NO_CONTENT)
                     }
                 }));
             }
@@ -1451,26 +1650,68 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
                 );
                 functions.push(quote! {
                     /// One page of rows in id order, after `after`, at most `limit` (1 to 100).
-                    pub async fn list(db: &PgPool, #tenant_param after: Option<uuid::Uuid>, limit: u32) -> Result<#api::Page<#api::#module::#ty>, sqlx::Error> {
+                    pub async fn list(#conn_param #tenant_param after: Option<uuid::Uuid>, limit: u32) -> Result<#api::Page<#api::#module::#ty>, sqlx::Error> {
                         let limit = limit.clamp(1, 100) as usize;
-                        #open
                         let rows: Vec<Row> = sqlx::query_as(#sql)
                             #bind_tenant
                             .bind(after)
                             .bind(limit as i64 + 1)
-                            .fetch_all(&mut *tx)
+                            .fetch_all(&mut *conn)
                             .await?;
-                        tx.commit().await?;
                         let more = rows.len() > limit;
                         let items = rows.into_iter().take(limit).map(TryInto::try_into).collect::<Result<Vec<#api::#module::#ty>, _>>()?;
                         let next_after = if more { items.last().map(|row| row.id) } else { None };
                         Ok(#api::Page { items, next_after })
                     }
                 });
+                let body = if public {
+                    quote! {
+                        let mut conn = state.db.acquire().await?;
+                        Ok(Json(list(&mut conn, query.after, query.limit.unwrap_or(50)).await?))
+                    }
+                } else {
+                    quote! {
+                        // Every row is authorized; scanning goes on in id order until the page is
+                        // full, so a page never holds a row a read would deny and never skips one
+                        // it would allow.
+                        let limit = query.limit.unwrap_or(50).clamp(1, 100) as usize;
+                        #begin
+                        let mut items = Vec::new();
+                        let mut after = query.after;
+                        let mut next_after = None;
+                        'scan: loop {
+                            let page = list(&mut tx, #tenant_arg after, 100).await?;
+                            let more = page.next_after.is_some();
+                            let scanned = page.items.len();
+                            for (index, row) in page.items.into_iter().enumerate() {
+                                after = Some(row.id);
+                                if state.auth.allows(&principal, &#op, #entity, row.id, cedar_attrs(&row)) {
+                                    items.push(row);
+                                    if items.len() == limit {
+                                        if more || index + 1 < scanned {
+                                            next_after = after;
+                                        }
+                                        break 'scan;
+                                    }
+                                }
+                            }
+                            if !more {
+                                break;
+                            }
+                        }
+                        tx.commit().await?;
+                        Ok(Json(#api::Page { items, next_after }))
+                    }
+                };
+                let principal_arg = if public {
+                    quote!()
+                } else {
+                    quote!(principal: Principal,)
+                };
                 handlers.extend(served.then(|| quote! {
                     #hdoc
                     async fn #handler(State(state): State<AppState>, #principal_arg ApiQuery(query): ApiQuery<#api::ListQuery>) -> Result<Json<#api::Page<#api::#module::#ty>>, Problem> {
-                        Ok(Json(list(&state.db, #tenant_arg query.after, query.limit.unwrap_or(50)).await?))
+                        #body
                     }
                 }));
             }
@@ -1522,6 +1763,46 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
         .then(|| quote!(ApiQuery,));
     let _ = app;
     let row_doc = doc(&format!("A stored `{}` row.", resource.name));
+    let cedar_attrs_fn = resource
+        .actions
+        .iter()
+        .any(|a| a.public.is_none())
+        .then(|| {
+            let inserts = resource.fields.iter().map(|field| {
+                let f = ident(&field.ident);
+                let key = field.json.as_str();
+                let value = match &field.ty {
+                    FieldType::String
+                    | FieldType::Text
+                    | FieldType::Email
+                    | FieldType::Principal => quote!(serde_json::Value::from(v.clone())),
+                    FieldType::Int | FieldType::Bool => quote!(serde_json::Value::from(*v)),
+                    FieldType::Decimal => quote!(crate::authz::decimal(*v)),
+                    FieldType::Money => quote!(
+                        serde_json::json!({"amount_minor": v.amount_minor, "currency": v.currency})
+                    ),
+                    FieldType::Timestamp => quote!(crate::authz::datetime(v)),
+                    FieldType::Date | FieldType::Uuid | FieldType::Reference { .. } => {
+                        quote!(serde_json::Value::from(v.to_string()))
+                    }
+                    FieldType::Enum { .. } => quote!(serde_json::Value::from(v.as_str())),
+                };
+                if field.optional {
+                    quote! { if let Some(v) = &row.#f { attrs.insert(#key.into(), #value); } }
+                } else {
+                    quote! { let v = &row.#f; attrs.insert(#key.into(), #value); }
+                }
+            });
+            quote! {
+                /// The row as the policies see it (`policies/schema.cedarschema`).
+                fn cedar_attrs(row: &#api::#module::#ty) -> serde_json::Value {
+                    let mut attrs = serde_json::Map::new();
+                    attrs.insert("id".into(), row.id.to_string().into());
+                    #(#inserts)*
+                    serde_json::Value::Object(attrs)
+                }
+            }
+        });
     quote! {
         #title
 
@@ -1533,7 +1814,6 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
         use axum::extract::State;
         #status_use
         #json_use
-        use sqlx::PgPool;
 
         #(#op_consts)*
 
@@ -1552,6 +1832,8 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
         }
 
         #bad_value_fn
+
+        #cedar_attrs_fn
 
         impl TryFrom<Row> for #api::#module::#ty {
             type Error = sqlx::Error;

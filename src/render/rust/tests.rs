@@ -34,6 +34,7 @@ pub fn render_tests(
 
         use axum::body::Body;
         use axum::http::{header, Method, Request, StatusCode};
+        use server::authz::Authority;
         use server::identity::{self, dev, Keys};
         use server::tenant::TenantId;
         use server::OPERATIONS;
@@ -45,10 +46,16 @@ pub fn render_tests(
         }
 
         /// A router whose pool connects only when a handler reaches the database.
-        fn router() -> axum::Router {
-            let db = sqlx::postgres::PgPoolOptions::new().connect_lazy(&database_url()).expect("DATABASE_URL is a valid URL");
+        /// The router on `pool`, trusting the test key pair.
+        fn router_on(pool: sqlx::PgPool) -> axum::Router {
             let keys = Keys::from_jwks(&test_key().1).expect("the test JWKS loads");
-            server::router(server::AppState { db, keys: std::sync::Arc::new(keys) })
+            let auth = Authority::new(keys, pool.clone()).expect("the policies load");
+            server::router(server::AppState { db: pool, auth: std::sync::Arc::new(auth) })
+        }
+
+        /// A router whose pool connects only when a handler reaches the database.
+        fn router() -> axum::Router {
+            router_on(sqlx::postgres::PgPoolOptions::new().connect_lazy(&database_url()).expect("DATABASE_URL is a valid URL"))
         }
 
         /// A key pair made for this test run; the router trusts its public half.
@@ -62,6 +69,10 @@ pub fn render_tests(
         }
 
         async fn call_with(method: &str, path: &str, token: Option<&str>) -> axum::response::Response {
+            call_on(&router(), method, path, token).await
+        }
+
+        async fn call_on(app: &axum::Router, method: &str, path: &str, token: Option<&str>) -> axum::response::Response {
             let mut request = Request::builder()
                 .method(Method::from_bytes(method.as_bytes()).expect("valid method"))
                 .uri(path)
@@ -70,7 +81,7 @@ pub fn render_tests(
                 request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
             }
             let request = request.body(Body::from("{}")).expect("valid request");
-            router().oneshot(request).await.expect("the router answers")
+            app.clone().oneshot(request).await.expect("the router answers")
         }
 
         fn challenge(response: &axum::response::Response) -> String {
@@ -99,11 +110,14 @@ pub fn render_tests(
         }
 
         #[tokio::test]
-        async fn a_valid_token_is_authenticated_and_still_refused_until_policies_are_evaluated() {
+        async fn a_valid_token_of_someone_not_a_member_is_refused() {
             let Some((op, path)) = guarded_operation() else { return };
+            let db = TestDb::create().await;
+            let tenant = db.tenant("tenant a").await;
+            let app = router_on(db.pool.clone());
             let now = identity::now();
-            let token = signed(&dev::claims("user-1", uuid::Uuid::now_v7(), &all_scopes(), &["mfa"], now, 60));
-            let response = call_with(op.method, &path, Some(&token)).await;
+            let token = signed(&dev::claims("user-1", tenant.id(), &all_scopes(), &["mfa"], now, 60));
+            let response = call_on(&app, op.method, &path, Some(&token)).await;
             assert_eq!(response.status(), StatusCode::FORBIDDEN, "{}", op.id);
             assert!(is_problem(&response));
             assert!(!response.headers().contains_key(header::WWW_AUTHENTICATE), "{}", challenge(&response));
@@ -113,10 +127,12 @@ pub fn render_tests(
             let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
             h.typ = Some("application/at+jwt".into());
             h.kid = Some("test".into());
+            claims[identity::TENANT_CLAIM] = tenant.id().to_string().into();
             let token = jsonwebtoken::encode(&h, &claims, &jsonwebtoken::EncodingKey::from_ec_der(&test_key().0)).expect("token");
-            let response = call_with(op.method, &path, Some(&token)).await;
+            let response = call_on(&app, op.method, &path, Some(&token)).await;
             assert_eq!(response.status(), StatusCode::FORBIDDEN);
             assert!(!response.headers().contains_key(header::WWW_AUTHENTICATE));
+            db.drop().await;
         }
 
         #[test]
@@ -226,8 +242,8 @@ pub fn render_tests(
             response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) == Some("application/problem+json")
         }
 
-        #[test]
-        fn router_and_openapi_list_the_same_operations() {
+        #[tokio::test]
+        async fn router_and_openapi_list_the_same_operations() {
             let document: serde_json::Value = serde_json::from_str(include_str!("../../../openapi.json")).expect("openapi.json parses");
             let mut documented = BTreeSet::new();
             for (path, item) in document["paths"].as_object().expect("paths") {
@@ -236,7 +252,8 @@ pub fn render_tests(
                 }
             }
             // What the router really registered, not just the list of operations.
-            let registered = server::routes::guarded(std::sync::Arc::new(Keys::none()));
+            let pool = sqlx::postgres::PgPoolOptions::new().connect_lazy(&database_url()).expect("DATABASE_URL is a valid URL");
+            let registered = server::routes::guarded(std::sync::Arc::new(Authority::new(Keys::none(), pool).expect("the policies load")));
             let routed: BTreeSet<_> = registered.operations().iter().map(|op| (op.method.to_owned(), op.path.to_owned())).collect();
             assert_eq!(routed, documented);
             assert_eq!(routed.len(), registered.operations().len(), "two operations share a method and path");
@@ -331,6 +348,17 @@ pub fn render_tests(
                 let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE \"{}\" WITH (FORCE)", self.name))).execute(&self.admin).await;
             }
 
+            /// Makes `subject` a member of `tenant` with `roles`.
+            async fn member(&self, tenant: TenantId, subject: &str, roles: &[&str]) {
+                sqlx::query("INSERT INTO \"memberships\" (\"tenant_id\", \"subject\", \"roles\") VALUES ($1, $2, $3)")
+                    .bind(tenant.id())
+                    .bind(subject)
+                    .bind(roles.iter().map(|r| r.to_string()).collect::<Vec<_>>())
+                    .execute(&self.pool)
+                    .await
+                    .expect("add a membership");
+            }
+
             async fn tenant(&self, name: &str) -> TenantId {
                 let id = uuid::Uuid::now_v7();
                 sqlx::query("INSERT INTO \"tenants\" (\"id\", \"name\") VALUES ($1, $2)").bind(id).bind(name).execute(&self.pool).await.expect("create a tenant");
@@ -340,17 +368,17 @@ pub fn render_tests(
 
         /// Reads every page of a list, two rows at a time.
         macro_rules! all_pages {
-            ($list:expr) => {{
-                let mut after = None;
+            (|$after:ident| $list:expr) => {{
+                let mut $after = None;
                 let mut ids = Vec::new();
                 let mut pages = 0;
                 loop {
-                    let page = $list(after, 2).await.expect("list a page");
+                    let page = $list.await.expect("list a page");
                     assert!(page.items.len() <= 2);
                     ids.extend(page.items.iter().map(|row| row.id));
                     pages += 1;
                     match page.next_after {
-                        Some(next) => after = Some(next),
+                        Some(next) => $after = Some(next),
                         None => break,
                     }
                 }
@@ -364,13 +392,128 @@ pub fn render_tests(
             let tenant = db.tenant("tenant a").await;
             let other = db.tenant("tenant b").await;
             let subject = "user-1";
+            // A superuser connection: the repository's explicit tenant predicates are what is
+            // tested here (row-level security is tested as the app role).
+            let mut conn = db.pool.acquire().await.expect("a connection");
             #(let mut #id_vecs: Vec<uuid::Uuid> = Vec::new();)*
             #(#steps)*
+            drop(conn);
             let _ = (&tenant, &other, subject);
             db.drop().await;
         }
     };
+    let authorization = authorization_test(app, &order, &api);
+    let tokens = quote! {
+        #tokens
+        #authorization
+    };
     files.insert_rust(&format!("{dir}/tests/service.rs"), tokens)
+}
+
+/// The role x operation test of reads: expected outcomes come from the spec's permission
+/// table (roles, second factors), not from the generated policies.
+fn authorization_test(app: &App, order: &[usize], api: &proc_macro2::Ident) -> TokenStream {
+    let roles: Vec<&str> = app.roles.iter().map(|r| r.name.as_str()).collect();
+    let mfa_roles: Vec<&str> = app
+        .roles
+        .iter()
+        .filter(|r| r.mfa_required)
+        .map(|r| r.name.as_str())
+        .collect();
+    let id_vecs: Vec<_> = app
+        .resources
+        .iter()
+        .map(|r| format_ident!("{}_ids", r.ident.trim_end_matches('_')))
+        .collect();
+    let seeds: Vec<TokenStream> = order
+        .iter()
+        .map(|&index| {
+            let resource = &app.resources[index];
+            let module = ident(&resource.ident);
+            let ids = format_ident!("{}_ids", resource.ident.trim_end_matches('_'));
+            let t = if resource.global { quote!() } else { quote!(tenant,) };
+            let s = if resource.fields.iter().any(|f| f.ty == FieldType::Principal) { quote!(subject,) } else { quote!() };
+            let input = sample(app, resource, api, quote!(n));
+            quote! {
+                {
+                    let n = 0i64;
+                    let input = #input;
+                    let created = server::resources::#module::insert(&mut conn, #t #s &input).await.expect("seed a row");
+                    #ids.push(created.id);
+                }
+            }
+        })
+        .collect();
+    let checks: Vec<TokenStream> = app
+        .resources
+        .iter()
+        .flat_map(|resource| resource.actions.iter().map(move |action| (resource, action)))
+        .filter(|(resource, action)| action.kind == ActionKind::Read && action.public.is_none() && action.condition.is_none() && !resource.global)
+        .map(|(resource, action)| {
+            let ids = format_ident!("{}_ids", resource.ident.trim_end_matches('_'));
+            let id = format!("{}.{}", resource.name, action.name);
+            let allowed: Vec<&str> = action.roles.iter().map(String::as_str).collect();
+            let path = action.path.clone();
+            quote! {
+                {
+                    let row = #ids[0];
+                    let path = #path.replace("{id}", &row.to_string());
+                    let allowed: &[&str] = &[#(#allowed),*];
+                    for role in ROLES {
+                        for mfa in [true, false] {
+                            let subject = format!("{role}-{mfa}");
+                            let amr: &[&str] = if mfa { &["mfa"] } else { &[] };
+                            let token = signed(&dev::claims(&subject, tenant.id(), &all_scopes(), amr, identity::now(), 60));
+                            let status = call_on(&app, "GET", &path, Some(&token)).await.status();
+                            let expected = if !allowed.contains(role) {
+                                StatusCode::FORBIDDEN
+                            } else if MFA_ROLES.contains(role) && !mfa {
+                                StatusCode::UNAUTHORIZED
+                            } else {
+                                StatusCode::OK
+                            };
+                            assert_eq!(status, expected, "{} as {role}, second factor {mfa}", #id);
+                        }
+                    }
+                    // A member of another tenant, with every role, finds nothing there.
+                    let token = signed(&dev::claims("outsider", other.id(), &all_scopes(), &["mfa"], identity::now(), 60));
+                    let status = call_on(&app, "GET", &path, Some(&token)).await.status();
+                    assert_eq!(status, StatusCode::NOT_FOUND, "{} from another tenant", #id);
+                }
+            }
+        })
+        .collect();
+    if checks.is_empty() {
+        return TokenStream::new();
+    }
+    quote! {
+        /// Every role of the spec.
+        const ROLES: &[&str] = &[#(#roles),*];
+        /// Roles that count only with a second factor.
+        const MFA_ROLES: &[&str] = &[#(#mfa_roles),*];
+
+        #[tokio::test]
+        async fn roles_decide_reads_through_memberships_and_policies() {
+            let db = TestDb::create().await;
+            let tenant = db.tenant("tenant a").await;
+            let other = db.tenant("tenant b").await;
+            let subject = "seeder";
+            for role in ROLES {
+                for mfa in [true, false] {
+                    db.member(tenant, &format!("{role}-{mfa}"), &[role]).await;
+                }
+            }
+            db.member(other, "outsider", ROLES).await;
+            let app = router_on(db.pool.clone());
+            let mut conn = db.pool.acquire().await.expect("a connection");
+            #(let mut #id_vecs: Vec<uuid::Uuid> = Vec::new();)*
+            #(#seeds)*
+            drop(conn);
+            #(#checks)*
+            let _ = subject;
+            db.drop().await;
+        }
+    }
 }
 
 /// Resources in an order where every required reference points to rows already created.
@@ -501,10 +644,10 @@ fn resource_steps(app: &App, index: usize, api: &proc_macro2::Ident) -> TokenStr
     let isolation = (!resource.global).then(|| {
         quote! {
             // Another tenant sees nothing of it, through any function.
-            assert!(#repo::fetch(&db.pool, other, first).await.expect("fetch").is_none(), "{} leaked across tenants", #name);
-            assert!(#repo::list(&db.pool, other, None, 100).await.expect("list").items.is_empty());
-            assert!(#repo::update(&db.pool, other, first, &changed).await.expect("update").is_none());
-            assert!(!#repo::delete(&db.pool, other, first).await.expect("delete"));
+            assert!(#repo::fetch(&mut conn, other, first, false).await.expect("fetch").is_none(), "{} leaked across tenants", #name);
+            assert!(#repo::list(&mut conn, other, None, 100).await.expect("list").items.is_empty());
+            assert!(#repo::update(&mut conn, other, first, &changed).await.expect("update").is_none());
+            assert!(!#repo::delete(&mut conn, other, first).await.expect("delete"));
         }
     });
     let other_arg = if resource.global {
@@ -543,7 +686,7 @@ fn resource_steps(app: &App, index: usize, api: &proc_macro2::Ident) -> TokenStr
                 })
                 .collect();
             quote! {
-                let done = #repo::#f(&db.pool, #t first).await.expect("custom action").expect("row exists");
+                let done = #repo::#f(&mut conn, #t first).await.expect("custom action").expect("row exists");
                 #(#checks)*
             }
         })
@@ -554,8 +697,8 @@ fn resource_steps(app: &App, index: usize, api: &proc_macro2::Ident) -> TokenStr
             // #name: create five rows, read, update, custom actions, list by pages, delete.
             for n in 0..5i64 {
                 let input = #sample_n;
-                let created = #repo::insert(&db.pool, #t #s &input).await.expect("insert");
-                let read = #repo::fetch(&db.pool, #t created.id).await.expect("fetch").expect("row exists");
+                let created = #repo::insert(&mut conn, #t #s &input).await.expect("insert");
+                let read = #repo::fetch(&mut conn, #t created.id, false).await.expect("fetch").expect("row exists");
                 assert_eq!(read, created);
                 #ids.push(created.id);
             }
@@ -564,18 +707,18 @@ fn resource_steps(app: &App, index: usize, api: &proc_macro2::Ident) -> TokenStr
                 let n = 100i64;
                 #sample_changed
             };
-            let updated = #repo::update(&db.pool, #t first, &changed).await.expect("update").expect("row exists");
+            let updated = #repo::update(&mut conn, #t first, &changed).await.expect("update").expect("row exists");
             assert_eq!(updated.id, first);
             #isolation
             #(#customs)*
-            let (listed, pages) = all_pages!(|after, limit| #repo::list(&db.pool, #t after, limit));
+            let (listed, pages) = all_pages!(|after| #repo::list(&mut conn, #t after, 2));
             let mut expected = #ids.clone();
             expected.sort();
             assert_eq!(listed, expected, "keyset pages of {} skip or repeat rows", #name);
             assert!(pages >= 3, "five rows two at a time take three pages");
             let last = #ids.pop().expect("five rows");
-            assert!(#repo::delete(&db.pool, #t last).await.expect("delete"));
-            assert!(#repo::fetch(&db.pool, #t last).await.expect("fetch").is_none());
+            assert!(#repo::delete(&mut conn, #t last).await.expect("delete"));
+            assert!(#repo::fetch(&mut conn, #t last, false).await.expect("fetch").is_none());
         }
     }
 }
