@@ -22,11 +22,7 @@ pub fn render_tests(
         .iter()
         .map(|&index| resource_steps(app, index, &api))
         .collect();
-    let id_vecs: Vec<_> = app
-        .resources
-        .iter()
-        .map(|r| format_ident!("{}_ids", r.ident.trim_end_matches('_')))
-        .collect();
+    let id_vecs: Vec<_> = app.resources.iter().map(|r| ids_var(r)).collect();
     let tokens = quote! {
         //! Tests of the generated service: routing, the guard, and the data layer against the
         //! PostgreSQL at `DATABASE_URL` (default: the local server). Each run creates its own
@@ -420,17 +416,13 @@ fn authorization_test(app: &App, order: &[usize], api: &proc_macro2::Ident) -> T
         .filter(|r| r.mfa_required)
         .map(|r| r.name.as_str())
         .collect();
-    let id_vecs: Vec<_> = app
-        .resources
-        .iter()
-        .map(|r| format_ident!("{}_ids", r.ident.trim_end_matches('_')))
-        .collect();
+    let id_vecs: Vec<_> = app.resources.iter().map(|r| ids_var(r)).collect();
     let seeds: Vec<TokenStream> = order
         .iter()
         .map(|&index| {
             let resource = &app.resources[index];
             let module = ident(&resource.ident);
-            let ids = format_ident!("{}_ids", resource.ident.trim_end_matches('_'));
+            let ids = ids_var(resource);
             let t = if resource.global { quote!() } else { quote!(tenant,) };
             let s = if resource.fields.iter().any(|f| f.ty == FieldType::Principal) { quote!(subject,) } else { quote!() };
             let input = sample(app, resource, api, quote!(n));
@@ -450,7 +442,7 @@ fn authorization_test(app: &App, order: &[usize], api: &proc_macro2::Ident) -> T
         .flat_map(|resource| resource.actions.iter().map(move |action| (resource, action)))
         .filter(|(resource, action)| action.kind == ActionKind::Read && action.public.is_none() && action.condition.is_none() && !resource.global)
         .map(|(resource, action)| {
-            let ids = format_ident!("{}_ids", resource.ident.trim_end_matches('_'));
+            let ids = ids_var(resource);
             let id = format!("{}.{}", resource.name, action.name);
             let allowed: Vec<&str> = action.roles.iter().map(String::as_str).collect();
             let path = action.path.clone();
@@ -514,6 +506,11 @@ fn authorization_test(app: &App, order: &[usize], api: &proc_macro2::Ident) -> T
             db.drop().await;
         }
     }
+}
+
+/// The test variable holding the ids of a resource's rows.
+fn ids_var(resource: &Resource) -> proc_macro2::Ident {
+    format_ident!("{}_ids", resource.ident.trim_end_matches('_'))
 }
 
 /// Resources in an order where every required reference points to rows already created.
@@ -601,8 +598,7 @@ fn sample(app: &App, resource: &Resource, api: &proc_macro2::Ident, n: TokenStre
                 quote!(#api::#module::#ety::ALL[#n as usize % #api::#module::#ety::ALL.len()])
             }
             FieldType::Reference { resource: target } => {
-                let ids =
-                    format_ident!("{}_ids", app.resources[*target].ident.trim_end_matches('_'));
+                let ids = ids_var(&app.resources[*target]);
                 if field.optional {
                     quote!(#ids.get(#n as usize % #ids.len().max(1)).copied())
                 } else {
@@ -626,7 +622,7 @@ fn resource_steps(app: &App, index: usize, api: &proc_macro2::Ident) -> TokenStr
     let resource = &app.resources[index];
     let module = ident(&resource.ident);
     let repo = quote!(server::resources::#module);
-    let ids = format_ident!("{}_ids", resource.ident.trim_end_matches('_'));
+    let ids = ids_var(resource);
     let has_subject = resource.fields.iter().any(|f| f.ty == FieldType::Principal);
     let t = if resource.global {
         quote!()
