@@ -22,7 +22,7 @@ pub fn render_tests(
         .iter()
         .map(|&index| resource_steps(app, index, &api))
         .collect();
-    let id_vecs: Vec<_> = app.resources.iter().map(|r| ids_var(r)).collect();
+    let id_vecs: Vec<_> = app.resources.iter().map(ids_var).collect();
     let tokens = quote! {
         //! Tests of the generated service: routing, the guard, and the data layer against the
         //! PostgreSQL at `DATABASE_URL` (default: the local server). Each run creates its own
@@ -416,7 +416,7 @@ fn authorization_test(app: &App, order: &[usize], api: &proc_macro2::Ident) -> T
         .filter(|r| r.mfa_required)
         .map(|r| r.name.as_str())
         .collect();
-    let id_vecs: Vec<_> = app.resources.iter().map(|r| ids_var(r)).collect();
+    let id_vecs: Vec<_> = app.resources.iter().map(ids_var).collect();
     let seeds: Vec<TokenStream> = order
         .iter()
         .map(|&index| {
