@@ -62,6 +62,12 @@ fn attribute_type(field: &crate::model::Field) -> &'static str {
 
 /// The Cedar schema of `app`.
 pub fn schema(app: &App) -> String {
+    schema_of(app, &app.resources)
+}
+
+/// The Cedar schema of some of the resources of `app`.
+fn schema_of(app: &App, resources: &[Resource]) -> String {
+    let _ = app;
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -84,7 +90,7 @@ pub fn schema(app: &App) -> String {
         out,
         "  type RequestContext = {{ \"scopes\": Set<String>, \"mfa\": Bool }};"
     );
-    for resource in &app.resources {
+    for resource in resources {
         let attributes: Vec<String> = resource
             .fields
             .iter()
@@ -105,7 +111,7 @@ pub fn schema(app: &App) -> String {
             attributes.join(", ")
         );
     }
-    for resource in &app.resources {
+    for resource in resources {
         for action in resource.actions.iter().filter(|a| a.public.is_none()) {
             let _ = writeln!(
                 out,
@@ -134,40 +140,46 @@ pub fn policies(app: &App) -> String {
     );
     for resource in &app.resources {
         for action in resource.actions.iter().filter(|a| a.public.is_none()) {
-            let condition = match &action.condition {
-                Some(text) => match parse_condition(text) {
-                    Ok(printed) => Some(printed),
-                    Err(_) => continue,
-                },
-                None => None,
-            };
-            let id = action_id(resource, action);
             for role in &action.roles {
-                let mfa = app.roles.iter().any(|r| &r.name == role && r.mfa_required);
-                let mut clauses = vec![format!("principal.roles.contains({})", string(role))];
-                if let Some(scope) = &action.scope {
-                    clauses.push(format!("context.scopes.contains({})", string(scope)));
+                if let Some(policy) = policy(app, resource, action, role) {
+                    out.push('\n');
+                    out.push_str(&policy);
                 }
-                if mfa {
-                    clauses.push("context.mfa".into());
-                }
-                if let Some(condition) = &condition {
-                    clauses.push(format!("({condition})"));
-                }
-                let _ = writeln!(out);
-                let _ = writeln!(out, "@id({})", string(&format!("{id}/{role}")));
-                let _ = writeln!(out, "@action({})", string(&id));
-                let _ = writeln!(
-                    out,
-                    "permit (principal is {NAMESPACE}::{PRINCIPAL}, action == {NAMESPACE}::Action::{}, resource is {NAMESPACE}::{})",
-                    string(&id),
-                    resource.type_name
-                );
-                let _ = writeln!(out, "when {{\n  {}\n}};", clauses.join("\n  && "));
             }
         }
     }
     out
+}
+
+/// The policy letting `role` do `action` to `resource`; `None` if its condition does not parse.
+fn policy(app: &App, resource: &Resource, action: &Action, role: &str) -> Option<String> {
+    let condition = match &action.condition {
+        Some(text) => Some(parse_condition(text).ok()?),
+        None => None,
+    };
+    let id = action_id(resource, action);
+    let mfa = app.roles.iter().any(|r| r.name == role && r.mfa_required);
+    let mut clauses = vec![format!("principal.roles.contains({})", string(role))];
+    if let Some(scope) = &action.scope {
+        clauses.push(format!("context.scopes.contains({})", string(scope)));
+    }
+    if mfa {
+        clauses.push("context.mfa".into());
+    }
+    if let Some(condition) = &condition {
+        clauses.push(format!("({condition})"));
+    }
+    let mut out = String::new();
+    let _ = writeln!(out, "@id({})", string(&format!("{id}/{role}")));
+    let _ = writeln!(out, "@action({})", string(&id));
+    let _ = writeln!(
+        out,
+        "permit (principal is {NAMESPACE}::{PRINCIPAL}, action == {NAMESPACE}::Action::{}, resource is {NAMESPACE}::{})",
+        string(&id),
+        resource.type_name
+    );
+    let _ = writeln!(out, "when {{\n  {}\n}};", clauses.join("\n  && "));
+    Some(out)
 }
 
 /// A policy that does not validate against the schema, and which operation it belongs to.
@@ -182,16 +194,60 @@ pub struct Invalid {
 /// generator's own part of a policy would be a bug; errors are attributed to the operation's
 /// condition, the only part the spec writes.
 pub fn validate(app: &App) -> Result<Vec<Invalid>, String> {
-    let (schema, _) =
-        Schema::from_cedarschema_str(&schema(app)).map_err(|e| one_line(&e.to_string()))?;
-    let policies = PolicySet::from_str(&policies(app)).map_err(|e| one_line(&e.to_string()))?;
-    let result = Validator::new(schema).validate(&policies, ValidationMode::Strict);
+    // The validator checks each policy against every action of its schema, so each resource
+    // is validated with a schema of its own (the cost stays linear in the resources). The
+    // policies differ by role only in what bulwark writes, so one per operation checks the
+    // spec's part, its condition.
     let mut invalid = Vec::new();
+    for (index, resource) in app.resources.iter().enumerate() {
+        let mut text = String::new();
+        for action in resource.actions.iter().filter(|a| a.public.is_none()) {
+            if let Some(policy) = action
+                .roles
+                .first()
+                .and_then(|role| policy(app, resource, action, role))
+            {
+                text.push_str(&policy);
+            }
+        }
+        if text.is_empty() {
+            continue;
+        }
+        let (schema, _) =
+            Schema::from_cedarschema_str(&schema_of(app, std::slice::from_ref(resource)))
+                .map_err(|e| one_line(&e.to_string()))?;
+        let policies = PolicySet::from_str(&text).map_err(|e| one_line(&e.to_string()))?;
+        for message in validation_errors(resource, &schema, &policies) {
+            invalid.push(Invalid {
+                resource: index,
+                action: message.0,
+                message: message.1,
+            });
+        }
+    }
+    Ok(invalid)
+}
+
+/// Validation errors of the policies of `resource`, as (action index, message); one per
+/// action.
+fn validation_errors(
+    resource: &Resource,
+    schema: &Schema,
+    policies: &PolicySet,
+) -> Vec<(usize, String)> {
+    let result = Validator::new(schema.clone()).validate(policies, ValidationMode::Strict);
+    let mut errors: Vec<(usize, String)> = Vec::new();
     for error in result.validation_errors() {
-        let id = policies
-            .annotation(error.policy_id(), "id")
-            .unwrap_or_default()
-            .to_owned();
+        let action = policies
+            .annotation(error.policy_id(), "action")
+            .unwrap_or_default();
+        let Some(index) = resource
+            .actions
+            .iter()
+            .position(|a| action_id(resource, a) == action)
+        else {
+            continue;
+        };
         // The policy's generated id says nothing to the spec's author.
         let text = one_line(&error.to_string());
         let message = match text
@@ -201,24 +257,11 @@ pub fn validate(app: &App) -> Result<Vec<Invalid>, String> {
             Some((_, rest)) => rest.to_owned(),
             None => text,
         };
-        for (r, resource) in app.resources.iter().enumerate() {
-            for (a, action) in resource.actions.iter().enumerate() {
-                let prefix = format!("{}/", action_id(resource, action));
-                if id.starts_with(&prefix)
-                    && !invalid
-                        .iter()
-                        .any(|i: &Invalid| i.resource == r && i.action == a)
-                {
-                    invalid.push(Invalid {
-                        resource: r,
-                        action: a,
-                        message: message.clone(),
-                    });
-                }
-            }
+        if !errors.iter().any(|(i, _)| *i == index) {
+            errors.push((index, message));
         }
     }
-    Ok(invalid)
+    errors
 }
 
 #[cfg(test)]
