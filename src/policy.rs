@@ -62,12 +62,11 @@ fn attribute_type(field: &crate::model::Field) -> &'static str {
 
 /// The Cedar schema of `app`.
 pub fn schema(app: &App) -> String {
-    schema_of(app, &app.resources)
+    schema_of(&app.resources)
 }
 
-/// The Cedar schema of some of the resources of `app`.
-fn schema_of(app: &App, resources: &[Resource]) -> String {
-    let _ = app;
+/// The Cedar schema of some resources.
+fn schema_of(resources: &[Resource]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -213,9 +212,8 @@ pub fn validate(app: &App) -> Result<Vec<Invalid>, String> {
         if text.is_empty() {
             continue;
         }
-        let (schema, _) =
-            Schema::from_cedarschema_str(&schema_of(app, std::slice::from_ref(resource)))
-                .map_err(|e| one_line(&e.to_string()))?;
+        let (schema, _) = Schema::from_cedarschema_str(&schema_of(std::slice::from_ref(resource)))
+            .map_err(|e| one_line(&e.to_string()))?;
         let policies = PolicySet::from_str(&text).map_err(|e| one_line(&e.to_string()))?;
         for message in validation_errors(resource, &schema, &policies) {
             invalid.push(Invalid {
