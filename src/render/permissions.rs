@@ -66,6 +66,17 @@ struct ScopeRow {
     description: String,
 }
 
+/// The spec's scopes, for the tables of both documents.
+fn scope_rows(app: &App) -> Vec<ScopeRow> {
+    app.scopes
+        .iter()
+        .map(|s| ScopeRow {
+            name: markdown_code(&s.name),
+            description: markdown(&s.description),
+        })
+        .collect()
+}
+
 fn list(items: impl IntoIterator<Item = String>) -> String {
     let items: Vec<String> = items.into_iter().collect();
     if items.is_empty() {
@@ -175,14 +186,7 @@ pub fn render_permissions(app: &App, options: &Options) -> Result<String, Render
                 locked: list(env.locked_roles.iter().map(|r| markdown(r))),
             })
             .collect(),
-        scopes: app
-            .scopes
-            .iter()
-            .map(|s| ScopeRow {
-                name: markdown_code(&s.name),
-                description: markdown(&s.description),
-            })
-            .collect(),
+        scopes: scope_rows(app),
     };
     templates::render("PERMISSIONS.md", &context)
 }
@@ -233,14 +237,7 @@ pub fn render_identity(app: &App, options: &Options) -> Result<String, RenderErr
                 .filter(|r| r.customer)
                 .map(|r| markdown(&r.name)),
         ),
-        scopes: app
-            .scopes
-            .iter()
-            .map(|s| ScopeRow {
-                name: markdown_code(&s.name),
-                description: markdown(&s.description),
-            })
-            .collect(),
+        scopes: scope_rows(app),
     };
     templates::render("IDENTITY.md", &context)
 }
