@@ -12,11 +12,12 @@ use std::collections::{BTreeSet, HashMap};
 const RESERVED_FIELDS: [&str; 5] = ["id", "tenant_id", "created_at", "updated_at", "version"];
 
 /// Tables the generated service keeps for itself (and sqlx's migration ledger).
-const RESERVED_TABLES: [&str; 9] = [
+const RESERVED_TABLES: [&str; 10] = [
     "tenants",
     "memberships",
     "tenant_domains",
     "sessions",
+    "session_revocations",
     "audit_events",
     "system_audit_events",
     "processed_webhooks",

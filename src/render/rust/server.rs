@@ -407,7 +407,7 @@ fn guard() -> TokenStream {
         use crate::authz::Authority;
         use crate::identity;
         use crate::problem::{self, Problem};
-        use crate::tenant::{membership, Principal, TenantId};
+        use crate::tenant::{standing, Principal, TenantId};
         use axum::extract::{ConnectInfo, Request, State};
         use axum::http::header;
         use axum::handler::Handler;
@@ -588,13 +588,19 @@ fn guard() -> TokenStream {
             }
             // The roles come from the tenant's memberships, never from the token.
             let tenant = TenantId::system(token.tenant);
-            let roles = match membership(&guard.auth.db, tenant, &token.subject).await {
-                Ok(Some(roles)) => roles,
-                Ok(None) => {
-                    tracing::info!(operation = operation.id, subject = token.subject.as_str(), outcome = "not_a_member", "request refused");
-                    return Problem::forbidden().into_response();
-                }
+            let standing = match standing(&guard.auth.db, tenant, &token.subject).await {
+                Ok(standing) => standing,
                 Err(error) => return Problem::internal(&error).into_response(),
+            };
+            // Sessions revoked (a role change, a password change, a risk signal) end every
+            // token issued until then.
+            if standing.revoked_at.is_some_and(|at| i64::try_from(token.issued_at).unwrap_or(i64::MAX) <= at.timestamp()) {
+                tracing::info!(operation = operation.id, subject = token.subject.as_str(), outcome = "revoked", "request refused");
+                return Problem::invalid_token().into_response();
+            }
+            let Some(roles) = standing.roles else {
+                tracing::info!(operation = operation.id, subject = token.subject.as_str(), outcome = "not_a_member", "request refused");
+                return Problem::forbidden().into_response();
             };
             let principal = Principal { subject: token.subject, tenant, roles, scopes: token.scopes, mfa: token.mfa };
             let mut request = request;
@@ -1024,19 +1030,30 @@ fn tenant() -> TokenStream {
             pub mfa: bool,
         }
 
-        /// The roles `subject` holds in `tenant`, or `None` when it is not a member (or the
-        /// tenant does not exist). Read under the tenant's row-level security.
-        pub async fn membership(db: &sqlx::PgPool, tenant: TenantId, subject: &str) -> Result<Option<Vec<String>>, sqlx::Error> {
+        /// What the database says about a caller: the roles `subject` holds in `tenant`
+        /// (`None` when it is not a member, or the tenant does not exist; read under the
+        /// tenant's row-level security), and when its sessions were last revoked.
+        #[derive(Clone, Debug, Default)]
+        pub struct Standing {
+            /// Roles in the tenant, if a member.
+            pub roles: Option<Vec<String>>,
+            /// Tokens issued at or before this are refused.
+            pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
+        }
+
+        /// Reads a caller's [`Standing`] in one statement.
+        pub async fn standing(db: &sqlx::PgPool, tenant: TenantId, subject: &str) -> Result<Standing, sqlx::Error> {
             let mut tx = begin(db, tenant).await?;
-            let roles: Option<(Vec<String>,)> = sqlx::query_as(
-                "SELECT \"roles\" FROM \"memberships\" WHERE \"tenant_id\" = $1 AND \"subject\" = $2",
+            let (roles, revoked_at): (Option<Vec<String>>, Option<chrono::DateTime<chrono::Utc>>) = sqlx::query_as(
+                "SELECT (SELECT \"roles\" FROM \"memberships\" WHERE \"tenant_id\" = $1 AND \"subject\" = $2), \
+                 (SELECT \"revoked_at\" FROM \"session_revocations\" WHERE \"subject\" = $2)",
             )
             .bind(tenant.0)
             .bind(subject)
-            .fetch_optional(&mut *tx)
+            .fetch_one(&mut *tx)
             .await?;
             tx.commit().await?;
-            Ok(roles.map(|(roles,)| roles))
+            Ok(Standing { roles, revoked_at })
         }
 
         impl<S: Send + Sync> FromRequestParts<S> for Principal {

@@ -18,6 +18,7 @@ pub fn render_tests(
     let api = super::crate_ident(api_crate);
     let order = creation_order(app);
     let db_prefix = format!("{}_test", app.ident.chars().take(30).collect::<String>());
+    let all_roles: Vec<&str> = app.roles.iter().map(|r| r.name.as_str()).collect();
     let steps: Vec<TokenStream> = order
         .iter()
         .map(|&index| resource_steps(app, index, &api))
@@ -92,6 +93,9 @@ pub fn render_tests(
                 .map(|op| (*op, op.path.replace("{id}", "0190a0b0-0000-7000-8000-000000000001")))
         }
 
+        /// Every role of the spec.
+        const ALL_ROLES: &[&str] = &[#(#all_roles),*];
+
         fn all_scopes() -> String {
             OPERATIONS.iter().filter_map(|op| op.scope).collect::<Vec<_>>().join(" ")
         }
@@ -128,6 +132,32 @@ pub fn render_tests(
             let response = call_on(&app, op.method, &path, Some(&token)).await;
             assert_eq!(response.status(), StatusCode::FORBIDDEN);
             assert!(!response.headers().contains_key(header::WWW_AUTHENTICATE));
+            db.drop().await;
+        }
+
+        #[tokio::test]
+        async fn tokens_issued_before_a_revocation_are_refused() {
+            let Some((op, path)) = guarded_operation() else { return };
+            let db = TestDb::create().await;
+            let tenant = db.tenant("tenant a").await;
+            db.member(tenant, "user-1", ALL_ROLES).await;
+            let app = router_on(db.pool.clone());
+            let now = identity::now();
+            let before = signed(&dev::claims("user-1", tenant.id(), &all_scopes(), &["mfa"], now - 5, 60));
+            let status = call_on(&app, op.method, &path, Some(&before)).await.status();
+            assert_ne!(status, StatusCode::UNAUTHORIZED, "{}", op.id);
+            sqlx::query("INSERT INTO \"session_revocations\" (\"subject\", \"revoked_at\") VALUES ($1, to_timestamp($2))")
+                .bind("user-1")
+                .bind((now - 1) as f64)
+                .execute(&db.pool)
+                .await
+                .expect("revoke");
+            let response = call_on(&app, op.method, &path, Some(&before)).await;
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+            assert!(challenge(&response).contains("invalid_token"));
+            let after = signed(&dev::claims("user-1", tenant.id(), &all_scopes(), &["mfa"], now, 60));
+            let status = call_on(&app, op.method, &path, Some(&after)).await.status();
+            assert_ne!(status, StatusCode::UNAUTHORIZED, "a token issued after the revocation");
             db.drop().await;
         }
 
@@ -409,7 +439,6 @@ pub fn render_tests(
 /// The role x operation test of reads: expected outcomes come from the spec's permission
 /// table (roles, second factors), not from the generated policies.
 fn authorization_test(app: &App, order: &[usize], api: &proc_macro2::Ident) -> TokenStream {
-    let roles: Vec<&str> = app.roles.iter().map(|r| r.name.as_str()).collect();
     let mfa_roles: Vec<&str> = app
         .roles
         .iter()
@@ -451,7 +480,7 @@ fn authorization_test(app: &App, order: &[usize], api: &proc_macro2::Ident) -> T
                     let row = #ids[0];
                     let path = #path.replace("{id}", &row.to_string());
                     let allowed: &[&str] = &[#(#allowed),*];
-                    for role in ROLES {
+                    for role in ALL_ROLES {
                         for mfa in [true, false] {
                             let subject = format!("{role}-{mfa}");
                             let amr: &[&str] = if mfa { &["mfa"] } else { &[] };
@@ -479,8 +508,6 @@ fn authorization_test(app: &App, order: &[usize], api: &proc_macro2::Ident) -> T
         return TokenStream::new();
     }
     quote! {
-        /// Every role of the spec.
-        const ROLES: &[&str] = &[#(#roles),*];
         /// Roles that count only with a second factor.
         const MFA_ROLES: &[&str] = &[#(#mfa_roles),*];
 
@@ -490,12 +517,12 @@ fn authorization_test(app: &App, order: &[usize], api: &proc_macro2::Ident) -> T
             let tenant = db.tenant("tenant a").await;
             let other = db.tenant("tenant b").await;
             let subject = "seeder";
-            for role in ROLES {
+            for role in ALL_ROLES {
                 for mfa in [true, false] {
                     db.member(tenant, &format!("{role}-{mfa}"), &[role]).await;
                 }
             }
-            db.member(other, "outsider", ROLES).await;
+            db.member(other, "outsider", ALL_ROLES).await;
             let app = router_on(db.pool.clone());
             let mut conn = db.pool.acquire().await.expect("a connection");
             #(let mut #id_vecs: Vec<uuid::Uuid> = Vec::new();)*
