@@ -157,7 +157,7 @@ fn policy(app: &App, resource: &Resource, action: &Action, role: &str) -> Option
         None => None,
     };
     let id = action_id(resource, action);
-    let mfa = app.roles.iter().any(|r| r.name == role && r.mfa_required);
+    let mfa = app.mfa_roles().contains(&role);
     let mut clauses = vec![format!("principal.roles.contains({})", string(role))];
     if let Some(scope) = &action.scope {
         clauses.push(format!("context.scopes.contains({})", string(scope)));

@@ -28,6 +28,17 @@ pub struct App {
     pub payments: Option<Payments>,
 }
 
+impl App {
+    /// The names of the roles that count only with a second factor.
+    pub fn mfa_roles(&self) -> Vec<&str> {
+        self.roles
+            .iter()
+            .filter(|r| r.mfa_required)
+            .map(|r| r.name.as_str())
+            .collect()
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Scope {
     pub name: String,

@@ -87,12 +87,7 @@ fn list(items: impl IntoIterator<Item = String>) -> String {
 }
 
 pub fn render_permissions(app: &App, options: &Options) -> Result<String, RenderError> {
-    let mfa_roles: Vec<&str> = app
-        .roles
-        .iter()
-        .filter(|r| r.mfa_required)
-        .map(|r| r.name.as_str())
-        .collect();
+    let mfa_roles = app.mfa_roles();
     let mut operations = Vec::new();
     let mut public = Vec::new();
     let mut matrix = Vec::new();
@@ -225,12 +220,7 @@ pub fn render_identity(app: &App, options: &Options) -> Result<String, RenderErr
         factors: list(id.mfa_factors.iter().map(|f| markdown_code(f))),
         verified_email: yes_no(id.require_verified_email),
         verified_domains: yes_no(app.verify_domains),
-        mfa_roles: list(
-            app.roles
-                .iter()
-                .filter(|r| r.mfa_required)
-                .map(|r| markdown(&r.name)),
-        ),
+        mfa_roles: list(app.mfa_roles().into_iter().map(markdown)),
         customer_roles: list(
             app.roles
                 .iter()

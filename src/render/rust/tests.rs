@@ -439,12 +439,7 @@ pub fn render_tests(
 /// The role x operation test of reads: expected outcomes come from the spec's permission
 /// table (roles, second factors), not from the generated policies.
 fn authorization_test(app: &App, order: &[usize], api: &proc_macro2::Ident) -> TokenStream {
-    let mfa_roles: Vec<&str> = app
-        .roles
-        .iter()
-        .filter(|r| r.mfa_required)
-        .map(|r| r.name.as_str())
-        .collect();
+    let mfa_roles = app.mfa_roles();
     let id_vecs: Vec<_> = app.resources.iter().map(ids_var).collect();
     let seeds: Vec<TokenStream> = order
         .iter()
