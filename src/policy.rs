@@ -7,7 +7,7 @@
 //! Lowering validates the policies against the schema with the same cedar-policy version
 //! the generated server pins, and points at the condition on any error.
 
-use crate::model::{Action, App, FieldType, Resource};
+use crate::model::{Action, App, BuiltinOperation, FieldType, Resource};
 use cedar_policy::{Expression, PolicySet, Schema, ValidationMode, Validator};
 use std::fmt::Write;
 use std::str::FromStr;
@@ -18,6 +18,10 @@ pub const CEDAR_VERSION: &str = "4.14.1";
 pub const NAMESPACE: &str = "App";
 /// Entity type of the caller.
 pub const PRINCIPAL: &str = "Principal";
+/// Entity type of a machine caller (no tenant), for the built-in routes that accept one.
+pub const MACHINE: &str = "Machine";
+/// Entity type the built-in routes act on: a subject's membership of the caller's tenant.
+pub const MEMBERSHIP: &str = "Membership";
 
 /// A condition that is not one valid Cedar expression.
 pub fn parse_condition(condition: &str) -> Result<String, String> {
@@ -62,11 +66,11 @@ fn attribute_type(field: &crate::model::Field) -> &'static str {
 
 /// The Cedar schema of `app`.
 pub fn schema(app: &App) -> String {
-    schema_of(&app.resources)
+    schema_of(&app.resources, &app.builtin_operations())
 }
 
-/// The Cedar schema of some resources.
-fn schema_of(resources: &[Resource]) -> String {
+/// The Cedar schema of some resources and built-in operations.
+fn schema_of(resources: &[Resource], builtins: &[BuiltinOperation]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -120,6 +124,33 @@ fn schema_of(resources: &[Resource]) -> String {
             );
         }
     }
+    if !builtins.is_empty() {
+        let _ = writeln!(
+            out,
+            "  // A machine caller: a client-credentials token without a tenant."
+        );
+        let _ = writeln!(out, "  entity {MACHINE} = {{ \"client\": String }};");
+        let _ = writeln!(
+            out,
+            "  // A subject's membership of the caller's tenant (built-in routes)."
+        );
+        let _ = writeln!(
+            out,
+            "  entity {MEMBERSHIP} = {{ \"subject\": String, \"roles\": Set<String> }};"
+        );
+    }
+    for builtin in builtins {
+        let principals = if builtin.machine_scope.is_some() {
+            format!("{PRINCIPAL}, {MACHINE}")
+        } else {
+            PRINCIPAL.to_owned()
+        };
+        let _ = writeln!(
+            out,
+            "  action {} appliesTo {{ principal: [{principals}], resource: [{MEMBERSHIP}], context: RequestContext }};",
+            string(builtin.id),
+        );
+    }
     out.push_str("}\n");
     out
 }
@@ -147,6 +178,49 @@ pub fn policies(app: &App) -> String {
             }
         }
     }
+    for builtin in app.builtin_operations() {
+        for role in &builtin.roles {
+            out.push('\n');
+            out.push_str(&builtin_policy(app, &builtin, role));
+        }
+        if let Some(scope) = &builtin.machine_scope {
+            out.push('\n');
+            let _ = writeln!(out, "@id({})", string(&format!("{}/machine", builtin.id)));
+            let _ = writeln!(out, "@action({})", string(builtin.id));
+            let _ = writeln!(
+                out,
+                "permit (principal is {NAMESPACE}::{MACHINE}, action == {NAMESPACE}::Action::{}, resource is {NAMESPACE}::{MEMBERSHIP})",
+                string(builtin.id)
+            );
+            let _ = writeln!(
+                out,
+                "when {{\n  context.scopes.contains({})\n}};",
+                string(scope)
+            );
+        }
+    }
+    out
+}
+
+/// The policy letting `role` do a built-in operation: the admin scope, and a second
+/// factor where the role needs one.
+fn builtin_policy(app: &App, builtin: &BuiltinOperation, role: &str) -> String {
+    let mut clauses = vec![format!("principal.roles.contains({})", string(role))];
+    if let Some(scope) = &builtin.scope {
+        clauses.push(format!("context.scopes.contains({})", string(scope)));
+    }
+    if app.mfa_roles().contains(&role) {
+        clauses.push("context.mfa".into());
+    }
+    let mut out = String::new();
+    let _ = writeln!(out, "@id({})", string(&format!("{}/{role}", builtin.id)));
+    let _ = writeln!(out, "@action({})", string(builtin.id));
+    let _ = writeln!(
+        out,
+        "permit (principal is {NAMESPACE}::{PRINCIPAL}, action == {NAMESPACE}::Action::{}, resource is {NAMESPACE}::{MEMBERSHIP})",
+        string(builtin.id)
+    );
+    let _ = writeln!(out, "when {{\n  {}\n}};", clauses.join("\n  && "));
     out
 }
 
@@ -212,8 +286,9 @@ pub fn validate(app: &App) -> Result<Vec<Invalid>, String> {
         if text.is_empty() {
             continue;
         }
-        let (schema, _) = Schema::from_cedarschema_str(&schema_of(std::slice::from_ref(resource)))
-            .map_err(|e| one_line(&e.to_string()))?;
+        let (schema, _) =
+            Schema::from_cedarschema_str(&schema_of(std::slice::from_ref(resource), &[]))
+                .map_err(|e| one_line(&e.to_string()))?;
         let policies = PolicySet::from_str(&text).map_err(|e| one_line(&e.to_string()))?;
         for message in validation_errors(resource, &schema, &policies) {
             invalid.push(Invalid {
@@ -265,6 +340,24 @@ fn validation_errors(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_built_in_operations_validate_against_the_schema() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/specs/ledgerly.yaml");
+        let source = std::fs::read_to_string(path).expect("the example spec");
+        let app = crate::compile(path, &source).expect("the example spec is valid");
+        assert!(!app.builtin_operations().is_empty());
+        let (schema, _) = Schema::from_cedarschema_str(&schema(&app)).expect("the schema parses");
+        let policies = PolicySet::from_str(&policies(&app)).expect("the policies parse");
+        let result = Validator::new(schema).validate(&policies, ValidationMode::Strict);
+        let errors: Vec<String> = result.validation_errors().map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{errors:#?}");
+        let machine = policies
+            .policies()
+            .filter(|p| p.annotation("id") == Some("session.revoke/machine"))
+            .count();
+        assert_eq!(machine, 1);
+    }
 
     #[test]
     fn a_condition_cannot_escape_its_clause() {

@@ -84,6 +84,11 @@ pub struct Identity {
     /// Members must have a verified email (`email_verified`).
     #[serde(default)]
     pub require_verified_email: bool,
+    /// A machine caller's scope: a client-credentials token with it and no tenant (the
+    /// identity provider's password-change or risk event hook) may revoke any subject's
+    /// sessions. Without it, no machine caller is accepted.
+    #[serde(default)]
+    pub machine_scope: Option<Name>,
 }
 
 /// Claim names in the access token.
@@ -105,6 +110,20 @@ pub struct Tenancy {
     /// A member's email domain must be a verified domain of the tenant.
     #[serde(default)]
     pub verify_domains: bool,
+    /// Who manages a tenant's memberships and members' sessions through the service's
+    /// built-in routes. Without it, only the server's operator command grants roles.
+    #[serde(default)]
+    pub admins: Option<Admins>,
+}
+
+/// The roles and scope of the built-in membership and session routes.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Admins {
+    /// Roles that may list, grant and remove memberships and revoke members' sessions.
+    pub roles: Vec<Name>,
+    /// Scope the token must carry for them.
+    pub scope: Name,
 }
 
 /// A role members can hold within a tenant.

@@ -223,7 +223,7 @@ fn evasions_are_found() {
         (
             "crates/server/src/extra.rs",
             "pub const BACKDOOR: Operation = Operation { id: \"customer.read\", method: \"GET\", path: \"/e5\", scope: None, roles: &[], public: true, mfa: false, rate_limit: None };\n",
-            "outside the generated resource modules",
+            "outside the generated resource and members modules",
         ),
         (
             "crates/server/src/extra.rs",
@@ -308,6 +308,33 @@ fn with_the_spec_every_operation_must_match_it() {
                 && m.contains("`public`")),
         "{found:?}"
     );
+    // A generated operation opened to machine callers by hand, and a built-in one changed.
+    let file = dir.path().join("crates/server/src/resources/invoice.rs");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let opened = text.replacen(
+        "machine_scope: None",
+        "machine_scope: Some(\"idp.events\")",
+        1,
+    );
+    assert_ne!(text, opened);
+    std::fs::write(&file, opened).unwrap();
+    let file = dir.path().join("crates/server/src/members.rs");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let rescoped = text.replacen("Some(\"members.manage\")", "Some(\"invoices.read\")", 1);
+    assert_ne!(text, rescoped);
+    std::fs::write(&file, rescoped).unwrap();
+    let (status, json) = bulwark(&["audit", "--spec", spec], dir.path());
+    assert_eq!(status, 3, "{json}");
+    let found = findings(&json);
+    for (file, field) in [
+        ("crates/server/src/resources/invoice.rs", "`machine_scope`"),
+        ("crates/server/src/members.rs", "`scope`"),
+    ] {
+        assert!(
+            found.iter().any(|(f, _, m)| f == file && m.contains(field)),
+            "{file} {field}: {found:?}"
+        );
+    }
 }
 
 #[test]

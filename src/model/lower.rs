@@ -25,6 +25,9 @@ const RESERVED_TABLES: [&str; 10] = [
     "refunds",
 ];
 
+/// Paths of the built-in routes (memberships, sessions), which no resource may take.
+const BUILTIN_PATHS: [&str; 2] = ["memberships", "sessions"];
+
 /// The longest access-token lifetime a spec may ask for: access tokens are short-lived and
 /// refreshed with rotating refresh tokens.
 const MAX_TOKEN_LIFETIME_SECS: u64 = 3600;
@@ -177,6 +180,11 @@ impl<'s> Lower<'s> {
             })
             .collect();
         let identity = self.identity();
+        let admins = spec
+            .tenancy
+            .as_ref()
+            .and_then(|t| t.admins.as_ref())
+            .and_then(|admins| self.admins(admins));
         let resources: Vec<Resource> = spec
             .resources
             .iter()
@@ -204,6 +212,7 @@ impl<'s> Lower<'s> {
             environments,
             identity,
             verify_domains: spec.tenancy.as_ref().is_some_and(|t| t.verify_domains),
+            admins,
             resources,
             payments,
         }
@@ -275,6 +284,18 @@ impl<'s> Lower<'s> {
         for (resource, (key, _)) in resources.iter().zip(&self.spec.resources) {
             if !idents.insert(names::snake(key)) {
                 continue;
+            }
+            if BUILTIN_PATHS.contains(&resource.path.as_str()) {
+                let message = format!(
+                    "resource `{}` is served at `/{}`, a path of the service's built-in routes",
+                    resource.name, resource.path
+                );
+                self.error(
+                    "reserved-path",
+                    message,
+                    key.loc,
+                    "memberships and sessions are built in (see `tenancy.admins`); set another `path:`",
+                );
             }
             if let Some(first) = seen.get(resource.path.as_str()) {
                 if *first != resource.name {
@@ -419,6 +440,27 @@ impl<'s> Lower<'s> {
         None
     }
 
+    /// The built-in routes' roles and scope; `None` (no routes) if they name nothing valid.
+    fn admins(&mut self, admins: &spec::Admins) -> Option<Admins> {
+        let roles = self.roles(&admins.roles);
+        let scope = self.scope(&admins.scope);
+        if admins.roles.is_empty() {
+            self.error(
+                "admins-without-roles",
+                "`tenancy.admins` names no roles".into(),
+                admins.scope.loc,
+                "list the roles that manage memberships, e.g. `roles: [owner]`",
+            );
+        }
+        if roles.len() != admins.roles.len() || roles.is_empty() {
+            return None;
+        }
+        Some(Admins {
+            roles,
+            scope: scope?,
+        })
+    }
+
     fn resource_index(&mut self, name: &Name) -> Option<usize> {
         let index = self.spec.resources.get_index_of(name);
         if index.is_none() {
@@ -479,6 +521,7 @@ impl<'s> Lower<'s> {
                 email_claim: "email".into(),
                 mfa_factors: default_factors(),
                 require_verified_email: false,
+                machine_scope: None,
             };
         };
         if !id.issuer.starts_with("https://") {
@@ -525,6 +568,7 @@ impl<'s> Lower<'s> {
                 f.iter().map(|n| n.value.clone()).collect()
             }),
             require_verified_email: id.require_verified_email,
+            machine_scope: id.machine_scope.as_ref().and_then(|s| self.scope(s)),
         }
     }
 

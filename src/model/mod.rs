@@ -24,6 +24,8 @@ pub struct App {
     pub environments: Vec<Environment>,
     pub identity: Identity,
     pub verify_domains: bool,
+    /// Who manages memberships and sessions through the built-in routes.
+    pub admins: Option<Admins>,
     pub resources: Vec<Resource>,
     pub payments: Option<Payments>,
 }
@@ -37,6 +39,88 @@ impl App {
             .map(|r| r.name.as_str())
             .collect()
     }
+}
+
+/// The built-in routes: managing a tenant's memberships and revoking sessions. They are
+/// declared in the permission model (policies, PERMISSIONS.md, OpenAPI) like the spec's own.
+#[derive(Clone, Debug, Serialize)]
+pub struct BuiltinOperation {
+    /// `membership.grant` and so on: the Cedar action and the server's operation id.
+    pub id: &'static str,
+    pub method: &'static str,
+    /// Versioned path.
+    pub path: String,
+    pub summary: &'static str,
+    /// Tenant roles allowed (the spec's `tenancy.admins`).
+    pub roles: Vec<String>,
+    pub scope: Option<String>,
+    /// Machine callers (no tenant) with this scope are allowed too.
+    pub machine_scope: Option<String>,
+}
+
+impl App {
+    /// The built-in operations this spec enables: membership management for
+    /// `tenancy.admins`, and revoking sessions for them and for machine callers.
+    pub fn builtin_operations(&self) -> Vec<BuiltinOperation> {
+        let version = &self.api_version;
+        let (roles, scope) = match &self.admins {
+            Some(admins) => (admins.roles.clone(), Some(admins.scope.clone())),
+            None => (Vec::new(), None),
+        };
+        let mut operations = Vec::new();
+        if self.admins.is_some() {
+            for (id, method, path, summary) in [
+                (
+                    "membership.list",
+                    "GET",
+                    "memberships",
+                    "List the tenant's members and their roles.",
+                ),
+                (
+                    "membership.grant",
+                    "PUT",
+                    "memberships/{subject}",
+                    "Set a member's roles (adds the member); ends the member's sessions when they change.",
+                ),
+                (
+                    "membership.remove",
+                    "DELETE",
+                    "memberships/{subject}",
+                    "Remove a member from the tenant.",
+                ),
+            ] {
+                operations.push(BuiltinOperation {
+                    id,
+                    method,
+                    path: format!("/{version}/{path}"),
+                    summary,
+                    roles: roles.clone(),
+                    scope: scope.clone(),
+                    machine_scope: None,
+                });
+            }
+        }
+        let machine_scope = self.identity.machine_scope.clone();
+        if self.admins.is_some() || machine_scope.is_some() {
+            operations.push(BuiltinOperation {
+                id: "session.revoke",
+                method: "POST",
+                path: format!("/{version}/sessions/revoke"),
+                summary: "End a subject's sessions: tokens issued until now are refused.",
+                roles,
+                scope,
+                machine_scope,
+            });
+        }
+        operations
+    }
+}
+
+/// The roles and scope of the built-in membership and session routes.
+#[derive(Clone, Debug, Serialize)]
+pub struct Admins {
+    pub roles: Vec<String>,
+    pub scope: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -73,6 +157,8 @@ pub struct Identity {
     pub email_claim: String,
     pub mfa_factors: Vec<String>,
     pub require_verified_email: bool,
+    /// The scope of a machine caller (no tenant), if machine callers are accepted.
+    pub machine_scope: Option<String>,
 }
 
 /// A resource: one table, one set of routes.

@@ -111,6 +111,7 @@ pub fn render_openapi(app: &App, options: &Options) -> String {
             }
         }
     }
+    builtin_paths(app, &mut paths, &mut schemas);
     let scopes: Map<String, Value> = app
         .scopes
         .iter()
@@ -133,6 +134,102 @@ pub fn render_openapi(app: &App, options: &Options) -> String {
     let mut text = serde_json::to_string_pretty(&document).unwrap_or_default();
     text.push('\n');
     text
+}
+
+/// The built-in routes (memberships, sessions). Their schemas are named `Builtin.*`: a `.`
+/// never occurs in a resource's type name, so they cannot meet one.
+fn builtin_paths(app: &App, paths: &mut Map<String, Value>, schemas: &mut Map<String, Value>) {
+    let builtins = app.builtin_operations();
+    if builtins.is_empty() {
+        return;
+    }
+    schemas.insert("Builtin.Membership".into(), json!({
+        "type": "object", "required": ["subject", "roles", "created_at"],
+        "properties": {
+            "subject": {"type": "string", "minLength": 1, "maxLength": 255},
+            "roles": {"type": "array", "items": {"type": "string", "enum": app.roles.iter().map(|r| r.name.clone()).collect::<Vec<_>>()}},
+            "created_at": {"type": "string", "format": "date-time"}
+        }
+    }));
+    schemas.insert("Builtin.MembershipGrant".into(), json!({
+        "type": "object", "additionalProperties": false, "required": ["roles"],
+        "properties": {"roles": {"type": "array", "items": {"type": "string", "enum": app.roles.iter().map(|r| r.name.clone()).collect::<Vec<_>>()}}}
+    }));
+    schemas.insert("Builtin.MembershipPage".into(), json!({
+        "type": "object", "required": ["items"],
+        "properties": {
+            "items": {"type": "array", "items": {"$ref": "#/components/schemas/Builtin.Membership"}},
+            "next_after": {"type": "string"}
+        }
+    }));
+    schemas.insert(
+        "Builtin.SessionRevocation".into(),
+        json!({
+            "type": "object", "additionalProperties": false, "required": ["subject"],
+            "properties": {
+                "subject": {"type": "string", "minLength": 1, "maxLength": 255},
+                "reason": {"type": "string", "enum": ["admin", "password_change", "device_risk"]}
+            }
+        }),
+    );
+    let problem = json!({"description": "problem", "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}});
+    let body = |name: &str| json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{name}")}}}});
+    for builtin in &builtins {
+        let mut op = Map::new();
+        op.insert("operationId".into(), json!(builtin.id));
+        op.insert("summary".into(), json!(builtin.summary));
+        op.insert("tags".into(), json!(["built-in"]));
+        let mut security = Vec::new();
+        if let Some(scope) = &builtin.scope {
+            security.push(json!({"bearer": [scope]}));
+            op.insert("x-scope".into(), json!(scope));
+        }
+        if let Some(scope) = &builtin.machine_scope {
+            security.push(json!({"bearer": [scope]}));
+            op.insert("x-machine-scope".into(), json!(scope));
+        }
+        op.insert("security".into(), Value::Array(security));
+        op.insert("x-roles".into(), json!(builtin.roles));
+        let mut responses = Map::new();
+        match builtin.id {
+            "membership.list" => {
+                op.insert("parameters".into(), json!([
+                    {"name": "after", "in": "query", "required": false, "schema": {"type": "string"}},
+                    {"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 100}}
+                ]));
+                responses.insert("200".into(), json!({"description": "success", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Builtin.MembershipPage"}}}}));
+            }
+            "membership.grant" => {
+                op.insert("requestBody".into(), body("Builtin.MembershipGrant"));
+                responses.insert("200".into(), json!({"description": "success", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Builtin.Membership"}}}}));
+                responses.insert("422".into(), problem.clone());
+            }
+            "membership.remove" => {
+                responses.insert("204".into(), json!({"description": "removed"}));
+                responses.insert("404".into(), problem.clone());
+            }
+            _ => {
+                op.insert("requestBody".into(), body("Builtin.SessionRevocation"));
+                responses.insert("204".into(), json!({"description": "revoked"}));
+                responses.insert("404".into(), problem.clone());
+            }
+        }
+        if builtin.path.contains("{subject}") {
+            op.insert("parameters".into(), json!([
+                {"name": "subject", "in": "path", "required": true, "schema": {"type": "string", "minLength": 1, "maxLength": 255}}
+            ]));
+            responses.insert("422".into(), problem.clone());
+        }
+        responses.insert("401".into(), problem.clone());
+        responses.insert("403".into(), problem.clone());
+        op.insert("responses".into(), Value::Object(responses));
+        let entry = paths
+            .entry(builtin.path.clone())
+            .or_insert_with(|| json!({}));
+        if let Some(map) = entry.as_object_mut() {
+            map.insert(builtin.method.to_lowercase(), Value::Object(op));
+        }
+    }
 }
 
 /// OpenID Connect when the spec names an issuer (clients discover its endpoints), else a

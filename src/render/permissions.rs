@@ -13,6 +13,7 @@ struct Context<'a> {
     version: &'a str,
     title: String,
     operations: Vec<Route>,
+    builtins: bool,
     public: Vec<Public>,
     roles: Vec<RoleRow>,
     matrix: Vec<MatrixRow>,
@@ -86,6 +87,20 @@ fn list(items: impl IntoIterator<Item = String>) -> String {
     }
 }
 
+/// Which of `roles` need a second factor, as the routes table says it.
+fn mfa_note(roles: &[String], mfa_roles: &[&str]) -> String {
+    let needing: Vec<String> = roles
+        .iter()
+        .filter(|r| mfa_roles.contains(&r.as_str()))
+        .map(|r| markdown(r))
+        .collect();
+    if needing.is_empty() {
+        "—".into()
+    } else {
+        format!("required for {}", needing.join(", "))
+    }
+}
+
 pub fn render_permissions(app: &App, options: &Options) -> Result<String, RenderError> {
     let mfa_roles = app.mfa_roles();
     let mut operations = Vec::new();
@@ -100,12 +115,6 @@ pub fn render_permissions(app: &App, options: &Options) -> Result<String, Render
                     reason: markdown(reason),
                 });
             }
-            let needs_mfa: Vec<String> = action
-                .roles
-                .iter()
-                .filter(|r| mfa_roles.contains(&r.as_str()))
-                .map(|r| markdown(r))
-                .collect();
             operations.push(Route {
                 method: action.method.as_str(),
                 path: action.path.replace('`', ""),
@@ -120,11 +129,7 @@ pub fn render_permissions(app: &App, options: &Options) -> Result<String, Render
                     .condition
                     .as_deref()
                     .map_or("—".into(), markdown_code),
-                mfa: if needs_mfa.is_empty() {
-                    "—".into()
-                } else {
-                    format!("required for {}", needs_mfa.join(", "))
-                },
+                mfa: mfa_note(&action.roles, &mfa_roles),
                 rate_limit: action.rate_limit.map_or("—".into(), |l| {
                     format!("{} per {} s", l.requests, l.per_secs)
                 }),
@@ -150,9 +155,44 @@ pub fn render_permissions(app: &App, options: &Options) -> Result<String, Render
             });
         }
     }
+    // The built-in routes, declared like the spec's own operations.
+    for builtin in app.builtin_operations() {
+        let id = markdown(builtin.id);
+        let mut roles: Vec<String> = builtin.roles.iter().map(|r| markdown(r)).collect();
+        let mut scopes: Vec<String> = builtin.scope.iter().map(|s| markdown_code(s)).collect();
+        if let Some(scope) = &builtin.machine_scope {
+            roles.push("machine callers".into());
+            scopes.push(format!("{} (machine)", markdown_code(scope)));
+        }
+        operations.push(Route {
+            method: builtin.method,
+            path: builtin.path.replace('`', ""),
+            id: id.clone(),
+            roles: list(roles),
+            scope: list(scopes),
+            condition: "—".into(),
+            mfa: mfa_note(&builtin.roles, &mfa_roles),
+            rate_limit: "—".into(),
+        });
+        matrix.push(MatrixRow {
+            id,
+            cells: app
+                .roles
+                .iter()
+                .map(|role| {
+                    if builtin.roles.contains(&role.name) {
+                        "yes"
+                    } else {
+                        ""
+                    }
+                })
+                .collect(),
+        });
+    }
     let context = Context {
         version: &options.generator_version,
         title: markdown(&app.name),
+        builtins: !app.builtin_operations().is_empty(),
         operations,
         public,
         roles: app
@@ -200,6 +240,8 @@ struct IdentityContext<'a> {
     verified_domains: &'static str,
     mfa_roles: String,
     customer_roles: String,
+    machine_scope: String,
+    revoke_path: String,
     scopes: Vec<ScopeRow>,
 }
 
@@ -227,6 +269,15 @@ pub fn render_identity(app: &App, options: &Options) -> Result<String, RenderErr
                 .filter(|r| r.customer)
                 .map(|r| markdown(&r.name)),
         ),
+        machine_scope: id
+            .machine_scope
+            .as_deref()
+            .map_or("none: no machine caller is accepted".into(), markdown_code),
+        revoke_path: app
+            .builtin_operations()
+            .iter()
+            .find(|b| b.id == "session.revoke")
+            .map_or(String::new(), |b| b.path.replace('`', "")),
         scopes: scope_rows(app),
     };
     templates::render("IDENTITY.md", &context)

@@ -40,6 +40,7 @@ struct ReadmeContext<'a> {
     server_crate: &'a str,
     client_crate: &'a str,
     db: &'a str,
+    builtins: bool,
     operations: Vec<OperationRow>,
 }
 
@@ -129,6 +130,30 @@ pub fn render_workspace(
     files.insert(".gitignore", templates::render("gitignore", &workspace)?);
     files.insert("Cargo.lock", cargo_lock(crates));
 
+    let builtins = app.builtin_operations();
+    let builtin_rows = builtins.iter().map(|b| OperationRow {
+        method: b.method,
+        path: b.path.replace('`', ""),
+        id: markdown(b.id),
+        scope: b
+            .scope
+            .iter()
+            .chain(&b.machine_scope)
+            .map(|s| markdown_code(s))
+            .collect::<Vec<_>>()
+            .join(", "),
+        roles: b
+            .roles
+            .iter()
+            .map(|r| markdown(r))
+            .chain(
+                b.machine_scope
+                    .as_ref()
+                    .map(|_| "machine callers".to_owned()),
+            )
+            .collect::<Vec<_>>()
+            .join(", "),
+    });
     let operations = app
         .resources
         .iter()
@@ -149,8 +174,10 @@ pub fn render_workspace(
                 .collect::<Vec<_>>()
                 .join(", "),
         })
+        .chain(builtin_rows)
         .collect();
     let readme = ReadmeContext {
+        builtins: !builtins.is_empty(),
         version,
         title: markdown(&app.name),
         description: app.description.as_deref().map(markdown).unwrap_or_default(),

@@ -21,11 +21,18 @@ pub fn render_api(app: &App, files: &mut FileSet, dir: &str) -> Result<(), Rende
     } else {
         quote! { [#(#currencies),*].contains(&code) }
     };
+    let builtins = !app.builtin_operations().is_empty();
+    let memberships_mod = builtins.then(|| {
+        quote!(
+            pub mod memberships;
+        )
+    });
     let lib = quote! {
         #![forbid(unsafe_code)]
         //! Request and response types of the API, shared by the server and the typed client.
 
         #(pub mod #modules;)*
+        #memberships_mod
 
         use serde::{Deserialize, Serialize};
 
@@ -123,6 +130,12 @@ pub fn render_api(app: &App, files: &mut FileSet, dir: &str) -> Result<(), Rende
         }
     };
     files.insert_rust(&format!("{dir}/src/lib.rs"), lib)?;
+    if builtins {
+        files.insert_rust(
+            &format!("{dir}/src/memberships.rs"),
+            super::members::api_module(),
+        )?;
+    }
     for resource in &app.resources {
         let tokens = resource_module(resource);
         files.insert_rust(&format!("{dir}/src/{}.rs", resource.ident), tokens)?;

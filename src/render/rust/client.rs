@@ -3,6 +3,7 @@
 use super::{crate_ident, doc, ident, input_type};
 use crate::model::{ActionKind, App};
 use crate::render::{FileSet, RenderError};
+use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
 pub fn render_client(
@@ -100,6 +101,7 @@ pub fn render_client(
         });
     }
     let title = super::inner_doc(&format!("Typed client of the `{}` API.", app.name));
+    let (builtin_accessor, builtin) = builtin_calls(app, &api);
     let tokens = quote! {
         #![forbid(unsafe_code)]
         #title
@@ -198,9 +200,12 @@ pub fn render_client(
             }
 
             #(#accessors)*
+            #builtin_accessor
         }
 
         #(#handles)*
+
+        #builtin
 
         async fn check(response: reqwest::Response) -> Result<reqwest::Response, Error> {
             if response.status().is_success() {
@@ -217,4 +222,90 @@ pub fn render_client(
         }
     };
     files.insert_rust(&format!("{dir}/src/lib.rs"), tokens)
+}
+
+/// The calls of the built-in routes (memberships, sessions), in a module of their own so
+/// that no resource's names can meet them.
+fn builtin_calls(app: &App, api: &proc_macro2::Ident) -> (TokenStream, TokenStream) {
+    let builtins = app.builtin_operations();
+    if builtins.is_empty() {
+        return (TokenStream::new(), TokenStream::new());
+    }
+    let path = |id: &str| {
+        builtins.iter().find(|b| b.id == id).map(|b| {
+            b.path
+                .split("/{subject}")
+                .next()
+                .unwrap_or(&b.path)
+                .to_owned()
+        })
+    };
+    let mut methods = Vec::new();
+    if let Some(base) = path("membership.list") {
+        methods.push(quote! {
+            /// Lists the tenant's members (built-in `membership.list`).
+            pub async fn list_memberships(&self, query: &#api::memberships::MembershipQuery) -> Result<#api::memberships::MembershipPage, Error> {
+                self.client.send(self.client.request(reqwest::Method::GET, #base).query(query)).await
+            }
+
+            /// Sets a member's roles, adding the member (built-in `membership.grant`).
+            pub async fn grant(&self, subject: &str, grant: &#api::memberships::MembershipGrant) -> Result<#api::memberships::Membership, Error> {
+                let path = format!("{}/{}", #base, segment(subject));
+                self.client.send(self.client.request(reqwest::Method::PUT, &path).json(grant)).await
+            }
+
+            /// Removes a member (built-in `membership.remove`).
+            pub async fn remove_membership(&self, subject: &str) -> Result<(), Error> {
+                let path = format!("{}/{}", #base, segment(subject));
+                let response = self.client.request(reqwest::Method::DELETE, &path).send().await?;
+                check(response).await.map(drop)
+            }
+        });
+    }
+    if let Some(path) = path("session.revoke") {
+        methods.push(quote! {
+            /// Ends a subject's sessions (built-in `session.revoke`).
+            pub async fn revoke_sessions(&self, revocation: &#api::memberships::SessionRevocation) -> Result<(), Error> {
+                let response = self.client.request(reqwest::Method::POST, #path).json(revocation).send().await?;
+                check(response).await.map(drop)
+            }
+        });
+    }
+    let accessor = quote! {
+        /// The built-in operations: memberships and sessions.
+        pub fn builtin(&self) -> builtin::BuiltinCalls<'_> {
+            builtin::BuiltinCalls { client: self }
+        }
+    };
+    let module = quote! {
+        /// The built-in operations of the service.
+        pub mod builtin {
+            use super::{check, Client, Error};
+
+            /// The built-in operations, from `Client::builtin`.
+            #[derive(Clone, Copy, Debug)]
+            pub struct BuiltinCalls<'a> {
+                pub(crate) client: &'a Client,
+            }
+
+            impl BuiltinCalls<'_> {
+                #(#methods)*
+            }
+
+            /// A subject as one path segment: everything but RFC 3986's unreserved
+            /// characters percent-encoded.
+            fn segment(subject: &str) -> String {
+                let mut out = String::with_capacity(subject.len());
+                for byte in subject.bytes() {
+                    if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+                        out.push(char::from(byte));
+                    } else {
+                        out.push_str(&format!("%{byte:02X}"));
+                    }
+                }
+                out
+            }
+        }
+    };
+    (accessor, module)
 }

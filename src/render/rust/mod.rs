@@ -2,7 +2,9 @@
 //! stage then runs rustfmt so the files match what engineers' tools produce.)
 
 pub mod api;
+pub mod audit_log;
 pub mod client;
+pub mod members;
 pub mod server;
 pub mod tests;
 
@@ -60,7 +62,8 @@ fn space_items(printed: &str) -> String {
     for line in printed.lines() {
         if let Some(prev) = previous {
             let top = |l: &str| !l.is_empty() && !l.starts_with(char::is_whitespace);
-            let item_ended = prev.ends_with('}') || prev.ends_with(';');
+            let item_ended =
+                !prev.starts_with("//") && (prev.ends_with('}') || prev.ends_with(';'));
             let closes = line.starts_with(['}', ')', ']']);
             let uses = prev.starts_with("use ") && line.starts_with("use ");
             let after_module_docs = prev.starts_with("//!") && !line.starts_with("//!");

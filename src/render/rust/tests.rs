@@ -132,6 +132,21 @@ pub fn render_tests(
             let response = call_on(&app, op.method, &path, Some(&token)).await;
             assert_eq!(response.status(), StatusCode::FORBIDDEN);
             assert!(!response.headers().contains_key(header::WWW_AUTHENTICATE));
+            // Both refusals are in the system trail (no tenant was established), with the
+            // request id the response carries.
+            let request_id = response.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned).expect("a request id");
+            let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM \"system_audit_events\" WHERE \"outcome\" = 'denied' AND \"resource_id\" = $1 AND \"detail\" ->> 'reason' = 'not_a_member'")
+                .bind(tenant.id().to_string())
+                .fetch_one(&db.pool)
+                .await
+                .expect("count events");
+            assert_eq!(count, 2);
+            let (actor,): (String,) = sqlx::query_as("SELECT \"actor\" FROM \"system_audit_events\" WHERE \"request_id\" = $1")
+                .bind(&request_id)
+                .fetch_one(&db.pool)
+                .await
+                .expect("the event of the last request");
+            assert_eq!(actor, "user-2");
             db.drop().await;
         }
 
@@ -183,10 +198,22 @@ pub fn render_tests(
         #[tokio::test]
         async fn a_token_without_the_operations_scope_is_403_insufficient_scope() {
             let Some((op, path)) = guarded_operation() else { return };
-            let token = signed(&dev::claims("user-1", uuid::Uuid::now_v7(), "unrelated.scope", &[], identity::now(), 60));
-            let response = call_with(op.method, &path, Some(&token)).await;
+            let db = TestDb::create().await;
+            let tenant = db.tenant("tenant a").await;
+            db.member(tenant, "user-1", ALL_ROLES).await;
+            let app = router_on(db.pool.clone());
+            let token = signed(&dev::claims("user-1", tenant.id(), "unrelated.scope", &["mfa"], identity::now(), 60));
+            let response = call_on(&app, op.method, &path, Some(&token)).await;
             assert_eq!(response.status(), StatusCode::FORBIDDEN);
             assert!(challenge(&response).contains("insufficient_scope"), "{}", challenge(&response));
+            // A member's refusal is in the tenant's trail.
+            let (actor, action, scope): (String, String, Option<String>) = sqlx::query_as("SELECT \"actor\", \"action\", \"scope\" FROM \"audit_events\" WHERE \"tenant_id\" = $1 AND \"outcome\" = 'denied' AND \"detail\" ->> 'reason' = 'insufficient_scope'")
+                .bind(tenant.id())
+                .fetch_one(&db.pool)
+                .await
+                .expect("the refusal is recorded");
+            assert_eq!((actor.as_str(), action.as_str(), scope.as_deref()), ("user-1", op.id, op.scope));
+            db.drop().await;
         }
 
         #[tokio::test]
@@ -429,11 +456,299 @@ pub fn render_tests(
         }
     };
     let authorization = authorization_test(app, &order, &api);
+    let audit = audit_test(app, &api);
+    let builtins = builtin_tests(app);
     let tokens = quote! {
         #tokens
         #authorization
+        #audit
+        #builtins
     };
     files.insert_rust(&format!("{dir}/tests/service.rs"), tokens)
+}
+
+/// Tests of the built-in routes: memberships managed by the spec's admins (role changes end
+/// sessions, locked roles only by the operator command), sessions revoked by them and by
+/// machine callers, each change and refusal in the audit trail.
+fn builtin_tests(app: &App) -> TokenStream {
+    let builtins = app.builtin_operations();
+    let version = format!("/{}", app.api_version);
+    let send = quote! {
+        /// Sends `body` as JSON with `token`; the status and the JSON answer.
+        async fn send(app: &axum::Router, method: &str, path: &str, token: &str, body: Option<serde_json::Value>) -> (StatusCode, serde_json::Value) {
+            let request = Request::builder()
+                .method(Method::from_bytes(method.as_bytes()).expect("a method"))
+                .uri(path)
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+                .expect("a request");
+            let response = app.clone().oneshot(request).await.expect("a response");
+            let status = response.status();
+            let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("the body");
+            (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+        }
+    };
+    let members = app.admins.as_ref().map(|admins| {
+        let admin_role = &admins.roles[0];
+        let non_admin: Option<&str> = app
+            .roles
+            .iter()
+            .map(|r| r.name.as_str())
+            .find(|r| !admins.roles.iter().any(|a| a == r));
+        let non_admin = match non_admin {
+            Some(role) => quote!(Some(#role)),
+            None => quote!(None::<&str>),
+        };
+        let members = format!("{version}/memberships");
+        let revoke = format!("{version}/sessions/revoke");
+        quote! {
+            #[tokio::test]
+            async fn memberships_are_managed_through_guarded_routes() {
+                let Some((op, path)) = guarded_operation() else { return };
+                let db = TestDb::create().await;
+                let tenant = db.tenant("tenant a").await;
+                let other = db.tenant("tenant b").await;
+                db.member(tenant, "admin", &[#admin_role]).await;
+                db.member(other, "stranger", &[#admin_role]).await;
+                let app = router_on(db.pool.clone());
+                let now = identity::now();
+                let admin = signed(&dev::claims("admin", tenant.id(), &all_scopes(), &["mfa"], now, 60));
+                let member = |name: &str| format!("{}/{name}", #members);
+                let (roles, locked) = server::members::environment("production");
+                let open = roles.iter().find(|r| !locked.contains(r)).copied();
+
+                // A grant adds a member; a role change ends the member's sessions.
+                let (status, body) = send(&app, "PUT", &member("newbie"), &admin, Some(serde_json::json!({"roles": open.into_iter().collect::<Vec<_>>()}))).await;
+                assert_eq!(status, StatusCode::OK, "{body}");
+                assert_eq!(body["subject"], "newbie");
+                let before = signed(&dev::claims("newbie", tenant.id(), &all_scopes(), &["mfa"], now - 5, 60));
+                assert_ne!(call_on(&app, op.method, &path, Some(&before)).await.status(), StatusCode::UNAUTHORIZED);
+                let (status, body) = send(&app, "PUT", &member("newbie"), &admin, Some(serde_json::json!({"roles": []}))).await;
+                assert_eq!(status, StatusCode::OK, "{body}");
+                if open.is_some() {
+                    assert_eq!(call_on(&app, op.method, &path, Some(&before)).await.status(), StatusCode::UNAUTHORIZED, "a role change ends earlier tokens");
+                }
+                let (grants,): (i64,) = sqlx::query_as("SELECT count(*) FROM \"audit_events\" WHERE \"tenant_id\" = $1 AND \"action\" = 'membership.grant' AND \"resource_id\" = 'newbie' AND \"outcome\" = 'allowed' AND \"actor\" = 'admin'")
+                    .bind(tenant.id()).fetch_one(&db.pool).await.expect("count grants");
+                assert_eq!(grants, 2);
+
+                // Roles the spec does not define are refused.
+                let (status, _) = send(&app, "PUT", &member("newbie"), &admin, Some(serde_json::json!({"roles": ["no such role"]}))).await;
+                assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+                // Locked roles: not through the service, only by the operator command.
+                if let Some(locked) = locked.first() {
+                    let (status, body) = send(&app, "PUT", &member("newbie"), &admin, Some(serde_json::json!({"roles": [locked]}))).await;
+                    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+                    assert!(body["detail"].as_str().is_some_and(|d| d.contains("locked")), "{body}");
+                    let (refusals,): (i64,) = sqlx::query_as("SELECT count(*) FROM \"audit_events\" WHERE \"tenant_id\" = $1 AND \"outcome\" = 'denied' AND \"detail\" ->> 'reason' = 'locked_role'")
+                        .bind(tenant.id()).fetch_one(&db.pool).await.expect("count refusals");
+                    assert_eq!(refusals, 1);
+                    let granted = server::members::grant(&db.pool, "production", tenant, "newbie", &[(*locked).to_owned()], "test").await.expect("the operator grants it");
+                    assert_eq!(granted.roles, vec![(*locked).to_owned()]);
+                    let (operator_events,): (i64,) = sqlx::query_as("SELECT count(*) FROM \"system_audit_events\" WHERE \"actor\" = 'operator:test' AND \"action\" = 'membership.grant' AND \"resource_id\" = 'newbie'")
+                        .fetch_one(&db.pool).await.expect("count operator events");
+                    assert_eq!(operator_events, 1);
+                    let (status, _) = send(&app, "DELETE", &member("newbie"), &admin, None).await;
+                    assert_eq!(status, StatusCode::FORBIDDEN, "a member holding a locked role stays");
+                }
+
+                // The list holds this tenant's members only.
+                let (status, body) = send(&app, "GET", #members, &admin, None).await;
+                assert_eq!(status, StatusCode::OK, "{body}");
+                let subjects: Vec<&str> = body["items"].as_array().expect("items").iter().filter_map(|m| m["subject"].as_str()).collect();
+                assert_eq!(subjects, ["admin", "newbie"]);
+                let stranger = signed(&dev::claims("stranger", other.id(), &all_scopes(), &["mfa"], now, 60));
+                let (_, body) = send(&app, "GET", #members, &stranger, None).await;
+                assert_eq!(body["items"].as_array().map(Vec::len), Some(1), "{body}");
+                // Another tenant's admin cannot touch this tenant's members: there they do not exist.
+                let (status, _) = send(&app, "DELETE", &member("admin"), &stranger, None).await;
+                assert_eq!(status, StatusCode::NOT_FOUND);
+
+                // Removing and revoking.
+                let (status, _) = send(&app, "PUT", &member("temp"), &admin, Some(serde_json::json!({"roles": []}))).await;
+                assert_eq!(status, StatusCode::OK);
+                let temp = signed(&dev::claims("temp", tenant.id(), &all_scopes(), &["mfa"], now - 5, 60));
+                let (status, _) = send(&app, "POST", #revoke, &admin, Some(serde_json::json!({"subject": "temp"}))).await;
+                assert_eq!(status, StatusCode::NO_CONTENT);
+                assert_eq!(call_on(&app, op.method, &path, Some(&temp)).await.status(), StatusCode::UNAUTHORIZED, "revoked sessions end");
+                let (status, _) = send(&app, "POST", #revoke, &admin, Some(serde_json::json!({"subject": "nobody"}))).await;
+                assert_eq!(status, StatusCode::NOT_FOUND);
+                let (status, _) = send(&app, "DELETE", &member("temp"), &admin, None).await;
+                assert_eq!(status, StatusCode::NO_CONTENT);
+                let (status, _) = send(&app, "DELETE", &member("temp"), &admin, None).await;
+                assert_eq!(status, StatusCode::NOT_FOUND);
+
+                // A member without an admin role is refused, and the refusal recorded.
+                if let Some(role) = #non_admin {
+                    db.member(tenant, "plain", &[role]).await;
+                    let plain = signed(&dev::claims("plain", tenant.id(), &all_scopes(), &["mfa"], now, 60));
+                    let (status, _) = send(&app, "PUT", &member("plain"), &plain, Some(serde_json::json!({"roles": [#admin_role]}))).await;
+                    assert_eq!(status, StatusCode::FORBIDDEN);
+                    let (denials,): (i64,) = sqlx::query_as("SELECT count(*) FROM \"audit_events\" WHERE \"tenant_id\" = $1 AND \"actor\" = 'plain' AND \"outcome\" = 'denied' AND \"action\" = 'membership.grant'")
+                        .bind(tenant.id()).fetch_one(&db.pool).await.expect("count denials");
+                    assert_eq!(denials, 1);
+                }
+                db.drop().await;
+            }
+        }
+    });
+    let machines = app.identity.machine_scope.as_ref().map(|scope| {
+        let revoke = format!("{version}/sessions/revoke");
+        let members = format!("{version}/memberships");
+        let on_members = app.admins.is_some().then(|| {
+            quote! {
+                let (status, _) = send(&app, "GET", #members, &machine, None).await;
+                assert_eq!(status, StatusCode::UNAUTHORIZED, "machine callers do not manage members");
+            }
+        });
+        quote! {
+            /// A client-credentials token: no tenant claim.
+            fn machine_token(client: &str, scopes: &str) -> String {
+                let mut claims = dev::claims(client, uuid::Uuid::now_v7(), scopes, &[], identity::now(), 60);
+                claims.as_object_mut().expect("claims are an object").remove(identity::TENANT_CLAIM);
+                signed(&claims)
+            }
+
+            #[tokio::test]
+            async fn machine_callers_revoke_sessions_and_nothing_else() {
+                let Some((op, path)) = guarded_operation() else { return };
+                let db = TestDb::create().await;
+                let tenant = db.tenant("tenant a").await;
+                db.member(tenant, "user-1", ALL_ROLES).await;
+                let app = router_on(db.pool.clone());
+                let before = signed(&dev::claims("user-1", tenant.id(), &all_scopes(), &["mfa"], identity::now() - 5, 60));
+                assert_ne!(call_on(&app, op.method, &path, Some(&before)).await.status(), StatusCode::UNAUTHORIZED);
+                let machine = machine_token("idp-hook", #scope);
+                let (status, body) = send(&app, "POST", #revoke, &machine, Some(serde_json::json!({"subject": "user-1", "reason": "password_change"}))).await;
+                assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+                assert_eq!(call_on(&app, op.method, &path, Some(&before)).await.status(), StatusCode::UNAUTHORIZED, "a password change ends every session");
+                let (reason,): (Option<String>,) = sqlx::query_as("SELECT \"detail\" ->> 'reason' FROM \"system_audit_events\" WHERE \"actor\" = 'machine:idp-hook' AND \"action\" = 'session.revoke' AND \"resource_id\" = 'user-1' AND \"outcome\" = 'allowed'")
+                    .fetch_one(&db.pool).await.expect("the revocation is recorded");
+                assert_eq!(reason.as_deref(), Some("password_change"));
+                // Without the machine scope: refused, and recorded.
+                let unscoped = machine_token("idp-hook", "unrelated.scope");
+                let (status, _) = send(&app, "POST", #revoke, &unscoped, Some(serde_json::json!({"subject": "user-1"}))).await;
+                assert_eq!(status, StatusCode::FORBIDDEN);
+                let (denials,): (i64,) = sqlx::query_as("SELECT count(*) FROM \"system_audit_events\" WHERE \"actor\" = 'machine:idp-hook' AND \"outcome\" = 'denied'")
+                    .fetch_one(&db.pool).await.expect("count denials");
+                assert_eq!(denials, 1);
+                // Everywhere else a token without a tenant is no credential.
+                let status = call_on(&app, op.method, &path, Some(&machine)).await.status();
+                assert_eq!(status, StatusCode::UNAUTHORIZED);
+                #on_members
+                db.drop().await;
+            }
+        }
+    });
+    if builtins.is_empty() {
+        return TokenStream::new();
+    }
+    quote! {
+        #send
+        #members
+        #machines
+    }
+}
+
+/// The audit trail test: a create through the service by an allowed role commits with its
+/// event, one by a refused role leaves no row and a denial event, and the trail refuses
+/// updates, deletes and truncation. Uses the first tenant-scoped resource whose `create` has
+/// no condition and whose input refers to no other row.
+fn audit_test(app: &App, api: &proc_macro2::Ident) -> TokenStream {
+    let chosen = app.resources.iter().find_map(|resource| {
+        let create = resource
+            .actions
+            .iter()
+            .find(|a| a.kind == ActionKind::Create)?;
+        let plain = !resource.global
+            && create.condition.is_none()
+            && create.public.is_none()
+            && !resource
+                .fields
+                .iter()
+                .any(|f| matches!(f.ty, FieldType::Reference { .. }));
+        plain.then_some((resource, create))
+    });
+    let Some((resource, create)) = chosen else {
+        return TokenStream::new();
+    };
+    let module = ident(&resource.ident);
+    let input = sample(app, resource, api, quote!(n));
+    let op = format!("{}.{}", resource.name, create.name);
+    let path = create.path.clone();
+    let allowed: Vec<&str> = create.roles.iter().map(String::as_str).collect();
+    let entity = resource.type_name.clone();
+    let row_type = ident(&resource.type_name);
+    quote! {
+        #[tokio::test]
+        async fn changes_and_denials_are_in_the_append_only_audit_trail() {
+            let db = TestDb::create().await;
+            let tenant = db.tenant("tenant a").await;
+            let allowed: &[&str] = &[#(#allowed),*];
+            let refused = ALL_ROLES.iter().find(|role| !allowed.contains(role));
+            db.member(tenant, "allowed", &allowed[..1]).await;
+            if let Some(role) = refused {
+                db.member(tenant, "refused", &[role]).await;
+            }
+            let app = router_on(db.pool.clone());
+            let post = |subject: &str, request_id: &str, n: i64| {
+                let input = #input;
+                let token = signed(&dev::claims(subject, tenant.id(), &all_scopes(), &["mfa"], identity::now(), 60));
+                Request::builder()
+                    .method(Method::POST)
+                    .uri(#path)
+                    .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .header("x-request-id", request_id)
+                    .body(Body::from(serde_json::to_vec(&input).expect("the input serializes")))
+                    .expect("a request")
+            };
+            let response = app.clone().oneshot(post("allowed", "req-allowed", 1)).await.expect("a response");
+            assert_eq!(response.status(), StatusCode::CREATED);
+            assert_eq!(response.headers().get("x-request-id").and_then(|v| v.to_str().ok()), Some("req-allowed"));
+            let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("the body");
+            let created: #api::#module::#row_type = serde_json::from_slice(&body).expect("the created row");
+            let event: (String, String, String, Option<String>, String) = sqlx::query_as("SELECT \"actor\", \"action\", \"resource_type\", \"resource_id\", \"outcome\" FROM \"audit_events\" WHERE \"tenant_id\" = $1 AND \"request_id\" = 'req-allowed'")
+                .bind(tenant.id())
+                .fetch_one(&db.pool)
+                .await
+                .expect("the change's event");
+            assert_eq!(event, ("allowed".into(), #op.into(), #entity.into(), Some(created.id.to_string()), "allowed".into()));
+            if refused.is_some() {
+                let response = app.clone().oneshot(post("refused", "req-refused", 2)).await.expect("a response");
+                assert_eq!(response.status(), StatusCode::FORBIDDEN);
+                let mut conn = db.pool.acquire().await.expect("a connection");
+                let page = server::resources::#module::list(&mut conn, tenant, None, 100).await.expect("list");
+                assert_eq!(page.items.len(), 1, "the refused create was rolled back");
+                let (outcome,): (String,) = sqlx::query_as("SELECT \"outcome\" FROM \"audit_events\" WHERE \"tenant_id\" = $1 AND \"request_id\" = 'req-refused' AND \"actor\" = 'refused'")
+                    .bind(tenant.id())
+                    .fetch_one(&db.pool)
+                    .await
+                    .expect("the denial's event");
+                assert_eq!(outcome, "denied");
+            }
+            // Append-only, even for the superuser the tests connect as (row triggers need a row).
+            sqlx::query("INSERT INTO \"system_audit_events\" (\"id\", \"actor\", \"action\", \"resource_type\", \"outcome\", \"request_id\") VALUES ($1, 'operator:test', 'grant', 'Membership', 'allowed', 'req-system')")
+                .bind(uuid::Uuid::now_v7())
+                .execute(&db.pool)
+                .await
+                .expect("a system event");
+            for statement in [
+                "UPDATE \"audit_events\" SET \"actor\" = 'someone else'",
+                "DELETE FROM \"audit_events\"",
+                "TRUNCATE \"audit_events\"",
+                "UPDATE \"system_audit_events\" SET \"actor\" = 'someone else'",
+                "DELETE FROM \"system_audit_events\"",
+                "TRUNCATE \"system_audit_events\"",
+            ] {
+                let error = sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&db.pool).await.expect_err(statement);
+                assert!(error.to_string().contains("append-only"), "{statement}: {error}");
+            }
+            db.drop().await;
+        }
+    }
 }
 
 /// The role x operation test of reads: expected outcomes come from the spec's permission

@@ -1,0 +1,453 @@
+//! The built-in routes (`App::builtin_operations`): a tenant's memberships, managed by the
+//! spec's `tenancy.admins`, and revoking sessions, by them or by a machine caller. Their wire
+//! types live in the api crate's `memberships` module; the server's `members` module serves
+//! them and holds the operator commands that grant roles locked in production.
+
+use super::doc;
+use crate::model::{App, BuiltinOperation};
+use proc_macro2::{Ident, TokenStream};
+use quote::{format_ident, quote};
+
+/// The constant of a built-in operation (`membership.grant` → `MEMBERSHIP_GRANT_OP`).
+pub fn operation_const(operation: &BuiltinOperation) -> Ident {
+    format_ident!("{}_OP", operation.id.replace('.', "_").to_uppercase())
+}
+
+fn handler(operation: &BuiltinOperation) -> Ident {
+    format_ident!("handle_{}", operation.id.replace('.', "_"))
+}
+
+/// The api crate's `memberships` module.
+pub fn api_module() -> TokenStream {
+    quote! {
+        //! Wire types of the built-in routes: memberships and session revocation.
+
+        use serde::{Deserialize, Serialize};
+
+        /// A subject's membership of the caller's tenant.
+        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        pub struct Membership {
+            /// The member's `sub`.
+            pub subject: String,
+            /// Roles held in the tenant.
+            pub roles: Vec<String>,
+            /// When the membership was created.
+            pub created_at: chrono::DateTime<chrono::Utc>,
+        }
+
+        /// The roles a member holds from now on.
+        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct MembershipGrant {
+            /// Every role the member holds afterwards (none: a member without roles).
+            pub roles: Vec<String>,
+        }
+
+        /// One page of memberships, in subject order.
+        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        pub struct MembershipPage {
+            /// The memberships of this page.
+            pub items: Vec<Membership>,
+            /// Pass as `after` to get the next page; absent on the last page.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub next_after: Option<String>,
+        }
+
+        /// Query parameters of the membership list.
+        #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct MembershipQuery {
+            /// Return memberships after this subject.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub after: Option<String>,
+            /// At most this many (1 to 100, default 50).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub limit: Option<u32>,
+        }
+
+        /// Why sessions are revoked.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum RevocationReason {
+            /// A tenant admin ended them.
+            Admin,
+            /// The identity provider saw a password change.
+            PasswordChange,
+            /// The identity provider saw a risky device or session.
+            DeviceRisk,
+        }
+
+        /// Ends a subject's sessions: tokens issued until now are refused.
+        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct SessionRevocation {
+            /// The subject (`sub`) whose sessions end.
+            pub subject: String,
+            /// Why (kept in the audit trail).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub reason: Option<RevocationReason>,
+        }
+    }
+}
+
+/// The server's `members` module, or `None` when the spec enables no built-in route.
+pub fn server_module(app: &App, api: &Ident) -> Option<TokenStream> {
+    let builtins = app.builtin_operations();
+    if builtins.is_empty() {
+        return None;
+    }
+    let roles: Vec<&str> = app.roles.iter().map(|r| r.name.as_str()).collect();
+    let environments: Vec<TokenStream> = app
+        .environments
+        .iter()
+        .map(|env| {
+            let name = &env.name;
+            let roles = &env.roles;
+            let locked = &env.locked_roles;
+            quote!((#name, &[#(#roles),*], &[#(#locked),*]))
+        })
+        .collect();
+    let mut consts = Vec::new();
+    let mut registrations = Vec::new();
+    let mut handlers = Vec::new();
+    for operation in &builtins {
+        let op = operation_const(operation);
+        let (id, method, path) = (operation.id, operation.method, operation.path.as_str());
+        let scope = match &operation.scope {
+            Some(scope) => quote!(Some(#scope)),
+            None => quote!(None),
+        };
+        let machine_scope = match &operation.machine_scope {
+            Some(scope) => quote!(Some(#scope)),
+            None => quote!(None),
+        };
+        let op_roles = &operation.roles;
+        let mfa = operation
+            .roles
+            .iter()
+            .any(|r| app.mfa_roles().contains(&r.as_str()));
+        let op_doc = doc(&format!("`{method} {path}`: {}", operation.summary));
+        consts.push(quote! {
+            #op_doc
+            pub const #op: Operation = Operation {
+                id: #id, method: #method, path: #path, scope: #scope,
+                roles: &[#(#op_roles),*], public: false, mfa: #mfa, rate_limit: None,
+                machine_scope: #machine_scope,
+            };
+        });
+        let handler = handler(operation);
+        registrations.push(quote!(.operation(&#op, #handler)));
+        handlers.push(match operation.id {
+            "membership.list" => list_handler(&op, api),
+            "membership.grant" => grant_handler(&op, api),
+            "membership.remove" => remove_handler(&op),
+            _ => revoke_handler(&op, api),
+        });
+    }
+    Some(quote! {
+        //! The built-in routes: a tenant's memberships (managed by the spec's
+        //! `tenancy.admins`) and revoking sessions (by them, or by a machine caller such as
+        //! the identity provider's password-change and risk events). They are guarded and
+        //! authorized by the policies like every other route.
+        //!
+        //! A role change ends the member's sessions in the tenant. Roles locked in the
+        //! running environment are neither granted nor taken away here: only the operator
+        //! command (`grant`) changes them, and it is audited.
+
+        use crate::audit::{Event, Outcome};
+        use crate::guard::{GuardedRouter, Operation};
+        use crate::problem::{ApiJson, ApiPath, ApiQuery, Problem};
+        use crate::tenant::{Caller, Principal, TenantId};
+        use crate::AppState;
+        use axum::extract::State;
+        use axum::http::StatusCode;
+        use axum::Json;
+
+        /// Every role of the spec.
+        pub const ROLES: &[&str] = &[#(#roles),*];
+
+        /// The spec's environments: name, the roles that exist there, the roles locked there.
+        pub const ENVIRONMENTS: &[(&str, &[&str], &[&str])] = &[#(#environments),*];
+
+        #(#consts)*
+
+        /// Registers the built-in routes.
+        pub fn routes(router: GuardedRouter<AppState>) -> GuardedRouter<AppState> {
+            router #(#registrations)*
+        }
+
+        /// The roles that exist in `environment`, and those locked there. An environment
+        /// the spec does not name has every role, and every role locked anywhere is locked
+        /// (fail closed).
+        pub fn environment(environment: &str) -> (Vec<&'static str>, Vec<&'static str>) {
+            if let Some((_, roles, locked)) = ENVIRONMENTS.iter().find(|(name, _, _)| *name == environment) {
+                return (roles.to_vec(), locked.to_vec());
+            }
+            let mut locked: Vec<&'static str> = ENVIRONMENTS.iter().flat_map(|(_, _, locked)| locked.iter().copied()).collect();
+            locked.sort_unstable();
+            locked.dedup();
+            (ROLES.to_vec(), locked)
+        }
+
+        /// The roles of a grant, sorted and without duplicates; 422 for a role the spec does
+        /// not define or `environment` does not have.
+        pub fn roles_for(requested: &[String], environment: &str) -> Result<Vec<String>, Box<Problem>> {
+            let (available, _) = self::environment(environment);
+            let mut roles = requested.to_vec();
+            roles.sort_unstable();
+            roles.dedup();
+            for role in &roles {
+                if !ROLES.contains(&role.as_str()) {
+                    return Err(Box::new(Problem::unprocessable(format!("unknown role `{role}`"))));
+                }
+                if !available.contains(&role.as_str()) {
+                    return Err(Box::new(Problem::unprocessable(format!("role `{role}` does not exist in {environment}"))));
+                }
+            }
+            Ok(roles)
+        }
+
+        /// Locked roles that going from `from` to `to` would grant or take away.
+        pub fn locked_changes(from: &[String], to: &[String], environment: &str) -> Vec<String> {
+            let (_, locked) = self::environment(environment);
+            locked
+                .into_iter()
+                .filter(|role| from.iter().any(|r| r == role) != to.iter().any(|r| r == role))
+                .map(str::to_owned)
+                .collect()
+        }
+
+        /// A subject as a path segment: 1 to 255 characters, none of them control characters.
+        fn subject(subject: &str) -> Result<(), Box<Problem>> {
+            if subject.is_empty() || subject.chars().count() > 255 || subject.chars().any(char::is_control) {
+                return Err(Box::new(Problem::unprocessable("a subject is 1 to 255 characters, without control characters")));
+            }
+            Ok(())
+        }
+
+        /// A membership of `tenant`, locked for the transaction when `lock`.
+        async fn stored(conn: &mut sqlx::PgConnection, tenant: TenantId, subject: &str, lock: bool) -> Result<Option<#api::memberships::Membership>, sqlx::Error> {
+            let sql = if lock {
+                "SELECT \"subject\", \"roles\", \"created_at\" FROM \"memberships\" WHERE \"tenant_id\" = $1 AND \"subject\" = $2 FOR UPDATE"
+            } else {
+                "SELECT \"subject\", \"roles\", \"created_at\" FROM \"memberships\" WHERE \"tenant_id\" = $1 AND \"subject\" = $2"
+            };
+            let row: Option<(String, Vec<String>, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(sql)
+                .bind(tenant.id())
+                .bind(subject)
+                .fetch_optional(&mut *conn)
+                .await?;
+            Ok(row.map(|(subject, roles, created_at)| #api::memberships::Membership { subject, roles, created_at }))
+        }
+
+        /// Sets `subject`'s roles in `tenant`, adding the membership if needed; when the roles
+        /// change, the member's sessions in the tenant end.
+        async fn upsert(conn: &mut sqlx::PgConnection, tenant: TenantId, subject: &str, roles: &[String]) -> Result<#api::memberships::Membership, sqlx::Error> {
+            let (subject, roles, created_at): (String, Vec<String>, chrono::DateTime<chrono::Utc>) = sqlx::query_as(
+                "INSERT INTO \"memberships\" AS m (\"tenant_id\", \"subject\", \"roles\") VALUES ($1, $2, $3) \
+                 ON CONFLICT (\"tenant_id\", \"subject\") DO UPDATE SET \"roles\" = EXCLUDED.\"roles\", \
+                 \"revoked_at\" = CASE WHEN m.\"roles\" IS DISTINCT FROM EXCLUDED.\"roles\" THEN now() ELSE m.\"revoked_at\" END \
+                 RETURNING \"subject\", \"roles\", \"created_at\"",
+            )
+            .bind(tenant.id())
+            .bind(subject)
+            .bind(roles)
+            .fetch_one(&mut *conn)
+            .await?;
+            Ok(#api::memberships::Membership { subject, roles, created_at })
+        }
+
+        /// Refuses a change of locked roles, recording the refusal.
+        async fn refuse_locked(state: &AppState, principal: &Principal, operation: &Operation, subject: &str, locked: &[String]) -> Problem {
+            let environment = state.auth.environment.as_str();
+            let event = Event::of(principal, operation, "Membership", Some(subject.to_owned()), Outcome::Denied, true)
+                .with_detail(serde_json::json!({ "reason": "locked_role", "roles": locked, "environment": environment }));
+            if let Err(error) = event.record(&state.db).await {
+                tracing::error!(error = %error, "refusal not recorded");
+            }
+            Problem::forbidden().detail(format!(
+                "role `{}` is locked in {environment}: only the operator command `grant` changes it",
+                locked.join("`, `")
+            ))
+        }
+
+        #(#handlers)*
+
+        /// Operator command: creates a tenant, audited in the system trail.
+        pub async fn create_tenant(db: &sqlx::PgPool, name: &str, operator: &str) -> Result<TenantId, sqlx::Error> {
+            let id = uuid::Uuid::now_v7();
+            let mut tx = db.begin().await?;
+            sqlx::query("INSERT INTO \"tenants\" (\"id\", \"name\") VALUES ($1, $2)")
+                .bind(id)
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+            let event = operator_event(operator, "tenant.create", "Tenant", id.to_string(), serde_json::json!({ "name": name }));
+            crate::audit::commit(tx, &event).await?;
+            Ok(TenantId::system(id))
+        }
+
+        /// Operator command: sets `subject`'s roles in `tenant`, locked roles included (the
+        /// only way to grant those), audited in the system trail.
+        pub async fn grant(db: &sqlx::PgPool, environment: &str, tenant: TenantId, subject: &str, roles: &[String], operator: &str) -> Result<#api::memberships::Membership, String> {
+            self::subject(subject).map_err(|p| p.detail.unwrap_or_default())?;
+            let roles = roles_for(roles, environment).map_err(|p| p.detail.unwrap_or_default())?;
+            let mut tx = crate::tenant::begin(db, tenant).await.map_err(|e| e.to_string())?;
+            let from = stored(&mut tx, tenant, subject, true).await.map_err(|e| e.to_string())?.map(|m| m.roles).unwrap_or_default();
+            let membership = upsert(&mut tx, tenant, subject, &roles).await.map_err(|e| match &e {
+                sqlx::Error::Database(db) if db.code().as_deref() == Some("23503") => "no such tenant".to_owned(),
+                _ => e.to_string(),
+            })?;
+            let event = operator_event(operator, "membership.grant", "Membership", subject.to_owned(), serde_json::json!({ "tenant": tenant.id().to_string(), "from": from, "to": roles, "environment": environment }));
+            crate::audit::commit(tx, &event).await.map_err(|e| e.to_string())?;
+            Ok(membership)
+        }
+
+        fn operator_event(operator: &str, action: &str, resource_type: &str, resource_id: String, detail: serde_json::Value) -> Event {
+            Event {
+                tenant: None,
+                actor: format!("operator:{operator}"),
+                action: action.to_owned(),
+                resource_type: resource_type.to_owned(),
+                resource_id: Some(resource_id),
+                scope: None,
+                outcome: Outcome::Allowed,
+                request_id: uuid::Uuid::now_v7().to_string(),
+                detail,
+            }
+        }
+    })
+}
+
+fn list_handler(op: &Ident, api: &Ident) -> TokenStream {
+    quote! {
+        /// Handles the membership list: authorized once (the policies of built-in routes
+        /// have no conditions on the row), then one keyset page in subject order.
+        async fn handle_membership_list(State(state): State<AppState>, principal: Principal, ApiQuery(query): ApiQuery<#api::memberships::MembershipQuery>) -> Result<Json<#api::memberships::MembershipPage>, Problem> {
+            if let Err(denial) = state.auth.check_membership(&principal, &#op, "*", &[]) {
+                return Err(denial.record(&state.db).await);
+            }
+            let limit = i64::from(query.limit.unwrap_or(50).clamp(1, 100));
+            let mut tx = crate::tenant::begin(&state.db, principal.tenant).await?;
+            let rows: Vec<(String, Vec<String>, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+                "SELECT \"subject\", \"roles\", \"created_at\" FROM \"memberships\" WHERE \"tenant_id\" = $1 \
+                 AND ($2::text IS NULL OR \"subject\" > $2) ORDER BY \"subject\" LIMIT $3",
+            )
+            .bind(principal.tenant.id())
+            .bind(&query.after)
+            .bind(limit + 1)
+            .fetch_all(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            let more = rows.len() as i64 > limit;
+            let items: Vec<#api::memberships::Membership> = rows
+                .into_iter()
+                .take(limit as usize)
+                .map(|(subject, roles, created_at)| #api::memberships::Membership { subject, roles, created_at })
+                .collect();
+            let next_after = if more { items.last().map(|m| m.subject.clone()) } else { None };
+            Ok(Json(#api::memberships::MembershipPage { items, next_after }))
+        }
+    }
+}
+
+fn grant_handler(op: &Ident, api: &Ident) -> TokenStream {
+    quote! {
+        /// Handles a grant: sets the member's roles (authorized on the membership as it
+        /// would be written), refusing changes of locked roles.
+        async fn handle_membership_grant(State(state): State<AppState>, principal: Principal, ApiPath(member): ApiPath<String>, ApiJson(grant): ApiJson<#api::memberships::MembershipGrant>) -> Result<Json<#api::memberships::Membership>, Problem> {
+            subject(&member)?;
+            let roles = roles_for(&grant.roles, &state.auth.environment)?;
+            let mut tx = crate::tenant::begin(&state.db, principal.tenant).await?;
+            let from = stored(&mut tx, principal.tenant, &member, true).await?.map(|m| m.roles).unwrap_or_default();
+            if let Err(denial) = state.auth.check_membership(&principal, &#op, &member, &roles) {
+                tx.rollback().await?;
+                return Err(denial.record(&state.db).await);
+            }
+            let locked = locked_changes(&from, &roles, &state.auth.environment);
+            if !locked.is_empty() {
+                tx.rollback().await?;
+                return Err(refuse_locked(&state, &principal, &#op, &member, &locked).await);
+            }
+            let membership = upsert(&mut tx, principal.tenant, &member, &roles).await?;
+            let event = Event::of(&principal, &#op, "Membership", Some(member.clone()), Outcome::Allowed, true)
+                .with_detail(serde_json::json!({ "from": from, "to": roles }));
+            crate::audit::commit(tx, &event).await?;
+            Ok(Json(membership))
+        }
+    }
+}
+
+fn remove_handler(op: &Ident) -> TokenStream {
+    quote! {
+        /// Handles removing a member (authorized on the membership as stored); a member
+        /// holding a locked role is removed only by the operator.
+        async fn handle_membership_remove(State(state): State<AppState>, principal: Principal, ApiPath(member): ApiPath<String>) -> Result<StatusCode, Problem> {
+            subject(&member)?;
+            let mut tx = crate::tenant::begin(&state.db, principal.tenant).await?;
+            let stored = stored(&mut tx, principal.tenant, &member, true).await?.ok_or_else(Problem::not_found)?;
+            if let Err(denial) = state.auth.check_membership(&principal, &#op, &member, &stored.roles) {
+                tx.rollback().await?;
+                return Err(denial.record(&state.db).await);
+            }
+            let locked = locked_changes(&stored.roles, &[], &state.auth.environment);
+            if !locked.is_empty() {
+                tx.rollback().await?;
+                return Err(refuse_locked(&state, &principal, &#op, &member, &locked).await);
+            }
+            sqlx::query("DELETE FROM \"memberships\" WHERE \"tenant_id\" = $1 AND \"subject\" = $2")
+                .bind(principal.tenant.id())
+                .bind(&member)
+                .execute(&mut *tx)
+                .await?;
+            let event = Event::of(&principal, &#op, "Membership", Some(member.clone()), Outcome::Allowed, true)
+                .with_detail(serde_json::json!({ "from": stored.roles }));
+            crate::audit::commit(tx, &event).await?;
+            Ok(StatusCode::NO_CONTENT)
+        }
+    }
+}
+
+fn revoke_handler(op: &Ident, api: &Ident) -> TokenStream {
+    quote! {
+        /// Handles revoking sessions. A tenant admin ends a member's sessions in the tenant,
+        /// a machine caller (the identity provider) a subject's sessions everywhere.
+        async fn handle_session_revoke(State(state): State<AppState>, caller: Caller, ApiJson(revoke): ApiJson<#api::memberships::SessionRevocation>) -> Result<StatusCode, Problem> {
+            subject(&revoke.subject)?;
+            let reason = serde_json::json!({ "reason": revoke.reason.unwrap_or(#api::memberships::RevocationReason::Admin) });
+            match caller {
+                Caller::Member(principal) => {
+                    let mut tx = crate::tenant::begin(&state.db, principal.tenant).await?;
+                    let stored = stored(&mut tx, principal.tenant, &revoke.subject, true).await?.ok_or_else(Problem::not_found)?;
+                    if let Err(denial) = state.auth.check_membership(&principal, &#op, &revoke.subject, &stored.roles) {
+                        tx.rollback().await?;
+                        return Err(denial.record(&state.db).await);
+                    }
+                    sqlx::query("UPDATE \"memberships\" SET \"revoked_at\" = now() WHERE \"tenant_id\" = $1 AND \"subject\" = $2")
+                        .bind(principal.tenant.id())
+                        .bind(&revoke.subject)
+                        .execute(&mut *tx)
+                        .await?;
+                    let event = Event::of(&principal, &#op, "Membership", Some(revoke.subject.clone()), Outcome::Allowed, true).with_detail(reason);
+                    crate::audit::commit(tx, &event).await?;
+                }
+                Caller::Machine(machine) => {
+                    if let Err(denial) = state.auth.check_machine(&machine, &#op, &revoke.subject) {
+                        return Err(denial.record(&state.db).await);
+                    }
+                    let mut tx = state.db.begin().await?;
+                    sqlx::query(
+                        "INSERT INTO \"session_revocations\" (\"subject\", \"revoked_at\") VALUES ($1, now()) \
+                         ON CONFLICT (\"subject\") DO UPDATE SET \"revoked_at\" = now()",
+                    )
+                    .bind(&revoke.subject)
+                    .execute(&mut *tx)
+                    .await?;
+                    let event = machine.event(&#op, Some(revoke.subject.clone()), Outcome::Allowed).with_detail(reason);
+                    crate::audit::commit(tx, &event).await?;
+                }
+            }
+            Ok(StatusCode::NO_CONTENT)
+        }
+    }
+}
