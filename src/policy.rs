@@ -22,6 +22,8 @@ pub const PRINCIPAL: &str = "Principal";
 pub const MACHINE: &str = "Machine";
 /// Entity type the built-in routes act on: a subject's membership of the caller's tenant.
 pub const MEMBERSHIP: &str = "Membership";
+/// Entity type of the built-in domain routes: a domain the caller's tenant claims.
+pub const DOMAIN: &str = "Domain";
 
 /// A condition that is not one valid Cedar expression.
 pub fn parse_condition(condition: &str) -> Result<String, String> {
@@ -139,6 +141,13 @@ fn schema_of(resources: &[Resource], builtins: &[BuiltinOperation]) -> String {
             "  entity {MEMBERSHIP} = {{ \"subject\": String, \"roles\": Set<String> }};"
         );
     }
+    if builtins.iter().any(|b| b.entity == DOMAIN) {
+        let _ = writeln!(
+            out,
+            "  // A domain the caller's tenant claims (built-in routes)."
+        );
+        let _ = writeln!(out, "  entity {DOMAIN} = {{ \"domain\": String }};");
+    }
     for builtin in builtins {
         let principals = if builtin.machine_scope.is_some() {
             format!("{PRINCIPAL}, {MACHINE}")
@@ -147,8 +156,9 @@ fn schema_of(resources: &[Resource], builtins: &[BuiltinOperation]) -> String {
         };
         let _ = writeln!(
             out,
-            "  action {} appliesTo {{ principal: [{principals}], resource: [{MEMBERSHIP}], context: RequestContext }};",
+            "  action {} appliesTo {{ principal: [{principals}], resource: [{}], context: RequestContext }};",
             string(builtin.id),
+            builtin.entity,
         );
     }
     out.push_str("}\n");
@@ -189,8 +199,9 @@ pub fn policies(app: &App) -> String {
             let _ = writeln!(out, "@action({})", string(builtin.id));
             let _ = writeln!(
                 out,
-                "permit (principal is {NAMESPACE}::{MACHINE}, action == {NAMESPACE}::Action::{}, resource is {NAMESPACE}::{MEMBERSHIP})",
-                string(builtin.id)
+                "permit (principal is {NAMESPACE}::{MACHINE}, action == {NAMESPACE}::Action::{}, resource is {NAMESPACE}::{})",
+                string(builtin.id),
+                builtin.entity
             );
             let _ = writeln!(
                 out,
@@ -217,8 +228,9 @@ fn builtin_policy(app: &App, builtin: &BuiltinOperation, role: &str) -> String {
     let _ = writeln!(out, "@action({})", string(builtin.id));
     let _ = writeln!(
         out,
-        "permit (principal is {NAMESPACE}::{PRINCIPAL}, action == {NAMESPACE}::Action::{}, resource is {NAMESPACE}::{MEMBERSHIP})",
-        string(builtin.id)
+        "permit (principal is {NAMESPACE}::{PRINCIPAL}, action == {NAMESPACE}::Action::{}, resource is {NAMESPACE}::{})",
+        string(builtin.id),
+        builtin.entity
     );
     let _ = writeln!(out, "when {{\n  {}\n}};", clauses.join("\n  && "));
     out

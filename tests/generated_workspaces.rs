@@ -1,6 +1,7 @@
 //! The generated workspace of every example spec builds, passes clippy with `-D warnings`
-//! and `cargo fmt --check`, and its own tests pass against the PostgreSQL at
-//! `DATABASE_URL` (default: the local server). Workspaces build one after another and share
+//! and `cargo fmt --check`, and its own tests (for ledgerly also the hand-written golden
+//! table in `tests/golden/`) pass against the PostgreSQL at `DATABASE_URL` (default: the
+//! local server). Workspaces build one after another and share
 //! one target directory, apart from bulwark's own, so their dependencies compile once.
 
 #![allow(clippy::unwrap_used)]
@@ -58,6 +59,14 @@ fn generated_workspaces_build_lint_and_pass_their_tests() {
             "audit {spec}: {}",
             String::from_utf8_lossy(&audit.stderr)
         );
+        // The hand-written golden table of ledgerly's permissions runs with its own tests.
+        if spec == "ledgerly" {
+            std::fs::copy(
+                root().join("tests/golden/ledgerly.rs"),
+                out.join("crates/server/tests/golden.rs"),
+            )
+            .unwrap();
+        }
         cargo(&out, &["fmt", "--check"]);
         cargo(
             &out,

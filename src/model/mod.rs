@@ -51,6 +51,8 @@ pub struct BuiltinOperation {
     /// Versioned path.
     pub path: String,
     pub summary: &'static str,
+    /// The Cedar entity type it acts on (`Membership`, `Domain`).
+    pub entity: &'static str,
     /// Tenant roles allowed (the spec's `tenancy.admins`).
     pub roles: Vec<String>,
     pub scope: Option<String>,
@@ -94,6 +96,46 @@ impl App {
                     method,
                     path: format!("/{version}/{path}"),
                     summary,
+                    entity: "Membership",
+                    roles: roles.clone(),
+                    scope: scope.clone(),
+                    machine_scope: None,
+                });
+            }
+        }
+        if self.admins.is_some() && self.verify_domains {
+            for (id, method, path, summary) in [
+                (
+                    "domain.list",
+                    "GET",
+                    "domains",
+                    "List the tenant's domains and whether each is verified.",
+                ),
+                (
+                    "domain.add",
+                    "POST",
+                    "domains",
+                    "Claim a domain: answers the token to publish at the domain's well-known path.",
+                ),
+                (
+                    "domain.verify",
+                    "POST",
+                    "domains/{domain}/verify",
+                    "Verify a claimed domain: the service fetches the token over HTTPS.",
+                ),
+                (
+                    "domain.remove",
+                    "DELETE",
+                    "domains/{domain}",
+                    "Give up a domain; members with emails there are refused.",
+                ),
+            ] {
+                operations.push(BuiltinOperation {
+                    id,
+                    method,
+                    path: format!("/{version}/{path}"),
+                    summary,
+                    entity: "Domain",
                     roles: roles.clone(),
                     scope: scope.clone(),
                     machine_scope: None,
@@ -107,6 +149,7 @@ impl App {
                 method: "POST",
                 path: format!("/{version}/sessions/revoke"),
                 summary: "End a subject's sessions: tokens issued until now are refused.",
+                entity: "Membership",
                 roles,
                 scope,
                 machine_scope,

@@ -172,8 +172,34 @@ fn builtin_paths(app: &App, paths: &mut Map<String, Value>, schemas: &mut Map<St
             }
         }),
     );
+    if builtins.iter().any(|b| b.entity == "Domain") {
+        schemas.insert(
+            "Builtin.Domain".into(),
+            json!({
+                "type": "object", "required": ["domain", "token", "proof_url"],
+                "properties": {
+                    "domain": {"type": "string"},
+                    "token": {"type": "string"},
+                    "proof_url": {"type": "string", "format": "uri"},
+                    "verified_at": {"type": "string", "format": "date-time"}
+                }
+            }),
+        );
+        schemas.insert(
+            "Builtin.DomainClaim".into(),
+            json!({
+                "type": "object", "additionalProperties": false, "required": ["domain"],
+                "properties": {"domain": {"type": "string", "maxLength": 253}}
+            }),
+        );
+        schemas.insert("Builtin.DomainList".into(), json!({
+            "type": "object", "required": ["items"],
+            "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Builtin.Domain"}}}
+        }));
+    }
     let problem = json!({"description": "problem", "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}});
     let body = |name: &str| json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{name}")}}}});
+    let ok = |name: &str| json!({"description": "success", "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{name}")}}}});
     for builtin in &builtins {
         let mut op = Map::new();
         op.insert("operationId".into(), json!(builtin.id));
@@ -204,15 +230,34 @@ fn builtin_paths(app: &App, paths: &mut Map<String, Value>, schemas: &mut Map<St
                 responses.insert("200".into(), json!({"description": "success", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Builtin.Membership"}}}}));
                 responses.insert("422".into(), problem.clone());
             }
-            "membership.remove" => {
+            "membership.remove" | "domain.remove" => {
                 responses.insert("204".into(), json!({"description": "removed"}));
                 responses.insert("404".into(), problem.clone());
+            }
+            "domain.list" => {
+                responses.insert("200".into(), ok("Builtin.DomainList"));
+            }
+            "domain.add" => {
+                op.insert("requestBody".into(), body("Builtin.DomainClaim"));
+                responses.insert("201".into(), ok("Builtin.Domain"));
+                responses.insert("409".into(), problem.clone());
+                responses.insert("422".into(), problem.clone());
+            }
+            "domain.verify" => {
+                responses.insert("200".into(), ok("Builtin.Domain"));
+                responses.insert("404".into(), problem.clone());
+                responses.insert("422".into(), problem.clone());
             }
             _ => {
                 op.insert("requestBody".into(), body("Builtin.SessionRevocation"));
                 responses.insert("204".into(), json!({"description": "revoked"}));
                 responses.insert("404".into(), problem.clone());
             }
+        }
+        if builtin.path.contains("{domain}") {
+            op.insert("parameters".into(), json!([
+                {"name": "domain", "in": "path", "required": true, "schema": {"type": "string", "maxLength": 253}}
+            ]));
         }
         if builtin.path.contains("{subject}") {
             op.insert("parameters".into(), json!([

@@ -262,6 +262,32 @@ fn builtin_calls(app: &App, api: &proc_macro2::Ident) -> (TokenStream, TokenStre
             }
         });
     }
+    if let Some(base) = path("domain.add") {
+        methods.push(quote! {
+            /// Lists the tenant's domains (built-in `domain.list`).
+            pub async fn list_domains(&self) -> Result<#api::memberships::DomainList, Error> {
+                self.client.send(self.client.request(reqwest::Method::GET, #base)).await
+            }
+
+            /// Claims a domain; publish the answer's token at its `proof_url` (built-in `domain.add`).
+            pub async fn add_domain(&self, claim: &#api::memberships::DomainClaim) -> Result<#api::memberships::Domain, Error> {
+                self.client.send(self.client.request(reqwest::Method::POST, #base).json(claim)).await
+            }
+
+            /// Asks the service to fetch a claimed domain's proof (built-in `domain.verify`).
+            pub async fn verify_domain(&self, domain: &str) -> Result<#api::memberships::Domain, Error> {
+                let path = format!("{}/{}/verify", #base, segment(domain));
+                self.client.send(self.client.request(reqwest::Method::POST, &path)).await
+            }
+
+            /// Gives up a domain (built-in `domain.remove`).
+            pub async fn remove_domain(&self, domain: &str) -> Result<(), Error> {
+                let path = format!("{}/{}", #base, segment(domain));
+                let response = self.client.request(reqwest::Method::DELETE, &path).send().await?;
+                check(response).await.map(drop)
+            }
+        });
+    }
     if let Some(path) = path("session.revoke") {
         methods.push(quote! {
             /// Ends a subject's sessions (built-in `session.revoke`).

@@ -65,6 +65,35 @@ pub fn api_module() -> TokenStream {
             pub limit: Option<u32>,
         }
 
+        /// A domain the tenant claims, and whether it is verified.
+        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        pub struct Domain {
+            /// The domain, lower-case.
+            pub domain: String,
+            /// What to publish at `proof_url` to prove the domain is the tenant's.
+            pub token: String,
+            /// Where the service looks for the token.
+            pub proof_url: String,
+            /// When the service found it; absent until then.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub verified_at: Option<chrono::DateTime<chrono::Utc>>,
+        }
+
+        /// A domain to claim.
+        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct DomainClaim {
+            /// The domain, e.g. `example.com`.
+            pub domain: String,
+        }
+
+        /// The tenant's domains, in name order.
+        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        pub struct DomainList {
+            /// The domains.
+            pub items: Vec<Domain>,
+        }
+
         /// Why sessions are revoked.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
         #[serde(rename_all = "snake_case")]
@@ -97,6 +126,12 @@ pub fn server_module(app: &App, api: &Ident) -> Option<TokenStream> {
         return None;
     }
     let roles: Vec<&str> = app.roles.iter().map(|r| r.name.as_str()).collect();
+    let domains = builtins.iter().any(|b| b.entity == "Domain");
+    let proof_path = format!(
+        "/.well-known/{}-domain-verification",
+        app.ident.replace('_', "-")
+    );
+    let domain_helpers = domains.then(|| domain_helpers(&proof_path, api));
     let environments: Vec<TokenStream> = app
         .environments
         .iter()
@@ -141,6 +176,10 @@ pub fn server_module(app: &App, api: &Ident) -> Option<TokenStream> {
             "membership.list" => list_handler(&op, api),
             "membership.grant" => grant_handler(&op, api),
             "membership.remove" => remove_handler(&op),
+            "domain.list" => domain_list_handler(&op, api),
+            "domain.add" => domain_add_handler(&op, api),
+            "domain.verify" => domain_verify_handler(&op, api),
+            "domain.remove" => domain_remove_handler(&op),
             _ => revoke_handler(&op, api),
         });
     }
@@ -272,6 +311,8 @@ pub fn server_module(app: &App, api: &Ident) -> Option<TokenStream> {
         }
 
         #(#handlers)*
+
+        #domain_helpers
 
         /// Operator command: creates a tenant, audited in the system trail.
         pub async fn create_tenant(db: &sqlx::PgPool, name: &str, operator: &str) -> Result<TenantId, sqlx::Error> {
@@ -447,6 +488,173 @@ fn revoke_handler(op: &Ident, api: &Ident) -> TokenStream {
                     crate::audit::commit(tx, &event).await?;
                 }
             }
+            Ok(StatusCode::NO_CONTENT)
+        }
+    }
+}
+
+/// What the domain handlers share: the proof path, name checks, reading a stored domain.
+fn domain_helpers(proof_path: &str, api: &Ident) -> TokenStream {
+    quote! {
+        /// Where a domain publishes its proof: `https://<domain>` and this path.
+        pub const DOMAIN_PROOF_PATH: &str = #proof_path;
+
+        /// A domain name as stored: lower-case labels of letters, digits and hyphens, at
+        /// least two, none longer than 63, not an IP address; 422 otherwise.
+        pub fn domain_name(domain: &str) -> Result<String, Box<Problem>> {
+            let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+            let labels: Vec<&str> = domain.split('.').collect();
+            let valid = domain.len() <= 253
+                && labels.len() >= 2
+                && labels.iter().all(|l| {
+                    !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-')
+                        && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                })
+                && !labels.last().is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()));
+            if !valid {
+                return Err(Box::new(Problem::unprocessable("not a domain name")));
+            }
+            Ok(domain)
+        }
+
+        /// A random proof token: 32 bytes from the system's generator, hex.
+        fn proof_token() -> Result<String, Box<Problem>> {
+            let mut bytes = [0u8; 32];
+            aws_lc_rs::rand::fill(&mut bytes).map_err(|_| Box::new(Problem::internal(&"no randomness")))?;
+            Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+        }
+
+        /// A domain of `tenant`, as the API shows it.
+        async fn stored_domain(conn: &mut sqlx::PgConnection, tenant: TenantId, domain: &str) -> Result<Option<#api::memberships::Domain>, sqlx::Error> {
+            let row: Option<(String, String, Option<chrono::DateTime<chrono::Utc>>)> = sqlx::query_as(
+                "SELECT \"domain\", \"token\", \"verified_at\" FROM \"tenant_domains\" WHERE \"tenant_id\" = $1 AND \"domain\" = $2",
+            )
+            .bind(tenant.id())
+            .bind(domain)
+            .fetch_optional(&mut *conn)
+            .await?;
+            Ok(row.map(|(domain, token, verified_at)| shown(domain, token, verified_at)))
+        }
+
+        fn shown(domain: String, token: String, verified_at: Option<chrono::DateTime<chrono::Utc>>) -> #api::memberships::Domain {
+            let proof_url = format!("https://{domain}{DOMAIN_PROOF_PATH}");
+            #api::memberships::Domain { domain, token, proof_url, verified_at }
+        }
+    }
+}
+
+fn domain_list_handler(op: &Ident, api: &Ident) -> TokenStream {
+    quote! {
+        /// Handles the domain list.
+        async fn handle_domain_list(State(state): State<AppState>, principal: Principal) -> Result<Json<#api::memberships::DomainList>, Problem> {
+            if let Err(denial) = state.auth.check_domain(&principal, &#op, "*") {
+                return Err(denial.record(&state.db).await);
+            }
+            let mut tx = crate::tenant::begin(&state.db, principal.tenant).await?;
+            let rows: Vec<(String, String, Option<chrono::DateTime<chrono::Utc>>)> = sqlx::query_as(
+                "SELECT \"domain\", \"token\", \"verified_at\" FROM \"tenant_domains\" WHERE \"tenant_id\" = $1 ORDER BY \"domain\" LIMIT 1000",
+            )
+            .bind(principal.tenant.id())
+            .fetch_all(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            let items = rows.into_iter().map(|(domain, token, verified_at)| shown(domain, token, verified_at)).collect();
+            Ok(Json(#api::memberships::DomainList { items }))
+        }
+    }
+}
+
+fn domain_add_handler(op: &Ident, api: &Ident) -> TokenStream {
+    quote! {
+        /// Handles claiming a domain: answers the token to publish.
+        async fn handle_domain_add(State(state): State<AppState>, principal: Principal, ApiJson(claim): ApiJson<#api::memberships::DomainClaim>) -> Result<(StatusCode, Json<#api::memberships::Domain>), Problem> {
+            let domain = domain_name(&claim.domain)?;
+            if let Err(denial) = state.auth.check_domain(&principal, &#op, &domain) {
+                return Err(denial.record(&state.db).await);
+            }
+            let token = proof_token()?;
+            let mut tx = crate::tenant::begin(&state.db, principal.tenant).await?;
+            let added = sqlx::query(
+                "INSERT INTO \"tenant_domains\" (\"tenant_id\", \"domain\", \"token\") VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            )
+            .bind(principal.tenant.id())
+            .bind(&domain)
+            .bind(&token)
+            .execute(&mut *tx)
+            .await?;
+            if added.rows_affected() == 0 {
+                return Err(Problem::conflict("the tenant already claims this domain"));
+            }
+            let event = Event::of(&principal, &#op, "Domain", Some(domain.clone()), Outcome::Allowed, true);
+            crate::audit::commit(tx, &event).await?;
+            Ok((StatusCode::CREATED, Json(shown(domain, token, None))))
+        }
+    }
+}
+
+fn domain_verify_handler(op: &Ident, api: &Ident) -> TokenStream {
+    quote! {
+        /// Handles verifying a domain: fetches the proof over HTTPS (public addresses only,
+        /// certificate verified; no transaction is open meanwhile) and marks the domain
+        /// verified when the token is one of its lines.
+        async fn handle_domain_verify(State(state): State<AppState>, principal: Principal, ApiPath(domain): ApiPath<String>) -> Result<Json<#api::memberships::Domain>, Problem> {
+            let domain = domain_name(&domain)?;
+            if let Err(denial) = state.auth.check_domain(&principal, &#op, &domain) {
+                return Err(denial.record(&state.db).await);
+            }
+            let mut tx = crate::tenant::begin(&state.db, principal.tenant).await?;
+            let stored = stored_domain(&mut tx, principal.tenant, &domain).await?.ok_or_else(Problem::not_found)?;
+            tx.commit().await?;
+            if stored.verified_at.is_some() {
+                return Ok(Json(stored));
+            }
+            let published = state.auth.fetcher.get_text(&stored.proof_url).await;
+            let found = published.as_ref().is_ok_and(|text| text.lines().any(|line| line.trim() == stored.token));
+            if !found {
+                let why = published.err().unwrap_or_else(|| "the token is not in it".to_owned());
+                let event = Event::of(&principal, &#op, "Domain", Some(domain.clone()), Outcome::Denied, true)
+                    .with_detail(serde_json::json!({ "reason": "proof_not_found", "url": stored.proof_url, "error": why }));
+                if let Err(error) = event.record(&state.db).await {
+                    tracing::error!(error = %error, "refusal not recorded");
+                }
+                return Err(Problem::unprocessable(format!("the token was not found at {}: {why}", stored.proof_url)));
+            }
+            let mut tx = crate::tenant::begin(&state.db, principal.tenant).await?;
+            let verified: Option<(Option<chrono::DateTime<chrono::Utc>>,)> = sqlx::query_as(
+                "UPDATE \"tenant_domains\" SET \"verified_at\" = now() WHERE \"tenant_id\" = $1 AND \"domain\" = $2 AND \"token\" = $3 RETURNING \"verified_at\"",
+            )
+            .bind(principal.tenant.id())
+            .bind(&domain)
+            .bind(&stored.token)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some((verified_at,)) = verified else { return Err(Problem::not_found()) };
+            let event = Event::of(&principal, &#op, "Domain", Some(domain.clone()), Outcome::Allowed, true);
+            crate::audit::commit(tx, &event).await?;
+            Ok(Json(shown(domain, stored.token, verified_at)))
+        }
+    }
+}
+
+fn domain_remove_handler(op: &Ident) -> TokenStream {
+    quote! {
+        /// Handles giving up a domain.
+        async fn handle_domain_remove(State(state): State<AppState>, principal: Principal, ApiPath(domain): ApiPath<String>) -> Result<StatusCode, Problem> {
+            let domain = domain_name(&domain)?;
+            if let Err(denial) = state.auth.check_domain(&principal, &#op, &domain) {
+                return Err(denial.record(&state.db).await);
+            }
+            let mut tx = crate::tenant::begin(&state.db, principal.tenant).await?;
+            let removed = sqlx::query("DELETE FROM \"tenant_domains\" WHERE \"tenant_id\" = $1 AND \"domain\" = $2")
+                .bind(principal.tenant.id())
+                .bind(&domain)
+                .execute(&mut *tx)
+                .await?;
+            if removed.rows_affected() == 0 {
+                return Err(Problem::not_found());
+            }
+            let event = Event::of(&principal, &#op, "Domain", Some(domain.clone()), Outcome::Allowed, true);
+            crate::audit::commit(tx, &event).await?;
             Ok(StatusCode::NO_CONTENT)
         }
     }

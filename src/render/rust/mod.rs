@@ -5,6 +5,7 @@ pub mod api;
 pub mod audit_log;
 pub mod client;
 pub mod members;
+pub mod oidc;
 pub mod server;
 pub mod tests;
 

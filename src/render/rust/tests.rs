@@ -412,9 +412,11 @@ pub fn render_tests(
                     .expect("add a membership");
             }
 
+            /// A tenant whose verified domain is `example.com` (test tokens' emails are there).
             async fn tenant(&self, name: &str) -> TenantId {
                 let id = uuid::Uuid::now_v7();
                 sqlx::query("INSERT INTO \"tenants\" (\"id\", \"name\") VALUES ($1, $2)").bind(id).bind(name).execute(&self.pool).await.expect("create a tenant");
+                sqlx::query("INSERT INTO \"tenant_domains\" (\"tenant_id\", \"domain\", \"token\", \"verified_at\") VALUES ($1, 'example.com', 'test', now())").bind(id).execute(&self.pool).await.expect("verify its domain");
                 TenantId::system(id)
             }
         }
@@ -464,7 +466,252 @@ pub fn render_tests(
         #audit
         #builtins
     };
+    let issuer = issuer_tests();
+    let domains = domain_test(app);
+    let tokens = quote! {
+        #tokens
+        #issuer
+        #domains
+    };
     files.insert_rust(&format!("{dir}/tests/service.rs"), tokens)
+}
+
+/// Tests of the `oidc` module against a real HTTPS server on loopback, with a certificate
+/// authority made for the test run (a module of the service's tests, whose domain test uses
+/// the same server). The server is a few lines of HTTP/1.1 over tokio-rustls: an axum router
+/// here would be a route outside the guard, which `bulwark audit` refuses.
+fn issuer_tests() -> TokenStream {
+    quote! {
+        mod issuer {
+        //! The identity provider over the network: discovery (PKCE `S256` required), keys,
+        //! refresh on an unknown key id (rate-limited), certificate verification and the SSRF
+        //! rules of the production fetcher, against an HTTPS server on loopback whose
+        //! certificate comes from a certificate authority made for this run.
+
+        use server::identity::{self, dev};
+        use server::oidc::{self, Fetcher, KeySource};
+        use std::collections::HashMap;
+        use std::net::IpAddr;
+        use std::sync::{Arc, Mutex};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio_rustls::rustls;
+
+        /// A certificate authority of the test: its root (DER) and a server configuration with
+        /// a certificate for `localhost` it issued.
+        pub(super) fn test_ca() -> (Vec<u8>, rustls::ServerConfig) {
+            test_ca_for("localhost")
+        }
+
+        /// The same, with a certificate for `name`.
+        pub(super) fn test_ca_for(name: &str) -> (Vec<u8>, rustls::ServerConfig) {
+            let mut ca_params = rcgen::CertificateParams::new(Vec::new()).expect("CA parameters");
+            ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            ca_params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::DigitalSignature];
+            let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().expect("a CA key")).expect("a test CA");
+            let key = rcgen::KeyPair::generate().expect("a server key");
+            let cert = rcgen::CertificateParams::new(vec![name.to_owned()])
+                .expect("server parameters")
+                .signed_by(&key, &ca)
+                .expect("a server certificate");
+            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+            let config = rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .expect("TLS versions")
+                .with_no_client_auth()
+                .with_single_cert(
+                    vec![cert.der().clone()],
+                    rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+                )
+                .expect("the server certificate");
+            (ca.der().to_vec(), config)
+        }
+
+        /// What the test server answers: path → (status, body), and how often each was asked.
+        #[derive(Default)]
+        pub(super) struct Pages {
+            pub(super) answers: HashMap<String, (u16, String)>,
+            pub(super) hits: HashMap<String, usize>,
+        }
+
+        /// An HTTPS server on a loopback port; its base URL (`https://localhost:PORT`).
+        pub(super) async fn listen(config: rustls::ServerConfig, pages: Arc<Mutex<Pages>>) -> String {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+            let port = listener.local_addr().expect("its address").port();
+            let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+            tokio::spawn(async move {
+                while let Ok((tcp, _)) = listener.accept().await {
+                    let acceptor = acceptor.clone();
+                    let pages = pages.clone();
+                    tokio::spawn(async move {
+                        let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                        let mut head = Vec::new();
+                        let mut buf = [0u8; 1024];
+                        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match tls.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => head.extend_from_slice(&buf[..n]),
+                            }
+                        }
+                        let head = String::from_utf8_lossy(&head);
+                        let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                        let (status, body) = {
+                            let mut pages = pages.lock().expect("pages");
+                            *pages.hits.entry(path.clone()).or_default() += 1;
+                            pages.answers.get(&path).cloned().unwrap_or((404, String::new()))
+                        };
+                        let location = if status == 302 { "Location: /jwks\r\n" } else { "" };
+                        let response = format!(
+                            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{location}Connection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                        let _ = tls.write_all(response.as_bytes()).await;
+                        let _ = tls.shutdown().await;
+                    });
+                }
+            });
+            format!("https://localhost:{port}")
+        }
+
+        /// A discovery document for `issuer`.
+        fn discovery(issuer: &str, pkce: &[&str]) -> String {
+            serde_json::json!({
+                "issuer": issuer,
+                "jwks_uri": format!("{issuer}/jwks"),
+                "code_challenge_methods_supported": pkce,
+            })
+            .to_string()
+        }
+
+        /// The public halves of `keys`, as one JWKS.
+        fn jwks(keys: &[&(Vec<u8>, String)]) -> String {
+            let keys: Vec<serde_json::Value> = keys
+                .iter()
+                .flat_map(|(_, jwks)| {
+                    let set: serde_json::Value = serde_json::from_str(jwks).expect("a JWKS");
+                    set["keys"].as_array().cloned().unwrap_or_default()
+                })
+                .collect();
+            serde_json::json!({ "keys": keys }).to_string()
+        }
+
+        fn token(key: &(Vec<u8>, String), kid: &str) -> String {
+            let claims = dev::claims("user-1", uuid::Uuid::now_v7(), "", &[], identity::now(), 60);
+            dev::mint(&key.0, kid, &claims).expect("a token")
+        }
+
+        /// An issuer on loopback with keys `k1` (served) and `k2` (not yet): the issuer URL,
+        /// its pages, the test CA's root and both keys.
+        async fn issuer(pkce: &[&str]) -> (String, Arc<Mutex<Pages>>, Vec<u8>, [(Vec<u8>, String); 2]) {
+            let (root, config) = test_ca();
+            let pages = Arc::new(Mutex::new(Pages::default()));
+            let url = listen(config, pages.clone()).await;
+            let k1 = dev::generate("k1").expect("a key");
+            let k2 = dev::generate("k2").expect("a key");
+            {
+                let mut p = pages.lock().expect("pages");
+                p.answers.insert("/.well-known/openid-configuration".into(), (200, discovery(&url, pkce)));
+                p.answers.insert("/jwks".into(), (200, jwks(&[&k1])));
+                p.answers.insert("/moved".into(), (302, String::new()));
+            }
+            (url, pages, root, [k1, k2])
+        }
+
+        #[tokio::test]
+        async fn keys_come_from_the_issuer_and_refresh_on_an_unknown_key_at_most_once_per_interval() {
+            let (url, pages, root, [k1, k2]) = issuer(&["plain", "S256"]).await;
+            let fetcher = Fetcher::with_roots(&[root], true, &[]).expect("a fetcher");
+            let source = KeySource::from_issuer(fetcher, &url).await.expect("the issuer's keys");
+            assert!(source.verify(&token(&k1, "k1"), identity::now()).await.is_ok());
+            // The issuer rotates: a token under the new key makes the service fetch again.
+            pages.lock().expect("pages").answers.insert("/jwks".into(), (200, jwks(&[&k1, &k2])));
+            assert!(source.verify(&token(&k2, "k2"), identity::now()).await.is_ok());
+            assert_eq!(pages.lock().expect("pages").hits.get("/jwks"), Some(&2));
+            // Made-up key ids do not make it hammer the issuer.
+            for _ in 0..5 {
+                assert_eq!(source.verify(&token(&k2, "k3"), identity::now()).await, Err("unknown key"));
+            }
+            assert_eq!(pages.lock().expect("pages").hits.get("/jwks"), Some(&2));
+        }
+
+        #[tokio::test]
+        async fn an_issuer_without_pkce_s256_is_refused_at_start() {
+            let (url, _, root, _) = issuer(&["plain"]).await;
+            let fetcher = Fetcher::with_roots(&[root], true, &[]).expect("a fetcher");
+            let error = KeySource::from_issuer(fetcher, &url).await.expect_err("no S256, no start");
+            assert!(error.contains("S256"), "{error}");
+        }
+
+        #[tokio::test]
+        async fn a_discovery_document_of_another_issuer_is_refused() {
+            let (url, _, root, _) = issuer(&["S256"]).await;
+            let fetcher = Fetcher::with_roots(&[root], true, &[]).expect("a fetcher");
+            let error = KeySource::from_issuer(fetcher, &format!("{url}/other")).await.expect_err("another issuer");
+            assert!(error.contains("another issuer") || error.contains("404"), "{error}");
+        }
+
+        #[tokio::test]
+        async fn certificates_are_verified_and_redirects_not_followed() {
+            let (url, _, root, _) = issuer(&["S256"]).await;
+            let (other_root, _) = test_ca();
+            let untrusting = Fetcher::with_roots(&[other_root], true, &[]).expect("a fetcher");
+            assert!(untrusting.get_json(&format!("{url}/jwks")).await.is_err(), "a certificate of an unknown authority");
+            let fetcher = Fetcher::with_roots(&[root], true, &[]).expect("a fetcher");
+            assert!(fetcher.get_json(&format!("{url}/jwks")).await.is_ok());
+            let error = fetcher.get_json(&format!("{url}/moved")).await.expect_err("a redirect");
+            assert!(error.contains("302"), "{error}");
+            let plain = url.replacen("https://", "http://", 1);
+            let error = fetcher.get_json(&format!("{plain}/jwks")).await.expect_err("plain HTTP");
+            assert!(error.contains("HTTPS"), "{error}");
+        }
+
+        #[tokio::test]
+        async fn the_production_fetcher_reaches_no_internal_address() {
+            let (url, pages, _, _) = issuer(&["S256"]).await;
+            let port = url.rsplit(':').next().expect("a port");
+            let fetcher = Fetcher::public().expect("the production fetcher");
+            for target in [
+                format!("{url}/jwks"),
+                format!("https://127.0.0.1:{port}/jwks"),
+                format!("https://[::1]:{port}/jwks"),
+                "https://169.254.169.254/latest/meta-data".to_owned(),
+                "https://10.0.0.1/jwks".to_owned(),
+                "https://user:secret@example.com/jwks".to_owned(),
+            ] {
+                assert!(fetcher.get_json(&target).await.is_err(), "{target}");
+            }
+            assert_eq!(pages.lock().expect("pages").hits.get("/jwks"), None, "nothing reached the loopback server");
+        }
+
+        #[test]
+        fn only_global_unicast_addresses_are_public() {
+            for (address, public) in [
+                ("8.8.8.8", true),
+                ("2606:4700:4700::1111", true),
+                ("127.0.0.1", false),
+                ("10.1.2.3", false),
+                ("172.16.0.1", false),
+                ("192.168.1.1", false),
+                ("169.254.169.254", false),
+                ("100.64.0.1", false),
+                ("0.0.0.0", false),
+                ("255.255.255.255", false),
+                ("224.0.0.1", false),
+                ("198.18.0.1", false),
+                ("::1", false),
+                ("::", false),
+                ("fd00::1", false),
+                ("fe80::1", false),
+                ("::ffff:127.0.0.1", false),
+                ("::ffff:8.8.8.8", true),
+                ("64:ff9b::a00:1", false),
+                ("2001:db8::1", false),
+            ] {
+                let ip: IpAddr = address.parse().expect("an address");
+                assert_eq!(oidc::is_public(ip), public, "{address}");
+            }
+        }
+        }
+    }
 }
 
 /// Tests of the built-in routes: memberships managed by the spec's admins (role changes end
@@ -649,6 +896,95 @@ fn builtin_tests(app: &App) -> TokenStream {
         #send
         #members
         #machines
+    }
+}
+
+/// The domain test: a member's email domain counts once the tenant has proven it owns it,
+/// by a token the service fetches over HTTPS (from a loopback server with a test CA).
+fn domain_test(app: &App) -> TokenStream {
+    let builtins = app.builtin_operations();
+    if !app.verify_domains || !builtins.iter().any(|b| b.id == "domain.verify") {
+        return TokenStream::new();
+    }
+    let Some(admins) = &app.admins else {
+        return TokenStream::new();
+    };
+    let admin_role = &admins.roles[0];
+    let domains = format!("/{}/domains", app.api_version);
+    let verified_email = app.identity.require_verified_email;
+    quote! {
+        #[tokio::test]
+        async fn a_members_email_domain_counts_once_proven_over_https() {
+            let Some((op, path)) = guarded_operation() else { return };
+            let db = TestDb::create().await;
+            let tenant = db.tenant("tenant a").await;
+            db.member(tenant, "admin", &[#admin_role]).await;
+            db.member(tenant, "ext", ALL_ROLES).await;
+            // The agency's web server: a loopback HTTPS server with a certificate of the test CA.
+            let (root, config) = issuer::test_ca_for("agency.test");
+            let pages = std::sync::Arc::new(std::sync::Mutex::new(issuer::Pages::default()));
+            let base = issuer::listen(config, pages.clone()).await;
+            let port: u16 = base.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port");
+            let fetcher = server::oidc::Fetcher::with_roots(&[root], true, &[("agency.test", std::net::SocketAddr::from(([127, 0, 0, 1], port)))]).expect("a fetcher");
+            let keys = Keys::from_jwks(&test_key().1).expect("the test JWKS loads");
+            let auth = Authority::new(keys, db.pool.clone()).expect("the policies load").with_fetcher(fetcher);
+            let app = server::router(server::AppState { db: db.pool.clone(), auth: std::sync::Arc::new(auth) });
+            let now = identity::now();
+            let admin = signed(&dev::claims("admin", tenant.id(), &all_scopes(), &["mfa"], now, 60));
+            let mut ext_claims = dev::claims("ext", tenant.id(), &all_scopes(), &["mfa"], now, 60);
+            ext_claims[identity::EMAIL_CLAIM] = "ext@Agency.test".into();
+            let ext = signed(&ext_claims);
+            let refused = |reason: &'static str| {
+                let pool = db.pool.clone();
+                async move {
+                    let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM \"audit_events\" WHERE \"tenant_id\" = $1 AND \"outcome\" = 'denied' AND \"detail\" ->> 'reason' = $2")
+                        .bind(tenant.id()).bind(reason).fetch_one(&pool).await.expect("count refusals");
+                    count
+                }
+            };
+
+            // Not yet the tenant's domain: refused, and recorded.
+            assert_eq!(call_on(&app, op.method, &path, Some(&ext)).await.status(), StatusCode::FORBIDDEN);
+            assert_eq!(refused("domain_not_verified").await, 1);
+            if #verified_email {
+                let mut unverified = ext_claims.clone();
+                unverified["email_verified"] = false.into();
+                assert_eq!(call_on(&app, op.method, &path, Some(&signed(&unverified))).await.status(), StatusCode::FORBIDDEN);
+                assert_eq!(refused("email_not_verified").await, 1);
+            }
+
+            // The admin claims the domain; the proof is not published yet.
+            let (status, claimed) = send(&app, "POST", #domains, &admin, Some(serde_json::json!({"domain": "Agency.test"}))).await;
+            assert_eq!(status, StatusCode::CREATED, "{claimed}");
+            let token = claimed["token"].as_str().expect("a token").to_owned();
+            let proof_url = claimed["proof_url"].as_str().expect("a proof URL").to_owned();
+            let proof_path = proof_url.strip_prefix("https://agency.test").expect("the domain's URL").to_owned();
+            let verify = format!("{}/agency.test/verify", #domains);
+            let (status, _) = send(&app, "POST", &verify, &admin, None).await;
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+            assert_eq!(refused("proof_not_found").await, 1);
+            // Someone else's token does not prove it either.
+            pages.lock().expect("pages").answers.insert(proof_path.clone(), (200, "not-the-token\n".into()));
+            let (status, _) = send(&app, "POST", &verify, &admin, None).await;
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+            // Published: verified, and the member counts.
+            pages.lock().expect("pages").answers.insert(proof_path, (200, format!("other\n{token}\n")));
+            let (status, body) = send(&app, "POST", &verify, &admin, None).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert!(body["verified_at"].is_string(), "{body}");
+            assert_ne!(call_on(&app, op.method, &path, Some(&ext)).await.status(), StatusCode::FORBIDDEN);
+            let (_, listed) = send(&app, "GET", #domains, &admin, None).await;
+            let names: Vec<&str> = listed["items"].as_array().expect("items").iter().filter_map(|d| d["domain"].as_str()).collect();
+            assert_eq!(names, ["agency.test", "example.com"]);
+
+            // Given up: the member is refused again.
+            let (status, _) = send(&app, "DELETE", &format!("{}/agency.test", #domains), &admin, None).await;
+            assert_eq!(status, StatusCode::NO_CONTENT);
+            assert_eq!(call_on(&app, op.method, &path, Some(&ext)).await.status(), StatusCode::FORBIDDEN);
+            let (status, _) = send(&app, "POST", #domains, &admin, Some(serde_json::json!({"domain": "10.0.0.1"}))).await;
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "an address is not a domain");
+            db.drop().await;
+        }
     }
 }
 
