@@ -169,13 +169,13 @@ fn format_crates(files: &mut FileSet, changed: &[String]) -> Result<(), FormatEr
 }
 
 /// Crate roots of the generated layout: `src/lib.rs`, `src/main.rs`, and each file directly
-/// in `tests/` or `src/bin/`. Every other file is a module reached from one of them.
+/// in `tests/`, `benches/` or `src/bin/`. Every other file is a module reached from one of them.
 fn is_root(path: &str) -> bool {
     let path = Path::new(path);
     let parent = path.parent().and_then(Path::file_name);
     path.ends_with("src/lib.rs")
         || path.ends_with("src/main.rs")
-        || parent.is_some_and(|p| p == "tests" || p == "bin")
+        || parent.is_some_and(|p| p == "tests" || p == "benches" || p == "bin")
 }
 
 /// The root a file is formatted through (its crate's `src/lib.rs` for modules).
@@ -264,6 +264,7 @@ mod tests {
         assert!(is_root("crates/server/tests/service.rs"));
         assert!(!is_root("crates/server/src/resources/invoice.rs"));
         assert!(is_root("crates/server/src/bin/dev-token.rs"));
+        assert!(is_root("crates/server/benches/guard.rs"));
         assert_eq!(
             root_of("crates/server/src/resources/invoice.rs"),
             "crates/server/src/lib.rs"

@@ -316,6 +316,44 @@ async fn ledgerly_permissions_match_the_golden_table() {
         .await;
     assert_eq!(voided["status"], "void");
 
+    // Check and write are atomic: while another transaction holds the draft and sends it,
+    // the member's update waits, then sees the invoice open and is refused; it never writes
+    // over a row it checked before the change.
+    let racing = s
+        .create("member", "/v1/invoices", invoice(&c, "R-1", "draft"))
+        .await;
+    let id: uuid::Uuid = racing.parse().expect("a uuid");
+    let mut other = s.pool.begin().await.expect("a transaction");
+    sqlx::query("SELECT 1 FROM invoice WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .execute(&mut *other)
+        .await
+        .expect("lock the row");
+    let racing_path = update(&racing);
+    let (update_result, ()) = tokio::join!(
+        s.call(
+            "member",
+            false,
+            M::PUT,
+            &racing_path,
+            Some(invoice(&c, "R-1", "draft"))
+        ),
+        async {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            sqlx::query("UPDATE invoice SET status = 'open' WHERE id = $1")
+                .bind(id)
+                .execute(&mut *other)
+                .await
+                .expect("send it meanwhile");
+            other.commit().await.expect("commit");
+        }
+    );
+    assert_eq!(update_result.0, S::FORBIDDEN, "{}", update_result.1);
+    let (_, after) = s
+        .call("auditor", false, M::GET, &update(&racing), None)
+        .await;
+    assert_eq!(after["status"], "open");
+
     // Invoices are never deleted: there is no such route.
     let (status, _) = s
         .call("owner", true, M::DELETE, &update(&by_member), None)

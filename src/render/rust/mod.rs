@@ -3,7 +3,9 @@
 
 pub mod api;
 pub mod audit_log;
+pub mod bench;
 pub mod client;
+pub mod grants;
 pub mod members;
 pub mod oidc;
 pub mod server;

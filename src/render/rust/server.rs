@@ -23,6 +23,10 @@ pub fn render_server(
     files.insert_rust(&format!("{dir}/src/tenant.rs"), tenant())?;
     files.insert_rust(&format!("{dir}/src/identity.rs"), identity(app))?;
     files.insert_rust(&format!("{dir}/src/oidc.rs"), super::oidc::oidc_module())?;
+    files.insert_rust(
+        &format!("{dir}/src/grants.rs"),
+        super::grants::grants_module(app),
+    )?;
     files.insert_rust(&format!("{dir}/src/authz.rs"), authz())?;
     files.insert_rust(
         &format!("{dir}/src/audit.rs"),
@@ -80,6 +84,7 @@ fn lib(app: &App) -> TokenStream {
 
         pub mod audit;
         pub mod authz;
+        pub mod grants;
         pub mod guard;
         pub mod identity;
         #members_mod
@@ -120,10 +125,11 @@ fn main(app: &App) -> TokenStream {
                     std::env::var("OPERATOR").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "unknown".into())
                 }
 
+                /// Operator commands run as the owner: the app role cannot create tenants.
                 async fn operator_pool() -> Result<sqlx::PgPool, String> {
                     sqlx::postgres::PgPoolOptions::new()
                         .max_connections(1)
-                        .connect(&env("DATABASE_URL")?)
+                        .connect(&env("MIGRATION_DATABASE_URL")?)
                         .await
                         .map_err(|e| format!("cannot connect to the database: {e}"))
                 }
@@ -146,7 +152,8 @@ fn main(app: &App) -> TokenStream {
                 }
             },
             quote! {
-                //! Operator commands (audited in the system trail, with `OPERATOR` or `USER`):
+                //! Operator commands (as the owner, `MIGRATION_DATABASE_URL`; audited in the
+                //! system trail, with `OPERATOR` or `USER`):
                 //! `create-tenant NAME` prints the new tenant's id; `grant TENANT SUBJECT
                 //! [ROLE...]` sets a member's roles, including roles locked in production.
             },
@@ -160,7 +167,8 @@ fn main(app: &App) -> TokenStream {
         //!
         //! `serve` (default) reads `DATABASE_URL` (the app role), `BIND_ADDR` (default
         //! `127.0.0.1:8080`) and `APP_ENV` (default `production`). `migrate` reads
-        //! `MIGRATION_DATABASE_URL` (the owner role) and applies `migrations/`.
+        //! `MIGRATION_DATABASE_URL` (the owner role), applies `migrations/` and grants the
+        //! role named by `APP_ROLE` what the tables' actions need.
         #operator_doc
 
         use std::process::ExitCode;
@@ -234,6 +242,10 @@ fn main(app: &App) -> TokenStream {
                 .map_err(|e| format!("cannot read migrations in {dir}: {e}"))?;
             migrator.run(&db).await.map_err(|e| format!("migration failed: {e}"))?;
             tracing::info!("migrations applied");
+            // Roles are cluster-wide: the app role's name comes from the configuration.
+            let role = env("APP_ROLE")?;
+            server::grants::grant_app_role(&db, &role).await.map_err(|e| format!("cannot grant to {role}: {e}"))?;
+            tracing::info!(role = role.as_str(), "app role granted its privileges");
             Ok(())
         }
     }
@@ -1060,8 +1072,8 @@ fn authz() -> TokenStream {
         use crate::audit::{Event, Outcome};
         use crate::problem::Problem;
         use crate::tenant::{Machine, Principal};
-        use cedar_policy::{Authorizer, Context, Decision, Entities, EntityId, EntityTypeName, EntityUid, PolicySet, Request, Schema};
-        use std::collections::HashMap;
+        use cedar_policy::{Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicySet, Request, RestrictedExpression, Schema};
+        use std::collections::{HashMap, HashSet};
         use std::str::FromStr;
 
         /// A decimal as Cedar's `decimal` extension value (at most four decimal places).
@@ -1077,6 +1089,30 @@ fn authz() -> TokenStream {
         pub fn datetime(value: &chrono::DateTime<chrono::Utc>) -> serde_json::Value {
             let text = value.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
             serde_json::json!({"__extn": {"fn": "datetime", "arg": text}})
+        }
+
+        /// A JSON attribute value as a Cedar value: strings, integers, booleans, arrays as
+        /// sets, objects as records, `{"__extn": ..}` as `decimal` or `datetime`; `None` for
+        /// what has no Cedar form (null, fractions), which leaves the attribute out.
+        fn restricted(value: &serde_json::Value) -> Option<RestrictedExpression> {
+            Some(match value {
+                serde_json::Value::Bool(b) => RestrictedExpression::new_bool(*b),
+                serde_json::Value::Number(n) => RestrictedExpression::new_long(n.as_i64()?),
+                serde_json::Value::String(s) => RestrictedExpression::new_string(s.clone()),
+                serde_json::Value::Array(items) => RestrictedExpression::new_set(items.iter().filter_map(restricted)),
+                serde_json::Value::Object(fields) => {
+                    if let Some(extension) = fields.get("__extn") {
+                        let arg = extension.get("arg")?.as_str()?;
+                        return match extension.get("fn")?.as_str()? {
+                            "decimal" => Some(RestrictedExpression::new_decimal(arg)),
+                            "datetime" => Some(RestrictedExpression::new_datetime(arg)),
+                            _ => None,
+                        };
+                    }
+                    RestrictedExpression::new_record(fields.iter().filter_map(|(k, v)| restricted(v).map(|r| (k.clone(), r)))).ok()?
+                }
+                serde_json::Value::Null => return None,
+            })
         }
 
         const SCHEMA: &str = include_str!("../../../policies/schema.cedarschema");
@@ -1152,14 +1188,24 @@ fn authz() -> TokenStream {
                 let principal_uid = uid(kind, id)?;
                 let action_uid = uid("Action", operation.id)?;
                 let resource_uid = uid(entity, target_id)?;
-                let entities = serde_json::json!([
-                    {"uid": {"type": format!("{NAMESPACE}::{kind}"), "id": id}, "parents": [], "attrs": attrs},
-                    {"uid": {"type": format!("{NAMESPACE}::{entity}"), "id": target_id}, "parents": [], "attrs": target_attrs},
-                ]);
-                let entities = Entities::from_json_value(entities, Some(&self.schema)).map_err(|e| e.to_string())?;
-                let context = serde_json::json!({"scopes": scopes, "mfa": mfa});
-                let context = Context::from_json_value(context, Some((&self.schema, &action_uid))).map_err(|e| e.to_string())?;
-                let request = Request::new(principal_uid, action_uid, resource_uid, context, Some(&self.schema)).map_err(|e| e.to_string())?;
+                // Built from values, not parsed from JSON: Cedar's JSON parsing cost several
+                // times the decision itself. Test builds (debug assertions) also check the
+                // entities and the request against the schema; an ill-typed attribute in a
+                // release build makes its policies error, which denies.
+                let schema = cfg!(debug_assertions).then_some(&self.schema);
+                let entity = |uid: EntityUid, attrs: &serde_json::Value| -> Result<Entity, String> {
+                    let attrs = attrs
+                        .as_object()
+                        .map(|fields| fields.iter().filter_map(|(k, v)| restricted(v).map(|r| (k.clone(), r))).collect())
+                        .unwrap_or_default();
+                    Entity::new(uid, attrs, HashSet::new()).map_err(|e| e.to_string())
+                };
+                let entities = Entities::from_entities([entity(principal_uid.clone(), &attrs)?, entity(resource_uid.clone(), &target_attrs)?], schema)
+                    .map_err(|e| e.to_string())?;
+                let scopes = RestrictedExpression::new_set(scopes.iter().map(|s| RestrictedExpression::new_string(s.clone())));
+                let context = Context::from_pairs([("scopes".to_owned(), scopes), ("mfa".to_owned(), RestrictedExpression::new_bool(mfa))])
+                    .map_err(|e| e.to_string())?;
+                let request = Request::new(principal_uid, action_uid, resource_uid, context, schema).map_err(|e| e.to_string())?;
                 Ok(self.authorizer.is_authorized(&request, policies, &entities).decision() == Decision::Allow)
             }
 
@@ -1834,7 +1880,7 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
                 let commit_created = commit(quote!(created.id));
                 handlers.extend(served.then(|| quote! {
                     #hdoc
-                    async fn #handler(State(state): State<AppState>, principal: Principal, ApiJson(input): ApiJson<#api::#module::#input_ty>) -> Result<(StatusCode, Json<#api::#module::#ty>), Problem> {
+                    pub async fn #handler(State(state): State<AppState>, principal: Principal, ApiJson(input): ApiJson<#api::#module::#input_ty>) -> Result<(StatusCode, Json<#api::#module::#ty>), Problem> {
                         input.validate().map_err(Problem::validation)?;
                         #begin
                         let created = insert(&mut tx, #tenant_arg #subject_arg &input).await?;
@@ -1883,7 +1929,7 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
                 };
                 handlers.extend(served.then(|| quote! {
                     #hdoc
-                    async fn #handler(State(state): State<AppState>, #principal_arg ApiPath(id): ApiPath<uuid::Uuid>) -> Result<Json<#api::#module::#ty>, Problem> {
+                    pub async fn #handler(State(state): State<AppState>, #principal_arg ApiPath(id): ApiPath<uuid::Uuid>) -> Result<Json<#api::#module::#ty>, Problem> {
                         #body
                     }
                 }));
@@ -1971,7 +2017,7 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
                 let commit_written = commit(quote!(written.id));
                 handlers.extend(served.then(|| quote! {
                     #hdoc
-                    async fn #handler(State(state): State<AppState>, principal: Principal, ApiPath(id): ApiPath<uuid::Uuid>, #extract) -> Result<Json<#api::#module::#ty>, Problem> {
+                    pub async fn #handler(State(state): State<AppState>, principal: Principal, ApiPath(id): ApiPath<uuid::Uuid>, #extract) -> Result<Json<#api::#module::#ty>, Problem> {
                         #validate
                         #begin
                         let stored = fetch(&mut tx, #tenant_arg id, true).await?.ok_or_else(Problem::not_found)?;
@@ -2000,7 +2046,7 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
                 let commit_deleted = commit(quote!(stored.id));
                 handlers.extend(served.then(|| quote! {
                     #hdoc
-                    async fn #handler(State(state): State<AppState>, principal: Principal, ApiPath(id): ApiPath<uuid::Uuid>) -> Result<StatusCode, Problem> {
+                    pub async fn #handler(State(state): State<AppState>, principal: Principal, ApiPath(id): ApiPath<uuid::Uuid>) -> Result<StatusCode, Problem> {
                         #begin
                         let stored = fetch(&mut tx, #tenant_arg id, true).await?.ok_or_else(Problem::not_found)?;
                         #check_stored
@@ -2083,7 +2129,7 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
                 };
                 handlers.extend(served.then(|| quote! {
                     #hdoc
-                    async fn #handler(State(state): State<AppState>, #principal_arg ApiQuery(query): ApiQuery<#api::ListQuery>) -> Result<Json<#api::Page<#api::#module::#ty>>, Problem> {
+                    pub async fn #handler(State(state): State<AppState>, #principal_arg ApiQuery(query): ApiQuery<#api::ListQuery>) -> Result<Json<#api::Page<#api::#module::#ty>>, Problem> {
                         #body
                     }
                 }));
@@ -2168,7 +2214,7 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
             });
             quote! {
                 /// The row as the policies see it (`policies/schema.cedarschema`).
-                fn cedar_attrs(row: &#api::#module::#ty) -> serde_json::Value {
+                pub fn cedar_attrs(row: &#api::#module::#ty) -> serde_json::Value {
                     let mut attrs = serde_json::Map::new();
                     attrs.insert("id".into(), row.id.to_string().into());
                     #(#inserts)*
@@ -2178,6 +2224,9 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
         });
     quote! {
         #title
+        //!
+        //! The handlers are public so that benchmarks can call one directly, beside the same
+        //! route behind the guard; routes attach only through [`routes`], which guards them.
 
         use crate::guard::{GuardedRouter, Operation};
         use crate::problem::{#api_json #api_path #api_query Problem};

@@ -24,6 +24,7 @@ pub fn render_tests(
         .map(|&index| resource_steps(app, index, &api))
         .collect();
     let id_vecs: Vec<_> = app.resources.iter().map(ids_var).collect();
+    let test_db = test_db(&db_prefix);
     let tokens = quote! {
         //! Tests of the generated service: routing, the guard, and the data layer against the
         //! PostgreSQL at `DATABASE_URL` (default: the local server). Each run creates its own
@@ -114,7 +115,7 @@ pub fn render_tests(
             let Some((op, path)) = guarded_operation() else { return };
             let db = TestDb::create().await;
             let tenant = db.tenant("tenant a").await;
-            let app = router_on(db.pool.clone());
+            let app = router_on(db.app.clone());
             let now = identity::now();
             let token = signed(&dev::claims("user-1", tenant.id(), &all_scopes(), &["mfa"], now, 60));
             let response = call_on(&app, op.method, &path, Some(&token)).await;
@@ -156,7 +157,7 @@ pub fn render_tests(
             let db = TestDb::create().await;
             let tenant = db.tenant("tenant a").await;
             db.member(tenant, "user-1", ALL_ROLES).await;
-            let app = router_on(db.pool.clone());
+            let app = router_on(db.app.clone());
             let now = identity::now();
             let before = signed(&dev::claims("user-1", tenant.id(), &all_scopes(), &["mfa"], now - 5, 60));
             let status = call_on(&app, op.method, &path, Some(&before)).await.status();
@@ -201,7 +202,7 @@ pub fn render_tests(
             let db = TestDb::create().await;
             let tenant = db.tenant("tenant a").await;
             db.member(tenant, "user-1", ALL_ROLES).await;
-            let app = router_on(db.pool.clone());
+            let app = router_on(db.app.clone());
             let token = signed(&dev::claims("user-1", tenant.id(), "unrelated.scope", &["mfa"], identity::now(), 60));
             let response = call_on(&app, op.method, &path, Some(&token)).await;
             assert_eq!(response.status(), StatusCode::FORBIDDEN);
@@ -376,50 +377,7 @@ pub fn render_tests(
             }
         }
 
-        /// A database of its own for one test run, dropped at the end.
-        struct TestDb {
-            admin: sqlx::PgPool,
-            name: String,
-            pool: sqlx::PgPool,
-        }
-
-        impl TestDb {
-            async fn create() -> TestDb {
-                let admin = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&database_url()).await.expect("PostgreSQL is reachable at DATABASE_URL");
-                let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or_default();
-                let name = format!("{}_{}_{nanos}", #db_prefix, std::process::id());
-                // The name is ASCII letters, digits and underscores, made here.
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&admin).await.expect("create the test database");
-                let options: sqlx::postgres::PgConnectOptions = database_url().parse().expect("DATABASE_URL parses");
-                let pool = sqlx::postgres::PgPoolOptions::new().max_connections(2).connect_with(options.database(&name)).await.expect("connect to the test database");
-                sqlx::raw_sql(include_str!("../../../migrations/0001_init.sql")).execute(&pool).await.expect("the migrations apply");
-                TestDb { admin, name, pool }
-            }
-
-            async fn drop(self) {
-                self.pool.close().await;
-                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE \"{}\" WITH (FORCE)", self.name))).execute(&self.admin).await;
-            }
-
-            /// Makes `subject` a member of `tenant` with `roles`.
-            async fn member(&self, tenant: TenantId, subject: &str, roles: &[&str]) {
-                sqlx::query("INSERT INTO \"memberships\" (\"tenant_id\", \"subject\", \"roles\") VALUES ($1, $2, $3)")
-                    .bind(tenant.id())
-                    .bind(subject)
-                    .bind(roles.iter().map(|r| r.to_string()).collect::<Vec<_>>())
-                    .execute(&self.pool)
-                    .await
-                    .expect("add a membership");
-            }
-
-            /// A tenant whose verified domain is `example.com` (test tokens' emails are there).
-            async fn tenant(&self, name: &str) -> TenantId {
-                let id = uuid::Uuid::now_v7();
-                sqlx::query("INSERT INTO \"tenants\" (\"id\", \"name\") VALUES ($1, $2)").bind(id).bind(name).execute(&self.pool).await.expect("create a tenant");
-                sqlx::query("INSERT INTO \"tenant_domains\" (\"tenant_id\", \"domain\", \"token\", \"verified_at\") VALUES ($1, 'example.com', 'test', now())").bind(id).execute(&self.pool).await.expect("verify its domain");
-                TenantId::system(id)
-            }
-        }
+        #test_db
 
         /// Reads every page of a list, two rows at a time.
         macro_rules! all_pages {
@@ -442,6 +400,91 @@ pub fn render_tests(
         }
 
         #[tokio::test]
+        async fn the_app_role_sees_no_tenant_rows_without_a_tenant_and_cannot_lift_isolation() {
+            let db = TestDb::create().await;
+            let a = db.tenant("tenant a").await;
+            let b = db.tenant("tenant b").await;
+            db.member(a, "user-a", ALL_ROLES).await;
+            db.member(b, "user-b", ALL_ROLES).await;
+            let count = |sql: &'static str| {
+                let app = db.app.clone();
+                async move {
+                    let (n,): (i64,) = sqlx::query_as(sql).fetch_one(&app).await.expect(sql);
+                    n
+                }
+            };
+            // No tenant set: nothing to see, nothing to insert.
+            assert_eq!(count("SELECT count(*) FROM \"memberships\"").await, 0);
+            assert_eq!(count("SELECT count(*) FROM \"tenant_domains\"").await, 0);
+            let insert = sqlx::query("INSERT INTO \"memberships\" (\"tenant_id\", \"subject\") VALUES ($1, 'intruder')").bind(a.id()).execute(&db.app).await;
+            assert!(insert.is_err(), "an insert without a tenant");
+            // Tenant A set: A's rows only, and none can be written into B.
+            let mut tx = server::tenant::begin(&db.app, a).await.expect("a transaction of tenant a");
+            let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM \"memberships\"").fetch_one(&mut *tx).await.expect("count");
+            assert_eq!(n, 1);
+            let into_b = sqlx::query("INSERT INTO \"memberships\" (\"tenant_id\", \"subject\") VALUES ($1, 'intruder')").bind(b.id()).execute(&mut *tx).await;
+            assert!(into_b.is_err(), "a row written into another tenant");
+            drop(tx);
+            // The setting is transaction-local: the next use of the connection sees nothing.
+            assert_eq!(count("SELECT count(*) FROM \"memberships\"").await, 0);
+            // The app role cannot lift or widen isolation.
+            for statement in [
+                "ALTER TABLE \"memberships\" DISABLE ROW LEVEL SECURITY",
+                "ALTER TABLE \"memberships\" NO FORCE ROW LEVEL SECURITY",
+                "DROP POLICY \"tenant_isolation\" ON \"memberships\"",
+                "CREATE POLICY \"open\" ON \"memberships\" USING (true)",
+                "TRUNCATE \"memberships\"",
+                "SET row_security = off; SELECT count(*) FROM \"memberships\"",
+                "SELECT count(*) FROM \"tenants\"",
+                "UPDATE \"audit_events\" SET \"actor\" = 'x'",
+                "SELECT count(*) FROM \"system_audit_events\"",
+            ] {
+                let done = sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&db.app).await;
+                assert!(done.is_err(), "the app role ran: {statement}");
+            }
+            // A grant of what it does not own only warns in PostgreSQL: check nothing changed.
+            let _ = sqlx::raw_sql("GRANT ALL ON \"memberships\" TO PUBLIC").execute(&db.app).await;
+            let (granted,): (i64,) = sqlx::query_as("SELECT count(*) FROM information_schema.role_table_grants WHERE grantee = 'PUBLIC' AND table_name = 'memberships'")
+                .fetch_one(&db.pool)
+                .await
+                .expect("read the grants");
+            assert_eq!(granted, 0);
+            db.drop().await;
+        }
+
+        #[tokio::test]
+        async fn a_small_pool_serving_many_tenants_never_carries_a_tenant_over() {
+            let db = TestDb::create().await;
+            let mut tenants = Vec::new();
+            for i in 0..6 {
+                let tenant = db.tenant(&format!("tenant {i}")).await;
+                db.member(tenant, &format!("user-{i}"), ALL_ROLES).await;
+                tenants.push(tenant);
+            }
+            // Sixty interleaved transactions of six tenants over the app role's two connections.
+            let mut tasks = tokio::task::JoinSet::new();
+            for _ in 0..10 {
+                for (i, tenant) in tenants.iter().copied().enumerate() {
+                    let app = db.app.clone();
+                    tasks.spawn(async move {
+                        let mut tx = server::tenant::begin(&app, tenant).await.expect("begin");
+                        tokio::task::yield_now().await;
+                        let subjects: Vec<(String,)> = sqlx::query_as("SELECT \"subject\" FROM \"memberships\"").fetch_all(&mut *tx).await.expect("read");
+                        tx.commit().await.expect("commit");
+                        (i, subjects)
+                    });
+                }
+            }
+            while let Some(done) = tasks.join_next().await {
+                let (i, subjects) = done.expect("a task");
+                assert_eq!(subjects, vec![(format!("user-{i}"),)]);
+            }
+            let (left,): (i64,) = sqlx::query_as("SELECT count(*) FROM \"memberships\"").fetch_one(&db.app).await.expect("count");
+            assert_eq!(left, 0, "no tenant setting outlives its transaction");
+            db.drop().await;
+        }
+
+        #[tokio::test]
         async fn repository_functions_run_against_postgres() {
             let db = TestDb::create().await;
             let tenant = db.tenant("tenant a").await;
@@ -460,8 +503,31 @@ pub fn render_tests(
     let authorization = authorization_test(app, &order, &api);
     let audit = audit_test(app, &api);
     let builtins = builtin_tests(app);
+    let writes = app
+        .resources
+        .iter()
+        .any(|r| r.actions.iter().any(|a| write_checked(r, a)));
+    let send = (writes || !app.builtin_operations().is_empty()).then(|| {
+        quote! {
+            /// Sends `body` as JSON with `token`; the status and the JSON answer.
+            async fn send(app: &axum::Router, method: &str, path: &str, token: &str, body: Option<serde_json::Value>) -> (StatusCode, serde_json::Value) {
+                let request = Request::builder()
+                    .method(Method::from_bytes(method.as_bytes()).expect("a method"))
+                    .uri(path)
+                    .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+                    .expect("a request");
+                let response = app.clone().oneshot(request).await.expect("a response");
+                let status = response.status();
+                let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("the body");
+                (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+            }
+        }
+    });
     let tokens = quote! {
         #tokens
+        #send
         #authorization
         #audit
         #builtins
@@ -473,7 +539,11 @@ pub fn render_tests(
         #issuer
         #domains
     };
-    files.insert_rust(&format!("{dir}/tests/service.rs"), tokens)
+    files.insert_rust(&format!("{dir}/tests/service.rs"), tokens)?;
+    files.insert_rust(
+        &format!("{dir}/benches/guard.rs"),
+        super::bench::guard_bench(app, &api),
+    )
 }
 
 /// Tests of the `oidc` module against a real HTTPS server on loopback, with a certificate
@@ -720,22 +790,6 @@ fn issuer_tests() -> TokenStream {
 fn builtin_tests(app: &App) -> TokenStream {
     let builtins = app.builtin_operations();
     let version = format!("/{}", app.api_version);
-    let send = quote! {
-        /// Sends `body` as JSON with `token`; the status and the JSON answer.
-        async fn send(app: &axum::Router, method: &str, path: &str, token: &str, body: Option<serde_json::Value>) -> (StatusCode, serde_json::Value) {
-            let request = Request::builder()
-                .method(Method::from_bytes(method.as_bytes()).expect("a method"))
-                .uri(path)
-                .header(header::AUTHORIZATION, format!("Bearer {token}"))
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
-                .expect("a request");
-            let response = app.clone().oneshot(request).await.expect("a response");
-            let status = response.status();
-            let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("the body");
-            (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
-        }
-    };
     let members = app.admins.as_ref().map(|admins| {
         let admin_role = &admins.roles[0];
         let non_admin: Option<&str> = app
@@ -758,7 +812,7 @@ fn builtin_tests(app: &App) -> TokenStream {
                 let other = db.tenant("tenant b").await;
                 db.member(tenant, "admin", &[#admin_role]).await;
                 db.member(other, "stranger", &[#admin_role]).await;
-                let app = router_on(db.pool.clone());
+                let app = router_on(db.app.clone());
                 let now = identity::now();
                 let admin = signed(&dev::claims("admin", tenant.id(), &all_scopes(), &["mfa"], now, 60));
                 let member = |name: &str| format!("{}/{name}", #members);
@@ -864,7 +918,7 @@ fn builtin_tests(app: &App) -> TokenStream {
                 let db = TestDb::create().await;
                 let tenant = db.tenant("tenant a").await;
                 db.member(tenant, "user-1", ALL_ROLES).await;
-                let app = router_on(db.pool.clone());
+                let app = router_on(db.app.clone());
                 let before = signed(&dev::claims("user-1", tenant.id(), &all_scopes(), &["mfa"], identity::now() - 5, 60));
                 assert_ne!(call_on(&app, op.method, &path, Some(&before)).await.status(), StatusCode::UNAUTHORIZED);
                 let machine = machine_token("idp-hook", #scope);
@@ -893,9 +947,72 @@ fn builtin_tests(app: &App) -> TokenStream {
         return TokenStream::new();
     }
     quote! {
-        #send
         #members
         #machines
+    }
+}
+
+/// `TestDb`: a database of its own for a test run (or a benchmark), migrated, dropped at
+/// the end, with helpers to add tenants and members.
+pub fn test_db(db_prefix: &str) -> TokenStream {
+    quote! {
+        /// A database of its own for one test run, dropped at the end, with an app role of
+        /// its own (roles are cluster-wide, so the name is unique to the run).
+        struct TestDb {
+            admin: sqlx::PgPool,
+            name: String,
+            /// The owner's connections (the test's superuser): seeding and checking.
+            pool: sqlx::PgPool,
+            /// The app role's connections, as the server uses them: not a superuser, owns
+            /// nothing, holds only what `grants` gives, so row-level security applies.
+            app: sqlx::PgPool,
+            role: String,
+        }
+
+        impl TestDb {
+            async fn create() -> TestDb {
+                let admin = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&database_url()).await.expect("PostgreSQL is reachable at DATABASE_URL");
+                let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or_default();
+                let name = format!("{}_{}_{nanos}", #db_prefix, std::process::id());
+                let role = format!("app_{}_{nanos}", std::process::id());
+                // The names are ASCII letters, digits and underscores, made here.
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&admin).await.expect("create the test database");
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE ROLE \"{role}\" LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE"))).execute(&admin).await.expect("create the app role");
+                let options: sqlx::postgres::PgConnectOptions = database_url().parse().expect("DATABASE_URL parses");
+                let pool = sqlx::postgres::PgPoolOptions::new().max_connections(2).connect_with(options.clone().database(&name)).await.expect("connect to the test database");
+                sqlx::raw_sql(include_str!("../../../migrations/0001_init.sql")).execute(&pool).await.expect("the migrations apply");
+                server::grants::grant_app_role(&pool, &role).await.expect("grant the app role");
+                let app = sqlx::postgres::PgPoolOptions::new().max_connections(2).connect_with(options.database(&name).username(&role)).await.expect("connect as the app role");
+                TestDb { admin, name, pool, app, role }
+            }
+
+            async fn drop(self) {
+                self.app.close().await;
+                self.pool.close().await;
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE \"{}\" WITH (FORCE)", self.name))).execute(&self.admin).await;
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP ROLE IF EXISTS \"{}\"", self.role))).execute(&self.admin).await;
+            }
+
+            /// Makes `subject` a member of `tenant` with `roles`.
+            async fn member(&self, tenant: TenantId, subject: &str, roles: &[&str]) {
+                sqlx::query("INSERT INTO \"memberships\" (\"tenant_id\", \"subject\", \"roles\") VALUES ($1, $2, $3)")
+                    .bind(tenant.id())
+                    .bind(subject)
+                    .bind(roles.iter().map(|r| r.to_string()).collect::<Vec<_>>())
+                    .execute(&self.pool)
+                    .await
+                    .expect("add a membership");
+            }
+
+            /// A tenant whose verified domain is `example.com` (test tokens' emails are there).
+            async fn tenant(&self, name: &str) -> TenantId {
+                let id = uuid::Uuid::now_v7();
+                sqlx::query("INSERT INTO \"tenants\" (\"id\", \"name\") VALUES ($1, $2)").bind(id).bind(name).execute(&self.pool).await.expect("create a tenant");
+                sqlx::query("INSERT INTO \"tenant_domains\" (\"tenant_id\", \"domain\", \"token\", \"verified_at\") VALUES ($1, 'example.com', 'test', now())").bind(id).execute(&self.pool).await.expect("verify its domain");
+                TenantId::system(id)
+            }
+        }
+
     }
 }
 
@@ -927,8 +1044,8 @@ fn domain_test(app: &App) -> TokenStream {
             let port: u16 = base.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port");
             let fetcher = server::oidc::Fetcher::with_roots(&[root], true, &[("agency.test", std::net::SocketAddr::from(([127, 0, 0, 1], port)))]).expect("a fetcher");
             let keys = Keys::from_jwks(&test_key().1).expect("the test JWKS loads");
-            let auth = Authority::new(keys, db.pool.clone()).expect("the policies load").with_fetcher(fetcher);
-            let app = server::router(server::AppState { db: db.pool.clone(), auth: std::sync::Arc::new(auth) });
+            let auth = Authority::new(keys, db.app.clone()).expect("the policies load").with_fetcher(fetcher);
+            let app = server::router(server::AppState { db: db.app.clone(), auth: std::sync::Arc::new(auth) });
             let now = identity::now();
             let admin = signed(&dev::claims("admin", tenant.id(), &all_scopes(), &["mfa"], now, 60));
             let mut ext_claims = dev::claims("ext", tenant.id(), &all_scopes(), &["mfa"], now, 60);
@@ -1028,7 +1145,7 @@ fn audit_test(app: &App, api: &proc_macro2::Ident) -> TokenStream {
             if let Some(role) = refused {
                 db.member(tenant, "refused", &[role]).await;
             }
-            let app = router_on(db.pool.clone());
+            let app = router_on(db.app.clone());
             let post = |subject: &str, request_id: &str, n: i64| {
                 let input = #input;
                 let token = signed(&dev::claims(subject, tenant.id(), &all_scopes(), &["mfa"], identity::now(), 60));
@@ -1087,8 +1204,18 @@ fn audit_test(app: &App, api: &proc_macro2::Ident) -> TokenStream {
     }
 }
 
-/// The role x operation test of reads: expected outcomes come from the spec's permission
-/// table (roles, second factors), not from the generated policies.
+/// Whether the role x operation test writes with `action`: an unconditional write of tenant
+/// data that is not public.
+fn write_checked(resource: &Resource, action: &crate::model::Action) -> bool {
+    action.kind != ActionKind::Read
+        && action.kind != ActionKind::List
+        && action.public.is_none()
+        && action.condition.is_none()
+        && !resource.global
+}
+
+/// The role x operation test of reads and unconditional writes: expected outcomes come from
+/// the spec's permission table (roles, second factors), not from the generated policies.
 fn authorization_test(app: &App, order: &[usize], api: &proc_macro2::Ident) -> TokenStream {
     let mfa_roles = app.mfa_roles();
     let id_vecs: Vec<_> = app.resources.iter().map(ids_var).collect();
@@ -1150,15 +1277,93 @@ fn authorization_test(app: &App, order: &[usize], api: &proc_macro2::Ident) -> T
             }
         })
         .collect();
-    if checks.is_empty() {
+    // Writes: every unconditional create, update, delete and custom action of tenant data, by
+    // every role with and without a second factor; a delete gets a fresh row each time.
+    let writes: Vec<TokenStream> = app
+        .resources
+        .iter()
+        .flat_map(|resource| resource.actions.iter().map(move |action| (resource, action)))
+        .filter(|(resource, action)| write_checked(resource, action))
+        .map(|(resource, action)| {
+            let module = ident(&resource.ident);
+            let ids = ids_var(resource);
+            let id = format!("{}.{}", resource.name, action.name);
+            let allowed: Vec<&str> = action.roles.iter().map(String::as_str).collect();
+            let path = action.path.clone();
+            let method = action.method.as_str();
+            let input = sample(app, resource, api, quote!(n));
+            let s = if resource.fields.iter().any(|f| f.ty == FieldType::Principal) { quote!(subject,) } else { quote!() };
+            let (target, body, success) = match &action.kind {
+                ActionKind::Create => (quote!(#path.to_owned()), quote!(Some(serde_json::to_value(&#input).expect("the input serializes"))), quote!(StatusCode::CREATED)),
+                ActionKind::Update => (quote!(#path.replace("{id}", &#ids[0].to_string())), quote!(Some(serde_json::to_value(&#input).expect("the input serializes"))), quote!(StatusCode::OK)),
+                ActionKind::Delete => (
+                    quote! {{
+                        let mut conn = db.pool.acquire().await.expect("a connection");
+                        let fresh = server::resources::#module::insert(&mut conn, tenant, #s &#input).await.expect("a row to delete");
+                        #path.replace("{id}", &fresh.id.to_string())
+                    }},
+                    quote!(None),
+                    quote!(StatusCode::NO_CONTENT),
+                ),
+                _ => (quote!(#path.replace("{id}", &#ids[0].to_string())), quote!(None), quote!(StatusCode::OK)),
+            };
+            // A member of another tenant, with every role: the row is not there for it, and a
+            // row of its own cannot point at this tenant's rows.
+            let references = resource.fields.iter().any(|f| matches!(f.ty, FieldType::Reference { .. }));
+            let outsider_expects = match &action.kind {
+                ActionKind::Create if references => Some(quote!(StatusCode::UNPROCESSABLE_ENTITY)),
+                ActionKind::Create => None,
+                _ => Some(quote!(StatusCode::NOT_FOUND)),
+            };
+            let outsider = outsider_expects.map(|expected| {
+                let number = (!matches!(action.kind, ActionKind::Custom(_))).then(|| quote!(counter += 1; let n: i64 = counter;));
+                quote! {
+                    #number
+                    let outsider = signed(&dev::claims("outsider", other.id(), &all_scopes(), &["mfa"], identity::now(), 60));
+                    let path = #target;
+                    let (status, _) = send(&app, #method, &path, &outsider, #body).await;
+                    assert_eq!(status, #expected, "{} from another tenant", #id);
+                }
+            });
+            // Inputs are numbered so unique fields stay unique; a custom action takes none.
+            let number = (!matches!(action.kind, ActionKind::Custom(_))).then(|| quote!(let n: i64 = counter;));
+            quote! {
+                {
+                    let allowed: &[&str] = &[#(#allowed),*];
+                    for role in ALL_ROLES {
+                        for mfa in [true, false] {
+                            counter += 1;
+                            #number
+                            let who = format!("{role}-{mfa}");
+                            let amr: &[&str] = if mfa { &["mfa"] } else { &[] };
+                            let token = signed(&dev::claims(&who, tenant.id(), &all_scopes(), amr, identity::now(), 60));
+                            let path = #target;
+                            let (status, _) = send(&app, #method, &path, &token, #body).await;
+                            let expected = if !allowed.contains(role) {
+                                StatusCode::FORBIDDEN
+                            } else if MFA_ROLES.contains(role) && !mfa {
+                                StatusCode::UNAUTHORIZED
+                            } else {
+                                #success
+                            };
+                            assert_eq!(status, expected, "{} as {role}, second factor {mfa}", #id);
+                        }
+                    }
+                    #outsider
+                }
+            }
+        })
+        .collect();
+    if checks.is_empty() && writes.is_empty() {
         return TokenStream::new();
     }
     quote! {
         /// Roles that count only with a second factor.
         const MFA_ROLES: &[&str] = &[#(#mfa_roles),*];
 
+
         #[tokio::test]
-        async fn roles_decide_reads_through_memberships_and_policies() {
+        async fn roles_decide_reads_and_writes_through_memberships_and_policies() {
             let db = TestDb::create().await;
             let tenant = db.tenant("tenant a").await;
             let other = db.tenant("tenant b").await;
@@ -1169,13 +1374,15 @@ fn authorization_test(app: &App, order: &[usize], api: &proc_macro2::Ident) -> T
                 }
             }
             db.member(other, "outsider", ALL_ROLES).await;
-            let app = router_on(db.pool.clone());
+            let app = router_on(db.app.clone());
             let mut conn = db.pool.acquire().await.expect("a connection");
             #(let mut #id_vecs: Vec<uuid::Uuid> = Vec::new();)*
             #(#seeds)*
             drop(conn);
             #(#checks)*
-            let _ = subject;
+            let mut counter: i64 = 1000;
+            #(#writes)*
+            let _ = (subject, &mut counter);
             db.drop().await;
         }
     }
@@ -1216,7 +1423,12 @@ fn creation_order(app: &App) -> Vec<usize> {
     order
 }
 
-fn sample(app: &App, resource: &Resource, api: &proc_macro2::Ident, n: TokenStream) -> TokenStream {
+pub fn sample(
+    app: &App,
+    resource: &Resource,
+    api: &proc_macro2::Ident,
+    n: TokenStream,
+) -> TokenStream {
     let module = ident(&resource.ident);
     let input = input_type(resource);
     let mut fields = Vec::new();

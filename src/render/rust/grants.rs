@@ -1,0 +1,100 @@
+//! The server's `grants` module: the privileges of the app role, derived from each table's
+//! actions, granted by `migrate` to the role its configuration names (roles are
+//! cluster-wide, so their names are not fixed in the migrations).
+
+use crate::model::{ActionKind, App};
+use crate::render::escape::sql_ident;
+use proc_macro2::TokenStream;
+use quote::quote;
+
+/// Each table the service uses, with the privileges the app role needs on it.
+pub fn table_privileges(app: &App) -> Vec<(String, Vec<&'static str>)> {
+    let mut tables = Vec::new();
+    for resource in &app.resources {
+        let served = |kind: fn(&ActionKind) -> bool| resource.actions.iter().any(|a| kind(&a.kind));
+        // Every statement reads the row it works on (`WHERE`, `RETURNING`).
+        let mut privileges = vec!["SELECT"];
+        if served(|k| *k == ActionKind::Create) {
+            privileges.push("INSERT");
+        }
+        if served(|k| matches!(k, ActionKind::Update | ActionKind::Custom(_))) {
+            privileges.push("UPDATE");
+        }
+        if served(|k| *k == ActionKind::Delete) {
+            privileges.push("DELETE");
+        }
+        tables.push((sql_ident(&resource.table), privileges));
+    }
+    let builtins = app.builtin_operations();
+    let has = |prefix: &str| builtins.iter().any(|b| b.id.starts_with(prefix));
+    let manage = |yes: bool, privileges: &[&'static str]| -> Vec<&'static str> {
+        let mut all = vec!["SELECT"];
+        if yes {
+            all.extend_from_slice(privileges);
+        }
+        all
+    };
+    tables.push((
+        sql_ident("memberships"),
+        manage(has("membership."), &["INSERT", "UPDATE", "DELETE"]),
+    ));
+    tables.push((
+        sql_ident("tenant_domains"),
+        manage(has("domain."), &["INSERT", "UPDATE", "DELETE"]),
+    ));
+    tables.push((
+        sql_ident("session_revocations"),
+        manage(app.identity.machine_scope.is_some(), &["INSERT", "UPDATE"]),
+    ));
+    tables.push((sql_ident("audit_events"), vec!["INSERT"]));
+    tables.push((sql_ident("system_audit_events"), vec!["INSERT"]));
+    tables
+}
+
+/// The `grants` module of the server crate.
+pub fn grants_module(app: &App) -> TokenStream {
+    let rows: Vec<TokenStream> = table_privileges(app)
+        .into_iter()
+        .map(|(table, privileges)| {
+            let privileges = privileges.join(", ");
+            quote!((#table, #privileges))
+        })
+        .collect();
+    quote! {
+        //! The app role's privileges: what each table's actions need and nothing more (never
+        //! TRUNCATE, TRIGGER, REFERENCES or DDL). The role owns nothing and is not a
+        //! superuser, so row-level security applies to everything it does. Tenants are created
+        //! by the operator command, as the owner; the app role has no privilege on them.
+
+        /// Each table (quoted) and the privileges the app role holds on it.
+        pub const TABLE_PRIVILEGES: &[(&str, &str)] = &[#(#rows),*];
+
+        /// A role name `migrate` accepts: lower-case ASCII letters, digits and underscores,
+        /// starting with a letter, at most 63 bytes (it is spliced into SQL, so nothing else).
+        pub fn valid_role(role: &str) -> bool {
+            role.len() <= 63
+                && role.starts_with(|c: char| c.is_ascii_lowercase())
+                && role.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        }
+
+        /// Gives `role` exactly [`TABLE_PRIVILEGES`] (revoking anything else it held on those
+        /// tables) and the use of the schema. Run by `migrate`, as the owner.
+        pub async fn grant_app_role(owner: &sqlx::PgPool, role: &str) -> Result<(), String> {
+            if !valid_role(role) {
+                return Err(format!("`{role}` is not a role name this service grants to (lower-case letters, digits, `_`)"));
+            }
+            let mut tx = owner.begin().await.map_err(|e| e.to_string())?;
+            let mut statements = vec![format!("GRANT USAGE ON SCHEMA public TO \"{role}\"")];
+            for (table, privileges) in TABLE_PRIVILEGES {
+                statements.push(format!("REVOKE ALL ON {table} FROM \"{role}\""));
+                statements.push(format!("GRANT {privileges} ON {table} TO \"{role}\""));
+            }
+            for statement in statements {
+                // The role name is checked above; the tables and privileges are this
+                // generator's constants.
+                sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut *tx).await.map_err(|e| e.to_string())?;
+            }
+            tx.commit().await.map_err(|e| e.to_string())
+        }
+    }
+}
