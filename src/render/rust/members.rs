@@ -1,7 +1,8 @@
-//! The built-in routes (`App::builtin_operations`): a tenant's memberships, managed by the
-//! spec's `tenancy.admins`, and revoking sessions, by them or by a machine caller. Their wire
-//! types live in the api crate's `memberships` module; the server's `members` module serves
-//! them and holds the operator commands that grant roles locked in production.
+//! The built-in routes (`App::builtin_operations`): a tenant's memberships and domains,
+//! managed by the spec's `tenancy.admins`, and revoking sessions, by them or by a machine
+//! caller. Their wire types live in the api crate's `memberships` module; the server's
+//! `members` module serves them and holds the operator commands that create tenants and
+//! grant roles locked in production.
 
 use super::doc;
 use crate::model::{App, BuiltinOperation};
@@ -184,10 +185,11 @@ pub fn server_module(app: &App, api: &Ident) -> Option<TokenStream> {
         });
     }
     Some(quote! {
-        //! The built-in routes: a tenant's memberships (managed by the spec's
-        //! `tenancy.admins`) and revoking sessions (by them, or by a machine caller such as
-        //! the identity provider's password-change and risk events). They are guarded and
-        //! authorized by the policies like every other route.
+        //! The built-in routes: a tenant's memberships and, where the spec verifies domains,
+        //! its domains (both managed by the spec's `tenancy.admins`), and revoking sessions
+        //! (by them, or by a machine caller such as the identity provider's password-change
+        //! and risk events). They are guarded and authorized by the policies like every
+        //! other route.
         //!
         //! A role change ends the member's sessions in the tenant. Roles locked in the
         //! running environment are neither granted nor taken away here: only the operator
