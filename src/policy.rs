@@ -195,45 +195,47 @@ pub fn policies(app: &App) -> String {
         }
         if let Some(scope) = &builtin.machine_scope {
             out.push('\n');
-            let _ = writeln!(out, "@id({})", string(&format!("{}/machine", builtin.id)));
-            let _ = writeln!(out, "@action({})", string(builtin.id));
-            let _ = writeln!(
-                out,
-                "permit (principal is {NAMESPACE}::{MACHINE}, action == {NAMESPACE}::Action::{}, resource is {NAMESPACE}::{})",
-                string(builtin.id),
-                builtin.entity
-            );
-            let _ = writeln!(
-                out,
-                "when {{\n  context.scopes.contains({})\n}};",
-                string(scope)
-            );
+            let clauses = [format!("context.scopes.contains({})", string(scope))];
+            let id = format!("{}/machine", builtin.id);
+            out.push_str(&permit(&id, builtin.id, MACHINE, builtin.entity, &clauses));
         }
     }
     out
 }
 
-/// The policy letting `role` do a built-in operation: the admin scope, and a second
-/// factor where the role needs one.
-fn builtin_policy(app: &App, builtin: &BuiltinOperation, role: &str) -> String {
+/// What a role must show for an operation: the role itself, the operation's scope, and a
+/// second factor where the role needs one.
+fn role_clauses(app: &App, role: &str, scope: Option<&str>) -> Vec<String> {
     let mut clauses = vec![format!("principal.roles.contains({})", string(role))];
-    if let Some(scope) = &builtin.scope {
+    if let Some(scope) = scope {
         clauses.push(format!("context.scopes.contains({})", string(scope)));
     }
     if app.mfa_roles().contains(&role) {
         clauses.push("context.mfa".into());
     }
+    clauses
+}
+
+/// One `permit` policy, annotated with its id and its operation (the server groups policies
+/// by `@action`).
+fn permit(id: &str, action: &str, principal: &str, resource: &str, clauses: &[String]) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "@id({})", string(&format!("{}/{role}", builtin.id)));
-    let _ = writeln!(out, "@action({})", string(builtin.id));
+    let _ = writeln!(out, "@id({})", string(id));
+    let _ = writeln!(out, "@action({})", string(action));
     let _ = writeln!(
         out,
-        "permit (principal is {NAMESPACE}::{PRINCIPAL}, action == {NAMESPACE}::Action::{}, resource is {NAMESPACE}::{})",
-        string(builtin.id),
-        builtin.entity
+        "permit (principal is {NAMESPACE}::{principal}, action == {NAMESPACE}::Action::{}, resource is {NAMESPACE}::{resource})",
+        string(action),
     );
     let _ = writeln!(out, "when {{\n  {}\n}};", clauses.join("\n  && "));
     out
+}
+
+/// The policy letting `role` do a built-in operation.
+fn builtin_policy(app: &App, builtin: &BuiltinOperation, role: &str) -> String {
+    let clauses = role_clauses(app, role, builtin.scope.as_deref());
+    let id = format!("{}/{role}", builtin.id);
+    permit(&id, builtin.id, PRINCIPAL, builtin.entity, &clauses)
 }
 
 /// The policy letting `role` do `action` to `resource`; `None` if its condition does not parse.
@@ -243,28 +245,18 @@ fn policy(app: &App, resource: &Resource, action: &Action, role: &str) -> Option
         None => None,
     };
     let id = action_id(resource, action);
-    let mfa = app.mfa_roles().contains(&role);
-    let mut clauses = vec![format!("principal.roles.contains({})", string(role))];
-    if let Some(scope) = &action.scope {
-        clauses.push(format!("context.scopes.contains({})", string(scope)));
-    }
-    if mfa {
-        clauses.push("context.mfa".into());
-    }
+    let mut clauses = role_clauses(app, role, action.scope.as_deref());
     if let Some(condition) = &condition {
         clauses.push(format!("({condition})"));
     }
-    let mut out = String::new();
-    let _ = writeln!(out, "@id({})", string(&format!("{id}/{role}")));
-    let _ = writeln!(out, "@action({})", string(&id));
-    let _ = writeln!(
-        out,
-        "permit (principal is {NAMESPACE}::{PRINCIPAL}, action == {NAMESPACE}::Action::{}, resource is {NAMESPACE}::{})",
-        string(&id),
-        resource.type_name
-    );
-    let _ = writeln!(out, "when {{\n  {}\n}};", clauses.join("\n  && "));
-    Some(out)
+    let policy_id = format!("{id}/{role}");
+    Some(permit(
+        &policy_id,
+        &id,
+        PRINCIPAL,
+        &resource.type_name,
+        &clauses,
+    ))
 }
 
 /// A policy that does not validate against the schema, and which operation it belongs to.

@@ -109,7 +109,7 @@ pub fn render(app: &App, options: &Options) -> Result<FileSet, RenderError> {
         Box::new(move |f| rust::api::render_api(app, f, API_DIR)),
         Box::new(move |f| rust::server::render_server(app, f, SERVER_DIR, &crates.api)),
         Box::new(move |f| rust::client::render_client(app, f, CLIENT_DIR, &crates.api)),
-        Box::new(move |f| rust::tests::render_tests(app, f, SERVER_DIR, &crates.api)),
+        Box::new(move |f| rust::tests::render_tests(app, f, SERVER_DIR, crates)),
         Box::new(move |f| sql::render_migrations(app, options, f)),
         Box::new(move |f| {
             f.insert("openapi.json", openapi::render_openapi(app, options));

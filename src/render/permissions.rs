@@ -87,6 +87,20 @@ fn list(items: impl IntoIterator<Item = String>) -> String {
     }
 }
 
+/// One matrix row: `mark` under each role in `allowed`, empty under the others.
+fn cells(app: &App, allowed: &[String], mark: &'static str) -> Vec<&'static str> {
+    app.roles
+        .iter()
+        .map(|role| {
+            if allowed.contains(&role.name) {
+                mark
+            } else {
+                ""
+            }
+        })
+        .collect()
+}
+
 /// Which of `roles` need a second factor, as the routes table says it.
 fn mfa_note(roles: &[String], mfa_roles: &[&str]) -> String {
     let needing: Vec<String> = roles
@@ -141,17 +155,7 @@ pub fn render_permissions(app: &App, options: &Options) -> Result<String, Render
             };
             matrix.push(MatrixRow {
                 id,
-                cells: app
-                    .roles
-                    .iter()
-                    .map(|role| {
-                        if action.roles.contains(&role.name) {
-                            conditional
-                        } else {
-                            ""
-                        }
-                    })
-                    .collect(),
+                cells: cells(app, &action.roles, conditional),
             });
         }
     }
@@ -176,17 +180,7 @@ pub fn render_permissions(app: &App, options: &Options) -> Result<String, Render
         });
         matrix.push(MatrixRow {
             id,
-            cells: app
-                .roles
-                .iter()
-                .map(|role| {
-                    if builtin.roles.contains(&role.name) {
-                        "yes"
-                    } else {
-                        ""
-                    }
-                })
-                .collect(),
+            cells: cells(app, &builtin.roles, "yes"),
         });
     }
     let context = Context {

@@ -77,6 +77,21 @@ pub fn grants_module(app: &App) -> TokenStream {
                 && role.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
         }
 
+        /// Refuses an app role that does not exist or would bypass row-level security (a
+        /// superuser, or `BYPASSRLS`): `migrate` checks it before applying anything.
+        pub async fn check_app_role(owner: &sqlx::PgPool, role: &str) -> Result<(), String> {
+            let found: Option<(bool, bool)> = sqlx::query_as("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = $1")
+                .bind(role)
+                .fetch_optional(owner)
+                .await
+                .map_err(|e| e.to_string())?;
+            match found {
+                None => Err(format!("role `{role}` does not exist: create it first (LOGIN NOSUPERUSER NOBYPASSRLS)")),
+                Some((true, _)) | Some((_, true)) => Err(format!("role `{role}` is a superuser or has BYPASSRLS: row-level security would not apply to it")),
+                Some(_) => Ok(()),
+            }
+        }
+
         /// Gives `role` exactly [`TABLE_PRIVILEGES`] (revoking anything else it held on those
         /// tables) and the use of the schema. Run by `migrate`, as the owner.
         pub async fn grant_app_role(owner: &sqlx::PgPool, role: &str) -> Result<(), String> {

@@ -231,6 +231,12 @@ fn main(app: &App) -> TokenStream {
         }
 
         async fn migrate() -> Result<(), String> {
+            // Roles are cluster-wide: the app role's name comes from the configuration, and
+            // is checked before anything is applied.
+            let role = env("APP_ROLE")?;
+            if !server::grants::valid_role(&role) {
+                return Err(format!("APP_ROLE `{role}` is not a role name this service grants to (lower-case letters, digits, `_`)"));
+            }
             let db = sqlx::postgres::PgPoolOptions::new()
                 .max_connections(1)
                 .connect(&env("MIGRATION_DATABASE_URL")?)
@@ -240,10 +246,9 @@ fn main(app: &App) -> TokenStream {
             let migrator = sqlx::migrate::Migrator::new(std::path::Path::new(&dir))
                 .await
                 .map_err(|e| format!("cannot read migrations in {dir}: {e}"))?;
+            server::grants::check_app_role(&db, &role).await?;
             migrator.run(&db).await.map_err(|e| format!("migration failed: {e}"))?;
             tracing::info!("migrations applied");
-            // Roles are cluster-wide: the app role's name comes from the configuration.
-            let role = env("APP_ROLE")?;
             server::grants::grant_app_role(&db, &role).await.map_err(|e| format!("cannot grant to {role}: {e}"))?;
             tracing::info!(role = role.as_str(), "app role granted its privileges");
             Ok(())

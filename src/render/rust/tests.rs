@@ -13,9 +13,10 @@ pub fn render_tests(
     app: &App,
     files: &mut FileSet,
     dir: &str,
-    api_crate: &str,
+    crates: &crate::render::workspace::Crates,
 ) -> Result<(), RenderError> {
-    let api = super::crate_ident(api_crate);
+    let api = super::crate_ident(&crates.api);
+    let server_bin = format!("CARGO_BIN_EXE_{}", crates.server);
     let order = creation_order(app);
     let db_prefix = format!("{}_test", app.ident.chars().take(30).collect::<String>());
     let all_roles: Vec<&str> = app.roles.iter().map(|r| r.name.as_str()).collect();
@@ -449,6 +450,51 @@ pub fn render_tests(
                 .await
                 .expect("read the grants");
             assert_eq!(granted, 0);
+            db.drop().await;
+        }
+
+        #[tokio::test]
+        async fn migrate_refuses_a_missing_or_privileged_app_role_before_applying_anything() {
+            let db = TestDb::create().await;
+            // A database of its own, empty, for the server binary's `migrate`.
+            let empty = format!("{}_m", db.name);
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{empty}\""))).execute(&db.admin).await.expect("an empty database");
+            let options: sqlx::postgres::PgConnectOptions = database_url().parse().expect("DATABASE_URL parses");
+            let url = format!("postgres://{}@{}:{}/{empty}", options.get_username(), options.get_host(), options.get_port());
+            let migrations = concat!(env!("CARGO_MANIFEST_DIR"), "/../../migrations");
+            let migrate = |role: Option<&str>| {
+                let mut command = std::process::Command::new(env!(#server_bin));
+                command.arg("migrate").env("MIGRATION_DATABASE_URL", &url).env("MIGRATIONS_DIR", migrations).env_remove("APP_ROLE");
+                if let Some(role) = role {
+                    command.env("APP_ROLE", role);
+                }
+                command.output().expect("run migrate")
+            };
+            let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect_with(options.clone().database(&empty)).await.expect("connect");
+            let applied = || async {
+                let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetch_one(&pool).await.expect("count tables");
+                n
+            };
+            for (role, why) in [
+                (None, "APP_ROLE is not set"),
+                (Some("Not A Role"), "not a role name"),
+                (Some("no_such_role_here"), "does not exist"),
+                (Some(options.get_username()), "superuser"),
+            ] {
+                let output = migrate(role);
+                let stderr = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+                assert!(!output.status.success(), "{role:?}");
+                assert!(stderr.contains(why), "{role:?}: {stderr}");
+                assert_eq!(applied().await, 0, "{role:?}: nothing is applied");
+            }
+            let output = migrate(Some(&db.role));
+            assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+            assert!(applied().await > 0);
+            let (granted,): (bool,) = sqlx::query_as("SELECT has_table_privilege($1, 'memberships', 'SELECT') AND NOT has_table_privilege($1, 'memberships', 'TRUNCATE')")
+                .bind(&db.role).fetch_one(&pool).await.expect("read the grants");
+            assert!(granted);
+            pool.close().await;
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE \"{empty}\" WITH (FORCE)"))).execute(&db.admin).await;
             db.drop().await;
         }
 
