@@ -56,13 +56,25 @@ pub enum Command {
         /// The spec file.
         spec: PathBuf,
     },
-    /// Check a generated project: every route goes through the guard (exit 3 if not).
+    /// Check a generated project: every route goes through the guard and, with `--database`,
+    /// its migrations isolate tenants in PostgreSQL (exit 3 if not).
     Audit {
         /// The project's root directory.
         dir: PathBuf,
-        /// The spec it was generated from: every declared operation must be one of its.
+        /// The spec it was generated from: every declared operation must be one of its, and
+        /// the app role's privileges must be what its actions need.
         #[arg(long)]
         spec: Option<PathBuf>,
+        /// A PostgreSQL server (URL of a role that may create databases and roles): apply
+        /// the migrations to a scratch database there and check the catalog.
+        #[arg(long, value_name = "URL")]
+        database: Option<String>,
+        /// With `--database`: an existing owner role to migrate as (default: a fresh one).
+        #[arg(long, value_name = "ROLE", requires = "database")]
+        owner_role: Option<String>,
+        /// With `--database`: an existing app role to grant to (default: a fresh one).
+        #[arg(long, value_name = "ROLE", requires = "database")]
+        app_role: Option<String>,
     },
     /// Print the JSON Schema of the spec format.
     Schema,
@@ -86,7 +98,24 @@ pub fn run() -> ExitCode {
     let code = match &cli.command {
         Command::Generate { spec, out, force } => generate(cli.format, spec, out, *force),
         Command::Validate { spec } => validate(cli.format, spec),
-        Command::Audit { dir, spec } => audit(cli.format, dir, spec.as_deref()),
+        Command::Audit {
+            dir,
+            spec,
+            database,
+            owner_role,
+            app_role,
+        } => {
+            let database = database.as_deref().map(|url| {
+                (
+                    url,
+                    crate::audit::database::Roles {
+                        owner: owner_role.clone(),
+                        app: app_role.clone(),
+                    },
+                )
+            });
+            audit(cli.format, dir, spec.as_deref(), database)
+        }
         Command::Schema => {
             println!("{}", crate::schema_json());
             exit::OK
@@ -272,7 +301,12 @@ fn generate(format: OutputFormat, path: &Path, out: &Path, force: bool) -> u8 {
     }
 }
 
-fn audit(format: OutputFormat, dir: &Path, spec: Option<&Path>) -> u8 {
+fn audit(
+    format: OutputFormat,
+    dir: &Path,
+    spec: Option<&Path>,
+    database: Option<(&str, crate::audit::database::Roles)>,
+) -> u8 {
     let app = match spec {
         Some(path) => {
             let source = match read_spec(format, path) {
@@ -290,14 +324,34 @@ fn audit(format: OutputFormat, dir: &Path, spec: Option<&Path>) -> u8 {
         Ok(findings) => findings,
         Err(e) => return fail(format, exit::USAGE_OR_IO, "io", &e),
     };
-    let ok = findings.is_empty();
+    let database_findings = match database {
+        Some((url, roles)) => {
+            match crate::audit::database::audit_database(dir, url, app.as_ref(), &roles) {
+                Ok(found) => Some(found),
+                Err(e) => return fail(format, exit::USAGE_OR_IO, "database", &e),
+            }
+        }
+        None => None,
+    };
+    let database_ok = database_findings.as_ref().is_none_or(Vec::is_empty);
+    let ok = findings.is_empty() && database_ok;
     match format {
-        OutputFormat::Json => println!(
-            "{}",
-            json!({"ok": ok, "dir": dir.display().to_string(), "findings": findings})
-        ),
+        OutputFormat::Json => {
+            let mut report =
+                json!({"ok": ok, "dir": dir.display().to_string(), "findings": findings});
+            if let Some(found) = &database_findings {
+                report["database_findings"] = json!(found);
+            }
+            println!("{report}")
+        }
         OutputFormat::Human if ok => {
-            println!("{}: every route goes through the guard", dir.display())
+            println!("{}: every route goes through the guard", dir.display());
+            if database_findings.is_some() {
+                println!(
+                    "{}: the migrations isolate tenants (forced row-level security, tenant policies with WITH CHECK, least privilege)",
+                    dir.display()
+                );
+            }
         }
         OutputFormat::Human => {
             for f in &findings {
@@ -309,10 +363,18 @@ fn audit(format: OutputFormat, dir: &Path, spec: Option<&Path>) -> u8 {
                     f.message
                 );
             }
+            for f in database_findings.iter().flatten() {
+                let source = f
+                    .source
+                    .as_deref()
+                    .map(|s| format!("{}: ", dir.join(s).display()))
+                    .unwrap_or_default();
+                eprintln!("{source}database: {}: {}", f.object, f.message);
+            }
+            let count = findings.len() + database_findings.as_ref().map_or(0, Vec::len);
             eprintln!(
-                "error: {} finding{} in {}",
-                findings.len(),
-                if findings.len() == 1 { "" } else { "s" },
+                "error: {count} finding{} in {}",
+                if count == 1 { "" } else { "s" },
                 dir.display()
             );
         }

@@ -3,6 +3,9 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::project;
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
@@ -16,21 +19,6 @@ fn bulwark(args: &[&str], dir: &Path) -> (i32, Value) {
         .unwrap();
     let json = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
     (output.status.code().unwrap(), json)
-}
-
-/// A freshly generated ledgerly project.
-fn project() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("specs/ledgerly.yaml");
-    let output = Command::new(env!("CARGO_BIN_EXE_bulwark"))
-        .arg("generate")
-        .arg(spec)
-        .arg("--out")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(output.status.success());
-    dir
 }
 
 /// Appends `code` to `file` and returns the line it starts on.

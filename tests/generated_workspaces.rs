@@ -49,9 +49,15 @@ fn generated_workspaces_build_lint_and_pass_their_tests() {
             .status()
             .unwrap();
         assert!(status.success(), "generate {spec}");
+        // Routes through the guard, operations of the spec, and the migrations' catalog.
+        let database = std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
         let audit = Command::new(env!("CARGO_BIN_EXE_bulwark"))
             .arg("audit")
             .arg(&out)
+            .arg("--spec")
+            .arg(root().join(format!("specs/{spec}.yaml")))
+            .args(["--database", &database])
             .output()
             .unwrap();
         assert!(

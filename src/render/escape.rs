@@ -13,6 +13,18 @@ pub fn sql_literal(text: &str) -> String {
     format!("'{}'", text.replace('\0', "").replace('\'', "''"))
 }
 
+/// A dollar-quoted PostgreSQL function body whose tag does not occur in `body`, so nothing
+/// spec-derived inside it (a quoted identifier holding `$$`, say) can end it early.
+pub fn sql_function_body(body: &str) -> String {
+    let mut tag = String::from("$body$");
+    let mut n = 0;
+    while body.contains(&tag) {
+        n += 1;
+        tag = format!("$body{n}$");
+    }
+    format!("{tag}\n{body}\n{tag}")
+}
+
 /// A basic TOML string (JSON-compatible escapes).
 pub fn toml_string(text: &str) -> String {
     serde_json::to_string(text).unwrap_or_else(|_| "\"\"".into())

@@ -1,7 +1,7 @@
 //! SQL migrations: tables, constraints, foreign keys that stay inside a tenant, and forced
 //! row-level security on every tenant table. Identifiers and literals go through `escape`.
 
-use super::escape::{sql_ident, sql_literal};
+use super::escape::{sql_function_body, sql_ident, sql_literal};
 use super::{FileSet, Options, RenderError, templates};
 use crate::model::names::shorten;
 use crate::model::{App, Field, FieldType, Resource, Value};
@@ -22,6 +22,63 @@ struct Table {
     columns: Vec<Column>,
     uniques: Vec<String>,
     foreign_keys: Vec<ForeignKey>,
+    functions: Vec<ScopedFunction>,
+}
+
+/// A per-operation read function of a tenant table: one statement per request, since it sets
+/// the tenant for its own (implicit) transaction and then queries under row-level security.
+#[derive(Serialize)]
+struct ScopedFunction {
+    doc: &'static str,
+    /// Quoted name.
+    name: String,
+    /// Parameters with names and types, and the types alone (for `REVOKE`).
+    params: &'static str,
+    types: &'static str,
+    /// The dollar-quoted plpgsql body.
+    body: String,
+}
+
+/// The (unquoted) names of a tenant table's read and list functions, which the server's
+/// repository calls: `{table}_read`, `{table}_list`, shortened to PostgreSQL's limit.
+pub fn scoped_function_names(resource: &Resource) -> (String, String) {
+    let name = |suffix: &str| {
+        shorten(
+            &format!("{}_{suffix}", resource.table),
+            crate::model::names::PG_MAX_IDENT,
+        )
+    };
+    (name("read"), name("list"))
+}
+
+fn scoped_functions(resource: &Resource) -> Vec<ScopedFunction> {
+    let table = sql_ident(&resource.table);
+    let (read, list) = scoped_function_names(resource);
+    let body = |query: String| {
+        sql_function_body(&format!(
+            "BEGIN\n    PERFORM set_config('app.tenant_id', p_tenant::text, true);\n    RETURN QUERY {query};\nEND"
+        ))
+    };
+    vec![
+        ScopedFunction {
+            doc: "One row of the tenant by id.",
+            name: sql_ident(&read),
+            params: "p_tenant uuid, p_id uuid",
+            types: "uuid, uuid",
+            body: body(format!(
+                "SELECT * FROM {table} WHERE \"tenant_id\" = p_tenant AND \"id\" = p_id"
+            )),
+        },
+        ScopedFunction {
+            doc: "A page of the tenant's rows in id order, after `p_after`.",
+            name: sql_ident(&list),
+            params: "p_tenant uuid, p_after uuid, p_limit bigint",
+            types: "uuid, uuid, bigint",
+            body: body(format!(
+                "SELECT * FROM {table} WHERE \"tenant_id\" = p_tenant AND (p_after IS NULL OR \"id\" > p_after) ORDER BY \"id\" LIMIT p_limit"
+            )),
+        },
+    ]
 }
 
 #[derive(Serialize)]
@@ -188,5 +245,10 @@ fn table(app: &App, resource: &Resource) -> Table {
         columns,
         uniques,
         foreign_keys,
+        functions: if tenant {
+            scoped_functions(resource)
+        } else {
+            Vec::new()
+        },
     }
 }

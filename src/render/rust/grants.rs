@@ -51,6 +51,21 @@ pub fn table_privileges(app: &App) -> Vec<(String, Vec<&'static str>)> {
     tables
 }
 
+/// The functions the app role may execute (signatures, quoted): the guard's standing query
+/// and each tenant table's read and list functions. The migration revokes them from PUBLIC.
+pub fn executable_functions(app: &App) -> Vec<String> {
+    let mut functions = vec![format!(
+        "{}(uuid, text, text)",
+        sql_ident("caller_standing")
+    )];
+    for resource in app.resources.iter().filter(|r| !r.global) {
+        let (read, list) = crate::render::sql::scoped_function_names(resource);
+        functions.push(format!("{}(uuid, uuid)", sql_ident(&read)));
+        functions.push(format!("{}(uuid, uuid, bigint)", sql_ident(&list)));
+    }
+    functions
+}
+
 /// The `grants` module of the server crate.
 pub fn grants_module(app: &App) -> TokenStream {
     let rows: Vec<TokenStream> = table_privileges(app)
@@ -60,6 +75,7 @@ pub fn grants_module(app: &App) -> TokenStream {
             quote!((#table, #privileges))
         })
         .collect();
+    let functions = executable_functions(app);
     quote! {
         //! The app role's privileges: what each table's actions need and nothing more (never
         //! TRUNCATE, TRIGGER, REFERENCES or DDL). The role owns nothing and is not a
@@ -68,6 +84,10 @@ pub fn grants_module(app: &App) -> TokenStream {
 
         /// Each table (quoted) and the privileges the app role holds on it.
         pub const TABLE_PRIVILEGES: &[(&str, &str)] = &[#(#rows),*];
+
+        /// The functions (quoted signatures) the app role may execute: each runs one
+        /// tenant-scoped query as its caller (SECURITY INVOKER).
+        pub const FUNCTIONS: &[&str] = &[#(#functions),*];
 
         /// A role name `migrate` accepts: lower-case ASCII letters, digits and underscores,
         /// starting with a letter, at most 63 bytes (it is spliced into SQL, so nothing else).
@@ -92,8 +112,8 @@ pub fn grants_module(app: &App) -> TokenStream {
             }
         }
 
-        /// Gives `role` exactly [`TABLE_PRIVILEGES`] (revoking anything else it held on those
-        /// tables) and the use of the schema. Run by `migrate`, as the owner.
+        /// Gives `role` exactly [`TABLE_PRIVILEGES`] and [`FUNCTIONS`] (revoking anything else
+        /// it held on those) and the use of the schema. Run by `migrate`, as the owner.
         pub async fn grant_app_role(owner: &sqlx::PgPool, role: &str) -> Result<(), String> {
             if !valid_role(role) {
                 return Err(format!("`{role}` is not a role name this service grants to (lower-case letters, digits, `_`)"));
@@ -103,6 +123,10 @@ pub fn grants_module(app: &App) -> TokenStream {
             for (table, privileges) in TABLE_PRIVILEGES {
                 statements.push(format!("REVOKE ALL ON {table} FROM \"{role}\""));
                 statements.push(format!("GRANT {privileges} ON {table} TO \"{role}\""));
+            }
+            for function in FUNCTIONS {
+                statements.push(format!("REVOKE ALL ON FUNCTION {function} FROM \"{role}\""));
+                statements.push(format!("GRANT EXECUTE ON FUNCTION {function} TO \"{role}\""));
             }
             for statement in statements {
                 // The role name is checked above; the tables and privileges are this

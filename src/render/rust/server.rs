@@ -1417,21 +1417,17 @@ fn tenant() -> TokenStream {
         }
 
         /// Reads a caller's [`Standing`] in one statement, with whether `domain` (of the
-        /// caller's email) is a verified domain of the tenant.
+        /// caller's email) is a verified domain of the tenant: the migration's
+        /// `caller_standing` sets the tenant for that statement's own transaction only.
         pub async fn standing(db: &sqlx::PgPool, tenant: TenantId, subject: &str, domain: Option<&str>) -> Result<Standing, sqlx::Error> {
-            let mut tx = begin(db, tenant).await?;
             let (roles, revoked_at, domain_verified): (Option<Vec<String>>, Option<chrono::DateTime<chrono::Utc>>, bool) = sqlx::query_as(
-                "SELECT m.\"roles\", GREATEST(m.\"revoked_at\", \
-                 (SELECT \"revoked_at\" FROM \"session_revocations\" WHERE \"subject\" = $2)), \
-                 EXISTS (SELECT 1 FROM \"tenant_domains\" d WHERE d.\"tenant_id\" = $1 AND d.\"domain\" = $3 AND d.\"verified_at\" IS NOT NULL) \
-                 FROM (SELECT 1) AS one LEFT JOIN \"memberships\" m ON m.\"tenant_id\" = $1 AND m.\"subject\" = $2",
+                "SELECT \"roles\", \"revoked_at\", \"domain_verified\" FROM \"caller_standing\"($1, $2, $3)",
             )
             .bind(tenant.0)
             .bind(subject)
             .bind(domain)
-            .fetch_one(&mut *tx)
+            .fetch_one(db)
             .await?;
-            tx.commit().await?;
             Ok(Standing { roles, revoked_at, domain_verified })
         }
 
@@ -1735,6 +1731,7 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
     let select_list = select_cols.join(", ");
     let returning = format!("RETURNING {select_list}, \"created_at\", \"updated_at\"");
     let select_full = format!("{select_list}, \"created_at\", \"updated_at\"");
+    let (read_fn, list_fn) = crate::render::sql::scoped_function_names(resource);
 
     // Placeholder numbering: tenant-scoped statements start with the tenant id.
     let offset = if tenant { 1 } else { 0 };
@@ -1899,6 +1896,21 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
             ActionKind::Read => {
                 let sql = format!("SELECT {select_full} FROM {table} WHERE {}", key_pred(1));
                 let locked = format!("{sql} FOR UPDATE");
+                if tenant {
+                    let sql = format!("SELECT {select_full} FROM {}($1, $2)", sql_ident(&read_fn));
+                    functions.push(quote! {
+                        /// Reads one row of `tenant` in one statement, outside any transaction:
+                        /// the table's read function sets the tenant for that statement only.
+                        pub async fn fetch_in_tenant(db: &sqlx::PgPool, tenant: TenantId, id: uuid::Uuid) -> Result<Option<#api::#module::#ty>, sqlx::Error> {
+                            let row: Option<Row> = sqlx::query_as(#sql)
+                                .bind(tenant.id())
+                                .bind(id)
+                                .fetch_optional(db)
+                                .await?;
+                            row.map(TryInto::try_into).transpose()
+                        }
+                    });
+                }
                 functions.push(quote! {
                     /// Reads one row, locked for the rest of the transaction when `lock`; `None`
                     /// when it does not exist in this scope.
@@ -1917,11 +1929,20 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
                         let mut conn = state.db.acquire().await?;
                         fetch(&mut conn, id, false).await?.map(Json).ok_or_else(Problem::not_found)
                     }
+                } else if tenant {
+                    // One statement, no transaction: nothing to roll back on a denial.
+                    quote! {
+                        let row = fetch_in_tenant(&state.db, principal.tenant, id).await?.ok_or_else(Problem::not_found)?;
+                        if let Err(denial) = state.auth.check(&principal, &#op, #entity, row.id, cedar_attrs(&row)) {
+                            return Err(denial.record(&state.db).await);
+                        }
+                        Ok(Json(row))
+                    }
                 } else {
                     let check_row = check(quote!(row));
                     quote! {
                         #begin
-                        let row = fetch(&mut tx, #tenant_arg id, false).await?.ok_or_else(Problem::not_found)?;
+                        let row = fetch(&mut tx, id, false).await?.ok_or_else(Problem::not_found)?;
                         #check_row
                         tx.commit().await?;
                         Ok(Json(row))
@@ -2072,6 +2093,26 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
                     a = 1 + offset,
                     b = 2 + offset
                 );
+                let in_tenant = tenant.then(|| {
+                    let sql = format!(
+                        "SELECT {select_full} FROM {}($1, $2, $3)",
+                        sql_ident(&list_fn)
+                    );
+                    quote! {
+                        /// One page of `tenant`'s rows in one statement, outside any transaction:
+                        /// the table's list function sets the tenant for that statement only.
+                        pub async fn list_in_tenant(db: &sqlx::PgPool, tenant: TenantId, after: Option<uuid::Uuid>, limit: u32) -> Result<#api::Page<#api::#module::#ty>, sqlx::Error> {
+                            let limit = limit.clamp(1, 100) as usize;
+                            let rows: Vec<Row> = sqlx::query_as(#sql)
+                                .bind(tenant.id())
+                                .bind(after)
+                                .bind(limit as i64 + 1)
+                                .fetch_all(db)
+                                .await?;
+                            page(rows, limit)
+                        }
+                    }
+                });
                 functions.push(quote! {
                     /// One page of rows in id order, after `after`, at most `limit` (1 to 100).
                     pub async fn list(#conn_param #tenant_param after: Option<uuid::Uuid>, limit: u32) -> Result<#api::Page<#api::#module::#ty>, sqlx::Error> {
@@ -2082,6 +2123,14 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
                             .bind(limit as i64 + 1)
                             .fetch_all(&mut *conn)
                             .await?;
+                        page(rows, limit)
+                    }
+
+                    #in_tenant
+
+                    /// The first `limit` of `rows` (one more was asked for, to know whether
+                    /// another page follows).
+                    fn page(rows: Vec<Row>, limit: usize) -> Result<#api::Page<#api::#module::#ty>, sqlx::Error> {
                         let more = rows.len() > limit;
                         let items = rows.into_iter().take(limit).map(TryInto::try_into).collect::<Result<Vec<#api::#module::#ty>, _>>()?;
                         let next_after = if more { items.last().map(|row| row.id) } else { None };
@@ -2094,17 +2143,32 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
                         Ok(Json(list(&mut conn, query.after, query.limit.unwrap_or(50)).await?))
                     }
                 } else {
+                    // Tenant rows: one statement per page, no transaction. Global rows: one
+                    // transaction for the scan.
+                    let (open, next_page, close) = if tenant {
+                        (
+                            quote!(),
+                            quote!(list_in_tenant(&state.db, principal.tenant, after, 100).await?),
+                            quote!(),
+                        )
+                    } else {
+                        (
+                            begin.clone(),
+                            quote!(list(&mut tx, after, 100).await?),
+                            quote!(tx.commit().await?;),
+                        )
+                    };
                     quote! {
                         // Every row is authorized; scanning goes on in id order until the page is
                         // full, so a page never holds a row a read would deny and never skips one
                         // it would allow.
                         let limit = query.limit.unwrap_or(50).clamp(1, 100) as usize;
-                        #begin
+                        #open
                         let mut items = Vec::new();
                         let mut after = query.after;
                         let mut next_after = None;
                         'scan: loop {
-                            let page = list(&mut tx, #tenant_arg after, 100).await?;
+                            let page = #next_page;
                             let more = page.next_after.is_some();
                             let scanned = page.items.len();
                             for (index, row) in page.items.into_iter().enumerate() {
@@ -2123,7 +2187,7 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
                                 break;
                             }
                         }
-                        tx.commit().await?;
+                        #close
                         Ok(Json(#api::Page { items, next_after }))
                     }
                 };

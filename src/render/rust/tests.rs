@@ -428,6 +428,17 @@ pub fn render_tests(
             drop(tx);
             // The setting is transaction-local: the next use of the connection sees nothing.
             assert_eq!(count("SELECT count(*) FROM \"memberships\"").await, 0);
+            // So is the one-statement guard query's: on the same connection, right after it,
+            // nothing is visible (it fails closed).
+            let mut conn = db.app.acquire().await.expect("a connection");
+            let (roles,): (Option<Vec<String>>,) = sqlx::query_as("SELECT \"roles\" FROM \"caller_standing\"($1, 'user-a', NULL)")
+                .bind(a.id()).fetch_one(&mut *conn).await.expect("standing");
+            assert!(roles.is_some(), "a member of tenant a");
+            let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM \"memberships\"").fetch_one(&mut *conn).await.expect("count");
+            assert_eq!(n, 0, "the function's tenant setting ends with its statement");
+            let (setting,): (Option<String>,) = sqlx::query_as("SELECT NULLIF(current_setting('app.tenant_id', true), '')").fetch_one(&mut *conn).await.expect("setting");
+            assert_eq!(setting, None);
+            drop(conn);
             // The app role cannot lift or widen isolation.
             for statement in [
                 "ALTER TABLE \"memberships\" DISABLE ROW LEVEL SECURITY",
@@ -439,6 +450,8 @@ pub fn render_tests(
                 "SELECT count(*) FROM \"tenants\"",
                 "UPDATE \"audit_events\" SET \"actor\" = 'x'",
                 "SELECT count(*) FROM \"system_audit_events\"",
+                "ALTER FUNCTION \"caller_standing\"(uuid, text, text) SECURITY DEFINER",
+                "CREATE OR REPLACE FUNCTION \"caller_standing\"(uuid, text, text) RETURNS TABLE (\"roles\" text[], \"revoked_at\" timestamptz, \"domain_verified\" boolean) LANGUAGE sql AS 'SELECT NULL::text[], NULL::timestamptz, true'",
             ] {
                 let done = sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&db.app).await;
                 assert!(done.is_err(), "the app role ran: {statement}");
@@ -507,12 +520,16 @@ pub fn render_tests(
                 db.member(tenant, &format!("user-{i}"), ALL_ROLES).await;
                 tenants.push(tenant);
             }
-            // Sixty interleaved transactions of six tenants over the app role's two connections.
+            // Sixty interleaved requests of six tenants over the app role's two connections.
             let mut tasks = tokio::task::JoinSet::new();
             for _ in 0..10 {
                 for (i, tenant) in tenants.iter().copied().enumerate() {
                     let app = db.app.clone();
                     tasks.spawn(async move {
+                        // The guard's one-statement query, then a transaction of the tenant.
+                        let own = server::tenant::standing(&app, tenant, &format!("user-{i}"), None).await.expect("standing");
+                        let other = server::tenant::standing(&app, tenant, &format!("user-{}", (i + 1) % 6), None).await.expect("standing");
+                        assert!(own.roles.is_some() && other.roles.is_none(), "tenant {i}");
                         let mut tx = server::tenant::begin(&app, tenant).await.expect("begin");
                         tokio::task::yield_now().await;
                         let subjects: Vec<(String,)> = sqlx::query_as("SELECT \"subject\" FROM \"memberships\"").fetch_all(&mut *tx).await.expect("read");

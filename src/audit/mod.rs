@@ -10,7 +10,10 @@
 //! see (`#[path]`, `include!`, build scripts, procedural-macro crates, symbolic links); an
 //! `Operation` declared outside the generated resource and members modules; a file that does not parse;
 //! and a guard module that differs from the one this bulwark generates. With `--spec`, every
-//! declared operation must also be exactly one of the spec's.
+//! declared operation must also be exactly one of the spec's. With `--database`, the
+//! [`database`] side is audited too.
+
+pub mod database;
 
 use crate::model::App;
 use serde::Serialize;
