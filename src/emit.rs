@@ -31,6 +31,9 @@ pub struct Manifest {
     pub rustfmt: String,
     /// Relative path → SHA-256 of the contents written.
     pub files: BTreeMap<String, String>,
+    /// The tables the migrations create, for the next generation's migration.
+    #[serde(default)]
+    pub schema: Vec<crate::render::sql::TableRecord>,
 }
 
 impl Manifest {
@@ -39,12 +42,14 @@ impl Manifest {
         spec_sha256: String,
         generator_version: String,
         rustfmt: String,
+        schema: Vec<crate::render::sql::TableRecord>,
     ) -> Self {
         Manifest {
             generator: "bulwark".into(),
             generator_version,
             spec_sha256,
             rustfmt,
+            schema,
             files: files
                 .files
                 .iter()
@@ -131,8 +136,62 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EmitError + '_ {
 
 /// Reads the manifest of a previous generation in `dir`, if there is one.
 pub fn read_manifest(dir: &Path) -> Result<Option<Manifest>, EmitError> {
+    read_manifest_from(dir, &|path: &Path| std::fs::read_to_string(path))
+}
+
+/// The previous generation in `dir`: its recorded schema and its migrations as they are on
+/// disk (never rewritten), if a manifest is there.
+pub fn previous_in_dir(dir: &Path) -> Result<Option<crate::evolve::Previous>, EmitError> {
+    // Not a directory (yet): nothing generated there; writing reports what is in the way.
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    previous_from(dir, |path| std::fs::read_to_string(path))
+}
+
+/// The previous generation under `base`, read by `read` (from a directory or a git tree).
+pub fn previous_from(
+    base: &Path,
+    read: impl Fn(&Path) -> std::io::Result<String>,
+) -> Result<Option<crate::evolve::Previous>, EmitError> {
+    let Some(manifest) = read_manifest_from(base, &read)? else {
+        return Ok(None);
+    };
+    let mut migrations = BTreeMap::new();
+    for path in manifest
+        .files
+        .keys()
+        .filter(|p| crate::evolve::is_migration(p))
+    {
+        let full = base.join(path);
+        match read(&full) {
+            Ok(text) => {
+                migrations.insert(path.clone(), text);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(EmitError::BadManifest {
+                    path: base.join(MANIFEST).display().to_string(),
+                    message: format!(
+                        "it lists `{path}`, which is missing: restore it (databases have applied it, and bulwark never rewrites a migration)"
+                    ),
+                });
+            }
+            Err(e) => return Err(io(&full)(e)),
+        }
+    }
+    Ok(Some(crate::evolve::Previous {
+        schema: manifest.schema,
+        migrations,
+    }))
+}
+
+/// Parses a manifest read by `read` (from a directory or a git tree), checking its paths.
+pub fn read_manifest_from(
+    dir: &Path,
+    read: &impl Fn(&Path) -> std::io::Result<String>,
+) -> Result<Option<Manifest>, EmitError> {
     let path = dir.join(MANIFEST);
-    match std::fs::read_to_string(&path) {
+    match read(&path) {
         Ok(text) => {
             let bad = |message: String| EmitError::BadManifest {
                 path: path.display().to_string(),

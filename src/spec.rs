@@ -37,6 +37,20 @@ pub struct Spec {
     /// Hosted checkout, refunds, tax and webhooks.
     #[serde(default)]
     pub payments: Option<Payments>,
+    /// Database changes that lose data, acknowledged for the next generation.
+    #[serde(default)]
+    pub migrations: Option<Migrations>,
+}
+
+/// What the next generation's migration may do that loses data. Without an entry here,
+/// `generate` refuses a spec change that would drop a table or a column.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Migrations {
+    /// Resources (`invoice`) and fields (`invoice.notes`) no longer in the spec whose table
+    /// or column, and the data in it, the migration drops.
+    #[serde(default)]
+    pub drop: Vec<Text>,
 }
 
 /// Application metadata.

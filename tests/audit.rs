@@ -124,6 +124,18 @@ fn a_second_server_is_found() {
 }
 
 #[test]
+fn a_benchmark_may_serve_but_not_attach() {
+    // The generated benchmarks serve the guarded router on loopback; attaching is still refused.
+    let code = "\nfn extra(app: axum::Router) -> axum::Router {\n    app.route(\"/open\", axum::routing::get(|| async {}))\n}\n";
+    assert_found(
+        "crates/server/benches/isolation.rs",
+        code,
+        2,
+        "attaches a handler",
+    );
+}
+
+#[test]
 fn an_edited_guard_module_is_found() {
     let dir = project();
     append(

@@ -40,6 +40,10 @@ fn cargo(dir: &Path, args: &[&str]) {
 fn generated_workspaces_build_lint_and_pass_their_tests() {
     for spec in ["ledgerly", "tracker", "hostile"] {
         let out: PathBuf = root().join("target/generated-workspaces").join(spec);
+        // A first generation each time (a previous one would be evolved from, not replaced).
+        if out.exists() {
+            std::fs::remove_dir_all(&out).unwrap();
+        }
         let status = Command::new(env!("CARGO_BIN_EXE_bulwark"))
             .arg("generate")
             .arg(root().join(format!("specs/{spec}.yaml")))
@@ -51,7 +55,7 @@ fn generated_workspaces_build_lint_and_pass_their_tests() {
         assert!(status.success(), "generate {spec}");
         // Routes through the guard, operations of the spec, and the migrations' catalog.
         let database = std::env::var("DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
         let audit = Command::new(env!("CARGO_BIN_EXE_bulwark"))
             .arg("audit")
             .arg(&out)

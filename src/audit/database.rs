@@ -47,7 +47,7 @@ pub enum DatabaseError {
     #[diagnostic(
         code(bulwark::audit::connect),
         help(
-            "pass a URL of a role that may create databases and roles, e.g. postgres://postgres@127.0.0.1:5432/postgres"
+            "pass a URL of a role that may create databases and roles, e.g. postgres://postgres@127.0.0.1:5432/test"
         )
     )]
     Connect(String),

@@ -5,8 +5,9 @@
 //! outside the guard module, any use of an axum call that attaches a handler or a layer
 //! (`route`, `nest`, `merge`, `fallback`, `layer`, `from_fn`, … as a method, a path or an
 //! import, raw identifiers included); a `serve` or service conversion outside the server's
-//! main, or more than one `serve`; hyper used directly; a macro whose tokens mention any of
-//! these (its expansion cannot be checked); code the compiler reads that this audit cannot
+//! main (and the server crate's benchmarks, which serve the guarded router on loopback), or
+//! more than one `serve`; hyper used directly; a macro whose tokens mention any of these (its
+//! expansion cannot be checked); code the compiler reads that this audit cannot
 //! see (`#[path]`, `include!`, build scripts, procedural-macro crates, symbolic links); an
 //! `Operation` declared outside the generated resource and members modules; a file that does not parse;
 //! and a guard module that differs from the one this bulwark generates. With `--spec`, every
@@ -28,6 +29,9 @@ pub const GUARD_MODULE: &str = "crates/server/src/guard.rs";
 pub const SERVER_MAIN: &str = "crates/server/src/main.rs";
 /// Where the generated operations are declared.
 const RESOURCE_MODULES: &str = "crates/server/src/resources/";
+/// Benchmarks of the server crate: they may serve the guarded router on loopback (they are
+/// not part of the service, and attaching a handler is refused there as anywhere).
+const SERVER_BENCHES: &str = "crates/server/benches/";
 /// Where the built-in operations (memberships, sessions) are declared.
 const MEMBERS_MODULE: &str = "crates/server/src/members.rs";
 
@@ -133,6 +137,7 @@ pub fn audit_dir(dir: &Path, spec: Option<&App>) -> Result<Vec<Finding>, AuditEr
             file: &name,
             in_guard: name == GUARD_MODULE,
             in_main: name == SERVER_MAIN,
+            in_bench: name.starts_with(SERVER_BENCHES),
             findings: &mut findings,
             serves: &mut serves,
             operations: &mut operations,
@@ -326,6 +331,8 @@ struct Visitor<'a> {
     file: &'a str,
     in_guard: bool,
     in_main: bool,
+    /// A benchmark's own loopback server may serve (see [`SERVER_BENCHES`]).
+    in_bench: bool,
     findings: &'a mut Vec<Finding>,
     serves: &'a mut Vec<Finding>,
     operations: &'a mut Vec<Declared>,
@@ -351,7 +358,7 @@ impl Visitor<'_> {
                 format!("{how} `{word}` attaches a handler or layer outside the guarded router; register it with `GuardedRouter::operation` and an operation of the spec"),
             );
         }
-        if SERVING.contains(&word.as_str()) {
+        if SERVING.contains(&word.as_str()) && !self.in_bench {
             if !self.in_main {
                 self.finding(
                     ident.span(),
@@ -383,7 +390,7 @@ impl Visitor<'_> {
                 proc_macro2::TokenTree::Ident(ident) => {
                     let word = ident.unraw().to_string();
                     let flagged = (ATTACHING.contains(&word.as_str()) && !self.in_guard)
-                        || (SERVING.contains(&word.as_str()) && !self.in_main)
+                        || (SERVING.contains(&word.as_str()) && !self.in_main && !self.in_bench)
                         || word == "Operation";
                     if flagged {
                         self.finding(ident.span(), format!("macro `{name}!` mentions `{word}`; handlers must be attached through the guarded router, outside macros"));

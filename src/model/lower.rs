@@ -215,7 +215,51 @@ impl<'s> Lower<'s> {
             admins,
             resources,
             payments,
+            drop: self.drops(),
         }
+    }
+
+    /// `migrations.drop`: each entry names a resource or `resource.field` that the spec no
+    /// longer has (naming one it still has would drop live data).
+    fn drops(&mut self) -> Vec<String> {
+        let spec = self.spec;
+        let mut drops = Vec::new();
+        for entry in spec.migrations.iter().flat_map(|m| &m.drop) {
+            let parts: Vec<&str> = entry.value.split('.').collect();
+            let still_there = match parts.as_slice() {
+                [resource] if !resource.is_empty() => {
+                    spec.resources.keys().any(|k| k.value == *resource)
+                }
+                [resource, field] if !resource.is_empty() && !field.is_empty() => {
+                    spec.resources.iter().any(|(k, r)| {
+                        k.value == *resource && r.fields.keys().any(|f| f.value == *field)
+                    })
+                }
+                _ => {
+                    self.error(
+                        "invalid-name",
+                        format!("`{}` is not a resource or `resource.field`", entry.value),
+                        entry.loc,
+                        "write the resource's name (`invoice`) or the field's (`invoice.notes`)",
+                    );
+                    continue;
+                }
+            };
+            if still_there {
+                self.error(
+                    "drop-of-live-data",
+                    format!(
+                        "`migrations.drop` names `{}`, which the spec still has",
+                        entry.value
+                    ),
+                    entry.loc,
+                    "remove it from the spec first, or take it out of `migrations.drop`",
+                );
+                continue;
+            }
+            drops.push(entry.value.clone());
+        }
+        drops
     }
 
     /// Names in one namespace must stay distinct after conversion to identifiers.

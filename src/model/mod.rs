@@ -28,6 +28,8 @@ pub struct App {
     pub admins: Option<Admins>,
     pub resources: Vec<Resource>,
     pub payments: Option<Payments>,
+    /// Resources and fields (`resource.field`) whose tables and columns a migration may drop.
+    pub drop: Vec<String>,
 }
 
 impl App {

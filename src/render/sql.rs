@@ -5,24 +5,38 @@ use super::escape::{sql_function_body, sql_ident, sql_literal};
 use super::{FileSet, Options, RenderError, templates};
 use crate::model::names::shorten;
 use crate::model::{App, Field, FieldType, Resource, Value};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 #[derive(Serialize)]
 struct Context<'a> {
     version: &'a str,
     app: String,
+    /// The first migration: the header and the service's own tables too.
+    system: bool,
     tables: Vec<Table>,
 }
 
 #[derive(Serialize)]
 struct Table {
-    name: String,
+    #[serde(flatten)]
+    record: TableRecord,
     comment: &'static str,
-    tenant: bool,
-    columns: Vec<Column>,
-    uniques: Vec<String>,
-    foreign_keys: Vec<ForeignKey>,
     functions: Vec<ScopedFunction>,
+}
+
+/// A resource's table as the migrations create it: recorded in the manifest of each
+/// generation, so the next one can compute the migration from it (see `evolve`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableRecord {
+    /// The resource's name as written in the spec.
+    pub resource: String,
+    /// Quoted table name.
+    pub name: String,
+    pub tenant: bool,
+    pub columns: Vec<Column>,
+    /// Quoted column lists of the unique constraints.
+    pub uniques: Vec<String>,
+    pub foreign_keys: Vec<ForeignKey>,
 }
 
 /// A per-operation read function of a tenant table: one statement per request, since it sets
@@ -81,20 +95,24 @@ fn scoped_functions(resource: &Resource) -> Vec<ScopedFunction> {
     ]
 }
 
-#[derive(Serialize)]
-struct Column {
-    name: String,
-    ty: &'static str,
-    nullable: bool,
-    default: Option<String>,
-    check: Option<String>,
+/// One column (a money field has two, both with the field's name).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Column {
+    /// The field's name as written in the spec.
+    pub field: String,
+    /// Quoted column name.
+    pub name: String,
+    pub ty: String,
+    pub nullable: bool,
+    pub default: Option<String>,
+    pub check: Option<String>,
 }
 
-#[derive(Serialize)]
-struct ForeignKey {
-    columns: String,
-    target: String,
-    target_columns: String,
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForeignKey {
+    pub columns: String,
+    pub target: String,
+    pub target_columns: String,
 }
 
 /// The two columns of a money field: amount in minor units, and currency.
@@ -114,17 +132,34 @@ pub fn render_migrations(
     options: &Options,
     files: &mut FileSet,
 ) -> Result<(), RenderError> {
-    let tables = app.resources.iter().map(|r| table(app, r)).collect();
+    let resources: Vec<&Resource> = app.resources.iter().collect();
+    files.insert(
+        "migrations/0001_init.sql",
+        tables_sql(app, &resources, true, options)?,
+    );
+    Ok(())
+}
+
+/// Every resource's table, as the migrations create it.
+pub fn schema(app: &App) -> Vec<TableRecord> {
+    app.resources.iter().map(|r| table(app, r).record).collect()
+}
+
+/// The SQL that creates `resources`' tables (with keys, row-level security and functions);
+/// with `system`, the whole first migration.
+pub fn tables_sql(
+    app: &App,
+    resources: &[&Resource],
+    system: bool,
+    options: &Options,
+) -> Result<String, RenderError> {
     let context = Context {
         version: &options.generator_version,
         app: crate::render::escape::one_line(&app.name).replace("--", "- -"),
-        tables,
+        system,
+        tables: resources.iter().map(|r| table(app, r)).collect(),
     };
-    files.insert(
-        "migrations/0001_init.sql",
-        templates::render("migration_init.sql", &context)?,
-    );
-    Ok(())
+    templates::render("migration_init.sql", &context)
 }
 
 fn table(app: &App, resource: &Resource) -> Table {
@@ -185,15 +220,17 @@ fn table(app: &App, resource: &Resource) -> Table {
                 let (minor, currency) = money_columns(field);
                 let (minor, currency) = (sql_ident(&minor), sql_ident(&currency));
                 columns.push(Column {
+                    field: field.name.clone(),
                     name: minor,
-                    ty: "bigint",
+                    ty: "bigint".into(),
                     nullable,
                     default: None,
                     check: None,
                 });
                 columns.push(Column {
+                    field: field.name.clone(),
                     name: currency.clone(),
-                    ty: "text",
+                    ty: "text".into(),
                     nullable,
                     default: None,
                     check: Some(format!("{currency} ~ '^[A-Z]{{3}}$'")),
@@ -202,8 +239,9 @@ fn table(app: &App, resource: &Resource) -> Table {
             }
         };
         columns.push(Column {
+            field: field.name.clone(),
             name: name.clone(),
-            ty,
+            ty: ty.into(),
             nullable,
             default,
             check,
@@ -235,16 +273,19 @@ fn table(app: &App, resource: &Resource) -> Table {
         }
     }
     Table {
-        name: sql_ident(&resource.table),
+        record: TableRecord {
+            resource: resource.name.clone(),
+            name: sql_ident(&resource.table),
+            tenant,
+            columns,
+            uniques,
+            foreign_keys,
+        },
         comment: if tenant {
             "tenant-scoped: tenant_id, forced row-level security"
         } else {
             "global: shared by every tenant (the spec says `global: true`)"
         },
-        tenant,
-        columns,
-        uniques,
-        foreign_keys,
         functions: if tenant {
             scoped_functions(resource)
         } else {

@@ -2315,7 +2315,7 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
 
         #row_doc
         #[derive(sqlx::FromRow)]
-        struct Row {
+        pub struct Row {
             id: uuid::Uuid,
             #(#row_fields)*
             created_at: chrono::DateTime<chrono::Utc>,

@@ -606,6 +606,10 @@ pub fn render_tests(
     files.insert_rust(
         &format!("{dir}/benches/guard.rs"),
         super::bench::guard_bench(app, &api),
+    )?;
+    files.insert_rust(
+        &format!("{dir}/benches/isolation.rs"),
+        super::bench::isolation_bench(app, &api),
     )
 }
 
@@ -1019,17 +1023,20 @@ fn builtin_tests(app: &App) -> TokenStream {
 /// the end, with helpers to add tenants and members.
 pub fn test_db(db_prefix: &str) -> TokenStream {
     quote! {
-        /// A database of its own for one test run, dropped at the end, with an app role of
-        /// its own (roles are cluster-wide, so the name is unique to the run).
+        /// A database of its own for one test run, dropped at the end, with an owner role and
+        /// an app role of its own (roles are cluster-wide, so the names are unique to the run).
         struct TestDb {
             admin: sqlx::PgPool,
             name: String,
-            /// The owner's connections (the test's superuser): seeding and checking.
+            /// The test's superuser connections: seeding and checking, around row-level
+            /// security.
             pool: sqlx::PgPool,
             /// The app role's connections, as the server uses them: not a superuser, owns
             /// nothing, holds only what `grants` gives, so row-level security applies.
             app: sqlx::PgPool,
             role: String,
+            /// The owner role: owns the database, ran the migrations and the grants.
+            owner: String,
         }
 
         impl TestDb {
@@ -1038,22 +1045,40 @@ pub fn test_db(db_prefix: &str) -> TokenStream {
                 let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or_default();
                 let name = format!("{}_{}_{nanos}", #db_prefix, std::process::id());
                 let role = format!("app_{}_{nanos}", std::process::id());
-                // The names are ASCII letters, digits and underscores, made here.
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&admin).await.expect("create the test database");
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE ROLE \"{role}\" LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE"))).execute(&admin).await.expect("create the app role");
+                let owner = format!("owner_{}_{nanos}", std::process::id());
+                // The names are ASCII letters, digits and underscores, made here. The owner
+                // is not a superuser either: it owns the database and runs the migrations.
+                for statement in [
+                    format!("CREATE ROLE \"{owner}\" LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE"),
+                    format!("CREATE ROLE \"{role}\" LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE"),
+                    format!("CREATE DATABASE \"{name}\" OWNER \"{owner}\""),
+                ] {
+                    sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&admin).await.expect("create the test roles and database");
+                }
                 let options: sqlx::postgres::PgConnectOptions = database_url().parse().expect("DATABASE_URL parses");
+                let migrator = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect_with(options.clone().database(&name).username(&owner)).await.expect("connect as the owner");
+                // Every migration in order, as `migrate` applies them.
+                let folder = concat!(env!("CARGO_MANIFEST_DIR"), "/../../migrations");
+                let mut migrations: Vec<std::path::PathBuf> = std::fs::read_dir(folder).expect("the migrations folder").map(|e| e.expect("an entry").path()).filter(|p| p.extension().is_some_and(|x| x == "sql")).collect();
+                migrations.sort();
+                for path in migrations {
+                    let sql = std::fs::read_to_string(&path).expect("a migration");
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&migrator).await.unwrap_or_else(|e| panic!("{} applies as the owner: {e}", path.display()));
+                }
+                server::grants::grant_app_role(&migrator, &role).await.expect("the owner grants the app role");
+                migrator.close().await;
                 let pool = sqlx::postgres::PgPoolOptions::new().max_connections(2).connect_with(options.clone().database(&name)).await.expect("connect to the test database");
-                sqlx::raw_sql(include_str!("../../../migrations/0001_init.sql")).execute(&pool).await.expect("the migrations apply");
-                server::grants::grant_app_role(&pool, &role).await.expect("grant the app role");
                 let app = sqlx::postgres::PgPoolOptions::new().max_connections(2).connect_with(options.database(&name).username(&role)).await.expect("connect as the app role");
-                TestDb { admin, name, pool, app, role }
+                TestDb { admin, name, pool, app, role, owner }
             }
 
             async fn drop(self) {
                 self.app.close().await;
                 self.pool.close().await;
                 let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE \"{}\" WITH (FORCE)", self.name))).execute(&self.admin).await;
-                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP ROLE IF EXISTS \"{}\"", self.role))).execute(&self.admin).await;
+                for role in [&self.role, &self.owner] {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP ROLE IF EXISTS \"{role}\""))).execute(&self.admin).await;
+                }
             }
 
             /// Makes `subject` a member of `tenant` with `roles`.
@@ -1267,13 +1292,13 @@ fn audit_test(app: &App, api: &proc_macro2::Ident) -> TokenStream {
     }
 }
 
-/// Whether the role x operation test writes with `action`: an unconditional write of tenant
-/// data that is not public.
+/// Whether the role x operation test writes with `action`: a write of tenant data that is not
+/// public. Every role is tried on the unconditional ones; on the conditional ones (whose
+/// outcome depends on the row: the golden tables check those) only a member of another tenant.
 fn write_checked(resource: &Resource, action: &crate::model::Action) -> bool {
     action.kind != ActionKind::Read
         && action.kind != ActionKind::List
         && action.public.is_none()
-        && action.condition.is_none()
         && !resource.global
 }
 
@@ -1340,6 +1365,46 @@ fn authorization_test(app: &App, order: &[usize], api: &proc_macro2::Ident) -> T
             }
         })
         .collect();
+    // Conditional reads and lists: a member of another tenant finds none of this tenant's rows.
+    let conditional_reads: Vec<TokenStream> = app
+        .resources
+        .iter()
+        .flat_map(|resource| resource.actions.iter().map(move |action| (resource, action)))
+        .filter(|(resource, action)| {
+            matches!(action.kind, ActionKind::Read | ActionKind::List)
+                && action.public.is_none()
+                && action.condition.is_some()
+                && !resource.global
+        })
+        .map(|(resource, action)| {
+            let ids = ids_var(resource);
+            let id = format!("{}.{}", resource.name, action.name);
+            let path = action.path.clone();
+            let (target, body, check) = if action.kind == ActionKind::Read {
+                (
+                    quote!(#path.replace("{id}", &#ids[0].to_string())),
+                    quote!(_),
+                    quote!(assert_eq!(status, StatusCode::NOT_FOUND, "{} from another tenant", #id);),
+                )
+            } else {
+                (
+                    quote!(#path.to_owned()),
+                    quote!(body),
+                    quote! {
+                        assert_eq!(status, StatusCode::OK, "{} from another tenant", #id);
+                        assert_eq!(body["items"], serde_json::json!([]), "{} from another tenant", #id);
+                    },
+                )
+            };
+            quote! {
+                {
+                    let outsider = signed(&dev::claims("outsider", other.id(), &all_scopes(), &["mfa"], identity::now(), 60));
+                    let (status, #body) = send(&app, "GET", &#target, &outsider, None).await;
+                    #check
+                }
+            }
+        })
+        .collect();
     // Writes: every unconditional create, update, delete and custom action of tenant data, by
     // every role with and without a second factor; a delete gets a fresh row each time.
     let writes: Vec<TokenStream> = app
@@ -1388,6 +1453,9 @@ fn authorization_test(app: &App, order: &[usize], api: &proc_macro2::Ident) -> T
                     assert_eq!(status, #expected, "{} from another tenant", #id);
                 }
             });
+            if action.condition.is_some() {
+                return outsider.map(|outsider| quote!({ #outsider })).unwrap_or_default();
+            }
             // Inputs are numbered so unique fields stay unique; a custom action takes none.
             let number = (!matches!(action.kind, ActionKind::Custom(_))).then(|| quote!(let n: i64 = counter;));
             quote! {
@@ -1417,7 +1485,7 @@ fn authorization_test(app: &App, order: &[usize], api: &proc_macro2::Ident) -> T
             }
         })
         .collect();
-    if checks.is_empty() && writes.is_empty() {
+    if checks.is_empty() && writes.is_empty() && conditional_reads.is_empty() {
         return TokenStream::new();
     }
     quote! {
@@ -1443,6 +1511,7 @@ fn authorization_test(app: &App, order: &[usize], api: &proc_macro2::Ident) -> T
             #(#seeds)*
             drop(conn);
             #(#checks)*
+            #(#conditional_reads)*
             let mut counter: i64 = 1000;
             #(#writes)*
             let _ = (subject, &mut counter);

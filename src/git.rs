@@ -1,0 +1,525 @@
+//! Stage 4, emit to git (`generate --git REPO --branch NAME`): commits a rendered `FileSet` as
+//! the whole tree of a branch, with git2, without touching HEAD, the index or a working tree
+//! (a bare repository works too). The branch's previous tip is the parent, so the branch is a
+//! history of pristine generations that engineers merge into their own branch. `check`
+//! compares a branch tip with what a spec renders now (drift).
+//!
+//! Everything that can refuse is checked before the first object is written: the repository,
+//! the branch name, a branch not made by bulwark, a checked-out branch, a lock.
+
+use crate::emit::{MANIFEST, Manifest};
+use crate::render::FileSet;
+use git2::{ErrorCode, ObjectType, Oid, Repository, Signature, Time, TreeWalkMode, TreeWalkResult};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The trailer that marks a commit as one of bulwark's generations.
+const GENERATED_BY: &str = "Generated-by: bulwark";
+/// Blob and tree modes.
+const FILE_MODE: i32 = 0o100644;
+const TREE_MODE: i32 = 0o040000;
+/// At most this many paths of each kind are listed in a commit message.
+const LISTED: usize = 20;
+
+/// Where a generation goes.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub repo: PathBuf,
+    pub branch: String,
+    /// A folder of the branch's tree to generate into (`services/billing`), or the root.
+    pub prefix: Option<String>,
+}
+
+/// Who commits, and when (pinned for reproducible commits).
+#[derive(Clone, Debug, Default)]
+pub struct Identity {
+    /// `Name <email>`; default: the repository's `user.name`/`user.email`, else bulwark.
+    pub author: Option<String>,
+    /// Default: the author.
+    pub committer: Option<String>,
+    /// Seconds since the epoch (UTC); default: now.
+    pub time: Option<i64>,
+}
+
+/// What changed between the branch's previous tip and this generation.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Changes {
+    pub added: Vec<String>,
+    pub modified: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.modified.is_empty() && self.removed.is_empty()
+    }
+}
+
+/// The result of `generate --git`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Committed {
+    /// The new commit, or `None` when the tree was unchanged (nothing committed).
+    pub commit: Option<String>,
+    /// The branch's tip before (and after, when nothing was committed).
+    pub parent: Option<String>,
+    pub branch: String,
+    pub changes: Changes,
+}
+
+/// One path where a branch tip differs from what the spec renders now.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Drift {
+    pub path: String,
+    /// `differs`, `missing` (rendered, not on the branch) or `extra` (on the branch only).
+    pub kind: &'static str,
+}
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum GitError {
+    #[error("`{path}` is not a git repository: {message}")]
+    #[diagnostic(
+        code(bulwark::git::not_a_repository),
+        help("pass the path of an existing repository (`git init` creates one; a bare one works)")
+    )]
+    NotARepository { path: String, message: String },
+    #[error("`{name}` is not a branch name git accepts")]
+    #[diagnostic(
+        code(bulwark::git::branch_name),
+        help(
+            "use a name like `bulwark/generated` (no spaces, `..`, `~`, `^`, `:` or trailing `.lock`)"
+        )
+    )]
+    BranchName { name: String },
+    #[error("`{prefix}` is not a folder bulwark generates into")]
+    #[diagnostic(
+        code(bulwark::git::prefix),
+        help("a relative path without `.`, `..` or `.git` components, like `services/billing`")
+    )]
+    Prefix { prefix: String },
+    #[error("branch `{branch}` exists but its tip was not made by bulwark{detail}")]
+    #[diagnostic(
+        code(bulwark::git::foreign_branch),
+        help("pick another branch name, or pass --force to add a generation on top of it anyway")
+    )]
+    ForeignBranch { branch: String, detail: String },
+    #[error("branch `{branch}` is checked out in `{path}`")]
+    #[diagnostic(
+        code(bulwark::git::checked_out),
+        help(
+            "bulwark never touches a working tree: generate onto a branch that is not checked out, and merge it into yours"
+        )
+    )]
+    CheckedOut { branch: String, path: String },
+    #[error("the repository is locked: `{lock}` exists")]
+    #[diagnostic(
+        code(bulwark::git::locked),
+        help(
+            "another git process is updating it; if none is running, the lock is stale and can be removed"
+        )
+    )]
+    Locked { lock: String },
+    #[error("branch `{branch}` does not exist in `{path}`")]
+    #[diagnostic(code(bulwark::git::no_branch), help("generate onto it first"))]
+    NoBranch { branch: String, path: String },
+    #[error("`{value}` is not an identity: {message}")]
+    #[diagnostic(code(bulwark::git::identity), help("write it as `Name <email>`"))]
+    Identity { value: String, message: String },
+    #[error("git: {0}")]
+    #[diagnostic(code(bulwark::git::error))]
+    Git(String),
+}
+
+impl GitError {
+    /// A refusal that `--force` overrides (exit 4), rather than bad input.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, GitError::ForeignBranch { .. })
+    }
+}
+
+impl From<git2::Error> for GitError {
+    fn from(e: git2::Error) -> Self {
+        GitError::Git(e.message().to_owned())
+    }
+}
+
+/// Commits `files` (and `manifest`) as the tree of `target`'s branch. With `force`, a branch
+/// not made by bulwark gets the generation on top of its tip anyway.
+pub fn commit_generation(
+    target: &Target,
+    files: &FileSet,
+    manifest: &Manifest,
+    identity: &Identity,
+    app_name: &str,
+    force: bool,
+) -> Result<Committed, GitError> {
+    let repo = open(&target.repo)?;
+    let reference = branch_ref(&target.branch)?;
+    let prefix = prefix(target.prefix.as_deref())?;
+    let parent = match repo.find_reference(&reference) {
+        Ok(r) => Some(r.peel_to_commit()?),
+        Err(e) if e.code() == ErrorCode::NotFound => None,
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(tip) = &parent
+        && !force
+        && let Some(detail) = not_generated(tip, &prefix)?
+    {
+        return Err(GitError::ForeignBranch {
+            branch: target.branch.clone(),
+            detail,
+        });
+    }
+    if !repo.is_bare()
+        && let Ok(head) = repo.find_reference("HEAD")
+        && head.symbolic_target().ok().flatten() == Some(reference.as_str())
+    {
+        return Err(GitError::CheckedOut {
+            branch: target.branch.clone(),
+            path: target.repo.display().to_string(),
+        });
+    }
+    let lock = repo.path().join(format!("{reference}.lock"));
+    if lock.exists() {
+        return Err(GitError::Locked {
+            lock: lock.display().to_string(),
+        });
+    }
+    let (author, committer) = signatures(&repo, identity)?;
+
+    // The tree: every rendered file and the manifest, under the prefix.
+    let mut blobs = BTreeMap::new();
+    let manifest_text = manifest.to_json();
+    for (path, contents) in files
+        .files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_str()))
+        .chain(std::iter::once((MANIFEST, manifest_text.as_str())))
+    {
+        blobs.insert(format!("{prefix}{path}"), repo.blob(contents.as_bytes())?);
+    }
+    let tree = write_tree(&repo, &blobs)?;
+    let before = match &parent {
+        Some(tip) => tree_blobs(&tip.tree()?)?,
+        None => BTreeMap::new(),
+    };
+    let changes = changes(&before, &blobs);
+    let parent_id = parent.as_ref().map(|c| c.id().to_string());
+    if parent.as_ref().is_some_and(|tip| tip.tree_id() == tree) {
+        return Ok(Committed {
+            commit: None,
+            parent: parent_id,
+            branch: target.branch.clone(),
+            changes,
+        });
+    }
+    let message = message(app_name, manifest, &changes);
+    let tree = repo.find_tree(tree)?;
+    let parents: Vec<&git2::Commit> = parent.iter().collect();
+    // Updating the branch checks that its tip is still `parent` (no lost update).
+    let commit = repo
+        .commit(
+            Some(&reference),
+            &author,
+            &committer,
+            &message,
+            &tree,
+            &parents,
+        )
+        .map_err(|e| match e.code() {
+            ErrorCode::Locked => GitError::Locked {
+                lock: lock.display().to_string(),
+            },
+            _ => e.into(),
+        })?;
+    Ok(Committed {
+        commit: Some(commit.to_string()),
+        parent: parent_id,
+        branch: target.branch.clone(),
+        changes,
+    })
+}
+
+/// The previous generation on `target`'s branch tip (its manifest's tables and its
+/// migrations), if the branch exists and holds one; reads only.
+pub fn previous(target: &Target) -> Result<Option<crate::evolve::Previous>, GitError> {
+    let repo = open(&target.repo)?;
+    let reference = branch_ref(&target.branch)?;
+    let prefix = prefix(target.prefix.as_deref())?;
+    let tip = match repo.find_reference(&reference) {
+        Ok(r) => r.peel_to_commit()?,
+        Err(e) if e.code() == ErrorCode::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let tree = tip.tree()?;
+    let read = |path: &Path| -> std::io::Result<String> {
+        let not_found = || std::io::Error::from(std::io::ErrorKind::NotFound);
+        let entry = tree.get_path(path).map_err(|_| not_found())?;
+        let blob = repo.find_blob(entry.id()).map_err(|_| not_found())?;
+        String::from_utf8(blob.content().to_vec())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    };
+    let base = Path::new(prefix.trim_end_matches('/'));
+    crate::emit::previous_from(base, read)
+        .map_err(|e| GitError::Git(format!("the previous generation on the branch tip: {e}")))
+}
+
+/// The paths where `target`'s branch tip differs from `files` and `manifest`; writes nothing.
+pub fn check_branch(
+    target: &Target,
+    files: &FileSet,
+    manifest: &Manifest,
+) -> Result<Vec<Drift>, GitError> {
+    let repo = open(&target.repo)?;
+    let reference = branch_ref(&target.branch)?;
+    let prefix = prefix(target.prefix.as_deref())?;
+    let tip = match repo.find_reference(&reference) {
+        Ok(r) => r.peel_to_commit()?,
+        Err(e) if e.code() == ErrorCode::NotFound => {
+            return Err(GitError::NoBranch {
+                branch: target.branch.clone(),
+                path: target.repo.display().to_string(),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let on_branch = tree_blobs(&tip.tree()?)?;
+    let manifest_text = manifest.to_json();
+    let mut expected = BTreeMap::new();
+    for (path, contents) in files
+        .files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_str()))
+        .chain(std::iter::once((MANIFEST, manifest_text.as_str())))
+    {
+        expected.insert(
+            format!("{prefix}{path}"),
+            Oid::hash_object(ObjectType::Blob, contents.as_bytes())?,
+        );
+    }
+    let mut drift = Vec::new();
+    for (path, oid) in &expected {
+        match on_branch.get(path) {
+            Some(found) if found == oid => {}
+            Some(_) => drift.push(Drift {
+                path: path.clone(),
+                kind: "differs",
+            }),
+            None => drift.push(Drift {
+                path: path.clone(),
+                kind: "missing",
+            }),
+        }
+    }
+    for path in on_branch.keys().filter(|p| !expected.contains_key(*p)) {
+        drift.push(Drift {
+            path: path.clone(),
+            kind: "extra",
+        });
+    }
+    Ok(drift)
+}
+
+fn open(path: &Path) -> Result<Repository, GitError> {
+    // Exactly this repository: no search upwards, so a typo cannot commit into a parent.
+    Repository::open_ext(
+        path,
+        git2::RepositoryOpenFlags::NO_SEARCH,
+        std::iter::empty::<&std::ffi::OsStr>(),
+    )
+    .map_err(|e| GitError::NotARepository {
+        path: path.display().to_string(),
+        message: e.message().to_owned(),
+    })
+}
+
+fn branch_ref(branch: &str) -> Result<String, GitError> {
+    let reference = format!("refs/heads/{branch}");
+    if branch.is_empty() || branch.starts_with('-') || !git2::Reference::is_valid_name(&reference) {
+        return Err(GitError::BranchName {
+            name: branch.to_owned(),
+        });
+    }
+    Ok(reference)
+}
+
+/// `services/billing` → `services/billing/`; no prefix → ``.
+fn prefix(prefix: Option<&str>) -> Result<String, GitError> {
+    let Some(raw) = prefix else {
+        return Ok(String::new());
+    };
+    let trimmed = raw.trim_end_matches('/');
+    let bad = trimmed.is_empty()
+        || trimmed.starts_with('/')
+        || trimmed.contains('\\')
+        || trimmed.split('/').any(|part| {
+            part.is_empty() || part == "." || part == ".." || part.eq_ignore_ascii_case(".git")
+        });
+    if bad {
+        return Err(GitError::Prefix {
+            prefix: raw.to_owned(),
+        });
+    }
+    Ok(format!("{trimmed}/"))
+}
+
+/// Why `tip` is not one of bulwark's generations (for this prefix), if it is not.
+fn not_generated(tip: &git2::Commit, prefix: &str) -> Result<Option<String>, GitError> {
+    let marked = tip
+        .message()
+        .is_ok_and(|m| m.lines().any(|l| l.starts_with(GENERATED_BY)));
+    if !marked {
+        return Ok(Some(format!(
+            " (commit {} has no `{GENERATED_BY}` trailer)",
+            short(tip.id())
+        )));
+    }
+    let manifest = format!("{prefix}{MANIFEST}");
+    match tip.tree()?.get_path(Path::new(&manifest)) {
+        Ok(_) => Ok(None),
+        Err(_) => Ok(Some(format!(
+            " (no `{manifest}` in commit {})",
+            short(tip.id())
+        ))),
+    }
+}
+
+fn signatures(
+    repo: &Repository,
+    identity: &Identity,
+) -> Result<(Signature<'static>, Signature<'static>), GitError> {
+    let time = identity.time.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or_default()
+    });
+    let make = |value: Option<&str>| -> Result<Signature<'static>, GitError> {
+        let (name, email) = match value {
+            Some(value) => parse_identity(value)?,
+            None => match repo.signature() {
+                Ok(configured) => (
+                    configured.name().unwrap_or("bulwark").to_owned(),
+                    configured.email().unwrap_or("bulwark@localhost").to_owned(),
+                ),
+                Err(_) => ("bulwark".to_owned(), "bulwark@localhost".to_owned()),
+            },
+        };
+        Signature::new(&name, &email, &Time::new(time, 0)).map_err(|e| GitError::Identity {
+            value: value.unwrap_or_default().to_owned(),
+            message: e.message().to_owned(),
+        })
+    };
+    let author = make(identity.author.as_deref())?;
+    let committer = match identity.committer.as_deref() {
+        Some(value) => make(Some(value))?,
+        None => author.clone(),
+    };
+    Ok((author, committer))
+}
+
+/// `Name <email>` → (name, email).
+fn parse_identity(value: &str) -> Result<(String, String), GitError> {
+    let bad = |message: &str| GitError::Identity {
+        value: value.to_owned(),
+        message: message.to_owned(),
+    };
+    let (name, rest) = value.split_once('<').ok_or_else(|| bad("no `<email>`"))?;
+    let email = rest
+        .strip_suffix('>')
+        .ok_or_else(|| bad("no closing `>`"))?;
+    let name = name.trim();
+    if name.is_empty() || email.is_empty() || email.contains(['<', '>']) {
+        return Err(bad("a name and an email are both needed"));
+    }
+    Ok((name.to_owned(), email.to_owned()))
+}
+
+/// Writes the tree of `blobs` (path → blob), nested by folder; returns its id.
+fn write_tree(repo: &Repository, blobs: &BTreeMap<String, Oid>) -> Result<Oid, GitError> {
+    let mut folders: BTreeMap<&str, BTreeMap<String, Oid>> = BTreeMap::new();
+    let mut builder = repo.treebuilder(None)?;
+    for (path, oid) in blobs {
+        match path.split_once('/') {
+            Some((folder, rest)) => {
+                folders
+                    .entry(folder)
+                    .or_default()
+                    .insert(rest.to_owned(), *oid);
+            }
+            None => {
+                builder.insert(path, *oid, FILE_MODE)?;
+            }
+        }
+    }
+    for (folder, inner) in folders {
+        let oid = write_tree(repo, &inner)?;
+        builder.insert(folder, oid, TREE_MODE)?;
+    }
+    Ok(builder.write()?)
+}
+
+/// Every blob of `tree`, by path.
+fn tree_blobs(tree: &git2::Tree) -> Result<BTreeMap<String, Oid>, GitError> {
+    let mut blobs = BTreeMap::new();
+    tree.walk(TreeWalkMode::PreOrder, |folder, entry| {
+        if entry.kind() == Some(ObjectType::Blob)
+            && let Ok(name) = entry.name()
+        {
+            blobs.insert(format!("{folder}{name}"), entry.id());
+        }
+        TreeWalkResult::Ok
+    })?;
+    Ok(blobs)
+}
+
+fn changes(before: &BTreeMap<String, Oid>, after: &BTreeMap<String, Oid>) -> Changes {
+    let mut changes = Changes::default();
+    for (path, oid) in after {
+        match before.get(path) {
+            None => changes.added.push(path.clone()),
+            Some(old) if old != oid => changes.modified.push(path.clone()),
+            Some(_) => {}
+        }
+    }
+    changes.removed = before
+        .keys()
+        .filter(|p| !after.contains_key(*p))
+        .cloned()
+        .collect();
+    changes
+}
+
+/// The commit message: what was generated, what changed, and the trailers that mark it.
+fn message(app_name: &str, manifest: &Manifest, changes: &Changes) -> String {
+    let one_line = crate::render::escape::one_line(app_name);
+    let mut text = format!(
+        "Generate {one_line} from spec {} (bulwark {})\n\n{} added, {} changed, {} removed\n",
+        &manifest.spec_sha256[..12.min(manifest.spec_sha256.len())],
+        manifest.generator_version,
+        changes.added.len(),
+        changes.modified.len(),
+        changes.removed.len()
+    );
+    for (mark, paths) in [
+        ("A", &changes.added),
+        ("M", &changes.modified),
+        ("D", &changes.removed),
+    ] {
+        for path in paths.iter().take(LISTED) {
+            text.push_str(&format!("{mark} {path}\n"));
+        }
+        if paths.len() > LISTED {
+            text.push_str(&format!("{mark} … and {} more\n", paths.len() - LISTED));
+        }
+    }
+    text.push_str(&format!(
+        "\nSpec-SHA256: {}\n{GENERATED_BY} {}\n",
+        manifest.spec_sha256, manifest.generator_version
+    ));
+    text
+}
+
+fn short(oid: Oid) -> String {
+    oid.to_string()[..12].to_owned()
+}

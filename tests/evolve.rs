@@ -1,0 +1,323 @@
+//! Schema evolution: generation N is applied to a real database and filled with rows, the
+//! spec changes, generation N+1 keeps every earlier migration byte for byte and adds one,
+//! which applies on top and keeps the data. Changes that could lose or break stored data are
+//! refused (exit 4, nothing written) unless `migrations.drop` acknowledges a drop. Runs
+//! against the PostgreSQL at `DATABASE_URL` (default: the local server).
+
+#![allow(clippy::unwrap_used)]
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+
+fn database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+fn ledgerly() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("specs/ledgerly.yaml"))
+        .unwrap()
+}
+
+/// The ledgerly spec changed: a new optional field, a new defaulted enum, a dropped field
+/// (acknowledged), and a new resource referencing an old one.
+fn ledgerly_v2() -> String {
+    ledgerly()
+        .replace(
+            "      country: { type: string, max: 2 }\n",
+            "      country: { type: string, max: 2 }\n      notes: { type: text, optional: true }\n      tier: { type: enum, values: [basic, gold], default: basic }\n",
+        )
+        .replace("      vat_id: { type: string, max: 32, optional: true }\n", "")
+        .replace(
+            "payments:",
+            "  project:\n    fields:\n      customer: { type: reference, to: customer }\n      title: { type: string, max: 100, unique: true }\n    actions:\n      read: { roles: [owner], scope: invoices.read }\n\nmigrations:\n  drop: [customer.vat_id]\n\npayments:",
+        )
+}
+
+fn generate(spec: &str, out: &Path) -> (i32, Value) {
+    let file = out.with_extension("yaml");
+    std::fs::write(&file, spec).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_bulwark"))
+        .args(["--format", "json", "generate"])
+        .arg(&file)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
+    let json = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+    (output.status.code().unwrap(), json)
+}
+
+fn migrations(out: &Path) -> Vec<(String, String)> {
+    let mut files: Vec<(String, String)> = std::fs::read_dir(out.join("migrations"))
+        .unwrap()
+        .map(|e| {
+            let path = e.unwrap().path();
+            (
+                path.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read_to_string(&path).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// A scratch database, dropped at the end.
+struct Scratch {
+    admin: postgres::Client,
+    name: String,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        let mut admin = postgres::Client::connect(&database_url(), postgres::NoTls).unwrap();
+        let name = format!("bulwark_evolve_{}", std::process::id());
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\""))
+            .unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .unwrap();
+        Scratch { admin, name }
+    }
+
+    fn connect(&self) -> postgres::Client {
+        let mut config: postgres::Config = database_url().parse().unwrap();
+        config.dbname(&self.name);
+        config.connect(postgres::NoTls).unwrap()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = self.admin.batch_execute(&format!(
+            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+            self.name
+        ));
+    }
+}
+
+#[test]
+fn stored_rows_survive_the_next_generations_migration() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("ledgerly");
+    let (code, json) = generate(&ledgerly(), &out);
+    assert_eq!(code, 0, "{json}");
+    let first = migrations(&out);
+    assert_eq!(first.len(), 1);
+
+    // Generation 1 applied and filled.
+    let scratch = Scratch::new();
+    let mut db = scratch.connect();
+    for (_, sql) in &first {
+        db.batch_execute(sql).unwrap();
+    }
+    db.batch_execute(
+        "INSERT INTO tenants (id, name) VALUES ('00000000-0000-0000-0000-00000000000a', 'a');
+         INSERT INTO customer (id, tenant_id, name, email, vat_id, country) VALUES
+           ('00000000-0000-0000-0000-000000000001', '00000000-0000-0000-0000-00000000000a', 'Acme', 'ap@acme.test', 'DE123', 'DE'),
+           ('00000000-0000-0000-0000-000000000002', '00000000-0000-0000-0000-00000000000a', 'Beta', 'ap@beta.test', NULL, 'FR');
+         INSERT INTO invoice (id, tenant_id, customer, number, total_minor, total_currency, issued_on, owner) VALUES
+           ('00000000-0000-0000-0000-000000000003', '00000000-0000-0000-0000-00000000000a', '00000000-0000-0000-0000-000000000001', 'INV-1', 12000, 'EUR', '2026-11-01', 'user-1');",
+    )
+    .unwrap();
+
+    // Generation 2: the first migration untouched, one more.
+    let (code, json) = generate(&ledgerly_v2(), &out);
+    assert_eq!(code, 0, "{json}");
+    let second = migrations(&out);
+    assert_eq!(second.len(), 2, "{second:?}");
+    assert_eq!(
+        second[0], first[0],
+        "an applied migration is never rewritten"
+    );
+    let (name, sql) = &second[1];
+    assert!(name.starts_with("0002_"), "{name}");
+    for expected in [
+        "ALTER TABLE \"customer\" ADD COLUMN \"notes\" text;",
+        "ALTER TABLE \"customer\" ADD COLUMN \"tier\" text NOT NULL DEFAULT 'basic'",
+        "ALTER TABLE \"customer\" DROP COLUMN \"vat_id\";",
+        "CREATE TABLE \"project\"",
+        "ALTER TABLE \"project\" FORCE ROW LEVEL SECURITY;",
+    ] {
+        assert!(sql.contains(expected), "{expected}\n{sql}");
+    }
+    db.batch_execute(sql).unwrap();
+    let rows = db
+        .query(
+            "SELECT name, country, tier, notes FROM customer ORDER BY name",
+            &[],
+        )
+        .unwrap();
+    let rows: Vec<(String, String, String, Option<String>)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            ("Acme".into(), "DE".into(), "basic".into(), None),
+            ("Beta".into(), "FR".into(), "basic".into(), None),
+        ]
+    );
+    let invoices: i64 = db
+        .query_one("SELECT count(*) FROM invoice WHERE number = 'INV-1'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(invoices, 1);
+    // The new table is isolated like the first ones, and references stay inside a tenant.
+    let forced: bool = db
+        .query_one(
+            "SELECT relforcerowsecurity FROM pg_class WHERE relname = 'project'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(forced);
+    db.batch_execute(
+        "INSERT INTO tenants (id, name) VALUES ('00000000-0000-0000-0000-00000000000b', 'b')",
+    )
+    .unwrap();
+    let cross = db.batch_execute(
+        "INSERT INTO project (id, tenant_id, customer, title) VALUES
+           ('00000000-0000-0000-0000-000000000004', '00000000-0000-0000-0000-00000000000b', '00000000-0000-0000-0000-000000000001', 'x')",
+    );
+    assert!(
+        cross.is_err(),
+        "a project of tenant b cannot point at tenant a's customer"
+    );
+
+    // Regenerating the same spec adds nothing; the manifest records the tables.
+    let (code, json) = generate(&ledgerly_v2(), &out);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(migrations(&out), second);
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join(".bulwark/manifest.json")).unwrap())
+            .unwrap();
+    assert!(
+        manifest["schema"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["resource"] == "project")
+    );
+}
+
+#[test]
+fn changes_that_could_lose_or_break_data_are_refused() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("ledgerly");
+    assert_eq!(generate(&ledgerly(), &out).0, 0);
+    let before = migrations(&out);
+    let manifest = std::fs::read(out.join(".bulwark/manifest.json")).unwrap();
+    let field = "      vat_id: { type: string, max: 32, optional: true }\n";
+    for (spec, reason) in [
+        (ledgerly().replace(field, ""), "`customer.vat_id` is no longer in the spec"),
+        (
+            ledgerly().replace("  customer:\n", "  client:\n").replace("to: customer", "to: client").replace("resource: customer", "resource: client"),
+            "`customer` is no longer in the spec",
+        ),
+        (
+            ledgerly().replace(field, "      vat_id: { type: int, optional: true }\n"),
+            "`customer.vat_id` changes type",
+        ),
+        (
+            ledgerly().replace(field, "      vat_id: { type: string, max: 32 }\n"),
+            "`customer.vat_id` becomes required",
+        ),
+        (
+            ledgerly().replace(field, "      vat_id: { type: string, max: 16, optional: true }\n"),
+            "`customer.vat_id` changes its constraint",
+        ),
+        (
+            ledgerly().replace(field, "      vat_id: { type: string, max: 32, optional: true, unique: true }\n"),
+            "gains a uniqueness rule",
+        ),
+        (
+            ledgerly().replace(field, &format!("{field}      segment: {{ type: string, max: 10 }}\n")),
+            "`customer.segment` is new and required without a default",
+        ),
+        (
+            ledgerly()
+                .replace("    description: Reference exchange rates, published to everyone\n    global: true\n", "    description: Reference exchange rates\n")
+                .replace(
+                    "      read: { public: true, reason: published reference data, rate_limit: 60/min }\n      list: { public: true, reason: published reference data, rate_limit: 60/min }\n",
+                    "      read: { roles: [owner], scope: rates.admin }\n",
+                ),
+            "`exchange_rate` moves between tenant-scoped and global",
+        ),
+    ] {
+        let (code, json) = generate(&spec, &out);
+        assert_eq!(code, 4, "{reason}: {json}");
+        assert!(json["error"]["message"].as_str().unwrap().contains(reason), "{reason}: {json}");
+        assert_eq!(migrations(&out), before, "{reason}: nothing written");
+        assert_eq!(std::fs::read(out.join(".bulwark/manifest.json")).unwrap(), manifest);
+    }
+    // The acknowledgement must name something the spec no longer has.
+    let (code, json) = generate(
+        &format!("{}\nmigrations:\n  drop: [customer.name]\n", ledgerly()),
+        &out,
+    );
+    assert_eq!(code, 1, "{json}");
+    assert!(
+        json.to_string().contains("which the spec still has"),
+        "{json}"
+    );
+}
+
+#[test]
+fn a_branch_evolves_from_its_tip() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    let run = |args: &[&str]| {
+        let status = Command::new("git").args(args).arg(&repo).status().unwrap();
+        assert!(status.success());
+    };
+    run(&["init", "-q", "--bare"]);
+    for (version, spec) in [("v1", ledgerly()), ("v2", ledgerly_v2())] {
+        let file = work.path().join(format!("{version}.yaml"));
+        std::fs::write(&file, spec).unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_bulwark"))
+            .args(["generate"])
+            .arg(&file)
+            .arg("--git")
+            .arg(&repo)
+            .args(["--branch", "generated"])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let git = |args: &[&str]| {
+        let output = Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let listed = git(&["ls-tree", "--name-only", "generated", "migrations/"]);
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    assert_eq!(
+        git(&["rev-parse", "generated:migrations/0001_init.sql"]),
+        git(&["rev-parse", "generated^:migrations/0001_init.sql"]),
+        "the first migration's blob is the same in both generations"
+    );
+    // `check` renders against the tip's own history: no drift.
+    let file = work.path().join("v2.yaml");
+    let status = Command::new(env!("CARGO_BIN_EXE_bulwark"))
+        .arg("check")
+        .arg(&file)
+        .arg("--git")
+        .arg(&repo)
+        .args(["--branch", "generated"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
