@@ -79,6 +79,17 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Report what changed between two specs in who may do what and in the API (Markdown,
+    /// or JSON); exit 3 on a breaking API change without an `api.version` bump.
+    Diff {
+        /// The old spec: a file, or `REVISION:PATH` with `--git`.
+        old: String,
+        /// The new spec: a file, or `REVISION:PATH` with `--git`.
+        new: String,
+        /// Read OLD and NEW as `REVISION:PATH` from this repository.
+        #[arg(long, value_name = "REPO")]
+        git: Option<PathBuf>,
+    },
     /// Check that a branch's tip is what SPEC renders now (exit 3 if it drifted).
     Check {
         /// The spec file.
@@ -166,6 +177,7 @@ pub fn run() -> ExitCode {
             };
             generate(cli.format, spec, &target, *force)
         }
+        Command::Diff { old, new, git } => diff(cli.format, old, new, git.as_deref()),
         Command::Check { spec, git, branch } => check(
             cli.format,
             spec,
@@ -492,6 +504,39 @@ fn generate(format: OutputFormat, path: &Path, target: &Output, force: bool) -> 
         }
         Err(e) if e.is_refusal() => fail(format, exit::REFUSED, "refused", &e),
         Err(e) => fail(format, exit::USAGE_OR_IO, "io", &e),
+    }
+}
+
+fn diff(format: OutputFormat, old: &str, new: &str, repo: Option<&Path>) -> u8 {
+    let mut apps = Vec::new();
+    for spec in [old, new] {
+        let source = match repo {
+            Some(repo) => match crate::git::read_at_revision(repo, spec) {
+                Ok(source) => source,
+                Err(e) => return fail(format, exit::USAGE_OR_IO, "git", &e),
+            },
+            None => match read_spec(format, Path::new(spec)) {
+                Ok(source) => source,
+                Err(code) => return code,
+            },
+        };
+        match crate::compile(spec, &source) {
+            Ok(app) => apps.push(app),
+            Err(report) => return report_invalid(format, &report),
+        }
+    }
+    let report = crate::diff::diff(&apps[0], &apps[1]);
+    match format {
+        OutputFormat::Json => println!(
+            "{}",
+            json!({"ok": !report.fails(), "old": old, "new": new, "report": report})
+        ),
+        OutputFormat::Human => print!("{}", crate::diff::markdown(&report)),
+    }
+    if report.fails() {
+        exit::CHECK_FAILED
+    } else {
+        exit::OK
     }
 }
 

@@ -122,6 +122,12 @@ pub enum GitError {
     #[error("branch `{branch}` does not exist in `{path}`")]
     #[diagnostic(code(bulwark::git::no_branch), help("generate onto it first"))]
     NoBranch { branch: String, path: String },
+    #[error("`{spec}` does not name a file at a revision: {message}")]
+    #[diagnostic(
+        code(bulwark::git::revision),
+        help("write REVISION:PATH, e.g. `main:specs/app.yaml` or `HEAD~1:specs/app.yaml`")
+    )]
+    Revision { spec: String, message: String },
     #[error("`{value}` is not an identity: {message}")]
     #[diagnostic(code(bulwark::git::identity), help("write it as `Name <email>`"))]
     Identity { value: String, message: String },
@@ -318,6 +324,25 @@ pub fn check_branch(
         });
     }
     Ok(drift)
+}
+
+/// The text of the file `spec` names (`REVISION:PATH`) in the repository at `repo`.
+pub fn read_at_revision(repo: &Path, spec: &str) -> Result<String, GitError> {
+    let repo = open(repo)?;
+    let bad = |message: String| GitError::Revision {
+        spec: spec.to_owned(),
+        message,
+    };
+    if !spec.contains(':') {
+        return Err(bad("no `:PATH` part".into()));
+    }
+    let object = repo
+        .revparse_single(spec)
+        .map_err(|e| bad(e.message().to_owned()))?;
+    let blob = object
+        .peel_to_blob()
+        .map_err(|_| bad("it is not a file".into()))?;
+    String::from_utf8(blob.content().to_vec()).map_err(|_| bad("it is not UTF-8 text".into()))
 }
 
 fn open(path: &Path) -> Result<Repository, GitError> {

@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod cli;
 pub mod diagnostic;
+pub mod diff;
 pub mod emit;
 pub mod evolve;
 pub mod format;

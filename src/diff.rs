@@ -1,0 +1,796 @@
+//! `bulwark diff OLD NEW`: what a spec change does to who may do what, and to the API
+//! contract, for the pull-request description (Markdown) and for programs (JSON). Both specs
+//! are compiled to models and compared there, so a reformatted spec shows no change and a
+//! condition is compared in its normalized Cedar form.
+//!
+//! Security-relevant: roles gaining or losing an action, actions added or removed, a
+//! condition removed, added or changed, a scope removed or changed, an action made public, a
+//! resource made global or tenant-scoped, a rate limit raised or removed, a second factor no
+//! longer required, locked production roles, identity settings (token lifetime, accepted
+//! factors, verified email and domains), membership administrators, refund and dispute
+//! roles and the dual-control thresholds. API: routes removed or added, response fields
+//! removed or retyped, enum values removed, new or newly required inputs. A breaking API
+//! change without an `api.version` bump makes the command exit 3.
+
+use crate::model::{Action, App, Field, FieldType, RateLimit, Resource};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Change {
+    /// What it is about: `invoice.void`, `role finance`, `route GET /v1/invoices`, ….
+    pub subject: String,
+    pub message: String,
+    /// Loosens access (security) or breaks existing clients (API).
+    pub flagged: bool,
+}
+
+/// Everything that changed between two specs.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub old_version: String,
+    pub new_version: String,
+    pub security: Vec<Change>,
+    pub api: Vec<Change>,
+    /// Some API change breaks existing clients.
+    pub breaking: bool,
+    /// `api.version` changed.
+    pub version_bumped: bool,
+}
+
+impl Report {
+    /// A breaking API change under the same `api.version`.
+    pub fn fails(&self) -> bool {
+        self.breaking && !self.version_bumped
+    }
+}
+
+pub fn diff(old: &App, new: &App) -> Report {
+    // Messages quote spec strings between backticks; the quoted strings hold none, so the
+    // Markdown renderer can tell quotes from text (spec strings are untrusted).
+    let (old, new) = (&quotable(old), &quotable(new));
+    let mut security = Vec::new();
+    let mut api = Vec::new();
+    roles(old, new, &mut security);
+    identity(old, new, &mut security);
+    permissions(old, new, &mut security);
+    payments(old, new, &mut security);
+    routes(old, new, &mut api);
+    fields(old, new, &mut api);
+    let breaking = api.iter().any(|c| c.flagged);
+    Report {
+        old_version: old.api_version.clone(),
+        new_version: new.api_version.clone(),
+        security,
+        api,
+        breaking,
+        version_bumped: old.api_version != new.api_version,
+    }
+}
+
+/// One line without backticks.
+fn q(text: &str) -> String {
+    crate::render::escape::one_line(text).replace('`', "'")
+}
+
+/// A copy of `app` whose strings that messages quote hold no backticks or line breaks.
+fn quotable(app: &App) -> App {
+    let mut app = app.clone();
+    for role in &mut app.roles {
+        role.name = q(&role.name);
+    }
+    for environment in &mut app.environments {
+        environment.name = q(&environment.name);
+        for role in environment.locked_roles.iter_mut() {
+            *role = q(role);
+        }
+    }
+    let identity = &mut app.identity;
+    for text in identity.mfa_factors.iter_mut() {
+        *text = q(text);
+    }
+    for text in [
+        &mut identity.issuer,
+        &mut identity.audience,
+        &mut identity.machine_scope,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        *text = q(text);
+    }
+    if let Some(admins) = &mut app.admins {
+        admins.scope = q(&admins.scope);
+        for role in admins.roles.iter_mut() {
+            *role = q(role);
+        }
+    }
+    for resource in &mut app.resources {
+        resource.name = q(&resource.name);
+        for field in &mut resource.fields {
+            field.name = q(&field.name);
+            if let FieldType::Enum { variants, .. } = &mut field.ty {
+                for variant in variants.iter_mut() {
+                    variant.value = q(&variant.value);
+                }
+            }
+        }
+        for action in &mut resource.actions {
+            action.name = q(&action.name);
+            action.path = q(&action.path);
+            for text in [&mut action.scope, &mut action.condition, &mut action.public]
+                .into_iter()
+                .flatten()
+            {
+                *text = q(text);
+            }
+            for role in action.roles.iter_mut() {
+                *role = q(role);
+            }
+        }
+    }
+    if let Some(refunds) = app.payments.as_mut().and_then(|p| p.refunds.as_mut()) {
+        for action in [&mut refunds.request, &mut refunds.approve] {
+            for role in action.roles.iter_mut() {
+                *role = q(role);
+            }
+        }
+        for (currency, _) in refunds.dual_control_above.iter_mut() {
+            *currency = q(currency);
+        }
+    }
+    app
+}
+
+fn change(
+    out: &mut Vec<Change>,
+    subject: impl Into<String>,
+    message: impl Into<String>,
+    flagged: bool,
+) {
+    out.push(Change {
+        subject: subject.into(),
+        message: message.into(),
+        flagged,
+    });
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".into()
+    } else {
+        items
+            .iter()
+            .map(|i| format!("`{i}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+fn roles(old: &App, new: &App, out: &mut Vec<Change>) {
+    let before: BTreeMap<&str, _> = old.roles.iter().map(|r| (r.name.as_str(), r)).collect();
+    let after: BTreeMap<&str, _> = new.roles.iter().map(|r| (r.name.as_str(), r)).collect();
+    for (name, role) in &after {
+        match before.get(name) {
+            None => change(
+                out,
+                format!("role {name}"),
+                format!(
+                    "added{}",
+                    if role.mfa_required {
+                        " (second factor required)"
+                    } else {
+                        ""
+                    }
+                ),
+                false,
+            ),
+            Some(was) if was.mfa_required && !role.mfa_required => change(
+                out,
+                format!("role {name}"),
+                "no longer requires a second factor",
+                true,
+            ),
+            Some(was) if !was.mfa_required && role.mfa_required => change(
+                out,
+                format!("role {name}"),
+                "now requires a second factor",
+                false,
+            ),
+            Some(_) => {}
+        }
+    }
+    for name in before.keys().filter(|n| !after.contains_key(*n)) {
+        change(out, format!("role {name}"), "removed", false);
+    }
+    let locked = |app: &App| -> BTreeMap<String, BTreeSet<String>> {
+        app.environments
+            .iter()
+            .map(|e| (e.name.clone(), e.locked_roles.iter().cloned().collect()))
+            .collect()
+    };
+    let (was, now) = (locked(old), locked(new));
+    for (environment, roles) in &was {
+        let still = now.get(environment).cloned().unwrap_or_default();
+        for role in roles.difference(&still) {
+            change(
+                out,
+                format!("environment {environment}"),
+                format!(
+                    "no longer locks role `{role}`: it can be granted and taken through the service"
+                ),
+                true,
+            );
+        }
+    }
+    for (environment, roles) in &now {
+        let before = was.get(environment).cloned().unwrap_or_default();
+        for role in roles.difference(&before) {
+            change(
+                out,
+                format!("environment {environment}"),
+                format!("now locks role `{role}`"),
+                false,
+            );
+        }
+    }
+}
+
+fn identity(old: &App, new: &App, out: &mut Vec<Change>) {
+    let (a, b) = (&old.identity, &new.identity);
+    if b.max_token_lifetime_secs > a.max_token_lifetime_secs {
+        change(
+            out,
+            "identity",
+            format!(
+                "maximum token lifetime raised from {} s to {} s",
+                a.max_token_lifetime_secs, b.max_token_lifetime_secs
+            ),
+            true,
+        );
+    } else if b.max_token_lifetime_secs < a.max_token_lifetime_secs {
+        change(
+            out,
+            "identity",
+            format!(
+                "maximum token lifetime lowered from {} s to {} s",
+                a.max_token_lifetime_secs, b.max_token_lifetime_secs
+            ),
+            false,
+        );
+    }
+    let (fa, fb): (BTreeSet<_>, BTreeSet<_>) = (
+        a.mfa_factors.iter().collect(),
+        b.mfa_factors.iter().collect(),
+    );
+    for factor in fb.difference(&fa) {
+        change(
+            out,
+            "identity",
+            format!("`{factor}` now counts as a second factor"),
+            true,
+        );
+    }
+    for factor in fa.difference(&fb) {
+        change(
+            out,
+            "identity",
+            format!("`{factor}` no longer counts as a second factor"),
+            false,
+        );
+    }
+    if a.require_verified_email && !b.require_verified_email {
+        change(
+            out,
+            "identity",
+            "members no longer need a verified email",
+            true,
+        );
+    } else if !a.require_verified_email && b.require_verified_email {
+        change(out, "identity", "members now need a verified email", false);
+    }
+    if old.verify_domains && !new.verify_domains {
+        change(
+            out,
+            "tenancy",
+            "members' email domains no longer need to be verified domains of the tenant",
+            true,
+        );
+    } else if !old.verify_domains && new.verify_domains {
+        change(
+            out,
+            "tenancy",
+            "members' email domains now need to be verified domains of the tenant",
+            false,
+        );
+    }
+    for (label, x, y) in [
+        ("issuer", &a.issuer, &b.issuer),
+        ("audience", &a.audience, &b.audience),
+        ("machine scope", &a.machine_scope, &b.machine_scope),
+    ] {
+        if x != y {
+            let show = |v: &Option<String>| {
+                v.as_deref()
+                    .map(|s| format!("`{s}`"))
+                    .unwrap_or_else(|| "none".into())
+            };
+            change(
+                out,
+                "identity",
+                format!("{label} changed from {} to {}", show(x), show(y)),
+                true,
+            );
+        }
+    }
+    let admins = |app: &App| {
+        app.admins
+            .as_ref()
+            .map(|a| (a.roles.clone(), a.scope.clone()))
+    };
+    match (admins(old), admins(new)) {
+        (None, Some((roles, scope))) => change(
+            out,
+            "tenancy",
+            format!(
+                "membership routes enabled for {} (scope `{scope}`)",
+                list(&roles)
+            ),
+            true,
+        ),
+        (Some(_), None) => change(out, "tenancy", "membership routes removed", false),
+        (Some((r1, s1)), Some((r2, s2))) => {
+            for role in r2.iter().filter(|r| !r1.contains(r)) {
+                change(
+                    out,
+                    "tenancy",
+                    format!("role `{role}` may now manage memberships and sessions"),
+                    true,
+                );
+            }
+            for role in r1.iter().filter(|r| !r2.contains(r)) {
+                change(
+                    out,
+                    "tenancy",
+                    format!("role `{role}` may no longer manage memberships and sessions"),
+                    false,
+                );
+            }
+            if s1 != s2 {
+                change(
+                    out,
+                    "tenancy",
+                    format!("membership routes need scope `{s2}` instead of `{s1}`"),
+                    true,
+                );
+            }
+        }
+        (None, None) => {}
+    }
+}
+
+/// Every action by `resource.action`.
+fn actions(app: &App) -> BTreeMap<String, (&Resource, &Action)> {
+    app.resources
+        .iter()
+        .flat_map(|r| {
+            r.actions
+                .iter()
+                .map(move |a| (format!("{}.{}", r.name, a.name), (r, a)))
+        })
+        .collect()
+}
+
+fn rate(limit: &RateLimit) -> f64 {
+    f64::from(limit.requests) / f64::from(limit.per_secs.max(1))
+}
+
+fn show_rate(limit: &RateLimit) -> String {
+    format!("{} per {} s", limit.requests, limit.per_secs)
+}
+
+fn permissions(old: &App, new: &App, out: &mut Vec<Change>) {
+    let (before, after) = (actions(old), actions(new));
+    for (id, (resource, action)) in &after {
+        let Some((was_resource, was)) = before.get(id) else {
+            let who = match &action.public {
+                Some(reason) => format!("public ({reason})"),
+                None => format!("roles {}", list(&action.roles)),
+            };
+            change(out, id, format!("added: {who}"), action.public.is_some());
+            continue;
+        };
+        if was_resource.global != resource.global {
+            // Reported once per resource below.
+        }
+        for role in action.roles.iter().filter(|r| !was.roles.contains(r)) {
+            change(out, id, format!("role `{role}` may now do it"), true);
+        }
+        for role in was.roles.iter().filter(|r| !action.roles.contains(r)) {
+            change(out, id, format!("role `{role}` may no longer do it"), false);
+        }
+        match (&was.condition, &action.condition) {
+            (Some(c), None) => change(out, id, format!("condition removed (was `{c}`)"), true),
+            (None, Some(c)) => change(out, id, format!("condition added: `{c}`"), false),
+            (Some(a), Some(b)) if a != b => change(
+                out,
+                id,
+                format!("condition changed from `{a}` to `{b}` (review whether it allows more)"),
+                true,
+            ),
+            _ => {}
+        }
+        match (&was.scope, &action.scope) {
+            (Some(s), None) => change(out, id, format!("no longer needs scope `{s}`"), true),
+            (Some(a), Some(b)) if a != b => {
+                change(out, id, format!("needs scope `{b}` instead of `{a}`"), true)
+            }
+            (None, Some(s)) => change(out, id, format!("now needs scope `{s}`"), false),
+            _ => {}
+        }
+        match (&was.public, &action.public) {
+            (None, Some(reason)) => change(out, id, format!("made public ({reason})"), true),
+            (Some(_), None) => change(out, id, "no longer public", false),
+            _ => {}
+        }
+        if was.mfa_required && !action.mfa_required {
+            change(out, id, "no longer requires a second factor", true);
+        }
+        match (&was.rate_limit, &action.rate_limit) {
+            (Some(a), None) => change(
+                out,
+                id,
+                format!("rate limit removed (was {})", show_rate(a)),
+                true,
+            ),
+            (Some(a), Some(b)) if rate(b) > rate(a) => change(
+                out,
+                id,
+                format!(
+                    "rate limit raised from {} to {}",
+                    show_rate(a),
+                    show_rate(b)
+                ),
+                true,
+            ),
+            (Some(a), Some(b)) if rate(b) < rate(a) => change(
+                out,
+                id,
+                format!(
+                    "rate limit lowered from {} to {}",
+                    show_rate(a),
+                    show_rate(b)
+                ),
+                false,
+            ),
+            (None, Some(b)) => change(
+                out,
+                id,
+                format!("now rate-limited to {}", show_rate(b)),
+                false,
+            ),
+            _ => {}
+        }
+    }
+    for id in before.keys().filter(|id| !after.contains_key(*id)) {
+        change(out, id, "removed", false);
+    }
+    let resources = |app: &App| -> BTreeMap<String, bool> {
+        app.resources
+            .iter()
+            .map(|r| (r.name.clone(), r.global))
+            .collect()
+    };
+    let (was, now) = (resources(old), resources(new));
+    for (name, global) in &now {
+        match was.get(name) {
+            Some(false) if *global => change(
+                out,
+                format!("resource {name}"),
+                "made global: its rows are shared by every tenant",
+                true,
+            ),
+            Some(true) if !*global => {
+                change(out, format!("resource {name}"), "made tenant-scoped", false)
+            }
+            _ => {}
+        }
+    }
+}
+
+fn payments(old: &App, new: &App, out: &mut Vec<Change>) {
+    let refunds = |app: &App| app.payments.as_ref().and_then(|p| p.refunds.clone());
+    if let (Some(a), Some(b)) = (refunds(old), refunds(new)) {
+        for (label, x, y) in [
+            ("refund request", &a.request, &b.request),
+            ("refund approval", &a.approve, &b.approve),
+        ] {
+            for role in y.roles.iter().filter(|r| !x.roles.contains(r)) {
+                change(
+                    out,
+                    "payments",
+                    format!("role `{role}` may now do a {label}"),
+                    true,
+                );
+            }
+            if x.mfa_required && !y.mfa_required {
+                change(
+                    out,
+                    "payments",
+                    format!("a {label} no longer requires a second factor"),
+                    true,
+                );
+            }
+        }
+        let before: BTreeMap<_, _> = a.dual_control_above.iter().cloned().collect();
+        let after: BTreeMap<_, _> = b.dual_control_above.iter().cloned().collect();
+        for (currency, limit) in &before {
+            match after.get(currency) {
+                None => change(
+                    out,
+                    "payments",
+                    format!(
+                        "refunds in {currency} no longer need a second approver at any amount (was above {limit} minor units)"
+                    ),
+                    true,
+                ),
+                Some(now) if now > limit => change(
+                    out,
+                    "payments",
+                    format!(
+                        "dual-control threshold in {currency} raised from {limit} to {now} minor units"
+                    ),
+                    true,
+                ),
+                Some(now) if now < limit => change(
+                    out,
+                    "payments",
+                    format!(
+                        "dual-control threshold in {currency} lowered from {limit} to {now} minor units"
+                    ),
+                    false,
+                ),
+                _ => {}
+            }
+        }
+    } else if refunds(old).is_some() {
+        change(out, "payments", "refunds removed", false);
+    }
+    let tolerance = |app: &App| app.payments.as_ref().map(|p| p.webhook_tolerance_secs);
+    if let (Some(a), Some(b)) = (tolerance(old), tolerance(new))
+        && b > a
+    {
+        change(
+            out,
+            "payments",
+            format!(
+                "webhook timestamp tolerance raised from {a} s to {b} s (a longer replay window)"
+            ),
+            true,
+        );
+    }
+}
+
+/// Every route, `METHOD path`, of the spec's actions and the built-in routes.
+fn route_set(app: &App) -> BTreeSet<String> {
+    let mut routes: BTreeSet<String> = app
+        .resources
+        .iter()
+        .flat_map(|r| {
+            r.actions
+                .iter()
+                .map(|a| format!("{} {}", a.method.as_str(), a.path))
+        })
+        .collect();
+    routes.extend(
+        app.builtin_operations()
+            .iter()
+            .map(|b| format!("{} {}", b.method, b.path)),
+    );
+    routes
+}
+
+fn routes(old: &App, new: &App, out: &mut Vec<Change>) {
+    let (before, after) = (route_set(old), route_set(new));
+    // After a version bump every path changes prefix: compare without it.
+    let unversioned =
+        |route: &str, version: &str| route.replacen(&format!(" /{version}/"), " /", 1);
+    let before_bare: BTreeSet<String> = before
+        .iter()
+        .map(|r| unversioned(r, &old.api_version))
+        .collect();
+    let after_bare: BTreeSet<String> = after
+        .iter()
+        .map(|r| unversioned(r, &new.api_version))
+        .collect();
+    for route in before
+        .iter()
+        .filter(|r| !after_bare.contains(&unversioned(r, &old.api_version)))
+    {
+        change(out, format!("route {route}"), "removed", true);
+    }
+    for route in after
+        .iter()
+        .filter(|r| !before_bare.contains(&unversioned(r, &new.api_version)))
+    {
+        change(out, format!("route {route}"), "added", false);
+    }
+}
+
+/// What a field looks like to a client.
+fn field_type(app: &App, field: &Field) -> String {
+    match &field.ty {
+        FieldType::Enum { variants, .. } => format!(
+            "enum ({})",
+            variants
+                .iter()
+                .map(|v| v.value.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        FieldType::Reference { resource } => {
+            format!("reference to {}", app.resources[*resource].name)
+        }
+        other => serde_json::to_value(other)
+            .ok()
+            .and_then(|v| v["kind"].as_str().map(str::to_owned))
+            .unwrap_or_default(),
+    }
+}
+
+/// A value clients must send on create and update.
+fn required_input(field: &Field) -> bool {
+    !field.optional && field.default.is_none() && field.ty != FieldType::Principal
+}
+
+fn fields(old: &App, new: &App, out: &mut Vec<Change>) {
+    for resource in &new.resources {
+        let Some(was) = old.resources.iter().find(|r| r.name == resource.name) else {
+            continue;
+        };
+        let takes_input = resource.actions.iter().any(|a| {
+            matches!(
+                a.kind,
+                crate::model::ActionKind::Create | crate::model::ActionKind::Update
+            )
+        });
+        for field in &resource.fields {
+            let subject = format!("{}.{}", resource.name, field.name);
+            let Some(before) = was.fields.iter().find(|f| f.name == field.name) else {
+                if takes_input && required_input(field) {
+                    change(
+                        out,
+                        subject,
+                        "new required input: existing clients do not send it",
+                        true,
+                    );
+                } else {
+                    change(out, subject, "added", false);
+                }
+                continue;
+            };
+            let (a, b) = (field_type(old, before), field_type(new, field));
+            if let (FieldType::Enum { variants: va, .. }, FieldType::Enum { variants: vb, .. }) =
+                (&before.ty, &field.ty)
+            {
+                let removed: Vec<String> = va
+                    .iter()
+                    .filter(|v| !vb.contains(v))
+                    .map(|v| v.value.clone())
+                    .collect();
+                if !removed.is_empty() {
+                    change(
+                        out,
+                        &subject,
+                        format!("enum values removed: {}", list(&removed)),
+                        true,
+                    );
+                }
+                let added: Vec<String> = vb
+                    .iter()
+                    .filter(|v| !va.contains(v))
+                    .map(|v| v.value.clone())
+                    .collect();
+                if !added.is_empty() {
+                    change(
+                        out,
+                        &subject,
+                        format!(
+                            "enum values added: {} (clients that match every value must handle them)",
+                            list(&added)
+                        ),
+                        false,
+                    );
+                }
+            } else if a != b {
+                change(out, &subject, format!("type changed from {a} to {b}"), true);
+            }
+            if takes_input && required_input(field) && !required_input(before) {
+                change(out, &subject, "now a required input", true);
+            }
+            if field.optional && !before.optional {
+                change(out, &subject, "may now be absent from responses", true);
+            }
+        }
+        for field in was
+            .fields
+            .iter()
+            .filter(|f| !resource.fields.iter().any(|n| n.name == f.name))
+        {
+            change(
+                out,
+                format!("{}.{}", resource.name, field.name),
+                "removed from requests and responses",
+                true,
+            );
+        }
+    }
+}
+
+/// The report as Markdown, for a pull-request description.
+pub fn markdown(report: &Report) -> String {
+    let mut text = String::from("## Security-relevant changes\n\n");
+    section(&mut text, &report.security, "loosens access");
+    text.push_str("\n## API changes\n\n");
+    section(&mut text, &report.api, "breaking");
+    text.push('\n');
+    if report.version_bumped {
+        text.push_str(&format!(
+            "API version: `{}` → `{}`.\n",
+            report.old_version, report.new_version
+        ));
+    } else if report.breaking {
+        text.push_str(&format!(
+            "**Breaking API changes under the same version `{}`**: bump `api.version`.\n",
+            report.new_version
+        ));
+    } else {
+        text.push_str(&format!(
+            "API version: `{}` (no breaking change).\n",
+            report.new_version
+        ));
+    }
+    text
+}
+
+fn section(text: &mut String, changes: &[Change], flag: &str) {
+    if changes.is_empty() {
+        text.push_str("None.\n");
+        return;
+    }
+    for change in changes {
+        let mark = if change.flagged {
+            format!(" **({flag})**")
+        } else {
+            String::new()
+        };
+        text.push_str(&format!(
+            "- {}: {}{mark}\n",
+            crate::render::escape::markdown_code(&change.subject),
+            quoted_markdown(&change.message)
+        ));
+    }
+}
+
+/// A message as Markdown: its backtick-quoted parts as code, the rest as escaped text.
+fn quoted_markdown(message: &str) -> String {
+    message
+        .split('`')
+        .enumerate()
+        .map(|(i, part)| {
+            if i % 2 == 1 {
+                crate::render::escape::markdown_code(part)
+            } else {
+                // The escaper trims; the spaces around a quote are kept.
+                let lead = if part.starts_with(' ') { " " } else { "" };
+                let trail = if part.ends_with(' ') && !part.trim().is_empty() {
+                    " "
+                } else {
+                    ""
+                };
+                format!("{lead}{}{trail}", crate::render::escape::markdown(part))
+            }
+        })
+        .collect()
+}

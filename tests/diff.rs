@@ -1,0 +1,298 @@
+//! `bulwark diff OLD NEW`: security-relevant and API changes between two specs, as Markdown
+//! and JSON, from files or from git revisions; exit 3 on a breaking API change without an
+//! `api.version` bump.
+
+#![allow(clippy::unwrap_used)]
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+
+fn ledgerly() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("specs/ledgerly.yaml"))
+        .unwrap()
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+fn diff(args: &[&str]) -> (i32, Value, String) {
+    let json = Command::new(env!("CARGO_BIN_EXE_bulwark"))
+        .args(["--format", "json", "diff"])
+        .args(args)
+        .output()
+        .unwrap();
+    let markdown = Command::new(env!("CARGO_BIN_EXE_bulwark"))
+        .arg("diff")
+        .args(args)
+        .output()
+        .unwrap();
+    assert_eq!(json.status.code(), markdown.status.code());
+    (
+        json.status.code().unwrap(),
+        serde_json::from_slice(&json.stdout).unwrap_or(Value::Null),
+        String::from_utf8_lossy(&markdown.stdout).into_owned(),
+    )
+}
+
+/// `(subject, message, flagged)` of one part of the report.
+fn changes(json: &Value, part: &str) -> Vec<(String, String, bool)> {
+    json["report"][part]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["subject"].as_str().unwrap().to_owned(),
+                c["message"].as_str().unwrap().to_owned(),
+                c["flagged"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_same_spec_reformatted_has_no_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = write(dir.path(), "old.yaml", &ledgerly());
+    let reformatted = ledgerly()
+        .replace("# Ledgerly", "# Ledgerly, reworded")
+        .replace(
+            "      name:  { type: string, max: 200 }",
+            "      name:\n        type: string\n        max: 200",
+        );
+    let new = write(dir.path(), "new.yaml", &reformatted);
+    let (code, json, markdown) = diff(&[&old, &new]);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(changes(&json, "security"), vec![]);
+    assert_eq!(changes(&json, "api"), vec![]);
+    assert!(
+        markdown.contains("## Security-relevant changes\n\nNone."),
+        "{markdown}"
+    );
+}
+
+#[test]
+fn loosened_access_and_breaking_api_changes_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = write(dir.path(), "old.yaml", &ledgerly());
+    let changed = ledgerly()
+        .replace(
+            "      update: { roles: [owner, finance], scope: invoices.write }\n",
+            "      update: { roles: [owner, finance, member], scope: invoices.write }\n",
+        )
+        .replace("        when: 'resource.status == \"open\"'\n", "")
+        .replace(
+            "  finance: { description: Bills and refunds, mfa: required }",
+            "  finance: { description: Bills and refunds }",
+        )
+        .replace("rate_limit: 10/min", "rate_limit: 100/min")
+        .replace(
+            "      vat_id: { type: string, max: 32, optional: true }\n",
+            "      vat_id: { type: int, optional: true }\n      segment: { type: string, max: 10 }\n",
+        )
+        .replace("dual_control_above: { EUR: 500.00", "dual_control_above: { EUR: 5000.00")
+        .replace(
+            "production: { locked_roles: [owner, finance] }",
+            "production: { locked_roles: [owner] }",
+        )
+        .replace("max_token_lifetime: 10m", "max_token_lifetime: 1h")
+        .replace("      status:   { type: enum, values: [draft, open, paid, void], default: draft }", "      status:   { type: enum, values: [draft, open, void], default: draft }");
+    let new = write(dir.path(), "new.yaml", &changed);
+    let (code, json, markdown) = diff(&[&old, &new]);
+    assert_eq!(code, 3, "{json}");
+    assert_eq!(json["ok"], false);
+    let security = changes(&json, "security");
+    for (subject, message) in [
+        ("role finance", "no longer requires a second factor"),
+        ("environment production", "no longer locks role `finance`"),
+        (
+            "customer.delete",
+            "rate limit raised from 10 per 60 s to 100 per 60 s",
+        ),
+        ("customer.update", "role `member` may now do it"),
+        (
+            "invoice.void",
+            "condition removed (was `resource.status == \"open\"`)",
+        ),
+        (
+            "payments",
+            "dual-control threshold in EUR raised from 50000 to 500000 minor units",
+        ),
+        (
+            "identity",
+            "maximum token lifetime raised from 600 s to 3600 s",
+        ),
+    ] {
+        assert!(
+            security
+                .iter()
+                .any(|(s, m, flagged)| s == subject && m.starts_with(message) && *flagged),
+            "{subject}: {message}\n{security:#?}"
+        );
+    }
+    let api = changes(&json, "api");
+    for (subject, message) in [
+        ("customer.vat_id", "type changed from string to int"),
+        ("customer.segment", "new required input"),
+        ("invoice.status", "enum values removed: `paid`"),
+    ] {
+        assert!(
+            api.iter()
+                .any(|(s, m, flagged)| s == subject && m.starts_with(message) && *flagged),
+            "{subject}: {message}\n{api:#?}"
+        );
+    }
+    assert!(
+        markdown.contains("- `customer.update`: role `member` may now do it **(loosens access)**"),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("**Breaking API changes under the same version `v1`**"),
+        "{markdown}"
+    );
+
+    // The same changes under a new API version pass; paths are compared without the version.
+    let bumped = write(
+        dir.path(),
+        "bumped.yaml",
+        &changed.replace("version: v1", "version: v2"),
+    );
+    let (code, json, markdown) = diff(&[&old, &bumped]);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(json["report"]["version_bumped"], true);
+    assert!(
+        !changes(&json, "api")
+            .iter()
+            .any(|(s, _, _)| s.starts_with("route ")),
+        "{json}"
+    );
+    assert!(markdown.contains("API version: `v1` → `v2`."), "{markdown}");
+}
+
+#[test]
+fn removed_routes_and_public_or_global_changes_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = write(dir.path(), "old.yaml", &ledgerly());
+    let fewer = ledgerly().replace(
+        "      delete: { roles: [owner], scope: invoices.write, rate_limit: 10/min }\n",
+        "",
+    );
+    let new = write(dir.path(), "new.yaml", &fewer);
+    let (code, json, _) = diff(&[&old, &new]);
+    assert_eq!(code, 3, "{json}");
+    assert!(
+        changes(&json, "api").contains(&(
+            "route DELETE /v1/customers/{id}".into(),
+            "removed".into(),
+            true
+        )),
+        "{json}"
+    );
+    assert!(
+        changes(&json, "security").contains(&("customer.delete".into(), "removed".into(), false)),
+        "{json}"
+    );
+    // The reverse: a route added is not breaking; the new action is reported with its roles.
+    let (code, json, _) = diff(&[&new, &old]);
+    assert_eq!(code, 0, "{json}");
+    assert!(
+        changes(&json, "security").contains(&(
+            "customer.delete".into(),
+            "added: roles `owner`".into(),
+            false
+        )),
+        "{json}"
+    );
+    // An action made public (on a global resource), and the reverse.
+    let private = ledgerly().replace(
+        "      read: { public: true, reason: published reference data, rate_limit: 60/min }\n",
+        "      read: { roles: [owner], scope: rates.admin }\n",
+    );
+    let private = write(dir.path(), "private.yaml", &private);
+    let (_, json, _) = diff(&[&private, &old]);
+    assert!(
+        changes(&json, "security").contains(&(
+            "exchange_rate.read".into(),
+            "made public (published reference data)".into(),
+            true
+        )),
+        "{json}"
+    );
+    let (_, json, _) = diff(&[&old, &private]);
+    assert!(
+        changes(&json, "security").contains(&(
+            "exchange_rate.read".into(),
+            "no longer public".into(),
+            false
+        )),
+        "{json}"
+    );
+}
+
+#[test]
+fn untrusted_spec_strings_are_quoted_safely_in_markdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let hostile = ledgerly().replace(
+        "        when: 'resource.status == \"open\"'",
+        "        when: 'resource.status == \"open\" && resource.number != \"`<b>|x\"'",
+    );
+    let old = write(dir.path(), "old.yaml", &hostile);
+    let new = write(dir.path(), "new.yaml", &ledgerly());
+    let (code, json, markdown) = diff(&[&old, &new]);
+    assert_eq!(code, 0, "{json}");
+    // The backtick cannot end the code span early, and the pipe cannot split a table cell.
+    assert!(
+        markdown.contains("`resource.status == \"open\" && resource.number != \"'<b>\\|x\"`"),
+        "{markdown}"
+    );
+}
+
+#[test]
+fn specs_at_two_git_revisions_are_compared() {
+    let dir = tempfile::tempdir().unwrap();
+    let git = |args: &[&str]| {
+        let status = Command::new("git")
+            .current_dir(dir.path())
+            .args(["-c", "user.name=Dev", "-c", "user.email=dev@example.com"])
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(status.success(), "git {args:?}");
+    };
+    git(&["init", "-q"]);
+    write(dir.path(), "spec.yaml", &ledgerly());
+    git(&["add", "."]);
+    git(&["commit", "-qm", "one"]);
+    write(
+        dir.path(),
+        "spec.yaml",
+        &ledgerly().replace(
+            "  finance: { description: Bills and refunds, mfa: required }",
+            "  finance: { description: Bills and refunds }",
+        ),
+    );
+    git(&["commit", "-qam", "two"]);
+    let repo = dir.path().to_str().unwrap();
+    let (code, json, _) = diff(&["--git", repo, "HEAD~1:spec.yaml", "HEAD:spec.yaml"]);
+    assert_eq!(code, 0, "{json}");
+    assert!(
+        changes(&json, "security").contains(&(
+            "role finance".into(),
+            "no longer requires a second factor".into(),
+            true
+        )),
+        "{json}"
+    );
+    // Bad revisions and paths are usage errors; an invalid spec is exit 1.
+    for bad in ["HEAD~5:spec.yaml", "HEAD:missing.yaml", "HEAD", "HEAD:"] {
+        let (code, json, _) = diff(&["--git", repo, bad, "HEAD:spec.yaml"]);
+        assert_eq!(code, 2, "{bad}: {json}");
+    }
+    let broken = write(dir.path(), "broken.yaml", "bulwark: 1\napp: [\n");
+    let (code, _, _) = diff(&[&broken, &dir.path().join("spec.yaml").display().to_string()]);
+    assert_eq!(code, 1);
+}
