@@ -1138,7 +1138,27 @@ fn authz() -> TokenStream {
             schema: Schema,
             /// The policies of each operation: evaluating only those is several times faster.
             by_operation: HashMap<String, PolicySet>,
+            /// Operations whose policies read only the caller's roles, scopes and second
+            /// factor (no condition on the row or the subject): their decisions are kept.
+            unconditional: HashSet<String>,
+            /// Cedar's decisions for those, by operation, roles, scopes and second factor.
+            /// The policies are fixed for the life of the process, so an entry never goes
+            /// stale; the map is bounded (a full map just stops keeping new decisions).
+            decisions: std::sync::RwLock<HashMap<String, bool>>,
             authorizer: Authorizer,
+        }
+
+        /// At most this many decisions are kept.
+        const KEPT_DECISIONS: usize = 4096;
+
+        /// Whether a policy reads only `principal.roles` and the context: the head names the
+        /// action and the entity types; the conditions of generated policies are printed from
+        /// the spec, so anything that reads the row or another principal attribute shows.
+        fn reads_only_roles_and_context(policy: &str) -> bool {
+            !policy.contains("resource.")
+                && !policy.contains("resource[")
+                && !policy.contains("principal[")
+                && policy.match_indices("principal.").all(|(at, _)| policy[at..].starts_with("principal.roles."))
         }
 
         impl std::fmt::Debug for Authority {
@@ -1158,8 +1178,23 @@ fn authz() -> TokenStream {
                     let operation = policy.annotation("action").ok_or("a policy without @action")?.to_owned();
                     by_operation.entry(operation).or_default().add(policy.clone()).map_err(|e| e.to_string())?;
                 }
+                let unconditional = by_operation
+                    .iter()
+                    .filter(|(_, policies)| policies.policies().all(|p| reads_only_roles_and_context(&p.to_string())))
+                    .map(|(operation, _)| operation.clone())
+                    .collect();
                 let fetcher = crate::oidc::Fetcher::public()?;
-                Ok(Authority { keys, db, environment: "production".into(), fetcher, schema, by_operation, authorizer: Authorizer::new() })
+                Ok(Authority {
+                    keys,
+                    db,
+                    environment: "production".into(),
+                    fetcher,
+                    schema,
+                    by_operation,
+                    unconditional,
+                    decisions: std::sync::RwLock::default(),
+                    authorizer: Authorizer::new(),
+                })
             }
 
             /// The same, fetching domain proofs with `fetcher` (tests: a certificate authority
@@ -1176,6 +1211,26 @@ fn authz() -> TokenStream {
             }
 
             fn decide(&self, principal: &Principal, operation: &Operation, entity: &str, id: uuid::Uuid, attrs: serde_json::Value, mfa: bool) -> Result<bool, String> {
+                if !self.unconditional.contains(operation.id) {
+                    return self.evaluate(principal, operation, entity, id, attrs, mfa);
+                }
+                // Separators that no role, scope or operation id contains.
+                let key = format!("{}\u{1f}{mfa}\u{1f}{}\u{1f}{}", operation.id, principal.roles.join("\u{1e}"), principal.scopes.join("\u{1e}"));
+                if let Some(allowed) = self.decisions.read().ok().and_then(|kept| kept.get(&key).copied()) {
+                    return Ok(allowed);
+                }
+                let allowed = self.evaluate(principal, operation, entity, id, attrs, mfa)?;
+                if let Ok(mut kept) = self.decisions.write()
+                    && kept.len() < KEPT_DECISIONS
+                {
+                    kept.insert(key, allowed);
+                }
+                Ok(allowed)
+            }
+
+            /// Cedar's decision, evaluated now (the decisions kept for unconditional
+            /// operations are not consulted; benchmarks compare the two).
+            pub fn evaluate(&self, principal: &Principal, operation: &Operation, entity: &str, id: uuid::Uuid, attrs: serde_json::Value, mfa: bool) -> Result<bool, String> {
                 let caller = serde_json::json!({"sub": principal.subject, "tenant": principal.tenant.id().to_string(), "roles": principal.roles});
                 self.decide_as(("Principal", &principal.subject, caller), &principal.scopes, operation, (entity, &id.to_string(), attrs), mfa)
             }
