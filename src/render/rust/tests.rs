@@ -1326,6 +1326,32 @@ fn authorization_test(app: &App, order: &[usize], api: &proc_macro2::Ident) -> T
             }
         })
         .collect();
+    // Raw SQL as the app role, no tenant set: none of the seeded rows is visible, and a copy
+    // of one (a new id) cannot be inserted.
+    let raw_sql: Vec<TokenStream> = app
+        .resources
+        .iter()
+        .filter(|r| !r.global)
+        .map(|resource| {
+            let table = crate::render::escape::sql_ident(&resource.table);
+            let name = resource.name.as_str();
+            let read = format!("SELECT row_to_json(t)::text FROM {table} t LIMIT 1");
+            let count = format!("SELECT count(*) FROM {table}");
+            let insert = format!("INSERT INTO {table} SELECT * FROM json_populate_record(NULL::{table}, $1::json)");
+            quote! {
+                {
+                    let (row,): (String,) = sqlx::query_as(#read).fetch_one(&db.pool).await.expect("a seeded row");
+                    let (visible,): (i64,) = sqlx::query_as(#count).fetch_one(&db.app).await.expect("count as the app role");
+                    assert_eq!(visible, 0, "{} rows visible without a tenant", #name);
+                    let mut copy: serde_json::Value = serde_json::from_str(&row).expect("the row as JSON");
+                    copy["id"] = serde_json::json!(uuid::Uuid::now_v7());
+                    let refused = sqlx::query(#insert).bind(copy.to_string()).execute(&db.app).await.expect_err("an insert without a tenant");
+                    let code = refused.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned());
+                    assert_eq!(code.as_deref(), Some("42501"), "{}: {refused}", #name);
+                }
+            }
+        })
+        .collect();
     let checks: Vec<TokenStream> = app
         .resources
         .iter()
@@ -1510,6 +1536,7 @@ fn authorization_test(app: &App, order: &[usize], api: &proc_macro2::Ident) -> T
             #(let mut #id_vecs: Vec<uuid::Uuid> = Vec::new();)*
             #(#seeds)*
             drop(conn);
+            #(#raw_sql)*
             #(#checks)*
             #(#conditional_reads)*
             let mut counter: i64 = 1000;
