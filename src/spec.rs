@@ -75,6 +75,24 @@ pub struct Api {
     /// OAuth scopes and what each allows; every non-public action names one.
     #[serde(default)]
     pub scopes: IndexMap<Name, Text>,
+    /// Rate limits of the route classes, for operations without one of their own (default:
+    /// public `60/min` per client address, sensitive `30/min` per principal).
+    #[serde(default)]
+    pub rate_limits: Option<ClassRateLimits>,
+}
+
+/// Rate limits per route class. Public: operations served without authentication.
+/// Sensitive: deletes, custom actions, writes only roles with a second factor may do, and the
+/// built-in membership, domain and session routes.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClassRateLimits {
+    /// Requests per client address and unit, e.g. `60/min`.
+    #[serde(default)]
+    pub public: Option<Text>,
+    /// Requests per principal and unit, e.g. `30/min`.
+    #[serde(default)]
+    pub sensitive: Option<Text>,
 }
 
 /// The identity provider the service trusts. The service is a resource server: it validates

@@ -338,6 +338,52 @@ fn with_the_spec_every_operation_must_match_it() {
 }
 
 #[test]
+fn with_the_spec_a_lifted_rate_limit_or_route_class_is_found() {
+    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("specs/ledgerly.yaml");
+    let spec = spec.to_str().unwrap();
+    let dir = project();
+    // customer.delete: its own limit removed; invoice.void: sensitive made standard.
+    for (file, from, to) in [
+        (
+            "crates/server/src/resources/customer.rs",
+            "rate_limit: Some((10u32, 60u32))",
+            "rate_limit: None",
+        ),
+        (
+            "crates/server/src/resources/invoice.rs",
+            "class: RouteClass::Sensitive",
+            "class: RouteClass::Standard",
+        ),
+    ] {
+        let path = dir.path().join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let edited = text.replacen(from, to, 1);
+        assert_ne!(text, edited, "{file} has `{from}`");
+        std::fs::write(&path, edited).unwrap();
+    }
+    let (status, json) = bulwark(&["audit", "--spec", spec], dir.path());
+    assert_eq!(status, 3, "{json}");
+    let found = findings(&json);
+    for (file, message) in [
+        (
+            "crates/server/src/resources/customer.rs",
+            "operation `customer.delete` has `rate_limit` other than the spec says",
+        ),
+        (
+            "crates/server/src/resources/invoice.rs",
+            "has `class` other than the spec says (RouteClass::Sensitive)",
+        ),
+    ] {
+        assert!(
+            found
+                .iter()
+                .any(|(f, _, m)| f == file && m.contains(message)),
+            "{file} {message}: {found:?}"
+        );
+    }
+}
+
+#[test]
 fn a_missing_directory_is_a_usage_error() {
     let dir = tempfile::tempdir().unwrap();
     let (status, json) = bulwark(&["audit"], &dir.path().join("nope"));

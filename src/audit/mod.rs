@@ -210,6 +210,17 @@ fn check_operations(app: &App, declared: &[Declared], findings: &mut Vec<Finding
             fields.insert("public".to_owned(), action.public.is_some().to_string());
             // A hand-set machine scope would open the operation to callers without a tenant.
             fields.insert("machine_scope".to_owned(), "None".into());
+            // Nor may a hand edit lift its throttling.
+            fields.insert(
+                "rate_limit".to_owned(),
+                action.rate_limit.map_or("None".into(), |l| {
+                    format!("Some(({}u32,{}u32))", l.requests, l.per_secs)
+                }),
+            );
+            fields.insert(
+                "class".to_owned(),
+                format!("RouteClass::{}", app.route_class(action).variant()),
+            );
             fields.insert(
                 "scope".to_owned(),
                 action
@@ -233,6 +244,8 @@ fn check_operations(app: &App, declared: &[Declared], findings: &mut Vec<Finding
         };
         fields.insert("scope".to_owned(), optional(&builtin.scope));
         fields.insert("machine_scope".to_owned(), optional(&builtin.machine_scope));
+        fields.insert("rate_limit".to_owned(), "None".into());
+        fields.insert("class".to_owned(), "RouteClass::Sensitive".into());
         expected.insert(builtin.id.to_owned(), fields);
     }
     let mut seen = std::collections::BTreeSet::new();

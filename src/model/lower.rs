@@ -216,7 +216,30 @@ impl<'s> Lower<'s> {
             resources,
             payments,
             drop: self.drops(),
+            public_rate_limit: self.class_rate_limit(|l| l.public.as_ref(), "60/min"),
+            sensitive_rate_limit: self.class_rate_limit(|l| l.sensitive.as_ref(), "30/min"),
         }
+    }
+
+    /// `api.rate_limits.<class>`, or its default.
+    fn class_rate_limit(
+        &mut self,
+        pick: impl Fn(&spec::ClassRateLimits) -> Option<&spec::Text>,
+        default: &str,
+    ) -> RateLimit {
+        let fallback = parse_rate_limit(default).expect("the defaults parse");
+        let Some(text) = self.spec.api.rate_limits.as_ref().and_then(pick) else {
+            return fallback;
+        };
+        parse_rate_limit(text).unwrap_or_else(|| {
+            self.error(
+                "invalid-rate-limit",
+                format!("`{}` is not a rate limit", text.value),
+                text.loc,
+                "write requests per unit: `60/min`, `10/s` or `1000/hour`",
+            );
+            fallback
+        })
     }
 
     /// `migrations.drop`: each entry names a resource or `resource.field` that the spec no

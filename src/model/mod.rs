@@ -30,6 +30,50 @@ pub struct App {
     pub payments: Option<Payments>,
     /// Resources and fields (`resource.field`) whose tables and columns a migration may drop.
     pub drop: Vec<String>,
+    /// Rate limits of the route classes (for operations without their own).
+    pub public_rate_limit: RateLimit,
+    pub sensitive_rate_limit: RateLimit,
+}
+
+/// How an operation is throttled when the spec gives it no rate limit of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteClass {
+    /// Authenticated, not sensitive: no limit unless the spec sets one.
+    Standard,
+    /// Deletes, custom actions, writes only roles with a second factor may do, built-in
+    /// routes: the sensitive limit, per principal.
+    Sensitive,
+    /// Served without authentication: the public limit, per client address.
+    Public,
+}
+
+impl RouteClass {
+    /// The variant's name in the generated `RouteClass`.
+    pub fn variant(self) -> &'static str {
+        match self {
+            RouteClass::Standard => "Standard",
+            RouteClass::Sensitive => "Sensitive",
+            RouteClass::Public => "Public",
+        }
+    }
+}
+
+impl App {
+    /// An action's route class: public if public; sensitive if it deletes, is a custom
+    /// action, or changes data and every role allowed needs a second factor (the spec's
+    /// administrative and financial writes); standard otherwise (reads and lists included).
+    pub fn route_class(&self, action: &Action) -> RouteClass {
+        let mfa_roles = self.mfa_roles();
+        let only_mfa_roles = !action.roles.is_empty()
+            && action.roles.iter().all(|r| mfa_roles.contains(&r.as_str()));
+        match &action.kind {
+            _ if action.public.is_some() => RouteClass::Public,
+            ActionKind::Delete | ActionKind::Custom(_) => RouteClass::Sensitive,
+            ActionKind::Create | ActionKind::Update if only_mfa_roles => RouteClass::Sensitive,
+            _ => RouteClass::Standard,
+        }
+    }
 }
 
 impl App {

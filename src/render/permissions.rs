@@ -144,9 +144,7 @@ pub fn render_permissions(app: &App, options: &Options) -> Result<String, Render
                     .as_deref()
                     .map_or("—".into(), markdown_code),
                 mfa: mfa_note(&action.roles, &mfa_roles),
-                rate_limit: action.rate_limit.map_or("—".into(), |l| {
-                    format!("{} per {} s", l.requests, l.per_secs)
-                }),
+                rate_limit: rate_limit(app, action.rate_limit, app.route_class(action)),
             });
             let conditional = if action.condition.is_some() {
                 "if condition"
@@ -176,7 +174,7 @@ pub fn render_permissions(app: &App, options: &Options) -> Result<String, Render
             scope: list(scopes),
             condition: "—".into(),
             mfa: mfa_note(&builtin.roles, &mfa_roles),
-            rate_limit: "—".into(),
+            rate_limit: rate_limit(app, None, crate::model::RouteClass::Sensitive),
         });
         matrix.push(MatrixRow {
             id,
@@ -275,4 +273,21 @@ pub fn render_identity(app: &App, options: &Options) -> Result<String, RenderErr
         scopes: scope_rows(app),
     };
     templates::render("IDENTITY.md", &context)
+}
+
+/// An operation's rate limit: its own, else its route class's (per principal; per client
+/// address when public), else none.
+fn rate_limit(
+    app: &App,
+    own: Option<crate::model::RateLimit>,
+    class: crate::model::RouteClass,
+) -> String {
+    use crate::model::RouteClass;
+    let show = |l: crate::model::RateLimit| format!("{} per {} s", l.requests, l.per_secs);
+    match (own, class) {
+        (Some(limit), _) => show(limit),
+        (None, RouteClass::Public) => format!("{} (public)", show(app.public_rate_limit)),
+        (None, RouteClass::Sensitive) => format!("{} (sensitive)", show(app.sensitive_rate_limit)),
+        (None, RouteClass::Standard) => "—".into(),
+    }
 }

@@ -168,7 +168,7 @@ pub fn server_module(app: &App, api: &Ident) -> Option<TokenStream> {
             pub const #op: Operation = Operation {
                 id: #id, method: #method, path: #path, scope: #scope,
                 roles: &[#(#op_roles),*], public: false, mfa: #mfa, rate_limit: None,
-                machine_scope: #machine_scope,
+                class: RouteClass::Sensitive, machine_scope: #machine_scope,
             };
         });
         let handler = handler(operation);
@@ -196,7 +196,7 @@ pub fn server_module(app: &App, api: &Ident) -> Option<TokenStream> {
         //! command (`grant`) changes them, and it is audited.
 
         use crate::audit::{Event, Outcome};
-        use crate::guard::{GuardedRouter, Operation};
+        use crate::guard::{GuardedRouter, Operation, RouteClass};
         use crate::problem::{ApiJson, ApiPath, ApiQuery, Problem};
         use crate::tenant::{Caller, Principal, TenantId};
         use crate::AppState;

@@ -5,6 +5,7 @@ pub mod api;
 pub mod audit_log;
 pub mod bench;
 pub mod client;
+pub mod condition_tests;
 pub mod grants;
 pub mod members;
 pub mod oidc;

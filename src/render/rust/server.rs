@@ -218,7 +218,8 @@ fn main(app: &App) -> TokenStream {
             tracing::info!(addr = addr.as_str(), "listening");
             // In production: the issuer's discovery document and keys, or no start at all.
             let keys = server::oidc::KeySource::from_environment().await?;
-            let auth = server::authz::Authority::new(keys, db.clone())?.in_environment(&environment());
+            let limits = server::guard::ClassLimits::from_env(server::routes::CLASS_LIMITS)?;
+            let auth = server::authz::Authority::new(keys, db.clone())?.in_environment(&environment()).with_rate_limits(limits);
             let app = server::router(server::AppState { db, auth: std::sync::Arc::new(auth) });
             // Peer addresses reach the guard's per-client rate limits.
             let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
@@ -535,8 +536,58 @@ fn guard() -> TokenStream {
             pub mfa: bool,
             /// At most this many requests per client in this many seconds.
             pub rate_limit: Option<(u32, u32)>,
+            /// Its throttling class, for when it has no rate limit of its own.
+            pub class: RouteClass,
             /// Machine callers (a token without a tenant) with this scope may call it too.
             pub machine_scope: Option<&'static str>,
+        }
+
+        /// How an operation without a rate limit of its own is throttled.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum RouteClass {
+            /// Authenticated and not sensitive: not throttled.
+            Standard,
+            /// Deletes, custom actions, writes only roles with a second factor may do, and the
+            /// built-in routes: [`ClassLimits::sensitive`], per principal.
+            Sensitive,
+            /// Served without authentication: [`ClassLimits::public`], per client address.
+            Public,
+        }
+
+        /// The rate limits of the route classes, `(requests, seconds)`; `None` turns a
+        /// class's limit off.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub struct ClassLimits {
+            pub public: Option<(u32, u32)>,
+            pub sensitive: Option<(u32, u32)>,
+        }
+
+        impl ClassLimits {
+            /// `defaults`, overridden by `RATE_LIMIT_PUBLIC` and `RATE_LIMIT_SENSITIVE`
+            /// (`REQUESTS/SECONDS`, e.g. `60/60`, or `off`).
+            pub fn from_env(defaults: ClassLimits) -> Result<ClassLimits, String> {
+                let read = |name: &str, default: Option<(u32, u32)>| -> Result<Option<(u32, u32)>, String> {
+                    let Ok(value) = std::env::var(name) else { return Ok(default) };
+                    if value.trim() == "off" {
+                        return Ok(None);
+                    }
+                    let parsed = value
+                        .split_once('/')
+                        .and_then(|(n, s)| Some((n.trim().parse::<u32>().ok()?, s.trim().parse::<u32>().ok()?)))
+                        .filter(|(n, s)| *n > 0 && *s > 0);
+                    parsed.map(Some).ok_or_else(|| format!("{name}=`{value}` is not REQUESTS/SECONDS (e.g. `60/60`) or `off`"))
+                };
+                Ok(ClassLimits { public: read("RATE_LIMIT_PUBLIC", defaults.public)?, sensitive: read("RATE_LIMIT_SENSITIVE", defaults.sensitive)? })
+            }
+
+            /// The limit of `operation`: its own, else its class's.
+            pub fn of(&self, operation: &Operation) -> Option<(u32, u32)> {
+                operation.rate_limit.or(match operation.class {
+                    RouteClass::Standard => None,
+                    RouteClass::Sensitive => self.sensitive,
+                    RouteClass::Public => self.public,
+                })
+            }
         }
 
         /// What the guard knows about one route.
@@ -548,10 +599,11 @@ fn guard() -> TokenStream {
             checks: Arc<AtomicUsize>,
         }
 
-        /// The rate limiter of an operation: `requests` per `seconds`, in bursts of up to
-        /// `requests`, per principal (or per client address for public operations).
-        fn limiter(operation: &Operation) -> Option<Arc<DefaultKeyedRateLimiter<String>>> {
-            let (requests, seconds) = operation.rate_limit?;
+        /// The rate limiter of an operation: `requests` per `seconds` (its own limit, else its
+        /// class's), in bursts of up to `requests`, per principal (or per client address for
+        /// public operations).
+        fn limiter(operation: &Operation, limits: &ClassLimits) -> Option<Arc<DefaultKeyedRateLimiter<String>>> {
+            let (requests, seconds) = limits.of(operation)?;
             let burst = NonZeroU32::new(requests)?;
             let period = Duration::from_secs(u64::from(seconds)) / requests;
             let quota = Quota::with_period(period)?.allow_burst(burst);
@@ -578,7 +630,7 @@ fn guard() -> TokenStream {
                 H: Handler<T, S>,
                 T: 'static,
             {
-                let guard = Guard { operation, limiter: limiter(operation), auth: self.auth.clone(), checks: Arc::default() };
+                let guard = Guard { operation, limiter: limiter(operation, &self.auth.rate_limits), auth: self.auth.clone(), checks: Arc::default() };
                 let guarded = handler.layer(from_fn_with_state(guard, authorize));
                 let filter = match operation.method {
                     "GET" => MethodFilter::GET,
@@ -1135,6 +1187,8 @@ fn authz() -> TokenStream {
             pub environment: String,
             /// Fetches domain proofs (HTTPS, public addresses only).
             pub fetcher: crate::oidc::Fetcher,
+            /// The rate limits of the route classes (the spec's, unless configured).
+            pub rate_limits: crate::guard::ClassLimits,
             schema: Schema,
             /// The policies of each operation: evaluating only those is several times faster.
             by_operation: HashMap<String, PolicySet>,
@@ -1189,6 +1243,7 @@ fn authz() -> TokenStream {
                     db,
                     environment: "production".into(),
                     fetcher,
+                    rate_limits: crate::routes::CLASS_LIMITS,
                     schema,
                     by_operation,
                     unconditional,
@@ -1201,6 +1256,12 @@ fn authz() -> TokenStream {
             /// of their own, on loopback).
             pub fn with_fetcher(mut self, fetcher: crate::oidc::Fetcher) -> Self {
                 self.fetcher = fetcher;
+                self
+            }
+
+            /// The same, with other rate limits for the route classes.
+            pub fn with_rate_limits(mut self, limits: crate::guard::ClassLimits) -> Self {
+                self.rate_limits = limits;
                 self
             }
 
@@ -1592,15 +1653,27 @@ fn routes(app: &App) -> TokenStream {
             router
         }
     };
+    let (public_requests, public_secs) = (
+        app.public_rate_limit.requests,
+        app.public_rate_limit.per_secs,
+    );
+    let (sensitive_requests, sensitive_secs) = (
+        app.sensitive_rate_limit.requests,
+        app.sensitive_rate_limit.per_secs,
+    );
     quote! {
         //! Every operation of the spec, and the router that serves them.
 
-        use crate::guard::{GuardedRouter, Operation};
+        use crate::guard::{ClassLimits, GuardedRouter, Operation};
         use crate::AppState;
 
         /// Every operation, in spec order, then the built-in ones; the OpenAPI document
         /// lists the same.
         pub const OPERATIONS: &[&Operation] = &[#(#ops),*];
+
+        /// The spec's rate limits of the route classes (`RATE_LIMIT_PUBLIC` and
+        /// `RATE_LIMIT_SENSITIVE` override them when the server starts).
+        pub const CLASS_LIMITS: ClassLimits = ClassLimits { public: Some((#public_requests, #public_secs)), sensitive: Some((#sensitive_requests, #sensitive_secs)) };
 
         /// Every route of the service, registered through the guard.
         pub fn guarded(auth: std::sync::Arc<crate::authz::Authority>) -> GuardedRouter<AppState> {
@@ -1845,12 +1918,13 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
             .unwrap_or_else(|| format!("{} {}", action.name, resource.name));
         let op_doc = doc(&format!("`{method} {path}`: {summary}."));
         let handler = format_ident!("handle_{}", action.ident.trim_end_matches('_'));
+        let class = format_ident!("{}", app.route_class(action).variant());
         op_consts.push(quote! {
             #op_doc
             pub const #op: Operation = Operation {
                 id: #id, method: #method, path: #path, scope: #scope,
                 roles: &[#(#roles),*], public: #public, mfa: #mfa, rate_limit: #rate_limit,
-                machine_scope: None,
+                class: RouteClass::#class, machine_scope: None,
             };
         });
         registrations.push(quote!(.operation(&#op, #handler)));
@@ -2352,7 +2426,7 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
         //! The handlers are public so that benchmarks can call one directly, beside the same
         //! route behind the guard; routes attach only through [`routes`], which guards them.
 
-        use crate::guard::{GuardedRouter, Operation};
+        use crate::guard::{GuardedRouter, Operation, RouteClass};
         use crate::problem::{#api_json #api_path #api_query Problem};
         #principal_use
         #tenant_use

@@ -44,17 +44,26 @@ pub fn render_tests(
             std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
         }
 
-        /// A router whose pool connects only when a handler reaches the database.
         /// The router on `pool`, trusting the test key pair.
         fn router_on(pool: sqlx::PgPool) -> axum::Router {
+            router_limited(pool, server::routes::CLASS_LIMITS)
+        }
+
+        /// The same, with other rate limits for the route classes.
+        fn router_limited(pool: sqlx::PgPool, limits: server::guard::ClassLimits) -> axum::Router {
             let keys = Keys::from_jwks(&test_key().1).expect("the test JWKS loads");
-            let auth = Authority::new(keys, pool.clone()).expect("the policies load");
+            let auth = Authority::new(keys, pool.clone()).expect("the policies load").with_rate_limits(limits);
             server::router(server::AppState { db: pool, auth: std::sync::Arc::new(auth) })
+        }
+
+        /// A pool that connects only when a handler reaches the database.
+        fn lazy_pool() -> sqlx::PgPool {
+            sqlx::postgres::PgPoolOptions::new().connect_lazy(&database_url()).expect("DATABASE_URL is a valid URL")
         }
 
         /// A router whose pool connects only when a handler reaches the database.
         fn router() -> axum::Router {
-            router_on(sqlx::postgres::PgPoolOptions::new().connect_lazy(&database_url()).expect("DATABASE_URL is a valid URL"))
+            router_on(lazy_pool())
         }
 
         /// A key pair made for this test run; the router trusts its public half.
@@ -329,9 +338,15 @@ pub fn render_tests(
 
         #[tokio::test]
         async fn rate_limited_operations_answer_429_with_retry_after() {
+            // Small limits for the route classes, so that their operations are throttled
+            // within the test too; an operation's own limit comes first.
+            let limits = server::guard::ClassLimits { public: Some((3, 60)), sensitive: Some((2, 60)) };
             for op in OPERATIONS {
-                let Some((requests, _)) = op.rate_limit else { continue };
-                let app = router();
+                let Some((requests, _)) = limits.of(op) else {
+                    assert_eq!(op.class, server::guard::RouteClass::Standard, "{}", op.id);
+                    continue;
+                };
+                let app = router_limited(lazy_pool(), limits);
                 let path = op.path.replace("{id}", "0190a0b0-0000-7000-8000-000000000001");
                 // Authenticated operations are throttled per principal: one caller's token.
                 let token = signed(&dev::claims("user-1", uuid::Uuid::now_v7(), &all_scopes(), &["mfa"], identity::now(), 60));
@@ -566,11 +581,13 @@ pub fn render_tests(
     let authorization = authorization_test(app, &order, &api);
     let audit = audit_test(app, &api);
     let builtins = builtin_tests(app);
-    let writes = app
-        .resources
-        .iter()
-        .any(|r| r.actions.iter().any(|a| write_checked(r, a)));
-    let send = (writes || !app.builtin_operations().is_empty()).then(|| {
+    // Writes, conditional reads (another tenant's member) and conditions send requests.
+    let sends = app.resources.iter().any(|r| {
+        r.actions.iter().any(|a| {
+            write_checked(r, a) || (a.condition.is_some() && a.public.is_none() && !r.global)
+        })
+    });
+    let send = (sends || !app.builtin_operations().is_empty()).then(|| {
         quote! {
             /// Sends `body` as JSON with `token`; the status and the JSON answer.
             async fn send(app: &axum::Router, method: &str, path: &str, token: &str, body: Option<serde_json::Value>) -> (StatusCode, serde_json::Value) {
@@ -1511,6 +1528,7 @@ fn authorization_test(app: &App, order: &[usize], api: &proc_macro2::Ident) -> T
             }
         })
         .collect();
+    let conditions = super::condition_tests::condition_cases(app, api);
     if checks.is_empty() && writes.is_empty() && conditional_reads.is_empty() {
         return TokenStream::new();
     }
@@ -1541,6 +1559,9 @@ fn authorization_test(app: &App, order: &[usize], api: &proc_macro2::Ident) -> T
             #(#conditional_reads)*
             let mut counter: i64 = 1000;
             #(#writes)*
+            // Conditions: rows where each holds and rows where it fails (expected outcomes
+            // from Cedar at generation time).
+            #(#conditions)*
             let _ = (subject, &mut counter);
             db.drop().await;
         }
