@@ -584,7 +584,10 @@ pub fn render_tests(
     // Writes, conditional reads (another tenant's member) and conditions send requests.
     let sends = app.resources.iter().any(|r| {
         r.actions.iter().any(|a| {
-            write_checked(r, a) || (a.condition.is_some() && a.public.is_none() && !r.global)
+            write_checked(r, a)
+                || ((a.condition.is_some() || a.kind == ActionKind::List)
+                    && a.public.is_none()
+                    && !r.global)
         })
     });
     let send = (sends || !app.builtin_operations().is_empty()).then(|| {
@@ -1408,15 +1411,17 @@ fn authorization_test(app: &App, order: &[usize], api: &proc_macro2::Ident) -> T
             }
         })
         .collect();
-    // Conditional reads and lists: a member of another tenant finds none of this tenant's rows.
+    // Conditional reads and every list: a member of another tenant finds none of this
+    // tenant's rows.
     let conditional_reads: Vec<TokenStream> = app
         .resources
         .iter()
         .flat_map(|resource| resource.actions.iter().map(move |action| (resource, action)))
         .filter(|(resource, action)| {
-            matches!(action.kind, ActionKind::Read | ActionKind::List)
+            // Unconditional reads are in the matrix above; every list is here.
+            (action.kind == ActionKind::List
+                || (action.kind == ActionKind::Read && action.condition.is_some()))
                 && action.public.is_none()
-                && action.condition.is_some()
                 && !resource.global
         })
         .map(|(resource, action)| {
@@ -1425,13 +1430,13 @@ fn authorization_test(app: &App, order: &[usize], api: &proc_macro2::Ident) -> T
             let path = action.path.clone();
             let (target, body, check) = if action.kind == ActionKind::Read {
                 (
-                    quote!(#path.replace("{id}", &#ids[0].to_string())),
+                    quote!(&#path.replace("{id}", &#ids[0].to_string())),
                     quote!(_),
                     quote!(assert_eq!(status, StatusCode::NOT_FOUND, "{} from another tenant", #id);),
                 )
             } else {
                 (
-                    quote!(#path.to_owned()),
+                    quote!(#path),
                     quote!(body),
                     quote! {
                         assert_eq!(status, StatusCode::OK, "{} from another tenant", #id);
@@ -1442,7 +1447,7 @@ fn authorization_test(app: &App, order: &[usize], api: &proc_macro2::Ident) -> T
             quote! {
                 {
                     let outsider = signed(&dev::claims("outsider", other.id(), &all_scopes(), &["mfa"], identity::now(), 60));
-                    let (status, #body) = send(&app, "GET", &#target, &outsider, None).await;
+                    let (status, #body) = send(&app, "GET", #target, &outsider, None).await;
                     #check
                 }
             }
