@@ -5,7 +5,8 @@
 //! compares a branch tip with what a spec renders now (drift).
 //!
 //! Everything that can refuse is checked before the first object is written: the repository,
-//! the branch name, a branch not made by bulwark, a checked-out branch, a lock.
+//! the branch name, a branch not made by bulwark, a branch checked out in the repository or
+//! one of its linked worktrees, a lock.
 
 use crate::emit::{MANIFEST, Manifest};
 use crate::render::FileSet;
@@ -176,13 +177,10 @@ pub fn commit_generation(
             detail,
         });
     }
-    if !repo.is_bare()
-        && let Ok(head) = repo.find_reference("HEAD")
-        && head.symbolic_target().ok().flatten() == Some(reference.as_str())
-    {
+    if let Some(path) = checked_out_at(&repo, &reference) {
         return Err(GitError::CheckedOut {
             branch: target.branch.clone(),
-            path: target.repo.display().to_string(),
+            path,
         });
     }
     let lock = repo.path().join(format!("{reference}.lock"));
@@ -324,6 +322,29 @@ pub fn check_branch(
         });
     }
     Ok(drift)
+}
+
+/// The working tree where `reference` is checked out: the repository's own, or one of its
+/// linked worktrees (`git worktree add`).
+fn checked_out_at(repo: &Repository, reference: &str) -> Option<String> {
+    let head = |r: &Repository| {
+        r.find_reference("HEAD")
+            .ok()
+            .and_then(|h| h.symbolic_target().ok().flatten().map(str::to_owned))
+    };
+    if !repo.is_bare() && head(repo).as_deref() == Some(reference) {
+        return Some(repo.workdir().unwrap_or(repo.path()).display().to_string());
+    }
+    let names = repo.worktrees().ok()?;
+    for name in names.iter().flatten().flatten() {
+        if let Ok(worktree) = repo.find_worktree(name)
+            && let Ok(linked) = Repository::open_from_worktree(&worktree)
+            && head(&linked).as_deref() == Some(reference)
+        {
+            return Some(worktree.path().display().to_string());
+        }
+    }
+    None
 }
 
 /// The text of the file `spec` names (`REVISION:PATH`) in the repository at `repo`.

@@ -319,6 +319,29 @@ fn bad_input_is_refused_and_leaves_the_repository_untouched() {
     refused(&["--branch", BRANCH], &spec, 2, "checked out");
     git(repo.path(), &["checkout", "-q", "main"]);
     git(repo.path(), &["stash", "pop", "-q"]);
+    // Nor under a linked worktree.
+    let linked = tempfile::tempdir().unwrap();
+    let linked_path = linked.path().join("wt");
+    git(
+        repo.path(),
+        &[
+            "worktree",
+            "add",
+            "-q",
+            linked_path.to_str().unwrap(),
+            BRANCH,
+        ],
+    );
+    refused(&["--branch", BRANCH], &spec, 2, "checked out");
+    git(
+        repo.path(),
+        &[
+            "worktree",
+            "remove",
+            "--force",
+            linked_path.to_str().unwrap(),
+        ],
+    );
     // A lock left by another git process.
     let lock = repo.path().join(format!(".git/refs/heads/{BRANCH}.lock"));
     std::fs::write(&lock, "").unwrap();

@@ -1062,10 +1062,14 @@ pub fn test_db(db_prefix: &str) -> TokenStream {
         impl TestDb {
             async fn create() -> TestDb {
                 let admin = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&database_url()).await.expect("PostgreSQL is reachable at DATABASE_URL");
+                // Unique per run (process id, time) and per test of the run (a counter: tests
+                // start in parallel, within the clock's resolution of each other).
+                static CREATED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
                 let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or_default();
-                let name = format!("{}_{}_{nanos}", #db_prefix, std::process::id());
-                let role = format!("app_{}_{nanos}", std::process::id());
-                let owner = format!("owner_{}_{nanos}", std::process::id());
+                let unique = format!("{}_{nanos}_{}", std::process::id(), CREATED.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+                let name = format!("{}_{unique}", #db_prefix);
+                let role = format!("app_{unique}");
+                let owner = format!("owner_{unique}");
                 // The names are ASCII letters, digits and underscores, made here. The owner
                 // is not a superuser either: it owns the database and runs the migrations.
                 for statement in [
