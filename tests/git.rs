@@ -551,3 +551,66 @@ fn hand_edits_survive_regeneration_merges_and_conflicts_are_raised() {
     let conflicted = git(repo.path(), &["diff", "--name-only", "--diff-filter=U"]);
     assert_eq!(conflicted, "service/crates/api/src/customer.rs");
 }
+
+/// A resource renamed in the spec (a drop and an add for the database): git's rename
+/// detection carries the team's edit of its file over to the renamed file.
+#[test]
+fn a_hand_edit_follows_a_renamed_resource() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = existing_repo();
+    git(repo.path(), &["commit", "-qam", "our work in progress"]);
+    let tracker =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("specs/tracker.yaml"))
+            .unwrap();
+    let v1 = spec_file(work.path(), "v1.yaml", &tracker);
+    assert_eq!(generate(&v1, repo.path(), &["--prefix", "service"]).0, 0);
+    git(
+        repo.path(),
+        &["merge", "--no-edit", "--allow-unrelated-histories", BRANCH],
+    );
+    let edited = repo
+        .path()
+        .join("service/crates/server/src/resources/time_entry.rs");
+    let text = std::fs::read_to_string(&edited).unwrap();
+    std::fs::write(
+        &edited,
+        format!("{text}\n// Ours: rounding rules agreed with finance.\n"),
+    )
+    .unwrap();
+    git(repo.path(), &["commit", "-qam", "hand edit"]);
+
+    // `time_entry` becomes `work_log` (nothing references it); its table is dropped.
+    assert!(tracker.contains("\n  time_entry:\n") && !tracker.contains("to: time_entry"));
+    let renamed = format!(
+        "{}\nmigrations:\n  drop: [time_entry]\n",
+        tracker
+            .replace("\n  time_entry:\n", "\n  work_log:\n")
+            .trim_end()
+    );
+    let v2 = spec_file(work.path(), "v2.yaml", &renamed);
+    let (code, json) = generate(&v2, repo.path(), &["--prefix", "service"]);
+    assert_eq!(code, 0, "{json}");
+    let merged = git_status(repo.path(), &["merge", "--no-edit", BRANCH]);
+    // git follows the rename: the hand edit lands in the renamed file, merged with the
+    // generator's changes to it; the old file is gone. Nothing is dropped.
+    assert!(
+        merged.status.success(),
+        "{}",
+        String::from_utf8_lossy(&merged.stdout)
+    );
+    assert!(!edited.exists());
+    let moved = std::fs::read_to_string(
+        repo.path()
+            .join("service/crates/server/src/resources/work_log.rs"),
+    )
+    .unwrap();
+    assert!(
+        moved.contains("rounding rules"),
+        "the hand edit followed the rename"
+    );
+    assert!(
+        moved.contains("WorkLog"),
+        "with the generator's renamed code"
+    );
+    assert!(!moved.contains("TimeEntry"), "and none of the old names");
+}
