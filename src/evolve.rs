@@ -10,8 +10,7 @@
 //! stored rows, a resource moved between tenant-scoped and global.
 
 use crate::model::App;
-use crate::model::names::{PG_MAX_IDENT, shorten};
-use crate::render::escape::{one_line, sql_ident};
+use crate::render::escape::{one_line, sql_ident, sql_unquote};
 use crate::render::sql::{self, Column, TableRecord};
 use crate::render::{FileSet, Options, RenderError};
 use std::collections::{BTreeMap, BTreeSet};
@@ -281,10 +280,9 @@ fn plan(app: &App, old: &[TableRecord]) -> Result<Plan, EvolveError> {
     for before in old.iter().filter(|t| !new_names.contains(t.name.as_str())) {
         let resource = &before.resource;
         if drop.contains(resource.as_str()) {
-            let table = unquote(&before.name);
             if before.tenant {
-                for suffix in ["read", "list"] {
-                    let function = shorten(&format!("{table}_{suffix}"), PG_MAX_IDENT);
+                let (read, list) = sql::scoped_function_names(&sql_unquote(&before.name));
+                for function in [read, list] {
                     drop_tables.push(format!("DROP FUNCTION IF EXISTS {};", sql_ident(&function)));
                 }
             }
@@ -349,11 +347,4 @@ fn slug(summary: &[String]) -> String {
     } else {
         slug
     }
-}
-
-fn unquote(name: &str) -> String {
-    name.strip_prefix('"')
-        .and_then(|n| n.strip_suffix('"'))
-        .map(|n| n.replace("\"\"", "\""))
-        .unwrap_or_else(|| name.to_owned())
 }

@@ -160,24 +160,19 @@ pub fn commit_generation(
     app_name: &str,
     force: bool,
 ) -> Result<Committed, GitError> {
-    let repo = open(&target.repo)?;
-    let reference = branch_ref(&target.branch)?;
-    let prefix = prefix(target.prefix.as_deref())?;
-    let parent = match repo.find_reference(&reference) {
-        Ok(r) => Some(r.peel_to_commit()?),
-        Err(e) if e.code() == ErrorCode::NotFound => None,
-        Err(e) => return Err(e.into()),
-    };
+    let branch = Branch::open(target)?;
+    let (repo, reference, prefix) = (&branch.repo, &branch.reference, &branch.prefix);
+    let parent = branch.tip()?;
     if let Some(tip) = &parent
         && !force
-        && let Some(detail) = not_generated(tip, &prefix)?
+        && let Some(detail) = not_generated(tip, prefix)?
     {
         return Err(GitError::ForeignBranch {
             branch: target.branch.clone(),
             detail,
         });
     }
-    if let Some(path) = checked_out_at(&repo, &reference) {
+    if let Some(path) = checked_out_at(repo, reference) {
         return Err(GitError::CheckedOut {
             branch: target.branch.clone(),
             path,
@@ -189,20 +184,14 @@ pub fn commit_generation(
             lock: lock.display().to_string(),
         });
     }
-    let (author, committer) = signatures(&repo, identity)?;
+    let (author, committer) = signatures(repo, identity)?;
 
-    // The tree: every rendered file and the manifest, under the prefix.
     let mut blobs = BTreeMap::new();
     let manifest_text = manifest.to_json();
-    for (path, contents) in files
-        .files
-        .iter()
-        .map(|(p, c)| (p.as_str(), c.as_str()))
-        .chain(std::iter::once((MANIFEST, manifest_text.as_str())))
-    {
-        blobs.insert(format!("{prefix}{path}"), repo.blob(contents.as_bytes())?);
+    for (path, contents) in generation(prefix, files, &manifest_text) {
+        blobs.insert(path, repo.blob(contents.as_bytes())?);
     }
-    let tree = write_tree(&repo, &blobs)?;
+    let tree = write_tree(repo, &blobs)?;
     let before = match &parent {
         Some(tip) => tree_blobs(&tip.tree()?)?,
         None => BTreeMap::new(),
@@ -223,7 +212,7 @@ pub fn commit_generation(
     // Updating the branch checks that its tip is still `parent` (no lost update).
     let commit = repo
         .commit(
-            Some(&reference),
+            Some(reference),
             &author,
             &committer,
             &message,
@@ -247,13 +236,10 @@ pub fn commit_generation(
 /// The previous generation on `target`'s branch tip (its manifest's tables and its
 /// migrations), if the branch exists and holds one; reads only.
 pub fn previous(target: &Target) -> Result<Option<crate::evolve::Previous>, GitError> {
-    let repo = open(&target.repo)?;
-    let reference = branch_ref(&target.branch)?;
-    let prefix = prefix(target.prefix.as_deref())?;
-    let tip = match repo.find_reference(&reference) {
-        Ok(r) => r.peel_to_commit()?,
-        Err(e) if e.code() == ErrorCode::NotFound => return Ok(None),
-        Err(e) => return Err(e.into()),
+    let branch = Branch::open(target)?;
+    let (repo, prefix) = (&branch.repo, &branch.prefix);
+    let Some(tip) = branch.tip()? else {
+        return Ok(None);
     };
     let tree = tip.tree()?;
     let read = |path: &Path| -> std::io::Result<String> {
@@ -274,30 +260,19 @@ pub fn check_branch(
     files: &FileSet,
     manifest: &Manifest,
 ) -> Result<Vec<Drift>, GitError> {
-    let repo = open(&target.repo)?;
-    let reference = branch_ref(&target.branch)?;
-    let prefix = prefix(target.prefix.as_deref())?;
-    let tip = match repo.find_reference(&reference) {
-        Ok(r) => r.peel_to_commit()?,
-        Err(e) if e.code() == ErrorCode::NotFound => {
-            return Err(GitError::NoBranch {
-                branch: target.branch.clone(),
-                path: target.repo.display().to_string(),
-            });
-        }
-        Err(e) => return Err(e.into()),
+    let branch = Branch::open(target)?;
+    let Some(tip) = branch.tip()? else {
+        return Err(GitError::NoBranch {
+            branch: target.branch.clone(),
+            path: target.repo.display().to_string(),
+        });
     };
     let on_branch = tree_blobs(&tip.tree()?)?;
     let manifest_text = manifest.to_json();
     let mut expected = BTreeMap::new();
-    for (path, contents) in files
-        .files
-        .iter()
-        .map(|(p, c)| (p.as_str(), c.as_str()))
-        .chain(std::iter::once((MANIFEST, manifest_text.as_str())))
-    {
+    for (path, contents) in generation(&branch.prefix, files, &manifest_text) {
         expected.insert(
-            format!("{prefix}{path}"),
+            path,
             Oid::hash_object(ObjectType::Blob, contents.as_bytes())?,
         );
     }
@@ -322,6 +297,47 @@ pub fn check_branch(
         });
     }
     Ok(drift)
+}
+
+/// A target opened: its repository, its branch's reference name, its prefix (`dir/` or ``).
+struct Branch {
+    repo: Repository,
+    reference: String,
+    prefix: String,
+}
+
+impl Branch {
+    fn open(target: &Target) -> Result<Branch, GitError> {
+        Ok(Branch {
+            repo: open(&target.repo)?,
+            reference: branch_ref(&target.branch)?,
+            prefix: prefix(target.prefix.as_deref())?,
+        })
+    }
+
+    /// The branch's tip, if the branch exists.
+    fn tip(&self) -> Result<Option<git2::Commit<'_>>, GitError> {
+        match self.repo.find_reference(&self.reference) {
+            Ok(r) => Ok(Some(r.peel_to_commit()?)),
+            Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Every path of a generation in the branch's tree (under the prefix), with its contents:
+/// the rendered files and the manifest.
+fn generation<'a>(
+    prefix: &'a str,
+    files: &'a FileSet,
+    manifest_text: &'a str,
+) -> impl Iterator<Item = (String, &'a str)> {
+    files
+        .files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_str()))
+        .chain(std::iter::once((MANIFEST, manifest_text)))
+        .map(move |(path, contents)| (format!("{prefix}{path}"), contents))
 }
 
 /// The working tree where `reference` is checked out: the repository's own, or one of its

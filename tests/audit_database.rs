@@ -7,15 +7,10 @@
 
 mod common;
 
-use common::project;
+use common::{database_url, project};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
-
-fn database_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
 
 fn admin() -> postgres::Client {
     postgres::Client::connect(&database_url(), postgres::NoTls).unwrap()

@@ -4,14 +4,12 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::ledgerly;
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
-
-fn ledgerly() -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("specs/ledgerly.yaml"))
-        .unwrap()
-}
 
 fn write(dir: &Path, name: &str, text: &str) -> String {
     let path = dir.join(name);

@@ -6,19 +6,12 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{database_url, ledgerly};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
-
-fn database_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-fn ledgerly() -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("specs/ledgerly.yaml"))
-        .unwrap()
-}
 
 /// The ledgerly spec changed: a new optional field, a new defaulted enum, a dropped field
 /// (acknowledged), and a new resource referencing an old one.

@@ -5,17 +5,15 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::ledgerly;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const BRANCH: &str = "bulwark/generated";
-
-fn ledgerly() -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("specs/ledgerly.yaml"))
-        .unwrap()
-}
 
 /// Writes `text` as a spec file in `dir` (the schema line points nowhere; it is a comment).
 fn spec_file(dir: &Path, name: &str, text: &str) -> PathBuf {

@@ -100,7 +100,7 @@ pub fn audit_database(
                 .into_iter()
                 .map(|(table, privileges)| {
                     (
-                        unquote(&table),
+                        crate::render::escape::sql_unquote(&table),
                         privileges.into_iter().map(String::from).collect(),
                     )
                 })
@@ -655,7 +655,7 @@ fn project_grants(dir: &Path) -> Result<Grants, DatabaseError> {
                             "{GRANTS_MODULE}: `{bad}` is not a table privilege"
                         )));
                     }
-                    map.insert(unquote(table), privileges);
+                    map.insert(crate::render::escape::sql_unquote(table), privileges);
                 }
                 tables = Some(map);
             }
@@ -683,14 +683,6 @@ fn strings_in(expr: &syn::Expr) -> Vec<String> {
     let mut strings = Strings(Vec::new());
     strings.visit_expr(expr);
     strings.0
-}
-
-/// `"a""b"` → `a"b`; an unquoted name is returned as it is.
-fn unquote(name: &str) -> String {
-    name.strip_prefix('"')
-        .and_then(|n| n.strip_suffix('"'))
-        .map(|n| n.replace("\"\"", "\""))
-        .unwrap_or_else(|| name.to_owned())
 }
 
 fn ident(name: &str) -> String {

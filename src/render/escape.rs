@@ -7,6 +7,14 @@ pub fn sql_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// The name inside a quoted identifier (`"a""b"` → `a"b`); an unquoted name as it is.
+pub fn sql_unquote(name: &str) -> String {
+    name.strip_prefix('"')
+        .and_then(|n| n.strip_suffix('"'))
+        .map(|n| n.replace("\"\"", "\""))
+        .unwrap_or_else(|| name.to_owned())
+}
+
 /// A PostgreSQL string literal. `E''` syntax is never used, so backslashes are plain; the
 /// quote is doubled, and NUL (which PostgreSQL rejects in text) is dropped.
 pub fn sql_literal(text: &str) -> String {

@@ -55,10 +55,10 @@ struct ScopedFunction {
 
 /// The (unquoted) names of a tenant table's read and list functions, which the server's
 /// repository calls: `{table}_read`, `{table}_list`, shortened to PostgreSQL's limit.
-pub fn scoped_function_names(resource: &Resource) -> (String, String) {
+pub fn scoped_function_names(table: &str) -> (String, String) {
     let name = |suffix: &str| {
         shorten(
-            &format!("{}_{suffix}", resource.table),
+            &format!("{table}_{suffix}"),
             crate::model::names::PG_MAX_IDENT,
         )
     };
@@ -67,7 +67,7 @@ pub fn scoped_function_names(resource: &Resource) -> (String, String) {
 
 fn scoped_functions(resource: &Resource) -> Vec<ScopedFunction> {
     let table = sql_ident(&resource.table);
-    let (read, list) = scoped_function_names(resource);
+    let (read, list) = scoped_function_names(&resource.table);
     let body = |query: String| {
         sql_function_body(&format!(
             "BEGIN\n    PERFORM set_config('app.tenant_id', p_tenant::text, true);\n    RETURN QUERY {query};\nEND"

@@ -1,4 +1,4 @@
-//! Helpers shared by the audit tests.
+//! Helpers shared by the integration tests.
 
 #![allow(clippy::unwrap_used, dead_code)]
 
@@ -18,4 +18,16 @@ pub fn project() -> tempfile::TempDir {
         .unwrap();
     assert!(output.status.success());
     dir
+}
+
+/// The text of `specs/ledgerly.yaml`, for tests that change it.
+pub fn ledgerly() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("specs/ledgerly.yaml"))
+        .unwrap()
+}
+
+/// The PostgreSQL server the tests use (a role that may create databases and roles).
+pub fn database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }

@@ -59,7 +59,7 @@ pub fn executable_functions(app: &App) -> Vec<String> {
         sql_ident("caller_standing")
     )];
     for resource in app.resources.iter().filter(|r| !r.global) {
-        let (read, list) = crate::render::sql::scoped_function_names(resource);
+        let (read, list) = crate::render::sql::scoped_function_names(&resource.table);
         functions.push(format!("{}(uuid, uuid)", sql_ident(&read)));
         functions.push(format!("{}(uuid, uuid, bigint)", sql_ident(&list)));
     }

@@ -1859,7 +1859,7 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
     let select_list = select_cols.join(", ");
     let returning = format!("RETURNING {select_list}, \"created_at\", \"updated_at\"");
     let select_full = format!("{select_list}, \"created_at\", \"updated_at\"");
-    let (read_fn, list_fn) = crate::render::sql::scoped_function_names(resource);
+    let (read_fn, list_fn) = crate::render::sql::scoped_function_names(&resource.table);
 
     // Placeholder numbering: tenant-scoped statements start with the tenant id.
     let offset = if tenant { 1 } else { 0 };
