@@ -7,8 +7,8 @@
 //! rustfmt version, its configuration and the printed text, so regenerating after a small
 //! spec change formats only what changed. (Never the output directory itself: what is there
 //! may have been edited, and `--force` must restore what bulwark generates.) Of the files not
-//! cached, whole crates go through one rustfmt process per crate root, in parallel; a few
-//! go through standard input one by one.
+//! cached, a few go through standard input one by one, more through one rustfmt process per
+//! core, each formatting its share of them.
 
 use crate::render::FileSet;
 use std::collections::BTreeMap;
@@ -99,8 +99,8 @@ impl Cache {
     }
 }
 
-/// Up to this many changed files are formatted one by one through standard input; more, and
-/// their crates are formatted whole.
+/// Up to this many changed files are formatted one by one through standard input; more go
+/// through [`format_groups`].
 const FEW: usize = 8;
 
 /// Formats every `.rs` file of `files` in place, through `cache` when there is one.
@@ -125,7 +125,7 @@ pub fn format_rust(files: &mut FileSet, cache: Option<&Cache>) -> Result<(), For
             files.files.insert(path.clone(), text);
         }
     } else {
-        format_crates(files, &changed)?;
+        format_groups(files, &changed)?;
     }
     if let Some(cache) = cache {
         for (path, text) in &printed {
@@ -135,58 +135,120 @@ pub fn format_rust(files: &mut FileSet, cache: Option<&Cache>) -> Result<(), For
     Ok(())
 }
 
-/// Formats the crates holding `changed`, whole, one rustfmt process per crate root.
-fn format_crates(files: &mut FileSet, changed: &[String]) -> Result<(), FormatError> {
+/// Formats the `changed` files, each exactly once, on every core. They are dealt into one
+/// group per core by size; each group is formatted by one rustfmt process in a scratch copy
+/// of the layout where every file outside the group is empty, so `mod x;` still resolves and
+/// the other groups' files cost nothing. A file is named to rustfmt unless the file declaring
+/// it is in the same group (rustfmt reaches it from there).
+fn format_groups(files: &mut FileSet, changed: &[String]) -> Result<(), FormatError> {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let parents = declaring_files(files);
+    let mut by_size: Vec<&String> = changed.iter().collect();
+    by_size.sort_by_key(|path| std::cmp::Reverse(files.files[*path].len()));
+    let mut groups: Vec<(usize, Vec<&String>)> = vec![(0, Vec::new()); threads.clamp(1, 16)];
+    for path in by_size {
+        if let Some(lightest) = groups.iter_mut().min_by_key(|(size, _)| *size) {
+            lightest.0 += files.files[path].len();
+            lightest.1.push(path);
+        }
+    }
+    groups.retain(|(_, group)| !group.is_empty());
+    let formatted = parallel(&groups, groups.len(), |(_, group)| {
+        format_group(files, group, &parents)
+    })?;
+    for (path, text) in formatted.into_iter().flatten() {
+        files.files.insert(path, text);
+    }
+    Ok(())
+}
+
+fn format_group(
+    files: &FileSet,
+    group: &[&String],
+    parents: &BTreeMap<String, String>,
+) -> Result<Vec<(String, String)>, FormatError> {
     let scratch = tempfile::tempdir()?;
-    std::fs::write(scratch.path().join("rustfmt.toml"), RUSTFMT_TOML)?;
-    // The real layout, so rustfmt resolves `mod x;` to the right files.
+    let config = scratch.path().join("rustfmt.toml");
+    std::fs::write(&config, RUSTFMT_TOML)?;
+    let member = |path: &String| group.contains(&path);
     for path in files.rust_paths() {
         let target = scratch.path().join(path);
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        std::fs::write(&target, &files.files[path])?;
+        let text = if member(path) {
+            files.files[path].as_str()
+        } else {
+            ""
+        };
+        std::fs::write(&target, text)?;
     }
-    let roots: Vec<String> = files
-        .rust_paths()
-        .filter(|p| is_root(p) && changed.iter().any(|c| root_of(c) == root_of(p)))
-        .cloned()
-        .collect();
-    let config = scratch.path().join("rustfmt.toml");
-    // One process per crate: they differ in size, and the system spreads them over the cores.
-    parallel(&roots, roots.len(), |root| {
-        run(Command::new(rustfmt())
-            .arg("--config-path")
-            .arg(&config)
-            .arg(scratch.path().join(root)))
-        .map(drop)
-    })?;
-    for path in changed {
-        let text = std::fs::read_to_string(scratch.path().join(path))?;
-        files.files.insert(path.clone(), text);
+    let named = group
+        .iter()
+        .filter(|path| {
+            parents
+                .get(path.as_str())
+                .is_none_or(|parent| !member(parent))
+        })
+        .map(|path| scratch.path().join(path));
+    run(Command::new(rustfmt())
+        .arg("--config-path")
+        .arg(&config)
+        .args(named))?;
+    group
+        .iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(scratch.path().join(path))?;
+            Ok(((*path).clone(), text))
+        })
+        .collect()
+}
+
+/// The file declaring each module file of the layout (with `mod name;`), found the way
+/// rustfmt resolves it: next to a crate root or `mod.rs`, in a directory named after any other
+/// file.
+fn declaring_files(files: &FileSet) -> BTreeMap<String, String> {
+    let mut parents = BTreeMap::new();
+    for path in files.rust_paths() {
+        let dir = match path.rsplit_once('/') {
+            Some((dir, "mod.rs")) => dir.to_owned(),
+            Some((dir, _)) if is_root(path) => dir.to_owned(),
+            _ => path.trim_end_matches(".rs").to_owned(),
+        };
+        for name in files.files[path].lines().filter_map(declared_module) {
+            for child in [format!("{dir}/{name}.rs"), format!("{dir}/{name}/mod.rs")] {
+                if files.files.contains_key(&child) {
+                    parents.insert(child, path.clone());
+                }
+            }
+        }
     }
-    Ok(())
+    parents
+}
+
+/// The name in a `mod name;` line (with any visibility).
+fn declared_module(line: &str) -> Option<&str> {
+    let line = line.trim();
+    let line = match line.strip_prefix("pub") {
+        Some(rest) if rest.starts_with(' ') => rest.trim_start(),
+        Some(rest) if rest.starts_with('(') => rest.split_once(')')?.1.trim_start(),
+        _ => line,
+    };
+    let name = line.strip_prefix("mod ")?.strip_suffix(';')?.trim();
+    let name = name.strip_prefix("r#").unwrap_or(name);
+    name.chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        .then_some(name)
 }
 
 /// Crate roots of the generated layout: `src/lib.rs`, `src/main.rs`, and each file directly
-/// in `tests/`, `benches/` or `src/bin/`. Every other file is a module reached from one of them.
+/// in `tests/`, `benches/` or `src/bin/`.
 fn is_root(path: &str) -> bool {
     let path = Path::new(path);
     let parent = path.parent().and_then(Path::file_name);
     path.ends_with("src/lib.rs")
         || path.ends_with("src/main.rs")
         || parent.is_some_and(|p| p == "tests" || p == "benches" || p == "bin")
-}
-
-/// The root a file is formatted through (its crate's `src/lib.rs` for modules).
-fn root_of(path: &str) -> String {
-    if is_root(path) {
-        return path.to_owned();
-    }
-    match path.split_once("/src/") {
-        Some((krate, _)) => format!("{krate}/src/lib.rs"),
-        None => path.to_owned(),
-    }
 }
 
 fn format_stdin(text: &str) -> Result<String, FormatError> {
@@ -265,13 +327,9 @@ mod tests {
         assert!(!is_root("crates/server/src/resources/invoice.rs"));
         assert!(is_root("crates/server/src/bin/dev-token.rs"));
         assert!(is_root("crates/server/benches/guard.rs"));
-        assert_eq!(
-            root_of("crates/server/src/resources/invoice.rs"),
-            "crates/server/src/lib.rs"
-        );
-        assert_eq!(
-            root_of("crates/server/src/main.rs"),
-            "crates/server/src/main.rs"
-        );
+        assert_eq!(declared_module("pub mod invoice;"), Some("invoice"));
+        assert_eq!(declared_module("pub(crate) mod r#type;"), Some("type"));
+        assert_eq!(declared_module("mod tests {"), None);
+        assert_eq!(declared_module("// mod x;"), None);
     }
 }

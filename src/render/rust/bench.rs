@@ -4,7 +4,7 @@
 //! tenant isolation costs through the HTTP API under load from `wrk`.
 
 use super::ident;
-use super::tests::{sample, test_db};
+use super::tests::{sample_call, sample_support, test_db};
 use crate::model::{ActionKind, App, FieldType, Resource};
 use proc_macro2::{Ident, TokenStream};
 use quote::quote;
@@ -32,8 +32,9 @@ pub fn guard_bench(app: &App, api: &Ident) -> TokenStream {
     let db_prefix = format!("{}_bench", app.ident.chars().take(30).collect::<String>());
     let test_db = test_db(&db_prefix);
     let all_roles: Vec<&str> = app.roles.iter().map(|r| r.name.as_str()).collect();
+    let support = measured(app).map(|r| sample_support(app, [r], api));
     let body = match measured(app) {
-        Some(resource) => measure(app, resource, api),
+        Some(resource) => measure(resource),
         None => quote! {
             println!("no tenant resource with a plain `read` to measure");
             let _ = (TestDb::create, ALL_ROLES);
@@ -55,6 +56,8 @@ pub fn guard_bench(app: &App, api: &Ident) -> TokenStream {
         }
 
         #test_db
+
+        #support
 
         /// The median time of one call of `f`, over `samples` batches of `batch` calls.
         async fn median(samples: usize, batch: u32, mut f: impl AsyncFnMut()) -> Duration {
@@ -81,9 +84,9 @@ pub fn guard_bench(app: &App, api: &Ident) -> TokenStream {
     }
 }
 
-fn measure(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
+fn measure(resource: &Resource) -> TokenStream {
     let module = ident(&resource.ident);
-    let input = sample(app, resource, api, quote!(n));
+    let input = sample_call(resource, quote!(n), quote!(&ids));
     let entity = resource.type_name.as_str();
     let subject = resource
         .fields
@@ -111,7 +114,7 @@ fn measure(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
         let state = server::AppState { db: db.app.clone(), auth: auth.clone() };
         let app = server::router(state.clone());
         let mut conn = db.pool.acquire().await.expect("a connection");
-        let n = 1i64;
+        let (n, ids) = (1i64, Ids::default());
         let input = #input;
         let row = server::resources::#module::insert(&mut conn, tenant, #subject &input).await.expect("a row");
         drop(conn);
@@ -187,8 +190,9 @@ pub fn isolation_bench(app: &App, api: &Ident) -> TokenStream {
     let db_prefix = format!("{}_iso", app.ident.chars().take(30).collect::<String>());
     let test_db = test_db(&db_prefix);
     let all_roles: Vec<&str> = app.roles.iter().map(|r| r.name.as_str()).collect();
+    let support = measured(app).map(|r| sample_support(app, [r], api));
     let body = match measured(app) {
-        Some(resource) => isolation(app, resource, api),
+        Some(resource) => isolation(resource, api),
         None => quote! {
             println!("no tenant resource with a plain `read` to measure");
             let _ = (TestDb::create, ALL_ROLES, wrk);
@@ -213,6 +217,8 @@ pub fn isolation_bench(app: &App, api: &Ident) -> TokenStream {
         }
 
         #test_db
+
+        #support
 
         /// What one `wrk` run measured.
         struct Load {
@@ -276,10 +282,10 @@ pub fn isolation_bench(app: &App, api: &Ident) -> TokenStream {
     }
 }
 
-fn isolation(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
+fn isolation(resource: &Resource, api: &Ident) -> TokenStream {
     let module = ident(&resource.ident);
     let ty = ident(&resource.type_name);
-    let input = sample(app, resource, api, quote!(n));
+    let input = sample_call(resource, quote!(n), quote!(&ids));
     let entity = resource.type_name.as_str();
     let table = crate::render::escape::sql_ident(&resource.table);
     let subject = resource
@@ -366,6 +372,7 @@ fn isolation(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
         db.member(tenant, "bench", ALL_ROLES).await;
         let mut conn = db.pool.acquire().await.expect("a connection");
         let mut first = None;
+        let ids = Ids::default();
         for owner in &tenants {
             for n in 0..200i64 {
                 let input = #input;

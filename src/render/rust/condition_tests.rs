@@ -14,20 +14,120 @@ use quote::quote;
 /// Above this many rows per action the combinations are not enumerated.
 const MAX_CALLS: usize = 64;
 
-/// The calls, spliced into the role × action test after its writes (which seeded a row of
-/// every resource, so references have rows to point to). Its members `{role}-true` call.
-pub fn condition_cases(app: &App, api: &Ident) -> Vec<TokenStream> {
-    app.resources
-        .iter()
-        .filter(|r| !r.global)
-        .flat_map(|resource| {
-            resource
-                .actions
-                .iter()
-                .map(move |action| (resource, action))
-        })
-        .filter_map(|(resource, action)| action_case(app, resource, action, api))
-        .collect()
+/// The condition checks, spliced into the role × action test after its writes (which seeded
+/// a row of every resource, so references have rows to point to). Its members `{role}-true`
+/// call. Empty when no condition of the spec can be checked this way.
+pub fn condition_checks(app: &App, api: &Ident) -> TokenStream {
+    let mut cases = Vec::new();
+    let mut varied: Vec<(&Resource, Vec<&Field>)> = Vec::new();
+    for resource in app.resources.iter().filter(|r| !r.global) {
+        for action in &resource.actions {
+            let Some((case, fields)) = action_case(resource, action) else {
+                continue;
+            };
+            cases.push(case);
+            match varied.iter_mut().find(|(r, _)| r.ident == resource.ident) {
+                Some((_, known)) => {
+                    for field in fields {
+                        if !known.iter().any(|f| f.ident == field.ident) {
+                            known.push(field);
+                        }
+                    }
+                }
+                None => varied.push((resource, fields)),
+            }
+        }
+    }
+    if cases.is_empty() {
+        return TokenStream::new();
+    }
+    let inserts = varied.iter().map(|(resource, fields)| {
+        let key = resource.ident.as_str();
+        let module = ident(&resource.ident);
+        let sample = super::tests::sample_call(resource, quote!(n), quote!(ids));
+        let sets = fields.iter().map(|field| {
+            let name = field.name.as_str();
+            let f = ident(&field.ident);
+            let ety = enum_type(field);
+            let value = quote!(#api::#module::#ety::ALL[value]);
+            if field.optional || field.default.is_some() {
+                quote!(#name => input.#f = Some(#value),)
+            } else {
+                quote!(#name => input.#f = #value,)
+            }
+        });
+        let owner = resource
+            .fields
+            .iter()
+            .any(|f| f.ty == FieldType::Principal)
+            .then(|| quote!(owner,));
+        // Conditions that read only principal fields vary no enum field.
+        let vary = (!fields.is_empty()).then(|| {
+            quote! {
+                for (field, &value) in varied.iter().zip(values) {
+                    match *field {
+                        #(#sets)*
+                        other => panic!("{other} is not varied"),
+                    }
+                }
+            }
+        });
+        let binding = if fields.is_empty() { quote!(input) } else { quote!(mut input) };
+        quote! {
+            #key => {
+                let #binding = #sample;
+                #vary
+                let row = server::resources::#module::insert(conn, tenant, #owner &input).await.expect("a row");
+                (row.id, serde_json::to_value(&input).expect("the input serializes"))
+            }
+        }
+    });
+    quote! {
+        /// A conditional action and its calls: the caller, whether the row's principal fields
+        /// name the caller, the index of each varied field's enum value, the status expected.
+        struct ConditionCase {
+            id: &'static str,
+            resource: &'static str,
+            method: &'static str,
+            path: &'static str,
+            /// Whether the call sends the row as written (an update keeps what the condition reads).
+            body: bool,
+            varied: &'static [&'static str],
+            calls: &'static [(&'static str, bool, &'static [usize], u16)],
+        }
+
+        const CONDITIONS: &[ConditionCase] = &[#(#cases),*];
+
+        /// Inserts a sample row of `resource` with the `varied` fields set to the enum values
+        /// at `values`, its principal fields naming `owner`; its id and its input as JSON.
+        #[allow(clippy::too_many_arguments)]
+        async fn insert_varied(conn: &mut sqlx::PgConnection, resource: &str, tenant: TenantId, owner: &str, n: i64, ids: &Ids, varied: &[&str], values: &[usize]) -> (uuid::Uuid, serde_json::Value) {
+            let _ = (owner, varied, values);
+            match resource {
+                #(#inserts)*
+                other => panic!("no conditions of {other}"),
+            }
+        }
+    }
+}
+
+/// The loop over [`condition_checks`]' cases, in the role × action test.
+pub fn condition_loop() -> TokenStream {
+    quote! {
+        for case in CONDITIONS {
+            for (caller, own, values, expected) in case.calls {
+                counter += 1;
+                let owner = if *own { caller } else { "someone-else" };
+                let mut conn = db.pool.acquire().await.expect("a connection");
+                let (row, input) = insert_varied(&mut conn, case.resource, tenant, owner, counter, &ids, case.varied, values).await;
+                drop(conn);
+                let token = signed(&dev::claims(caller, tenant.id(), &all_scopes(), &["mfa"], identity::now(), 60));
+                let path = case.path.replace("{id}", &row.to_string());
+                let (status, _) = send(&app, case.method, &path, &token, case.body.then_some(input)).await;
+                assert_eq!(status.as_u16(), *expected, "{} by {caller} on a row of theirs: {own}, values {values:?} of {:?}", case.id, case.varied);
+            }
+        }
+    }
 }
 
 /// The fields a condition reads on the row (by their Cedar attribute name), if it reads
@@ -78,12 +178,10 @@ enum Choice {
     Caller(bool),
 }
 
-fn action_case(
-    app: &App,
-    resource: &Resource,
+fn action_case<'a>(
+    resource: &'a Resource,
     action: &crate::model::Action,
-    api: &Ident,
-) -> Option<TokenStream> {
+) -> Option<(TokenStream, Vec<&'a Field>)> {
     let condition = action.condition.as_deref()?;
     if action.public.is_some()
         || action.roles.is_empty()
@@ -130,8 +228,7 @@ fn action_case(
     if rows.len() * action.roles.len() > MAX_CALLS {
         return None;
     }
-    let module = ident(&resource.ident);
-    let sample = super::tests::sample(app, resource, api, quote!(n));
+    let key = resource.ident.as_str();
     let id = format!("{}.{}", resource.name, action.name);
     let (method, path) = (action.method.as_str(), action.path.as_str());
     let success: u16 = if action.kind == ActionKind::Delete {
@@ -187,48 +284,12 @@ fn action_case(
     if !(holds && fails) {
         return None;
     }
-    let sets = fields.iter().enumerate().map(|(k, field)| {
-        let f = ident(&field.ident);
-        let ety = enum_type(field);
-        let value = quote!(#api::#module::#ety::ALL[values[#k]]);
-        if field.optional || field.default.is_some() {
-            quote!(input.#f = Some(#value);)
-        } else {
-            quote!(input.#f = #value;)
-        }
-    });
-    let subject_arg = resource
-        .fields
-        .iter()
-        .any(|f| f.ty == FieldType::Principal)
-        .then(|| quote!(if *own { caller } else { "someone-else" },));
-    // The row as written keeps the values the condition reads.
-    let body = if action.kind == ActionKind::Update {
-        quote!(Some(
-            serde_json::to_value(&input).expect("the input serializes")
-        ))
-    } else {
-        quote!(None)
-    };
     let names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
-    Some(quote! {
-        {
-            let cases: &[(&str, bool, &[usize], u16)] = &[#(#cases),*];
-            let varied: &[&str] = &[#(#names),*];
-            for (caller, own, values, expected) in cases {
-                counter += 1;
-                let n = counter;
-                #[allow(unused_mut)]
-                let mut input = #sample;
-                #(#sets)*
-                let mut conn = db.pool.acquire().await.expect("a connection");
-                let row = server::resources::#module::insert(&mut conn, tenant, #subject_arg &input).await.expect("a row");
-                drop(conn);
-                let token = signed(&dev::claims(caller, tenant.id(), &all_scopes(), &["mfa"], identity::now(), 60));
-                let path = #path.replace("{id}", &row.id.to_string());
-                let (status, _) = send(&app, #method, &path, &token, #body).await;
-                assert_eq!(status.as_u16(), *expected, "{} by {caller} on a row of theirs: {own}, values {:?} of {:?}", #id, values, varied);
-            }
-        }
-    })
+    let body = action.kind == ActionKind::Update;
+    Some((
+        quote! {
+            ConditionCase { id: #id, resource: #key, method: #method, path: #path, body: #body, varied: &[#(#names),*], calls: &[#(#cases),*] }
+        },
+        fields,
+    ))
 }

@@ -1190,6 +1190,9 @@ fn authz() -> TokenStream {
             /// The rate limits of the route classes (the spec's, unless configured).
             pub rate_limits: crate::guard::ClassLimits,
             schema: Schema,
+            /// The schema's entity types (and `Action`) by name, parsed once: parsing a name
+            /// costs more than a decision.
+            types: HashMap<String, EntityTypeName>,
             /// The policies of each operation: evaluating only those is several times faster.
             by_operation: HashMap<String, PolicySet>,
             /// Operations whose policies read only the caller's roles, scopes and second
@@ -1237,6 +1240,12 @@ fn authz() -> TokenStream {
                     .filter(|(_, policies)| policies.policies().all(|p| reads_only_roles_and_context(&p.to_string())))
                     .map(|(operation, _)| operation.clone())
                     .collect();
+                let action = EntityTypeName::from_str(&format!("{NAMESPACE}::Action")).map_err(|e| e.to_string())?;
+                let types = schema
+                    .entity_types()
+                    .chain([&action])
+                    .map(|name| (name.basename().to_owned(), name.clone()))
+                    .collect();
                 let fetcher = crate::oidc::Fetcher::public()?;
                 Ok(Authority {
                     keys,
@@ -1245,6 +1254,7 @@ fn authz() -> TokenStream {
                     fetcher,
                     rate_limits: crate::routes::CLASS_LIMITS,
                     schema,
+                    types,
                     by_operation,
                     unconditional,
                     decisions: std::sync::RwLock::default(),
@@ -1301,7 +1311,7 @@ fn authz() -> TokenStream {
             fn decide_as(&self, caller: (&str, &str, serde_json::Value), scopes: &[String], operation: &Operation, target: (&str, &str, serde_json::Value), mfa: bool) -> Result<bool, String> {
                 let Some(policies) = self.by_operation.get(operation.id) else { return Ok(false) };
                 let uid = |kind: &str, id: &str| -> Result<EntityUid, String> {
-                    let name = EntityTypeName::from_str(&format!("{NAMESPACE}::{kind}")).map_err(|e| e.to_string())?;
+                    let name = self.types.get(kind).cloned().ok_or_else(|| format!("no entity type {kind}"))?;
                     Ok(EntityUid::from_type_name_and_id(name, EntityId::new(id)))
                 };
                 let (kind, id, attrs) = caller;

@@ -24,7 +24,7 @@ pub fn render_tests(
         .iter()
         .map(|&index| resource_steps(app, index, &api))
         .collect();
-    let id_vecs: Vec<_> = app.resources.iter().map(ids_var).collect();
+    let samples = sample_support(app, &app.resources, &api);
     let test_db = test_db(&db_prefix);
     let tokens = quote! {
         //! Tests of the generated service: routing, the guard, and the data layer against the
@@ -395,6 +395,8 @@ pub fn render_tests(
 
         #test_db
 
+        #samples
+
         /// Reads every page of a list, two rows at a time.
         macro_rules! all_pages {
             (|$after:ident| $list:expr) => {{
@@ -571,7 +573,7 @@ pub fn render_tests(
             // A superuser connection: the repository's explicit tenant predicates are what is
             // tested here (row-level security is tested as the app role).
             let mut conn = db.pool.acquire().await.expect("a connection");
-            #(let mut #id_vecs: Vec<uuid::Uuid> = Vec::new();)*
+            let mut ids = Ids::default();
             #(#steps)*
             drop(conn);
             let _ = (&tenant, &other, subject);
@@ -1240,7 +1242,7 @@ fn audit_test(app: &App, api: &proc_macro2::Ident) -> TokenStream {
         return TokenStream::new();
     };
     let module = ident(&resource.ident);
-    let input = sample(app, resource, api, quote!(n));
+    let input = sample_call(resource, quote!(n), quote!(&ids));
     let op = format!("{}.{}", resource.name, create.name);
     let path = create.path.clone();
     let allowed: Vec<&str> = create.roles.iter().map(String::as_str).collect();
@@ -1258,6 +1260,8 @@ fn audit_test(app: &App, api: &proc_macro2::Ident) -> TokenStream {
                 db.member(tenant, "refused", &[role]).await;
             }
             let app = router_on(db.app.clone());
+            // The resource refers to no other: no rows to pick from.
+            let ids = Ids::default();
             let post = |subject: &str, request_id: &str, n: i64| {
                 let input = #input;
                 let token = signed(&dev::claims(subject, tenant.id(), &all_scopes(), &["mfa"], identity::now(), 60));
@@ -1330,221 +1334,223 @@ fn write_checked(resource: &Resource, action: &crate::model::Action) -> bool {
 /// the spec's permission table (roles, second factors), not from the generated policies.
 fn authorization_test(app: &App, order: &[usize], api: &proc_macro2::Ident) -> TokenStream {
     let mfa_roles = app.mfa_roles();
-    let id_vecs: Vec<_> = app.resources.iter().map(ids_var).collect();
-    let seeds: Vec<TokenStream> = order
-        .iter()
-        .map(|&index| {
-            let resource = &app.resources[index];
-            let module = ident(&resource.ident);
-            let ids = ids_var(resource);
-            let t = if resource.global { quote!() } else { quote!(tenant,) };
-            let s = if resource.fields.iter().any(|f| f.ty == FieldType::Principal) { quote!(subject,) } else { quote!() };
-            let input = sample(app, resource, api, quote!(n));
-            quote! {
-                {
-                    let n = 0i64;
-                    let input = #input;
-                    let created = server::resources::#module::insert(&mut conn, #t #s &input).await.expect("seed a row");
-                    #ids.push(created.id);
-                }
-            }
+    let pairs = || {
+        app.resources.iter().flat_map(|resource| {
+            resource
+                .actions
+                .iter()
+                .map(move |action| (resource, action))
         })
-        .collect();
+    };
+    let creation_order: Vec<&str> = order.iter().map(|&i| ids_key(&app.resources[i])).collect();
     // Raw SQL as the app role, no tenant set: none of the seeded rows is visible, and a copy
     // of one (a new id) cannot be inserted.
-    let raw_sql: Vec<TokenStream> = app
+    let tenant_tables: Vec<TokenStream> = app
         .resources
         .iter()
         .filter(|r| !r.global)
         .map(|resource| {
             let table = crate::render::escape::sql_ident(&resource.table);
             let name = resource.name.as_str();
-            let read = format!("SELECT row_to_json(t)::text FROM {table} t LIMIT 1");
-            let count = format!("SELECT count(*) FROM {table}");
-            let insert = format!("INSERT INTO {table} SELECT * FROM json_populate_record(NULL::{table}, $1::json)");
-            quote! {
-                {
-                    let (row,): (String,) = sqlx::query_as(#read).fetch_one(&db.pool).await.expect("a seeded row");
-                    let (visible,): (i64,) = sqlx::query_as(#count).fetch_one(&db.app).await.expect("count as the app role");
-                    assert_eq!(visible, 0, "{} rows visible without a tenant", #name);
-                    let mut copy: serde_json::Value = serde_json::from_str(&row).expect("the row as JSON");
-                    copy["id"] = serde_json::json!(uuid::Uuid::now_v7());
-                    let refused = sqlx::query(#insert).bind(copy.to_string()).execute(&db.app).await.expect_err("an insert without a tenant");
-                    let code = refused.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned());
-                    assert_eq!(code.as_deref(), Some("42501"), "{}: {refused}", #name);
-                }
-            }
+            quote!((#name, #table))
         })
         .collect();
-    let checks: Vec<TokenStream> = app
-        .resources
-        .iter()
-        .flat_map(|resource| resource.actions.iter().map(move |action| (resource, action)))
-        .filter(|(resource, action)| action.kind == ActionKind::Read && action.public.is_none() && action.condition.is_none() && !resource.global)
+    // Unconditional reads: every role, with and without a second factor.
+    let reads: Vec<TokenStream> = pairs()
+        .filter(|(resource, action)| {
+            action.kind == ActionKind::Read
+                && action.public.is_none()
+                && action.condition.is_none()
+                && !resource.global
+        })
         .map(|(resource, action)| {
-            let ids = ids_var(resource);
             let id = format!("{}.{}", resource.name, action.name);
+            let key = ids_key(resource);
             let allowed: Vec<&str> = action.roles.iter().map(String::as_str).collect();
-            let path = action.path.clone();
-            quote! {
-                {
-                    let row = #ids[0];
-                    let path = #path.replace("{id}", &row.to_string());
-                    let allowed: &[&str] = &[#(#allowed),*];
-                    for role in ALL_ROLES {
-                        for mfa in [true, false] {
-                            let subject = format!("{role}-{mfa}");
-                            let amr: &[&str] = if mfa { &["mfa"] } else { &[] };
-                            let token = signed(&dev::claims(&subject, tenant.id(), &all_scopes(), amr, identity::now(), 60));
-                            let status = call_on(&app, "GET", &path, Some(&token)).await.status();
-                            let expected = if !allowed.contains(role) {
-                                StatusCode::FORBIDDEN
-                            } else if MFA_ROLES.contains(role) && !mfa {
-                                StatusCode::UNAUTHORIZED
-                            } else {
-                                StatusCode::OK
-                            };
-                            assert_eq!(status, expected, "{} as {role}, second factor {mfa}", #id);
-                        }
-                    }
-                    // A member of another tenant, with every role, finds nothing there.
-                    let token = signed(&dev::claims("outsider", other.id(), &all_scopes(), &["mfa"], identity::now(), 60));
-                    let status = call_on(&app, "GET", &path, Some(&token)).await.status();
-                    assert_eq!(status, StatusCode::NOT_FOUND, "{} from another tenant", #id);
-                }
-            }
+            let path = action.path.as_str();
+            quote!((#id, #key, #path, &[#(#allowed),*]))
         })
         .collect();
     // Conditional reads and every list: a member of another tenant finds none of this
-    // tenant's rows.
-    let conditional_reads: Vec<TokenStream> = app
-        .resources
-        .iter()
-        .flat_map(|resource| resource.actions.iter().map(move |action| (resource, action)))
+    // tenant's rows (unconditional reads are checked with the roles above).
+    let outsider_reads: Vec<TokenStream> = pairs()
         .filter(|(resource, action)| {
-            // Unconditional reads are in the matrix above; every list is here.
             (action.kind == ActionKind::List
                 || (action.kind == ActionKind::Read && action.condition.is_some()))
                 && action.public.is_none()
                 && !resource.global
         })
         .map(|(resource, action)| {
-            let ids = ids_var(resource);
             let id = format!("{}.{}", resource.name, action.name);
-            let path = action.path.clone();
-            let (target, body, check) = if action.kind == ActionKind::Read {
-                (
-                    quote!(&#path.replace("{id}", &#ids[0].to_string())),
-                    quote!(_),
-                    quote!(assert_eq!(status, StatusCode::NOT_FOUND, "{} from another tenant", #id);),
-                )
-            } else {
-                (
-                    quote!(#path),
-                    quote!(body),
-                    quote! {
-                        assert_eq!(status, StatusCode::OK, "{} from another tenant", #id);
-                        assert_eq!(body["items"], serde_json::json!([]), "{} from another tenant", #id);
-                    },
-                )
-            };
-            quote! {
-                {
-                    let outsider = signed(&dev::claims("outsider", other.id(), &all_scopes(), &["mfa"], identity::now(), 60));
-                    let (status, #body) = send(&app, "GET", #target, &outsider, None).await;
-                    #check
-                }
-            }
+            let key = ids_key(resource);
+            let path = action.path.as_str();
+            quote!((#id, #key, #path))
         })
         .collect();
     // Writes: every unconditional create, update, delete and custom action of tenant data, by
     // every role with and without a second factor; a delete gets a fresh row each time.
-    let writes: Vec<TokenStream> = app
-        .resources
-        .iter()
-        .flat_map(|resource| resource.actions.iter().map(move |action| (resource, action)))
+    let mut bodies: Vec<&Resource> = Vec::new();
+    let writes: Vec<TokenStream> = pairs()
         .filter(|(resource, action)| write_checked(resource, action))
         .map(|(resource, action)| {
-            let module = ident(&resource.ident);
-            let ids = ids_var(resource);
             let id = format!("{}.{}", resource.name, action.name);
+            let key = ids_key(resource);
             let allowed: Vec<&str> = action.roles.iter().map(String::as_str).collect();
-            let path = action.path.clone();
+            let path = action.path.as_str();
             let method = action.method.as_str();
-            let input = sample(app, resource, api, quote!(n));
-            let s = if resource.fields.iter().any(|f| f.ty == FieldType::Principal) { quote!(subject,) } else { quote!() };
-            let (target, body, success) = match &action.kind {
-                ActionKind::Create => (quote!(#path.to_owned()), quote!(Some(serde_json::to_value(&#input).expect("the input serializes"))), quote!(StatusCode::CREATED)),
-                ActionKind::Update => (quote!(#path.replace("{id}", &#ids[0].to_string())), quote!(Some(serde_json::to_value(&#input).expect("the input serializes"))), quote!(StatusCode::OK)),
-                ActionKind::Delete => (
-                    quote! {{
-                        let mut conn = db.pool.acquire().await.expect("a connection");
-                        let fresh = server::resources::#module::insert(&mut conn, tenant, #s &#input).await.expect("a row to delete");
-                        #path.replace("{id}", &fresh.id.to_string())
-                    }},
-                    quote!(None),
-                    quote!(StatusCode::NO_CONTENT),
-                ),
-                _ => (quote!(#path.replace("{id}", &#ids[0].to_string())), quote!(None), quote!(StatusCode::OK)),
+            let body = matches!(action.kind, ActionKind::Create | ActionKind::Update);
+            if body && !bodies.iter().any(|r| r.ident == resource.ident) {
+                bodies.push(resource);
+            }
+            let fresh = action.kind == ActionKind::Delete;
+            let success = match action.kind {
+                ActionKind::Create => quote!(StatusCode::CREATED),
+                ActionKind::Delete => quote!(StatusCode::NO_CONTENT),
+                _ => quote!(StatusCode::OK),
             };
             // A member of another tenant, with every role: the row is not there for it, and a
             // row of its own cannot point at this tenant's rows.
             let references = resource.fields.iter().any(|f| matches!(f.ty, FieldType::Reference { .. }));
-            let outsider_expects = match &action.kind {
-                ActionKind::Create if references => Some(quote!(StatusCode::UNPROCESSABLE_ENTITY)),
-                ActionKind::Create => None,
-                _ => Some(quote!(StatusCode::NOT_FOUND)),
+            let outsider = match &action.kind {
+                ActionKind::Create if references => quote!(Some(StatusCode::UNPROCESSABLE_ENTITY)),
+                ActionKind::Create => quote!(None),
+                _ => quote!(Some(StatusCode::NOT_FOUND)),
             };
-            let outsider = outsider_expects.map(|expected| {
-                let number = (!matches!(action.kind, ActionKind::Custom(_))).then(|| quote!(counter += 1; let n: i64 = counter;));
-                quote! {
-                    #number
-                    let outsider = signed(&dev::claims("outsider", other.id(), &all_scopes(), &["mfa"], identity::now(), 60));
-                    let path = #target;
-                    let (status, _) = send(&app, #method, &path, &outsider, #body).await;
-                    assert_eq!(status, #expected, "{} from another tenant", #id);
-                }
-            });
-            if action.condition.is_some() {
-                return outsider.map(|outsider| quote!({ #outsider })).unwrap_or_default();
-            }
-            // Inputs are numbered so unique fields stay unique; a custom action takes none.
-            let number = (!matches!(action.kind, ActionKind::Custom(_))).then(|| quote!(let n: i64 = counter;));
+            let conditional = action.condition.is_some();
             quote! {
-                {
-                    let allowed: &[&str] = &[#(#allowed),*];
+                Write { id: #id, resource: #key, method: #method, path: #path, allowed: &[#(#allowed),*], success: #success, body: #body, fresh: #fresh, conditional: #conditional, outsider: #outsider }
+            }
+        })
+        .collect();
+    let conditions = super::condition_tests::condition_checks(app, api);
+    let condition_loop = (!conditions.is_empty()).then(super::condition_tests::condition_loop);
+    if reads.is_empty() && writes.is_empty() && outsider_reads.is_empty() {
+        return TokenStream::new();
+    }
+    let inserts = app.resources.iter().map(|resource| {
+        let key = ids_key(resource);
+        let module = ident(&resource.ident);
+        let sample = sample_call(resource, quote!(n), quote!(ids));
+        let t = (!resource.global).then(|| quote!(tenant,));
+        let s = resource.fields.iter().any(|f| f.ty == FieldType::Principal).then(|| quote!(subject,));
+        quote!(#key => server::resources::#module::insert(conn, #t #s &#sample).await.expect("a sample row").id,)
+    });
+    let jsons = bodies.iter().map(|resource| {
+        let key = ids_key(resource);
+        let sample = sample_call(resource, quote!(n), quote!(ids));
+        quote!(#key => serde_json::to_value(#sample).expect("the input serializes"),)
+    });
+    let writes_check = (!writes.is_empty()).then(|| {
+        quote! {
+            for write in WRITES {
+                if !write.conditional {
                     for role in ALL_ROLES {
                         for mfa in [true, false] {
+                            // Inputs are numbered so unique fields stay unique.
                             counter += 1;
-                            #number
                             let who = format!("{role}-{mfa}");
                             let amr: &[&str] = if mfa { &["mfa"] } else { &[] };
                             let token = signed(&dev::claims(&who, tenant.id(), &all_scopes(), amr, identity::now(), 60));
-                            let path = #target;
-                            let (status, _) = send(&app, #method, &path, &token, #body).await;
-                            let expected = if !allowed.contains(role) {
+                            let (path, body) = write.request(&db, tenant, counter, &ids).await;
+                            let (status, _) = send(&app, write.method, &path, &token, body).await;
+                            let expected = if !write.allowed.contains(role) {
                                 StatusCode::FORBIDDEN
                             } else if MFA_ROLES.contains(role) && !mfa {
                                 StatusCode::UNAUTHORIZED
                             } else {
-                                #success
+                                write.success
                             };
-                            assert_eq!(status, expected, "{} as {role}, second factor {mfa}", #id);
+                            assert_eq!(status, expected, "{} as {role}, second factor {mfa}", write.id);
                         }
                     }
-                    #outsider
+                }
+                if let Some(expected) = write.outsider {
+                    counter += 1;
+                    let outsider = signed(&dev::claims("outsider", other.id(), &all_scopes(), &["mfa"], identity::now(), 60));
+                    let (path, body) = write.request(&db, tenant, counter, &ids).await;
+                    let (status, _) = send(&app, write.method, &path, &outsider, body).await;
+                    assert_eq!(status, expected, "{} from another tenant", write.id);
                 }
             }
-        })
-        .collect();
-    let conditions = super::condition_tests::condition_cases(app, api);
-    if checks.is_empty() && writes.is_empty() && conditional_reads.is_empty() {
-        return TokenStream::new();
-    }
+        }
+    });
+    let write_support = (!writes.is_empty()).then(|| {
+        quote! {
+            /// A write of tenant data the role x operation test tries: by every role, with and
+            /// without a second factor, unless `conditional` (the condition tests and golden
+            /// tables cover those); and by a member of another tenant, expecting `outsider`.
+            struct Write {
+                id: &'static str,
+                resource: &'static str,
+                method: &'static str,
+                path: &'static str,
+                allowed: &'static [&'static str],
+                success: StatusCode,
+                /// Whether it takes the resource's `n`-th sample input.
+                body: bool,
+                /// Whether each call gets a fresh row (a delete), else the first seeded row.
+                fresh: bool,
+                conditional: bool,
+                outsider: Option<StatusCode>,
+            }
+
+            impl Write {
+                /// The path of one call, and its body.
+                async fn request(&self, db: &TestDb, tenant: TenantId, n: i64, ids: &Ids) -> (String, Option<serde_json::Value>) {
+                    let row = if self.fresh {
+                        let mut conn = db.pool.acquire().await.expect("a connection");
+                        insert_sample(&mut conn, self.resource, tenant, "seeder", n, ids).await
+                    } else if self.path.contains("{id}") {
+                        ids.first(self.resource)
+                    } else {
+                        uuid::Uuid::nil()
+                    };
+                    let body = self.body.then(|| sample_json(self.resource, n, ids));
+                    (self.path.replace("{id}", &row.to_string()), body)
+                }
+            }
+
+            const WRITES: &[Write] = &[#(#writes),*];
+
+            /// The `n`-th sample input of `resource`, as JSON.
+            fn sample_json(resource: &str, n: i64, ids: &Ids) -> serde_json::Value {
+                let _ = (n, ids);
+                match resource {
+                    #(#jsons)*
+                    other => panic!("no sample input of {other}"),
+                }
+            }
+        }
+    });
     quote! {
         /// Roles that count only with a second factor.
         const MFA_ROLES: &[&str] = &[#(#mfa_roles),*];
 
+        /// Resources in an order where every required reference points to rows already made.
+        const CREATION_ORDER: &[&str] = &[#(#creation_order),*];
+
+        /// Each tenant resource's name and table.
+        const TENANT_TABLES: &[(&str, &str)] = &[#(#tenant_tables),*];
+
+        /// Unconditional reads of tenant data: operation, resource, path, roles allowed.
+        const READS: &[(&str, &str, &str, &[&str])] = &[#(#reads),*];
+
+        /// Conditional reads and lists of tenant data: operation, resource, path.
+        const OUTSIDER_READS: &[(&str, &str, &str)] = &[#(#outsider_reads),*];
+
+        #write_support
+
+        #conditions
+
+        /// Inserts the `n`-th sample row of `resource` (tenant rows into `tenant`, principal
+        /// fields naming `subject`); its id.
+        async fn insert_sample(conn: &mut sqlx::PgConnection, resource: &str, tenant: TenantId, subject: &str, n: i64, ids: &Ids) -> uuid::Uuid {
+            let _ = (tenant, subject);
+            match resource {
+                #(#inserts)*
+                other => panic!("no resource {other}"),
+            }
+        }
 
         #[tokio::test]
         async fn roles_decide_reads_and_writes_through_memberships_and_policies() {
@@ -1560,26 +1566,160 @@ fn authorization_test(app: &App, order: &[usize], api: &proc_macro2::Ident) -> T
             db.member(other, "outsider", ALL_ROLES).await;
             let app = router_on(db.app.clone());
             let mut conn = db.pool.acquire().await.expect("a connection");
-            #(let mut #id_vecs: Vec<uuid::Uuid> = Vec::new();)*
-            #(#seeds)*
+            let mut ids = Ids::default();
+            for resource in CREATION_ORDER {
+                let id = insert_sample(&mut conn, resource, tenant, subject, 0, &ids).await;
+                ids.push(resource, id);
+            }
             drop(conn);
-            #(#raw_sql)*
-            #(#checks)*
-            #(#conditional_reads)*
+            for (name, table) in TENANT_TABLES {
+                let (row,): (String,) = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT row_to_json(t)::text FROM {table} t LIMIT 1"))).fetch_one(&db.pool).await.expect("a seeded row");
+                let (visible,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}"))).fetch_one(&db.app).await.expect("count as the app role");
+                assert_eq!(visible, 0, "{name} rows visible without a tenant");
+                let mut copy: serde_json::Value = serde_json::from_str(&row).expect("the row as JSON");
+                copy["id"] = serde_json::json!(uuid::Uuid::now_v7());
+                let insert = format!("INSERT INTO {table} SELECT * FROM json_populate_record(NULL::{table}, $1::json)");
+                let refused = sqlx::query(sqlx::AssertSqlSafe(insert)).bind(copy.to_string()).execute(&db.app).await.expect_err("an insert without a tenant");
+                let code = refused.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned());
+                assert_eq!(code.as_deref(), Some("42501"), "{name}: {refused}");
+            }
+            let outsider = signed(&dev::claims("outsider", other.id(), &all_scopes(), &["mfa"], identity::now(), 60));
+            for (id, resource, path, allowed) in READS {
+                let path = path.replace("{id}", &ids.first(resource).to_string());
+                for role in ALL_ROLES {
+                    for mfa in [true, false] {
+                        let subject = format!("{role}-{mfa}");
+                        let amr: &[&str] = if mfa { &["mfa"] } else { &[] };
+                        let token = signed(&dev::claims(&subject, tenant.id(), &all_scopes(), amr, identity::now(), 60));
+                        let status = call_on(&app, "GET", &path, Some(&token)).await.status();
+                        let expected = if !allowed.contains(role) {
+                            StatusCode::FORBIDDEN
+                        } else if MFA_ROLES.contains(role) && !mfa {
+                            StatusCode::UNAUTHORIZED
+                        } else {
+                            StatusCode::OK
+                        };
+                        assert_eq!(status, expected, "{id} as {role}, second factor {mfa}");
+                    }
+                }
+                // A member of another tenant, with every role, finds nothing there.
+                let status = call_on(&app, "GET", &path, Some(&outsider)).await.status();
+                assert_eq!(status, StatusCode::NOT_FOUND, "{id} from another tenant");
+            }
+            for (id, resource, path) in OUTSIDER_READS {
+                let (status, body) = send(&app, "GET", &path.replace("{id}", &ids.first(resource).to_string()), &outsider, None).await;
+                if path.contains("{id}") {
+                    assert_eq!(status, StatusCode::NOT_FOUND, "{id} from another tenant");
+                } else {
+                    assert_eq!(status, StatusCode::OK, "{id} from another tenant");
+                    assert_eq!(body["items"], serde_json::json!([]), "{id} from another tenant");
+                }
+            }
             let mut counter: i64 = 1000;
-            #(#writes)*
+            #writes_check
             // Conditions: rows where each holds and rows where it fails (expected outcomes
             // from Cedar at generation time).
-            #(#conditions)*
-            let _ = (subject, &mut counter);
+            #condition_loop
+            let _ = (subject, &mut counter, &mut ids, MFA_ROLES);
             db.drop().await;
         }
     }
 }
 
-/// The test variable holding the ids of a resource's rows.
-fn ids_var(resource: &Resource) -> proc_macro2::Ident {
-    format_ident!("{}_ids", resource.ident.trim_end_matches('_'))
+/// The key of a resource's rows in the tests' `Ids`.
+fn ids_key(resource: &Resource) -> &str {
+    &resource.ident
+}
+
+/// The function building a resource's `n`-th sample input: `sample_<resource>(n, &ids)`.
+fn sample_fn(resource: &Resource) -> proc_macro2::Ident {
+    format_ident!("sample_{}", resource.ident.trim_end_matches('_'))
+}
+
+/// A call of a resource's sample function; `ids` is an `&Ids` expression.
+pub fn sample_call(resource: &Resource, n: TokenStream, ids: TokenStream) -> TokenStream {
+    let f = sample_fn(resource);
+    quote!(#f(#n, #ids))
+}
+
+/// Support shared by the generated test and bench targets, emitted once per file rather than
+/// at each use (the role x operation test alone would otherwise grow by kilobytes per
+/// resource): `Ids`, the rows made so far by resource; `sample_text`; and one function per
+/// resource building its `n`-th sample input, within the field constraints.
+pub fn sample_support<'a>(
+    app: &App,
+    resources: impl IntoIterator<Item = &'a Resource>,
+    api: &proc_macro2::Ident,
+) -> TokenStream {
+    let resources: Vec<&Resource> = resources.into_iter().collect();
+    let texts = resources.iter().any(|r| {
+        r.fields
+            .iter()
+            .any(|f| is_input(f) && matches!(f.ty, FieldType::String | FieldType::Text))
+    });
+    let sample_text = texts.then(|| {
+        quote! {
+            /// `n` as text of `min..=max` characters: its last `max` characters, padded with `x`.
+            fn sample_text(n: i64, min: usize, max: usize) -> String {
+                let text = if max >= 12 { format!("sample {n}") } else { n.to_string() };
+                let skip = text.chars().count().saturating_sub(max);
+                let text: String = text.chars().skip(skip).collect();
+                format!("{text:x<min$}")
+            }
+        }
+    });
+    let functions = resources.iter().map(|resource| {
+        let f = sample_fn(resource);
+        let module = ident(&resource.ident);
+        let input = input_type(resource);
+        let refers = resource
+            .fields
+            .iter()
+            .any(|f| is_input(f) && matches!(f.ty, FieldType::Reference { .. }));
+        let ids = if refers { quote!(ids) } else { quote!(_) };
+        let value = sample(app, resource, api, quote!(n));
+        quote! {
+            fn #f(n: i64, #ids: &Ids) -> #api::#module::#input {
+                #value
+            }
+        }
+    });
+    quote! {
+        /// The ids of the rows a test made, by resource.
+        #[derive(Default)]
+        struct Ids(std::collections::BTreeMap<&'static str, Vec<uuid::Uuid>>);
+
+        // Which of these a target uses depends on the spec.
+        #[allow(dead_code)]
+        impl Ids {
+            fn push(&mut self, resource: &'static str, id: uuid::Uuid) {
+                self.0.entry(resource).or_default().push(id);
+            }
+            fn of(&self, resource: &str) -> &[uuid::Uuid] {
+                self.0.get(resource).map_or(&[], Vec::as_slice)
+            }
+            fn first(&self, resource: &str) -> uuid::Uuid {
+                *self.of(resource).first().unwrap_or_else(|| panic!("no {resource} row yet"))
+            }
+            /// The `n`-th row (cycling), for a required reference.
+            fn pick(&self, resource: &str, n: i64) -> uuid::Uuid {
+                let ids = self.of(resource);
+                assert!(!ids.is_empty(), "no {resource} row to refer to");
+                ids[n as usize % ids.len()]
+            }
+            /// The same for an optional reference: none while there is no row.
+            fn pick_optional(&self, resource: &str, n: i64) -> Option<uuid::Uuid> {
+                let ids = self.of(resource);
+                ids.get(n as usize % ids.len().max(1)).copied()
+            }
+            fn pop(&mut self, resource: &str) -> Option<uuid::Uuid> {
+                self.0.get_mut(resource)?.pop()
+            }
+        }
+
+        #sample_text
+        #(#functions)*
+    }
 }
 
 /// Resources in an order where every required reference points to rows already created.
@@ -1612,12 +1752,8 @@ fn creation_order(app: &App) -> Vec<usize> {
     order
 }
 
-pub fn sample(
-    app: &App,
-    resource: &Resource,
-    api: &proc_macro2::Ident,
-    n: TokenStream,
-) -> TokenStream {
+/// The expression of a resource's `n`-th sample input (the body of its sample function).
+fn sample(app: &App, resource: &Resource, api: &proc_macro2::Ident, n: TokenStream) -> TokenStream {
     let module = ident(&resource.ident);
     let input = input_type(resource);
     let mut fields = Vec::new();
@@ -1627,11 +1763,7 @@ pub fn sample(
             FieldType::String | FieldType::Text => {
                 let max = field.max.unwrap_or(200) as usize;
                 let min = field.min.unwrap_or(0).max(0) as usize;
-                quote! {{
-                    let text = if #max >= 12 { format!("sample {}", #n) } else { format!("{}", #n) };
-                    let text: String = text.chars().rev().take(#max).collect::<Vec<_>>().into_iter().rev().collect();
-                    format!("{text:x<width$}", width = #min)
-                }}
+                quote!(sample_text(#n, #min, #max))
             }
             FieldType::Email => quote!(format!("user{}@example.com", #n)),
             FieldType::Int => {
@@ -1672,11 +1804,11 @@ pub fn sample(
                 quote!(#api::#module::#ety::ALL[#n as usize % #api::#module::#ety::ALL.len()])
             }
             FieldType::Reference { resource: target } => {
-                let ids = ids_var(&app.resources[*target]);
+                let key = ids_key(&app.resources[*target]);
                 if field.optional {
-                    quote!(#ids.get(#n as usize % #ids.len().max(1)).copied())
+                    quote!(ids.pick_optional(#key, #n))
                 } else {
-                    quote!(#ids[#n as usize % #ids.len()])
+                    quote!(ids.pick(#key, #n))
                 }
             }
             FieldType::Principal => continue,
@@ -1696,7 +1828,7 @@ fn resource_steps(app: &App, index: usize, api: &proc_macro2::Ident) -> TokenStr
     let resource = &app.resources[index];
     let module = ident(&resource.ident);
     let repo = quote!(server::resources::#module);
-    let ids = ids_var(resource);
+    let key = ids_key(resource);
     let has_subject = resource.fields.iter().any(|f| f.ty == FieldType::Principal);
     let t = if resource.global {
         quote!()
@@ -1708,8 +1840,8 @@ fn resource_steps(app: &App, index: usize, api: &proc_macro2::Ident) -> TokenStr
     } else {
         quote!()
     };
-    let sample_n = sample(app, resource, api, quote!(n));
-    let sample_changed = sample(app, resource, api, quote!(n));
+    let sample_n = sample_call(resource, quote!(n), quote!(&ids));
+    let sample_changed = sample_call(resource, quote!(100), quote!(&ids));
     let name = &resource.name;
     let isolation = (!resource.global).then(|| {
         quote! {
@@ -1720,11 +1852,6 @@ fn resource_steps(app: &App, index: usize, api: &proc_macro2::Ident) -> TokenStr
             assert!(!#repo::delete(&mut conn, other, first).await.expect("delete"));
         }
     });
-    let other_arg = if resource.global {
-        quote!()
-    } else {
-        quote!(tenant,)
-    };
     let customs: Vec<TokenStream> = resource
         .actions
         .iter()
@@ -1761,7 +1888,6 @@ fn resource_steps(app: &App, index: usize, api: &proc_macro2::Ident) -> TokenStr
             }
         })
         .collect();
-    let _ = other_arg;
     quote! {
         {
             // #name: create five rows, read, update, custom actions, list by pages, delete.
@@ -1770,23 +1896,20 @@ fn resource_steps(app: &App, index: usize, api: &proc_macro2::Ident) -> TokenStr
                 let created = #repo::insert(&mut conn, #t #s &input).await.expect("insert");
                 let read = #repo::fetch(&mut conn, #t created.id, false).await.expect("fetch").expect("row exists");
                 assert_eq!(read, created);
-                #ids.push(created.id);
+                ids.push(#key, created.id);
             }
-            let first = #ids[0];
-            let changed = {
-                let n = 100i64;
-                #sample_changed
-            };
+            let first = ids.first(#key);
+            let changed = #sample_changed;
             let updated = #repo::update(&mut conn, #t first, &changed).await.expect("update").expect("row exists");
             assert_eq!(updated.id, first);
             #isolation
             #(#customs)*
             let (listed, pages) = all_pages!(|after| #repo::list(&mut conn, #t after, 2));
-            let mut expected = #ids.clone();
+            let mut expected = ids.of(#key).to_vec();
             expected.sort();
             assert_eq!(listed, expected, "keyset pages of {} skip or repeat rows", #name);
             assert!(pages >= 3, "five rows two at a time take three pages");
-            let last = #ids.pop().expect("five rows");
+            let last = ids.pop(#key).expect("five rows");
             assert!(#repo::delete(&mut conn, #t last).await.expect("delete"));
             assert!(#repo::fetch(&mut conn, #t last, false).await.expect("fetch").is_none());
         }
