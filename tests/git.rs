@@ -161,7 +161,7 @@ fn a_generation_is_committed_without_touching_head_the_index_or_the_working_tree
         message.contains("A service/.bulwark/manifest.json"),
         "{message}"
     );
-    assert!(message.contains("A … and 22 more"), "{message}");
+    assert!(message.contains("A … and 23 more"), "{message}");
     // A bare repository works the same.
     let bare = tempfile::tempdir().unwrap();
     git(bare.path(), &["init", "-q", "--bare"]);
@@ -611,4 +611,78 @@ fn a_hand_edit_follows_a_renamed_resource() {
         "with the generator's renamed code"
     );
     assert!(!moved.contains("TimeEntry"), "and none of the old names");
+}
+
+/// The generated project's CI workflow checks drift and the guard: its `bulwark` lines, run as
+/// written with the workflow's own settings, pass in a repository that merged the branch of
+/// generations, and the drift check fails (exit 3) once the spec changes without a
+/// regeneration.
+#[test]
+fn the_generated_ci_workflow_checks_drift_and_the_guard() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path();
+    git(repo, &["init", "-q"]);
+    let spec = spec_file(repo, "bulwark.yaml", &ledgerly());
+    git(repo, &["add", "."]);
+    git(repo, &["commit", "-qm", "the spec"]);
+    assert_eq!(generate(&spec, repo, &[]).0, 0);
+    git(
+        repo,
+        &[
+            "merge",
+            "-q",
+            "--allow-unrelated-histories",
+            "-m",
+            "merge the generation",
+            BRANCH,
+        ],
+    );
+    let text = std::fs::read_to_string(repo.join(".github/workflows/ci.yml")).unwrap();
+    let workflow: Value = serde_saphyr::from_str(&text).unwrap();
+    assert_eq!(workflow["env"]["BULWARK_SPEC"], "bulwark.yaml");
+    assert_eq!(workflow["env"]["BULWARK_BRANCH"], BRANCH);
+    let lines: Vec<String> = workflow["jobs"]["bulwark"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|step| step["run"].as_str())
+        .flat_map(str::lines)
+        .filter(|line| line.starts_with("bulwark "))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let bin = Path::new(env!("CARGO_BIN_EXE_bulwark")).parent().unwrap();
+    let path = std::env::join_paths(std::iter::once(bin.to_path_buf()).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
+    .unwrap();
+    let run = |line: &str| {
+        let output = Command::new("sh")
+            .arg("-c")
+            .arg(line)
+            .current_dir(repo)
+            .env("PATH", &path)
+            .env(
+                "BULWARK_SPEC",
+                workflow["env"]["BULWARK_SPEC"].as_str().unwrap(),
+            )
+            .env("BULWARK_BRANCH", BRANCH)
+            .output()
+            .unwrap();
+        (
+            output.status.code().unwrap(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    for line in &lines {
+        let (code, stderr) = run(line);
+        assert_eq!(code, 0, "{line}: {stderr}");
+    }
+    // The spec changes (its description) but nobody regenerates: the check line fails.
+    let changed = ledgerly().replacen("description:", "description: Changed.", 1);
+    assert_ne!(changed, ledgerly());
+    std::fs::write(&spec, changed).unwrap();
+    let check = lines.iter().find(|l| l.contains(" check ")).unwrap();
+    let (code, stderr) = run(check);
+    assert_eq!(code, 3, "{stderr}");
 }

@@ -27,6 +27,7 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/crate_client_Cargo.toml.tera"),
     ),
     ("gitignore", include_str!("../../templates/gitignore.tera")),
+    ("ci.yml", include_str!("../../templates/ci.yml.tera")),
     ("README.md", include_str!("../../templates/README.md.tera")),
     (
         "THREAT_MODEL.md",

@@ -128,6 +128,10 @@ pub fn render_workspace(
         );
     }
     files.insert(".gitignore", templates::render("gitignore", &workspace)?);
+    files.insert(
+        ".github/workflows/ci.yml",
+        templates::render("ci.yml", &workspace)?,
+    );
     files.insert("Cargo.lock", cargo_lock(crates));
 
     let builtins = app.builtin_operations();
