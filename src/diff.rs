@@ -56,6 +56,7 @@ pub fn diff(old: &App, new: &App) -> Report {
     identity(old, new, &mut security);
     permissions(old, new, &mut security);
     payments(old, new, &mut security);
+    versions(old, new, &mut api);
     routes(old, new, &mut api);
     fields(old, new, &mut api);
     let breaking = api.iter().any(|c| c.flagged);
@@ -589,6 +590,45 @@ fn route_set(app: &App) -> BTreeSet<String> {
             .map(|b| format!("{} {}", b.method, b.path)),
     );
     routes
+}
+
+/// The versions served: the current one and those still served deprecated. A version no
+/// longer served breaks its clients unless the old spec had announced it (deprecated, with a
+/// sunset its clients were told of).
+fn versions(old: &App, new: &App, out: &mut Vec<Change>) {
+    let deprecated = |app: &App, version: &str| {
+        app.deprecated_versions
+            .iter()
+            .find(|v| v.version == version)
+            .cloned()
+    };
+    let served =
+        |app: &App, version: &str| app.api_version == version || deprecated(app, version).is_some();
+    let before = std::iter::once(old.api_version.clone())
+        .chain(old.deprecated_versions.iter().map(|v| v.version.clone()));
+    for version in before.filter(|v| !served(new, v)) {
+        let announced = deprecated(old, &version).is_some();
+        let message = if announced {
+            "no longer served (it was deprecated)"
+        } else {
+            "no longer served, without a deprecation period (list it under `api.deprecated` to keep serving it)"
+        };
+        change(out, format!("version {version}"), message, !announced);
+    }
+    for new_deprecation in &new.deprecated_versions {
+        let before = deprecated(old, &new_deprecation.version);
+        if before.as_ref() != Some(new_deprecation) {
+            change(
+                out,
+                format!("version {}", new_deprecation.version),
+                format!(
+                    "served deprecated since {}, until {}",
+                    new_deprecation.since_day, new_deprecation.sunset_day
+                ),
+                false,
+            );
+        }
+    }
 }
 
 fn routes(old: &App, new: &App, out: &mut Vec<Change>) {

@@ -216,18 +216,16 @@ pub fn policies(app: &App) -> String {
     );
     for resource in &app.resources {
         for action in resource.actions.iter().filter(|a| a.public.is_none()) {
-            for role in &action.roles {
-                if let Some(policy) = policy(app, resource, action, role) {
-                    out.push('\n');
-                    out.push_str(&policy);
-                }
+            if let Some(policy) = policy(app, resource, action) {
+                out.push('\n');
+                out.push_str(&policy);
             }
         }
     }
     for builtin in app.builtin_operations() {
-        for role in &builtin.roles {
+        if !builtin.roles.is_empty() {
             out.push('\n');
-            out.push_str(&builtin_policy(app, &builtin, role));
+            out.push_str(&builtin_policy(app, &builtin));
         }
         if let Some(scope) = &builtin.machine_scope {
             out.push('\n');
@@ -239,16 +237,32 @@ pub fn policies(app: &App) -> String {
     out
 }
 
-/// What a role must show for an operation: the role itself, the operation's scope, and a
-/// second factor where the role needs one.
-fn role_clauses(app: &App, role: &str, scope: Option<&str>) -> Vec<String> {
-    let mut clauses = vec![format!("principal.roles.contains({})", string(role))];
+/// What a member must show for an operation: its scope, and one of `roles`, where a role
+/// that needs a second factor counts only with one. One policy per operation, not one per
+/// role: Cedar's cost grows with the policies it evaluates.
+fn role_clauses(app: &App, roles: &[String], scope: Option<&str>) -> Vec<String> {
+    let mfa_roles = app.mfa_roles();
+    let (second_factor, plain): (Vec<&String>, Vec<&String>) =
+        roles.iter().partition(|r| mfa_roles.contains(&r.as_str()));
+    let any = |roles: &[&String]| {
+        let list: Vec<String> = roles.iter().map(|r| string(r)).collect();
+        format!("principal.roles.containsAny([{}])", list.join(", "))
+    };
+    let mut alternatives = Vec::new();
+    if !plain.is_empty() {
+        alternatives.push(any(&plain));
+    }
+    if !second_factor.is_empty() {
+        alternatives.push(format!("(context.mfa && {})", any(&second_factor)));
+    }
+    let mut clauses = Vec::new();
     if let Some(scope) = scope {
         clauses.push(format!("context.scopes.contains({})", string(scope)));
     }
-    if app.mfa_roles().contains(&role) {
-        clauses.push("context.mfa".into());
-    }
+    clauses.push(match alternatives.as_slice() {
+        [one] => one.clone(),
+        _ => format!("({})", alternatives.join(" || ")),
+    });
     clauses
 }
 
@@ -267,32 +281,28 @@ fn permit(id: &str, action: &str, principal: &str, resource: &str, clauses: &[St
     out
 }
 
-/// The policy letting `role` do a built-in operation.
-fn builtin_policy(app: &App, builtin: &BuiltinOperation, role: &str) -> String {
-    let clauses = role_clauses(app, role, builtin.scope.as_deref());
-    let id = format!("{}/{role}", builtin.id);
-    permit(&id, builtin.id, PRINCIPAL, builtin.entity, &clauses)
+/// The policy letting the roles of a built-in operation do it.
+fn builtin_policy(app: &App, builtin: &BuiltinOperation) -> String {
+    let clauses = role_clauses(app, &builtin.roles, builtin.scope.as_deref());
+    permit(builtin.id, builtin.id, PRINCIPAL, builtin.entity, &clauses)
 }
 
-/// The policy letting `role` do `action` to `resource`; `None` if its condition does not parse.
-fn policy(app: &App, resource: &Resource, action: &Action, role: &str) -> Option<String> {
+/// The policy letting the roles of `action` do it to `resource`; `None` without roles, or if
+/// its condition does not parse.
+fn policy(app: &App, resource: &Resource, action: &Action) -> Option<String> {
+    if action.roles.is_empty() {
+        return None;
+    }
     let condition = match &action.condition {
         Some(text) => Some(parse_condition(text).ok()?),
         None => None,
     };
     let id = action_id(resource, action);
-    let mut clauses = role_clauses(app, role, action.scope.as_deref());
+    let mut clauses = role_clauses(app, &action.roles, action.scope.as_deref());
     if let Some(condition) = &condition {
         clauses.push(format!("({condition})"));
     }
-    let policy_id = format!("{id}/{role}");
-    Some(permit(
-        &policy_id,
-        &id,
-        PRINCIPAL,
-        &resource.type_name,
-        &clauses,
-    ))
+    Some(permit(&id, &id, PRINCIPAL, &resource.type_name, &clauses))
 }
 
 /// A policy that does not validate against the schema, and which operation it belongs to.
@@ -308,18 +318,12 @@ pub struct Invalid {
 /// condition, the only part the spec writes.
 pub fn validate(app: &App) -> Result<Vec<Invalid>, String> {
     // The validator checks each policy against every action of its schema, so each resource
-    // is validated with a schema of its own (the cost stays linear in the resources). The
-    // policies differ by role only in what bulwark writes, so one per operation checks the
-    // spec's part, its condition.
+    // is validated with a schema of its own (the cost stays linear in the resources).
     let mut invalid = Vec::new();
     for (index, resource) in app.resources.iter().enumerate() {
         let mut text = String::new();
         for action in resource.actions.iter().filter(|a| a.public.is_none()) {
-            if let Some(policy) = action
-                .roles
-                .first()
-                .and_then(|role| policy(app, resource, action, role))
-            {
+            if let Some(policy) = policy(app, resource, action) {
                 text.push_str(&policy);
             }
         }

@@ -79,6 +79,21 @@ pub struct Api {
     /// public `60/min` per client address, sensitive `30/min` per principal).
     #[serde(default)]
     pub rate_limits: Option<ClassRateLimits>,
+    /// Earlier versions still served after a bump, e.g. `v1: { since: 2026-11-01, sunset:
+    /// 2027-05-01 }`: their paths answer with the current operations, under the current
+    /// policies, marked deprecated (`Deprecation` and `Sunset` headers) until removed here.
+    #[serde(default)]
+    pub deprecated: IndexMap<Name, DeprecatedVersion>,
+}
+
+/// When an earlier API version was deprecated and when it stops being served.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeprecatedVersion {
+    /// The day it was deprecated, `YYYY-MM-DD` (UTC).
+    pub since: Text,
+    /// The day it stops being served, `YYYY-MM-DD` (UTC); remove it from the spec then.
+    pub sunset: Text,
 }
 
 /// Rate limits per route class. Public: operations served without authentication.

@@ -294,3 +294,56 @@ fn specs_at_two_git_revisions_are_compared() {
     let (code, _, _) = diff(&[&broken, &dir.path().join("spec.yaml").display().to_string()]);
     assert_eq!(code, 1);
 }
+
+/// A bump that keeps the old version served, deprecated, then its retirement: announced
+/// retirements are reported, and a version dropped without a deprecation period is breaking.
+#[test]
+fn deprecated_versions_and_their_retirement_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = ledgerly();
+    assert!(v1.contains("  version: v1\n"));
+    let bumped = v1.replace(
+        "  version: v1\n",
+        "  version: v2\n  deprecated:\n    v1: { since: 2026-11-01, sunset: 2027-05-01 }\n",
+    );
+    let dropped = v1.replace("  version: v1\n", "  version: v2\n");
+    let v1 = write(dir.path(), "v1.yaml", &v1);
+    let bumped = write(dir.path(), "bumped.yaml", &bumped);
+    let dropped = write(dir.path(), "dropped.yaml", &dropped);
+
+    let (code, json, markdown) = diff(&[&v1, &bumped]);
+    assert_eq!(code, 0, "{markdown}");
+    assert_eq!(
+        changes(&json, "api"),
+        [(
+            "version v1".to_owned(),
+            "served deprecated since 2026-11-01, until 2027-05-01".to_owned(),
+            false
+        )]
+    );
+
+    // Retired after its deprecation: reported, not breaking.
+    let (code, json, markdown) = diff(&[&bumped, &dropped]);
+    assert_eq!(code, 0, "{markdown}");
+    assert_eq!(
+        changes(&json, "api"),
+        [(
+            "version v1".to_owned(),
+            "no longer served (it was deprecated)".to_owned(),
+            false
+        )]
+    );
+
+    // Bumped without a deprecation period: its clients break (the bump keeps the exit 0).
+    let (code, json, markdown) = diff(&[&v1, &dropped]);
+    assert_eq!(code, 0, "{markdown}");
+    let api = changes(&json, "api");
+    assert_eq!(api.len(), 1, "{api:?}");
+    assert!(
+        api[0]
+            .1
+            .starts_with("no longer served, without a deprecation period")
+    );
+    assert!(api[0].2);
+    assert!(markdown.contains("**(breaking)**"), "{markdown}");
+}

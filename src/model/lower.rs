@@ -119,6 +119,91 @@ impl<'s> Lower<'s> {
         self.diagnostics.push(diagnostic);
     }
 
+    /// `api.deprecated`: earlier versions, each before the current one, with a sunset after
+    /// the day it was deprecated.
+    fn deprecated_versions(&mut self) -> Vec<crate::model::DeprecatedVersion> {
+        let number = |version: &str| {
+            version
+                .strip_prefix('v')
+                .filter(|n| !n.is_empty() && !n.starts_with('0'))
+                .and_then(|n| n.parse::<u64>().ok())
+        };
+        let current = number(&self.spec.api.version.value);
+        let mut versions = Vec::new();
+        for (version, dates) in &self.spec.api.deprecated {
+            match (number(version), current) {
+                (Some(old), Some(current)) if old < current => {}
+                (Some(_), Some(_)) => {
+                    self.error(
+                        "invalid-version",
+                        format!(
+                            "deprecated api version `{}` is not before the current `{}`",
+                            version.value, self.spec.api.version.value
+                        ),
+                        version.loc,
+                        "list only earlier versions still served; the current one is `api.version`",
+                    );
+                    continue;
+                }
+                (None, _) => {
+                    self.error(
+                        "invalid-name",
+                        format!(
+                            "deprecated api version `{}` is not of the form `v1`, `v2`, …",
+                            version.value
+                        ),
+                        version.loc,
+                        "name an earlier version as its paths begin, e.g. `v1`",
+                    );
+                    continue;
+                }
+                (Some(_), None) => continue,
+            }
+            let (Some(since), Some(sunset)) = (self.day(&dates.since), self.day(&dates.sunset))
+            else {
+                continue;
+            };
+            if sunset <= since {
+                self.error(
+                    "invalid-date",
+                    format!(
+                        "sunset `{}` is not after the deprecation on `{}`",
+                        dates.sunset.value, dates.since.value
+                    ),
+                    dates.sunset.loc,
+                    "a version is deprecated first and stops being served later",
+                );
+                continue;
+            }
+            let midnight = |day: chrono::NaiveDate| day.and_time(chrono::NaiveTime::MIN).and_utc();
+            versions.push(crate::model::DeprecatedVersion {
+                version: version.value.clone(),
+                deprecation: format!("@{}", midnight(since).timestamp()),
+                sunset: midnight(sunset)
+                    .format("%a, %d %b %Y %H:%M:%S GMT")
+                    .to_string(),
+                since_day: since.to_string(),
+                sunset_day: sunset.to_string(),
+            });
+        }
+        versions.sort_by_key(|v| number(&v.version));
+        versions
+    }
+
+    /// A day written `YYYY-MM-DD`.
+    fn day(&mut self, text: &crate::spec::Text) -> Option<chrono::NaiveDate> {
+        let day = chrono::NaiveDate::parse_from_str(&text.value, "%Y-%m-%d").ok();
+        if day.is_none() {
+            self.error(
+                "invalid-date",
+                format!("`{}` is not a day written `YYYY-MM-DD`", text.value),
+                text.loc,
+                "write the day as year-month-day, e.g. `2027-05-01`",
+            );
+        }
+        day
+    }
+
     fn app(&mut self) -> App {
         let spec = self.spec;
         if spec.bulwark.value != 1 {
@@ -144,6 +229,7 @@ impl<'s> Lower<'s> {
                 "paths are versioned as `/v1/...`; write `version: v1`",
             );
         }
+        let deprecated_versions = self.deprecated_versions();
         self.check_collisions("scope", spec.api.scopes.keys());
         self.check_scope_names();
         self.check_collisions("role", spec.roles.keys());
@@ -216,6 +302,7 @@ impl<'s> Lower<'s> {
             resources,
             payments,
             drop: self.drops(),
+            deprecated_versions,
             public_rate_limit: self.class_rate_limit(|l| l.public.as_ref(), "60/min"),
             sensitive_rate_limit: self.class_rate_limit(|l| l.sensitive.as_ref(), "30/min"),
         }

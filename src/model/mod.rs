@@ -33,6 +33,22 @@ pub struct App {
     /// Rate limits of the route classes (for operations without their own).
     pub public_rate_limit: RateLimit,
     pub sensitive_rate_limit: RateLimit,
+    /// Earlier API versions still served, deprecated, oldest first.
+    pub deprecated_versions: Vec<DeprecatedVersion>,
+}
+
+/// An earlier API version still served: the current operations under its path prefix.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DeprecatedVersion {
+    /// `v1`, …
+    pub version: String,
+    /// The `Deprecation` header (RFC 9745): `@` and the Unix time it was deprecated.
+    pub deprecation: String,
+    /// The `Sunset` header (RFC 8594): the HTTP date it stops being served.
+    pub sunset: String,
+    /// The days, `YYYY-MM-DD`, as the spec gives them.
+    pub since_day: String,
+    pub sunset_day: String,
 }
 
 /// How an operation is throttled when the spec gives it no rate limit of its own.

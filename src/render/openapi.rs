@@ -112,6 +112,7 @@ pub fn render_openapi(app: &App, options: &Options) -> String {
         }
     }
     builtin_paths(app, &mut paths, &mut schemas);
+    deprecated_paths(app, &mut paths);
     let scopes: Map<String, Value> = app
         .scopes
         .iter()
@@ -134,6 +135,34 @@ pub fn render_openapi(app: &App, options: &Options) -> String {
     let mut text = serde_json::to_string_pretty(&document).unwrap_or_default();
     text.push('\n');
     text
+}
+
+/// Earlier versions still served: each current path again under their prefix, its
+/// operations marked deprecated, with their own ids and the sunset.
+fn deprecated_paths(app: &App, paths: &mut Map<String, Value>) {
+    let current: Vec<(String, Value)> = paths.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    for previous in &app.deprecated_versions {
+        for (path, item) in &current {
+            let rest = path
+                .strip_prefix('/')
+                .and_then(|p| p.split_once('/'))
+                .map_or("", |(_, rest)| rest);
+            let mut item = item.clone();
+            if let Some(operations) = item.as_object_mut() {
+                for op in operations.values_mut().filter_map(Value::as_object_mut) {
+                    let id = op
+                        .get("operationId")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    let id = format!("{}.{id}", previous.version);
+                    op.insert("operationId".into(), json!(id));
+                    op.insert("deprecated".into(), json!(true));
+                    op.insert("x-sunset".into(), json!(previous.sunset_day));
+                }
+            }
+            paths.insert(format!("/{}/{rest}", previous.version), item);
+        }
+    }
 }
 
 /// The built-in routes (memberships, sessions). Their schemas are named `Builtin.*`: a `.`

@@ -610,17 +610,48 @@ fn guard() -> TokenStream {
             Some(Arc::new(RateLimiter::keyed(quota)))
         }
 
+        /// An earlier API version still served: every operation also answers under its path
+        /// prefix, through the same guard and policies, marked deprecated.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub struct PreviousVersion {
+            /// Its path prefix, `v1`, …
+            pub version: &'static str,
+            /// The current version, whose paths succeed its paths.
+            pub successor: &'static str,
+            /// The `Deprecation` header (RFC 9745): `@` and the Unix time it was deprecated.
+            pub deprecation: &'static str,
+            /// The `Sunset` header (RFC 8594): when it stops being served.
+            pub sunset: &'static str,
+        }
+
+        impl PreviousVersion {
+            /// `path` (of the current version) under this version's prefix.
+            pub fn path(&self, path: &str) -> String {
+                let rest = path.strip_prefix('/').and_then(|p| p.split_once('/')).map_or("", |(_, rest)| rest);
+                format!("/{}/{rest}", self.version)
+            }
+        }
+
         /// A router that only accepts guarded routes.
         pub struct GuardedRouter<S> {
-            paths: BTreeMap<&'static str, MethodRouter<S>>,
+            paths: BTreeMap<String, MethodRouter<S>>,
             registered: Vec<&'static Operation>,
+            routes: Vec<(&'static str, String)>,
+            previous: &'static [PreviousVersion],
             auth: Arc<Authority>,
         }
 
         impl<S: Clone + Send + Sync + 'static> GuardedRouter<S> {
             /// An empty router whose guard decides with `auth`.
             pub fn new(auth: Arc<Authority>) -> Self {
-                GuardedRouter { paths: BTreeMap::new(), registered: Vec::new(), auth }
+                GuardedRouter { paths: BTreeMap::new(), registered: Vec::new(), routes: Vec::new(), previous: &[], auth }
+            }
+
+            /// The same, also serving every operation registered from now on under the
+            /// prefixes of `previous` versions, deprecated.
+            pub fn with_previous_versions(mut self, previous: &'static [PreviousVersion]) -> Self {
+                self.previous = previous;
+                self
             }
 
             /// Registers `handler` for `operation`, behind the guard. (Not called `route`:
@@ -631,7 +662,6 @@ fn guard() -> TokenStream {
                 T: 'static,
             {
                 let guard = Guard { operation, limiter: limiter(operation, &self.auth.rate_limits), auth: self.auth.clone(), checks: Arc::default() };
-                let guarded = handler.layer(from_fn_with_state(guard, authorize));
                 let filter = match operation.method {
                     "GET" => MethodFilter::GET,
                     "POST" => MethodFilter::POST,
@@ -644,10 +674,25 @@ fn guard() -> TokenStream {
                         return self;
                     }
                 };
-                let methods = self.paths.remove(operation.path).unwrap_or_default();
-                self.paths.insert(operation.path, methods.on(filter, guarded));
+                // A previous version's route shares the guard (its rate limit too) and the
+                // handler; its answers, refusals included, carry the deprecation headers.
+                for previous in self.previous {
+                    let deprecated = handler.clone().layer(from_fn_with_state(guard.clone(), authorize)).layer(from_fn_with_state(*previous, deprecate));
+                    self.add(operation.method, previous.path(operation.path), filter, deprecated);
+                }
+                self.add(operation.method, operation.path.to_owned(), filter, handler.layer(from_fn_with_state(guard, authorize)));
                 self.registered.push(operation);
                 self
+            }
+
+            fn add<H, T>(&mut self, method: &'static str, path: String, filter: MethodFilter, handler: H)
+            where
+                H: Handler<T, S>,
+                T: 'static,
+            {
+                let methods = self.paths.remove(&path).unwrap_or_default();
+                self.paths.insert(path.clone(), methods.on(filter, handler));
+                self.routes.push((method, path));
             }
 
             /// The operations registered so far, in order.
@@ -655,16 +700,36 @@ fn guard() -> TokenStream {
                 &self.registered
             }
 
+            /// Every method and path registered so far, previous versions' included.
+            pub fn routes(&self) -> &[(&'static str, String)] {
+                &self.routes
+            }
+
             /// The axum router, with problem+json answers for unknown paths and methods.
             pub fn finish(self) -> Router<S> {
                 let mut router = Router::new();
                 for (path, methods) in self.paths {
-                    router = router.route(path, methods);
+                    router = router.route(&path, methods);
                 }
                 router
                     .fallback(problem::not_found)
                     .method_not_allowed_fallback(problem::method_not_allowed)
             }
+        }
+
+        /// Marks every answer of a previous API version deprecated: since when, until when,
+        /// and the path that succeeds it.
+        async fn deprecate(State(previous): State<PreviousVersion>, request: Request, next: Next) -> Response {
+            let prefix = format!("/{}/", previous.version);
+            let successor = request.uri().path().strip_prefix(&prefix).map(|rest| format!("</{}/{rest}>; rel=\"successor-version\"", previous.successor));
+            let mut response = next.run(request).await;
+            let headers = response.headers_mut();
+            headers.insert("deprecation", HeaderValue::from_static(previous.deprecation));
+            headers.insert("sunset", HeaderValue::from_static(previous.sunset));
+            if let Some(link) = successor.and_then(|l| HeaderValue::from_str(&l).ok()) {
+                headers.insert(header::LINK, link);
+            }
+            response
         }
 
         /// Counts `key` against the operation's rate limit; a 429 when it is over.
@@ -1655,14 +1720,19 @@ fn routes(app: &App) -> TokenStream {
         registrations.push(quote! { router = crate::members::routes(router); });
     }
     let body = if registrations.is_empty() {
-        quote!(GuardedRouter::new(auth))
+        quote!(GuardedRouter::new(auth).with_previous_versions(PREVIOUS_VERSIONS))
     } else {
         quote! {
-            let mut router = GuardedRouter::new(auth);
+            let mut router = GuardedRouter::new(auth).with_previous_versions(PREVIOUS_VERSIONS);
             #(#registrations)*
             router
         }
     };
+    let successor = app.api_version.as_str();
+    let previous = app.deprecated_versions.iter().map(|v| {
+        let (version, deprecation, sunset) = (v.version.as_str(), v.deprecation.as_str(), v.sunset.as_str());
+        quote!(PreviousVersion { version: #version, successor: #successor, deprecation: #deprecation, sunset: #sunset })
+    });
     let (public_requests, public_secs) = (
         app.public_rate_limit.requests,
         app.public_rate_limit.per_secs,
@@ -1674,7 +1744,7 @@ fn routes(app: &App) -> TokenStream {
     quote! {
         //! Every operation of the spec, and the router that serves them.
 
-        use crate::guard::{ClassLimits, GuardedRouter, Operation};
+        use crate::guard::{ClassLimits, GuardedRouter, Operation, PreviousVersion};
         use crate::AppState;
 
         /// Every operation, in spec order, then the built-in ones; the OpenAPI document
@@ -1684,6 +1754,10 @@ fn routes(app: &App) -> TokenStream {
         /// The spec's rate limits of the route classes (`RATE_LIMIT_PUBLIC` and
         /// `RATE_LIMIT_SENSITIVE` override them when the server starts).
         pub const CLASS_LIMITS: ClassLimits = ClassLimits { public: Some((#public_requests, #public_secs)), sensitive: Some((#sensitive_requests, #sensitive_secs)) };
+
+        /// Earlier API versions still served, deprecated, until the spec retires them: every
+        /// operation also answers under their prefixes.
+        pub const PREVIOUS_VERSIONS: &[PreviousVersion] = &[#(#previous),*];
 
         /// Every route of the service, registered through the guard.
         pub fn guarded(auth: std::sync::Arc<crate::authz::Authority>) -> GuardedRouter<AppState> {

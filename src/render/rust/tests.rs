@@ -25,6 +25,39 @@ pub fn render_tests(
         .map(|&index| resource_steps(app, index, &api))
         .collect();
     let samples = sample_support(app, &app.resources, &api);
+    let deprecated_test = (!app.deprecated_versions.is_empty()).then(|| {
+        quote! {
+            /// Earlier API versions answer every operation like the current one, through the
+            /// same guard, with `Deprecation`, `Sunset` and a `Link` to the successor.
+            #[tokio::test]
+            async fn previous_api_versions_answer_like_the_current_one_marked_deprecated() {
+                let db = TestDb::create().await;
+                let tenant = db.tenant("tenant a").await;
+                db.member(tenant, "user-1", ALL_ROLES).await;
+                let app = router_on(db.app.clone());
+                let token = signed(&dev::claims("user-1", tenant.id(), &all_scopes(), &["mfa"], identity::now(), 60));
+                for previous in server::routes::PREVIOUS_VERSIONS {
+                    for op in OPERATIONS {
+                        let current = op.path.replace("{id}", "0190a0b0-0000-7000-8000-000000000001").replace("{subject}", "nobody").replace("{domain}", "example.com");
+                        let old = previous.path(&current);
+                        // Reads with a member's token too (writes would change rows).
+                        let tokens = if op.method == "GET" { vec![None, Some(token.as_str())] } else { vec![None] };
+                        for token in tokens {
+                            let now = call_on(&app, op.method, &current, token).await;
+                            let then = call_on(&app, op.method, &old, token).await;
+                            assert_eq!(then.status(), now.status(), "{} {old} with a token: {}", op.method, token.is_some());
+                            let header = |name: &str| then.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+                            assert_eq!(header("deprecation").as_deref(), Some(previous.deprecation), "{old}");
+                            assert_eq!(header("sunset").as_deref(), Some(previous.sunset), "{old}");
+                            assert_eq!(header("link"), Some(format!("<{current}>; rel=\"successor-version\"")), "{old}");
+                            assert!(!now.headers().contains_key("deprecation"), "{current} is not deprecated");
+                        }
+                    }
+                }
+                db.drop().await;
+            }
+        }
+    });
     let test_db = test_db(&db_prefix);
     let tokens = quote! {
         //! Tests of the generated service: routing, the guard, and the data layer against the
@@ -318,11 +351,14 @@ pub fn render_tests(
             // What the router really registered, not just the list of operations.
             let pool = sqlx::postgres::PgPoolOptions::new().connect_lazy(&database_url()).expect("DATABASE_URL is a valid URL");
             let registered = server::routes::guarded(std::sync::Arc::new(Authority::new(Keys::none(), pool).expect("the policies load")));
-            let routed: BTreeSet<_> = registered.operations().iter().map(|op| (op.method.to_owned(), op.path.to_owned())).collect();
+            let routed: BTreeSet<_> = registered.routes().iter().map(|(method, path)| (method.to_string(), path.clone())).collect();
             assert_eq!(routed, documented);
-            assert_eq!(routed.len(), registered.operations().len(), "two operations share a method and path");
+            assert_eq!(routed.len(), registered.routes().len(), "two operations share a method and path");
             assert_eq!(registered.operations(), OPERATIONS);
+            assert_eq!(registered.routes().len(), OPERATIONS.len() * (1 + server::routes::PREVIOUS_VERSIONS.len()));
         }
+
+        #deprecated_test
 
         #[tokio::test]
         async fn non_public_operations_without_credentials_answer_401() {
