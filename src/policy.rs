@@ -32,40 +32,60 @@ pub fn parse_condition(condition: &str) -> Result<String, String> {
         .map_err(|errors| one_line(&errors.to_string()))
 }
 
-/// Whether `condition` holds for a caller (`subject` with `roles`) and a row with `attrs`,
-/// evaluated by Cedar here, at generation time: the generated tests take their expected
-/// outcomes from this, independently of the policies the server loads.
-pub fn condition_holds(
-    condition: &str,
-    subject: &str,
-    roles: &[&str],
-    attrs: serde_json::Value,
-) -> Result<bool, String> {
-    use cedar_policy::{Authorizer, Context, Decision, Entities, EntityUid, Request};
-    let policy = format!("permit (principal, action, resource) when {{ {condition} }};");
-    let policies = PolicySet::from_str(&policy).map_err(|e| one_line(&e.to_string()))?;
-    let entities = Entities::from_json_value(
-        serde_json::json!([
-            {"uid": {"type": "Test::Principal", "id": "caller"}, "attrs": {"sub": subject, "tenant": "tenant", "roles": roles}, "parents": []},
-            {"uid": {"type": "Test::Row", "id": "row"}, "attrs": attrs, "parents": []},
-        ]),
-        None,
-    )
-    .map_err(|e| one_line(&e.to_string()))?;
-    let uid = |text: &str| EntityUid::from_str(text).map_err(|e| one_line(&e.to_string()));
-    let request = Request::new(
-        uid(r#"Test::Principal::"caller""#)?,
-        uid(r#"Test::Action::"act""#)?,
-        uid(r#"Test::Row::"row""#)?,
-        Context::empty(),
-        None,
-    )
-    .map_err(|e| one_line(&e.to_string()))?;
-    let answer = Authorizer::new().is_authorized(&request, &policies, &entities);
-    if let Some(error) = answer.diagnostics().errors().next() {
-        return Err(one_line(&error.to_string()));
+/// A condition evaluated by Cedar here, at generation time: the generated tests take their
+/// expected outcomes from this, independently of the policies the server loads. Parsed once,
+/// evaluated for each row and caller.
+pub struct Condition {
+    policies: PolicySet,
+    caller: cedar_policy::EntityUid,
+    action: cedar_policy::EntityUid,
+    row: cedar_policy::EntityUid,
+}
+
+impl Condition {
+    pub fn parse(condition: &str) -> Result<Condition, String> {
+        use cedar_policy::EntityUid;
+        let policy = format!("permit (principal, action, resource) when {{ {condition} }};");
+        let policies = PolicySet::from_str(&policy).map_err(|e| one_line(&e.to_string()))?;
+        let uid = |text: &str| EntityUid::from_str(text).map_err(|e| one_line(&e.to_string()));
+        Ok(Condition {
+            policies,
+            caller: uid(r#"Test::Principal::"caller""#)?,
+            action: uid(r#"Test::Action::"act""#)?,
+            row: uid(r#"Test::Row::"row""#)?,
+        })
     }
-    Ok(answer.decision() == Decision::Allow)
+
+    /// Whether it holds for a caller (`subject` with `roles`) and a row with `attrs`.
+    pub fn holds(
+        &self,
+        subject: &str,
+        roles: &[&str],
+        attrs: serde_json::Value,
+    ) -> Result<bool, String> {
+        use cedar_policy::{Authorizer, Context, Decision, Entities, Request};
+        let entities = Entities::from_json_value(
+            serde_json::json!([
+                {"uid": {"type": "Test::Principal", "id": "caller"}, "attrs": {"sub": subject, "tenant": "tenant", "roles": roles}, "parents": []},
+                {"uid": {"type": "Test::Row", "id": "row"}, "attrs": attrs, "parents": []},
+            ]),
+            None,
+        )
+        .map_err(|e| one_line(&e.to_string()))?;
+        let request = Request::new(
+            self.caller.clone(),
+            self.action.clone(),
+            self.row.clone(),
+            Context::empty(),
+            None,
+        )
+        .map_err(|e| one_line(&e.to_string()))?;
+        let answer = Authorizer::new().is_authorized(&request, &self.policies, &entities);
+        if let Some(error) = answer.diagnostics().errors().next() {
+            return Err(one_line(&error.to_string()));
+        }
+        Ok(answer.decision() == Decision::Allow)
+    }
 }
 
 fn one_line(text: &str) -> String {

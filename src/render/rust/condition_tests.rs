@@ -2,7 +2,7 @@
 //! resource whose condition reads only enum and principal fields of the row (and the caller's
 //! `sub` and `roles`), rows with every combination of those fields, called by a member of each
 //! allowed role. The expected outcome of each call comes from Cedar evaluating the condition
-//! here, at generation time ([`crate::policy::condition_holds`]), not from the policies the
+//! here, at generation time ([`crate::policy::Condition`]), not from the policies the
 //! server loads; an action is tested only when some call is allowed and some refused, so each
 //! condition meets a row where it holds and one where it fails.
 
@@ -238,6 +238,7 @@ fn action_case<'a>(
     };
     // One line per call: the caller, whether the row is the caller's, the enum values (by
     // index into each varied field's values), the expected status.
+    let condition = crate::policy::Condition::parse(condition).ok()?;
     let mut cases = Vec::new();
     let (mut holds, mut fails) = (false, false);
     for role in &action.roles {
@@ -268,13 +269,9 @@ fn action_case<'a>(
             {
                 attrs.insert(field.json.clone(), owner.into());
             }
-            let allowed = crate::policy::condition_holds(
-                condition,
-                &subject,
-                &[role.as_str()],
-                serde_json::Value::Object(attrs),
-            )
-            .ok()?;
+            let allowed = condition
+                .holds(&subject, &[role.as_str()], serde_json::Value::Object(attrs))
+                .ok()?;
             holds |= allowed;
             fails |= !allowed;
             let expected: u16 = if allowed { success } else { 403 };
