@@ -1095,6 +1095,32 @@ pub fn test_db(db_prefix: &str) -> TokenStream {
             role: String,
             /// The owner role: owns the database, ran the migrations and the grants.
             owner: String,
+            /// Set by [`TestDb::drop`]; without it (a test that panicked) dropping the value
+            /// still removes the database and the roles.
+            dropped: bool,
+        }
+
+        impl Drop for TestDb {
+            fn drop(&mut self) {
+                if self.dropped {
+                    return;
+                }
+                // The test's runtime may be unwinding, and its connections belong to it: a
+                // thread of its own connects afresh and removes what the run created.
+                let (name, roles) = (self.name.clone(), [self.role.clone(), self.owner.clone()]);
+                let cleanup = std::thread::spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+                    runtime.block_on(async move {
+                        use sqlx::Connection;
+                        let Ok(mut admin) = sqlx::PgConnection::connect(&database_url()).await else { return };
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))).execute(&mut admin).await;
+                        for role in roles {
+                            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP ROLE IF EXISTS \"{role}\""))).execute(&mut admin).await;
+                        }
+                    });
+                });
+                let _ = cleanup.join();
+            }
         }
 
         impl TestDb {
@@ -1131,16 +1157,17 @@ pub fn test_db(db_prefix: &str) -> TokenStream {
                 migrator.close().await;
                 let pool = sqlx::postgres::PgPoolOptions::new().max_connections(2).connect_with(options.clone().database(&name)).await.expect("connect to the test database");
                 let app = sqlx::postgres::PgPoolOptions::new().max_connections(2).connect_with(options.database(&name).username(&role)).await.expect("connect as the app role");
-                TestDb { admin, name, pool, app, role, owner }
+                TestDb { admin, name, pool, app, role, owner, dropped: false }
             }
 
-            async fn drop(self) {
+            async fn drop(mut self) {
                 self.app.close().await;
                 self.pool.close().await;
                 let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE \"{}\" WITH (FORCE)", self.name))).execute(&self.admin).await;
                 for role in [&self.role, &self.owner] {
                     let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP ROLE IF EXISTS \"{role}\""))).execute(&self.admin).await;
                 }
+                self.dropped = true;
             }
 
             /// Makes `subject` a member of `tenant` with `roles`.
