@@ -122,16 +122,10 @@ impl<'s> Lower<'s> {
     /// `api.deprecated`: earlier versions, each before the current one, with a sunset after
     /// the day it was deprecated.
     fn deprecated_versions(&mut self) -> Vec<crate::model::DeprecatedVersion> {
-        let number = |version: &str| {
-            version
-                .strip_prefix('v')
-                .filter(|n| !n.is_empty() && !n.starts_with('0'))
-                .and_then(|n| n.parse::<u64>().ok())
-        };
-        let current = number(&self.spec.api.version.value);
+        let current = version_number(&self.spec.api.version);
         let mut versions = Vec::new();
         for (version, dates) in &self.spec.api.deprecated {
-            match (number(version), current) {
+            match (version_number(version), current) {
                 (Some(old), Some(current)) if old < current => {}
                 (Some(_), Some(_)) => {
                     self.error(
@@ -186,7 +180,7 @@ impl<'s> Lower<'s> {
                 sunset_day: sunset.to_string(),
             });
         }
-        versions.sort_by_key(|v| number(&v.version));
+        versions.sort_by_key(|v| version_number(&v.version));
         versions
     }
 
@@ -215,10 +209,7 @@ impl<'s> Lower<'s> {
             );
         }
         let version = &spec.api.version;
-        let version_ok = version.strip_prefix('v').is_some_and(|n| {
-            !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && !n.starts_with('0')
-        });
-        if !version_ok {
+        if version_number(version).is_none() {
             self.error(
                 "invalid-name",
                 format!(
@@ -1591,6 +1582,13 @@ pub fn parse_duration(text: &str) -> Option<u64> {
         _ => return None,
     };
     (n > 0).then(|| n.checked_mul(factor)).flatten()
+}
+
+/// The number of an API version written `v1`, `v2`, … (no sign, no leading zero).
+fn version_number(text: &str) -> Option<u64> {
+    text.strip_prefix('v')
+        .filter(|n| !n.is_empty() && !n.starts_with('0') && n.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|n| n.parse().ok())
 }
 
 /// `60/min`, `10/s`, `1000/hour` → requests per period.

@@ -19,15 +19,8 @@ struct Context<'a> {
     matrix: Vec<MatrixRow>,
     environments: Vec<EnvironmentRow>,
     scopes: Vec<ScopeRow>,
-    deprecated: Vec<DeprecatedRow>,
-}
-
-/// An earlier API version still served.
-#[derive(Serialize)]
-struct DeprecatedRow {
-    version: String,
-    since: String,
-    sunset: String,
+    /// Versions and days are checked names and dates: nothing to escape.
+    deprecated: &'a [crate::model::DeprecatedVersion],
 }
 
 #[derive(Serialize)]
@@ -223,16 +216,7 @@ pub fn render_permissions(app: &App, options: &Options) -> Result<String, Render
             })
             .collect(),
         scopes: scope_rows(app),
-        // Versions and days are checked names and dates: nothing to escape.
-        deprecated: app
-            .deprecated_versions
-            .iter()
-            .map(|v| DeprecatedRow {
-                version: v.version.clone(),
-                since: v.since_day.clone(),
-                sunset: v.sunset_day.clone(),
-            })
-            .collect(),
+        deprecated: &app.deprecated_versions,
     };
     templates::render("PERMISSIONS.md", &context)
 }

@@ -42,7 +42,7 @@ pub fn condition_checks(app: &App, api: &Ident) -> TokenStream {
         return TokenStream::new();
     }
     let inserts = varied.iter().map(|(resource, fields)| {
-        let key = resource.ident.as_str();
+        let key = super::tests::ids_key(resource);
         let module = ident(&resource.ident);
         let sample = super::tests::sample_call(resource, quote!(n), quote!(ids));
         let sets = fields.iter().map(|field| {
@@ -228,7 +228,7 @@ fn action_case<'a>(
     if rows.len() * action.roles.len() > MAX_CALLS {
         return None;
     }
-    let key = resource.ident.as_str();
+    let key = super::tests::ids_key(resource);
     let id = format!("{}.{}", resource.name, action.name);
     let (method, path) = (action.method.as_str(), action.path.as_str());
     let success: u16 = if action.kind == ActionKind::Delete {

@@ -1255,8 +1255,8 @@ fn authz() -> TokenStream {
             /// The rate limits of the route classes (the spec's, unless configured).
             pub rate_limits: crate::guard::ClassLimits,
             schema: Schema,
-            /// The schema's entity types (and `Action`) by name, parsed once: parsing a name
-            /// costs more than a decision.
+            /// The schema's entity types (and `Action`) by name, parsed once at start rather
+            /// than three times per decision.
             types: HashMap<String, EntityTypeName>,
             /// The policies of each operation: evaluating only those is several times faster.
             by_operation: HashMap<String, PolicySet>,

@@ -1107,19 +1107,25 @@ pub fn test_db(db_prefix: &str) -> TokenStream {
                 }
                 // The test's runtime may be unwinding, and its connections belong to it: a
                 // thread of its own connects afresh and removes what the run created.
-                let (name, roles) = (self.name.clone(), [self.role.clone(), self.owner.clone()]);
+                let (name, role, owner) = (self.name.clone(), self.role.clone(), self.owner.clone());
                 let cleanup = std::thread::spawn(move || {
                     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
                     runtime.block_on(async move {
                         use sqlx::Connection;
-                        let Ok(mut admin) = sqlx::PgConnection::connect(&database_url()).await else { return };
-                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))).execute(&mut admin).await;
-                        for role in roles {
-                            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP ROLE IF EXISTS \"{role}\""))).execute(&mut admin).await;
+                        if let Ok(mut admin) = sqlx::PgConnection::connect(&database_url()).await {
+                            remove_run(&mut admin, &name, [&role, &owner]).await;
                         }
                     });
                 });
                 let _ = cleanup.join();
+            }
+        }
+
+        /// Removes a test run's database (its connections too) and roles.
+        async fn remove_run(admin: &mut sqlx::PgConnection, name: &str, roles: [&str; 2]) {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))).execute(&mut *admin).await;
+            for role in roles {
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP ROLE IF EXISTS \"{role}\""))).execute(&mut *admin).await;
             }
         }
 
@@ -1163,9 +1169,8 @@ pub fn test_db(db_prefix: &str) -> TokenStream {
             async fn drop(mut self) {
                 self.app.close().await;
                 self.pool.close().await;
-                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE \"{}\" WITH (FORCE)", self.name))).execute(&self.admin).await;
-                for role in [&self.role, &self.owner] {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP ROLE IF EXISTS \"{role}\""))).execute(&self.admin).await;
+                if let Ok(mut admin) = self.admin.acquire().await {
+                    remove_run(&mut admin, &self.name, [&self.role, &self.owner]).await;
                 }
                 self.dropped = true;
             }
@@ -1690,7 +1695,7 @@ fn authorization_test(app: &App, order: &[usize], api: &proc_macro2::Ident) -> T
 }
 
 /// The key of a resource's rows in the tests' `Ids`.
-fn ids_key(resource: &Resource) -> &str {
+pub fn ids_key(resource: &Resource) -> &str {
     &resource.ident
 }
 
