@@ -4,8 +4,8 @@
 //! tenant isolation costs through the HTTP API under load from `wrk`.
 
 use super::ident;
-use super::tests::{sample_call, sample_support, test_db};
-use crate::model::{ActionKind, App, FieldType, Resource};
+use super::tests::{creation_order, ids_key, sample_call, sample_support, test_db};
+use crate::model::{Action, ActionKind, App, FieldType, Resource};
 use proc_macro2::{Ident, TokenStream};
 use quote::quote;
 
@@ -27,14 +27,58 @@ fn measured(app: &App) -> Option<&Resource> {
     })
 }
 
+/// The conditional operation the benchmark decides (the first tenant operation with a
+/// condition that is not public), and the resources to create for a row of it: those its
+/// required references need, in creation order, ending with its own.
+fn conditional(app: &App) -> Option<(&Resource, &Action, Vec<&Resource>)> {
+    let (index, resource, action) =
+        app.resources
+            .iter()
+            .enumerate()
+            .find_map(|(index, resource)| {
+                let action = resource
+                    .actions
+                    .iter()
+                    .find(|a| a.condition.is_some() && a.public.is_none())?;
+                (!resource.global).then_some((index, resource, action))
+            })?;
+    let mut needed = vec![false; app.resources.len()];
+    let mut pending = vec![index];
+    while let Some(next) = pending.pop() {
+        if std::mem::replace(&mut needed[next], true) {
+            continue;
+        }
+        for field in &app.resources[next].fields {
+            if let FieldType::Reference { resource: target } = field.ty
+                && !field.optional
+            {
+                pending.push(target);
+            }
+        }
+    }
+    let chain = creation_order(app)
+        .into_iter()
+        .filter(|i| needed[*i])
+        .map(|i| &app.resources[i])
+        .collect();
+    Some((resource, action, chain))
+}
+
 /// `benches/guard.rs` of the server crate.
 pub fn guard_bench(app: &App, api: &Ident) -> TokenStream {
     let db_prefix = format!("{}_bench", app.ident.chars().take(30).collect::<String>());
     let test_db = test_db(&db_prefix);
     let all_roles: Vec<&str> = app.roles.iter().map(|r| r.name.as_str()).collect();
-    let support = measured(app).map(|r| sample_support(app, [r], api));
+    // The measured resource's samples, and those of the conditional operation's row.
+    let mut sampled: Vec<&Resource> = measured(app).into_iter().collect();
+    if let Some(first) = measured(app)
+        && let Some((_, _, chain)) = conditional(app)
+    {
+        sampled.extend(chain.into_iter().filter(|r| !std::ptr::eq(*r, first)));
+    }
+    let support = (!sampled.is_empty()).then(|| sample_support(app, sampled, api));
     let body = match measured(app) {
-        Some(resource) => measure(resource),
+        Some(resource) => measure(app, resource),
         None => quote! {
             println!("no tenant resource with a plain `read` to measure");
             let _ = (TestDb::create, ALL_ROLES);
@@ -84,7 +128,7 @@ pub fn guard_bench(app: &App, api: &Ident) -> TokenStream {
     }
 }
 
-fn measure(resource: &Resource) -> TokenStream {
+fn measure(app: &App, resource: &Resource) -> TokenStream {
     let module = ident(&resource.ident);
     let input = sample_call(resource, quote!(n), quote!(&ids));
     let entity = resource.type_name.as_str();
@@ -99,6 +143,48 @@ fn measure(resource: &Resource) -> TokenStream {
         .find(|a| a.kind == ActionKind::Read)
         .map(|a| a.path.clone())
         .unwrap_or_default();
+    let (conditional_measure, conditional_rows) = match conditional(app) {
+        Some((target, action, chain)) => {
+            let inserts = chain.iter().map(|resource| {
+                let module = ident(&resource.ident);
+                let key = ids_key(resource);
+                let sample = sample_call(resource, quote!(2), quote!(&ids));
+                let t = (!resource.global).then(|| quote!(tenant,));
+                let s = resource.fields.iter().any(|f| f.ty == FieldType::Principal).then(|| quote!("bench",));
+                quote! {
+                    let row = server::resources::#module::insert(&mut conn, #t #s &#sample).await.expect("a row");
+                    ids.push(#key, row.id);
+                }
+            });
+            let module = ident(&target.ident);
+            let op = super::server::operation_const(action);
+            let entity = target.type_name.as_str();
+            let measure = quote! {
+                // A row of a conditional operation (and the rows it refers to).
+                let (conditional_op, kept_conditional, evaluated_conditional) = {
+                    let mut conn = db.pool.acquire().await.expect("a connection");
+                    let mut ids = Ids::default();
+                    #(#inserts)*
+                    let op = &server::resources::#module::#op;
+                    let kept = median(21, 2000, async || {
+                        std::hint::black_box(auth.allows(&principal, op, #entity, row.id, &row));
+                    })
+                    .await;
+                    let evaluated = median(21, 2000, async || {
+                        assert!(auth.evaluate(&principal, op, #entity, row.id, &row, true).is_ok());
+                    })
+                    .await;
+                    (op, kept, evaluated)
+                };
+            };
+            let rows = quote! {
+                println!("| authorization decision (`{}`: conditional, kept by the values its policies read) | {} | {} |", conditional_op.id, micros(kept_conditional), per_second(kept_conditional));
+                println!("| the same decision evaluated by Cedar (entities holding only those values) | {} | {} |", micros(evaluated_conditional), per_second(evaluated_conditional));
+            };
+            (measure, rows)
+        }
+        None => (quote!(), quote!()),
+    };
     quote! {
         use axum::body::Body;
         use axum::http::{header, Request, StatusCode};
@@ -135,13 +221,14 @@ fn measure(resource: &Resource) -> TokenStream {
         let path = #path.replace("{id}", &row.id.to_string());
 
         let decision = median(21, 2000, async || {
-            assert!(auth.allows(&principal, op, #entity, row.id, server::resources::#module::cedar_attrs(&row)));
+            assert!(auth.allows(&principal, op, #entity, row.id, &row));
         })
         .await;
         let evaluation = median(21, 2000, async || {
-            assert_eq!(auth.evaluate(&principal, op, #entity, row.id, server::resources::#module::cedar_attrs(&row), true), Ok(true));
+            assert_eq!(auth.evaluate(&principal, op, #entity, row.id, &row, true), Ok(true));
         })
         .await;
+        #conditional_measure
         let verify = median(21, 200, async || {
             assert!(auth.keys.verify_now(&token, now).is_ok());
         })
@@ -170,7 +257,8 @@ fn measure(resource: &Resource) -> TokenStream {
         println!("| measure | median per call | calls per second |");
         println!("|---|---:|---:|");
         println!("| authorization decision (`{}`: unconditional, Cedar's decision kept) | {} | {} |", op.id, micros(decision), per_second(decision));
-        println!("| the same decision evaluated by Cedar (its own policies; as every conditional operation) | {} | {} |", micros(evaluation), per_second(evaluation));
+        println!("| the same decision evaluated by Cedar (its own policies) | {} | {} |", micros(evaluation), per_second(evaluation));
+        #conditional_rows
         println!("| access-token verification (ES256 JWT) | {} | {} |", micros(verify), per_second(verify));
         println!("| membership, revocation and domain lookup (one query) | {} | {} |", micros(standing), per_second(standing));
         println!("| `{}` handler called directly (no guard) | {} | {} |", op.id, micros(direct), per_second(direct));
@@ -321,7 +409,7 @@ fn isolation(resource: &Resource, api: &Ident) -> TokenStream {
                 let mut items = Vec::new();
                 for row in rows {
                     let row: Item = row.try_into()?;
-                    if state.auth.allows(&principal, &#module::LIST_OP, #entity, row.id, #module::cedar_attrs(&row)) {
+                    if state.auth.allows(&principal, &#module::LIST_OP, #entity, row.id, &row) {
                         items.push(row);
                         if items.len() == limit {
                             break;
@@ -352,7 +440,7 @@ fn isolation(resource: &Resource, api: &Ident) -> TokenStream {
         async fn baseline_read(State(state): State<server::AppState>, principal: server::tenant::Principal, ApiPath(id): ApiPath<uuid::Uuid>) -> Result<Json<Item>, Problem> {
             let row: Option<#module::Row> = sqlx::query_as(#baseline_read).bind(principal.tenant.id()).bind(id).fetch_optional(&state.db).await?;
             let row: Item = row.map(TryInto::try_into).transpose()?.ok_or_else(Problem::not_found)?;
-            if let Err(denial) = state.auth.check(&principal, &#module::READ_OP, #entity, row.id, #module::cedar_attrs(&row)) {
+            if let Err(denial) = state.auth.check(&principal, &#module::READ_OP, #entity, row.id, &row) {
                 return Err(denial.record(&state.db).await);
             }
             Ok(Json(row))

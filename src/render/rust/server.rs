@@ -1237,6 +1237,171 @@ fn authz() -> TokenStream {
             })
         }
 
+        /// An entity as the policies see it, one attribute at a time: a decision builds only
+        /// the attributes its operation's policies read, and keeps its answer by their values.
+        pub trait Attributes {
+            /// All its attribute names, as `policies/schema.cedarschema` declares them.
+            fn names(&self) -> &'static [&'static str];
+            /// The attribute `name` in Cedar's JSON form (`decimal` and `datetime` as
+            /// `__extn`); `None` when unset (an empty optional field) or unknown.
+            fn attribute(&self, name: &str) -> Option<serde_json::Value>;
+        }
+
+        impl Attributes for Principal {
+            fn names(&self) -> &'static [&'static str] {
+                &["sub", "tenant", "roles"]
+            }
+
+            fn attribute(&self, name: &str) -> Option<serde_json::Value> {
+                match name {
+                    "sub" => Some(self.subject.as_str().into()),
+                    "tenant" => Some(self.tenant.id().to_string().into()),
+                    "roles" => Some(self.roles.iter().map(|r| serde_json::Value::from(r.as_str())).collect()),
+                    _ => None,
+                }
+            }
+        }
+
+        impl Attributes for Machine {
+            fn names(&self) -> &'static [&'static str] {
+                &["client"]
+            }
+
+            fn attribute(&self, name: &str) -> Option<serde_json::Value> {
+                (name == "client").then(|| self.client.as_str().into())
+            }
+        }
+
+        /// A subject's membership of the caller's tenant, as the built-in routes decide on it.
+        struct Membership<'a> {
+            subject: &'a str,
+            roles: &'a [String],
+        }
+
+        impl Attributes for Membership<'_> {
+            fn names(&self) -> &'static [&'static str] {
+                &["subject", "roles"]
+            }
+
+            fn attribute(&self, name: &str) -> Option<serde_json::Value> {
+                match name {
+                    "subject" => Some(self.subject.into()),
+                    "roles" => Some(self.roles.iter().map(|r| serde_json::Value::from(r.as_str())).collect()),
+                    _ => None,
+                }
+            }
+        }
+
+        /// One of the tenant's domains, as the built-in routes decide on it.
+        struct Domain<'a>(&'a str);
+
+        impl Attributes for Domain<'_> {
+            fn names(&self) -> &'static [&'static str] {
+                &["domain"]
+            }
+
+            fn attribute(&self, name: &str) -> Option<serde_json::Value> {
+                (name == "domain").then(|| self.0.into())
+            }
+        }
+
+        /// A party to a decision: its entity type (the schema's name, without namespace), its
+        /// id and its attributes.
+        struct Party<'a> {
+            kind: &'a str,
+            id: &'a str,
+            attributes: &'a dyn Attributes,
+        }
+
+        /// What an operation's policies read of one party.
+        #[derive(Debug, Default)]
+        struct Read {
+            /// The attributes they name (sorted: the order of a kept decision's key).
+            attributes: std::collections::BTreeSet<String>,
+            /// Read in a way not placed below: every attribute counts.
+            all: bool,
+            /// They look at the entity itself (compare it, test its type): its id counts.
+            id: bool,
+        }
+
+        impl Read {
+            /// The party's values of the attributes read, in order; `None` for an unset one.
+            fn values(&self, party: &Party<'_>) -> Vec<(String, Option<serde_json::Value>)> {
+                if self.all {
+                    return party.attributes.names().iter().map(|name| ((*name).to_owned(), party.attributes.attribute(name))).collect();
+                }
+                self.attributes.iter().map(|name| (name.clone(), party.attributes.attribute(name))).collect()
+            }
+        }
+
+        /// What an operation's policies read besides the context (small, and always given
+        /// whole). A decision depends on nothing else, so it is built from these and kept by
+        /// them. Found in the policies' JSON form; whatever the walk cannot place counts as
+        /// read, so an omission can only make an entity fuller than needed.
+        #[derive(Debug, Default)]
+        struct Reads {
+            principal: Read,
+            resource: Read,
+        }
+
+        impl Reads {
+            fn of(policies: &PolicySet) -> Result<Reads, String> {
+                let mut reads = Reads::default();
+                for policy in policies.policies() {
+                    let json = policy.to_json().map_err(|e| e.to_string())?;
+                    for (var, read) in [("principal", &mut reads.principal), ("resource", &mut reads.resource)] {
+                        let head = &json[var];
+                        read.id |= !matches!(head["op"].as_str(), Some("All" | "is")) || head.get("in").is_some();
+                    }
+                    reads.walk(&json["conditions"]);
+                }
+                Ok(reads)
+            }
+
+            fn party(&mut self, var: &str) -> Option<&mut Read> {
+                match var {
+                    "principal" => Some(&mut self.principal),
+                    "resource" => Some(&mut self.resource),
+                    _ => None,
+                }
+            }
+
+            fn walk(&mut self, expr: &serde_json::Value) {
+                match expr {
+                    serde_json::Value::Object(fields) => {
+                        for (key, inner) in fields {
+                            let var = inner.get("left").and_then(|left| left.get("Var")).and_then(serde_json::Value::as_str);
+                            if let ("." | "has", Some(var)) = (key.as_str(), var) {
+                                if let Some(read) = self.party(var) {
+                                    // `has` may name a path: its first step is the attribute.
+                                    let attr = match inner.get("attr") {
+                                        Some(serde_json::Value::Array(path)) => path.first(),
+                                        attr => attr,
+                                    };
+                                    match attr.and_then(serde_json::Value::as_str) {
+                                        Some(attr) => {
+                                            read.attributes.insert(attr.to_owned());
+                                        }
+                                        None => read.all = true,
+                                    }
+                                }
+                                continue;
+                            }
+                            if let ("Var", Some(var)) = (key.as_str(), inner.as_str()) {
+                                if let Some(read) = self.party(var) {
+                                    read.id = true;
+                                }
+                                continue;
+                            }
+                            self.walk(inner);
+                        }
+                    }
+                    serde_json::Value::Array(items) => items.iter().for_each(|item| self.walk(item)),
+                    _ => {}
+                }
+            }
+        }
+
         const SCHEMA: &str = include_str!("../../../policies/schema.cedarschema");
         const POLICIES: &str = include_str!("../../../policies/policies.cedar");
         const NAMESPACE: &str = "App";
@@ -1258,30 +1423,19 @@ fn authz() -> TokenStream {
             /// The schema's entity types (and `Action`) by name, parsed once at start rather
             /// than three times per decision.
             types: HashMap<String, EntityTypeName>,
-            /// The policies of each operation: evaluating only those is several times faster.
-            by_operation: HashMap<String, PolicySet>,
-            /// Operations whose policies read only the caller's roles, scopes and second
-            /// factor (no condition on the row or the subject): their decisions are kept.
-            unconditional: HashSet<String>,
-            /// Cedar's decisions for those, by operation, roles, scopes and second factor.
-            /// The policies are fixed for the life of the process, so an entry never goes
-            /// stale; the map is bounded (a full map just stops keeping new decisions).
+            /// The policies of each operation (evaluating only those is several times
+            /// faster), and what they read.
+            by_operation: HashMap<String, (PolicySet, Reads)>,
+            /// Cedar's decisions, by operation, second factor, scopes and the values the
+            /// operation's policies read. The policies are fixed for the life of the process
+            /// and a decision depends on nothing else, so an entry never goes stale; the map
+            /// is bounded (when full it is emptied and fills again).
             decisions: std::sync::RwLock<HashMap<String, bool>>,
             authorizer: Authorizer,
         }
 
         /// At most this many decisions are kept.
-        const KEPT_DECISIONS: usize = 4096;
-
-        /// Whether a policy reads only `principal.roles` and the context: the head names the
-        /// action and the entity types; the conditions of generated policies are printed from
-        /// the spec, so anything that reads the row or another principal attribute shows.
-        fn reads_only_roles_and_context(policy: &str) -> bool {
-            !policy.contains("resource.")
-                && !policy.contains("resource[")
-                && !policy.contains("principal[")
-                && policy.match_indices("principal.").all(|(at, _)| policy[at..].starts_with("principal.roles."))
-        }
+        const KEPT_DECISIONS: usize = 16_384;
 
         impl std::fmt::Debug for Authority {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -1295,16 +1449,16 @@ fn authz() -> TokenStream {
                 let keys = keys.into();
                 let (schema, _) = Schema::from_cedarschema_str(SCHEMA).map_err(|e| format!("policy schema: {e}"))?;
                 let all = PolicySet::from_str(POLICIES).map_err(|e| format!("policies: {e}"))?;
-                let mut by_operation: HashMap<String, PolicySet> = HashMap::new();
+                let mut sets: HashMap<String, PolicySet> = HashMap::new();
                 for policy in all.policies() {
                     let operation = policy.annotation("action").ok_or("a policy without @action")?.to_owned();
-                    by_operation.entry(operation).or_default().add(policy.clone()).map_err(|e| e.to_string())?;
+                    sets.entry(operation).or_default().add(policy.clone()).map_err(|e| e.to_string())?;
                 }
-                let unconditional = by_operation
-                    .iter()
-                    .filter(|(_, policies)| policies.policies().all(|p| reads_only_roles_and_context(&p.to_string())))
-                    .map(|(operation, _)| operation.clone())
-                    .collect();
+                let mut by_operation = HashMap::new();
+                for (operation, policies) in sets {
+                    let reads = Reads::of(&policies)?;
+                    by_operation.insert(operation, (policies, reads));
+                }
                 let action = EntityTypeName::from_str(&format!("{NAMESPACE}::Action")).map_err(|e| e.to_string())?;
                 let types = schema
                     .entity_types()
@@ -1321,7 +1475,6 @@ fn authz() -> TokenStream {
                     schema,
                     types,
                     by_operation,
-                    unconditional,
                     decisions: std::sync::RwLock::default(),
                     authorizer: Authorizer::new(),
                 })
@@ -1346,101 +1499,125 @@ fn authz() -> TokenStream {
                 self
             }
 
-            fn decide(&self, principal: &Principal, operation: &Operation, entity: &str, id: uuid::Uuid, attrs: serde_json::Value, mfa: bool) -> Result<bool, String> {
-                if !self.unconditional.contains(operation.id) {
-                    return self.evaluate(principal, operation, entity, id, attrs, mfa);
+            /// Cedar's decision for `principal` doing `operation` to a row, evaluated now
+            /// (kept decisions are neither consulted nor added; benchmarks compare the two).
+            pub fn evaluate(&self, principal: &Principal, operation: &Operation, entity: &str, id: uuid::Uuid, row: &dyn Attributes, mfa: bool) -> Result<bool, String> {
+                let caller = Party { kind: "Principal", id: &principal.subject, attributes: principal };
+                let target = Party { kind: entity, id: &id.to_string(), attributes: row };
+                self.decide(&caller, &principal.scopes, operation, &target, mfa, false)
+            }
+
+            /// The decision for `caller` with `scopes` doing `operation` to `target`: kept
+            /// when `keep` and the same values were decided before, else evaluated (and kept).
+            fn decide(&self, caller: &Party<'_>, scopes: &[String], operation: &Operation, target: &Party<'_>, mfa: bool, keep: bool) -> Result<bool, String> {
+                let Some((policies, reads)) = self.by_operation.get(operation.id) else { return Ok(false) };
+                let caller_values = reads.principal.values(caller);
+                let target_values = reads.resource.values(target);
+                // Each part with its length first, so no two different decisions share a key;
+                // JSON text is never empty, so an empty part is an unset attribute.
+                let mut key = String::with_capacity(128);
+                let mut part = |text: &str| {
+                    use std::fmt::Write as _;
+                    let _ = write!(key, "{}:{text}", text.len());
+                };
+                part(operation.id);
+                part(caller.kind);
+                part(if reads.principal.id { caller.id } else { "" });
+                part(target.kind);
+                part(if reads.resource.id { target.id } else { "" });
+                part(if mfa { "mfa" } else { "" });
+                part(&scopes.len().to_string());
+                scopes.iter().for_each(|scope| part(scope));
+                for (_, value) in caller_values.iter().chain(&target_values) {
+                    part(&value.as_ref().map(serde_json::Value::to_string).unwrap_or_default());
                 }
-                // Separators that no role, scope or operation id contains.
-                let key = format!("{}\u{1f}{mfa}\u{1f}{}\u{1f}{}", operation.id, principal.roles.join("\u{1e}"), principal.scopes.join("\u{1e}"));
-                if let Some(allowed) = self.decisions.read().ok().and_then(|kept| kept.get(&key).copied()) {
+                if keep && let Some(allowed) = self.decisions.read().ok().and_then(|kept| kept.get(&key).copied()) {
                     return Ok(allowed);
                 }
-                let allowed = self.evaluate(principal, operation, entity, id, attrs, mfa)?;
-                if let Ok(mut kept) = self.decisions.write()
-                    && kept.len() < KEPT_DECISIONS
-                {
+                let allowed = self.evaluate_values(policies, (caller, &caller_values), scopes, operation, (target, &target_values), mfa)?;
+                if keep && let Ok(mut kept) = self.decisions.write() {
+                    if kept.len() >= KEPT_DECISIONS {
+                        kept.clear();
+                    }
                     kept.insert(key, allowed);
                 }
                 Ok(allowed)
             }
 
-            /// Cedar's decision, evaluated now (the decisions kept for unconditional
-            /// operations are not consulted; benchmarks compare the two).
-            pub fn evaluate(&self, principal: &Principal, operation: &Operation, entity: &str, id: uuid::Uuid, attrs: serde_json::Value, mfa: bool) -> Result<bool, String> {
-                let caller = serde_json::json!({"sub": principal.subject, "tenant": principal.tenant.id().to_string(), "roles": principal.roles});
-                self.decide_as(("Principal", &principal.subject, caller), &principal.scopes, operation, (entity, &id.to_string(), attrs), mfa)
-            }
-
-            /// The decision for `caller` (entity type, id, attributes) with `scopes` doing
-            /// `operation` to `target` (entity type, id, attributes).
-            fn decide_as(&self, caller: (&str, &str, serde_json::Value), scopes: &[String], operation: &Operation, target: (&str, &str, serde_json::Value), mfa: bool) -> Result<bool, String> {
-                let Some(policies) = self.by_operation.get(operation.id) else { return Ok(false) };
+            /// Cedar's decision with entities holding only the values read.
+            fn evaluate_values(&self, policies: &PolicySet, caller: (&Party<'_>, &[(String, Option<serde_json::Value>)]), scopes: &[String], operation: &Operation, target: (&Party<'_>, &[(String, Option<serde_json::Value>)]), mfa: bool) -> Result<bool, String> {
                 let uid = |kind: &str, id: &str| -> Result<EntityUid, String> {
                     let name = self.types.get(kind).cloned().ok_or_else(|| format!("no entity type {kind}"))?;
                     Ok(EntityUid::from_type_name_and_id(name, EntityId::new(id)))
                 };
-                let (kind, id, attrs) = caller;
-                let (entity, target_id, target_attrs) = target;
-                let principal_uid = uid(kind, id)?;
-                let action_uid = uid("Action", operation.id)?;
-                let resource_uid = uid(entity, target_id)?;
-                // Built from values, not parsed from JSON: Cedar's JSON parsing cost several
-                // times the decision itself. Test builds (debug assertions) also check the
-                // entities and the request against the schema; an ill-typed attribute in a
-                // release build makes its policies error, which denies.
-                let schema = cfg!(debug_assertions).then_some(&self.schema);
-                let entity = |uid: EntityUid, attrs: &serde_json::Value| -> Result<Entity, String> {
-                    let attrs = attrs
-                        .as_object()
-                        .map(|fields| fields.iter().filter_map(|(k, v)| restricted(v).map(|r| (k.clone(), r))).collect())
-                        .unwrap_or_default();
-                    Entity::new(uid, attrs, HashSet::new()).map_err(|e| e.to_string())
+                let entity = |party: &Party<'_>, values: &[(String, Option<serde_json::Value>)]| -> Result<Entity, String> {
+                    let attrs = values.iter().filter_map(|(name, value)| value.as_ref().and_then(restricted).map(|r| (name.clone(), r))).collect();
+                    Entity::new(uid(party.kind, party.id)?, attrs, HashSet::new()).map_err(|e| e.to_string())
                 };
-                let entities = Entities::from_entities([entity(principal_uid.clone(), &attrs)?, entity(resource_uid.clone(), &target_attrs)?], schema)
-                    .map_err(|e| e.to_string())?;
+                let ((caller, caller_values), (target, target_values)) = (caller, target);
+                // Test builds (debug assertions) also check both parties whole, and the
+                // request, against the schema; an ill-typed attribute in a release build makes
+                // its policies error, which denies.
+                let schema = cfg!(debug_assertions).then_some(&self.schema);
+                if let Some(schema) = schema {
+                    let whole = |party: &Party<'_>| {
+                        let values: Vec<_> = party.attributes.names().iter().map(|name| ((*name).to_owned(), party.attributes.attribute(name))).collect();
+                        entity(party, &values)
+                    };
+                    Entities::from_entities([whole(caller)?, whole(target)?], Some(schema)).map_err(|e| e.to_string())?;
+                }
+                let entities = Entities::from_entities([entity(caller, caller_values)?, entity(target, target_values)?], None).map_err(|e| e.to_string())?;
                 let scopes = RestrictedExpression::new_set(scopes.iter().map(|s| RestrictedExpression::new_string(s.clone())));
                 let context = Context::from_pairs([("scopes".to_owned(), scopes), ("mfa".to_owned(), RestrictedExpression::new_bool(mfa))])
                     .map_err(|e| e.to_string())?;
-                let request = Request::new(principal_uid, action_uid, resource_uid, context, schema).map_err(|e| e.to_string())?;
+                let request = Request::new(uid(caller.kind, caller.id)?, uid("Action", operation.id)?, uid(target.kind, target.id)?, context, schema)
+                    .map_err(|e| e.to_string())?;
                 Ok(self.authorizer.is_authorized(&request, policies, &entities).decision() == Decision::Allow)
+            }
+
+            /// The decision of a member doing `operation` to `target`, with or without a
+            /// second factor; an error is logged and denies.
+            fn member_decides(&self, principal: &Principal, operation: &Operation, target: &Party<'_>, mfa: bool) -> bool {
+                let caller = Party { kind: "Principal", id: &principal.subject, attributes: principal };
+                self.decide(&caller, &principal.scopes, operation, target, mfa, true).unwrap_or_else(|error| {
+                    tracing::error!(operation = operation.id, error = error.as_str(), "authorization failed; denied");
+                    false
+                })
+            }
+
+            /// Allows the member's operation on `target`, or refuses it: 403 — or 401 with a
+            /// step-up challenge when a second factor would have turned the denial into an
+            /// allow (RFC 9470).
+            fn member_check(&self, principal: &Principal, operation: &Operation, target: &Party<'_>) -> Result<(), Box<Denial>> {
+                if self.member_decides(principal, operation, target, principal.mfa) {
+                    return Ok(());
+                }
+                let step_up = !principal.mfa && self.member_decides(principal, operation, target, true);
+                let (problem, outcome) = if step_up { (Problem::step_up(), Outcome::StepUp) } else { (Problem::forbidden(), Outcome::Denied) };
+                let event = Event::of(principal, operation, target.kind, Some(target.id.to_owned()), outcome, true);
+                Err(Box::new(Denial { problem, event }))
             }
 
             /// Allows a built-in operation of a member on `subject`'s membership (with `roles`),
             /// or refuses it like [`Authority::check`].
             pub fn check_membership(&self, principal: &Principal, operation: &Operation, subject: &str, roles: &[String]) -> Result<(), Box<Denial>> {
-                self.check_builtin(principal, operation, ("Membership", subject, serde_json::json!({"subject": subject, "roles": roles})))
+                let membership = Membership { subject, roles };
+                self.member_check(principal, operation, &Party { kind: "Membership", id: subject, attributes: &membership })
             }
 
             /// Allows a built-in operation of a member on one of the tenant's domains, or
             /// refuses it like [`Authority::check`].
             pub fn check_domain(&self, principal: &Principal, operation: &Operation, domain: &str) -> Result<(), Box<Denial>> {
-                self.check_builtin(principal, operation, ("Domain", domain, serde_json::json!({"domain": domain})))
-            }
-
-            fn check_builtin(&self, principal: &Principal, operation: &Operation, target: (&str, &str, serde_json::Value)) -> Result<(), Box<Denial>> {
-                let (entity, id, attrs) = target;
-                let caller = || serde_json::json!({"sub": principal.subject, "tenant": principal.tenant.id().to_string(), "roles": principal.roles});
-                let decide = |mfa: bool| {
-                    self.decide_as(("Principal", &principal.subject, caller()), &principal.scopes, operation, (entity, id, attrs.clone()), mfa).unwrap_or_else(|error| {
-                        tracing::error!(operation = operation.id, error = error.as_str(), "authorization failed; denied");
-                        false
-                    })
-                };
-                if decide(principal.mfa) {
-                    return Ok(());
-                }
-                let step_up = !principal.mfa && decide(true);
-                let (problem, outcome) = if step_up { (Problem::step_up(), Outcome::StepUp) } else { (Problem::forbidden(), Outcome::Denied) };
-                let event = Event::of(principal, operation, entity, Some(id.to_owned()), outcome, true);
-                Err(Box::new(Denial { problem, event }))
+                self.member_check(principal, operation, &Party { kind: "Domain", id: domain, attributes: &Domain(domain) })
             }
 
             /// Allows a machine caller's built-in operation on `subject`, or refuses it (the
             /// refusal goes to the system trail).
             pub fn check_machine(&self, machine: &Machine, operation: &Operation, subject: &str) -> Result<(), Box<Denial>> {
-                let caller = ("Machine", machine.client.as_str(), serde_json::json!({"client": machine.client}));
-                let target = ("Membership", subject, serde_json::json!({"subject": subject, "roles": []}));
-                let allowed = self.decide_as(caller, &machine.scopes, operation, target, false).unwrap_or_else(|error| {
+                let caller = Party { kind: "Machine", id: &machine.client, attributes: machine };
+                let membership = Membership { subject, roles: &[] };
+                let target = Party { kind: "Membership", id: subject, attributes: &membership };
+                let allowed = self.decide(&caller, &machine.scopes, operation, &target, false, true).unwrap_or_else(|error| {
                     tracing::error!(operation = operation.id, error = error.as_str(), "authorization failed; denied");
                     false
                 });
@@ -1452,30 +1629,72 @@ fn authz() -> TokenStream {
             }
 
             /// Whether the principal may do `operation` to the row.
-            pub fn allows(&self, principal: &Principal, operation: &Operation, entity: &str, id: uuid::Uuid, attrs: serde_json::Value) -> bool {
-                match self.decide(principal, operation, entity, id, attrs, principal.mfa) {
-                    Ok(allowed) => allowed,
-                    Err(error) => {
-                        tracing::error!(operation = operation.id, error = error.as_str(), "authorization failed; denied");
-                        false
-                    }
-                }
+            pub fn allows(&self, principal: &Principal, operation: &Operation, entity: &str, id: uuid::Uuid, row: &dyn Attributes) -> bool {
+                let target = Party { kind: entity, id: &id.to_string(), attributes: row };
+                self.member_decides(principal, operation, &target, principal.mfa)
             }
 
-            /// Allows the operation, or answers 403 — or 401 with a step-up challenge when a
-            /// second factor would have turned the denial into an allow (RFC 9470).
-            pub fn check(&self, principal: &Principal, operation: &Operation, entity: &str, id: uuid::Uuid, attrs: serde_json::Value) -> Result<(), Box<Denial>> {
-                if self.allows(principal, operation, entity, id, attrs.clone()) {
-                    return Ok(());
+            /// Allows the operation on the row, or answers 403 — or 401 with a step-up
+            /// challenge when a second factor would have turned the denial into an allow
+            /// (RFC 9470).
+            pub fn check(&self, principal: &Principal, operation: &Operation, entity: &str, id: uuid::Uuid, row: &dyn Attributes) -> Result<(), Box<Denial>> {
+                self.member_check(principal, operation, &Party { kind: entity, id: &id.to_string(), attributes: row })
+            }
+        }
+
+        #[cfg(test)]
+        mod tests {
+            use super::*;
+
+            /// What the policies of `text` read: (principal attributes, id, all), (resource ...).
+            fn reads(text: &str) -> Reads {
+                Reads::of(&PolicySet::from_str(text).expect("the policies parse")).expect("their reads")
+            }
+
+            fn names(read: &Read) -> Vec<&str> {
+                read.attributes.iter().map(String::as_str).collect()
+            }
+
+            #[test]
+            fn the_attributes_a_condition_reads_are_found_wherever_they_are() {
+                let found = reads(r#"permit (principal, action, resource) when {
+                    resource.status == "open" && (resource has note) && resource has total.currency
+                    && resource.total.amount_minor > 0 && resource["owner"] == principal.sub
+                    && {kind: principal.tenant, "Var": resource.lead}.kind != "" && context.mfa
+                };"#);
+                assert_eq!(names(&found.resource), ["lead", "note", "owner", "status", "total"]);
+                assert_eq!(names(&found.principal), ["sub", "tenant"]);
+                assert!(!found.resource.id && !found.principal.id && !found.resource.all && !found.principal.all);
+            }
+
+            #[test]
+            fn a_policy_that_looks_at_an_entity_itself_makes_its_id_count() {
+                let head = reads(r#"permit (principal == App::Principal::"alice", action, resource);"#);
+                assert!(head.principal.id && !head.resource.id);
+                let within = reads(r#"permit (principal, action, resource in App::Folder::"f");"#);
+                assert!(within.resource.id && !within.principal.id);
+                let compared = reads(r#"permit (principal, action, resource) when { resource is App::Invoice || principal == resource.owner };"#);
+                assert!(compared.resource.id && compared.principal.id);
+                assert_eq!(names(&compared.resource), ["owner"]);
+                let typed = reads(r#"permit (principal is App::Principal, action, resource is App::Invoice);"#);
+                assert!(!typed.principal.id && !typed.resource.id);
+            }
+
+            #[test]
+            fn a_decision_is_kept_by_the_values_it_read() {
+                struct Row(&'static str);
+                impl Attributes for Row {
+                    fn names(&self) -> &'static [&'static str] {
+                        &["status"]
+                    }
+                    fn attribute(&self, name: &str) -> Option<serde_json::Value> {
+                        (name == "status").then(|| self.0.into())
+                    }
                 }
-                let step_up = !principal.mfa && self.decide(principal, operation, entity, id, attrs, true).unwrap_or(false);
-                let (problem, outcome) = if step_up {
-                    (Problem::step_up(), Outcome::StepUp)
-                } else {
-                    (Problem::forbidden(), Outcome::Denied)
-                };
-                let event = Event::of(principal, operation, entity, Some(id.to_string()), outcome, true);
-                Err(Box::new(Denial { problem, event }))
+                let read = reads(r#"permit (principal, action, resource) when { resource.status == "open" };"#).resource;
+                let party = |row: &'static Row| Party { kind: "Invoice", id: "1", attributes: row };
+                assert_eq!(read.values(&party(&Row("open"))), [("status".to_owned(), Some("open".into()))]);
+                assert_ne!(read.values(&party(&Row("open"))), read.values(&party(&Row("void"))));
             }
         }
 
@@ -1696,7 +1915,7 @@ fn repository_actions(resource: &Resource) -> Vec<(Action, bool)> {
 }
 
 /// The constant naming an action's operation (`CREATE_OP`); action names are unique per resource.
-fn operation_const(action: &Action) -> Ident {
+pub(super) fn operation_const(action: &Action) -> Ident {
     format_ident!("{}_OP", action.ident.trim_end_matches('_').to_uppercase())
 }
 
@@ -2046,7 +2265,7 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
         // A denial rolls the transaction back, then leaves its audit event.
         let check = |row: TokenStream| {
             quote! {
-                if let Err(denial) = state.auth.check(&principal, &#op, #entity, #row.id, cedar_attrs(&#row)) {
+                if let Err(denial) = state.auth.check(&principal, &#op, #entity, #row.id, &#row) {
                     tx.rollback().await?;
                     return Err(denial.record(&state.db).await);
                 }
@@ -2146,7 +2365,7 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
                     // One statement, no transaction: nothing to roll back on a denial.
                     quote! {
                         let row = fetch_in_tenant(&state.db, principal.tenant, id).await?.ok_or_else(Problem::not_found)?;
-                        if let Err(denial) = state.auth.check(&principal, &#op, #entity, row.id, cedar_attrs(&row)) {
+                        if let Err(denial) = state.auth.check(&principal, &#op, #entity, row.id, &row) {
                             return Err(denial.record(&state.db).await);
                         }
                         Ok(Json(row))
@@ -2386,7 +2605,7 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
                             let scanned = page.items.len();
                             for (index, row) in page.items.into_iter().enumerate() {
                                 after = Some(row.id);
-                                if state.auth.allows(&principal, &#op, #entity, row.id, cedar_attrs(&row)) {
+                                if state.auth.allows(&principal, &#op, #entity, row.id, &row) {
                                     items.push(row);
                                     if items.len() == limit {
                                         if more || index + 1 < scanned {
@@ -2464,19 +2683,21 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
         .then(|| quote!(ApiQuery,));
     let _ = app;
     let row_doc = doc(&format!("A stored `{}` row.", resource.name));
-    let cedar_attrs_fn = resource
+    let attributes_impl = resource
         .actions
         .iter()
         .any(|a| a.public.is_none())
         .then(|| {
-            let inserts = resource.fields.iter().map(|field| {
+            let names =
+                std::iter::once("id").chain(resource.fields.iter().map(|f| f.json.as_str()));
+            let arms = resource.fields.iter().map(|field| {
                 let f = ident(&field.ident);
                 let key = field.json.as_str();
                 let value = match &field.ty {
                     FieldType::String
                     | FieldType::Text
                     | FieldType::Email
-                    | FieldType::Principal => quote!(serde_json::Value::from(v.clone())),
+                    | FieldType::Principal => quote!(serde_json::Value::from(v.as_str())),
                     FieldType::Int | FieldType::Bool => quote!(serde_json::Value::from(*v)),
                     FieldType::Decimal => quote!(crate::authz::decimal(*v)),
                     FieldType::Money => quote!(
@@ -2488,19 +2709,28 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
                     }
                     FieldType::Enum { .. } => quote!(serde_json::Value::from(v.as_str())),
                 };
-                if field.optional {
-                    quote! { if let Some(v) = &row.#f { attrs.insert(#key.into(), #value); } }
+                if field.optional && field.ty == FieldType::Timestamp {
+                    quote! { #key => self.#f.as_ref().map(crate::authz::datetime), }
+                } else if field.optional {
+                    quote! { #key => self.#f.as_ref().map(|v| #value), }
                 } else {
-                    quote! { let v = &row.#f; attrs.insert(#key.into(), #value); }
+                    quote! { #key => { let v = &self.#f; Some(#value) } }
                 }
             });
             quote! {
                 /// The row as the policies see it (`policies/schema.cedarschema`).
-                pub fn cedar_attrs(row: &#api::#module::#ty) -> serde_json::Value {
-                    let mut attrs = serde_json::Map::new();
-                    attrs.insert("id".into(), row.id.to_string().into());
-                    #(#inserts)*
-                    serde_json::Value::Object(attrs)
+                impl crate::authz::Attributes for #api::#module::#ty {
+                    fn names(&self) -> &'static [&'static str] {
+                        &[#(#names),*]
+                    }
+
+                    fn attribute(&self, name: &str) -> Option<serde_json::Value> {
+                        match name {
+                            "id" => Some(self.id.to_string().into()),
+                            #(#arms)*
+                            _ => None,
+                        }
+                    }
                 }
             }
         });
@@ -2537,7 +2767,7 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
 
         #bad_value_fn
 
-        #cedar_attrs_fn
+        #attributes_impl
 
         impl TryFrom<Row> for #api::#module::#ty {
             type Error = sqlx::Error;

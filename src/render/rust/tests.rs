@@ -1791,7 +1791,7 @@ pub fn sample_support<'a>(
 }
 
 /// Resources in an order where every required reference points to rows already created.
-fn creation_order(app: &App) -> Vec<usize> {
+pub fn creation_order(app: &App) -> Vec<usize> {
     let mut done = vec![false; app.resources.len()];
     let mut order = Vec::new();
     while order.len() < app.resources.len() {
