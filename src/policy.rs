@@ -56,6 +56,41 @@ impl Condition {
         })
     }
 
+    /// The literals it compares with (strings, integers, booleans), in order of appearance:
+    /// the values worth trying on the fields it reads.
+    pub fn literals(&self) -> Vec<serde_json::Value> {
+        fn walk(json: &serde_json::Value, found: &mut Vec<serde_json::Value>) {
+            match json {
+                serde_json::Value::Object(fields) => {
+                    for (key, inner) in fields {
+                        match (key.as_str(), inner) {
+                            (
+                                "Value",
+                                serde_json::Value::String(_)
+                                | serde_json::Value::Number(_)
+                                | serde_json::Value::Bool(_),
+                            ) => {
+                                if !found.contains(inner) {
+                                    found.push(inner.clone());
+                                }
+                            }
+                            _ => walk(inner, found),
+                        }
+                    }
+                }
+                serde_json::Value::Array(items) => items.iter().for_each(|item| walk(item, found)),
+                _ => {}
+            }
+        }
+        let mut found = Vec::new();
+        for policy in self.policies.policies() {
+            if let Ok(json) = policy.to_json() {
+                walk(&json["conditions"], &mut found);
+            }
+        }
+        found
+    }
+
     /// Whether it holds for a caller (`subject` with `roles`) and a row with `attrs`.
     pub fn holds(
         &self,
@@ -421,6 +456,23 @@ mod tests {
             .filter(|p| p.annotation("id") == Some("session.revoke/machine"))
             .count();
         assert_eq!(machine, 1);
+    }
+
+    #[test]
+    fn a_condition_names_its_literals_once_each_in_order() {
+        let condition = Condition::parse(
+            r#"resource.group != "it's \"q\"" && resource.n < -1 && (resource.ok || resource.n == 7) && principal.roles.contains("it's \"q\"") && resource.flag == false"#,
+        )
+        .expect("the condition parses");
+        assert_eq!(
+            condition.literals(),
+            [
+                serde_json::json!("it's \"q\""),
+                serde_json::json!(-1),
+                serde_json::json!(7),
+                serde_json::json!(false)
+            ]
+        );
     }
 
     #[test]

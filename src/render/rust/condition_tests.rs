@@ -1,90 +1,98 @@
 //! The generated checks of the spec's conditions: for each conditional action of a tenant
-//! resource whose condition reads only enum and principal fields of the row (and the caller's
-//! `sub` and `roles`), rows with every combination of those fields, called by a member of each
-//! allowed role. The expected outcome of each call comes from Cedar evaluating the condition
-//! here, at generation time ([`crate::policy::Condition`]), not from the policies the
-//! server loads; an action is tested only when some call is allowed and some refused, so each
-//! condition meets a row where it holds and one where it fails.
+//! resource whose condition reads only enum, bool, int, string, text and principal fields of
+//! the row (and the caller's `sub` and `roles`), rows with every combination of values worth
+//! trying on those fields (every enum value; both booleans; the condition's own literals, and
+//! integers beside them; another string), called by a member of each allowed role. The
+//! expected outcome of each call comes from Cedar evaluating the condition here, at
+//! generation time ([`crate::policy::Condition`]), not from the policies the server loads; an
+//! action is tested only when some call is allowed and some refused, so each condition meets
+//! a row where it holds and one where it fails.
 
 use super::{enum_type, ident};
-use crate::model::{ActionKind, App, Field, FieldType, Resource};
-use proc_macro2::{Ident, TokenStream};
+use crate::model::{Action, ActionKind, App, Field, FieldType, Resource};
+use crate::policy::Condition;
+use proc_macro2::{Ident, Literal, TokenStream};
 use quote::quote;
 
 /// Above this many rows per action the combinations are not enumerated.
 const MAX_CALLS: usize = 64;
+
+/// At most this many values are tried on one field that is not an enum.
+const MAX_VALUES: usize = 6;
+
+/// The values tried on one varied field: each as Cedar sees it (for the expected outcome)
+/// and as the generated input sets it.
+struct Candidates<'a> {
+    field: &'a Field,
+    values: Vec<(serde_json::Value, TokenStream)>,
+}
 
 /// The condition checks, spliced into the role × action test after its writes (which seeded
 /// a row of every resource, so references have rows to point to). Its members `{role}-true`
 /// call. Empty when no condition of the spec can be checked this way.
 pub fn condition_checks(app: &App, api: &Ident) -> TokenStream {
     let mut cases = Vec::new();
-    let mut varied: Vec<(&Resource, Vec<&Field>)> = Vec::new();
+    let mut inserts = Vec::new();
     for resource in app.resources.iter().filter(|r| !r.global) {
-        for action in &resource.actions {
-            let Some((case, fields)) = action_case(resource, action) else {
-                continue;
-            };
-            cases.push(case);
-            match varied.iter_mut().find(|(r, _)| r.ident == resource.ident) {
-                Some((_, known)) => {
-                    for field in fields {
-                        if !known.iter().any(|f| f.ident == field.ident) {
-                            known.push(field);
-                        }
-                    }
+        let checked: Vec<(&Action, Condition, Vec<&Field>)> = resource
+            .actions
+            .iter()
+            .filter_map(|action| {
+                let text = checkable(action)?;
+                let fields = read_fields(resource, text)?;
+                Some((action, Condition::parse(text).ok()?, fields))
+            })
+            .collect();
+        // The values tried on a field are the same for all the resource's conditions, so
+        // that one function sets them: the literals of all of them count.
+        let mut literals = Vec::new();
+        for (_, condition, _) in &checked {
+            for literal in condition.literals() {
+                if !literals.contains(&literal) {
+                    literals.push(literal);
                 }
-                None => varied.push((resource, fields)),
             }
+        }
+        let mut candidates: Vec<Candidates> = Vec::new();
+        let mut any = false;
+        for (action, condition, fields) in &checked {
+            let mut mine = Vec::new();
+            for field in fields.iter().filter(|f| f.ty != FieldType::Principal) {
+                if !candidates.iter().any(|c| c.field.ident == field.ident)
+                    && let Some(values) = values(resource, field, &literals, api)
+                {
+                    candidates.push(Candidates { field, values });
+                }
+                match candidates.iter().position(|c| c.field.ident == field.ident) {
+                    Some(at) => mine.push(at),
+                    None => break,
+                }
+            }
+            if mine.len()
+                != fields
+                    .iter()
+                    .filter(|f| f.ty != FieldType::Principal)
+                    .count()
+            {
+                continue;
+            }
+            let reads_principal = fields.iter().any(|f| f.ty == FieldType::Principal);
+            let varied: Vec<&Candidates> = mine.iter().map(|at| &candidates[*at]).collect();
+            if let Some(case) = action_case(resource, action, condition, reads_principal, &varied) {
+                cases.push(case);
+                any = true;
+            }
+        }
+        if any {
+            inserts.push(insert_arm(resource, &candidates, api));
         }
     }
     if cases.is_empty() {
         return TokenStream::new();
     }
-    let inserts = varied.iter().map(|(resource, fields)| {
-        let key = super::tests::ids_key(resource);
-        let module = ident(&resource.ident);
-        let sample = super::tests::sample_call(resource, quote!(n), quote!(ids));
-        let sets = fields.iter().map(|field| {
-            let name = field.name.as_str();
-            let f = ident(&field.ident);
-            let ety = enum_type(field);
-            let value = quote!(#api::#module::#ety::ALL[value]);
-            if field.optional || field.default.is_some() {
-                quote!(#name => input.#f = Some(#value),)
-            } else {
-                quote!(#name => input.#f = #value,)
-            }
-        });
-        let owner = resource
-            .fields
-            .iter()
-            .any(|f| f.ty == FieldType::Principal)
-            .then(|| quote!(owner,));
-        // Conditions that read only principal fields vary no enum field.
-        let vary = (!fields.is_empty()).then(|| {
-            quote! {
-                for (field, &value) in varied.iter().zip(values) {
-                    match *field {
-                        #(#sets)*
-                        other => panic!("{other} is not varied"),
-                    }
-                }
-            }
-        });
-        let binding = if fields.is_empty() { quote!(input) } else { quote!(mut input) };
-        quote! {
-            #key => {
-                let #binding = #sample;
-                #vary
-                let row = server::resources::#module::insert(conn, tenant, #owner &input).await.expect("a row");
-                (row.id, serde_json::to_value(&input).expect("the input serializes"))
-            }
-        }
-    });
     quote! {
         /// A conditional action and its calls: the caller, whether the row's principal fields
-        /// name the caller, the index of each varied field's enum value, the status expected.
+        /// name the caller, the index of each varied field's value, the status expected.
         struct ConditionCase {
             id: &'static str,
             resource: &'static str,
@@ -98,7 +106,7 @@ pub fn condition_checks(app: &App, api: &Ident) -> TokenStream {
 
         const CONDITIONS: &[ConditionCase] = &[#(#cases),*];
 
-        /// Inserts a sample row of `resource` with the `varied` fields set to the enum values
+        /// Inserts a sample row of `resource` with the `varied` fields set to their values
         /// at `values`, its principal fields naming `owner`; its id and its input as JSON.
         #[allow(clippy::too_many_arguments)]
         async fn insert_varied(conn: &mut sqlx::PgConnection, resource: &str, tenant: TenantId, owner: &str, n: i64, ids: &Ids, varied: &[&str], values: &[usize]) -> (uuid::Uuid, serde_json::Value) {
@@ -109,6 +117,153 @@ pub fn condition_checks(app: &App, api: &Ident) -> TokenStream {
             }
         }
     }
+}
+
+/// The arm of `insert_varied` for one resource: its sample input with the varied fields set.
+fn insert_arm(resource: &Resource, candidates: &[Candidates], api: &Ident) -> TokenStream {
+    let key = super::tests::ids_key(resource);
+    let module = ident(&resource.ident);
+    let sample = super::tests::sample_call(resource, quote!(n), quote!(ids));
+    let sets = candidates.iter().map(|Candidates { field, values }| {
+        let name = field.name.as_str();
+        let f = ident(&field.ident);
+        let value = match enum_type(field) {
+            Some(ety) => quote!(#api::#module::#ety::ALL[value]),
+            None => {
+                let arms = values.iter().enumerate().map(|(i, (_, rust))| {
+                    let i = Literal::usize_unsuffixed(i);
+                    quote!(#i => #rust,)
+                });
+                quote!(match value { #(#arms)* other => panic!("no value {other} of {}", #name) })
+            }
+        };
+        if field.optional || field.default.is_some() {
+            quote!(#name => input.#f = Some(#value),)
+        } else {
+            quote!(#name => input.#f = #value,)
+        }
+    });
+    let owner = resource
+        .fields
+        .iter()
+        .any(|f| f.ty == FieldType::Principal)
+        .then(|| quote!(owner,));
+    // Conditions that read only principal fields vary no other field.
+    let vary = (!candidates.is_empty()).then(|| {
+        quote! {
+            for (field, &value) in varied.iter().zip(values) {
+                match *field {
+                    #(#sets)*
+                    other => panic!("{other} is not varied"),
+                }
+            }
+        }
+    });
+    let binding = if candidates.is_empty() {
+        quote!(input)
+    } else {
+        quote!(mut input)
+    };
+    quote! {
+        #key => {
+            let #binding = #sample;
+            #vary
+            let row = server::resources::#module::insert(conn, tenant, #owner &input).await.expect("a row");
+            (row.id, serde_json::to_value(&input).expect("the input serializes"))
+        }
+    }
+}
+
+/// The values tried on a field the conditions read: every enum value; both booleans; the
+/// integer literals and their neighbours (within the field's bounds), or 0 to 2; the string
+/// literals that fit the field, and a string that is none of them. `None` for a field that
+/// cannot vary this way (another type, or unique: the rows would collide).
+fn values(
+    resource: &Resource,
+    field: &Field,
+    literals: &[serde_json::Value],
+    api: &Ident,
+) -> Option<Vec<(serde_json::Value, TokenStream)>> {
+    if field.unique {
+        return None;
+    }
+    let values = match &field.ty {
+        FieldType::Enum { variants, .. } => {
+            let module = ident(&resource.ident);
+            let ety = enum_type(field)?;
+            variants
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (v.value.clone().into(), quote!(#api::#module::#ety::ALL[#i])))
+                .collect()
+        }
+        FieldType::Bool => vec![(true.into(), quote!(true)), (false.into(), quote!(false))],
+        FieldType::Int => {
+            let mut numbers: Vec<i64> = Vec::new();
+            for literal in literals.iter().filter_map(serde_json::Value::as_i64) {
+                for n in [
+                    literal.checked_sub(1),
+                    Some(literal),
+                    literal.checked_add(1),
+                ] {
+                    numbers.extend(n);
+                }
+            }
+            if numbers.is_empty() {
+                numbers = vec![0, 1, 2];
+            }
+            // i64::MIN has no literal of its own (its magnitude is out of range).
+            let within = |n: &i64| {
+                *n != i64::MIN
+                    && field.min.is_none_or(|min| *n >= min)
+                    && field.max.is_none_or(|max| *n <= i64::from(max))
+            };
+            let mut kept: Vec<i64> = Vec::new();
+            for n in numbers.into_iter().filter(within) {
+                if !kept.contains(&n) && kept.len() < MAX_VALUES {
+                    kept.push(n);
+                }
+            }
+            kept.into_iter()
+                .map(|n| {
+                    let magnitude = Literal::u64_unsuffixed(n.unsigned_abs());
+                    let rust = if n < 0 {
+                        quote!(-#magnitude)
+                    } else {
+                        quote!(#magnitude)
+                    };
+                    (n.into(), rust)
+                })
+                .collect()
+        }
+        FieldType::String | FieldType::Text => {
+            let fits = |text: &str| {
+                let count = text.chars().count();
+                field.max.is_none_or(|max| count <= max as usize)
+                    && field.min.is_none_or(|min| count as i64 >= min)
+            };
+            let mut texts: Vec<String> = literals
+                .iter()
+                .filter_map(serde_json::Value::as_str)
+                .filter(|text| fits(text))
+                .take(MAX_VALUES - 1)
+                .map(str::to_owned)
+                .collect();
+            // A string the conditions do not name: the shortest of "other", "otherx", ... that
+            // fits and is new.
+            let other = (0..8)
+                .map(|pad| format!("other{}", "x".repeat(pad)))
+                .chain(["o".to_owned(), "z".to_owned()])
+                .find(|text| fits(text) && !texts.contains(text))?;
+            texts.push(other);
+            texts
+                .into_iter()
+                .map(|text| (text.clone().into(), quote!(#text.to_owned())))
+                .collect()
+        }
+        _ => return None,
+    };
+    Some(values)
 }
 
 /// The loop over [`condition_checks`]' cases, in the role × action test.
@@ -131,7 +286,8 @@ pub fn condition_loop() -> TokenStream {
 }
 
 /// The fields a condition reads on the row (by their Cedar attribute name), if it reads
-/// only enum and principal fields and only `sub` and `roles` of the caller.
+/// only enum, bool, int, string, text and principal fields and only `sub` and `roles` of the
+/// caller.
 fn read_fields<'a>(resource: &'a Resource, condition: &str) -> Option<Vec<&'a Field>> {
     if condition.contains("resource[")
         || condition.contains("principal[")
@@ -159,7 +315,15 @@ fn read_fields<'a>(resource: &'a Resource, condition: &str) -> Option<Vec<&'a Fi
     let mut fields: Vec<&Field> = Vec::new();
     for name in names("resource.") {
         let field = resource.fields.iter().find(|f| f.json == name)?;
-        if !matches!(field.ty, FieldType::Enum { .. } | FieldType::Principal) {
+        if !matches!(
+            field.ty,
+            FieldType::Enum { .. }
+                | FieldType::Principal
+                | FieldType::Bool
+                | FieldType::Int
+                | FieldType::String
+                | FieldType::Text
+        ) {
             return None;
         }
         if !fields.iter().any(|f| f.json == field.json) {
@@ -169,64 +333,55 @@ fn read_fields<'a>(resource: &'a Resource, condition: &str) -> Option<Vec<&'a Fi
     Some(fields)
 }
 
+/// The condition of an action the checks can call: not public, with roles, on a row.
+fn checkable(action: &Action) -> Option<&str> {
+    let condition = action.condition.as_deref()?;
+    (action.public.is_none()
+        && !action.roles.is_empty()
+        && matches!(
+            action.kind,
+            ActionKind::Read | ActionKind::Update | ActionKind::Delete | ActionKind::Custom(_)
+        ))
+    .then_some(condition)
+}
+
 /// One value a varied field takes in a row.
 #[derive(Clone)]
 enum Choice {
-    /// The index of an enum value, and the value.
-    Variant(usize, String),
+    /// The index of one of the field's values.
+    Value(usize),
     /// A principal field: the caller, or someone else.
     Caller(bool),
 }
 
-fn action_case<'a>(
-    resource: &'a Resource,
-    action: &crate::model::Action,
-) -> Option<(TokenStream, Vec<&'a Field>)> {
-    let condition = action.condition.as_deref()?;
-    if action.public.is_some()
-        || action.roles.is_empty()
-        || !matches!(
-            action.kind,
-            ActionKind::Read | ActionKind::Update | ActionKind::Delete | ActionKind::Custom(_)
-        )
-    {
-        return None;
-    }
-    let read = read_fields(resource, condition)?;
+fn action_case(
+    resource: &Resource,
+    action: &Action,
+    condition: &Condition,
+    reads_principal: bool,
+    varied: &[&Candidates],
+) -> Option<TokenStream> {
     // The row's principal fields all take the inserting subject's name, so they vary
     // together: the caller's, or someone else's.
-    let reads_principal = read.iter().any(|f| f.ty == FieldType::Principal);
-    let fields: Vec<&Field> = read
-        .into_iter()
-        .filter(|f| f.ty != FieldType::Principal)
-        .collect();
     let mut rows: Vec<Vec<Choice>> = if reads_principal {
         vec![vec![Choice::Caller(true)], vec![Choice::Caller(false)]]
     } else {
         vec![Vec::new()]
     };
-    for field in &fields {
-        let FieldType::Enum { variants, .. } = &field.ty else {
-            return None;
-        };
-        let choices: Vec<Choice> = variants
-            .iter()
-            .enumerate()
-            .map(|(i, v)| Choice::Variant(i, v.value.clone()))
-            .collect();
+    for candidates in varied {
         rows = rows
             .into_iter()
             .flat_map(|row| {
-                choices.iter().map(move |c| {
+                (0..candidates.values.len()).map(move |i| {
                     let mut next = row.clone();
-                    next.push(c.clone());
+                    next.push(Choice::Value(i));
                     next
                 })
             })
             .collect();
-    }
-    if rows.len() * action.roles.len() > MAX_CALLS {
-        return None;
+        if rows.len() * action.roles.len() > MAX_CALLS {
+            return None;
+        }
     }
     let key = super::tests::ids_key(resource);
     let id = format!("{}.{}", resource.name, action.name);
@@ -236,9 +391,8 @@ fn action_case<'a>(
     } else {
         200
     };
-    // One line per call: the caller, whether the row is the caller's, the enum values (by
-    // index into each varied field's values), the expected status.
-    let condition = crate::policy::Condition::parse(condition).ok()?;
+    // One line per call: the caller, whether the row is the caller's, the values (by index
+    // into each varied field's values), the expected status.
     let mut cases = Vec::new();
     let (mut holds, mut fails) = (false, false);
     for role in &action.roles {
@@ -247,12 +401,14 @@ fn action_case<'a>(
             let mut attrs = serde_json::Map::new();
             let mut own = false;
             let mut indexes = Vec::new();
-            let mut varied = fields.iter();
+            let mut fields = varied.iter();
             for choice in row {
                 match choice {
                     Choice::Caller(is_caller) => own = *is_caller,
-                    Choice::Variant(index, value) => {
-                        attrs.insert(varied.next()?.json.clone(), value.clone().into());
+                    Choice::Value(index) => {
+                        let candidates = fields.next()?;
+                        let (value, _) = &candidates.values[*index];
+                        attrs.insert(candidates.field.json.clone(), value.clone());
                         indexes.push(*index);
                     }
                 }
@@ -281,12 +437,9 @@ fn action_case<'a>(
     if !(holds && fails) {
         return None;
     }
-    let names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
+    let names: Vec<&str> = varied.iter().map(|c| c.field.name.as_str()).collect();
     let body = action.kind == ActionKind::Update;
-    Some((
-        quote! {
-            ConditionCase { id: #id, resource: #key, method: #method, path: #path, body: #body, varied: &[#(#names),*], calls: &[#(#cases),*] }
-        },
-        fields,
-    ))
+    Some(quote! {
+        ConditionCase { id: #id, resource: #key, method: #method, path: #path, body: #body, varied: &[#(#names),*], calls: &[#(#cases),*] }
+    })
 }

@@ -1681,7 +1681,7 @@ fn authz() -> TokenStream {
             }
 
             #[test]
-            fn a_decision_is_kept_by_the_values_it_read() {
+            fn the_values_read_tell_rows_apart() {
                 struct Row(&'static str);
                 impl Attributes for Row {
                     fn names(&self) -> &'static [&'static str] {
