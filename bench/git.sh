@@ -3,7 +3,8 @@
 # resources (bench/synth.py), the time of a first generation committed to a new bare
 # repository (empty formatting cache), and at 200 resources the time of a regeneration
 # after a one-field change (a new optional field on one resource: its files, the manifest
-# and a new migration change; the formatting cache is warm, as on an engineer's machine).
+# and a new migration change; the cache is warm from the first generation only, as on an
+# engineer's machine after editing the spec).
 # Prints a markdown table of medians and the machine's context.
 #
 #   bench/git.sh                            # sizes 10 200 1000, 5 runs each
@@ -87,10 +88,13 @@ PY
         echo "one-field change: $change_size resources, run $i/$runs" >&2
         repo="$work/change-$i"
         git init -q --bare "$repo"
-        export BULWARK_CACHE_DIR="$work/cache-change"
+        # A cache of this run's own, warmed by the first generation only: the changed
+        # files are new to it, as after a real spec edit (a cache shared between runs
+        # would already hold them from the run before).
+        export BULWARK_CACHE_DIR="$work/cache-change-$i"
         "$bin" --format json generate "$spec" --git "$repo" --branch bulwark/generated >/dev/null
         commit change "$change_size" "$changed" "$repo"
-        rm -rf "$repo"
+        rm -rf "$repo" "$BULWARK_CACHE_DIR"
     done
 fi
 

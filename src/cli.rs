@@ -366,17 +366,22 @@ fn build(
         Err(report) => return Err(report_invalid(format, &report)),
     };
     let loaded = Instant::now();
-    let options = render::Options::default();
     let rustfmt = match format::rustfmt_version() {
         Ok(v) => v,
         Err(e) => return Err(fail(format, exit::USAGE_OR_IO, "rustfmt", &e)),
+    };
+    let cache = format::Cache::open(&rustfmt);
+    let options = render::Options {
+        printed: cache
+            .clone()
+            .map(|c| std::sync::Arc::new(c) as std::sync::Arc<dyn render::Printed>),
+        ..render::Options::default()
     };
     let mut files = match render::render(&app, &options) {
         Ok(files) => files,
         Err(e) => return Err(fail(format, exit::USAGE_OR_IO, "render", &e)),
     };
     let rendered = Instant::now();
-    let cache = format::Cache::open(&rustfmt);
     if let Err(e) = format::format_rust(&mut files, cache.as_ref()) {
         return Err(fail(format, exit::USAGE_OR_IO, "rustfmt", &e));
     }
@@ -444,6 +449,7 @@ fn generate(format: OutputFormat, path: &Path, target: &Output, force: bool) -> 
                         "render_ms": ms(loaded, rendered),
                         "rustfmt_ms": ms(rendered, formatted),
                         "commit_ms": ms(formatted, Instant::now()),
+                        "reused_rust_files": files.finished.len(),
                     });
                     match format {
                         OutputFormat::Json => println!(
@@ -480,6 +486,7 @@ fn generate(format: OutputFormat, path: &Path, target: &Output, force: bool) -> 
                 "render_ms": ms(loaded, rendered),
                 "rustfmt_ms": ms(rendered, formatted),
                 "write_ms": ms(formatted, written),
+                "reused_rust_files": files.finished.len(),
             });
             match format {
                 OutputFormat::Json => println!(

@@ -57,6 +57,21 @@ pub fn rustfmt_version() -> Result<String, FormatError> {
 pub struct Cache {
     dir: PathBuf,
     salt: String,
+    /// The running build of bulwark (its size and modification time): what it prints from
+    /// given tokens may change with it, so finished text is kept per build. `None` when it
+    /// cannot be told, which keeps no finished text.
+    build: Option<String>,
+}
+
+/// The running executable's size and modification time.
+fn build_fingerprint() -> Option<String> {
+    let metadata = std::fs::metadata(std::env::current_exe().ok()?).ok()?;
+    let modified = metadata
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    Some(format!("{} {}", metadata.len(), modified.as_nanos()))
 }
 
 impl Cache {
@@ -76,7 +91,24 @@ impl Cache {
         Some(Cache {
             dir,
             salt: format!("{rustfmt_version}\n{RUSTFMT_TOML}"),
+            build: build_fingerprint(),
         })
+    }
+
+    /// Where the finished text printed from tokens with `digest` is kept.
+    fn finished_key(&self, digest: &str) -> Option<PathBuf> {
+        let build = self.build.as_deref()?;
+        let key = format!("finished\n{}\n{build}\n{digest}", self.salt);
+        Some(self.dir.join(crate::emit::sha256(key.as_bytes())))
+    }
+
+    /// Keeps the finished text of the files [`FileSet::digests`] names. Best effort.
+    fn put_finished(&self, files: &FileSet) {
+        for (path, digest) in &files.digests {
+            if let (Some(key), Some(text)) = (self.finished_key(digest), files.files.get(path)) {
+                write_atomically(&key, text);
+            }
+        }
     }
 
     fn key(&self, printed: &str) -> PathBuf {
@@ -91,11 +123,22 @@ impl Cache {
 
     /// Best effort: a cache that cannot be written only costs time.
     fn put(&self, printed: &str, formatted: &str) {
-        let key = self.key(printed);
-        let partial = key.with_extension(format!("partial-{}", std::process::id()));
-        if std::fs::write(&partial, formatted).is_ok() && std::fs::rename(&partial, &key).is_err() {
-            let _ = std::fs::remove_file(&partial);
-        }
+        write_atomically(&self.key(printed), formatted);
+    }
+}
+
+impl crate::render::Printed for Cache {
+    fn finished(&self, digest: &str) -> Option<String> {
+        std::fs::read_to_string(self.finished_key(digest)?).ok()
+    }
+}
+
+/// Writes `text` at `path` through a partial file renamed into place, so a reader never sees
+/// half of it. Best effort: a cache that cannot be written only costs time.
+fn write_atomically(path: &Path, text: &str) {
+    let partial = path.with_extension(format!("partial-{}", std::process::id()));
+    if std::fs::write(&partial, text).is_ok() && std::fs::rename(&partial, path).is_err() {
+        let _ = std::fs::remove_file(&partial);
     }
 }
 
@@ -108,6 +151,9 @@ pub fn format_rust(files: &mut FileSet, cache: Option<&Cache>) -> Result<(), For
     let mut changed = Vec::new();
     let mut printed = BTreeMap::new();
     for path in files.rust_paths().cloned().collect::<Vec<_>>() {
+        if files.finished.contains(&path) {
+            continue;
+        }
         match cache.and_then(|c| c.get(&files.files[&path])) {
             Some(text) => {
                 files.files.insert(path, text);
@@ -131,6 +177,7 @@ pub fn format_rust(files: &mut FileSet, cache: Option<&Cache>) -> Result<(), For
         for (path, text) in &printed {
             cache.put(text, &files.files[path]);
         }
+        cache.put_finished(files);
     }
     Ok(())
 }

@@ -188,8 +188,15 @@ pub fn commit_generation(
 
     let mut blobs = BTreeMap::new();
     let manifest_text = manifest.to_json();
+    // Through the object database rather than `Repository::blob`, which opens a temporary
+    // file for every blob before finding that it is already stored (most of them are, on a
+    // regeneration): that was most of the commit's time.
+    let odb = repo.odb()?;
     for (path, contents) in generation(prefix, files, &manifest_text) {
-        blobs.insert(path, repo.blob(contents.as_bytes())?);
+        blobs.insert(
+            path,
+            odb.write(git2::ObjectType::Blob, contents.as_bytes())?,
+        );
     }
     let tree = write_tree(repo, &blobs)?;
     let before = match &parent {

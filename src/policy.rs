@@ -91,19 +91,49 @@ impl Condition {
         found
     }
 
-    /// Whether it holds for a caller (`subject` with `roles`) and a row with `attrs`.
+    /// Whether it holds for a caller (`subject` with `roles`) and a row with `attrs` (a JSON
+    /// object of strings, integers and booleans).
     pub fn holds(
         &self,
         subject: &str,
         roles: &[&str],
         attrs: serde_json::Value,
     ) -> Result<bool, String> {
-        use cedar_policy::{Authorizer, Context, Decision, Entities, Request};
-        let entities = Entities::from_json_value(
-            serde_json::json!([
-                {"uid": {"type": "Test::Principal", "id": "caller"}, "attrs": {"sub": subject, "tenant": "tenant", "roles": roles}, "parents": []},
-                {"uid": {"type": "Test::Row", "id": "row"}, "attrs": attrs, "parents": []},
-            ]),
+        use cedar_policy::{
+            Authorizer, Context, Decision, Entities, Entity, Request, RestrictedExpression,
+        };
+        use std::collections::{HashMap, HashSet};
+        // Built from values: parsing the entities from JSON cost most of a check.
+        let string = |text: &str| RestrictedExpression::new_string(text.to_owned());
+        let caller: HashMap<String, RestrictedExpression> = [
+            ("sub".to_owned(), string(subject)),
+            ("tenant".to_owned(), string("tenant")),
+            (
+                "roles".to_owned(),
+                RestrictedExpression::new_set(roles.iter().map(|role| string(role))),
+            ),
+        ]
+        .into();
+        let mut row = HashMap::new();
+        for (name, value) in attrs.as_object().into_iter().flatten() {
+            let value = match value {
+                serde_json::Value::String(text) => string(text),
+                serde_json::Value::Bool(b) => RestrictedExpression::new_bool(*b),
+                serde_json::Value::Number(n) => RestrictedExpression::new_long(
+                    n.as_i64()
+                        .ok_or_else(|| format!("{name}: {n} is not an integer"))?,
+                ),
+                other => return Err(format!("{name}: {other} has no Cedar form here")),
+            };
+            row.insert(name.clone(), value);
+        }
+        let entities = Entities::from_entities(
+            [
+                Entity::new(self.caller.clone(), caller, HashSet::new())
+                    .map_err(|e| one_line(&e.to_string()))?,
+                Entity::new(self.row.clone(), row, HashSet::new())
+                    .map_err(|e| one_line(&e.to_string()))?,
+            ],
             None,
         )
         .map_err(|e| one_line(&e.to_string()))?;
@@ -155,6 +185,61 @@ fn attribute_type(field: &crate::model::Field) -> &'static str {
         | FieldType::Reference { .. }
         | FieldType::Principal => "String",
     }
+}
+
+/// The schema of one resource's entity type and actions as [`schema_of`] writes it, in
+/// Cedar's JSON form (the form Cedar itself converts the text into): for validation, where
+/// parsing the text cost most of loading a spec.
+fn validation_schema(resource: &Resource) -> serde_json::Value {
+    use serde_json::{Map, Value, json};
+    let named = |name: &str| json!({"type": "EntityOrCommon", "name": name});
+    let attribute = |field: &crate::model::Field| {
+        let mut value = match field.ty {
+            FieldType::Money => json!({"type": "Record", "attributes": {
+                "amount_minor": named("Long"),
+                "currency": named("String"),
+            }}),
+            _ => named(attribute_type(field)),
+        };
+        if field.optional {
+            value["required"] = Value::Bool(false);
+        }
+        value
+    };
+    let mut attributes: Map<String, Value> = resource
+        .fields
+        .iter()
+        .map(|field| (field.json.clone(), attribute(field)))
+        .collect();
+    attributes.insert("id".into(), named("String"));
+    let actions: Map<String, Value> = resource
+        .actions
+        .iter()
+        .filter(|a| a.public.is_none())
+        .map(|action| {
+            let applies = json!({"appliesTo": {
+                "resourceTypes": [resource.type_name],
+                "principalTypes": [PRINCIPAL],
+                "context": {"type": "RequestContext"},
+            }});
+            (action_id(resource, action), applies)
+        })
+        .collect();
+    json!({ NAMESPACE: {
+        "commonTypes": {"RequestContext": {"type": "Record", "attributes": {
+            "mfa": named("Bool"),
+            "scopes": {"type": "Set", "element": named("String")},
+        }}},
+        "entityTypes": {
+            PRINCIPAL: {"shape": {"type": "Record", "attributes": {
+                "roles": {"type": "Set", "element": named("String")},
+                "sub": named("String"),
+                "tenant": named("String"),
+            }}},
+            resource.type_name.clone(): {"shape": {"type": "Record", "attributes": attributes}},
+        },
+        "actions": actions,
+    }})
 }
 
 /// The Cedar schema of `app`.
@@ -348,10 +433,11 @@ fn policy(app: &App, resource: &Resource, action: &Action) -> Option<String> {
     if action.roles.is_empty() {
         return None;
     }
-    let condition = match &action.condition {
-        Some(text) => Some(parse_condition(text).ok()?),
-        None => None,
-    };
+    // A condition Cedar could not parse has no printed form (lowering refused it).
+    if action.condition.is_some() && action.cedar_condition.is_none() {
+        return None;
+    }
+    let condition = &action.cedar_condition;
     let id = action_id(resource, action);
     let mut clauses = role_clauses(app, &action.roles, action.scope.as_deref());
     if let Some(condition) = &condition {
@@ -373,9 +459,37 @@ pub struct Invalid {
 /// condition, the only part the spec writes.
 pub fn validate(app: &App) -> Result<Vec<Invalid>, String> {
     // The validator checks each policy against every action of its schema, so each resource
-    // is validated with a schema of its own (the cost stays linear in the resources).
+    // is validated with a schema of its own (the cost stays linear in the resources), and
+    // the resources are shared out among the cores in runs, which keeps the errors in order.
+    let count = app.resources.len();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let run = count.div_ceil(cores).max(1);
+    let runs: Vec<Result<Vec<Invalid>, String>> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..count)
+            .step_by(run)
+            .map(|start| scope.spawn(move || validate_run(app, start..(start + run).min(count))))
+            .collect();
+        threads
+            .into_iter()
+            .map(|thread| {
+                thread
+                    .join()
+                    .unwrap_or_else(|_| Err("policy validation failed unexpectedly".into()))
+            })
+            .collect()
+    });
     let mut invalid = Vec::new();
-    for (index, resource) in app.resources.iter().enumerate() {
+    for run in runs {
+        invalid.extend(run?);
+    }
+    Ok(invalid)
+}
+
+/// [`validate`] for the resources at `indexes`.
+fn validate_run(app: &App, indexes: std::ops::Range<usize>) -> Result<Vec<Invalid>, String> {
+    let mut invalid = Vec::new();
+    for index in indexes {
+        let resource = &app.resources[index];
         let mut text = String::new();
         for action in resource.actions.iter().filter(|a| a.public.is_none()) {
             if let Some(policy) = policy(app, resource, action) {
@@ -385,9 +499,8 @@ pub fn validate(app: &App) -> Result<Vec<Invalid>, String> {
         if text.is_empty() {
             continue;
         }
-        let (schema, _) =
-            Schema::from_cedarschema_str(&schema_of(std::slice::from_ref(resource), &[]))
-                .map_err(|e| one_line(&e.to_string()))?;
+        let schema = Schema::from_json_value(validation_schema(resource))
+            .map_err(|e| one_line(&e.to_string()))?;
         let policies = PolicySet::from_str(&text).map_err(|e| one_line(&e.to_string()))?;
         for message in validation_errors(resource, &schema, &policies) {
             invalid.push(Invalid {
@@ -456,6 +569,27 @@ mod tests {
             .filter(|p| p.annotation("id") == Some("session.revoke/machine"))
             .count();
         assert_eq!(machine, 1);
+    }
+
+    #[test]
+    fn the_validation_schema_is_the_schema_text_in_json() {
+        for spec in ["ledgerly", "tracker", "hostile"] {
+            let path = format!("{}/specs/{spec}.yaml", env!("CARGO_MANIFEST_DIR"));
+            let source = std::fs::read_to_string(&path).expect("the example spec");
+            let app = crate::compile(&path, &source).expect("the example spec is valid");
+            for resource in &app.resources {
+                let text = schema_of(std::slice::from_ref(resource), &[]);
+                let (fragment, _) =
+                    cedar_policy::SchemaFragment::from_cedarschema_str(&text).expect("it parses");
+                let json = fragment.to_json_value().expect("it has a JSON form");
+                assert_eq!(
+                    validation_schema(resource),
+                    json,
+                    "{spec}: {}",
+                    resource.name
+                );
+            }
+        }
     }
 
     #[test]

@@ -128,9 +128,10 @@ fn invalid_spec(name: &str) -> PathBuf {
 const EXAMPLE_SPECS: [&str; 3] = ["ledgerly.yaml", "tracker.yaml", "hostile.yaml"];
 
 /// The files of the `time_entry` resource of tracker.yaml (nothing references it).
-const TIME_ENTRY_FILES: [&str; 2] = [
+const TIME_ENTRY_FILES: [&str; 3] = [
     "crates/api/src/time_entry.rs",
     "crates/server/src/resources/time_entry.rs",
+    "crates/server/tests/samples/time_entry.rs",
 ];
 
 /// tracker.yaml without its last resource, `time_entry`, written into `dir`.
@@ -343,6 +344,45 @@ fn generate_into_fresh_dir_writes_workspace_and_a_manifest_that_matches_it() {
         }
     }
     assert!(checked >= 5, "only {checked} marked files");
+}
+
+#[test]
+fn files_reused_from_the_cache_are_those_printing_and_formatting_give() {
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let generate = |out: &str| {
+        let run = output(
+            command([
+                OsStr::new("--format"),
+                OsStr::new("json"),
+                OsStr::new("generate"),
+                spec("hostile.yaml").as_os_str(),
+                OsStr::new("--out"),
+                tmp.path().join(out).as_os_str(),
+            ])
+            .env("BULWARK_CACHE_DIR", &cache),
+        );
+        run.expect_code(EXIT_OK);
+        let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
+        report["timings"]["reused_rust_files"]
+            .as_u64()
+            .expect("a count of reused files")
+    };
+    assert_eq!(generate("printed"), 0, "an empty cache reuses nothing");
+    let reused = generate("reused");
+    let rust_files = snapshot(&tmp.path().join("printed"))
+        .keys()
+        .filter(|path| path.ends_with(".rs"))
+        .count();
+    assert_eq!(
+        reused as usize, rust_files,
+        "every Rust file comes from the cache"
+    );
+    assert_same_tree(
+        &snapshot(&tmp.path().join("printed")),
+        &snapshot(&tmp.path().join("reused")),
+        "printed and reused",
+    );
 }
 
 #[test]

@@ -16,6 +16,7 @@ fn generate(spec: &str) -> bulwark::render::FileSet {
     let app = bulwark::compile(&path, &source).unwrap_or_else(|r| panic!("{}", r.render()));
     let options = bulwark::render::Options {
         generator_version: "snapshot".into(),
+        ..Default::default()
     };
     let mut files = bulwark::render::render(&app, &options).unwrap();
     bulwark::format::format_rust(&mut files, None).unwrap();

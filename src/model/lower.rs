@@ -1237,16 +1237,23 @@ impl<'s> Lower<'s> {
                 }
             }
         }
-        if let Some(when) = &spec.when
-            && let Err(message) = crate::policy::parse_condition(when)
+        let cedar_condition = match spec
+            .when
+            .as_ref()
+            .map(|when| (when, crate::policy::parse_condition(when)))
         {
-            self.error(
-                "invalid-condition",
-                format!("condition of `{}` is not a Cedar expression: {message}", name.value),
-                when.loc,
-                "write one Cedar expression over `principal`, `resource` and `context`, e.g. `resource.status == \"draft\"`",
-            );
-        }
+            Some((_, Ok(printed))) => Some(printed),
+            Some((when, Err(message))) => {
+                self.error(
+                    "invalid-condition",
+                    format!("condition of `{}` is not a Cedar expression: {message}", name.value),
+                    when.loc,
+                    "write one Cedar expression over `principal`, `resource` and `context`, e.g. `resource.status == \"draft\"`",
+                );
+                None
+            }
+            None => None,
+        };
         let mfa_required = roles.iter().any(|r| {
             self.spec.roles.iter().any(|(k, role)| {
                 &k.value == r
@@ -1276,6 +1283,7 @@ impl<'s> Lower<'s> {
             roles,
             scope,
             condition: spec.when.as_ref().map(|w| w.value.clone()),
+            cedar_condition,
             public,
             rate_limit,
             mfa_required,

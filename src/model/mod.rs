@@ -371,8 +371,11 @@ pub struct Action {
     pub description: Option<String>,
     pub roles: Vec<String>,
     pub scope: Option<String>,
-    /// A Cedar expression that must hold.
+    /// A Cedar expression that must hold, as the spec writes it.
     pub condition: Option<String>,
+    /// The same as Cedar prints it from its syntax tree: what the policies contain (parsed
+    /// once, while lowering).
+    pub cedar_condition: Option<String>,
     /// Public actions: why (recorded in PERMISSIONS.md).
     pub public: Option<String>,
     pub rate_limit: Option<RateLimit>,

@@ -1,7 +1,8 @@
 //! Stage 3, render: `&model::App` → `FileSet`. Pure and deterministic: no clock, no
-//! randomness, no disk; the generator version comes in through `Options`. Rust is built
-//! with quote and printed with prettyplease; everything else comes from tera templates fed
-//! typed, already-escaped context structs.
+//! randomness, no disk of its own; the generator version comes in through `Options`, and so
+//! may the finished text of Rust files printed before (the CLI's cache, [`Printed`]). Rust
+//! is built with quote and printed with prettyplease; everything else comes from tera
+//! templates fed typed, already-escaped context structs.
 
 pub mod escape;
 mod openapi;
@@ -12,7 +13,8 @@ mod templates;
 mod workspace;
 
 use crate::model::App;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// The rustfmt configuration shipped with every generated workspace and used to format it,
 /// so no configuration of the machine running bulwark changes the output.
@@ -25,9 +27,32 @@ pub const SERVER_DIR: &str = "crates/server";
 pub const CLIENT_DIR: &str = "crates/client";
 
 /// The rendered files of a workspace: relative path → contents, in path order.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct FileSet {
     pub files: BTreeMap<String, String>,
+    /// Rust files whose text is already finished (formatted): known by their tokens' digest.
+    pub finished: BTreeSet<String>,
+    /// The digest of the tokens of each Rust file printed now, to remember its finished text
+    /// by once formatted.
+    pub digests: BTreeMap<String, String>,
+    printed: Option<Arc<dyn Printed>>,
+}
+
+/// Two file sets are equal when their files are.
+impl PartialEq for FileSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.files == other.files
+    }
+}
+
+impl Eq for FileSet {}
+
+/// Finished text of Rust files printed before, by the digest of the tokens they were printed
+/// from ([`rust::digest`]): a regeneration skips printing and formatting every file whose
+/// tokens did not change. Printing is a function of the tokens, so this changes no output.
+pub trait Printed: std::fmt::Debug + Send + Sync {
+    /// The finished text printed from tokens with `digest`, if known.
+    fn finished(&self, digest: &str) -> Option<String>;
 }
 
 impl FileSet {
@@ -35,14 +60,25 @@ impl FileSet {
         self.files.insert(path.to_owned(), contents);
     }
 
-    /// Prints Rust tokens into a file with the `@generated` header.
+    /// Prints Rust tokens into a file with the `@generated` header, or takes the finished
+    /// text printed from the same tokens before.
     pub fn insert_rust(
         &mut self,
         path: &str,
         tokens: proc_macro2::TokenStream,
     ) -> Result<(), RenderError> {
+        let header = rust_header();
+        if let Some(printed) = &self.printed {
+            let digest = rust::digest(&header, &tokens);
+            if let Some(text) = printed.finished(&digest) {
+                self.insert(path, text);
+                self.finished.insert(path.to_owned());
+                return Ok(());
+            }
+            self.digests.insert(path.to_owned(), digest);
+        }
         let printed = rust::print(path, tokens)?;
-        self.insert(path, format!("{}{printed}", rust_header()));
+        self.insert(path, format!("{header}{printed}"));
         Ok(())
     }
 
@@ -57,12 +93,15 @@ impl FileSet {
 pub struct Options {
     /// The bulwark version recorded in headers and the manifest.
     pub generator_version: String,
+    /// Finished text of Rust files printed before (the CLI's cache); none by default.
+    pub printed: Option<Arc<dyn Printed>>,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             generator_version: env!("CARGO_PKG_VERSION").to_owned(),
+            printed: None,
         }
     }
 }
@@ -138,7 +177,10 @@ pub fn render(app: &App, options: &Options) -> Result<FileSet, RenderError> {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| {
-                    let mut files = FileSet::default();
+                    let mut files = FileSet {
+                        printed: options.printed.clone(),
+                        ..FileSet::default()
+                    };
                     loop {
                         let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let Some(job) = jobs.get(index) else {
@@ -156,7 +198,10 @@ pub fn render(app: &App, options: &Options) -> Result<FileSet, RenderError> {
     });
     let mut files = FileSet::default();
     for part in parts {
-        files.files.extend(part?.files);
+        let part = part?;
+        files.files.extend(part.files);
+        files.finished.extend(part.finished);
+        files.digests.extend(part.digests);
     }
     Ok(files)
 }

@@ -58,6 +58,24 @@ pub fn print(path: &str, tokens: TokenStream) -> Result<String, crate::render::R
     Ok(space_items(&prettyplease::unparse(&file)))
 }
 
+/// A digest of a file's header and tokens as they print (spans, which do not print, are left
+/// out): the key of its finished text in [`crate::render::Printed`].
+pub fn digest(header: &str, tokens: &TokenStream) -> String {
+    use sha2::Digest;
+    /// Feeds what is written into the hash, without building the text.
+    struct Feed(sha2::Sha256);
+    impl std::fmt::Write for Feed {
+        fn write_str(&mut self, text: &str) -> std::fmt::Result {
+            self.0.update(text.as_bytes());
+            Ok(())
+        }
+    }
+    let mut feed = Feed(sha2::Sha256::new());
+    feed.0.update(header.as_bytes());
+    let _ = std::fmt::Write::write_fmt(&mut feed, format_args!("{tokens}"));
+    hex::encode(feed.0.finalize())
+}
+
 /// Puts a blank line between top-level items (prettyplease prints none; rustfmt keeps what
 /// it finds), so generated files read like hand-written ones.
 fn space_items(printed: &str) -> String {

@@ -1893,6 +1893,7 @@ fn repository_actions(resource: &Resource) -> Vec<(Action, bool)> {
                     roles: Vec::new(),
                     scope: None,
                     condition: None,
+                    cedar_condition: None,
                     public: None,
                     rate_limit: None,
                     mfa_required: false,

@@ -24,7 +24,7 @@ pub fn render_tests(
         .iter()
         .map(|&index| resource_steps(app, index, &api))
         .collect();
-    let samples = sample_support(app, &app.resources, &api);
+    render_samples(app, files, dir, &api)?;
     let deprecated_test = (!app.deprecated_versions.is_empty()).then(|| {
         quote! {
             /// Earlier API versions answer every operation like the current one, through the
@@ -431,7 +431,8 @@ pub fn render_tests(
 
         #test_db
 
-        #samples
+        mod samples;
+        use samples::*;
 
         /// Reads every page of a list, two rows at a time.
         macro_rules! all_pages {
@@ -1720,6 +1721,62 @@ pub fn sample_support<'a>(
     api: &proc_macro2::Ident,
 ) -> TokenStream {
     let resources: Vec<&Resource> = resources.into_iter().collect();
+    let common = sample_common(&resources, quote!());
+    let functions = resources
+        .iter()
+        .map(|resource| sample_function(app, resource, api, quote!()));
+    quote! {
+        #common
+        #(#functions)*
+    }
+}
+
+/// The generated tests' samples, a file per resource under `tests/samples/` (a change to one
+/// resource of the spec changes its file alone, not the large `tests/service.rs`), with
+/// `Ids` and `sample_text` in `tests/samples/mod.rs`.
+fn render_samples(
+    app: &App,
+    files: &mut FileSet,
+    dir: &str,
+    api: &proc_macro2::Ident,
+) -> Result<(), RenderError> {
+    let resources: Vec<&Resource> = app.resources.iter().collect();
+    let common = sample_common(&resources, quote!(pub));
+    let modules = app.resources.iter().map(|resource| {
+        let module = ident(&resource.ident);
+        let f = sample_fn(resource);
+        quote! {
+            mod #module;
+            pub use #module::#f;
+        }
+    });
+    files.insert_rust(
+        &format!("{dir}/tests/samples/mod.rs"),
+        quote! {
+            //! Sample inputs of every resource, within the field constraints: a file per
+            //! resource, and what they share.
+
+            #common
+            #(#modules)*
+        },
+    )?;
+    for resource in &app.resources {
+        let doc = super::inner_doc(&format!("The `n`-th sample input of `{}`.", resource.name));
+        let function = sample_function(app, resource, api, quote!(super::));
+        files.insert_rust(
+            &format!("{dir}/tests/samples/{}.rs", resource.ident),
+            quote! {
+                #doc
+
+                #function
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// `Ids` and, when a sample needs it, `sample_text`; `vis` is their visibility.
+fn sample_common(resources: &[&Resource], vis: TokenStream) -> TokenStream {
     let texts = resources.iter().any(|r| {
         r.fields
             .iter()
@@ -1728,7 +1785,7 @@ pub fn sample_support<'a>(
     let sample_text = texts.then(|| {
         quote! {
             /// `n` as text of `min..=max` characters: its last `max` characters, padded with `x`.
-            fn sample_text(n: i64, min: usize, max: usize) -> String {
+            #vis fn sample_text(n: i64, min: usize, max: usize) -> String {
                 let text = if max >= 12 { format!("sample {n}") } else { n.to_string() };
                 let skip = text.chars().count().saturating_sub(max);
                 let text: String = text.chars().skip(skip).collect();
@@ -1736,57 +1793,66 @@ pub fn sample_support<'a>(
             }
         }
     });
-    let functions = resources.iter().map(|resource| {
-        let f = sample_fn(resource);
-        let module = ident(&resource.ident);
-        let input = input_type(resource);
-        let refers = resource
-            .fields
-            .iter()
-            .any(|f| is_input(f) && matches!(f.ty, FieldType::Reference { .. }));
-        let ids = if refers { quote!(ids) } else { quote!(_) };
-        let value = sample(app, resource, api, quote!(n));
-        quote! {
-            fn #f(n: i64, #ids: &Ids) -> #api::#module::#input {
-                #value
-            }
-        }
-    });
     quote! {
         /// The ids of the rows a test made, by resource.
         #[derive(Default)]
-        struct Ids(std::collections::BTreeMap<&'static str, Vec<uuid::Uuid>>);
+        #vis struct Ids(std::collections::BTreeMap<&'static str, Vec<uuid::Uuid>>);
 
         // Which of these a target uses depends on the spec.
         #[allow(dead_code)]
         impl Ids {
-            fn push(&mut self, resource: &'static str, id: uuid::Uuid) {
+            #vis fn push(&mut self, resource: &'static str, id: uuid::Uuid) {
                 self.0.entry(resource).or_default().push(id);
             }
-            fn of(&self, resource: &str) -> &[uuid::Uuid] {
+            #vis fn of(&self, resource: &str) -> &[uuid::Uuid] {
                 self.0.get(resource).map_or(&[], Vec::as_slice)
             }
-            fn first(&self, resource: &str) -> uuid::Uuid {
+            #vis fn first(&self, resource: &str) -> uuid::Uuid {
                 *self.of(resource).first().unwrap_or_else(|| panic!("no {resource} row yet"))
             }
             /// The `n`-th row (cycling), for a required reference.
-            fn pick(&self, resource: &str, n: i64) -> uuid::Uuid {
+            #vis fn pick(&self, resource: &str, n: i64) -> uuid::Uuid {
                 let ids = self.of(resource);
                 assert!(!ids.is_empty(), "no {resource} row to refer to");
                 ids[n as usize % ids.len()]
             }
             /// The same for an optional reference: none while there is no row.
-            fn pick_optional(&self, resource: &str, n: i64) -> Option<uuid::Uuid> {
+            #vis fn pick_optional(&self, resource: &str, n: i64) -> Option<uuid::Uuid> {
                 let ids = self.of(resource);
                 ids.get(n as usize % ids.len().max(1)).copied()
             }
-            fn pop(&mut self, resource: &str) -> Option<uuid::Uuid> {
+            #vis fn pop(&mut self, resource: &str) -> Option<uuid::Uuid> {
                 self.0.get_mut(resource)?.pop()
             }
         }
 
         #sample_text
-        #(#functions)*
+    }
+}
+
+/// The function building a resource's `n`-th sample input; `scope` is the path to `Ids` and
+/// `sample_text` (empty in the same file, `super::` from a file of its own, where the
+/// function is public).
+fn sample_function(
+    app: &App,
+    resource: &Resource,
+    api: &proc_macro2::Ident,
+    scope: TokenStream,
+) -> TokenStream {
+    let f = sample_fn(resource);
+    let module = ident(&resource.ident);
+    let input = input_type(resource);
+    let refers = resource
+        .fields
+        .iter()
+        .any(|f| is_input(f) && matches!(f.ty, FieldType::Reference { .. }));
+    let ids = if refers { quote!(ids) } else { quote!(_) };
+    let vis = (!scope.is_empty()).then(|| quote!(pub));
+    let value = sample(app, resource, api, quote!(n), &scope);
+    quote! {
+        #vis fn #f(n: i64, #ids: &#scope Ids) -> #api::#module::#input {
+            #value
+        }
     }
 }
 
@@ -1821,7 +1887,13 @@ pub fn creation_order(app: &App) -> Vec<usize> {
 }
 
 /// The expression of a resource's `n`-th sample input (the body of its sample function).
-fn sample(app: &App, resource: &Resource, api: &proc_macro2::Ident, n: TokenStream) -> TokenStream {
+fn sample(
+    app: &App,
+    resource: &Resource,
+    api: &proc_macro2::Ident,
+    n: TokenStream,
+    scope: &TokenStream,
+) -> TokenStream {
     let module = ident(&resource.ident);
     let input = input_type(resource);
     let mut fields = Vec::new();
@@ -1831,7 +1903,7 @@ fn sample(app: &App, resource: &Resource, api: &proc_macro2::Ident, n: TokenStre
             FieldType::String | FieldType::Text => {
                 let max = field.max.unwrap_or(200) as usize;
                 let min = field.min.unwrap_or(0).max(0) as usize;
-                quote!(sample_text(#n, #min, #max))
+                quote!(#scope sample_text(#n, #min, #max))
             }
             FieldType::Email => quote!(format!("user{}@example.com", #n)),
             FieldType::Int => {
