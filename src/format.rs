@@ -6,14 +6,13 @@
 //! leaks in) on a scratch copy of the layout. Formatted text is cached per user, keyed by the
 //! rustfmt version, its configuration and the printed text, so regenerating after a small
 //! spec change formats only what changed. (Never the output directory itself: what is there
-//! may have been edited, and `--force` must restore what bulwark generates.) Of the files not
-//! cached, a few go through standard input one by one, more through one rustfmt process per
-//! core, each formatting its share of them.
+//! may have been edited, and `--force` must restore what bulwark generates.) The files not
+//! cached go through one rustfmt process per core, each formatting its share of them.
 
 use crate::render::FileSet;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use crate::render::RUSTFMT_TOML;
 
@@ -142,10 +141,6 @@ fn write_atomically(path: &Path, text: &str) {
     }
 }
 
-/// Up to this many changed files are formatted one by one through standard input; more go
-/// through [`format_groups`].
-const FEW: usize = 8;
-
 /// Formats every `.rs` file of `files` in place, through `cache` when there is one.
 pub fn format_rust(files: &mut FileSet, cache: Option<&Cache>) -> Result<(), FormatError> {
     let mut changed = Vec::new();
@@ -164,13 +159,7 @@ pub fn format_rust(files: &mut FileSet, cache: Option<&Cache>) -> Result<(), For
             }
         }
     }
-    if changed.len() <= FEW {
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let formatted = parallel(&changed, threads, |path| format_stdin(&files.files[path]))?;
-        for (path, text) in changed.iter().zip(formatted) {
-            files.files.insert(path.clone(), text);
-        }
-    } else {
+    if !changed.is_empty() {
         format_groups(files, &changed)?;
     }
     if let Some(cache) = cache {
@@ -183,10 +172,11 @@ pub fn format_rust(files: &mut FileSet, cache: Option<&Cache>) -> Result<(), For
 }
 
 /// Formats the `changed` files, each exactly once, on every core. They are dealt into one
-/// group per core by size; each group is formatted by one rustfmt process in a scratch copy
-/// of the layout where every file outside the group is empty, so `mod x;` still resolves and
-/// the other groups' files cost nothing. A file is named to rustfmt unless the file declaring
-/// it is in the same group (rustfmt reaches it from there).
+/// group per core by size; each group is formatted by one rustfmt process in a scratch
+/// directory holding the group's files at their paths and, empty, the module files they
+/// declare outside the group, so `mod x;` still resolves and nothing else is written. A file
+/// is named to rustfmt unless the file declaring it is in the same group (rustfmt reaches it
+/// from there).
 fn format_groups(files: &mut FileSet, changed: &[String]) -> Result<(), FormatError> {
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let parents = declaring_files(files);
@@ -218,16 +208,18 @@ fn format_group(
     let config = scratch.path().join("rustfmt.toml");
     std::fs::write(&config, RUSTFMT_TOML)?;
     let member = |path: &String| group.contains(&path);
-    for path in files.rust_paths() {
+    let children = parents
+        .iter()
+        .filter(|(child, parent)| member(parent) && !member(child))
+        .map(|(child, _)| (child, ""));
+    let members = group
+        .iter()
+        .map(|path| (*path, files.files[*path].as_str()));
+    for (path, text) in members.chain(children) {
         let target = scratch.path().join(path);
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        let text = if member(path) {
-            files.files[path].as_str()
-        } else {
-            ""
-        };
         std::fs::write(&target, text)?;
     }
     let named = group
@@ -296,32 +288,6 @@ fn is_root(path: &str) -> bool {
     path.ends_with("src/lib.rs")
         || path.ends_with("src/main.rs")
         || parent.is_some_and(|p| p == "tests" || p == "benches" || p == "bin")
-}
-
-fn format_stdin(text: &str) -> Result<String, FormatError> {
-    let scratch = tempfile::tempdir()?;
-    let config = scratch.path().join("rustfmt.toml");
-    std::fs::write(&config, RUSTFMT_TOML)?;
-    let mut child = Command::new(rustfmt())
-        .arg("--config-path")
-        .arg(&config)
-        .args(["--emit", "stdout"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|_| FormatError::Missing)?;
-    let mut stdin = child.stdin.take().ok_or(FormatError::Missing)?;
-    // Write from a thread: rustfmt may fill its output pipe before it has read all input.
-    let input = text.to_owned();
-    let writer =
-        std::thread::spawn(move || std::io::Write::write_all(&mut stdin, input.as_bytes()));
-    let output = child.wait_with_output()?;
-    writer
-        .join()
-        .map_err(|_| FormatError::Failed("writing to rustfmt failed".into()))??;
-    check(&output)?;
-    String::from_utf8(output.stdout).map_err(|e| FormatError::Failed(e.to_string()))
 }
 
 fn run(command: &mut Command) -> Result<std::process::Output, FormatError> {
