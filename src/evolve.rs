@@ -4,6 +4,7 @@
 //! numbered migration computed from the previous generation's recorded tables to the new
 //! ones. Additions are automatic (tables with their row-level security and functions, optional
 //! or defaulted columns, their foreign keys and uniqueness, relaxed NOT NULL, new defaults).
+//! A field renamed under `migrations.rename` has its column renamed, its data kept.
 //! Anything that could lose or break stored data is refused (exit 4) with the reason: a
 //! dropped table or column unless `migrations.drop` names it, a changed type or constraint, a
 //! field made required, a new required field without a default, a new uniqueness rule on
@@ -34,7 +35,7 @@ pub enum EvolveError {
     #[diagnostic(
         code(bulwark::evolve::refused),
         help(
-            "each line says what to do; for a table or column to drop, list it under `migrations.drop` in the spec"
+            "each line says what to do; for a table or column to drop, list it under `migrations.drop` in the spec; for a renamed field, map `resource.old` to the new name under `migrations.rename`"
         )
     )]
     Refused { reasons: Vec<String> },
@@ -152,8 +153,14 @@ fn plan(app: &App, old: &[TableRecord]) -> Result<Plan, EvolveError> {
     let mut plan = Plan::default();
     let mut reasons = Vec::new();
     // Statements by phase, so that what they depend on exists first.
-    let (mut add, mut keys, mut alter, mut drop_columns, mut drop_tables) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut renames, mut add, mut keys, mut alter, mut drop_columns, mut drop_tables) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
 
     for table in &new {
         let resource = &table.resource;
@@ -169,11 +176,28 @@ fn plan(app: &App, old: &[TableRecord]) -> Result<Plan, EvolveError> {
             continue;
         }
         let t = &table.name;
-        let old_columns: BTreeMap<&str, &Column> = before
+        // Renamed fields: each old column under the name of the new one, in order (a money
+        // field has two), so that it compares like a column that kept its name.
+        let renamed = renamed_columns(app, before, table);
+        let mut old_columns: BTreeMap<&str, &Column> = before
             .columns
             .iter()
             .map(|c| (c.name.as_str(), c))
             .collect();
+        for (old, new) in &renamed {
+            if let Some(column) = old_columns.remove(old.as_str()) {
+                renames.push(format!("ALTER TABLE {t} RENAME COLUMN {old} TO {new};"));
+                old_columns.insert(new.as_str(), column);
+            }
+        }
+        for (_, from, to) in app
+            .rename
+            .iter()
+            .filter(|(r, from, _)| r == resource && before.columns.iter().any(|c| &c.field == from))
+        {
+            plan.summary
+                .push(format!("rename {resource}.{from} to {to}"));
+        }
         let new_columns: BTreeMap<&str, &Column> =
             table.columns.iter().map(|c| (c.name.as_str(), c)).collect();
         let mut added = BTreeSet::new();
@@ -203,10 +227,15 @@ fn plan(app: &App, old: &[TableRecord]) -> Result<Plan, EvolveError> {
                         alter.push(format!("ALTER TABLE {t} ALTER COLUMN {} DROP NOT NULL;", column.name));
                         plan.summary.push(format!("{field} optional"));
                     }
-                    if was.check != column.check {
+                    // PostgreSQL carries a renamed column's name into its constraint.
+                    let was_check = match renamed.iter().find(|(_, new)| *new == column.name) {
+                        Some((old, new)) => was.check.as_ref().map(|c| c.replace(old, new)),
+                        None => was.check.clone(),
+                    };
+                    if was_check != column.check {
                         reasons.push(format!(
                             "`{field}` changes its constraint ({} to {}): rows already stored may break it; not done automatically",
-                            was.check.as_deref().unwrap_or("none"),
+                            was_check.as_deref().unwrap_or("none"),
                             column.check.as_deref().unwrap_or("none")
                         ));
                     }
@@ -220,11 +249,10 @@ fn plan(app: &App, old: &[TableRecord]) -> Result<Plan, EvolveError> {
                 }
             }
         }
-        for column in before
-            .columns
-            .iter()
-            .filter(|c| !new_columns.contains_key(c.name.as_str()))
-        {
+        let renamed_away: BTreeSet<&str> = renamed.iter().map(|(old, _)| old.as_str()).collect();
+        for column in before.columns.iter().filter(|c| {
+            !new_columns.contains_key(c.name.as_str()) && !renamed_away.contains(c.name.as_str())
+        }) {
             let field = format!("{resource}.{}", column.field);
             if drop.contains(field.as_str()) {
                 drop_columns.push(format!("ALTER TABLE {t} DROP COLUMN {};", column.name));
@@ -233,7 +261,7 @@ fn plan(app: &App, old: &[TableRecord]) -> Result<Plan, EvolveError> {
                 }
             } else {
                 reasons.push(format!(
-                    "`{field}` is no longer in the spec: dropping its column loses its data (a rename is a drop and an add); list `{field}` under `migrations.drop` to drop it"
+                    "`{field}` is no longer in the spec: dropping its column loses its data; list `{field}` under `migrations.drop` to drop it, or, if it was renamed, map it to its new name under `migrations.rename`"
                 ));
             }
         }
@@ -245,7 +273,28 @@ fn plan(app: &App, old: &[TableRecord]) -> Result<Plan, EvolveError> {
                 .filter(|c| *c != "\"tenant_id\"")
                 .all(|c| added.contains(c))
         };
-        for unique in table.uniques.iter().filter(|u| !before.uniques.contains(u)) {
+        // The previous constraints, with renamed columns under their new names.
+        let rename_list = |list: &str| -> String {
+            list.split(", ")
+                .map(|c| {
+                    renamed
+                        .iter()
+                        .find(|(old, _)| old == c)
+                        .map_or(c, |(_, new)| new.as_str())
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let before_uniques: Vec<String> = before.uniques.iter().map(|u| rename_list(u)).collect();
+        let before_keys: Vec<sql::ForeignKey> = before
+            .foreign_keys
+            .iter()
+            .map(|k| sql::ForeignKey {
+                columns: rename_list(&k.columns),
+                ..k.clone()
+            })
+            .collect();
+        for unique in table.uniques.iter().filter(|u| !before_uniques.contains(u)) {
             if only_new(unique) {
                 keys.push(format!("ALTER TABLE {t} ADD UNIQUE ({unique});"));
             } else {
@@ -254,7 +303,7 @@ fn plan(app: &App, old: &[TableRecord]) -> Result<Plan, EvolveError> {
                 ));
             }
         }
-        if before.uniques.iter().any(|u| !table.uniques.contains(u)) {
+        if before_uniques.iter().any(|u| !table.uniques.contains(u)) {
             reasons.push(format!(
                 "`{resource}` loses a uniqueness rule: not done automatically (write the migration by hand)"
             ));
@@ -262,7 +311,7 @@ fn plan(app: &App, old: &[TableRecord]) -> Result<Plan, EvolveError> {
         for key in table
             .foreign_keys
             .iter()
-            .filter(|k| !before.foreign_keys.contains(k))
+            .filter(|k| !before_keys.contains(k))
         {
             if only_new(&key.columns) {
                 keys.push(format!(
@@ -297,8 +346,30 @@ fn plan(app: &App, old: &[TableRecord]) -> Result<Plan, EvolveError> {
     if !reasons.is_empty() {
         return Err(EvolveError::Refused { reasons });
     }
-    plan.statements = [add, keys, alter, drop_columns, drop_tables].concat();
+    plan.statements = [renames, add, keys, alter, drop_columns, drop_tables].concat();
     Ok(plan)
+}
+
+/// The columns of `before` renamed to columns of `table` by the spec's `migrations.rename`
+/// (old and new quoted names, paired in order), for the fields whose old columns are there
+/// and whose new ones were not.
+fn renamed_columns(app: &App, before: &TableRecord, table: &TableRecord) -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
+    for (_, from, to) in app.rename.iter().filter(|(r, _, _)| *r == table.resource) {
+        let old: Vec<&Column> = before.columns.iter().filter(|c| &c.field == from).collect();
+        let new: Vec<&Column> = table.columns.iter().filter(|c| &c.field == to).collect();
+        let fresh = new
+            .iter()
+            .all(|n| !before.columns.iter().any(|c| c.name == n.name));
+        if old.len() == new.len() && fresh {
+            pairs.extend(
+                old.iter()
+                    .zip(&new)
+                    .map(|(o, n)| (o.name.clone(), n.name.clone())),
+            );
+        }
+    }
+    pairs
 }
 
 /// `"name" type [NOT NULL] [DEFAULT ...] [CHECK (...)]`, as in the first migration.

@@ -42,8 +42,8 @@ pub struct Spec {
     pub migrations: Option<Migrations>,
 }
 
-/// What the next generation's migration may do that loses data. Without an entry here,
-/// `generate` refuses a spec change that would drop a table or a column.
+/// What the next generation's migration may do to stored data. Without an entry here,
+/// `generate` refuses a spec change that would drop a table or a column, or rename a field.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Migrations {
@@ -51,6 +51,10 @@ pub struct Migrations {
     /// or column, and the data in it, the migration drops.
     #[serde(default)]
     pub drop: Vec<Text>,
+    /// Fields renamed since the previous generation: `invoice.notes: memo` renames the column
+    /// of `invoice.notes` (no longer in the spec) to that of `invoice.memo`, keeping its data.
+    #[serde(default)]
+    pub rename: IndexMap<Text, Text>,
 }
 
 /// Application metadata.

@@ -1,8 +1,9 @@
 //! Schema evolution: generation N is applied to a real database and filled with rows, the
 //! spec changes, generation N+1 keeps every earlier migration byte for byte and adds one,
 //! which applies on top and keeps the data. Changes that could lose or break stored data are
-//! refused (exit 4, nothing written) unless `migrations.drop` acknowledges a drop. Runs
-//! against the PostgreSQL at `DATABASE_URL` (default: the local server).
+//! refused (exit 4, nothing written) unless `migrations.drop` acknowledges a drop; a field
+//! renamed under `migrations.rename` keeps its column and data. Runs against the PostgreSQL
+//! at `DATABASE_URL` (default: the local server).
 
 #![allow(clippy::unwrap_used)]
 
@@ -196,6 +197,125 @@ fn stored_rows_survive_the_next_generations_migration() {
             .iter()
             .any(|t| t["resource"] == "project")
     );
+}
+
+/// ledgerly with three of invoice's fields renamed under `migrations.rename`: `notes` (text,
+/// with a length constraint) to `memo`, `total` (money: two columns) to `amount`, and
+/// `number` (unique in its tenant) to `code`.
+fn ledgerly_renamed() -> String {
+    ledgerly()
+        .replace("      total:    { type: money }\n", "      amount:   { type: money }\n")
+        .replace("amount: total,", "amount: amount,")
+        .replace("      number:   { type: string, max: 32, unique: true }\n", "      code:     { type: string, max: 32, unique: true }\n")
+        .replace(
+            "      notes:    { type: text, optional: true, max: 4000 }\n",
+            "      memo:     { type: text, optional: true, max: 4000 }\n",
+        )
+        .replace(
+            "payments:",
+            "migrations:\n  rename:\n    invoice.notes: memo\n    invoice.total: amount\n    invoice.number: code\n\npayments:",
+        )
+}
+
+#[test]
+fn renamed_fields_keep_their_data() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("ledgerly");
+    let (code, json) = generate(&ledgerly(), &out);
+    assert_eq!(code, 0, "{json}");
+    let scratch = Scratch::new();
+    let mut db = scratch.connect();
+    for (_, sql) in &migrations(&out) {
+        db.batch_execute(sql).unwrap();
+    }
+    db.batch_execute(
+        "INSERT INTO tenants (id, name) VALUES ('00000000-0000-0000-0000-00000000000a', 'a');
+         INSERT INTO customer (id, tenant_id, name, email, country) VALUES
+           ('00000000-0000-0000-0000-000000000001', '00000000-0000-0000-0000-00000000000a', 'Acme', 'ap@acme.test', 'DE');
+         INSERT INTO invoice (id, tenant_id, customer, number, total_minor, total_currency, issued_on, owner, notes) VALUES
+           ('00000000-0000-0000-0000-000000000003', '00000000-0000-0000-0000-00000000000a', '00000000-0000-0000-0000-000000000001', 'INV-1', 12000, 'EUR', '2026-11-01', 'user-1', 'net 30');",
+    )
+    .unwrap();
+
+    let (code, json) = generate(&ledgerly_renamed(), &out);
+    assert_eq!(code, 0, "{json}");
+    let all = migrations(&out);
+    assert_eq!(all.len(), 2, "{all:?}");
+    let (name, sql) = &all[1];
+    assert!(name.starts_with("0002_rename_invoice_"), "{name}");
+    for expected in [
+        "ALTER TABLE \"invoice\" RENAME COLUMN \"notes\" TO \"memo\";",
+        "ALTER TABLE \"invoice\" RENAME COLUMN \"total_minor\" TO \"amount_minor\";",
+        "ALTER TABLE \"invoice\" RENAME COLUMN \"total_currency\" TO \"amount_currency\";",
+        "ALTER TABLE \"invoice\" RENAME COLUMN \"number\" TO \"code\";",
+    ] {
+        assert!(sql.contains(expected), "{expected}\n{sql}");
+    }
+    assert!(!sql.contains("DROP"), "{sql}");
+    assert!(!sql.contains("ADD COLUMN"), "{sql}");
+    db.batch_execute(sql).unwrap();
+    let row = db
+        .query_one(
+            "SELECT memo, amount_minor, amount_currency FROM invoice",
+            &[],
+        )
+        .unwrap();
+    let (memo, minor, currency): (String, i64, String) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!(
+        (memo.as_str(), minor, currency.as_str()),
+        ("net 30", 12000, "EUR")
+    );
+    // The renamed column keeps its constraint.
+    let long = db.batch_execute(&format!("UPDATE invoice SET memo = '{}'", "x".repeat(4001)));
+    assert!(long.is_err(), "memo keeps its 4000-character limit");
+    let twice = db.batch_execute(
+        "INSERT INTO invoice (id, tenant_id, customer, code, amount_minor, amount_currency, issued_on, owner) VALUES
+           ('00000000-0000-0000-0000-000000000004', '00000000-0000-0000-0000-00000000000a', '00000000-0000-0000-0000-000000000001', 'INV-1', 1, 'EUR', '2026-11-02', 'user-1')",
+    );
+    assert!(twice.is_err(), "code stays unique in its tenant");
+
+    // The marker left in the spec changes nothing more.
+    let (code, json) = generate(&ledgerly_renamed(), &out);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(migrations(&out), all);
+}
+
+#[test]
+fn a_rename_is_checked_like_a_field_that_kept_its_name() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("ledgerly");
+    assert_eq!(generate(&ledgerly(), &out).0, 0);
+    let before = migrations(&out);
+    // To another type: refused like a type change.
+    let retyped = ledgerly_renamed().replace(
+        "      memo:     { type: text, optional: true, max: 4000 }\n",
+        "      memo:     { type: int, optional: true }\n",
+    );
+    let (code, json) = generate(&retyped, &out);
+    assert_eq!(code, 4, "{json}");
+    assert!(
+        json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`invoice.memo` changes type"),
+        "{json}"
+    );
+    assert_eq!(migrations(&out), before, "nothing written");
+    // The marker must name a field that is gone, and a field that is there.
+    for (marker, message) in [
+        ("invoice.status: memo", "which the spec still has"),
+        ("invoice.notes: nowhere", "`invoice` has no field `nowhere`"),
+        ("notes: memo", "is not a `resource.field`"),
+        ("bill.notes: memo", "no resource `bill`"),
+    ] {
+        let spec = ledgerly_renamed().replace(
+            "    invoice.notes: memo\n    invoice.total: amount\n",
+            &format!("    {marker}\n    invoice.total: amount\n"),
+        );
+        let (code, json) = generate(&spec, &out);
+        assert_eq!(code, 1, "{marker}: {json}");
+        assert!(json.to_string().contains(message), "{marker}: {json}");
+    }
 }
 
 #[test]

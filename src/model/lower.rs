@@ -293,6 +293,7 @@ impl<'s> Lower<'s> {
             resources,
             payments,
             drop: self.drops(),
+            rename: self.renames(),
             deprecated_versions,
             public_rate_limit: self.class_rate_limit(|l| l.public.as_ref(), "60/min"),
             sensitive_rate_limit: self.class_rate_limit(|l| l.sensitive.as_ref(), "30/min"),
@@ -318,6 +319,66 @@ impl<'s> Lower<'s> {
             );
             fallback
         })
+    }
+
+    /// `migrations.rename`: each entry maps a `resource.field` the spec no longer has to a
+    /// field the same resource has.
+    fn renames(&mut self) -> Vec<(String, String, String)> {
+        let spec = self.spec;
+        let mut renames = Vec::new();
+        for (from, to) in spec.migrations.iter().flat_map(|m| &m.rename) {
+            let Some((resource, old)) = from
+                .value
+                .split_once('.')
+                .filter(|(r, f)| !r.is_empty() && !f.is_empty() && !f.contains('.'))
+            else {
+                self.error(
+                    "invalid-name",
+                    format!("`{}` is not a `resource.field`", from.value),
+                    from.loc,
+                    "write the field's old name with its resource: `invoice.notes: memo`",
+                );
+                continue;
+            };
+            let Some((_, fields)) = spec.resources.iter().find(|(k, _)| k.value == resource) else {
+                self.error(
+                    "undefined-resource",
+                    format!(
+                        "`migrations.rename` names `{}`, but the spec has no resource `{resource}`",
+                        from.value
+                    ),
+                    from.loc,
+                    "a renamed field keeps its resource; rename resources by hand",
+                );
+                continue;
+            };
+            if fields.fields.keys().any(|f| f.value == old) {
+                self.error(
+                    "rename-of-live-field",
+                    format!(
+                        "`migrations.rename` names `{}`, which the spec still has",
+                        from.value
+                    ),
+                    from.loc,
+                    "the old name must be gone from the spec; rename the field there first",
+                );
+                continue;
+            }
+            if !fields.fields.keys().any(|f| f.value == to.value) {
+                self.error(
+                    "undefined-field",
+                    format!(
+                        "`{resource}` has no field `{}` to rename `{old}` to",
+                        to.value
+                    ),
+                    to.loc,
+                    "write the field's new name as the spec has it",
+                );
+                continue;
+            }
+            renames.push((resource.to_owned(), old.to_owned(), to.value.clone()));
+        }
+        renames
     }
 
     /// `migrations.drop`: each entry names a resource or `resource.field` that the spec no

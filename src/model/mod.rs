@@ -30,6 +30,9 @@ pub struct App {
     pub payments: Option<Payments>,
     /// Resources and fields (`resource.field`) whose tables and columns a migration may drop.
     pub drop: Vec<String>,
+    /// Fields renamed since the previous generation: (resource, old field, new field), names
+    /// as the spec writes them; their columns are renamed, keeping the data.
+    pub rename: Vec<(String, String, String)>,
     /// Rate limits of the route classes (for operations without their own).
     pub public_rate_limit: RateLimit,
     pub sensitive_rate_limit: RateLimit,
