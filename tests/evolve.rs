@@ -58,6 +58,12 @@ fn migrations(out: &Path) -> Vec<(String, String)> {
     files
 }
 
+fn assert_contains_all(sql: &str, expected: &[&str]) {
+    for line in expected {
+        assert!(sql.contains(line), "{line}\n{sql}");
+    }
+}
+
 /// A scratch database, dropped at the end.
 struct Scratch {
     admin: postgres::Client,
@@ -129,15 +135,16 @@ fn stored_rows_survive_the_next_generations_migration() {
     );
     let (name, sql) = &second[1];
     assert!(name.starts_with("0002_"), "{name}");
-    for expected in [
-        "ALTER TABLE \"customer\" ADD COLUMN \"notes\" text;",
-        "ALTER TABLE \"customer\" ADD COLUMN \"tier\" text NOT NULL DEFAULT 'basic'",
-        "ALTER TABLE \"customer\" DROP COLUMN \"vat_id\";",
-        "CREATE TABLE \"project\"",
-        "ALTER TABLE \"project\" FORCE ROW LEVEL SECURITY;",
-    ] {
-        assert!(sql.contains(expected), "{expected}\n{sql}");
-    }
+    assert_contains_all(
+        sql,
+        &[
+            "ALTER TABLE \"customer\" ADD COLUMN \"notes\" text;",
+            "ALTER TABLE \"customer\" ADD COLUMN \"tier\" text NOT NULL DEFAULT 'basic'",
+            "ALTER TABLE \"customer\" DROP COLUMN \"vat_id\";",
+            "CREATE TABLE \"project\"",
+            "ALTER TABLE \"project\" FORCE ROW LEVEL SECURITY;",
+        ],
+    );
     db.batch_execute(sql).unwrap();
     let rows = db
         .query(
@@ -243,14 +250,15 @@ fn renamed_fields_keep_their_data() {
     assert_eq!(all.len(), 2, "{all:?}");
     let (name, sql) = &all[1];
     assert!(name.starts_with("0002_rename_invoice_"), "{name}");
-    for expected in [
-        "ALTER TABLE \"invoice\" RENAME COLUMN \"notes\" TO \"memo\";",
-        "ALTER TABLE \"invoice\" RENAME COLUMN \"total_minor\" TO \"amount_minor\";",
-        "ALTER TABLE \"invoice\" RENAME COLUMN \"total_currency\" TO \"amount_currency\";",
-        "ALTER TABLE \"invoice\" RENAME COLUMN \"number\" TO \"code\";",
-    ] {
-        assert!(sql.contains(expected), "{expected}\n{sql}");
-    }
+    assert_contains_all(
+        sql,
+        &[
+            "ALTER TABLE \"invoice\" RENAME COLUMN \"notes\" TO \"memo\";",
+            "ALTER TABLE \"invoice\" RENAME COLUMN \"total_minor\" TO \"amount_minor\";",
+            "ALTER TABLE \"invoice\" RENAME COLUMN \"total_currency\" TO \"amount_currency\";",
+            "ALTER TABLE \"invoice\" RENAME COLUMN \"number\" TO \"code\";",
+        ],
+    );
     assert!(!sql.contains("DROP"), "{sql}");
     assert!(!sql.contains("ADD COLUMN"), "{sql}");
     db.batch_execute(sql).unwrap();
