@@ -56,26 +56,44 @@ impl Condition {
         })
     }
 
-    /// The literals it compares with (strings, integers, booleans), in order of appearance:
-    /// the values worth trying on the fields it reads.
+    /// The literals it compares with (strings, integers, booleans, and for each `like`
+    /// pattern a string it matches, each wildcard standing for `x`), once each, in order of
+    /// appearance: the values worth trying on the fields it reads.
     pub fn literals(&self) -> Vec<serde_json::Value> {
         fn walk(json: &serde_json::Value, found: &mut Vec<serde_json::Value>) {
             match json {
                 serde_json::Value::Object(fields) => {
                     for (key, inner) in fields {
-                        match (key.as_str(), inner) {
-                            (
-                                "Value",
-                                serde_json::Value::String(_)
-                                | serde_json::Value::Number(_)
-                                | serde_json::Value::Bool(_),
-                            ) => {
-                                if !found.contains(inner) {
-                                    found.push(inner.clone());
-                                }
+                        let literal = match key.as_str() {
+                            "Value"
+                                if inner.is_string() || inner.is_number() || inner.is_boolean() =>
+                            {
+                                Some(inner.clone())
                             }
-                            _ => walk(inner, found),
+                            "like" => {
+                                inner
+                                    .get("pattern")
+                                    .and_then(|p| p.as_array())
+                                    .map(|pattern| {
+                                        let matching: String = pattern
+                                            .iter()
+                                            .map(|part| {
+                                                part.get("Literal")
+                                                    .and_then(|l| l.as_str())
+                                                    .unwrap_or("x")
+                                            })
+                                            .collect();
+                                        matching.into()
+                                    })
+                            }
+                            _ => None,
+                        };
+                        if let Some(literal) = literal
+                            && !found.contains(&literal)
+                        {
+                            found.push(literal);
                         }
+                        walk(inner, found);
                     }
                 }
                 serde_json::Value::Array(items) => items.iter().for_each(|item| walk(item, found)),
@@ -595,7 +613,7 @@ mod tests {
     #[test]
     fn a_condition_names_its_literals_once_each_in_order() {
         let condition = Condition::parse(
-            r#"resource.group != "it's \"q\"" && resource.n < -1 && (resource.ok || resource.n == 7) && principal.roles.contains("it's \"q\"") && resource.flag == false"#,
+            r#"resource.group != "it's \"q\"" && resource.n < -1 && (resource.ok || resource.n == 7) && principal.roles.contains("it's \"q\"") && resource.flag == false && resource.mail like "*@example.com""#,
         )
         .expect("the condition parses");
         assert_eq!(
@@ -604,8 +622,15 @@ mod tests {
                 serde_json::json!("it's \"q\""),
                 serde_json::json!(-1),
                 serde_json::json!(7),
-                serde_json::json!(false)
+                serde_json::json!(false),
+                serde_json::json!("x@example.com")
             ]
+        );
+        let row = serde_json::json!({"mail": "x@example.com", "group": "g", "n": -2, "ok": true, "flag": false});
+        assert!(
+            condition
+                .holds("u", &["it's \"q\""], row)
+                .expect("it evaluates")
         );
     }
 

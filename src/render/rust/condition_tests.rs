@@ -1,12 +1,12 @@
 //! The generated checks of the spec's conditions: for each conditional action of a tenant
-//! resource whose condition reads only enum, bool, int, string, text and principal fields of
-//! the row (and the caller's `sub` and `roles`), rows with every combination of values worth
-//! trying on those fields (every enum value; both booleans; the condition's own literals, and
-//! integers beside them; another string), called by a member of each allowed role. The
-//! expected outcome of each call comes from Cedar evaluating the condition here, at
-//! generation time ([`crate::policy::Condition`]), not from the policies the server loads; an
-//! action is tested only when some call is allowed and some refused, so each condition meets
-//! a row where it holds and one where it fails.
+//! resource whose condition reads only enum, bool, int, string, text, email and principal
+//! fields of the row (and the caller's `sub` and `roles`), rows with every combination of
+//! values worth trying on those fields (every enum value; both booleans; the condition's own
+//! literals, a string each `like` pattern matches, and integers beside the literals; another
+//! string), called by a member of each allowed role. The expected outcome of each call comes
+//! from Cedar evaluating the condition here, at generation time ([`crate::policy::Condition`]),
+//! not from the policies the server loads; an action is tested only when some call is allowed
+//! and some refused, so each condition meets a row where it holds and one where it fails.
 
 use super::{enum_type, ident};
 use crate::model::{Action, ActionKind, App, Field, FieldType, Resource};
@@ -176,7 +176,8 @@ fn insert_arm(resource: &Resource, candidates: &[Candidates], api: &Ident) -> To
 
 /// The values tried on a field the conditions read: every enum value; both booleans; the
 /// integer literals and their neighbours (within the field's bounds), or 0 to 2; the string
-/// literals that fit the field, and a string that is none of them. `None` for a field that
+/// literals (and strings matching `like` patterns) that fit the field, and a string that is
+/// none of them. `None` for a field that
 /// cannot vary this way (another type, or unique: the rows would collide).
 fn values(
     resource: &Resource,
@@ -236,11 +237,14 @@ fn values(
                 })
                 .collect()
         }
-        FieldType::String | FieldType::Text => {
+        FieldType::String | FieldType::Text | FieldType::Email => {
+            let email = field.ty == FieldType::Email;
+            // Within the field's length, and for an email what the API accepts as one.
             let fits = |text: &str| {
                 let count = text.chars().count();
                 field.max.is_none_or(|max| count <= max as usize)
                     && field.min.is_none_or(|min| count as i64 >= min)
+                    && (!email || plausible_email(text))
             };
             let mut texts: Vec<String> = literals
                 .iter()
@@ -249,11 +253,18 @@ fn values(
                 .take(MAX_VALUES - 1)
                 .map(str::to_owned)
                 .collect();
-            // A string the conditions do not name: the shortest of "other", "otherx", ... that
-            // fits and is new.
+            // A string the conditions do not name: the shortest of "other", "otherx", ... (an
+            // address at `other.invalid` for an email) that fits and is new.
             let other = (0..8)
                 .map(|pad| format!("other{}", "x".repeat(pad)))
                 .chain(["o".to_owned(), "z".to_owned()])
+                .map(|text| {
+                    if email {
+                        format!("{text}@other.invalid")
+                    } else {
+                        text
+                    }
+                })
                 .find(|text| fits(text) && !texts.contains(text))?;
             texts.push(other);
             texts
@@ -285,9 +296,23 @@ pub fn condition_loop() -> TokenStream {
     }
 }
 
+/// What the generated API accepts as an email address (`check::email`): one `@`, a dot
+/// inside the domain, no whitespace.
+fn plausible_email(text: &str) -> bool {
+    text.len() <= 254
+        && !text.chars().any(char::is_whitespace)
+        && text.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !domain.contains('@')
+        })
+}
+
 /// The fields a condition reads on the row (by their Cedar attribute name), if it reads
-/// only enum, bool, int, string, text and principal fields and only `sub` and `roles` of the
-/// caller.
+/// only enum, bool, int, string, text, email and principal fields and only `sub` and `roles`
+/// of the caller.
 fn read_fields<'a>(resource: &'a Resource, condition: &str) -> Option<Vec<&'a Field>> {
     if condition.contains("resource[")
         || condition.contains("principal[")
@@ -323,6 +348,7 @@ fn read_fields<'a>(resource: &'a Resource, condition: &str) -> Option<Vec<&'a Fi
                 | FieldType::Int
                 | FieldType::String
                 | FieldType::Text
+                | FieldType::Email
         ) {
             return None;
         }
