@@ -24,6 +24,14 @@ pub enum FormatError {
         help("install it with `rustup component add rustfmt`, or point BULWARK_RUSTFMT at it")
     )]
     Missing,
+    #[error("rustfmt cannot run: {0}")]
+    #[diagnostic(
+        code(bulwark::rustfmt::unusable),
+        help(
+            "`rustfmt --version` fails the same way: fix what it says (for instance a working directory that no longer exists, or a toolchain without the rustfmt component)"
+        )
+    )]
+    Unusable(String),
     #[error("rustfmt failed: {0}")]
     #[diagnostic(
         code(bulwark::rustfmt::failed),
@@ -45,8 +53,22 @@ pub fn rustfmt_version() -> Result<String, FormatError> {
         .arg("--version")
         .output()
         .map_err(|_| FormatError::Missing)?;
+    // It was found but cannot run: say why, in its own words (its first line).
     if !output.status.success() {
-        return Err(FormatError::Missing);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let reason = stderr
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("no message");
+        let exit = output
+            .status
+            .code()
+            .map_or("a signal".to_owned(), |code| format!("code {code}"));
+        return Err(FormatError::Unusable(format!(
+            "`{} --version` exited with {exit}: {}",
+            rustfmt().display(),
+            reason.trim()
+        )));
     }
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }

@@ -893,6 +893,40 @@ fn out_pointing_at_a_regular_file_exits_2_and_leaves_it_alone() {
 }
 
 #[test]
+fn a_rustfmt_that_cannot_run_is_reported_in_its_own_words() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempdir();
+    let out = tmp.path().join("out");
+    let broken = tmp.path().join("rustfmt");
+    fs::write(
+        &broken,
+        "#!/bin/sh\necho 'error: Unable to proceed. Could not locate working directory.' >&2\nexit 1\n",
+    )
+    .unwrap();
+    fs::set_permissions(&broken, fs::Permissions::from_mode(0o755)).unwrap();
+    let run = output(
+        command([
+            OsStr::new("--format"),
+            OsStr::new("json"),
+            OsStr::new("generate"),
+            spec("tracker.yaml").as_os_str(),
+            OsStr::new("--out"),
+            out.as_os_str(),
+        ])
+        .env("BULWARK_RUSTFMT", &broken),
+    );
+    run.expect_code(EXIT_USAGE_OR_IO);
+    let report = run.json();
+    assert_json_error(&report, "rustfmt", "rustfmt cannot run");
+    assert_json_error(
+        &report,
+        "rustfmt",
+        "exited with code 1: error: Unable to proceed. Could not locate working directory.",
+    );
+    assert!(!out.exists());
+}
+
+#[test]
 fn missing_rustfmt_exits_2_and_writes_nothing() {
     let tmp = tempdir();
     let out = tmp.path().join("out");
