@@ -58,6 +58,33 @@ fn migrations(out: &Path) -> Vec<(String, String)> {
     files
 }
 
+/// ledgerly generated into `out` (one migration), applied to a scratch database; the
+/// database lives as long as the `Scratch`.
+fn first_generation_applied(out: &Path) -> (Scratch, postgres::Client) {
+    let (code, json) = generate(&ledgerly(), out);
+    assert_eq!(code, 0, "{json}");
+    let first = migrations(out);
+    assert_eq!(first.len(), 1);
+    let scratch = Scratch::new();
+    let mut db = scratch.connect();
+    for (_, sql) in &first {
+        db.batch_execute(sql).unwrap();
+    }
+    (scratch, db)
+}
+
+/// Generates `spec` into `out` on top of its first generation: the migrations, the first
+/// untouched and one more.
+fn next_generation(out: &Path, spec: &str) -> Vec<(String, String)> {
+    let first = migrations(out);
+    let (code, json) = generate(spec, out);
+    assert_eq!(code, 0, "{json}");
+    let all = migrations(out);
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert_eq!(all[0], first[0], "an applied migration is never rewritten");
+    all
+}
+
 fn assert_contains_all(sql: &str, expected: &[&str]) {
     for line in expected {
         assert!(sql.contains(line), "{line}\n{sql}");
@@ -103,17 +130,8 @@ impl Drop for Scratch {
 fn stored_rows_survive_the_next_generations_migration() {
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("ledgerly");
-    let (code, json) = generate(&ledgerly(), &out);
-    assert_eq!(code, 0, "{json}");
-    let first = migrations(&out);
-    assert_eq!(first.len(), 1);
-
     // Generation 1 applied and filled.
-    let scratch = Scratch::new();
-    let mut db = scratch.connect();
-    for (_, sql) in &first {
-        db.batch_execute(sql).unwrap();
-    }
+    let (_scratch, mut db) = first_generation_applied(&out);
     db.batch_execute(
         "INSERT INTO tenants (id, name) VALUES ('00000000-0000-0000-0000-00000000000a', 'a');
          INSERT INTO customer (id, tenant_id, name, email, vat_id, country) VALUES
@@ -125,14 +143,7 @@ fn stored_rows_survive_the_next_generations_migration() {
     .unwrap();
 
     // Generation 2: the first migration untouched, one more.
-    let (code, json) = generate(&ledgerly_v2(), &out);
-    assert_eq!(code, 0, "{json}");
-    let second = migrations(&out);
-    assert_eq!(second.len(), 2, "{second:?}");
-    assert_eq!(
-        second[0], first[0],
-        "an applied migration is never rewritten"
-    );
+    let second = next_generation(&out, &ledgerly_v2());
     let (name, sql) = &second[1];
     assert!(name.starts_with("0002_"), "{name}");
     assert_contains_all(
@@ -228,13 +239,7 @@ fn ledgerly_renamed() -> String {
 fn renamed_fields_keep_their_data() {
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("ledgerly");
-    let (code, json) = generate(&ledgerly(), &out);
-    assert_eq!(code, 0, "{json}");
-    let scratch = Scratch::new();
-    let mut db = scratch.connect();
-    for (_, sql) in &migrations(&out) {
-        db.batch_execute(sql).unwrap();
-    }
+    let (_scratch, mut db) = first_generation_applied(&out);
     db.batch_execute(
         "INSERT INTO tenants (id, name) VALUES ('00000000-0000-0000-0000-00000000000a', 'a');
          INSERT INTO customer (id, tenant_id, name, email, country) VALUES
@@ -244,10 +249,7 @@ fn renamed_fields_keep_their_data() {
     )
     .unwrap();
 
-    let (code, json) = generate(&ledgerly_renamed(), &out);
-    assert_eq!(code, 0, "{json}");
-    let all = migrations(&out);
-    assert_eq!(all.len(), 2, "{all:?}");
+    let all = next_generation(&out, &ledgerly_renamed());
     let (name, sql) = &all[1];
     assert!(name.starts_with("0002_rename_invoice_"), "{name}");
     assert_contains_all(

@@ -340,7 +340,7 @@ impl<'s> Lower<'s> {
                 );
                 continue;
             };
-            let Some((_, fields)) = spec.resources.iter().find(|(k, _)| k.value == resource) else {
+            let Some((_, target)) = spec.resources.iter().find(|(k, _)| k.value == resource) else {
                 self.error(
                     "undefined-resource",
                     format!(
@@ -352,7 +352,7 @@ impl<'s> Lower<'s> {
                 );
                 continue;
             };
-            if fields.fields.keys().any(|f| f.value == old) {
+            if target.fields.keys().any(|f| f.value == old) {
                 self.error(
                     "rename-of-live-field",
                     format!(
@@ -364,7 +364,7 @@ impl<'s> Lower<'s> {
                 );
                 continue;
             }
-            if !fields.fields.keys().any(|f| f.value == to.value) {
+            if !target.fields.keys().any(|f| f.value == to.value) {
                 self.error(
                     "undefined-field",
                     format!(

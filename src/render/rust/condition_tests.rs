@@ -55,26 +55,21 @@ pub fn condition_checks(app: &App, api: &Ident) -> TokenStream {
         }
         let mut candidates: Vec<Candidates> = Vec::new();
         let mut any = false;
-        for (action, condition, fields) in &checked {
+        'actions: for (action, condition, fields) in &checked {
+            // The candidates of each field it varies; a field that cannot vary drops the action.
             let mut mine = Vec::new();
             for field in fields.iter().filter(|f| f.ty != FieldType::Principal) {
-                if !candidates.iter().any(|c| c.field.ident == field.ident)
-                    && let Some(values) = values(resource, field, &literals, api)
-                {
-                    candidates.push(Candidates { field, values });
-                }
-                match candidates.iter().position(|c| c.field.ident == field.ident) {
-                    Some(at) => mine.push(at),
-                    None => break,
-                }
-            }
-            if mine.len()
-                != fields
-                    .iter()
-                    .filter(|f| f.ty != FieldType::Principal)
-                    .count()
-            {
-                continue;
+                let at = match candidates.iter().position(|c| c.field.ident == field.ident) {
+                    Some(at) => at,
+                    None => {
+                        let Some(values) = values(resource, field, &literals, api) else {
+                            continue 'actions;
+                        };
+                        candidates.push(Candidates { field, values });
+                        candidates.len() - 1
+                    }
+                };
+                mine.push(at);
             }
             let reads_principal = fields.iter().any(|f| f.ty == FieldType::Principal);
             let varied: Vec<&Candidates> = mine.iter().map(|at| &candidates[*at]).collect();
