@@ -4,7 +4,8 @@
 //! numbered migration computed from the previous generation's recorded tables to the new
 //! ones. Additions are automatic (tables with their row-level security and functions, optional
 //! or defaulted columns, their foreign keys and uniqueness, relaxed NOT NULL, new defaults).
-//! A field renamed under `migrations.rename` has its column renamed, its data kept.
+//! A resource or field renamed under `migrations.rename` has its table or column renamed,
+//! its data kept.
 //! Anything that could lose or break stored data is refused (exit 4) with the reason: a
 //! dropped table or column unless `migrations.drop` names it, a changed type or constraint, a
 //! field made required, a new required field without a default, a new uniqueness rule on
@@ -35,7 +36,7 @@ pub enum EvolveError {
     #[diagnostic(
         code(bulwark::evolve::refused),
         help(
-            "each line says what to do; for a table or column to drop, list it under `migrations.drop` in the spec; for a renamed field, map `resource.old` to the new name under `migrations.rename`"
+            "each line says what to do; for a table or column to drop, list it under `migrations.drop` in the spec; for a renamed resource or field, map `old` or `resource.old` to the new name under `migrations.rename`"
         )
     )]
     Refused { reasons: Vec<String> },
@@ -150,6 +151,23 @@ fn plan(app: &App, old: &[TableRecord]) -> Result<Plan, EvolveError> {
     let old_tables: BTreeMap<&str, &TableRecord> =
         old.iter().map(|t| (t.name.as_str(), t)).collect();
     let new_names: BTreeSet<&str> = new.iter().map(|t| t.name.as_str()).collect();
+    // Renamed resources: the new table is the old one, renamed (only while the new name has
+    // no table yet: a marker left in the spec afterwards does nothing).
+    let mut renamed_tables: BTreeMap<&str, &TableRecord> = BTreeMap::new();
+    for (from, to) in &app.rename_resources {
+        let before = old.iter().find(|t| t.resource == *from);
+        let table = new.iter().find(|t| t.resource == *to);
+        if let (Some(before), Some(table)) = (before, table)
+            && !old_tables.contains_key(table.name.as_str())
+        {
+            renamed_tables.insert(table.name.as_str(), before);
+        }
+    }
+    // Old table names and their new ones, for the references that point to them.
+    let new_table_names: BTreeMap<&str, &str> = renamed_tables
+        .iter()
+        .map(|(new, before)| (before.name.as_str(), *new))
+        .collect();
     let mut plan = Plan::default();
     let mut reasons = Vec::new();
     // Statements by phase, so that what they depend on exists first.
@@ -164,10 +182,22 @@ fn plan(app: &App, old: &[TableRecord]) -> Result<Plan, EvolveError> {
 
     for table in &new {
         let resource = &table.resource;
-        let Some(before) = old_tables.get(table.name.as_str()) else {
-            plan.new_tables.insert(resource.clone());
-            plan.summary.push(format!("add {resource}"));
-            continue;
+        let t = &table.name;
+        let before = match (old_tables.get(t.as_str()), renamed_tables.get(t.as_str())) {
+            (Some(before), _) => *before,
+            (None, Some(before)) => {
+                if before.tenant == table.tenant {
+                    renames.push(table_rename(app, before, table));
+                }
+                plan.summary
+                    .push(format!("rename {} to {resource}", before.resource));
+                before
+            }
+            (None, None) => {
+                plan.new_tables.insert(resource.clone());
+                plan.summary.push(format!("add {resource}"));
+                continue;
+            }
         };
         if before.tenant != table.tenant {
             reasons.push(format!(
@@ -175,7 +205,6 @@ fn plan(app: &App, old: &[TableRecord]) -> Result<Plan, EvolveError> {
             ));
             continue;
         }
-        let t = &table.name;
         // Renamed fields: each old column under the name of the new one, in order (a money
         // field has two), so that it compares like a column that kept its name.
         let renamed = renamed_columns(app, before, table);
@@ -291,6 +320,9 @@ fn plan(app: &App, old: &[TableRecord]) -> Result<Plan, EvolveError> {
             .iter()
             .map(|k| sql::ForeignKey {
                 columns: rename_list(&k.columns),
+                target: new_table_names
+                    .get(k.target.as_str())
+                    .map_or_else(|| k.target.clone(), |name| (*name).to_owned()),
                 ..k.clone()
             })
             .collect();
@@ -326,7 +358,9 @@ fn plan(app: &App, old: &[TableRecord]) -> Result<Plan, EvolveError> {
             }
         }
     }
-    for before in old.iter().filter(|t| !new_names.contains(t.name.as_str())) {
+    for before in old.iter().filter(|t| {
+        !new_names.contains(t.name.as_str()) && !new_table_names.contains_key(t.name.as_str())
+    }) {
         let resource = &before.resource;
         if drop.contains(resource.as_str()) {
             if before.tenant {
@@ -339,7 +373,7 @@ fn plan(app: &App, old: &[TableRecord]) -> Result<Plan, EvolveError> {
             plan.summary.push(format!("drop {resource}"));
         } else {
             reasons.push(format!(
-                "`{resource}` is no longer in the spec: dropping its table loses its rows (a rename is a drop and an add); list `{resource}` under `migrations.drop` to drop it"
+                "`{resource}` is no longer in the spec: dropping its table loses its rows; list `{resource}` under `migrations.drop` to drop it, or, if it was renamed, map it to its new name under `migrations.rename`"
             ));
         }
     }
@@ -348,6 +382,25 @@ fn plan(app: &App, old: &[TableRecord]) -> Result<Plan, EvolveError> {
     }
     plan.statements = [renames, add, keys, alter, drop_columns, drop_tables].concat();
     Ok(plan)
+}
+
+/// The statements that rename a resource's table `before` to `table`: the table (its rows,
+/// keys, indexes, row-level security and grants go with it), and, for a tenant table, its read
+/// and list functions made anew (their bodies name the table).
+fn table_rename(app: &App, before: &TableRecord, table: &TableRecord) -> String {
+    let mut text = format!("ALTER TABLE {} RENAME TO {};", before.name, table.name);
+    let resource = app.resources.iter().find(|r| r.name == table.resource);
+    if let (true, Some(resource)) = (table.tenant, resource) {
+        let (read, list) = sql::scoped_function_names(&sql_unquote(&before.name));
+        for function in [read, list] {
+            text.push_str(&format!(
+                "\nDROP FUNCTION IF EXISTS {};",
+                sql_ident(&function)
+            ));
+        }
+        text.push_str(&sql::scoped_functions_sql(resource));
+    }
+    text
 }
 
 /// The columns of `before` renamed to columns of `table` by the spec's `migrations.rename`

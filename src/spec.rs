@@ -43,7 +43,8 @@ pub struct Spec {
 }
 
 /// What the next generation's migration may do to stored data. Without an entry here,
-/// `generate` refuses a spec change that would drop a table or a column, or rename a field.
+/// `generate` refuses a spec change that would drop a table or a column, or rename a resource
+/// or a field.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Migrations {
@@ -51,8 +52,10 @@ pub struct Migrations {
     /// or column, and the data in it, the migration drops.
     #[serde(default)]
     pub drop: Vec<Text>,
-    /// Fields renamed since the previous generation: `invoice.notes: memo` renames the column
-    /// of `invoice.notes` (no longer in the spec) to that of `invoice.memo`, keeping its data.
+    /// Resources and fields renamed since the previous generation: `invoice: bill` renames
+    /// the table of the resource `invoice` (no longer in the spec) to that of `bill`, and
+    /// `invoice.notes: memo` the column of `invoice.notes` to that of `invoice.memo`, keeping
+    /// their data.
     #[serde(default)]
     pub rename: IndexMap<Text, Text>,
 }

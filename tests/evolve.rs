@@ -1,8 +1,8 @@
 //! Schema evolution: generation N is applied to a real database and filled with rows, the
 //! spec changes, generation N+1 keeps every earlier migration byte for byte and adds one,
 //! which applies on top and keeps the data. Changes that could lose or break stored data are
-//! refused (exit 4, nothing written) unless `migrations.drop` acknowledges a drop; a field
-//! renamed under `migrations.rename` keeps its column and data. Runs against the PostgreSQL
+//! refused (exit 4, nothing written) unless `migrations.drop` acknowledges a drop; a resource
+//! or field renamed under `migrations.rename` keeps its table or column and data. Runs against the PostgreSQL
 //! at `DATABASE_URL` (default: the local server).
 
 #![allow(clippy::unwrap_used)]
@@ -100,7 +100,10 @@ struct Scratch {
 impl Scratch {
     fn new() -> Scratch {
         let mut admin = postgres::Client::connect(&database_url(), postgres::NoTls).unwrap();
-        let name = format!("bulwark_evolve_{}", std::process::id());
+        // Tests run in parallel in one process: a database each.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("bulwark_evolve_{}_{n}", std::process::id());
         admin
             .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\""))
             .unwrap();
@@ -220,10 +223,24 @@ fn stored_rows_survive_the_next_generations_migration() {
 /// ledgerly with three of invoice's fields renamed under `migrations.rename`: `notes` (text,
 /// with a length constraint) to `memo`, `total` (money: two columns) to `amount`, and
 /// `number` (unique in its tenant) to `code`.
+/// A tenant, a customer (VAT id `DE123`) and an invoice of it (notes `net 30`), in ledgerly's
+/// first generation.
+fn seed_an_invoice(db: &mut postgres::Client) {
+    db.batch_execute(
+        "INSERT INTO tenants (id, name) VALUES ('00000000-0000-0000-0000-00000000000a', 'a');
+         INSERT INTO customer (id, tenant_id, name, email, vat_id, country) VALUES
+           ('00000000-0000-0000-0000-000000000001', '00000000-0000-0000-0000-00000000000a', 'Acme', 'ap@acme.test', 'DE123', 'DE');
+         INSERT INTO invoice (id, tenant_id, customer, number, total_minor, total_currency, issued_on, owner, notes) VALUES
+           ('00000000-0000-0000-0000-000000000003', '00000000-0000-0000-0000-00000000000a', '00000000-0000-0000-0000-000000000001', 'INV-1', 12000, 'EUR', '2026-11-01', 'user-1', 'net 30');",
+    )
+    .unwrap();
+}
+
 fn ledgerly_renamed() -> String {
     ledgerly()
         .replace("      total:    { type: money }\n", "      amount:   { type: money }\n")
         .replace("amount: total,", "amount: amount,")
+        .replace("resource.total.", "resource.amount.")
         .replace("      number:   { type: string, max: 32, unique: true }\n", "      code:     { type: string, max: 32, unique: true }\n")
         .replace(
             "      notes:    { type: text, optional: true, max: 4000 }\n",
@@ -240,14 +257,7 @@ fn renamed_fields_keep_their_data() {
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("ledgerly");
     let (_scratch, mut db) = first_generation_applied(&out);
-    db.batch_execute(
-        "INSERT INTO tenants (id, name) VALUES ('00000000-0000-0000-0000-00000000000a', 'a');
-         INSERT INTO customer (id, tenant_id, name, email, country) VALUES
-           ('00000000-0000-0000-0000-000000000001', '00000000-0000-0000-0000-00000000000a', 'Acme', 'ap@acme.test', 'DE');
-         INSERT INTO invoice (id, tenant_id, customer, number, total_minor, total_currency, issued_on, owner, notes) VALUES
-           ('00000000-0000-0000-0000-000000000003', '00000000-0000-0000-0000-00000000000a', '00000000-0000-0000-0000-000000000001', 'INV-1', 12000, 'EUR', '2026-11-01', 'user-1', 'net 30');",
-    )
-    .unwrap();
+    seed_an_invoice(&mut db);
 
     let all = next_generation(&out, &ledgerly_renamed());
     let (name, sql) = &all[1];
@@ -290,6 +300,83 @@ fn renamed_fields_keep_their_data() {
     assert_eq!(migrations(&out), all);
 }
 
+/// ledgerly with `customer` renamed to `client`, and its `vat_id` to `tax_id`.
+fn ledgerly_client() -> String {
+    ledgerly()
+        .replace(
+            "  customer:\n    description: A client of the agency\n",
+            "  client:\n    description: A client of the agency\n",
+        )
+        .replace("to: customer }", "to: client }")
+        .replace(
+            "      vat_id: { type: string, max: 32, optional: true }\n",
+            "      tax_id: { type: string, max: 32, optional: true }\n",
+        )
+        .replace(
+            "payments:",
+            "migrations:\n  rename:\n    customer: client\n    client.vat_id: tax_id\n\npayments:",
+        )
+}
+
+#[test]
+fn a_renamed_resource_keeps_its_rows() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("ledgerly");
+    let (_scratch, mut db) = first_generation_applied(&out);
+    seed_an_invoice(&mut db);
+
+    let all = next_generation(&out, &ledgerly_client());
+    let (name, sql) = &all[1];
+    assert!(name.starts_with("0002_rename_customer_to_client"), "{name}");
+    assert_contains_all(
+        sql,
+        &[
+            "ALTER TABLE \"customer\" RENAME TO \"client\";",
+            "DROP FUNCTION IF EXISTS \"customer_read\";",
+            "DROP FUNCTION IF EXISTS \"customer_list\";",
+            "CREATE FUNCTION \"client_read\"(p_tenant uuid, p_id uuid) RETURNS SETOF \"client\"",
+            "ALTER TABLE \"client\" RENAME COLUMN \"vat_id\" TO \"tax_id\";",
+        ],
+    );
+    assert!(!sql.contains("DROP TABLE"), "{sql}");
+    assert!(!sql.contains("CREATE TABLE"), "{sql}");
+    assert!(
+        !sql.contains("FOREIGN KEY"),
+        "the invoice's reference follows the table: {sql}"
+    );
+    db.batch_execute(sql).unwrap();
+
+    let row = db
+        .query_one("SELECT name, tax_id FROM client", &[])
+        .unwrap();
+    let (name, tax_id): (String, String) = (row.get(0), row.get(1));
+    assert_eq!((name.as_str(), tax_id.as_str()), ("Acme", "DE123"));
+    // The invoice still points at it, and its row-level security stays forced.
+    assert!(db.batch_execute("DELETE FROM client").is_err());
+    let forced: bool = db
+        .query_one(
+            "SELECT relforcerowsecurity FROM pg_class WHERE relname = 'client'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(forced);
+    // The functions made anew read the renamed table.
+    let read: i64 = db
+        .query_one(
+            "SELECT count(*) FROM client_read('00000000-0000-0000-0000-00000000000a', '00000000-0000-0000-0000-000000000001')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(read, 1);
+
+    // The marker left in the spec changes nothing more.
+    let (code, json) = generate(&ledgerly_client(), &out);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(migrations(&out), all);
+}
+
 #[test]
 fn a_rename_is_checked_like_a_field_that_kept_its_name() {
     let work = tempfile::tempdir().unwrap();
@@ -315,8 +402,17 @@ fn a_rename_is_checked_like_a_field_that_kept_its_name() {
     for (marker, message) in [
         ("invoice.status: memo", "which the spec still has"),
         ("invoice.notes: nowhere", "`invoice` has no field `nowhere`"),
-        ("notes: memo", "is not a `resource.field`"),
+        ("notes: memo", "no resource `memo` to rename `notes` to"),
+        (
+            "invoice..notes: memo",
+            "is neither a resource nor a `resource.field`",
+        ),
         ("bill.notes: memo", "no resource `bill`"),
+        ("invoice: customer", "which the spec still has"),
+        (
+            "bill: customer\n    account: customer",
+            "are both renamed to `customer`",
+        ),
     ] {
         let spec = ledgerly_renamed().replace(
             "    invoice.notes: memo\n    invoice.total: amount\n",

@@ -294,6 +294,7 @@ impl<'s> Lower<'s> {
             payments,
             drop: self.drops(),
             rename: self.renames(),
+            rename_resources: self.resource_renames(),
             deprecated_versions,
             public_rate_limit: self.class_rate_limit(|l| l.public.as_ref(), "60/min"),
             sensitive_rate_limit: self.class_rate_limit(|l| l.sensitive.as_ref(), "30/min"),
@@ -327,19 +328,18 @@ impl<'s> Lower<'s> {
         let spec = self.spec;
         let mut renames = Vec::new();
         for (from, to) in spec.migrations.iter().flat_map(|m| &m.rename) {
-            let Some((resource, old)) = from
-                .value
-                .split_once('.')
-                .filter(|(r, f)| !r.is_empty() && !f.is_empty() && !f.contains('.'))
-            else {
+            let Some((resource, old)) = from.value.split_once('.') else {
+                continue; // a resource: `resource_renames`
+            };
+            if resource.is_empty() || old.is_empty() || old.contains('.') {
                 self.error(
                     "invalid-name",
-                    format!("`{}` is not a `resource.field`", from.value),
+                    format!("`{}` is neither a resource nor a `resource.field`", from.value),
                     from.loc,
-                    "write the field's old name with its resource: `invoice.notes: memo`",
+                    "write a field's old name with its resource (`invoice.notes: memo`), a resource's alone (`invoice: bill`)",
                 );
                 continue;
-            };
+            }
             let Some((_, target)) = spec.resources.iter().find(|(k, _)| k.value == resource) else {
                 self.error(
                     "undefined-resource",
@@ -348,7 +348,7 @@ impl<'s> Lower<'s> {
                         from.value
                     ),
                     from.loc,
-                    "a renamed field keeps its resource; rename resources by hand",
+                    "a field is renamed under its resource's current name (rename the resource itself with `old: new`)",
                 );
                 continue;
             };
@@ -377,6 +377,56 @@ impl<'s> Lower<'s> {
                 continue;
             }
             renames.push((resource.to_owned(), old.to_owned(), to.value.clone()));
+        }
+        renames
+    }
+
+    /// `migrations.rename` entries without a dot: each maps a resource the spec no longer
+    /// has to one it has.
+    fn resource_renames(&mut self) -> Vec<(String, String)> {
+        let spec = self.spec;
+        let mut renames: Vec<(String, String)> = Vec::new();
+        for (from, to) in spec.migrations.iter().flat_map(|m| &m.rename) {
+            if from.value.contains('.') {
+                continue; // a field: `renames`
+            }
+            if from.value.is_empty() || spec.resources.keys().any(|k| k.value == from.value) {
+                self.error(
+                    "rename-of-live-resource",
+                    format!(
+                        "`migrations.rename` names `{}`, which the spec still has",
+                        from.value
+                    ),
+                    from.loc,
+                    "the old name must be gone from the spec; rename the resource there first",
+                );
+                continue;
+            }
+            if !spec.resources.keys().any(|k| k.value == to.value) {
+                self.error(
+                    "undefined-resource",
+                    format!(
+                        "the spec has no resource `{}` to rename `{}` to",
+                        to.value, from.value
+                    ),
+                    to.loc,
+                    "write the resource's new name as the spec has it",
+                );
+                continue;
+            }
+            if let Some((other, _)) = renames.iter().find(|(_, new)| *new == to.value) {
+                self.error(
+                    "duplicate-rename",
+                    format!(
+                        "`{}` and `{other}` are both renamed to `{}`",
+                        from.value, to.value
+                    ),
+                    from.loc,
+                    "one table becomes the new resource's; drop the other under `migrations.drop`",
+                );
+                continue;
+            }
+            renames.push((from.value.clone(), to.value.clone()));
         }
         renames
     }

@@ -33,6 +33,9 @@ pub struct App {
     /// Fields renamed since the previous generation: (resource, old field, new field), names
     /// as the spec writes them; their columns are renamed, keeping the data.
     pub rename: Vec<(String, String, String)>,
+    /// Resources renamed since the previous generation: (old name, new name); their tables
+    /// are renamed, keeping the rows.
+    pub rename_resources: Vec<(String, String)>,
     /// Rate limits of the route classes (for operations without their own).
     pub public_rate_limit: RateLimit,
     pub sensitive_rate_limit: RateLimit,

@@ -143,18 +143,24 @@ type Job<'a> = Box<dyn Fn(&mut FileSet) -> Result<(), RenderError> + Sync + 'a>;
 pub fn render(app: &App, options: &Options) -> Result<FileSet, RenderError> {
     let crates = workspace::Crates::of(app);
     let crates = &crates;
+    // The condition checks go into the tests and their coverage into PERMISSIONS.md: worked
+    // out once, by whichever of the two jobs gets there first.
+    let conditions = std::sync::OnceLock::new();
+    let conditions = &conditions;
+    let condition_plan =
+        move || conditions.get_or_init(|| rust::condition_tests::plan(app, &crates.api));
     let mut jobs: Vec<Job> = vec![
         Box::new(move |f| workspace::render_workspace(app, options, crates, f)),
         Box::new(move |f| rust::api::render_api(app, f, API_DIR)),
         Box::new(move |f| rust::server::render_server(app, f, SERVER_DIR, &crates.api)),
         Box::new(move |f| rust::client::render_client(app, f, CLIENT_DIR, &crates.api)),
-        Box::new(move |f| rust::tests::render_tests(app, f, SERVER_DIR, crates)),
+        Box::new(move |f| rust::tests::render_tests(app, f, SERVER_DIR, crates, condition_plan())),
         Box::new(move |f| sql::render_migrations(app, options, f)),
         Box::new(move |f| {
             f.insert("openapi.json", openapi::render_openapi(app, options));
             f.insert(
                 "PERMISSIONS.md",
-                permissions::render_permissions(app, options)?,
+                permissions::render_permissions(app, options, &condition_plan().coverage)?,
             );
             f.insert("IDENTITY.md", permissions::render_identity(app, options)?);
             f.insert("policies/schema.cedarschema", crate::policy::schema(app));

@@ -4,6 +4,7 @@
 //! identity provider must enforce.
 
 use super::escape::{markdown, markdown_code};
+use super::rust::condition_tests::Coverage;
 use super::{Options, RenderError, templates};
 use crate::model::App;
 use serde::Serialize;
@@ -19,6 +20,7 @@ struct Context<'a> {
     matrix: Vec<MatrixRow>,
     environments: Vec<EnvironmentRow>,
     scopes: Vec<ScopeRow>,
+    conditions: Vec<ConditionRow>,
     /// Versions and days are checked names and dates: nothing to escape.
     deprecated: &'a [crate::model::DeprecatedVersion],
 }
@@ -33,6 +35,13 @@ struct Route {
     condition: String,
     mfa: String,
     rate_limit: String,
+}
+
+#[derive(Serialize)]
+struct ConditionRow {
+    id: String,
+    condition: String,
+    check: String,
 }
 
 #[derive(Serialize)]
@@ -117,7 +126,11 @@ fn mfa_note(roles: &[String], mfa_roles: &[&str]) -> String {
     }
 }
 
-pub fn render_permissions(app: &App, options: &Options) -> Result<String, RenderError> {
+pub fn render_permissions(
+    app: &App,
+    options: &Options,
+    coverage: &[Coverage],
+) -> Result<String, RenderError> {
     let mfa_roles = app.mfa_roles();
     let mut operations = Vec::new();
     let mut public = Vec::new();
@@ -183,7 +196,30 @@ pub fn render_permissions(app: &App, options: &Options) -> Result<String, Render
             cells: cells(app, &builtin.roles, "yes"),
         });
     }
+    let conditions = app
+        .resources
+        .iter()
+        .flat_map(|resource| {
+            resource
+                .actions
+                .iter()
+                .map(move |action| (resource, action))
+        })
+        .filter_map(|(resource, action)| {
+            let operation = format!("{}.{}", resource.name, action.name);
+            let covered = coverage.iter().find(|c| c.operation == operation)?;
+            Some(ConditionRow {
+                id: markdown(&operation),
+                condition: markdown_code(action.condition.as_deref()?),
+                check: match &covered.checked {
+                    Ok(calls) => format!("{calls} calls"),
+                    Err(why) => format!("**not checked**: {}", markdown(why)),
+                },
+            })
+        })
+        .collect();
     let context = Context {
+        conditions,
         version: &options.generator_version,
         title: markdown(&app.name),
         builtins: !app.builtin_operations().is_empty(),

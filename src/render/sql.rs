@@ -21,7 +21,8 @@ struct Table {
     #[serde(flatten)]
     record: TableRecord,
     comment: &'static str,
-    functions: Vec<ScopedFunction>,
+    /// The tenant-scoped functions' SQL ([`scoped_functions_sql`]); empty for a global table.
+    functions: String,
 }
 
 /// A resource's table as the migrations create it: recorded in the manifest of each
@@ -41,7 +42,6 @@ pub struct TableRecord {
 
 /// A per-operation read function of a tenant table: one statement per request, since it sets
 /// the tenant for its own (implicit) transaction and then queries under row-level security.
-#[derive(Serialize)]
 struct ScopedFunction {
     doc: &'static str,
     /// Quoted name.
@@ -63,6 +63,31 @@ pub fn scoped_function_names(table: &str) -> (String, String) {
         )
     };
     (name("read"), name("list"))
+}
+
+/// The statements that create a tenant-scoped resource's read and list functions, each
+/// after a line break: in the first migration, and again when a migration renames the table
+/// (their bodies name it).
+pub fn scoped_functions_sql(resource: &Resource) -> String {
+    let table = sql_ident(&resource.table);
+    let mut text = String::new();
+    for f in scoped_functions(resource) {
+        text.push_str(&format!(
+            "\n-- {doc}\n\
+             -- Sets the tenant for its caller's transaction only, then queries under the table's policy;\n\
+             -- called alone, the statement is that transaction. SECURITY INVOKER: it can do nothing its\n\
+             -- caller could not. Only the app role may call it (granted by `migrate`).\n\
+             CREATE FUNCTION {name}({params}) RETURNS SETOF {table}\n    \
+             LANGUAGE plpgsql SECURITY INVOKER AS {body};\n\
+             REVOKE ALL ON FUNCTION {name}({types}) FROM PUBLIC;",
+            doc = f.doc,
+            name = f.name,
+            params = f.params,
+            body = f.body,
+            types = f.types,
+        ));
+    }
+    text
 }
 
 fn scoped_functions(resource: &Resource) -> Vec<ScopedFunction> {
@@ -287,9 +312,9 @@ fn table(app: &App, resource: &Resource) -> Table {
             "global: shared by every tenant (the spec says `global: true`)"
         },
         functions: if tenant {
-            scoped_functions(resource)
+            scoped_functions_sql(resource)
         } else {
-            Vec::new()
+            String::new()
         },
     }
 }

@@ -288,3 +288,35 @@ fn block_name(block: &str) -> &str {
         .and_then(|l| l.strip_suffix('"'))
         .unwrap_or("")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_generated_workflow_pins_every_action_to_a_commit() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/specs/ledgerly.yaml");
+        let source = std::fs::read_to_string(path).expect("the example spec");
+        let app = crate::compile(path, &source).expect("the example spec is valid");
+        let mut files = FileSet::default();
+        render_workspace(&app, &Options::default(), &Crates::of(&app), &mut files)
+            .expect("the workspace renders");
+        let workflow = &files.files[".github/workflows/ci.yml"];
+        let actions: Vec<&str> = workflow
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix("- uses: "))
+            .collect();
+        assert!(!actions.is_empty());
+        for action in actions {
+            let commit = action
+                .split_once('@')
+                .and_then(|(_, version)| version.split_whitespace().next())
+                .unwrap_or_default();
+            let is_commit = commit.len() == 40
+                && commit
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            assert!(is_commit, "{action} is not pinned to a commit");
+        }
+    }
+}

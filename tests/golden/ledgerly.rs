@@ -316,6 +316,53 @@ async fn ledgerly_permissions_match_the_golden_table() {
         .await;
     assert_eq!(voided["status"], "void");
 
+    // invoice.write_off: owner or finance, `resource.status == "open" &&
+    // resource.total.currency != "JPY" && resource.total.amount_minor <= 5000`.
+    let with_total = |number: &str, status: &str, amount: i64, currency: &str| {
+        let mut body = invoice(&c, number, status);
+        body["total"] = serde_json::json!({ "amount_minor": amount, "currency": currency });
+        body
+    };
+    let mut rows = Vec::new();
+    for (number, status, amount, currency) in [
+        ("W-1", "open", 5_000, "EUR"),
+        ("W-2", "open", 5_001, "EUR"),
+        ("W-3", "open", 500, "JPY"),
+        ("W-4", "draft", 100, "USD"),
+    ] {
+        let body = with_total(number, status, amount, currency);
+        rows.push(s.create("owner", "/v1/invoices", body).await);
+    }
+    let write_off = |row: usize| format!("/v1/invoices/{}/write-off", rows[row]);
+    let steps: &[(&str, String, StatusCode, &str)] = &[
+        (
+            "member",
+            write_off(0),
+            S::FORBIDDEN,
+            "member may not write off",
+        ),
+        (
+            "auditor",
+            write_off(0),
+            S::FORBIDDEN,
+            "auditor may not write off",
+        ),
+        (
+            "finance",
+            write_off(1),
+            S::FORBIDDEN,
+            "50.01 is over the limit",
+        ),
+        ("owner", write_off(2), S::FORBIDDEN, "never in JPY"),
+        ("owner", write_off(3), S::FORBIDDEN, "only open invoices"),
+        ("finance", write_off(0), S::OK, "finance writes off 50.00"),
+        ("owner", write_off(0), S::FORBIDDEN, "written off once"),
+    ];
+    for (who, path, expected, why) in steps {
+        let (status, answer) = s.call(who, true, M::POST, path, None).await;
+        assert_eq!(status, *expected, "{why}: {answer}");
+    }
+
     // Check and write are atomic: while another transaction holds the draft and sends it,
     // the member's update waits, then sees the invoice open and is refused; it never writes
     // over a row it checked before the change.

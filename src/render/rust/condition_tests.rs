@@ -1,16 +1,21 @@
 //! The generated checks of the spec's conditions: for each conditional action of a tenant
-//! resource whose condition reads only enum, bool, int, string, text, email and principal
-//! fields of the row (and the caller's `sub` and `roles`), rows with every combination of
-//! values worth trying on those fields (every enum value; both booleans; the condition's own
-//! literals, a string each `like` pattern matches, and integers beside the literals; another
-//! string), called by a member of each allowed role. The expected outcome of each call comes
-//! from Cedar evaluating the condition here, at generation time ([`crate::policy::Condition`]),
-//! not from the policies the server loads; an action is tested only when some call is allowed
-//! and some refused, so each condition meets a row where it holds and one where it fails.
+//! resource whose condition reads only the row's own fields (not references) and the
+//! caller's `sub` and `roles`, rows with every combination of values worth trying on those
+//! fields (every enum value; both booleans; the condition's own literals, and beside an
+//! integer, decimal or timestamp literal its neighbours; a string each `like` pattern
+//! matches; another value; an empty optional field the condition tests with `has`), called by
+//! a member of each allowed role: on the stored row (read, update, delete, custom actions),
+//! with the row to create (create), or listing every page to see whether the row is there
+//! (list). The expected outcome of each call comes from Cedar evaluating the condition here,
+//! at generation time ([`crate::policy::Condition`]), not from the policies the server loads;
+//! an action is tested only when some call is allowed and some refused, so each condition
+//! meets a row where it holds and one where it fails. What is not checked is said, with the
+//! reason, in PERMISSIONS.md ([`Plan::coverage`]).
 
 use super::{enum_type, ident};
 use crate::model::{Action, ActionKind, App, Field, FieldType, Resource};
 use crate::policy::Condition;
+use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat, Utc};
 use proc_macro2::{Ident, Literal, TokenStream};
 use quote::quote;
 
@@ -21,100 +26,214 @@ const MAX_CALLS: usize = 64;
 const MAX_VALUES: usize = 6;
 
 /// The values tried on one varied field: each as Cedar sees it (for the expected outcome)
-/// and as the generated input sets it.
+/// and the Rust expression, as text, that the generated input sets it to (text, not tokens:
+/// the plan is shared between threads).
 struct Candidates<'a> {
     field: &'a Field,
-    values: Vec<(serde_json::Value, TokenStream)>,
+    values: Vec<(serde_json::Value, String)>,
 }
 
-/// The condition checks, spliced into the role × action test after its writes (which seeded
-/// a row of every resource, so references have rows to point to). Its members `{role}-true`
-/// call. Empty when no condition of the spec can be checked this way.
-pub fn condition_checks(app: &App, api: &Ident) -> TokenStream {
+/// One checked action: the fields it varies and its calls, each the caller's role, whether the
+/// row's principal fields name the caller, the index of each varied field's value and the status
+/// expected.
+struct Case<'a> {
+    resource: &'a Resource,
+    action: &'a Action,
+    varied: Vec<&'a str>,
+    calls: Vec<(String, bool, Vec<usize>, u16)>,
+}
+
+/// What the generated tests do with the spec's conditions: the checks ([`Plan::checks`]) and,
+/// for each conditional operation, whether it is checked.
+pub struct Plan<'a> {
+    cases: Vec<Case<'a>>,
+    /// The resources with checked conditions and the values tried on their fields.
+    varied: Vec<(&'a Resource, Vec<Candidates<'a>>)>,
+    pub coverage: Vec<Coverage>,
+}
+
+/// Whether one conditional operation's condition is checked by the generated tests.
+pub struct Coverage {
+    /// `resource.action`.
+    pub operation: String,
+    /// The number of calls that check it, or why it is not checked.
+    pub checked: Result<usize, String>,
+}
+
+/// The plan for `app`, whose API crate is `api_crate`.
+pub fn plan<'a>(app: &'a App, api_crate: &str) -> Plan<'a> {
+    let api = &super::crate_ident(api_crate);
     let mut cases = Vec::new();
-    let mut inserts = Vec::new();
-    for resource in app.resources.iter().filter(|r| !r.global) {
-        let checked: Vec<(&Action, Condition, Vec<&Field>)> = resource
-            .actions
-            .iter()
-            .filter_map(|action| {
-                let text = checkable(action)?;
+    let mut varied_resources = Vec::new();
+    let mut coverage = Vec::new();
+    for resource in &app.resources {
+        // Each conditional action's coverage, by its place in the resource (to list them in
+        // the spec's order).
+        let mut covered: Vec<(usize, Coverage)> = Vec::new();
+        let mut checked: Vec<(usize, &Action, Condition, Vec<&Field>)> = Vec::new();
+        for (index, action) in resource.actions.iter().enumerate() {
+            if action.condition.is_none() {
+                continue;
+            }
+            let operation = format!("{}.{}", resource.name, action.name);
+            let parsed = checkable(resource, action).and_then(|text| {
                 let fields = read_fields(resource, text)?;
-                Some((action, Condition::parse(text).ok()?, fields))
-            })
-            .collect();
+                let condition = Condition::parse(text)
+                    .map_err(|e| format!("Cedar could not parse it here: {e}"))?;
+                Ok((condition, fields))
+            });
+            match parsed {
+                Ok((condition, fields)) => checked.push((index, action, condition, fields)),
+                Err(why) => covered.push((
+                    index,
+                    Coverage {
+                        operation,
+                        checked: Err(why),
+                    },
+                )),
+            }
+        }
         // The values tried on a field are the same for all the resource's conditions, so
         // that one function sets them: the literals of all of them count.
         let mut literals = Vec::new();
-        for (_, condition, _) in &checked {
+        for (_, _, condition, _) in &checked {
             for literal in condition.literals() {
                 if !literals.contains(&literal) {
                     literals.push(literal);
                 }
             }
         }
+        let texts: Vec<&str> = checked
+            .iter()
+            .filter_map(|(_, action, _, _)| action.condition.as_deref())
+            .collect();
         let mut candidates: Vec<Candidates> = Vec::new();
         let mut any = false;
-        'actions: for (action, condition, fields) in &checked {
+        'actions: for (index, action, condition, fields) in &checked {
+            let operation = format!("{}.{}", resource.name, action.name);
             // The candidates of each field it varies; a field that cannot vary drops the action.
             let mut mine = Vec::new();
             for field in fields.iter().filter(|f| f.ty != FieldType::Principal) {
                 let at = match candidates.iter().position(|c| c.field.ident == field.ident) {
                     Some(at) => at,
-                    None => {
-                        let Some(values) = values(resource, field, &literals, api) else {
+                    None => match values(app, resource, field, &literals, &texts, api) {
+                        Ok(values) => {
+                            candidates.push(Candidates { field, values });
+                            candidates.len() - 1
+                        }
+                        Err(why) => {
+                            let checked = Err(why);
+                            covered.push((*index, Coverage { operation, checked }));
                             continue 'actions;
-                        };
-                        candidates.push(Candidates { field, values });
-                        candidates.len() - 1
-                    }
+                        }
+                    },
                 };
                 mine.push(at);
             }
             let reads_principal = fields.iter().any(|f| f.ty == FieldType::Principal);
             let varied: Vec<&Candidates> = mine.iter().map(|at| &candidates[*at]).collect();
-            if let Some(case) = action_case(resource, action, condition, reads_principal, &varied) {
-                cases.push(case);
-                any = true;
+            match action_case(resource, action, condition, reads_principal, &varied) {
+                Ok(case) => {
+                    any = true;
+                    let checked = Ok(case.calls.len());
+                    covered.push((*index, Coverage { operation, checked }));
+                    cases.push(case);
+                }
+                Err(why) => {
+                    let checked = Err(why);
+                    covered.push((*index, Coverage { operation, checked }));
+                }
             }
         }
         if any {
-            inserts.push(insert_arm(resource, &candidates, api));
+            varied_resources.push((resource, candidates));
         }
+        covered.sort_by_key(|(index, _)| *index);
+        coverage.extend(covered.into_iter().map(|(_, c)| c));
     }
-    if cases.is_empty() {
-        return TokenStream::new();
+    Plan {
+        cases,
+        varied: varied_resources,
+        coverage,
     }
-    quote! {
-        /// A conditional action and its calls: the caller, whether the row's principal fields
-        /// name the caller, the index of each varied field's value, the status expected.
-        struct ConditionCase {
-            id: &'static str,
-            resource: &'static str,
-            method: &'static str,
-            path: &'static str,
-            /// Whether the call sends the row as written (an update keeps what the condition reads).
-            body: bool,
-            varied: &'static [&'static str],
-            calls: &'static [(&'static str, bool, &'static [usize], u16)],
+}
+
+impl Plan<'_> {
+    /// The cases and what their calls need, spliced into the role × action test file; the
+    /// test runs them ([`Plan::calls`]) after its writes, which seeded a row of every resource,
+    /// so references have rows to point to. Empty when no condition of the spec can be
+    /// checked this way.
+    pub fn checks(&self, api: &Ident) -> TokenStream {
+        if self.cases.is_empty() {
+            return TokenStream::new();
         }
+        let cases = self.cases.iter().map(|case| {
+            let key = super::tests::ids_key(case.resource);
+            let id = format!("{}.{}", case.resource.name, case.action.name);
+            let (method, path) = (case.action.method.as_str(), case.action.path.as_str());
+            let call = Call::of(case.action).ident();
+            let names = &case.varied;
+            let calls = case.calls.iter().map(|(role, own, indexes, expected)| {
+                quote!((#role, #own, &[#(#indexes),*], #expected))
+            });
+            quote! {
+                ConditionCase { id: #id, resource: #key, method: #method, path: #path, call: Call::#call, varied: &[#(#names),*], calls: &[#(#calls),*] }
+            }
+        });
+        let inserts = self
+            .varied
+            .iter()
+            .map(|(resource, candidates)| insert_arm(resource, candidates, api));
+        let listed = self.calls_of(Call::List).then(listed_fn);
+        let variants = Call::ALL
+            .iter()
+            .filter(|call| self.calls_of(**call))
+            .map(|call| {
+                let (name, doc) = (call.ident(), call.doc());
+                quote! {
+                    #[doc = #doc]
+                    #name,
+                }
+            });
+        quote! {
+            /// How a conditional action is called.
+            #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+            enum Call {
+                #(#variants)*
+            }
 
-        const CONDITIONS: &[ConditionCase] = &[#(#cases),*];
+            /// A conditional action and its calls: the caller's role, whether the row's principal
+            /// fields name the caller, the index of each varied field's value, the status expected.
+            struct ConditionCase {
+                id: &'static str,
+                resource: &'static str,
+                method: &'static str,
+                path: &'static str,
+                call: Call,
+                varied: &'static [&'static str],
+                calls: &'static [(&'static str, bool, &'static [usize], u16)],
+            }
 
-        /// Inserts a sample row of `resource` with the `varied` fields set to their values
-        /// at `values`, its principal fields naming `owner`; its id and its input as JSON.
-        #[allow(clippy::too_many_arguments)]
-        async fn insert_varied(conn: &mut sqlx::PgConnection, resource: &str, tenant: TenantId, owner: &str, n: i64, ids: &Ids, varied: &[&str], values: &[usize]) -> (uuid::Uuid, serde_json::Value) {
-            let _ = (owner, varied, values);
-            match resource {
-                #(#inserts)*
-                other => panic!("no conditions of {other}"),
+            const CONDITIONS: &[ConditionCase] = &[#(#cases),*];
+
+            #listed
+
+            /// A sample row of `resource` with the `varied` fields set to their values at
+            /// `values`, its principal fields naming `owner`, as JSON input; and its id once
+            /// inserted, when `insert` (else the nil id).
+            #[allow(clippy::too_many_arguments)]
+            async fn varied_row(conn: &mut sqlx::PgConnection, resource: &str, tenant: TenantId, owner: &str, n: i64, ids: &Ids, varied: &[&str], values: &[usize], insert: bool) -> (uuid::Uuid, serde_json::Value) {
+                let _ = (owner, varied, values);
+                match resource {
+                    #(#inserts)*
+                    other => panic!("no conditions of {other}"),
+                }
             }
         }
     }
 }
 
-/// The arm of `insert_varied` for one resource: its sample input with the varied fields set.
+/// The arm of `varied_row` for one resource: its sample input with the varied fields set.
 fn insert_arm(resource: &Resource, candidates: &[Candidates], api: &Ident) -> TokenStream {
     let key = super::tests::ids_key(resource);
     let module = ident(&resource.ident);
@@ -122,17 +241,24 @@ fn insert_arm(resource: &Resource, candidates: &[Candidates], api: &Ident) -> To
     let sets = candidates.iter().map(|Candidates { field, values }| {
         let name = field.name.as_str();
         let f = ident(&field.ident);
+        let wrapped = field.optional || field.default.is_some();
+        let unset = values.iter().any(|(cedar, _)| cedar.is_null());
         let value = match enum_type(field) {
-            Some(ety) => quote!(#api::#module::#ety::ALL[value]),
-            None => {
-                let arms = values.iter().enumerate().map(|(i, (_, rust))| {
+            Some(ety) if !unset => quote!(#api::#module::#ety::ALL[value]),
+            _ => {
+                let arms = values.iter().enumerate().map(|(i, (cedar, rust))| {
                     let i = Literal::usize_unsuffixed(i);
-                    quote!(#i => #rust,)
+                    let rust: TokenStream = rust.parse().expect("bulwark's own expression parses");
+                    match (cedar.is_null(), unset && wrapped) {
+                        (true, _) => quote!(#i => None,),
+                        (false, true) => quote!(#i => Some(#rust),),
+                        (false, false) => quote!(#i => #rust,),
+                    }
                 });
                 quote!(match value { #(#arms)* other => panic!("no value {other} of {}", #name) })
             }
         };
-        if field.optional || field.default.is_some() {
+        if wrapped && !unset {
             quote!(#name => input.#f = Some(#value),)
         } else {
             quote!(#name => input.#f = #value,)
@@ -163,73 +289,69 @@ fn insert_arm(resource: &Resource, candidates: &[Candidates], api: &Ident) -> To
         #key => {
             let #binding = #sample;
             #vary
+            let json = serde_json::to_value(&input).expect("the input serializes");
+            if !insert {
+                return (uuid::Uuid::nil(), json);
+            }
             let row = server::resources::#module::insert(conn, tenant, #owner &input).await.expect("a row");
-            (row.id, serde_json::to_value(&input).expect("the input serializes"))
+            (row.id, json)
         }
     }
 }
 
-/// The values tried on a field the conditions read: every enum value; both booleans; the
-/// integer literals and their neighbours (within the field's bounds), or 0 to 2; the string
-/// literals (and strings matching `like` patterns) that fit the field, and a string that is
-/// none of them. `None` for a field that
-/// cannot vary this way (another type, or unique: the rows would collide).
+/// The values tried on a field the conditions read, each as Cedar sees it (`null`: an empty
+/// optional field, left out) and as the generated input sets it: every enum value; both
+/// booleans; the integer, decimal and timestamp literals with their neighbours (within the
+/// field's bounds), or two values of the type; the string, date and uuid literals (and
+/// strings matching `like` patterns) that fit the field, and one that is none of them; amounts
+/// and accepted currencies for money; and, for an optional field some condition tests with
+/// `has`, no value. An error says why a field cannot vary this way.
 fn values(
+    app: &App,
     resource: &Resource,
     field: &Field,
     literals: &[serde_json::Value],
+    conditions: &[&str],
     api: &Ident,
-) -> Option<Vec<(serde_json::Value, TokenStream)>> {
+) -> Result<Vec<(serde_json::Value, String)>, String> {
     if field.unique {
-        return None;
+        return Err(format!(
+            "it reads {}, which is unique: rows that vary it would collide",
+            field.name
+        ));
     }
-    let values = match &field.ty {
+    let strings = || literals.iter().filter_map(serde_json::Value::as_str);
+    // The arguments of the conditions' `decimal("..")` or `datetime("..")` calls.
+    let extension_args = |name: &'static str| {
+        literals.iter().filter_map(move |l| {
+            (l["__extn"]["fn"] == name)
+                .then(|| l["__extn"]["arg"].as_str())
+                .flatten()
+        })
+    };
+    let mut values: Vec<(serde_json::Value, TokenStream)> = match &field.ty {
         FieldType::Enum { variants, .. } => {
             let module = ident(&resource.ident);
-            let ety = enum_type(field)?;
+            let ety = enum_type(field).ok_or("an enum field without its type")?;
             variants
                 .iter()
                 .enumerate()
-                .map(|(i, v)| (v.value.clone().into(), quote!(#api::#module::#ety::ALL[#i])))
+                .map(|(i, v)| {
+                    let i = Literal::usize_unsuffixed(i);
+                    (v.value.clone().into(), quote!(#api::#module::#ety::ALL[#i]))
+                })
                 .collect()
         }
         FieldType::Bool => vec![(true.into(), quote!(true)), (false.into(), quote!(false))],
         FieldType::Int => {
-            let mut numbers: Vec<i64> = Vec::new();
-            for literal in literals.iter().filter_map(serde_json::Value::as_i64) {
-                for n in [
-                    literal.checked_sub(1),
-                    Some(literal),
-                    literal.checked_add(1),
-                ] {
-                    numbers.extend(n);
-                }
-            }
-            if numbers.is_empty() {
-                numbers = vec![0, 1, 2];
-            }
-            // i64::MIN has no literal of its own (its magnitude is out of range).
             let within = |n: &i64| {
-                *n != i64::MIN
-                    && field.min.is_none_or(|min| *n >= min)
+                field.min.is_none_or(|min| *n >= min)
                     && field.max.is_none_or(|max| *n <= i64::from(max))
             };
-            let mut kept: Vec<i64> = Vec::new();
-            for n in numbers.into_iter().filter(within) {
-                if !kept.contains(&n) && kept.len() < MAX_VALUES {
-                    kept.push(n);
-                }
-            }
-            kept.into_iter()
-                .map(|n| {
-                    let magnitude = Literal::u64_unsuffixed(n.unsigned_abs());
-                    let rust = if n < 0 {
-                        quote!(-#magnitude)
-                    } else {
-                        quote!(#magnitude)
-                    };
-                    (n.into(), rust)
-                })
+            let literals = literals.iter().filter_map(serde_json::Value::as_i64);
+            around(literals, 1, [0, 1, 2], within)
+                .into_iter()
+                .map(|n| (n.into(), int(n)))
                 .collect()
         }
         FieldType::String | FieldType::Text | FieldType::Email => {
@@ -241,9 +363,7 @@ fn values(
                     && field.min.is_none_or(|min| count as i64 >= min)
                     && (!email || plausible_email(text))
             };
-            let mut texts: Vec<String> = literals
-                .iter()
-                .filter_map(serde_json::Value::as_str)
+            let mut texts: Vec<String> = strings()
                 .filter(|text| fits(text))
                 .take(MAX_VALUES - 1)
                 .map(str::to_owned)
@@ -260,32 +380,446 @@ fn values(
                         text
                     }
                 })
-                .find(|text| fits(text) && !texts.contains(text))?;
+                .find(|text| fits(text) && !texts.contains(text))
+                .ok_or_else(|| {
+                    format!("no string fits {} beside the conditions' own", field.name)
+                })?;
             texts.push(other);
             texts
                 .into_iter()
                 .map(|text| (text.clone().into(), quote!(#text.to_owned())))
                 .collect()
         }
-        _ => return None,
+        FieldType::Decimal => {
+            // Cedar's decimals have four places: each value is in ten-thousandths, and a
+            // literal's neighbours are one unit of its last place away.
+            let mut scaled = Vec::new();
+            for (n, unit) in extension_args("decimal").filter_map(cedar_decimal) {
+                scaled.extend(around([n], unit, [], |_| true));
+            }
+            if scaled.is_empty() {
+                scaled = vec![0, 12_500];
+            }
+            scaled.dedup();
+            scaled
+                .into_iter()
+                .take(MAX_VALUES)
+                .map(|n| {
+                    let cedar =
+                        serde_json::json!({"__extn": {"fn": "decimal", "arg": decimal_text(n)}});
+                    let n = int(n);
+                    (cedar, quote!(rust_decimal::Decimal::new(#n, 4)))
+                })
+                .collect()
+        }
+        FieldType::Timestamp => {
+            // In milliseconds, as the server gives them to Cedar; a literal's neighbours are a
+            // second away. Years Cedar and PostgreSQL both take.
+            let representable = |ms: &i64| {
+                DateTime::from_timestamp_millis(*ms).is_some_and(|t| (1..=9999).contains(&t.year()))
+            };
+            let literals = extension_args("datetime").filter_map(cedar_datetime);
+            around(
+                literals,
+                1000,
+                [1_700_000_000_000, 1_700_086_400_000],
+                representable,
+            )
+            .into_iter()
+            .filter_map(|ms| {
+                let text = DateTime::from_timestamp_millis(ms)?
+                    .to_rfc3339_opts(SecondsFormat::Millis, true);
+                let cedar = serde_json::json!({"__extn": {"fn": "datetime", "arg": text}});
+                let ms = int(ms);
+                Some((
+                    cedar,
+                    quote!(chrono::DateTime::from_timestamp_millis(#ms).expect("a time")),
+                ))
+            })
+            .collect()
+        }
+        FieldType::Date => {
+            // Dates are strings to Cedar: equal or not, so the literals and one other.
+            let parse = |text: &str| {
+                (text.len() == 10)
+                    .then(|| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok())
+                    .flatten()
+            };
+            let mut dates: Vec<NaiveDate> =
+                strings().filter_map(parse).take(MAX_VALUES - 1).collect();
+            let first = NaiveDate::from_ymd_opt(2000, 1, 1).ok_or("a date")?;
+            let others = first.iter_days().filter(|d| !dates.contains(d));
+            let wanted = if dates.is_empty() { 2 } else { 1 };
+            let others: Vec<NaiveDate> = others.take(wanted).collect();
+            dates.extend(others);
+            dates
+                .into_iter()
+                .map(|date| {
+                    let y = Literal::i32_unsuffixed(date.year());
+                    let (m, d) = (
+                        Literal::u32_unsuffixed(date.month()),
+                        Literal::u32_unsuffixed(date.day()),
+                    );
+                    (
+                        date.to_string().into(),
+                        quote!(chrono::NaiveDate::from_ymd_opt(#y, #m, #d).expect("a date")),
+                    )
+                })
+                .collect()
+        }
+        FieldType::Uuid => {
+            // Strings to Cedar too, in the server's form (lower case, hyphenated).
+            let mut ids: Vec<u128> = strings()
+                .filter_map(uuid_bits)
+                .take(MAX_VALUES - 1)
+                .collect();
+            let wanted = if ids.is_empty() { 2 } else { 1 };
+            let others: Vec<u128> = (1..).filter(|n| !ids.contains(n)).take(wanted).collect();
+            ids.extend(others);
+            ids.into_iter()
+                .map(|bits| {
+                    let literal = Literal::u128_unsuffixed(bits);
+                    (
+                        uuid_text(bits).into(),
+                        quote!(uuid::Uuid::from_u128(#literal)),
+                    )
+                })
+                .collect()
+        }
+        FieldType::Money => {
+            // Amounts around the integer literals, in accepted currencies the conditions name
+            // (at most one) and the one the samples use.
+            let default = app
+                .payments
+                .as_ref()
+                .and_then(|p| p.currencies.first().cloned())
+                .unwrap_or_else(|| "EUR".into());
+            let accepted = |code: &str| match app.payments.as_ref().map(|p| &p.currencies) {
+                Some(list) if !list.is_empty() => list.iter().any(|c| c == code),
+                _ => code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase()),
+            };
+            let mut currencies: Vec<String> = strings()
+                .filter(|code| accepted(code) && *code != default)
+                .take(1)
+                .map(str::to_owned)
+                .collect();
+            currencies.push(default);
+            let amounts = around(
+                literals.iter().filter_map(serde_json::Value::as_i64),
+                1,
+                [0, 100],
+                |_| true,
+            );
+            let mut pairs = Vec::new();
+            for currency in &currencies {
+                for amount in &amounts {
+                    pairs.push((*amount, currency.clone()));
+                }
+            }
+            pairs
+                .into_iter()
+                .take(MAX_VALUES)
+                .map(|(amount, currency)| {
+                    let cedar = serde_json::json!({"amount_minor": amount, "currency": currency});
+                    let amount = int(amount);
+                    (cedar, quote!(#api::Money { amount_minor: #amount, currency: #currency.to_owned() }))
+                })
+                .collect()
+        }
+        FieldType::Reference { .. } | FieldType::Principal => {
+            return Err(format!(
+                "it reads {}, a reference: its values are rows the tests make, unknown here",
+                field.name
+            ));
+        }
     };
-    Some(values)
+    // An empty optional field, when a condition tests for it (without `has`, reading it
+    // errors, which denies: a row worth trying only where the condition asks).
+    if field.optional
+        && conditions
+            .iter()
+            .any(|text| tests_presence(text, &field.json))
+    {
+        values.push((serde_json::Value::Null, TokenStream::new()));
+    }
+    Ok(values
+        .into_iter()
+        .map(|(cedar, rust)| (cedar, rust.to_string()))
+        .collect())
 }
 
-/// The loop over [`condition_checks`]' cases, in the role × action test.
-pub fn condition_loop() -> TokenStream {
+/// At most [`MAX_VALUES`] values: each of `literals` with its neighbours `unit` away, or
+/// `otherwise` when there are none; only those `within`, once each, in order.
+fn around(
+    literals: impl IntoIterator<Item = i64>,
+    unit: i64,
+    otherwise: impl IntoIterator<Item = i64>,
+    within: impl Fn(&i64) -> bool,
+) -> Vec<i64> {
+    let mut numbers: Vec<i64> = Vec::new();
+    for literal in literals {
+        numbers.extend(
+            [
+                literal.checked_sub(unit),
+                Some(literal),
+                literal.checked_add(unit),
+            ]
+            .into_iter()
+            .flatten(),
+        );
+    }
+    if numbers.is_empty() {
+        numbers.extend(otherwise);
+    }
+    let mut kept: Vec<i64> = Vec::new();
+    // i64::MIN has no literal of its own (its magnitude is out of range).
+    for n in numbers.into_iter().filter(|n| *n != i64::MIN && within(n)) {
+        if !kept.contains(&n) && kept.len() < MAX_VALUES {
+            kept.push(n);
+        }
+    }
+    kept
+}
+
+/// An integer literal (negative ones as a negation).
+fn int(n: i64) -> TokenStream {
+    let magnitude = Literal::u64_unsuffixed(n.unsigned_abs());
+    if n < 0 {
+        quote!(-#magnitude)
+    } else {
+        quote!(#magnitude)
+    }
+}
+
+/// A Cedar decimal literal (`-12.5`: digits, a point, one to four places) in ten-thousandths,
+/// and the unit of its last place.
+fn cedar_decimal(text: &str) -> Option<(i64, i64)> {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (whole, places) = digits.split_once('.')?;
+    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !all_digits(whole) || !all_digits(places) || places.len() > 4 {
+        return None;
+    }
+    let scaled = whole
+        .parse::<i64>()
+        .ok()?
+        .checked_mul(10_000)?
+        .checked_add(format!("{places:0<4}").parse::<i64>().ok()?)?;
+    let unit = 10_i64.pow(4 - places.len() as u32);
+    Some((if negative { -scaled } else { scaled }, unit))
+}
+
+/// Ten-thousandths as the server gives a decimal to Cedar (`authz::decimal`): no trailing
+/// zeros, at least one place.
+fn decimal_text(n: i64) -> String {
+    let sign = if n < 0 { "-" } else { "" };
+    let magnitude = n.unsigned_abs();
+    let places = format!("{:04}", magnitude % 10_000);
+    let places = places.trim_end_matches('0');
+    let places = if places.is_empty() { "0" } else { places };
+    format!("{sign}{}.{places}", magnitude / 10_000)
+}
+
+/// A Cedar datetime literal (`2024-01-31`, or with a time, `Z` or an offset like `+0100`)
+/// in milliseconds since the epoch.
+fn cedar_datetime(text: &str) -> Option<i64> {
+    if text.len() == 10 {
+        let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
+        return Some(date.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis());
+    }
+    let text = match text.strip_suffix('Z') {
+        Some(rest) => format!("{rest}+0000"),
+        None => text.to_owned(),
+    };
+    let time = DateTime::parse_from_str(&text, "%Y-%m-%dT%H:%M:%S%.f%z").ok()?;
+    Some(time.with_timezone(&Utc).timestamp_millis())
+}
+
+/// A uuid literal (hyphenated or not, either case) as its 128 bits.
+fn uuid_bits(text: &str) -> Option<u128> {
+    let hex = match text.len() {
+        32 => text.to_owned(),
+        36 if text
+            .char_indices()
+            .all(|(at, c)| (c == '-') == [8, 13, 18, 23].contains(&at)) =>
+        {
+            text.replace('-', "")
+        }
+        _ => return None,
+    };
+    if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u128::from_str_radix(&hex, 16).ok()
+}
+
+/// A uuid as the server gives it to Cedar: lower case, hyphenated.
+fn uuid_text(bits: u128) -> String {
+    let hex = format!("{bits:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+/// Whether a condition tests the row for the attribute `name` (`resource has name`).
+fn tests_presence(condition: &str, name: &str) -> bool {
+    let quoted = format!("\"{name}\"");
+    condition.match_indices("has ").any(|(at, _)| {
+        let rest = &condition[at + 4..];
+        rest.starts_with(&quoted)
+            || rest.strip_prefix(name).is_some_and(|after| {
+                !after.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+            })
+    })
+}
+
+/// How the generated checks call an action.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Call {
+    Row,
+    Update,
+    Create,
+    List,
+}
+
+impl Call {
+    const ALL: [Call; 4] = [Call::Row, Call::Update, Call::Create, Call::List];
+
+    fn of(action: &Action) -> Call {
+        match action.kind {
+            ActionKind::Update => Call::Update,
+            ActionKind::Create => Call::Create,
+            ActionKind::List => Call::List,
+            ActionKind::Read | ActionKind::Delete | ActionKind::Custom(_) => Call::Row,
+        }
+    }
+
+    fn ident(self) -> Ident {
+        ident(match self {
+            Call::Row => "Row",
+            Call::Update => "Update",
+            Call::Create => "Create",
+            Call::List => "List",
+        })
+    }
+
+    /// The generated variant's documentation.
+    fn doc(self) -> &'static str {
+        match self {
+            Call::Row => " On a stored row.",
+            Call::Update => {
+                " On a stored row, sending it as written (an update keeps what the condition reads)."
+            }
+            Call::Create => {
+                " With the row to create (the condition decides on it): nothing is stored first."
+            }
+            Call::List => {
+                " Listing every page: the status expected is 200 when the stored row is listed, 403 when the list leaves it out."
+            }
+        }
+    }
+}
+
+impl Plan<'_> {
+    /// Whether some checked action is called so.
+    fn calls_of(&self, call: Call) -> bool {
+        self.cases.iter().any(|case| Call::of(case.action) == call)
+    }
+
+    /// The loop over [`Plan::checks`]' cases, in the role × action test; empty without
+    /// cases. Each call is made by a member of its own: rate limits count per principal and
+    /// operation, and an action may be called more often than its limit allows one principal.
+    /// Only the ways of calling that some case uses are spelled out (the test is linted with
+    /// warnings denied).
+    pub fn calls(&self) -> TokenStream {
+        if self.cases.is_empty() {
+            return TokenStream::new();
+        }
+        let path = quote!(let path = case.path.replace("{id}", &row.to_string()););
+        let arms = Call::ALL.iter().filter(|call| self.calls_of(**call)).map(|call| match call {
+            Call::Row => quote! {
+                Call::Row => { #path send(&app, case.method, &path, &token, None).await.0.as_u16() }
+            },
+            Call::Update => quote! {
+                Call::Update => { #path send(&app, case.method, &path, &token, Some(input)).await.0.as_u16() }
+            },
+            Call::Create => quote! {
+                Call::Create => send(&app, case.method, case.path, &token, Some(input)).await.0.as_u16(),
+            },
+            Call::List => quote! {
+                Call::List => if listed(&app, case.path, &token, row).await { 200 } else { 403 },
+            },
+        });
+        let creates = self.calls_of(Call::Create);
+        let insert = if creates {
+            quote!(case.call != Call::Create)
+        } else {
+            quote!(true)
+        };
+        let row = if creates
+            && Call::ALL
+                .iter()
+                .all(|c| *c == Call::Create || !self.calls_of(*c))
+        {
+            quote!(_)
+        } else {
+            quote!(row)
+        };
+        let input = if self.calls_of(Call::Update) || creates {
+            quote!(input)
+        } else {
+            quote!(_)
+        };
+        quote! {
+            for case in CONDITIONS {
+                for (role, own, values, expected) in case.calls {
+                    counter += 1;
+                    let caller = format!("{role}-check-{counter}");
+                    db.member(tenant, &caller, &[*role]).await;
+                    let owner = if *own { caller.as_str() } else { "someone-else" };
+                    let mut conn = db.pool.acquire().await.expect("a connection");
+                    let (#row, #input) = varied_row(&mut conn, case.resource, tenant, owner, counter, &ids, case.varied, values, #insert).await;
+                    drop(conn);
+                    let token = signed(&dev::claims(&caller, tenant.id(), &all_scopes(), &["mfa"], identity::now(), 60));
+                    let status = match case.call {
+                        #(#arms)*
+                    };
+                    assert_eq!(status, *expected, "{} by {caller} on a row of theirs: {own}, values {values:?} of {:?}", case.id, case.varied);
+                }
+            }
+        }
+    }
+}
+
+/// The test's `listed`: whether a list shows a row, on any page.
+fn listed_fn() -> TokenStream {
     quote! {
-        for case in CONDITIONS {
-            for (caller, own, values, expected) in case.calls {
-                counter += 1;
-                let owner = if *own { caller } else { "someone-else" };
-                let mut conn = db.pool.acquire().await.expect("a connection");
-                let (row, input) = insert_varied(&mut conn, case.resource, tenant, owner, counter, &ids, case.varied, values).await;
-                drop(conn);
-                let token = signed(&dev::claims(caller, tenant.id(), &all_scopes(), &["mfa"], identity::now(), 60));
-                let path = case.path.replace("{id}", &row.to_string());
-                let (status, _) = send(&app, case.method, &path, &token, case.body.then_some(input)).await;
-                assert_eq!(status.as_u16(), *expected, "{} by {caller} on a row of theirs: {own}, values {values:?} of {:?}", case.id, case.varied);
+        /// Whether any page of the list at `path` shows the bearer of `token` the row `id`.
+        async fn listed(app: &axum::Router, path: &str, token: &str, id: uuid::Uuid) -> bool {
+            let mut after: Option<String> = None;
+            loop {
+                let page = match &after {
+                    Some(after) => format!("{path}?limit=100&after={after}"),
+                    None => format!("{path}?limit=100"),
+                };
+                let (status, body) = send(app, "GET", &page, token, None).await;
+                assert_eq!(status.as_u16(), 200, "{page}: {body}");
+                let items = body["items"].as_array().expect("a page");
+                if items.iter().any(|item| item["id"] == id.to_string()) {
+                    return true;
+                }
+                match body["next_after"].as_str() {
+                    Some(next) => after = Some(next.to_owned()),
+                    None => return false,
+                }
             }
         }
     }
@@ -306,14 +840,13 @@ fn plausible_email(text: &str) -> bool {
 }
 
 /// The fields a condition reads on the row (by their Cedar attribute name), if it reads
-/// only enum, bool, int, string, text, email and principal fields and only `sub` and `roles`
-/// of the caller.
-fn read_fields<'a>(resource: &'a Resource, condition: &str) -> Option<Vec<&'a Field>> {
-    if condition.contains("resource[")
-        || condition.contains("principal[")
-        || condition.contains("context")
-    {
-        return None;
+/// only the row's own fields and only `sub` and `roles` of the caller; else why not.
+fn read_fields<'a>(resource: &'a Resource, condition: &str) -> Result<Vec<&'a Field>, String> {
+    if condition.contains("context") {
+        return Err("it reads the request's context".into());
+    }
+    if condition.contains("resource[") || condition.contains("principal[") {
+        return Err("it reads an attribute by a computed name".into());
     }
     let names = |prefix: &str| -> Vec<String> {
         condition
@@ -326,44 +859,42 @@ fn read_fields<'a>(resource: &'a Resource, condition: &str) -> Option<Vec<&'a Fi
             })
             .collect()
     };
-    if names("principal.")
-        .iter()
-        .any(|n| n != "sub" && n != "roles")
+    if let Some(name) = names("principal.")
+        .into_iter()
+        .find(|n| n != "sub" && n != "roles")
     {
-        return None;
+        return Err(format!("it reads the caller's {name}"));
     }
+    // `resource has x` (or `has "x"`) reads whether the field is set: a read too.
+    let tested = names("resource has ")
+        .into_iter()
+        .chain(names("resource has \""))
+        .filter(|name| !name.is_empty());
     let mut fields: Vec<&Field> = Vec::new();
-    for name in names("resource.") {
-        let field = resource.fields.iter().find(|f| f.json == name)?;
-        if !matches!(
-            field.ty,
-            FieldType::Enum { .. }
-                | FieldType::Principal
-                | FieldType::Bool
-                | FieldType::Int
-                | FieldType::String
-                | FieldType::Text
-                | FieldType::Email
-        ) {
-            return None;
-        }
+    for name in names("resource.").into_iter().chain(tested) {
+        let field = resource
+            .fields
+            .iter()
+            .find(|f| f.json == name)
+            .ok_or_else(|| format!("it reads the row's {name}, which the checks do not set"))?;
         if !fields.iter().any(|f| f.json == field.json) {
             fields.push(field);
         }
     }
-    Some(fields)
+    Ok(fields)
 }
 
-/// The condition of an action the checks can call: not public, with roles, on a row.
-fn checkable(action: &Action) -> Option<&str> {
-    let condition = action.condition.as_deref()?;
-    (action.public.is_none()
-        && !action.roles.is_empty()
-        && matches!(
-            action.kind,
-            ActionKind::Read | ActionKind::Update | ActionKind::Delete | ActionKind::Custom(_)
-        ))
-    .then_some(condition)
+/// The condition of an action the checks can call (not public, with roles, on rows of a
+/// tenant), or why it is not checked.
+fn checkable<'a>(resource: &Resource, action: &'a Action) -> Result<&'a str, String> {
+    let condition = action.condition.as_deref().ok_or("no condition")?;
+    if resource.global {
+        return Err("the resource is global: the checks insert rows of a tenant".into());
+    }
+    if action.public.is_some() || action.roles.is_empty() {
+        return Err("the action is public: no caller's role to check it with".into());
+    }
+    Ok(condition)
 }
 
 /// One value a varied field takes in a row.
@@ -375,16 +906,18 @@ enum Choice {
     Caller(bool),
 }
 
-fn action_case(
-    resource: &Resource,
-    action: &Action,
+fn action_case<'a>(
+    resource: &'a Resource,
+    action: &'a Action,
     condition: &Condition,
     reads_principal: bool,
-    varied: &[&Candidates],
-) -> Option<TokenStream> {
+    varied: &[&Candidates<'a>],
+) -> Result<Case<'a>, String> {
     // The row's principal fields all take the inserting subject's name, so they vary
-    // together: the caller's, or someone else's.
-    let mut rows: Vec<Vec<Choice>> = if reads_principal {
+    // together: the caller's, or someone else's (a created row's are always the caller's).
+    let mut rows: Vec<Vec<Choice>> = if reads_principal && action.kind == ActionKind::Create {
+        vec![vec![Choice::Caller(true)]]
+    } else if reads_principal {
         vec![vec![Choice::Caller(true)], vec![Choice::Caller(false)]]
     } else {
         vec![Vec::new()]
@@ -401,23 +934,24 @@ fn action_case(
             })
             .collect();
         if rows.len() * action.roles.len() > MAX_CALLS {
-            return None;
+            return Err(format!(
+                "trying its fields' values takes more than {MAX_CALLS} calls"
+            ));
         }
     }
-    let key = super::tests::ids_key(resource);
-    let id = format!("{}.{}", resource.name, action.name);
-    let (method, path) = (action.method.as_str(), action.path.as_str());
-    let success: u16 = if action.kind == ActionKind::Delete {
-        204
-    } else {
-        200
+    // A list "succeeds" when it shows the row (see the generated `Call::List`).
+    let success: u16 = match action.kind {
+        ActionKind::Delete => 204,
+        ActionKind::Create => 201,
+        _ => 200,
     };
     // One line per call: the caller, whether the row is the caller's, the values (by index
     // into each varied field's values), the expected status.
-    let mut cases = Vec::new();
+    let mut calls = Vec::new();
     let (mut holds, mut fails) = (false, false);
+    // The caller's name only has to differ from someone else's.
+    let subject = "caller";
     for role in &action.roles {
-        let subject = format!("{role}-true");
         for row in &rows {
             let mut attrs = serde_json::Map::new();
             let mut own = false;
@@ -427,18 +961,16 @@ fn action_case(
                 match choice {
                     Choice::Caller(is_caller) => own = *is_caller,
                     Choice::Value(index) => {
-                        let candidates = fields.next()?;
+                        let candidates = fields.next().ok_or("a value of no field")?;
                         let (value, _) = &candidates.values[*index];
-                        attrs.insert(candidates.field.json.clone(), value.clone());
+                        if !value.is_null() {
+                            attrs.insert(candidates.field.json.clone(), value.clone());
+                        }
                         indexes.push(*index);
                     }
                 }
             }
-            let owner = if own {
-                subject.as_str()
-            } else {
-                "someone-else"
-            };
+            let owner = if own { subject } else { "someone-else" };
             for field in resource
                 .fields
                 .iter()
@@ -447,20 +979,173 @@ fn action_case(
                 attrs.insert(field.json.clone(), owner.into());
             }
             let allowed = condition
-                .holds(&subject, &[role.as_str()], serde_json::Value::Object(attrs))
-                .ok()?;
+                .holds(subject, &[role.as_str()], serde_json::Value::Object(attrs))
+                .map_err(|e| format!("Cedar could not evaluate it here: {e}"))?;
             holds |= allowed;
             fails |= !allowed;
             let expected: u16 = if allowed { success } else { 403 };
-            cases.push(quote!((#subject, #own, &[#(#indexes),*], #expected)));
+            calls.push((role.clone(), own, indexes, expected));
         }
     }
-    if !(holds && fails) {
-        return None;
+    if !holds {
+        return Err("no row the checks try makes it hold".into());
     }
-    let names: Vec<&str> = varied.iter().map(|c| c.field.name.as_str()).collect();
-    let body = action.kind == ActionKind::Update;
-    Some(quote! {
-        ConditionCase { id: #id, resource: #key, method: #method, path: #path, body: #body, varied: &[#(#names),*], calls: &[#(#cases),*] }
+    if !fails {
+        return Err("no row the checks try makes it fail".into());
+    }
+    Ok(Case {
+        resource,
+        action,
+        varied: varied.iter().map(|c| c.field.name.as_str()).collect(),
+        calls,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cedar_decimals_are_read_in_ten_thousandths_and_written_as_the_server_writes_them() {
+        assert_eq!(cedar_decimal("24.0"), Some((240_000, 1_000)));
+        assert_eq!(cedar_decimal("-0.5"), Some((-5_000, 1_000)));
+        assert_eq!(cedar_decimal("1.2345"), Some((12_345, 1)));
+        for not_one in ["1", ".5", "1.", "1.23456", "1.2x", "--1.0"] {
+            assert_eq!(cedar_decimal(not_one), None, "{not_one}");
+        }
+        assert_eq!(decimal_text(240_000), "24.0");
+        assert_eq!(decimal_text(239_000), "23.9");
+        assert_eq!(decimal_text(-5), "-0.0005");
+        assert_eq!(decimal_text(0), "0.0");
+        assert_eq!(decimal_text(12_345), "1.2345");
+    }
+
+    #[test]
+    fn cedar_datetimes_are_read_in_milliseconds() {
+        assert_eq!(cedar_datetime("2026-01-01"), Some(1_767_225_600_000));
+        assert_eq!(
+            cedar_datetime("2030-01-01T00:00:00Z"),
+            Some(1_893_456_000_000)
+        );
+        assert_eq!(
+            cedar_datetime("2030-01-01T01:00:00.500+0100"),
+            Some(1_893_456_000_500)
+        );
+        assert_eq!(cedar_datetime("2030-01-01T00:00:00"), None);
+        assert_eq!(cedar_datetime("2030-13-01"), None);
+    }
+
+    #[test]
+    fn uuids_are_compared_in_the_servers_form() {
+        let bits = uuid_bits("0190A0B0-0000-7000-8000-00000000000A").expect("a uuid");
+        assert_eq!(uuid_text(bits), "0190a0b0-0000-7000-8000-00000000000a");
+        assert_eq!(uuid_bits("0190a0b000007000800000000000000a"), Some(bits));
+        assert_eq!(uuid_bits("0190a0b0-0000-7000-8000-00000000000"), None);
+        assert_eq!(uuid_bits("0190a0b0-00007000-8000-00000000000a-"), None);
+    }
+
+    #[test]
+    fn only_a_has_test_of_the_field_itself_counts() {
+        assert!(tests_presence("resource has closed_at && x", "closed_at"));
+        assert!(tests_presence(r#"resource has "where""#, "where"));
+        assert!(!tests_presence("resource has closed_at_x", "closed_at"));
+        assert!(!tests_presence("resource.closed_at > 1", "closed_at"));
+    }
+
+    const SPEC: &str = r#"
+bulwark: 1
+app: { name: checks }
+api:
+  version: v1
+  scopes: { s: Everything }
+identity: { issuer: "https://id.example.com/", audience: checks, max_token_lifetime: 10m }
+roles: { admin: { description: Admin }, clerk: { description: Clerk } }
+payments:
+  provider: stripe
+  checkout: { resource: item, amount: price, mode: redirect }
+  currencies: [EUR, JPY]
+  webhooks: { tolerance: 300s }
+resources:
+  other:
+    fields: { name: { type: string, max: 10 } }
+    actions: { read: { roles: [admin], scope: s } }
+  item:
+    fields:
+      rate: { type: decimal }
+      at: { type: timestamp, optional: true }
+      on: { type: date }
+      code: { type: uuid }
+      price: { type: money }
+      other: { type: reference, to: other }
+      owner: { type: principal }
+      serial: { type: string, max: 10, unique: true }
+    actions:
+      read: { roles: [admin, clerk], scope: s, when: 'resource.rate.lessThan(decimal("1.5"))' }
+      update: { roles: [admin], scope: s, when: 'resource has at && resource.at >= datetime("2026-01-01")' }
+      delete: { roles: [admin], scope: s, when: 'resource.on == "2024-02-29" && resource.code != "0190A0B0-0000-7000-8000-00000000000A"' }
+      create: { roles: [admin], scope: s, when: 'resource.rate.lessThan(decimal("1.5")) && resource.owner == principal.sub' }
+      list: { roles: [admin], scope: s, when: 'resource.rate.greaterThan(decimal("1.5")) || resource has at' }
+      pay: { roles: [admin], scope: s, when: 'resource.price.currency == "JPY" && resource.price.amount_minor > 100', sets: { serial: paid } }
+      link: { roles: [admin], scope: s, when: 'resource.other == "x"', sets: { serial: linked } }
+      step: { roles: [admin], scope: s, when: 'context.mfa', sets: { serial: stepped } }
+      tag: { roles: [admin], scope: s, when: 'resource.serial == "a"', sets: { serial: b } }
+      always: { roles: [admin], scope: s, when: 'resource.rate == resource.rate', sets: { serial: c } }
+"#;
+
+    #[test]
+    fn each_conditional_operation_is_checked_or_says_why_not() {
+        let app = crate::compile("checks.yaml", SPEC).expect("the spec is valid");
+        let plan = plan(&app, "checks-api");
+        let coverage: Vec<(&str, Result<usize, &str>)> = plan
+            .coverage
+            .iter()
+            .map(|c| {
+                (
+                    c.operation.as_str(),
+                    c.checked.as_ref().map(|n| *n).map_err(String::as_str),
+                )
+            })
+            .collect();
+        assert_eq!(
+            coverage,
+            [
+                // rate: 1.4, 1.5, 1.6 (the literal's last place), by two roles.
+                ("item.read", Ok(6)),
+                // at: a second either side of the cut-off, and empty.
+                ("item.update", Ok(4)),
+                // on: the literal and another date; code: the literal and another uuid.
+                ("item.delete", Ok(4)),
+                // The created row is always the caller's: only the rate varies.
+                ("item.create", Ok(3)),
+                // rate, and at (set either side of the cut-off, or empty): is the row listed?
+                ("item.list", Ok(12)),
+                // 99 to 101 in JPY, then in EUR.
+                ("item.pay", Ok(6)),
+                (
+                    "item.link",
+                    Err(
+                        "it reads other, a reference: its values are rows the tests make, unknown here"
+                    )
+                ),
+                ("item.step", Err("it reads the request's context")),
+                (
+                    "item.tag",
+                    Err("it reads serial, which is unique: rows that vary it would collide")
+                ),
+                ("item.always", Err("no row the checks try makes it fail")),
+            ]
+        );
+        let checks = plan
+            .checks(&crate::render::rust::crate_ident("checks-api"))
+            .to_string();
+        for expected in [
+            "rust_decimal :: Decimal :: new (16000 , 4)",
+            "chrono :: DateTime :: from_timestamp_millis (1767225599000)",
+            "chrono :: NaiveDate :: from_ymd_opt (2024 , 2 , 29)",
+            "uuid :: Uuid :: from_u128 (2080177873107646743472899992747769866)",
+            "checks_api :: Money { amount_minor : 101 , currency : \"JPY\" . to_owned () }",
+        ] {
+            assert!(checks.contains(expected), "{expected} in {checks}");
+        }
+    }
 }

@@ -14,6 +14,7 @@ pub fn render_tests(
     files: &mut FileSet,
     dir: &str,
     crates: &crate::render::workspace::Crates,
+    conditions: &super::condition_tests::Plan,
 ) -> Result<(), RenderError> {
     let api = super::crate_ident(&crates.api);
     let server_bin = format!("CARGO_BIN_EXE_{}", crates.server);
@@ -617,7 +618,7 @@ pub fn render_tests(
             db.drop().await;
         }
     };
-    let authorization = authorization_test(app, &order, &api);
+    let authorization = authorization_test(app, &order, conditions, &api);
     let audit = audit_test(app, &api);
     let builtins = builtin_tests(app);
     // Writes, conditional reads (another tenant's member) and conditions send requests.
@@ -1401,7 +1402,13 @@ fn write_checked(resource: &Resource, action: &crate::model::Action) -> bool {
 
 /// The role x operation test of reads and unconditional writes: expected outcomes come from
 /// the spec's permission table (roles, second factors), not from the generated policies.
-fn authorization_test(app: &App, order: &[usize], api: &proc_macro2::Ident) -> TokenStream {
+fn authorization_test(
+    app: &App,
+    order: &[usize],
+    plan: &super::condition_tests::Plan,
+    api: &proc_macro2::Ident,
+) -> TokenStream {
+    let conditions = plan.checks(api);
     let mfa_roles = app.mfa_roles();
     let pairs = || {
         app.resources.iter().flat_map(|resource| {
@@ -1491,8 +1498,7 @@ fn authorization_test(app: &App, order: &[usize], api: &proc_macro2::Ident) -> T
             }
         })
         .collect();
-    let conditions = super::condition_tests::condition_checks(app, api);
-    let condition_loop = (!conditions.is_empty()).then(super::condition_tests::condition_loop);
+    let condition_loop = plan.calls();
     if reads.is_empty() && writes.is_empty() && outsider_reads.is_empty() {
         return TokenStream::new();
     }
