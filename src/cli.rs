@@ -361,12 +361,27 @@ fn build(
 ) -> Result<Generation, u8> {
     let started = Instant::now();
     let source = read_spec(format, path)?;
-    let app = match crate::compile(&path.display().to_string(), &source) {
+    // rustfmt is asked its version while the spec compiles (it is a process of its own).
+    let (compiled, rustfmt) = std::thread::scope(|scope| {
+        let rustfmt = scope.spawn(format::rustfmt_version);
+        let record = crate::cache::ValidPolicies::open();
+        let validated = record.as_ref().map(|v| v as &dyn crate::policy::Validated);
+        let compiled = crate::compile_with(&path.display().to_string(), &source, validated);
+        if let Some(record) = &record {
+            record.save();
+        }
+        let rustfmt = rustfmt.join();
+        (
+            compiled,
+            rustfmt.unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+        )
+    });
+    let app = match compiled {
         Ok(app) => app,
         Err(report) => return Err(report_invalid(format, &report)),
     };
     let loaded = Instant::now();
-    let rustfmt = match format::rustfmt_version() {
+    let rustfmt = match rustfmt {
         Ok(v) => v,
         Err(e) => return Err(fail(format, exit::USAGE_OR_IO, "rustfmt", &e)),
     };

@@ -84,35 +84,14 @@ pub struct Cache {
     build: Option<String>,
 }
 
-/// The running executable's size and modification time.
-fn build_fingerprint() -> Option<String> {
-    let metadata = std::fs::metadata(std::env::current_exe().ok()?).ok()?;
-    let modified = metadata
-        .modified()
-        .ok()?
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?;
-    Some(format!("{} {}", metadata.len(), modified.as_nanos()))
-}
-
 impl Cache {
     /// The cache for this rustfmt, under `BULWARK_CACHE_DIR`, `XDG_CACHE_HOME/bulwark` or
     /// `~/.cache/bulwark`; `None` when none of them can be used (formatting still works).
     pub fn open(rustfmt_version: &str) -> Option<Cache> {
-        let base = std::env::var_os("BULWARK_CACHE_DIR")
-            .map(PathBuf::from)
-            .or_else(|| {
-                std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("bulwark"))
-            })
-            .or_else(|| {
-                std::env::var_os("HOME").map(|d| PathBuf::from(d).join(".cache/bulwark"))
-            })?;
-        let dir = base.join("rustfmt");
-        std::fs::create_dir_all(&dir).ok()?;
         Some(Cache {
-            dir,
+            dir: crate::cache::dir("rustfmt")?,
             salt: format!("{rustfmt_version}\n{RUSTFMT_TOML}"),
-            build: build_fingerprint(),
+            build: crate::cache::build_fingerprint(),
         })
     }
 

@@ -5,6 +5,7 @@
 //! `render` (→ `render::FileSet`, pure) → `format` (rustfmt) → `emit` (→ a directory).
 
 pub mod audit;
+pub mod cache;
 pub mod cli;
 pub mod diagnostic;
 pub mod diff;
@@ -23,17 +24,28 @@ use std::sync::Arc;
 
 /// Loads and validates a spec: every problem found, structural and semantic, in one report.
 pub fn compile(path: &str, source: &str) -> Result<model::App, Report> {
+    compile_with(path, source, None)
+}
+
+/// [`compile`], skipping the policy validation of resources `validated` knows to be valid
+/// (the CLI's per-user record: a regeneration validates only what changed).
+pub fn compile_with(
+    path: &str,
+    source: &str,
+    validated: Option<&dyn policy::Validated>,
+) -> Result<model::App, Report> {
     let loaded = load::load(source);
     let mut diagnostics = loaded.problems;
-    let app = loaded
-        .value
-        .and_then(|spec| match model::lower(&spec, &loaded.set_aside) {
-            Ok(app) => Some(app),
-            Err(semantic) => {
-                diagnostics.extend(semantic);
-                None
-            }
-        });
+    let app =
+        loaded.value.and_then(
+            |spec| match model::lower(&spec, &loaded.set_aside, validated) {
+                Ok(app) => Some(app),
+                Err(semantic) => {
+                    diagnostics.extend(semantic);
+                    None
+                }
+            },
+        );
     match app {
         Some(app) if diagnostics.is_empty() => Ok(app),
         _ => {

@@ -508,10 +508,21 @@ pub struct Invalid {
     pub message: String,
 }
 
+/// A record of resources whose policies were found valid, by a digest of the validator's
+/// version, their schema and their policies: validation is a function of those, so a
+/// resource known valid needs no validating again. Best effort both ways.
+pub trait Validated: Sync {
+    fn known(&self, digest: &str) -> bool;
+    fn remember(&self, digest: &str);
+}
+
 /// Validates the policies of `app` against its schema (strict mode). An error in the
 /// generator's own part of a policy would be a bug; errors are attributed to the operation's
 /// condition, the only part the spec writes.
-pub fn validate(app: &App) -> Result<Vec<Invalid>, String> {
+///
+/// A resource whose schema and policies `validated` knows to be valid is skipped; each one
+/// found valid now is remembered there.
+pub fn validate(app: &App, validated: Option<&dyn Validated>) -> Result<Vec<Invalid>, String> {
     // The validator checks each policy against every action of its schema, so each resource
     // is validated with a schema of its own (the cost stays linear in the resources), and
     // the resources are shared out among the cores in runs, which keeps the errors in order.
@@ -521,7 +532,9 @@ pub fn validate(app: &App) -> Result<Vec<Invalid>, String> {
     let runs: Vec<Result<Vec<Invalid>, String>> = std::thread::scope(|scope| {
         let threads: Vec<_> = (0..count)
             .step_by(run)
-            .map(|start| scope.spawn(move || validate_run(app, start..(start + run).min(count))))
+            .map(|start| {
+                scope.spawn(move || validate_run(app, start..(start + run).min(count), validated))
+            })
             .collect();
         threads
             .into_iter()
@@ -540,7 +553,11 @@ pub fn validate(app: &App) -> Result<Vec<Invalid>, String> {
 }
 
 /// [`validate`] for the resources at `indexes`.
-fn validate_run(app: &App, indexes: std::ops::Range<usize>) -> Result<Vec<Invalid>, String> {
+fn validate_run(
+    app: &App,
+    indexes: std::ops::Range<usize>,
+    validated: Option<&dyn Validated>,
+) -> Result<Vec<Invalid>, String> {
     let mut invalid = Vec::new();
     for index in indexes {
         let resource = &app.resources[index];
@@ -553,10 +570,23 @@ fn validate_run(app: &App, indexes: std::ops::Range<usize>) -> Result<Vec<Invali
         if text.is_empty() {
             continue;
         }
-        let schema = Schema::from_json_value(validation_schema(resource))
-            .map_err(|e| one_line(&e.to_string()))?;
+        let schema_json = validation_schema(resource);
+        // What the answer depends on: the validator's version, the schema and the policies.
+        let digest = validated.map(|_| {
+            crate::emit::sha256(format!("{CEDAR_VERSION}\n{schema_json}\n{text}").as_bytes())
+        });
+        if let (Some(validated), Some(digest)) = (validated, &digest)
+            && validated.known(digest)
+        {
+            continue;
+        }
+        let schema = Schema::from_json_value(schema_json).map_err(|e| one_line(&e.to_string()))?;
         let policies = PolicySet::from_str(&text).map_err(|e| one_line(&e.to_string()))?;
-        for message in validation_errors(resource, &schema, &policies) {
+        let errors = validation_errors(resource, &schema, &policies);
+        if let (Some(validated), Some(digest), true) = (validated, &digest, errors.is_empty()) {
+            validated.remember(digest);
+        }
+        for message in errors {
             invalid.push(Invalid {
                 resource: index,
                 action: message.0,
@@ -623,6 +653,71 @@ mod tests {
             .filter(|p| p.annotation("id") == Some("session.revoke/machine"))
             .count();
         assert_eq!(machine, 1);
+    }
+
+    /// A record of valid resources in memory, counting what it was asked.
+    #[derive(Default)]
+    struct Remembered {
+        digests: std::sync::Mutex<std::collections::BTreeSet<String>>,
+        hits: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Validated for Remembered {
+        fn known(&self, digest: &str) -> bool {
+            let known = self.digests.lock().expect("not poisoned").contains(digest);
+            if known {
+                self.hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            known
+        }
+
+        fn remember(&self, digest: &str) {
+            self.digests
+                .lock()
+                .expect("not poisoned")
+                .insert(digest.to_owned());
+        }
+    }
+
+    #[test]
+    fn only_resources_found_valid_are_remembered_and_skipped() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/specs/ledgerly.yaml");
+        let source = std::fs::read_to_string(path).expect("the example spec");
+        let mut app = crate::compile(path, &source).expect("the example spec is valid");
+        let invoice = app
+            .resources
+            .iter()
+            .position(|r| r.name == "invoice")
+            .expect("an invoice");
+        let update = app.resources[invoice]
+            .actions
+            .iter()
+            .position(|a| a.name == "update")
+            .expect("its update");
+        app.resources[invoice].actions[update].cedar_condition =
+            Some("resource.nowhere == 1".into());
+        let remembered = Remembered::default();
+        let first = validate(&app, Some(&remembered)).expect("it validates");
+        assert_eq!(first.len(), 1, "{first:?}");
+        // The customer: the invoice is invalid, the exchange rate public (no policies).
+        let valid = remembered.digests.lock().expect("not poisoned").len();
+        assert_eq!(valid, 1);
+        let again = validate(&app, Some(&remembered)).expect("it validates");
+        assert_eq!(again.len(), 1, "the invalid resource is validated again");
+        let hits = remembered.hits.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(hits, valid);
+        // A changed condition is a resource of another digest.
+        app.resources[invoice].actions[update].cedar_condition =
+            Some("resource.status == \"draft\"".into());
+        assert!(
+            validate(&app, Some(&remembered))
+                .expect("it validates")
+                .is_empty()
+        );
+        assert_eq!(
+            remembered.digests.lock().expect("not poisoned").len(),
+            valid + 1
+        );
     }
 
     #[test]

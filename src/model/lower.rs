@@ -35,7 +35,12 @@ const MAX_TOKEN_LIFETIME_SECS: u64 = 3600;
 /// Validates and resolves a spec. Returns the model, or every problem found. Names in
 /// `set_aside` belong to entries the loader already reported as malformed: references to
 /// them are not reported again as undefined.
-pub fn lower(spec: &spec::Spec, set_aside: &BTreeSet<String>) -> Result<App, Vec<Diagnostic>> {
+/// Policies of resources `validated` knows to be valid are not validated again.
+pub fn lower(
+    spec: &spec::Spec,
+    set_aside: &BTreeSet<String>,
+    validated: Option<&dyn crate::policy::Validated>,
+) -> Result<App, Vec<Diagnostic>> {
     let mut cx = Lower {
         diagnostics: Vec::new(),
         spec,
@@ -43,7 +48,7 @@ pub fn lower(spec: &spec::Spec, set_aside: &BTreeSet<String>) -> Result<App, Vec
     };
     let app = cx.app();
     if cx.diagnostics.is_empty() {
-        cx.check_policies(&app);
+        cx.check_policies(&app, validated);
     }
     if cx.diagnostics.is_empty() {
         Ok(app)
@@ -66,8 +71,8 @@ impl<'s> Lower<'s> {
 
     /// The policies compiled from the spec must validate against the schema compiled from
     /// it (an attribute a condition names must exist, with a type that fits its use).
-    fn check_policies(&mut self, app: &App) {
-        match crate::policy::validate(app) {
+    fn check_policies(&mut self, app: &App, validated: Option<&dyn crate::policy::Validated>) {
+        match crate::policy::validate(app, validated) {
             Ok(invalid) => {
                 for problem in invalid {
                     let (_, resource) = self
