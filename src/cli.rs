@@ -247,9 +247,10 @@ fn fail(format: OutputFormat, code: u8, kind: &str, error: &dyn miette::Diagnost
     match format {
         OutputFormat::Json => {
             let help = error.help().map(|h| h.to_string());
+            let code = error.code().map(|c| c.to_string());
             println!(
                 "{}",
-                json!({"ok": false, "error": {"kind": kind, "message": error.to_string(), "help": help}})
+                json!({"ok": false, "error": {"kind": kind, "code": code, "message": error.to_string(), "help": help}})
             );
         }
         OutputFormat::Human => {
@@ -376,10 +377,17 @@ fn build(
             rustfmt.unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
         )
     });
-    let app = match compiled {
+    let mut app = match compiled {
         Ok(app) => app,
         Err(report) => return Err(report_invalid(format, &report)),
     };
+    // Migrations already generated stay as they are, and versions still served keep their
+    // shapes: both come from the previous generation.
+    let previous = previous(format, output)?;
+    let recorded = previous.as_ref().map_or(&[][..], |p| p.api.as_slice());
+    if let Err(e) = crate::versions::attach(&mut app, recorded) {
+        return Err(fail(format, exit::REFUSED, "refused", &e));
+    }
     let loaded = Instant::now();
     let rustfmt = match rustfmt {
         Ok(v) => v,
@@ -401,8 +409,7 @@ fn build(
         return Err(fail(format, exit::USAGE_OR_IO, "rustfmt", &e));
     }
     let formatted = Instant::now();
-    // Migrations already generated stay as they are; a change adds the next one.
-    let previous = previous(format, output)?;
+    // A change of the tables adds the next migration.
     if let Err(e) = crate::evolve::evolve(&app, &options, &mut files, previous.as_ref(), force) {
         let code = if e.is_refusal() {
             exit::REFUSED
@@ -422,6 +429,7 @@ fn build(
         options.generator_version.clone(),
         rustfmt,
         render::sql::schema(&app),
+        crate::versions::recorded(&app),
     );
     Ok(Generation {
         app,

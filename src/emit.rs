@@ -34,6 +34,10 @@ pub struct Manifest {
     /// The tables the migrations create, for the next generation's migration.
     #[serde(default)]
     pub schema: Vec<crate::render::sql::TableRecord>,
+    /// What each API version served, the current one first, for the next generation's
+    /// deprecated versions (`crate::versions`).
+    #[serde(default)]
+    pub api: Vec<crate::versions::ApiShape>,
 }
 
 impl Manifest {
@@ -43,6 +47,7 @@ impl Manifest {
         generator_version: String,
         rustfmt: String,
         schema: Vec<crate::render::sql::TableRecord>,
+        api: Vec<crate::versions::ApiShape>,
     ) -> Self {
         Manifest {
             generator: "bulwark".into(),
@@ -50,6 +55,7 @@ impl Manifest {
             spec_sha256,
             rustfmt,
             schema,
+            api,
             files: files
                 .files
                 .iter()
@@ -181,6 +187,7 @@ pub fn previous_from(
     }
     Ok(Some(crate::evolve::Previous {
         schema: manifest.schema,
+        api: manifest.api,
         migrations,
     }))
 }

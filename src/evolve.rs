@@ -21,6 +21,8 @@ use std::collections::{BTreeMap, BTreeSet};
 #[derive(Clone, Debug, Default)]
 pub struct Previous {
     pub schema: Vec<TableRecord>,
+    /// What each API version served.
+    pub api: Vec<crate::versions::ApiShape>,
     /// Path → contents.
     pub migrations: BTreeMap<String, String>,
 }

@@ -1,8 +1,10 @@
 //! bulwark turns a declarative YAML app spec into a secure-by-default Rust service.
 //!
 //! The pipeline, one module per stage:
-//! `load` (text → `spec::Spec`) → `model::lower` (→ validated `model::App`) →
-//! `render` (→ `render::FileSet`, pure) → `format` (rustfmt) → `emit` (→ a directory).
+//! `load` (text → `spec::Spec`) → `model::lower` (→ validated `model::App`) → `versions`
+//! (the shapes deprecated API versions keep, from the previous generation) → `render`
+//! (→ `render::FileSet`, pure) → `format` (rustfmt) → `evolve` (migrations) → `emit`
+//! (→ a directory) or `git` (→ a branch).
 
 pub mod audit;
 pub mod cache;
@@ -18,6 +20,7 @@ pub mod model;
 pub mod policy;
 pub mod render;
 pub mod spec;
+pub mod versions;
 
 use diagnostic::Report;
 use std::sync::Arc;

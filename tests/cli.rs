@@ -153,8 +153,12 @@ fn tracker_without_time_entry(dir: &Path) -> PathBuf {
         "nothing may reference time_entry"
     );
     let path = dir.join("tracker-without-time-entry.yaml");
-    // Dropping its table (and rows) is acknowledged, as the next migration requires.
-    let text = format!("{}\nmigrations:\n  drop: [time_entry]\n", &source[..=start]);
+    // Dropping its table (and rows) is acknowledged, as the next migration requires; v1,
+    // which still serves it, is retired (else `generate` refuses to break it).
+    let deprecated = "  deprecated:\n    v1: { since: 2026-11-01, sunset: 2027-05-01 }\n";
+    assert!(source.contains(deprecated), "tracker.yaml deprecates v1");
+    let kept = source[..=start].replace(deprecated, "");
+    let text = format!("{kept}\nmigrations:\n  drop: [time_entry]\n");
     fs::write(&path, text).unwrap();
     path
 }

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{database_url, ledgerly};
+use common::{database_url, generate_json, ledgerly, ledgerly_client};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
@@ -27,20 +27,6 @@ fn ledgerly_v2() -> String {
             "payments:",
             "  project:\n    fields:\n      customer: { type: reference, to: customer }\n      title: { type: string, max: 100, unique: true }\n    actions:\n      read: { roles: [owner], scope: invoices.read }\n\nmigrations:\n  drop: [customer.vat_id]\n\npayments:",
         )
-}
-
-fn generate(spec: &str, out: &Path) -> (i32, Value) {
-    let file = out.with_extension("yaml");
-    std::fs::write(&file, spec).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_bulwark"))
-        .args(["--format", "json", "generate"])
-        .arg(&file)
-        .arg("--out")
-        .arg(out)
-        .output()
-        .unwrap();
-    let json = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
-    (output.status.code().unwrap(), json)
 }
 
 fn migrations(out: &Path) -> Vec<(String, String)> {
@@ -61,7 +47,7 @@ fn migrations(out: &Path) -> Vec<(String, String)> {
 /// ledgerly generated into `out` (one migration), applied to a scratch database; the
 /// database lives as long as the `Scratch`.
 fn first_generation_applied(out: &Path) -> (Scratch, postgres::Client) {
-    let (code, json) = generate(&ledgerly(), out);
+    let (code, json) = generate_json(&ledgerly(), out);
     assert_eq!(code, 0, "{json}");
     let first = migrations(out);
     assert_eq!(first.len(), 1);
@@ -77,7 +63,7 @@ fn first_generation_applied(out: &Path) -> (Scratch, postgres::Client) {
 /// untouched and one more.
 fn next_generation(out: &Path, spec: &str) -> Vec<(String, String)> {
     let first = migrations(out);
-    let (code, json) = generate(spec, out);
+    let (code, json) = generate_json(spec, out);
     assert_eq!(code, 0, "{json}");
     let all = migrations(out);
     assert_eq!(all.len(), 2, "{all:?}");
@@ -205,7 +191,7 @@ fn stored_rows_survive_the_next_generations_migration() {
     );
 
     // Regenerating the same spec adds nothing; the manifest records the tables.
-    let (code, json) = generate(&ledgerly_v2(), &out);
+    let (code, json) = generate_json(&ledgerly_v2(), &out);
     assert_eq!(code, 0, "{json}");
     assert_eq!(migrations(&out), second);
     let manifest: Value =
@@ -295,27 +281,9 @@ fn renamed_fields_keep_their_data() {
     assert!(twice.is_err(), "code stays unique in its tenant");
 
     // The marker left in the spec changes nothing more.
-    let (code, json) = generate(&ledgerly_renamed(), &out);
+    let (code, json) = generate_json(&ledgerly_renamed(), &out);
     assert_eq!(code, 0, "{json}");
     assert_eq!(migrations(&out), all);
-}
-
-/// ledgerly with `customer` renamed to `client`, and its `vat_id` to `tax_id`.
-fn ledgerly_client() -> String {
-    ledgerly()
-        .replace(
-            "  customer:\n    description: A client of the agency\n",
-            "  client:\n    description: A client of the agency\n",
-        )
-        .replace("to: customer }", "to: client }")
-        .replace(
-            "      vat_id: { type: string, max: 32, optional: true }\n",
-            "      tax_id: { type: string, max: 32, optional: true }\n",
-        )
-        .replace(
-            "payments:",
-            "migrations:\n  rename:\n    customer: client\n    client.vat_id: tax_id\n\npayments:",
-        )
 }
 
 #[test]
@@ -372,7 +340,7 @@ fn a_renamed_resource_keeps_its_rows() {
     assert_eq!(read, 1);
 
     // The marker left in the spec changes nothing more.
-    let (code, json) = generate(&ledgerly_client(), &out);
+    let (code, json) = generate_json(&ledgerly_client(), &out);
     assert_eq!(code, 0, "{json}");
     assert_eq!(migrations(&out), all);
 }
@@ -381,14 +349,14 @@ fn a_renamed_resource_keeps_its_rows() {
 fn a_rename_is_checked_like_a_field_that_kept_its_name() {
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("ledgerly");
-    assert_eq!(generate(&ledgerly(), &out).0, 0);
+    assert_eq!(generate_json(&ledgerly(), &out).0, 0);
     let before = migrations(&out);
     // To another type: refused like a type change.
     let retyped = ledgerly_renamed().replace(
         "      memo:     { type: text, optional: true, max: 4000 }\n",
         "      memo:     { type: int, optional: true }\n",
     );
-    let (code, json) = generate(&retyped, &out);
+    let (code, json) = generate_json(&retyped, &out);
     assert_eq!(code, 4, "{json}");
     assert!(
         json["error"]["message"]
@@ -418,7 +386,7 @@ fn a_rename_is_checked_like_a_field_that_kept_its_name() {
             "    invoice.notes: memo\n    invoice.total: amount\n",
             &format!("    {marker}\n    invoice.total: amount\n"),
         );
-        let (code, json) = generate(&spec, &out);
+        let (code, json) = generate_json(&spec, &out);
         assert_eq!(code, 1, "{marker}: {json}");
         assert!(json.to_string().contains(message), "{marker}: {json}");
     }
@@ -428,7 +396,7 @@ fn a_rename_is_checked_like_a_field_that_kept_its_name() {
 fn changes_that_could_lose_or_break_data_are_refused() {
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("ledgerly");
-    assert_eq!(generate(&ledgerly(), &out).0, 0);
+    assert_eq!(generate_json(&ledgerly(), &out).0, 0);
     let before = migrations(&out);
     let manifest = std::fs::read(out.join(".bulwark/manifest.json")).unwrap();
     let field = "      vat_id: { type: string, max: 32, optional: true }\n";
@@ -468,14 +436,14 @@ fn changes_that_could_lose_or_break_data_are_refused() {
             "`exchange_rate` moves between tenant-scoped and global",
         ),
     ] {
-        let (code, json) = generate(&spec, &out);
+        let (code, json) = generate_json(&spec, &out);
         assert_eq!(code, 4, "{reason}: {json}");
         assert!(json["error"]["message"].as_str().unwrap().contains(reason), "{reason}: {json}");
         assert_eq!(migrations(&out), before, "{reason}: nothing written");
         assert_eq!(std::fs::read(out.join(".bulwark/manifest.json")).unwrap(), manifest);
     }
     // The acknowledgement must name something the spec no longer has.
-    let (code, json) = generate(
+    let (code, json) = generate_json(
         &format!("{}\nmigrations:\n  drop: [customer.name]\n", ledgerly()),
         &out,
     );

@@ -1,10 +1,13 @@
 //! The generated workspace of every example spec builds, passes clippy with `-D warnings`
 //! and `cargo fmt --check`, and its own tests (for ledgerly also the hand-written golden
 //! table in `tests/golden/`) pass against the PostgreSQL at `DATABASE_URL` (default: the
-//! local server). Workspaces build one after another and share
-//! one target directory, apart from bulwark's own, so their dependencies compile once.
+//! local server). So does ledgerly regenerated at API version v2 with v1 still served
+//! (`ledgerly-v2`: v1 with its own paths and bodies). Workspaces build one after another and
+//! share one target directory, apart from bulwark's own, so their dependencies compile once.
 
 #![allow(clippy::unwrap_used)]
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -38,21 +41,34 @@ fn cargo(dir: &Path, args: &[&str]) {
 
 #[test]
 fn generated_workspaces_build_lint_and_pass_their_tests() {
-    for spec in ["ledgerly", "tracker", "hostile"] {
+    let bumped = root().join("target/generated-workspaces/ledgerly-v2.yaml");
+    std::fs::create_dir_all(bumped.parent().unwrap()).unwrap();
+    std::fs::write(&bumped, common::ledgerly_bumped()).unwrap();
+    let example = |name: &str| root().join(format!("specs/{name}.yaml"));
+    let workspaces: [(&str, Vec<PathBuf>); 4] = [
+        ("ledgerly", vec![example("ledgerly")]),
+        ("tracker", vec![example("tracker")]),
+        ("hostile", vec![example("hostile")]),
+        // A version bump on top of a first generation, whose manifest recorded v1.
+        ("ledgerly-v2", vec![example("ledgerly"), bumped.clone()]),
+    ];
+    for (spec, generations) in workspaces {
         let out: PathBuf = root().join("target/generated-workspaces").join(spec);
         // A first generation each time (a previous one would be evolved from, not replaced).
         if out.exists() {
             std::fs::remove_dir_all(&out).unwrap();
         }
-        let status = Command::new(env!("CARGO_BIN_EXE_bulwark"))
-            .arg("generate")
-            .arg(root().join(format!("specs/{spec}.yaml")))
-            .arg("--out")
-            .arg(&out)
-            .arg("--force")
-            .status()
-            .unwrap();
-        assert!(status.success(), "generate {spec}");
+        for generation in &generations {
+            let status = Command::new(env!("CARGO_BIN_EXE_bulwark"))
+                .arg("generate")
+                .arg(generation)
+                .arg("--out")
+                .arg(&out)
+                .status()
+                .unwrap();
+            assert!(status.success(), "generate {}", generation.display());
+        }
+        let last = generations.last().unwrap();
         // Routes through the guard, operations of the spec, and the migrations' catalog.
         let database = std::env::var("DATABASE_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
@@ -60,7 +76,7 @@ fn generated_workspaces_build_lint_and_pass_their_tests() {
             .arg("audit")
             .arg(&out)
             .arg("--spec")
-            .arg(root().join(format!("specs/{spec}.yaml")))
+            .arg(last)
             .args(["--database", &database])
             .output()
             .unwrap();

@@ -577,12 +577,16 @@ fn a_hand_edit_follows_a_renamed_resource() {
     .unwrap();
     git(repo.path(), &["commit", "-qam", "hand edit"]);
 
-    // `time_entry` becomes `work_log` (nothing references it); its table is dropped.
+    // `time_entry` becomes `work_log` (nothing references it); its table is dropped, and v1,
+    // which still serves `time_entry`, is retired.
     assert!(tracker.contains("\n  time_entry:\n") && !tracker.contains("to: time_entry"));
+    let deprecated = "  deprecated:\n    v1: { since: 2026-11-01, sunset: 2027-05-01 }\n";
+    assert!(tracker.contains(deprecated));
     let renamed = format!(
         "{}\nmigrations:\n  drop: [time_entry]\n",
         tracker
             .replace("\n  time_entry:\n", "\n  work_log:\n")
+            .replace(deprecated, "")
             .trim_end()
     );
     let v2 = spec_file(work.path(), "v2.yaml", &renamed);

@@ -183,6 +183,7 @@ impl<'s> Lower<'s> {
                     .to_string(),
                 since_day: since.to_string(),
                 sunset_day: sunset.to_string(),
+                shape: None,
             });
         }
         versions.sort_by_key(|v| version_number(&v.version));

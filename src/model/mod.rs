@@ -43,7 +43,7 @@ pub struct App {
     pub deprecated_versions: Vec<DeprecatedVersion>,
 }
 
-/// An earlier API version still served: the current operations under its path prefix.
+/// An earlier API version still served, under its own path prefix, with the current policies.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DeprecatedVersion {
     /// `v1`, …
@@ -55,6 +55,9 @@ pub struct DeprecatedVersion {
     /// The days, `YYYY-MM-DD`, as the spec gives them.
     pub since_day: String,
     pub sunset_day: String,
+    /// What it serves, as recorded when it was current (`crate::versions`); `None` until
+    /// attached, and then it serves the current shapes.
+    pub shape: Option<crate::versions::ApiShape>,
 }
 
 /// How an operation is throttled when the spec gives it no rate limit of its own.

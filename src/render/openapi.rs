@@ -112,7 +112,7 @@ pub fn render_openapi(app: &App, options: &Options) -> String {
         }
     }
     builtin_paths(app, &mut paths, &mut schemas);
-    deprecated_paths(app, &mut paths);
+    deprecated_paths(app, &mut paths, &mut schemas);
     let scopes: Map<String, Value> = app
         .scopes
         .iter()
@@ -137,31 +137,155 @@ pub fn render_openapi(app: &App, options: &Options) -> String {
     text
 }
 
-/// Earlier versions still served: each current path again under their prefix, its
-/// operations marked deprecated, with their own ids and the sunset.
-fn deprecated_paths(app: &App, paths: &mut Map<String, Value>) {
-    let current: Vec<(String, Value)> = paths.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+/// Earlier versions still served: the operations each has, under its prefix (at its own
+/// path where it was other), marked deprecated, with their own ids and the sunset; where its
+/// bodies were other, schemas of its own (`v1.Invoice`: a `.` never occurs in a type name).
+fn deprecated_paths(app: &App, paths: &mut Map<String, Value>, schemas: &mut Map<String, Value>) {
+    let current = paths.clone();
+    let operation = |path: &str, method: &str| -> Option<Value> {
+        current.get(path)?.get(method.to_lowercase()).cloned()
+    };
     for previous in &app.deprecated_versions {
-        for (path, item) in &current {
-            let rest = path
-                .strip_prefix('/')
-                .and_then(|p| p.split_once('/'))
-                .map_or("", |(_, rest)| rest);
-            let mut item = item.clone();
-            if let Some(operations) = item.as_object_mut() {
-                for op in operations.values_mut().filter_map(Value::as_object_mut) {
-                    let id = op
-                        .get("operationId")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default();
-                    let id = format!("{}.{id}", previous.version);
-                    op.insert("operationId".into(), json!(id));
-                    op.insert("deprecated".into(), json!(true));
-                    op.insert("x-sunset".into(), json!(previous.sunset_day));
+        let mut served: Vec<(String, String, Value)> = Vec::new();
+        for resource in &app.resources {
+            let Some(shape) = previous.serves(resource) else {
+                continue;
+            };
+            if let Some(fields) = &shape.fields {
+                previous_schemas(&previous.version, resource, fields, schemas);
+            }
+            for action in &shape.actions {
+                let Some(mut op) = operation(&action.path, action.method.as_str()) else {
+                    continue;
+                };
+                if shape.fields.is_some() {
+                    rename_refs(&mut op, &previous.version, &resource.type_name);
+                }
+                let path = previous.path_of(app, resource, &shape, action);
+                served.push((path, action.method.as_str().to_lowercase(), op));
+            }
+        }
+        for builtin in app.builtin_operations() {
+            if let Some(op) = operation(&builtin.path, builtin.method) {
+                let rest = builtin
+                    .path
+                    .strip_prefix('/')
+                    .and_then(|p| p.split_once('/'))
+                    .map_or("", |(_, rest)| rest);
+                let path = format!("/{}/{rest}", previous.version);
+                served.push((path, builtin.method.to_lowercase(), op));
+            }
+        }
+        for (path, method, mut op) in served {
+            if let Some(op) = op.as_object_mut() {
+                let id = op
+                    .get("operationId")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let id = format!("{}.{id}", previous.version);
+                op.insert("operationId".into(), json!(id));
+                op.insert("deprecated".into(), json!(true));
+                op.insert("x-sunset".into(), json!(previous.sunset_day));
+            }
+            let entry = paths.entry(path).or_insert_with(|| json!({}));
+            if let Some(entry) = entry.as_object_mut() {
+                entry.insert(method, op);
+            }
+        }
+    }
+}
+
+/// Points an operation's references to a resource's schemas at the version's own.
+fn rename_refs(value: &mut Value, version: &str, type_name: &str) {
+    match value {
+        Value::Object(map) => {
+            for (key, inner) in map.iter_mut() {
+                match inner {
+                    Value::String(target) if key == "$ref" => {
+                        let prefix = "#/components/schemas/";
+                        if let Some(name) = target.strip_prefix(prefix)
+                            && (name == type_name
+                                || name
+                                    .strip_prefix(type_name)
+                                    .is_some_and(|r| r.starts_with('.')))
+                        {
+                            *target = format!("{prefix}{version}.{name}");
+                        }
+                    }
+                    _ => rename_refs(inner, version, type_name),
                 }
             }
-            paths.insert(format!("/{}/{rest}", previous.version), item);
         }
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|i| rename_refs(i, version, type_name)),
+        _ => {}
+    }
+}
+
+/// A resource's schemas in an earlier version: the current ones with that version's property
+/// names, without the fields it does not have.
+fn previous_schemas(
+    version: &str,
+    resource: &Resource,
+    fields: &[(&crate::model::Field, &str)],
+    schemas: &mut Map<String, Value>,
+) {
+    let name = &resource.type_name;
+    let reshape = |schema: &Value, keep: &[&str]| -> Value {
+        let mut schema = schema.clone();
+        let properties = schema
+            .get("properties")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let required: Vec<String> = schema
+            .get("required")
+            .and_then(Value::as_array)
+            .map(|r| {
+                r.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut new_properties = Map::new();
+        let mut new_required = Vec::new();
+        for key in keep {
+            if let Some(p) = properties.get(*key) {
+                new_properties.insert((*key).to_owned(), p.clone());
+                if required.iter().any(|r| r == key) {
+                    new_required.push(json!(key));
+                }
+            }
+        }
+        for (field, json_name) in fields {
+            if let Some(p) = properties.get(&field.json) {
+                new_properties.insert((*json_name).to_owned(), p.clone());
+                if required.contains(&field.json) {
+                    new_required.push(json!(json_name));
+                }
+            }
+        }
+        if let Some(map) = schema.as_object_mut() {
+            map.insert("properties".into(), Value::Object(new_properties));
+            if map.contains_key("required") {
+                map.insert("required".into(), Value::Array(new_required));
+            }
+        }
+        schema
+    };
+    if let Some(output) = schemas.get(name.as_str()) {
+        let output = reshape(output, &["id", "created_at", "updated_at"]);
+        schemas.insert(format!("{version}.{name}"), output);
+    }
+    if let Some(input) = schemas.get(&format!("{name}.Input")) {
+        let input = reshape(input, &[]);
+        schemas.insert(format!("{version}.{name}.Input"), input);
+    }
+    if let Some(page) = schemas.get(&format!("{name}.Page")) {
+        let mut page = page.clone();
+        rename_refs(&mut page, version, name);
+        schemas.insert(format!("{version}.{name}.Page"), page);
     }
 }
 

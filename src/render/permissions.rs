@@ -21,8 +21,30 @@ struct Context<'a> {
     environments: Vec<EnvironmentRow>,
     scopes: Vec<ScopeRow>,
     conditions: Vec<ConditionRow>,
-    /// Versions and days are checked names and dates: nothing to escape.
-    deprecated: &'a [crate::model::DeprecatedVersion],
+    deprecated: Vec<PreviousRow<'a>>,
+}
+
+/// An earlier version still served. Versions, days, paths and operation ids are checked
+/// names and dates: nothing to escape beyond the backticks of the code spans.
+#[derive(Serialize)]
+struct PreviousRow<'a> {
+    version: &'a str,
+    since_day: &'a str,
+    sunset_day: &'a str,
+    /// Whether it serves every operation as the current version does.
+    as_current: bool,
+    /// Its routes at paths or with bodies of its own.
+    own: Vec<OwnRoute>,
+    /// Current operations it does not serve (newer than it).
+    unserved: String,
+}
+
+#[derive(Serialize)]
+struct OwnRoute {
+    method: &'static str,
+    path: String,
+    id: String,
+    bodies: &'static str,
 }
 
 #[derive(Serialize)]
@@ -252,7 +274,7 @@ pub fn render_permissions(
             })
             .collect(),
         scopes: scope_rows(app),
-        deprecated: &app.deprecated_versions,
+        deprecated: previous_rows(app),
     };
     templates::render("PERMISSIONS.md", &context)
 }
@@ -329,4 +351,48 @@ fn rate_limit(
         (None, RouteClass::Sensitive) => format!("{} (sensitive)", show(app.sensitive_rate_limit)),
         (None, RouteClass::Standard) => "—".into(),
     }
+}
+
+/// What each earlier version serves otherwise than the current one.
+fn previous_rows(app: &App) -> Vec<PreviousRow<'_>> {
+    app.deprecated_versions
+        .iter()
+        .map(|version| {
+            let mut own = Vec::new();
+            let mut unserved = Vec::new();
+            for resource in &app.resources {
+                let served = version.serves(resource);
+                for action in &resource.actions {
+                    let id = format!("{}.{}", resource.name, action.name);
+                    match &served {
+                        Some(served) if served.actions.iter().any(|a| a.name == action.name) => {
+                            if !served.unchanged(resource, action) {
+                                own.push(OwnRoute {
+                                    method: action.method.as_str(),
+                                    path: version
+                                        .path_of(app, resource, served, action)
+                                        .replace('`', ""),
+                                    id: id.replace('`', ""),
+                                    bodies: match (&action.kind, &served.fields) {
+                                        (crate::model::ActionKind::Delete, _) => "none",
+                                        (_, Some(_)) => "its own",
+                                        (_, None) => "the current ones",
+                                    },
+                                });
+                            }
+                        }
+                        _ => unserved.push(format!("`{}`", id.replace('`', ""))),
+                    }
+                }
+            }
+            PreviousRow {
+                version: &version.version,
+                since_day: &version.since_day,
+                sunset_day: &version.sunset_day,
+                as_current: version.serves_as_current(app),
+                own,
+                unserved: unserved.join(", "),
+            }
+        })
+        .collect()
 }

@@ -26,8 +26,58 @@ pub fn ledgerly() -> String {
         .unwrap()
 }
 
+/// Writes `spec` beside `out` and generates it into `out` with `--format json`: the exit
+/// code and the JSON printed.
+pub fn generate_json(spec: &str, out: &Path) -> (i32, serde_json::Value) {
+    let file = out.with_extension("yaml");
+    std::fs::write(&file, spec).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_bulwark"))
+        .args(["--format", "json", "generate"])
+        .arg(&file)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
+    let json = serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null);
+    (output.status.code().unwrap(), json)
+}
+
+/// ledgerly with `customer` renamed to `client`, and its `vat_id` to `tax_id`.
+pub fn ledgerly_client() -> String {
+    ledgerly()
+        .replace(
+            "  customer:\n    description: A client of the agency\n",
+            "  client:\n    description: A client of the agency\n",
+        )
+        .replace("to: customer }", "to: client }")
+        .replace(
+            "      vat_id: { type: string, max: 32, optional: true }\n",
+            "      tax_id: { type: string, max: 32, optional: true }\n",
+        )
+        .replace(
+            "payments:",
+            "migrations:\n  rename:\n    customer: client\n    client.vat_id: tax_id\n\npayments:",
+        )
+}
+
 /// The PostgreSQL server the tests use (a role that may create databases and roles).
 pub fn database_url() -> String {
     std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// ledgerly at API version v2, v1 still served (deprecated): `customer` renamed to `client`
+/// and its `vat_id` to `tax_id`, a new optional `client.notes`. Generated on top of ledgerly,
+/// v1 keeps its paths and property names.
+pub fn ledgerly_bumped() -> String {
+    ledgerly_client()
+        .replace(
+            "      tax_id: { type: string, max: 32, optional: true }\n",
+            "      tax_id: { type: string, max: 32, optional: true }\n      notes: { type: text, optional: true }\n",
+        )
+        .replacen(
+            "  version: v1\n",
+            "  version: v2\n  deprecated:\n    v1: { since: 2026-11-01, sunset: 2027-06-01 }\n",
+            1,
+        )
 }

@@ -4,8 +4,9 @@
 use super::{
     doc, doc_opt, enum_type, ident, inner_doc, input_optional, input_type, is_input, value_type,
 };
-use crate::model::{App, FieldType, Resource};
+use crate::model::{ActionKind, App, DeprecatedVersion, Field, FieldType, Resource};
 use crate::render::{FileSet, RenderError};
+use crate::versions::Served;
 use proc_macro2::TokenStream;
 use quote::quote;
 
@@ -27,12 +28,28 @@ pub fn render_api(app: &App, files: &mut FileSet, dir: &str) -> Result<(), Rende
             pub mod memberships;
         )
     });
+    // Earlier versions whose bodies differ somewhere have types of their own.
+    let previous: Vec<(&DeprecatedVersion, Vec<(&Resource, Served<'_>)>)> = app
+        .deprecated_versions
+        .iter()
+        .map(|v| {
+            let reshaped = app
+                .resources
+                .iter()
+                .filter_map(|r| v.serves(r).filter(|s| s.fields.is_some()).map(|s| (r, s)))
+                .collect::<Vec<_>>();
+            (v, reshaped)
+        })
+        .filter(|(_, reshaped)| !reshaped.is_empty())
+        .collect();
+    let version_mods = previous.iter().map(|(v, _)| ident(&v.version));
     let lib = quote! {
         #![forbid(unsafe_code)]
         //! Request and response types of the API, shared by the server and the typed client.
 
         #(pub mod #modules;)*
         #memberships_mod
+        #(pub mod #version_mods;)*
 
         use serde::{Deserialize, Serialize};
 
@@ -140,7 +157,177 @@ pub fn render_api(app: &App, files: &mut FileSet, dir: &str) -> Result<(), Rende
         let tokens = resource_module(resource);
         files.insert_rust(&format!("{dir}/src/{}.rs", resource.ident), tokens)?;
     }
+    for (version, reshaped) in &previous {
+        let modules = reshaped.iter().map(|(r, _)| ident(&r.ident));
+        let title = inner_doc(&format!(
+            "The bodies of API version `{}` (deprecated, sunset {}) where they differ from the current version's: its property names, without the fields added since.",
+            version.version, version.sunset_day
+        ));
+        files.insert_rust(
+            &format!("{dir}/src/{}.rs", version.version),
+            quote! { #title #(pub mod #modules;)* },
+        )?;
+        for (resource, served) in reshaped {
+            let tokens = previous_module(version, resource, served);
+            files.insert_rust(
+                &format!("{dir}/src/{}/{}.rs", version.version, resource.ident),
+                tokens,
+            )?;
+        }
+    }
     Ok(())
+}
+
+/// The fields every row has after its own.
+fn timestamps() -> TokenStream {
+    quote! {
+        /// When it was created.
+        pub created_at: chrono::DateTime<chrono::Utc>,
+        /// When it was last changed.
+        pub updated_at: chrono::DateTime<chrono::Utc>,
+    }
+}
+
+/// Whether a field's value type is `Copy` (clippy refuses a `clone` of one).
+fn is_copy(ty: &FieldType) -> bool {
+    !matches!(
+        ty,
+        FieldType::String
+            | FieldType::Text
+            | FieldType::Email
+            | FieldType::Principal
+            | FieldType::Money
+    )
+}
+
+/// A resource's types in an earlier version whose fields differ from the current ones, with
+/// their conversions from and to the current types.
+fn previous_module(
+    version: &DeprecatedVersion,
+    resource: &Resource,
+    served: &Served<'_>,
+) -> TokenStream {
+    let fields = served.fields.as_deref().unwrap_or_default();
+    let name = ident(&resource.type_name);
+    let input = input_type(resource);
+    let module = ident(&resource.ident);
+    let title = inner_doc(&format!(
+        "`{}` as API version `{}` serves it.",
+        resource.name, version.version
+    ));
+    let mut out_fields = Vec::new();
+    let mut out_convert = Vec::new();
+    let mut in_fields = Vec::new();
+    let mut in_given = Vec::new();
+    for (field, json) in fields {
+        let f = ident(&field.ident);
+        let ty = value_type(resource, field, None);
+        let fdoc = doc_opt(field.description.as_deref());
+        let out_ty = if field.optional {
+            quote!(Option<#ty>)
+        } else {
+            ty.clone()
+        };
+        let rename = (field.ident != *json).then(|| quote!(#[serde(rename = #json)]));
+        out_fields.push(quote! { #fdoc #rename pub #f: #out_ty, });
+        out_convert.push(quote! { #f: current.#f, });
+        if !is_input(field) {
+            continue;
+        }
+        if input_optional(field) {
+            in_fields.push(quote! {
+                #fdoc
+                #rename
+                #[serde(default, skip_serializing_if = "Option::is_none")]
+                pub #f: Option<#ty>,
+            });
+        } else {
+            in_fields.push(quote! { #fdoc #rename pub #f: #ty, });
+        }
+        in_given.push(quote! { #f: self.#f, });
+    }
+    // The current input's fields this version does not have: left to their defaults when a
+    // row is created, kept as stored when one is updated.
+    let missing: Vec<&Field> = resource
+        .fields
+        .iter()
+        .filter(|f| is_input(f) && !fields.iter().any(|(g, _)| g.name == f.name))
+        .collect();
+    let creates = served.actions.iter().any(|a| a.kind == ActionKind::Create);
+    let updates = served.actions.iter().any(|a| a.kind == ActionKind::Update);
+    let into_new = creates.then(|| {
+        let none = missing.iter().map(|f| {
+            let f = ident(&f.ident);
+            quote!(#f: None,)
+        });
+        quote! {
+            /// The current input of a create: the fields this version does not have are
+            /// left out, so their defaults apply.
+            pub fn into_new(self) -> crate::#module::#input {
+                crate::#module::#input { #(#in_given)* #(#none)* }
+            }
+        }
+    });
+    let into_current = updates.then(|| {
+        let kept = missing.iter().map(|field| {
+            let f = ident(&field.ident);
+            let value = if is_copy(&field.ty) {
+                quote!(stored.#f)
+            } else {
+                quote!(stored.#f.clone())
+            };
+            if input_optional(field) && !field.optional {
+                quote!(#f: Some(#value),)
+            } else {
+                quote!(#f: #value,)
+            }
+        });
+        quote! {
+            /// The current input of an update of `stored`: the fields this version does not
+            /// have keep their stored values.
+            pub fn into_current(self, stored: &crate::#module::#name) -> crate::#module::#input {
+                crate::#module::#input { #(#in_given)* #(#kept)* }
+            }
+        }
+    });
+    let version_name = &version.version;
+    let timestamps = timestamps();
+    let struct_doc = doc(&format!("`{}` in `{version_name}`.", resource.name));
+    let input_doc = doc(&format!(
+        "The body of a create or update request in `{version_name}`."
+    ));
+    quote! {
+        #title
+
+        use serde::{Deserialize, Serialize};
+
+        #struct_doc
+        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        pub struct #name {
+            /// Identifier.
+            pub id: uuid::Uuid,
+            #(#out_fields)*
+            #timestamps
+        }
+
+        impl From<crate::#module::#name> for #name {
+            fn from(current: crate::#module::#name) -> Self {
+                #name { id: current.id, #(#out_convert)* created_at: current.created_at, updated_at: current.updated_at }
+            }
+        }
+
+        #input_doc
+        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct #input {
+            #(#in_fields)*
+        }
+
+        impl #input {
+            #into_new
+            #into_current
+        }
+    }
 }
 
 fn resource_module(resource: &Resource) -> TokenStream {
@@ -249,6 +436,7 @@ fn resource_module(resource: &Resource) -> TokenStream {
             }
         }
     }
+    let timestamps = timestamps();
     let check_use = (!checks.is_empty()).then(|| {
         quote!(
             use crate::check;
@@ -272,10 +460,7 @@ fn resource_module(resource: &Resource) -> TokenStream {
             /// Identifier.
             pub id: uuid::Uuid,
             #(#out_fields)*
-            /// When it was created.
-            pub created_at: chrono::DateTime<chrono::Utc>,
-            /// When it was last changed.
-            pub updated_at: chrono::DateTime<chrono::Utc>,
+            #timestamps
         }
 
         /// The body of a create or update request.

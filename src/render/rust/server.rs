@@ -2,9 +2,10 @@
 //! data layer (sqlx, tenant-scoped transactions), problem+json errors and the binary.
 
 use super::{crate_ident, doc, enum_type, ident, inner_doc, input_type, value_type};
-use crate::model::{Action, ActionKind, App, Field, FieldType, Resource, Value};
+use crate::model::{Action, ActionKind, App, DeprecatedVersion, Field, FieldType, Resource, Value};
 use crate::render::escape::sql_ident;
 use crate::render::{FileSet, RenderError};
+use crate::versions::Served;
 use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote};
 
@@ -610,8 +611,10 @@ fn guard() -> TokenStream {
             Some(Arc::new(RateLimiter::keyed(quota)))
         }
 
-        /// An earlier API version still served: every operation also answers under its path
-        /// prefix, through the same guard and policies, marked deprecated.
+        /// An earlier API version still served, through the same guard and policies, marked
+        /// deprecated: under its path prefix, each operation it has either as the current
+        /// version serves it or, where its paths or bodies were its own, by a handler of its
+        /// own registered with [`GuardedRouter::previous`].
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
         pub struct PreviousVersion {
             /// Its path prefix, `v1`, …
@@ -622,9 +625,16 @@ fn guard() -> TokenStream {
             pub deprecation: &'static str,
             /// The `Sunset` header (RFC 8594): when it stops being served.
             pub sunset: &'static str,
+            /// The operations it serves as the current version does, by id; `None`: every one.
+            pub same: Option<&'static [&'static str]>,
         }
 
         impl PreviousVersion {
+            /// Whether it serves `operation` as the current version does.
+            pub fn serves_as_current(&self, operation: &Operation) -> bool {
+                self.same.is_none_or(|ids| ids.contains(&operation.id))
+            }
+
             /// `path` (of the current version) under this version's prefix.
             pub fn path(&self, path: &str) -> String {
                 let rest = path.strip_prefix('/').and_then(|p| p.split_once('/')).map_or("", |(_, rest)| rest);
@@ -638,17 +648,19 @@ fn guard() -> TokenStream {
             registered: Vec<&'static Operation>,
             routes: Vec<(&'static str, String)>,
             previous: &'static [PreviousVersion],
+            /// The guard of each operation registered, for its previous versions' routes.
+            guards: BTreeMap<&'static str, Guard>,
             auth: Arc<Authority>,
         }
 
         impl<S: Clone + Send + Sync + 'static> GuardedRouter<S> {
             /// An empty router whose guard decides with `auth`.
             pub fn new(auth: Arc<Authority>) -> Self {
-                GuardedRouter { paths: BTreeMap::new(), registered: Vec::new(), routes: Vec::new(), previous: &[], auth }
+                GuardedRouter { paths: BTreeMap::new(), registered: Vec::new(), routes: Vec::new(), previous: &[], guards: BTreeMap::new(), auth }
             }
 
-            /// The same, also serving every operation registered from now on under the
-            /// prefixes of `previous` versions, deprecated.
+            /// The same, also serving each operation registered from now on under the
+            /// prefixes of the `previous` versions that serve it as the current one, deprecated.
             pub fn with_previous_versions(mut self, previous: &'static [PreviousVersion]) -> Self {
                 self.previous = previous;
                 self
@@ -662,26 +674,37 @@ fn guard() -> TokenStream {
                 T: 'static,
             {
                 let guard = Guard { operation, limiter: limiter(operation, &self.auth.rate_limits), auth: self.auth.clone(), checks: Arc::default() };
-                let filter = match operation.method {
-                    "GET" => MethodFilter::GET,
-                    "POST" => MethodFilter::POST,
-                    "PUT" => MethodFilter::PUT,
-                    "PATCH" => MethodFilter::PATCH,
-                    "DELETE" => MethodFilter::DELETE,
-                    other => {
-                        // Not registered: the path answers 404 or 405 (fails closed).
-                        tracing::error!(operation = operation.id, method = other, "unknown method; operation not registered");
-                        return self;
-                    }
+                let Some(filter) = method_filter(operation) else {
+                    return self;
                 };
                 // A previous version's route shares the guard (its rate limit too) and the
                 // handler; its answers, refusals included, carry the deprecation headers.
-                for previous in self.previous {
-                    let deprecated = handler.clone().layer(from_fn_with_state(guard.clone(), authorize)).layer(from_fn_with_state(*previous, deprecate));
+                for previous in self.previous.iter().filter(|p| p.serves_as_current(operation)) {
+                    let deprecation = Deprecation::of(previous, operation.path, operation.path);
+                    let deprecated = handler.clone().layer(from_fn_with_state(guard.clone(), authorize)).layer(from_fn_with_state(deprecation, deprecate));
                     self.add(operation.method, previous.path(operation.path), filter, deprecated);
                 }
+                self.guards.insert(operation.id, guard.clone());
                 self.add(operation.method, operation.path.to_owned(), filter, handler.layer(from_fn_with_state(guard, authorize)));
                 self.registered.push(operation);
+                self
+            }
+
+            /// Registers `handler` for `operation` as the `previous` version serves it, at its
+            /// own `path`: behind the current route's guard (its rate limit too), its answers
+            /// marked deprecated. An operation not registered first is not served at all.
+            pub fn previous<H, T>(mut self, operation: &'static Operation, previous: &'static PreviousVersion, path: &'static str, handler: H) -> Self
+            where
+                H: Handler<T, S>,
+                T: 'static,
+            {
+                let (Some(filter), Some(guard)) = (method_filter(operation), self.guards.get(operation.id).cloned()) else {
+                    tracing::error!(operation = operation.id, version = previous.version, "previous version of an unregistered operation; not served");
+                    return self;
+                };
+                let deprecation = Deprecation::of(previous, path, operation.path);
+                let deprecated = handler.layer(from_fn_with_state(guard, authorize)).layer(from_fn_with_state(deprecation, deprecate));
+                self.add(operation.method, path.to_owned(), filter, deprecated);
                 self
             }
 
@@ -717,11 +740,46 @@ fn guard() -> TokenStream {
             }
         }
 
+        /// The method filter of an operation; `None` (and not registered: the path answers 404
+        /// or 405, failing closed) for a method the router does not know.
+        fn method_filter(operation: &Operation) -> Option<MethodFilter> {
+            Some(match operation.method {
+                "GET" => MethodFilter::GET,
+                "POST" => MethodFilter::POST,
+                "PUT" => MethodFilter::PUT,
+                "PATCH" => MethodFilter::PATCH,
+                "DELETE" => MethodFilter::DELETE,
+                other => {
+                    tracing::error!(operation = operation.id, method = other, "unknown method; operation not registered");
+                    return None;
+                }
+            })
+        }
+
+        /// What marks a previous version's route deprecated: the version, and the start of
+        /// its path with the start of the current path that succeeds it.
+        #[derive(Clone, Debug)]
+        struct Deprecation {
+            version: PreviousVersion,
+            /// `/v1/customers` for `/v2/clients` (up to the first parameter).
+            old_prefix: String,
+            new_prefix: String,
+        }
+
+        impl Deprecation {
+            /// For the route at `old_path` of the operation at `new_path`.
+            fn of(version: &PreviousVersion, old_path: &str, new_path: &str) -> Self {
+                let fixed = |path: &str| path.split("/{").next().unwrap_or_default().to_owned();
+                let old_path = if old_path == new_path { version.path(new_path) } else { old_path.to_owned() };
+                Deprecation { version: *version, old_prefix: fixed(&old_path), new_prefix: fixed(new_path) }
+            }
+        }
+
         /// Marks every answer of a previous API version deprecated: since when, until when,
         /// and the path that succeeds it.
-        async fn deprecate(State(previous): State<PreviousVersion>, request: Request, next: Next) -> Response {
-            let prefix = format!("/{}/", previous.version);
-            let successor = request.uri().path().strip_prefix(&prefix).map(|rest| format!("</{}/{rest}>; rel=\"successor-version\"", previous.successor));
+        async fn deprecate(State(deprecation): State<Deprecation>, request: Request, next: Next) -> Response {
+            let previous = deprecation.version;
+            let successor = request.uri().path().strip_prefix(&deprecation.old_prefix).map(|rest| format!("<{}{rest}>; rel=\"successor-version\"", deprecation.new_prefix));
             let mut response = next.run(request).await;
             let headers = response.headers_mut();
             headers.insert("deprecation", HeaderValue::from_static(previous.deprecation));
@@ -1951,7 +2009,21 @@ fn routes(app: &App) -> TokenStream {
     let successor = app.api_version.as_str();
     let previous = app.deprecated_versions.iter().map(|v| {
         let (version, deprecation, sunset) = (v.version.as_str(), v.deprecation.as_str(), v.sunset.as_str());
-        quote!(PreviousVersion { version: #version, successor: #successor, deprecation: #deprecation, sunset: #sunset })
+        let same = if v.serves_as_current(app) {
+            quote!(None)
+        } else {
+            let ids = app.resources.iter().flat_map(|r| {
+                let served = v.serves(r);
+                r.actions
+                    .iter()
+                    .filter(move |a| served.as_ref().is_some_and(|s| s.unchanged(r, a)))
+                    .map(move |a| format!("{}.{}", r.name, a.name))
+            });
+            let builtins = builtins.iter().map(|b| b.id.to_owned());
+            let ids: Vec<String> = ids.chain(builtins).collect();
+            quote!(Some(&[#(#ids),*]))
+        };
+        quote!(PreviousVersion { version: #version, successor: #successor, deprecation: #deprecation, sunset: #sunset, same: #same })
     });
     let (public_requests, public_secs) = (
         app.public_rate_limit.requests,
@@ -1975,8 +2047,8 @@ fn routes(app: &App) -> TokenStream {
         /// `RATE_LIMIT_SENSITIVE` override them when the server starts).
         pub const CLASS_LIMITS: ClassLimits = ClassLimits { public: Some((#public_requests, #public_secs)), sensitive: Some((#sensitive_requests, #sensitive_secs)) };
 
-        /// Earlier API versions still served, deprecated, until the spec retires them: every
-        /// operation also answers under their prefixes.
+        /// Earlier API versions still served, deprecated, until the spec retires them: the
+        /// operations they have answer under their prefixes.
         pub const PREVIOUS_VERSIONS: &[PreviousVersion] = &[#(#previous),*];
 
         /// Every route of the service, registered through the guard.
@@ -2233,6 +2305,36 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
         });
         registrations.push(quote!(.operation(&#op, #handler)));
     }
+    // Earlier versions that serve an operation at a path or with bodies of their own: after
+    // the current route, whose guard theirs share.
+    let mut previous_modules = Vec::new();
+    for (index, version) in app.deprecated_versions.iter().enumerate() {
+        let Some(served) = version.serves(resource) else {
+            continue;
+        };
+        let reshaped = served.fields.is_some();
+        let version_mod = ident(&version.version);
+        for action in served
+            .actions
+            .iter()
+            .filter(|a| !served.unchanged(resource, a))
+        {
+            let op = operation_const(action);
+            let path = version.path_of(app, resource, &served, action);
+            let handler = format_ident!("handle_{}", action.ident.trim_end_matches('_'));
+            let handler = if reshaped && action.kind != ActionKind::Delete {
+                quote!(#version_mod::#handler)
+            } else {
+                quote!(#handler)
+            };
+            registrations.push(
+                quote!(.previous(&#op, &crate::routes::PREVIOUS_VERSIONS[#index], #path, #handler)),
+            );
+        }
+        if reshaped {
+            previous_modules.push(previous_handlers(app, version, resource, &served, api));
+        }
+    }
 
     // The data layer always offers create/read/update/delete/list (operator commands and
     // tests use them); routes exist only for the actions the spec declares. Repository
@@ -2257,21 +2359,8 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
         } else {
             quote!()
         };
-        // A transaction scoped to the caller's tenant (global resources: none to scope).
-        let begin = if tenant {
-            quote! { let mut tx = crate::tenant::begin(&state.db, principal.tenant).await?; }
-        } else {
-            quote! { let mut tx = state.db.begin().await?; }
-        };
-        // A denial rolls the transaction back, then leaves its audit event.
-        let check = |row: TokenStream| {
-            quote! {
-                if let Err(denial) = state.auth.check(&principal, &#op, #entity, #row.id, &#row) {
-                    tx.rollback().await?;
-                    return Err(denial.record(&state.db).await);
-                }
-            }
-        };
+        let begin = begin_transaction(tenant);
+        let check = |row: TokenStream| check_row(&quote!(#op), entity, row);
         // A change commits with its audit event.
         let commit = |id: TokenStream| {
             quote! {
@@ -2786,5 +2875,129 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
         #(#functions)*
 
         #(#handlers)*
+
+        #(#previous_modules)*
+    }
+}
+
+/// A transaction scoped to the caller's tenant (global resources: none to scope).
+fn begin_transaction(tenant: bool) -> TokenStream {
+    if tenant {
+        quote! { let mut tx = crate::tenant::begin(&state.db, principal.tenant).await?; }
+    } else {
+        quote! { let mut tx = state.db.begin().await?; }
+    }
+}
+
+/// Authorizes `row` for the operation `op` in a handler's transaction: a denial rolls the
+/// transaction back, then leaves its audit event.
+fn check_row(op: &TokenStream, entity: &str, row: TokenStream) -> TokenStream {
+    quote! {
+        if let Err(denial) = state.auth.check(&principal, &#op, #entity, #row.id, &#row) {
+            tx.rollback().await?;
+            return Err(denial.record(&state.db).await);
+        }
+    }
+}
+
+/// The handlers of an earlier version whose bodies differ: the current handler between
+/// conversions from and to that version's types (`<api>::<version>`), so the guard, the
+/// policies and the audit are the current ones. Its update reads the stored row (locked) to
+/// keep the fields it does not have.
+fn previous_handlers(
+    app: &App,
+    version: &DeprecatedVersion,
+    resource: &Resource,
+    served: &Served<'_>,
+    api: &Ident,
+) -> TokenStream {
+    let version_mod = ident(&version.version);
+    let module = ident(&resource.ident);
+    let ty = ident(&resource.type_name);
+    let input_ty = input_type(resource);
+    let tenant = !resource.global;
+    let entity = resource.type_name.as_str();
+    let old = quote!(#api::#version_mod::#module::#ty);
+    let old_input = quote!(#api::#version_mod::#module::#input_ty);
+    let mut handlers = Vec::new();
+    for action in &served.actions {
+        let handler = format_ident!("handle_{}", action.ident.trim_end_matches('_'));
+        let hdoc = doc(&format!(
+            "Handles `{} {}` as `{}` serves it.",
+            action.method.as_str(),
+            version.path_of(app, resource, served, action),
+            version.version
+        ));
+        // Reads and lists of public operations take no principal; the other handlers always do.
+        let takes_principal =
+            action.public.is_none() || !matches!(action.kind, ActionKind::Read | ActionKind::List);
+        let principal = takes_principal.then(|| quote!(principal: crate::tenant::Principal,));
+        let principal_arg = takes_principal.then(|| quote!(principal,));
+        handlers.push(match &action.kind {
+            ActionKind::Read | ActionKind::Custom(_) => quote! {
+                #hdoc
+                pub async fn #handler(state: State<AppState>, #principal path: crate::problem::ApiPath<uuid::Uuid>) -> Result<axum::Json<#old>, Problem> {
+                    let axum::Json(row) = super::#handler(state, #principal_arg path).await?;
+                    Ok(axum::Json(row.into()))
+                }
+            },
+            ActionKind::List => quote! {
+                #hdoc
+                pub async fn #handler(state: State<AppState>, #principal query: crate::problem::ApiQuery<#api::ListQuery>) -> Result<axum::Json<#api::Page<#old>>, Problem> {
+                    let axum::Json(page) = super::#handler(state, #principal_arg query).await?;
+                    Ok(axum::Json(#api::Page { items: page.items.into_iter().map(Into::into).collect(), next_after: page.next_after }))
+                }
+            },
+            ActionKind::Create => quote! {
+                #hdoc
+                pub async fn #handler(state: State<AppState>, #principal crate::problem::ApiJson(input): crate::problem::ApiJson<#old_input>) -> Result<(axum::http::StatusCode, axum::Json<#old>), Problem> {
+                    let (status, axum::Json(row)) = super::#handler(state, #principal_arg crate::problem::ApiJson(input.into_new())).await?;
+                    Ok((status, axum::Json(row.into())))
+                }
+            },
+            ActionKind::Update => {
+                let op = operation_const(action);
+                let tenant_arg = tenant.then(|| quote!(principal.tenant,));
+                let begin = begin_transaction(tenant);
+                let check = |row: TokenStream| check_row(&quote!(super::#op), entity, row);
+                let (check_stored, check_written) = (check(quote!(stored)), check(quote!(written)));
+                quote! {
+                    #hdoc
+                    pub async fn #handler(State(state): State<AppState>, principal: crate::tenant::Principal, crate::problem::ApiPath(id): crate::problem::ApiPath<uuid::Uuid>, crate::problem::ApiJson(input): crate::problem::ApiJson<#old_input>) -> Result<axum::Json<#old>, Problem> {
+                        #begin
+                        let stored = super::fetch(&mut tx, #tenant_arg id, true).await?.ok_or_else(Problem::not_found)?;
+                        #check_stored
+                        // What this version does not have keeps its stored value: the row is
+                        // locked, so nobody changes it in between.
+                        let input = input.into_current(&stored);
+                        input.validate().map_err(Problem::validation)?;
+                        let written = super::update(&mut tx, #tenant_arg id, &input).await?.ok_or_else(Problem::not_found)?;
+                        #check_written
+                        let event = crate::audit::Event::of(&principal, &super::#op, #entity, Some(written.id.to_string()), crate::audit::Outcome::Allowed, #tenant);
+                        crate::audit::commit(tx, &event).await?;
+                        Ok(axum::Json(written.into()))
+                    }
+                }
+            }
+            // No body either way: the current handler serves it.
+            ActionKind::Delete => quote!(),
+        });
+    }
+    if handlers.iter().all(TokenStream::is_empty) {
+        return quote!();
+    }
+    let mdoc = doc(&format!(
+        "`{}` as API version `{}` serves it (deprecated, sunset {}).",
+        resource.name, version.version, version.sunset_day
+    ));
+    quote! {
+        #mdoc
+        pub mod #version_mod {
+            use crate::problem::Problem;
+            use crate::AppState;
+            use axum::extract::State;
+
+            #(#handlers)*
+        }
     }
 }

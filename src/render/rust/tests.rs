@@ -26,10 +26,22 @@ pub fn render_tests(
         .map(|&index| resource_steps(app, index, &api))
         .collect();
     render_samples(app, files, dir, &api)?;
+    // Every operation, and each previous version's.
+    let route_count = app.resources.iter().map(|r| r.actions.len()).sum::<usize>()
+        + app.builtin_operations().len() * (1 + app.deprecated_versions.len())
+        + app
+            .deprecated_versions
+            .iter()
+            .flat_map(|v| app.resources.iter().filter_map(|r| v.serves(r)))
+            .map(|served| served.actions.len())
+            .sum::<usize>();
+    let route_count = proc_macro2::Literal::usize_unsuffixed(route_count);
+    let previous_bodies = previous_bodies_test(app, &order, &api);
     let deprecated_test = (!app.deprecated_versions.is_empty()).then(|| {
         quote! {
-            /// Earlier API versions answer every operation like the current one, through the
-            /// same guard, with `Deprecation`, `Sunset` and a `Link` to the successor.
+            /// Earlier API versions answer each operation they serve as the current version
+            /// does like the current one, through the same guard, with `Deprecation`, `Sunset`
+            /// and a `Link` to the successor.
             #[tokio::test]
             async fn previous_api_versions_answer_like_the_current_one_marked_deprecated() {
                 let db = TestDb::create().await;
@@ -38,7 +50,7 @@ pub fn render_tests(
                 let app = router_on(db.app.clone());
                 let token = signed(&dev::claims("user-1", tenant.id(), &all_scopes(), &["mfa"], identity::now(), 60));
                 for previous in server::routes::PREVIOUS_VERSIONS {
-                    for op in OPERATIONS {
+                    for op in OPERATIONS.iter().filter(|op| previous.serves_as_current(op)) {
                         let current = op.path.replace("{id}", "0190a0b0-0000-7000-8000-000000000001").replace("{subject}", "nobody").replace("{domain}", "example.com");
                         let old = previous.path(&current);
                         // Reads with a member's token too (writes would change rows).
@@ -356,10 +368,12 @@ pub fn render_tests(
             assert_eq!(routed, documented);
             assert_eq!(routed.len(), registered.routes().len(), "two operations share a method and path");
             assert_eq!(registered.operations(), OPERATIONS);
-            assert_eq!(registered.routes().len(), OPERATIONS.len() * (1 + server::routes::PREVIOUS_VERSIONS.len()));
+            assert_eq!(registered.routes().len(), #route_count, "each version serves what it has");
         }
 
         #deprecated_test
+
+        #previous_bodies
 
         #[tokio::test]
         async fn non_public_operations_without_credentials_answer_401() {
@@ -630,7 +644,7 @@ pub fn render_tests(
                     && !r.global)
         })
     });
-    let send = (sends || !app.builtin_operations().is_empty()).then(|| {
+    let send = (sends || previous_bodies.is_some() || !app.builtin_operations().is_empty()).then(|| {
         quote! {
             /// Sends `body` as JSON with `token`; the status and the JSON answer.
             async fn send(app: &axum::Router, method: &str, path: &str, token: &str, body: Option<serde_json::Value>) -> (StatusCode, serde_json::Value) {
@@ -2060,4 +2074,144 @@ fn resource_steps(app: &App, index: usize, api: &proc_macro2::Ident) -> TokenStr
             assert!(#repo::fetch(&mut conn, #t last, false).await.expect("fetch").is_none());
         }
     }
+}
+
+/// For a previous version whose bodies differ: rows created and updated through it carry its
+/// property names, read back through the current version under the current names, and an
+/// update through it keeps what it does not have.
+fn previous_bodies_test(
+    app: &App,
+    order: &[usize],
+    api: &proc_macro2::Ident,
+) -> Option<TokenStream> {
+    let mut cases = Vec::new();
+    for version in &app.deprecated_versions {
+        let version_mod = ident(&version.version);
+        for resource in &app.resources {
+            let Some(served) = version.serves(resource) else {
+                continue;
+            };
+            let Some(fields) = &served.fields else {
+                continue;
+            };
+            let action = |kind: ActionKind| served.actions.iter().find(|a| a.kind == kind).copied();
+            let current_read = resource
+                .action(&ActionKind::Read)
+                .filter(|a| a.public.is_none());
+            let (Some(create), Some(read), Some(current_read)) = (
+                action(ActionKind::Create),
+                action(ActionKind::Read),
+                current_read,
+            ) else {
+                continue;
+            };
+            if create.public.is_some() {
+                continue;
+            }
+            let module = ident(&resource.ident);
+            let ty = ident(&resource.type_name);
+            let input = input_type(resource);
+            let key = ids_key(resource);
+            let sample = sample_call(resource, quote!(7), quote!(&ids));
+            let given: Vec<_> = fields
+                .iter()
+                .filter(|(f, _)| is_input(f))
+                .map(|(f, _)| ident(&f.ident))
+                .collect();
+            let mut keys: Vec<&str> = fields.iter().map(|(_, json)| *json).collect();
+            keys.extend(["id", "created_at", "updated_at"]);
+            keys.sort_unstable();
+            let create_path = version.path_of(app, resource, &served, create);
+            let read_path = version.path_of(app, resource, &served, read);
+            let current_path = current_read.path.as_str();
+            let label = format!("{} in {}", resource.name, version.version);
+            let update = action(ActionKind::Update).zip(resource.action(&ActionKind::Update)).map(|(old, now)| {
+                let old_path = version.path_of(app, resource, &served, old);
+                let now_path = now.path.as_str();
+                let kept: Vec<_> = resource
+                    .fields
+                    .iter()
+                    .filter(|f| is_input(f) && !fields.iter().any(|(g, _)| g.name == f.name))
+                    .map(|f| ident(&f.ident))
+                    .collect();
+                quote! {
+                    // The whole row through the current version, then an update through the
+                    // previous one: what it does not have keeps its value.
+                    let (status, before) = send(&app, "PUT", &#now_path.replace("{id}", &id), &token, Some(serde_json::to_value(&current).expect("serializes"))).await;
+                    assert_eq!(status, StatusCode::OK, "{}: {before}", #label);
+                    let before: #api::#module::#ty = serde_json::from_value(before).expect("the current body");
+                    let (status, body) = send(&app, "PUT", &#old_path.replace("{id}", &id), &token, Some(serde_json::to_value(&old).expect("serializes"))).await;
+                    assert_eq!(status, StatusCode::OK, "{}: {body}", #label);
+                    let (_, after) = send(&app, "GET", &#current_path.replace("{id}", &id), &token, None).await;
+                    let after: #api::#module::#ty = serde_json::from_value(after).expect("the current body");
+                    #( assert_eq!(after.#kept, before.#kept, "{} kept {}", #label, stringify!(#kept)); )*
+                }
+            });
+            cases.push(quote! {
+                {
+                    let current = #sample;
+                    let #api::#module::#input { #(#given,)* .. } = current.clone();
+                    let old = #api::#version_mod::#module::#input { #(#given),* };
+                    let (status, body) = send(&app, "POST", #create_path, &token, Some(serde_json::to_value(&old).expect("serializes"))).await;
+                    assert_eq!(status, StatusCode::CREATED, "{}: {body}", #label);
+                    let mut keys: Vec<&str> = body.as_object().expect("an object").keys().map(String::as_str).collect();
+                    keys.sort_unstable();
+                    assert_eq!(keys, [#(#keys),*], "{} answers with its own properties", #label);
+                    let created: #api::#version_mod::#module::#ty = serde_json::from_value(body).expect("its own body");
+                    let id = created.id.to_string();
+                    let (status, body) = send(&app, "GET", &#read_path.replace("{id}", &id), &token, None).await;
+                    assert_eq!(status, StatusCode::OK, "{}: {body}", #label);
+                    assert_eq!(serde_json::from_value::<#api::#version_mod::#module::#ty>(body).expect("its own body"), created);
+                    let (status, body) = send(&app, "GET", &#current_path.replace("{id}", &id), &token, None).await;
+                    assert_eq!(status, StatusCode::OK, "{}: {body}", #label);
+                    let now: #api::#module::#ty = serde_json::from_value(body).expect("the current body");
+                    assert_eq!(#api::#version_mod::#module::#ty::from(now), created, "{} reads the same row", #label);
+                    #update
+                    ids.push(#key, created.id);
+                }
+            });
+        }
+    }
+    if cases.is_empty() {
+        return None;
+    }
+    let rows = order.iter().map(|&index| {
+        let resource = &app.resources[index];
+        let module = ident(&resource.ident);
+        let key = ids_key(resource);
+        let t = (!resource.global).then(|| quote!(tenant,));
+        let s = resource
+            .fields
+            .iter()
+            .any(|f| f.ty == FieldType::Principal)
+            .then(|| quote!(subject,));
+        let sample = sample_call(resource, quote!(n), quote!(&ids));
+        quote! {
+            for n in 0..2i64 {
+                let input = #sample;
+                let created = server::resources::#module::insert(&mut conn, #t #s &input).await.expect("insert");
+                ids.push(#key, created.id);
+            }
+        }
+    });
+    Some(quote! {
+        /// A previous version whose bodies differ answers with its own property names, reads
+        /// the rows the current version reads, and its updates keep what it does not have.
+        #[tokio::test]
+        async fn previous_versions_keep_their_own_bodies() {
+            let db = TestDb::create().await;
+            let tenant = db.tenant("tenant a").await;
+            let subject = "user-1";
+            db.member(tenant, subject, ALL_ROLES).await;
+            let app = router_on(db.app.clone());
+            let token = signed(&dev::claims(subject, tenant.id(), &all_scopes(), &["mfa"], identity::now(), 60));
+            // Rows to refer to, made through the data layer.
+            let mut conn = db.pool.acquire().await.expect("a connection");
+            let mut ids = Ids::default();
+            #(#rows)*
+            drop(conn);
+            #(#cases)*
+            db.drop().await;
+        }
+    })
 }
