@@ -661,21 +661,10 @@ fn routes(old: &App, new: &App, out: &mut Vec<Change>) {
 /// What a field looks like to a client.
 fn field_type(app: &App, field: &Field) -> String {
     match &field.ty {
-        FieldType::Enum { variants, .. } => format!(
-            "enum ({})",
-            variants
-                .iter()
-                .map(|v| v.value.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
         FieldType::Reference { resource } => {
             format!("reference to {}", app.resources[*resource].name)
         }
-        other => serde_json::to_value(other)
-            .ok()
-            .and_then(|v| v["kind"].as_str().map(str::to_owned))
-            .unwrap_or_default(),
+        _ => crate::versions::type_text(field),
     }
 }
 

@@ -6,13 +6,16 @@
 //! or defaulted columns, their foreign keys and uniqueness, relaxed NOT NULL, new defaults).
 //! A resource or field renamed under `migrations.rename` has its table or column renamed,
 //! its data kept.
-//! Anything that could lose or break stored data is refused (exit 4) with the reason: a
-//! dropped table or column unless `migrations.drop` names it, a changed type or constraint, a
-//! field made required, a new required field without a default, a new uniqueness rule on
-//! stored rows, a resource moved between tenant-scoped and global.
+//! Anything that could lose or break stored data is refused (exit 4) with the reason and the
+//! marker that acknowledges it: a dropped table or column unless `migrations.drop` names it;
+//! a changed type or constraint, a field made required, a new uniqueness rule or reference on
+//! stored rows unless `migrations.check` names the field (the migration then holds the stored
+//! rows to the new rule, failing whole where one breaks it); a new required field without a
+//! default unless `migrations.backfill` gives stored rows a value. A resource moved between
+//! tenant-scoped and global is always refused.
 
 use crate::model::App;
-use crate::render::escape::{one_line, sql_ident, sql_unquote};
+use crate::render::escape::{one_line, sql_function_body, sql_ident, sql_literal, sql_unquote};
 use crate::render::sql::{self, Column, TableRecord};
 use crate::render::{FileSet, Options, RenderError};
 use std::collections::{BTreeMap, BTreeSet};
@@ -150,6 +153,12 @@ impl Plan {
 fn plan(app: &App, old: &[TableRecord]) -> Result<Plan, EvolveError> {
     let new = sql::schema(app);
     let drop: BTreeSet<&str> = app.drop.iter().map(String::as_str).collect();
+    let checked: BTreeSet<&str> = app.check.iter().map(String::as_str).collect();
+    let backfill: BTreeMap<&str, String> = app
+        .backfill
+        .iter()
+        .map(|(field, value)| (field.as_str(), sql::value_sql(value)))
+        .collect();
     let old_tables: BTreeMap<&str, &TableRecord> =
         old.iter().map(|t| (t.name.as_str(), t)).collect();
     let new_names: BTreeSet<&str> = new.iter().map(|t| t.name.as_str()).collect();
@@ -202,8 +211,10 @@ fn plan(app: &App, old: &[TableRecord]) -> Result<Plan, EvolveError> {
             }
         };
         if before.tenant != table.tenant {
+            // No marker makes this safe: tenants' rows would be shared, or rows would need
+            // a tenant nobody named.
             reasons.push(format!(
-                "`{resource}` moves between tenant-scoped and global: its rows would gain or lose their tenant; not done automatically (write the migration by hand)"
+                "`{resource}` moves between tenant-scoped and global: its rows would gain or lose their tenant; not done in place (add a resource of the other kind and copy the rows over, then drop this one under `migrations.drop`)"
             ));
             continue;
         }
@@ -235,9 +246,21 @@ fn plan(app: &App, old: &[TableRecord]) -> Result<Plan, EvolveError> {
         for column in &table.columns {
             let field = format!("{resource}.{}", column.field);
             match old_columns.get(column.name.as_str()) {
-                None if !column.nullable && column.default.is_none() => reasons.push(format!(
-                    "`{field}` is new and required without a default: rows already stored have no value for it (make it optional, or give it a default)"
-                )),
+                None if !column.nullable && column.default.is_none() => {
+                    match backfill.get(field.as_str()) {
+                        // The stored rows take the value, then the column keeps no default.
+                        Some(value) => {
+                            let filled = Column { default: Some(value.clone()), ..(*column).clone() };
+                            add.push(format!("ALTER TABLE {t} ADD COLUMN {};", column_sql(&filled)));
+                            add.push(format!("ALTER TABLE {t} ALTER COLUMN {} DROP DEFAULT;", column.name));
+                            added.insert(column.name.as_str());
+                            plan.summary.push(format!("add {field}"));
+                        }
+                        None => reasons.push(format!(
+                            "`{field}` is new and required without a default: rows already stored have no value for it (make it optional, give it a default, or give the stored rows one under `migrations.backfill`)"
+                        )),
+                    }
+                }
                 None => {
                     added.insert(column.name.as_str());
                     add.push(format!("ALTER TABLE {t} ADD COLUMN {};", column_sql(column)));
@@ -245,15 +268,40 @@ fn plan(app: &App, old: &[TableRecord]) -> Result<Plan, EvolveError> {
                         plan.summary.push(format!("add {field}"));
                     }
                 }
-                Some(was) if was.ty != column.ty => reasons.push(format!(
-                    "`{field}` changes type ({} to {}): stored values may not convert; not done automatically (write the migration by hand)",
+                Some(was) if was.ty != column.ty && !checked.contains(field.as_str()) => reasons.push(format!(
+                    "`{field}` changes type ({} to {}): stored values may not convert; list `{field}` under `migrations.check` to convert them (the migration fails, changing nothing, where one does not)",
                     was.ty, column.ty
                 )),
                 Some(was) => {
-                    if was.nullable && !column.nullable {
-                        reasons.push(format!(
-                            "`{field}` becomes required: rows already stored may have no value for it; not done automatically"
+                    let retyped = was.ty != column.ty;
+                    if retyped {
+                        // Its old default and constraints are of the old type: they go first.
+                        if was.default.is_some() {
+                            alter.push(format!("ALTER TABLE {t} ALTER COLUMN {} DROP DEFAULT;", column.name));
+                        }
+                        alter.push(drop_checks(t, &column.name));
+                        alter.push(format!(
+                            "ALTER TABLE {t} ALTER COLUMN {c} TYPE {ty} USING {c}::{ty};",
+                            c = column.name,
+                            ty = column.ty
                         ));
+                        plan.summary.push(format!("{field} type"));
+                    }
+                    if was.nullable && !column.nullable {
+                        match (backfill.get(field.as_str()), checked.contains(field.as_str())) {
+                            (Some(value), _) => {
+                                alter.push(fill_empty(t, table.tenant, &column.name, value));
+                                alter.push(format!("ALTER TABLE {t} ALTER COLUMN {} SET NOT NULL;", column.name));
+                                plan.summary.push(format!("{field} required"));
+                            }
+                            (None, true) => {
+                                alter.push(format!("ALTER TABLE {t} ALTER COLUMN {} SET NOT NULL;", column.name));
+                                plan.summary.push(format!("{field} required"));
+                            }
+                            (None, false) => reasons.push(format!(
+                                "`{field}` becomes required: rows already stored may have no value for it; give them one under `migrations.backfill`, or list `{field}` under `migrations.check` (the migration fails, changing nothing, where one is empty)"
+                            )),
+                        }
                     } else if !was.nullable && column.nullable {
                         alter.push(format!("ALTER TABLE {t} ALTER COLUMN {} DROP NOT NULL;", column.name));
                         plan.summary.push(format!("{field} optional"));
@@ -263,14 +311,24 @@ fn plan(app: &App, old: &[TableRecord]) -> Result<Plan, EvolveError> {
                         Some((old, new)) => was.check.as_ref().map(|c| c.replace(old, new)),
                         None => was.check.clone(),
                     };
-                    if was_check != column.check {
+                    if retyped {
+                        if let Some(check) = &column.check {
+                            alter.push(format!("ALTER TABLE {t} ADD CHECK ({check});"));
+                        }
+                    } else if was_check != column.check && checked.contains(field.as_str()) {
+                        alter.push(drop_checks(t, &column.name));
+                        if let Some(check) = &column.check {
+                            alter.push(format!("ALTER TABLE {t} ADD CHECK ({check});"));
+                        }
+                        plan.summary.push(format!("{field} constraint"));
+                    } else if was_check != column.check {
                         reasons.push(format!(
-                            "`{field}` changes its constraint ({} to {}): rows already stored may break it; not done automatically",
+                            "`{field}` changes its constraint ({} to {}): rows already stored may break it; list `{field}` under `migrations.check` to hold them to it (the migration fails, changing nothing, where one breaks it)",
                             was_check.as_deref().unwrap_or("none"),
                             column.check.as_deref().unwrap_or("none")
                         ));
                     }
-                    if was.default != column.default {
+                    if was.default != column.default || (retyped && column.default.is_some()) {
                         alter.push(match &column.default {
                             Some(default) => format!("ALTER TABLE {t} ALTER COLUMN {} SET DEFAULT {default};", column.name),
                             None => format!("ALTER TABLE {t} ALTER COLUMN {} DROP DEFAULT;", column.name),
@@ -296,13 +354,20 @@ fn plan(app: &App, old: &[TableRecord]) -> Result<Plan, EvolveError> {
                 ));
             }
         }
-        // Only new columns may gain a uniqueness rule or a foreign key: stored rows were
-        // never checked against one.
+        // Only new columns, or those of fields under `migrations.check`, may gain a
+        // uniqueness rule or a foreign key: stored rows were never checked against one (the
+        // migration checks them now, and fails where one breaks it).
+        let checked_columns: BTreeSet<&str> = table
+            .columns
+            .iter()
+            .filter(|c| checked.contains(format!("{resource}.{}", c.field).as_str()))
+            .map(|c| c.name.as_str())
+            .collect();
         let only_new = |columns: &str| {
             columns
                 .split(", ")
                 .filter(|c| *c != "\"tenant_id\"")
-                .all(|c| added.contains(c))
+                .all(|c| added.contains(c) || checked_columns.contains(c))
         };
         // The previous constraints, with renamed columns under their new names.
         let rename_list = |list: &str| -> String {
@@ -333,7 +398,7 @@ fn plan(app: &App, old: &[TableRecord]) -> Result<Plan, EvolveError> {
                 keys.push(format!("ALTER TABLE {t} ADD UNIQUE ({unique});"));
             } else {
                 reasons.push(format!(
-                    "`{resource}` gains a uniqueness rule on ({unique}): rows already stored may break it; not done automatically"
+                    "`{resource}` gains a uniqueness rule on ({unique}): rows already stored may break it; list its field under `migrations.check` to hold them to it (the migration fails, changing nothing, where two share a value)"
                 ));
             }
         }
@@ -354,7 +419,7 @@ fn plan(app: &App, old: &[TableRecord]) -> Result<Plan, EvolveError> {
                 ));
             } else {
                 reasons.push(format!(
-                    "`{resource}` gains a reference on existing rows ({}): they were never checked against it; not done automatically",
+                    "`{resource}` gains a reference on existing rows ({}): they were never checked against it; list its field under `migrations.check` to hold them to it (the migration fails, changing nothing, where one points nowhere)",
                     key.columns
                 ));
             }
@@ -382,7 +447,8 @@ fn plan(app: &App, old: &[TableRecord]) -> Result<Plan, EvolveError> {
     if !reasons.is_empty() {
         return Err(EvolveError::Refused { reasons });
     }
-    plan.statements = [renames, add, keys, alter, drop_columns, drop_tables].concat();
+    // Keys after the changes of columns: a rule holds the stored rows as they end up.
+    plan.statements = [renames, add, alter, keys, drop_columns, drop_tables].concat();
     Ok(plan)
 }
 
@@ -428,6 +494,30 @@ fn renamed_columns(app: &App, before: &TableRecord, table: &TableRecord) -> Vec<
 }
 
 /// `"name" type [NOT NULL] [DEFAULT ...] [CHECK (...)]`, as in the first migration.
+/// Drops every check constraint of `column` (quoted) of `table` (quoted), whatever
+/// PostgreSQL named it.
+fn drop_checks(table: &str, column: &str) -> String {
+    let (table, column) = (sql_literal(table), sql_literal(&sql_unquote(column)));
+    let body = format!(
+        "DECLARE\n  name text;\nBEGIN\n  FOR name IN\n    SELECT con.conname FROM pg_constraint con\n    JOIN pg_attribute att ON att.attrelid = con.conrelid AND att.attnum = ANY (con.conkey)\n    WHERE con.conrelid = {table}::regclass AND con.contype = 'c' AND att.attname = {column}\n  LOOP\n    EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', {table}::regclass, name);\n  END LOOP;\nEND"
+    );
+    format!("DO {};", sql_function_body(&body))
+}
+
+/// Fills the empty `column` of `table`'s stored rows with `value`. Row-level security is
+/// forced on a tenant table, for its owner too: lifted for this statement only, inside the
+/// migration's transaction.
+fn fill_empty(table: &str, tenant: bool, column: &str, value: &str) -> String {
+    let update = format!("UPDATE {table} SET {column} = {value} WHERE {column} IS NULL;");
+    if tenant {
+        format!(
+            "ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY;\n{update}\nALTER TABLE {table} FORCE ROW LEVEL SECURITY;"
+        )
+    } else {
+        update
+    }
+}
+
 fn column_sql(column: &Column) -> String {
     let mut text = format!("{} {}", column.name, column.ty);
     if !column.nullable {

@@ -43,8 +43,8 @@ pub struct Spec {
 }
 
 /// What the next generation's migration may do to stored data. Without an entry here,
-/// `generate` refuses a spec change that would drop a table or a column, or rename a resource
-/// or a field.
+/// `generate` refuses a spec change that would drop a table or a column, rename a resource
+/// or a field, or hold stored rows to a rule they were never checked against.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Migrations {
@@ -58,6 +58,17 @@ pub struct Migrations {
     /// their data.
     #[serde(default)]
     pub rename: IndexMap<Text, Text>,
+    /// Fields (`customer.segment`) whose change the migration applies to the rows already
+    /// stored, checking each: a changed type (converted by a cast) or constraint (length,
+    /// range, enum values), a field made required, a new uniqueness rule or reference. Where
+    /// a stored row breaks the new rule the migration fails as a whole and changes nothing.
+    #[serde(default)]
+    pub check: Vec<Text>,
+    /// Values for the rows already stored of a field that becomes required (new without a
+    /// default, or optional before): `customer.segment: retail` fills the empty ones with
+    /// `retail`.
+    #[serde(default)]
+    pub backfill: IndexMap<Text, Located<Scalar>>,
 }
 
 /// Application metadata.

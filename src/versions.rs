@@ -9,7 +9,7 @@
 //! version is retired. A version no earlier generation recorded is served with the current
 //! shapes, and recorded so from then on.
 
-use crate::model::{Action, App, DeprecatedVersion, Field, Resource};
+use crate::model::{Action, App, DeprecatedVersion, Field, FieldType, Resource};
 use crate::render::rust::input_optional;
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +42,10 @@ pub struct FieldShape {
     pub field: String,
     /// Its JSON property in that version.
     pub json: String,
+    /// Its type there (`string`, `enum (a, b)`, `reference`); empty in records that
+    /// predate it.
+    #[serde(default)]
+    pub ty: String,
 }
 
 /// A spec change that would break a version still served (exit 4).
@@ -75,6 +79,7 @@ fn resource_shape(resource: &Resource) -> ResourceShape {
             .map(|f| FieldShape {
                 field: f.name.clone(),
                 json: f.json.clone(),
+                ty: type_text(f),
             })
             .collect(),
         actions: resource.actions.iter().map(|a| a.name.clone()).collect(),
@@ -154,10 +159,18 @@ fn carried_forward(app: &App, shape: &ApiShape, reasons: &mut Vec<String>) -> Ap
                 .iter()
                 .find(|(r, from, _)| r == &resource.name && *from == field.field)
                 .map_or(field.field.as_str(), |(_, _, to)| to.as_str());
-            if resource.fields.iter().any(|f| f.name == name) {
+            if let Some(now) = resource.fields.iter().find(|f| f.name == name) {
+                let ty = type_text(now);
+                if !field.ty.is_empty() && !widens(&field.ty, &ty) {
+                    reasons.push(format!(
+                        "api version `{version}` still serves `{}.{name}` as `{}`: keep its type (not `{ty}`) until `{version}` is retired (removed from `api.deprecated`)",
+                        resource.name, field.ty
+                    ));
+                }
                 fields.push(FieldShape {
                     field: name.to_owned(),
                     json: field.json.clone(),
+                    ty,
                 });
             } else {
                 reasons.push(format!(
@@ -194,6 +207,38 @@ fn carried_forward(app: &App, shape: &ApiShape, reasons: &mut Vec<String>) -> Ap
     ApiShape {
         version: version.clone(),
         resources,
+    }
+}
+
+/// A field's type as clients see it. (A reference's target is left out: it follows renames.)
+pub fn type_text(field: &Field) -> String {
+    match &field.ty {
+        FieldType::Enum { variants, .. } => format!(
+            "enum ({})",
+            variants
+                .iter()
+                .map(|v| v.value.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        FieldType::Reference { .. } => "reference".into(),
+        other => serde_json::to_value(other)
+            .ok()
+            .and_then(|v| v["kind"].as_str().map(str::to_owned))
+            .unwrap_or_default(),
+    }
+}
+
+/// Whether a version that served a field as `was` may serve it as `now`: the same type, or
+/// an enum with values added (as the current version does).
+fn widens(was: &str, now: &str) -> bool {
+    let values = |ty: &str| -> Option<Vec<String>> {
+        let list = ty.strip_prefix("enum (")?.strip_suffix(')')?;
+        Some(list.split(", ").map(str::to_owned).collect())
+    };
+    match (values(was), values(now)) {
+        (Some(was), Some(now)) => was.iter().all(|v| now.contains(v)),
+        _ => was == now,
     }
 }
 
@@ -438,5 +483,38 @@ resources:
             let refused = attach(&mut app, &record).expect_err("not what bulwark writes");
             assert!(refused.reasons[0].contains("never writes"), "{refused:?}");
         }
+    }
+
+    #[test]
+    fn a_served_field_keeps_its_type_but_an_enum_may_grow() {
+        let first = compile(&spec(
+            "v1",
+            "",
+            "title: { type: string, max: 10 }, state: { type: enum, values: [open, done] }",
+            "",
+        ));
+        let grown = spec(
+            "v2",
+            BUMP,
+            "title: { type: string, max: 10 }, state: { type: enum, values: [open, done, held] }",
+            "",
+        );
+        let mut app = compile(&grown);
+        attach(&mut app, &recorded(&first)).expect("an enum may gain values");
+        let retyped = spec(
+            "v2",
+            BUMP,
+            "title: { type: int }, state: { type: enum, values: [open] }",
+            "",
+        );
+        let mut app = compile(&retyped);
+        let refused = attach(&mut app, &recorded(&first)).expect_err("v1 serves title as a string");
+        assert_eq!(
+            refused.reasons,
+            [
+                "api version `v1` still serves `note.title` as `string`: keep its type (not `int`) until `v1` is retired (removed from `api.deprecated`)",
+                "api version `v1` still serves `note.state` as `enum (open, done)`: keep its type (not `enum (open)`) until `v1` is retired (removed from `api.deprecated`)",
+            ]
+        );
     }
 }

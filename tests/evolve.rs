@@ -480,15 +480,7 @@ fn a_branch_evolves_from_its_tip() {
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    let git = |args: &[&str]| {
-        let output = Command::new("git")
-            .arg("-C")
-            .arg(&repo)
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    };
+    let git = |args: &[&str]| common::git(&repo, args);
     let listed = git(&["ls-tree", "--name-only", "generated", "migrations/"]);
     assert_eq!(listed.lines().count(), 2, "{listed}");
     assert_eq!(
@@ -507,4 +499,194 @@ fn a_branch_evolves_from_its_tip() {
         .status()
         .unwrap();
     assert!(status.success());
+}
+
+/// ledgerly's customer with rules its stored rows were never held to, each acknowledged:
+/// `vat_id` made required (empty ones filled), a new required `segment` (filled), `country`
+/// allowed three letters, `email` unique.
+fn ledgerly_checked() -> String {
+    ledgerly()
+        .replace(
+            "      email: { type: email, pii: true }\n      vat_id: { type: string, max: 32, optional: true }\n      country: { type: string, max: 2 }\n",
+            "      email: { type: email, pii: true, unique: true }\n      vat_id: { type: string, max: 32 }\n      country: { type: string, max: 3 }\n      segment: { type: string, max: 10 }\n",
+        )
+        .replace(
+            "payments:",
+            "migrations:\n  check: [customer.country, customer.email]\n  backfill:\n    customer.vat_id: none\n    customer.segment: retail\n\npayments:",
+        )
+}
+
+/// ledgerly applied with two customers (Beta without a VAT id), then `spec` generated on
+/// top: the database (kept while the `Scratch` lives) and the new migration, not applied.
+fn on_two_customers(spec: &str) -> (tempfile::TempDir, Scratch, postgres::Client, String) {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("ledgerly");
+    let (scratch, mut db) = first_generation_applied(&out);
+    two_customers(&mut db);
+    let all = next_generation(&out, spec);
+    let sql = all[1].1.clone();
+    (work, scratch, db, sql)
+}
+
+fn two_customers(db: &mut postgres::Client) {
+    db.batch_execute(
+        "INSERT INTO tenants (id, name) VALUES ('00000000-0000-0000-0000-00000000000a', 'a');
+         INSERT INTO customer (id, tenant_id, name, email, vat_id, country) VALUES
+           ('00000000-0000-0000-0000-000000000001', '00000000-0000-0000-0000-00000000000a', 'Acme', 'ap@acme.test', '12345', 'DE'),
+           ('00000000-0000-0000-0000-000000000002', '00000000-0000-0000-0000-00000000000a', 'Beta', 'ap@beta.test', NULL, 'FR');",
+    )
+    .unwrap();
+}
+
+#[test]
+fn acknowledged_rules_are_applied_to_the_stored_rows() {
+    let (_work, _scratch, mut db, sql) = on_two_customers(&ledgerly_checked());
+    let sql = &sql;
+    assert_contains_all(
+        sql,
+        &[
+            "ALTER TABLE \"customer\" ADD COLUMN \"segment\" text NOT NULL DEFAULT 'retail'",
+            "ALTER TABLE \"customer\" ALTER COLUMN \"segment\" DROP DEFAULT;",
+            "UPDATE \"customer\" SET \"vat_id\" = 'none' WHERE \"vat_id\" IS NULL;",
+            "ALTER TABLE \"customer\" ALTER COLUMN \"vat_id\" SET NOT NULL;",
+            "ALTER TABLE \"customer\" ADD CHECK (char_length(\"country\") <= 3);",
+            "ALTER TABLE \"customer\" ADD UNIQUE (\"tenant_id\", \"email\");",
+        ],
+    );
+    db.batch_execute(sql).unwrap();
+    let rows: Vec<(String, String, String)> = db
+        .query(
+            "SELECT name, vat_id, segment FROM customer ORDER BY name",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("Acme".into(), "12345".into(), "retail".into()),
+            ("Beta".into(), "none".into(), "retail".into())
+        ]
+    );
+    let insert = |db: &mut postgres::Client, id: u8, email: &str, country: &str, segment: &str| {
+        db.batch_execute(&format!(
+            "INSERT INTO customer (id, tenant_id, name, email, vat_id, country{}) VALUES
+               ('00000000-0000-0000-0000-0000000000{id:02}', '00000000-0000-0000-0000-00000000000a', 'New', '{email}', 'x', '{country}'{})",
+            if segment.is_empty() { "" } else { ", segment" },
+            if segment.is_empty() { String::new() } else { format!(", '{segment}'") },
+        ))
+    };
+    assert!(
+        insert(&mut db, 4, "new@x.test", "DEU", "smb").is_ok(),
+        "three letters now fit"
+    );
+    assert!(
+        insert(&mut db, 5, "new@x.test", "DE", "smb").is_err(),
+        "email is unique"
+    );
+    assert!(
+        insert(&mut db, 6, "other@x.test", "DEUT", "smb").is_err(),
+        "at most three"
+    );
+    assert!(
+        insert(&mut db, 7, "third@x.test", "DE", "").is_err(),
+        "segment keeps no default"
+    );
+}
+
+#[test]
+fn a_checked_change_that_stored_rows_break_fails_whole() {
+    // Names of at most three characters: "Acme" breaks it.
+    let spec = ledgerly()
+        .replace(
+            "      name:  { type: string, max: 200 }\n",
+            "      name:  { type: string, max: 3 }\n",
+        )
+        .replace(
+            "payments:",
+            "migrations:\n  check: [customer.name]\n\npayments:",
+        );
+    let (_work, _scratch, mut db, sql) = on_two_customers(&spec);
+    let sql = &sql;
+    assert!(sql.contains("DROP CONSTRAINT"), "{sql}");
+    assert!(db.batch_execute(sql).is_err(), "Acme is longer than three");
+    // Nothing changed: the old rule still holds, the new one was not added.
+    let long = "x".repeat(200);
+    db.batch_execute(&format!(
+        "UPDATE customer SET name = '{long}' WHERE name = 'Acme'"
+    ))
+    .unwrap();
+    assert!(
+        db.batch_execute(&format!(
+            "UPDATE customer SET name = '{long}x' WHERE name = 'Beta'"
+        ))
+        .is_err(),
+        "the 200-character limit is still there"
+    );
+}
+
+#[test]
+fn a_checked_type_change_converts_stored_values() {
+    let spec = ledgerly()
+        .replace(
+            "      vat_id: { type: string, max: 32, optional: true }\n",
+            "      vat_id: { type: int, optional: true, min: 1 }\n",
+        )
+        .replace(
+            "payments:",
+            "migrations:\n  check: [customer.vat_id]\n\npayments:",
+        );
+    let (_work, _scratch, mut db, sql) = on_two_customers(&spec);
+    let sql = &sql;
+    assert_contains_all(
+        sql,
+        &[
+            "ALTER TABLE \"customer\" ALTER COLUMN \"vat_id\" TYPE bigint USING \"vat_id\"::bigint;",
+            "ALTER TABLE \"customer\" ADD CHECK (\"vat_id\" >= 1);",
+        ],
+    );
+    db.batch_execute(sql).unwrap();
+    let values: Vec<Option<i64>> = db
+        .query("SELECT vat_id FROM customer ORDER BY name", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(values, [Some(12345), None]);
+    assert!(
+        db.batch_execute("UPDATE customer SET vat_id = 0 WHERE name = 'Acme'")
+            .is_err(),
+        "its new constraint holds"
+    );
+}
+
+#[test]
+fn markers_name_fields_the_spec_has_and_backfills_fit_them() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("ledgerly");
+    for (migrations, message) in [
+        (
+            "  check: [customer.nope]\n",
+            "`migrations.check` names `customer.nope`, which is not a field of the spec",
+        ),
+        (
+            "  backfill: { customer.vat_id: x }\n",
+            "`migrations.backfill` fills `customer.vat_id`, which is optional",
+        ),
+        (
+            "  backfill: { customer.name: 3 }\n",
+            "value `3` does not fit field `name`",
+        ),
+    ] {
+        let spec = ledgerly().replace(
+            "payments:",
+            &format!("migrations:\n{migrations}\npayments:"),
+        );
+        let (code, json) = generate_json(&spec, &out);
+        assert_eq!(code, 1, "{json}");
+        assert!(json.to_string().contains(message), "{message}: {json}");
+        assert!(!out.exists(), "nothing written");
+    }
 }

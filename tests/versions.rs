@@ -11,6 +11,7 @@ mod common;
 use common::{generate_json, ledgerly, ledgerly_bumped};
 use serde_json::Value;
 use std::path::Path;
+use std::process::Command;
 
 fn read_json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
@@ -172,4 +173,39 @@ fn what_a_served_version_exposes_stays_until_it_is_retired() {
         "v1 retired"
     );
     assert!(!out.join("crates/api/src/v1.rs").exists());
+}
+
+#[test]
+fn a_branch_keeps_the_shapes_its_tip_recorded() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    let git = |args: &[&str]| common::git(&repo, args);
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&["init", "-q", "--bare"]);
+    let generate_on_branch = |name: &str, spec: &str, command: &str| {
+        let file = work.path().join(name);
+        std::fs::write(&file, spec).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_bulwark"))
+            .arg(command)
+            .arg(&file)
+            .arg("--git")
+            .arg(&repo)
+            .args(["--branch", "generated"])
+            .output()
+            .unwrap()
+    };
+    assert!(
+        generate_on_branch("v1.yaml", &ledgerly(), "generate")
+            .status
+            .success()
+    );
+    let bumped = generate_on_branch("v2.yaml", &ledgerly_bumped(), "generate");
+    assert!(bumped.status.success(), "{bumped:?}");
+    let openapi: Value = serde_json::from_str(&git(&["show", "generated:openapi.json"])).unwrap();
+    let schema = &openapi["paths"]["/v1/customers/{id}"]["get"]["responses"]["200"]["content"]["application/json"]
+        ["schema"]["$ref"];
+    assert_eq!(schema, "#/components/schemas/v1.ClientType");
+    // `check` renders from the tip's record too: no drift.
+    let check = generate_on_branch("v2.yaml", &ledgerly_bumped(), "check");
+    assert!(check.status.success(), "{check:?}");
 }

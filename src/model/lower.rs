@@ -276,6 +276,7 @@ impl<'s> Lower<'s> {
         self.check_path_collisions(&resources);
         self.check_references(&resources);
         let payments = spec.payments.as_ref().map(|p| self.payments(p, &resources));
+        let (check, backfill) = self.checked_changes(&resources);
         App {
             name: spec.app.name.value.clone(),
             ident: names::snake(&spec.app.name),
@@ -301,6 +302,8 @@ impl<'s> Lower<'s> {
             drop: self.drops(),
             rename: self.renames(),
             rename_resources: self.resource_renames(),
+            check,
+            backfill,
             deprecated_versions,
             public_rate_limit: self.class_rate_limit(|l| l.public.as_ref(), "60/min"),
             sensitive_rate_limit: self.class_rate_limit(|l| l.sensitive.as_ref(), "30/min"),
@@ -435,6 +438,62 @@ impl<'s> Lower<'s> {
             renames.push((from.value.clone(), to.value.clone()));
         }
         renames
+    }
+
+    /// `migrations.check` and `migrations.backfill`: each names a `resource.field` the spec
+    /// has; a backfill value fits the field (as a default would) and the field is required
+    /// (an optional one's stored rows may stay empty).
+    fn checked_changes(&mut self, resources: &[Resource]) -> (Vec<String>, Vec<(String, Value)>) {
+        let spec = self.spec;
+        let field_of =
+            |this: &mut Self, entry: &spec::Text, marker: &str| -> Option<(usize, usize)> {
+                let found = entry.value.split_once('.').and_then(|(resource, field)| {
+                    let r = resources.iter().position(|r| r.name == resource)?;
+                    let f = resources[r].fields.iter().position(|f| f.name == field)?;
+                    Some((r, f))
+                });
+                if found.is_none() {
+                    this.error(
+                        "undefined-field",
+                        format!(
+                            "`migrations.{marker}` names `{}`, which is not a field of the spec",
+                            entry.value
+                        ),
+                        entry.loc,
+                        "write the field as `resource.field`, as the spec now names it",
+                    );
+                }
+                found
+            };
+        let mut check = Vec::new();
+        for entry in spec.migrations.iter().flat_map(|m| &m.check) {
+            if field_of(self, entry, "check").is_some() {
+                check.push(entry.value.clone());
+            }
+        }
+        let mut backfill = Vec::new();
+        for (entry, value) in spec.migrations.iter().flat_map(|m| &m.backfill) {
+            let Some((r, f)) = field_of(self, entry, "backfill") else {
+                continue;
+            };
+            let field = &resources[r].fields[f];
+            if field.optional {
+                self.error(
+                    "backfill-of-optional",
+                    format!(
+                        "`migrations.backfill` fills `{}`, which is optional",
+                        entry.value
+                    ),
+                    entry.loc,
+                    "stored rows of an optional field may stay empty: remove the entry",
+                );
+                continue;
+            }
+            if let Some(value) = self.literal(&field.ty, value, &field.name) {
+                backfill.push((entry.value.clone(), value));
+            }
+        }
+        (check, backfill)
     }
 
     /// `migrations.drop`: each entry names a resource or `resource.field` that the spec no

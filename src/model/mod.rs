@@ -36,6 +36,11 @@ pub struct App {
     /// Resources renamed since the previous generation: (old name, new name); their tables
     /// are renamed, keeping the rows.
     pub rename_resources: Vec<(String, String)>,
+    /// Fields (`resource.field`) whose changed rule the migration applies to stored rows,
+    /// checking them (it fails, changing nothing, where one breaks it).
+    pub check: Vec<String>,
+    /// Values for the stored rows of fields that become required: (`resource.field`, value).
+    pub backfill: Vec<(String, Value)>,
     /// Rate limits of the route classes (for operations without their own).
     pub public_rate_limit: RateLimit,
     pub sensitive_rate_limit: RateLimit,

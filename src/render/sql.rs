@@ -187,6 +187,15 @@ pub fn tables_sql(
     templates::render("migration_init.sql", &context)
 }
 
+/// A spec literal (a default, a backfill value) as SQL.
+pub fn value_sql(value: &Value) -> String {
+    match value {
+        Value::Bool(b) => b.to_string(),
+        Value::Int(i) => i.to_string(),
+        Value::Str(s) => sql_literal(s),
+    }
+}
+
 fn table(app: &App, resource: &Resource) -> Table {
     let tenant = !resource.global;
     let mut columns = Vec::new();
@@ -205,11 +214,7 @@ fn table(app: &App, resource: &Resource) -> Table {
             }
             (!checks.is_empty()).then(|| checks.join(" AND "))
         };
-        let default = field.default.as_ref().map(|v| match v {
-            Value::Bool(b) => b.to_string(),
-            Value::Int(i) => i.to_string(),
-            Value::Str(s) => sql_literal(s),
-        });
+        let default = field.default.as_ref().map(value_sql);
         let (ty, check) = match &field.ty {
             FieldType::String | FieldType::Text => ("text", length_check(&name)),
             FieldType::Email => (

@@ -60,6 +60,18 @@ pub fn ledgerly_client() -> String {
         )
 }
 
+/// Runs git in `repo`; its standard output (it must succeed).
+pub fn git(repo: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "git {args:?}: {output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 /// The PostgreSQL server the tests use (a role that may create databases and roles).
 pub fn database_url() -> String {
     std::env::var("DATABASE_URL")
