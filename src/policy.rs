@@ -120,7 +120,9 @@ impl Condition {
         found
     }
 
-    /// Whether it holds for a caller (`subject` with `roles`) and a row with `attrs`: a JSON
+    /// Whether it holds for a caller (`subject` with `roles`, a second factor when `mfa`,
+    /// `scopes` in the token: the request's context as the server builds it) and a row with
+    /// `attrs`: a JSON
     /// object in Cedar's JSON form (strings, integers, booleans, records, and `decimal` and
     /// `datetime` values as `{"__extn": {"fn": .., "arg": ..}}`); a `null` attribute is left
     /// out, as the server leaves out an empty optional field. An evaluation error (reading an
@@ -131,6 +133,7 @@ impl Condition {
         subject: &str,
         roles: &[&str],
         attrs: serde_json::Value,
+        (mfa, scopes): (bool, &[&str]),
     ) -> Result<bool, String> {
         use cedar_policy::{
             Authorizer, Context, Decision, Entities, Entity, Request, RestrictedExpression,
@@ -168,7 +171,14 @@ impl Condition {
             self.caller.clone(),
             self.action.clone(),
             self.row.clone(),
-            Context::empty(),
+            Context::from_pairs([
+                (
+                    "scopes".to_owned(),
+                    RestrictedExpression::new_set(scopes.iter().map(|scope| string(scope))),
+                ),
+                ("mfa".to_owned(), RestrictedExpression::new_bool(mfa)),
+            ])
+            .map_err(|e| one_line(&e.to_string()))?,
             None,
         )
         .map_err(|e| one_line(&e.to_string()))?;
@@ -768,7 +778,7 @@ mod tests {
         };
         let holds = |row| {
             condition
-                .holds("u", &["it's \"q\""], row)
+                .holds("u", &["it's \"q\""], row, (true, &[]))
                 .expect("it evaluates")
         };
         assert!(holds(row("2029-12-31T23:59:59.999Z")));
@@ -777,6 +787,20 @@ mod tests {
         let mut without = row("2029-12-31T23:59:59.999Z");
         without["at"] = serde_json::Value::Null;
         assert!(!holds(without));
+    }
+
+    #[test]
+    fn a_condition_sees_the_context_the_server_builds() {
+        let condition = Condition::parse(r#"context.mfa && context.scopes.contains("a.admin")"#)
+            .expect("it parses");
+        let holds = |mfa, scopes: &[&str]| {
+            condition
+                .holds("u", &["r"], serde_json::json!({}), (mfa, scopes))
+                .expect("it evaluates")
+        };
+        assert!(holds(true, &["a.read", "a.admin"]));
+        assert!(!holds(false, &["a.read", "a.admin"]));
+        assert!(!holds(true, &["a.read"]));
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! The generated workspace of every example spec builds, passes clippy with `-D warnings`
 //! and `cargo fmt --check`, and its own tests (for ledgerly also the hand-written golden
 //! table in `tests/golden/`) pass against the PostgreSQL at `DATABASE_URL` (default: the
-//! local server). So does ledgerly regenerated at API version v2 with v1 still served
-//! (`ledgerly-v2`: v1 with its own paths and bodies). Workspaces build one after another and
+//! local server). So does the hostile spec regenerated at API version v2 with v1 still
+//! served (`hostile-v2`: v1 with its own paths and bodies, under hostile names). Workspaces build one after another and
 //! share one target directory, apart from bulwark's own, so their dependencies compile once.
 
 #![allow(clippy::unwrap_used)]
@@ -41,16 +41,16 @@ fn cargo(dir: &Path, args: &[&str]) {
 
 #[test]
 fn generated_workspaces_build_lint_and_pass_their_tests() {
-    let bumped = root().join("target/generated-workspaces/ledgerly-v2.yaml");
+    let bumped = root().join("target/generated-workspaces/hostile-v2.yaml");
     std::fs::create_dir_all(bumped.parent().unwrap()).unwrap();
-    std::fs::write(&bumped, common::ledgerly_bumped()).unwrap();
+    std::fs::write(&bumped, common::hostile_bumped()).unwrap();
     let example = |name: &str| root().join(format!("specs/{name}.yaml"));
     let workspaces: [(&str, Vec<PathBuf>); 4] = [
         ("ledgerly", vec![example("ledgerly")]),
         ("tracker", vec![example("tracker")]),
         ("hostile", vec![example("hostile")]),
         // A version bump on top of a first generation, whose manifest recorded v1.
-        ("ledgerly-v2", vec![example("ledgerly"), bumped.clone()]),
+        ("hostile-v2", vec![example("hostile"), bumped.clone()]),
     ];
     for (spec, generations) in workspaces {
         let out: PathBuf = root().join("target/generated-workspaces").join(spec);

@@ -93,3 +93,35 @@ pub fn ledgerly_bumped() -> String {
             1,
         )
 }
+
+/// The text of `specs/hostile.yaml`.
+pub fn hostile() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("specs/hostile.yaml"))
+        .unwrap()
+}
+
+/// The hostile spec at API version v2, v1 still served (deprecated): `type.super` renamed to
+/// `superb`, a new optional `type.ref`, `café` renamed to `bistro`. Generated on top of the
+/// hostile spec, v1 keeps its hostile names, paths and property names.
+pub fn hostile_bumped() -> String {
+    let text = hostile()
+        .replacen(
+            "  version: v1\n",
+            "  version: v2\n  deprecated:\n    v1: { since: 2026-11-01, sunset: 2027-06-01 }\n",
+            1,
+        )
+        .replacen(
+            "      super: { type: string, max: 10, optional: true }\n",
+            "      superb: { type: string, max: 10, optional: true }\n      ref: { type: text, optional: true }\n",
+            1,
+        )
+        .replacen("\n  café:\n", "\n  bistro:\n", 1);
+    assert!(
+        !text.contains("\nmigrations:"),
+        "hostile.yaml has no migrations yet"
+    );
+    format!(
+        "{}\n\nmigrations:\n  rename:\n    type.super: superb\n    café: bistro\n",
+        text.trim_end()
+    )
+}

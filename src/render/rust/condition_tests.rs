@@ -1,17 +1,20 @@
 //! The generated checks of the spec's conditions: for each conditional action of a tenant
-//! resource whose condition reads only the row's own fields (not references) and the
-//! caller's `sub` and `roles`, rows with every combination of values worth trying on those
-//! fields (every enum value; both booleans; the condition's own literals, and beside an
-//! integer, decimal or timestamp literal its neighbours; a string each `like` pattern
-//! matches; another value; an empty optional field the condition tests with `has`), called by
-//! a member of each allowed role: on the stored row (read, update, delete, custom actions),
-//! with the row to create (create), or listing every page to see whether the row is there
-//! (list); each call's row is deleted after it, so a unique field can take a value again.
-//! The expected outcome of each call comes from Cedar evaluating the condition here,
-//! at generation time ([`crate::policy::Condition`]), not from the policies the server loads;
-//! an action is tested only when some call is allowed and some refused, so each condition
-//! meets a row where it holds and one where it fails. What is not checked is said, with the
-//! reason, in PERMISSIONS.md ([`Plan::coverage`]).
+//! resource whose condition reads only the row's own fields (not references), the caller's
+//! `sub` and `roles`, and the token's second factor and scopes (`context.mfa`,
+//! `context.scopes`), calls with every combination of what is worth trying: on the fields,
+//! every enum value, both booleans, the condition's own literals and, beside an integer,
+//! decimal or timestamp literal, its neighbours, a string each `like` pattern matches,
+//! another value, an empty optional field the condition tests with `has`; tokens with and
+//! without a second factor, with every scope and without those the condition names. Each
+//! call is made by a member of an allowed role: on the stored row (read, update, delete,
+//! custom actions), with the row to create (create), or listing every page to see whether
+//! the row is there (list); each call's row is deleted after it, so a unique field can take
+//! a value again. The expected outcome of each call comes from Cedar evaluating the
+//! condition here, at generation time ([`crate::policy::Condition`]), not from the policies
+//! the server loads (a refusal a second factor would lift is the 401 step-up); an action is
+//! tested only when some call is allowed and some refused, so each condition meets a row
+//! where it holds and one where it fails. What is not checked is said, with the reason, in
+//! PERMISSIONS.md ([`Plan::coverage`]).
 
 use super::{enum_type, ident};
 use crate::model::{Action, ActionKind, App, Field, FieldType, Resource};
@@ -34,14 +37,36 @@ struct Candidates<'a> {
     values: Vec<(serde_json::Value, String)>,
 }
 
-/// One checked action: the fields it varies and its calls, each the caller's role, whether the
-/// row's principal fields name the caller, the index of each varied field's value and the status
-/// expected.
+/// One checked action: the fields it varies and its calls.
 struct Case<'a> {
     resource: &'a Resource,
     action: &'a Action,
     varied: Vec<&'a str>,
-    calls: Vec<(String, bool, Vec<usize>, u16)>,
+    calls: Vec<CaseCall>,
+}
+
+/// One call of a checked action.
+struct CaseCall {
+    /// The caller's role.
+    role: String,
+    /// Whether the row's principal fields name the caller.
+    own: bool,
+    /// The index of each varied field's value.
+    values: Vec<usize>,
+    /// Whether the token shows a second factor.
+    mfa: bool,
+    /// Scopes left out of the token (the condition reads them).
+    dropped: Vec<String>,
+    /// The status expected.
+    expected: u16,
+}
+
+/// What of the request's context a condition reads (`context.mfa`, `context.scopes`): the
+/// checks vary it through the token.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct ContextReads {
+    mfa: bool,
+    scopes: bool,
 }
 
 /// What the generated tests do with the spec's conditions: the checks ([`Plan::checks`]) and,
@@ -71,20 +96,22 @@ pub fn plan<'a>(app: &'a App, api_crate: &str) -> Plan<'a> {
         // Each conditional action's coverage, by its place in the resource (to list them in
         // the spec's order).
         let mut covered: Vec<(usize, Coverage)> = Vec::new();
-        let mut checked: Vec<(usize, &Action, Condition, Vec<&Field>)> = Vec::new();
+        let mut checked: Vec<(usize, &Action, Condition, Vec<&Field>, ContextReads)> = Vec::new();
         for (index, action) in resource.actions.iter().enumerate() {
             if action.condition.is_none() {
                 continue;
             }
             let operation = format!("{}.{}", resource.name, action.name);
             let parsed = checkable(resource, action).and_then(|text| {
-                let fields = read_fields(resource, text)?;
+                let (fields, context) = read_fields(resource, text)?;
                 let condition = Condition::parse(text)
                     .map_err(|e| format!("Cedar could not parse it here: {e}"))?;
-                Ok((condition, fields))
+                Ok((condition, fields, context))
             });
             match parsed {
-                Ok((condition, fields)) => checked.push((index, action, condition, fields)),
+                Ok((condition, fields, context)) => {
+                    checked.push((index, action, condition, fields, context));
+                }
                 Err(why) => covered.push((
                     index,
                     Coverage {
@@ -97,7 +124,7 @@ pub fn plan<'a>(app: &'a App, api_crate: &str) -> Plan<'a> {
         // The values tried on a field are the same for all the resource's conditions, so
         // that one function sets them: the literals of all of them count.
         let mut literals = Vec::new();
-        for (_, _, condition, _) in &checked {
+        for (_, _, condition, _, _) in &checked {
             for literal in condition.literals() {
                 if !literals.contains(&literal) {
                     literals.push(literal);
@@ -106,11 +133,11 @@ pub fn plan<'a>(app: &'a App, api_crate: &str) -> Plan<'a> {
         }
         let texts: Vec<&str> = checked
             .iter()
-            .filter_map(|(_, action, _, _)| action.condition.as_deref())
+            .filter_map(|(_, action, _, _, _)| action.condition.as_deref())
             .collect();
         let mut candidates: Vec<Candidates> = Vec::new();
         let mut any = false;
-        'actions: for (index, action, condition, fields) in &checked {
+        'actions: for (index, action, condition, fields, context) in &checked {
             let operation = format!("{}.{}", resource.name, action.name);
             // The candidates of each field it varies; a field that cannot vary drops the action.
             let mut mine = Vec::new();
@@ -133,7 +160,11 @@ pub fn plan<'a>(app: &'a App, api_crate: &str) -> Plan<'a> {
             }
             let reads_principal = fields.iter().any(|f| f.ty == FieldType::Principal);
             let varied: Vec<&Candidates> = mine.iter().map(|at| &candidates[*at]).collect();
-            match action_case(resource, action, condition, reads_principal, &varied) {
+            let reads = Reads {
+                principal: reads_principal,
+                context: *context,
+            };
+            match action_case(app, resource, action, condition, reads, &varied) {
                 Ok(case) => {
                     any = true;
                     let checked = Ok(case.calls.len());
@@ -174,8 +205,9 @@ impl Plan<'_> {
             let (method, path) = (case.action.method.as_str(), case.action.path.as_str());
             let call = Call::of(case.action).ident();
             let names = &case.varied;
-            let calls = case.calls.iter().map(|(role, own, indexes, expected)| {
-                quote!((#role, #own, &[#(#indexes),*], #expected))
+            let calls = case.calls.iter().map(|call| {
+                let CaseCall { role, own, values, mfa, dropped, expected } = call;
+                quote!(ConditionCall { role: #role, own: #own, values: &[#(#values),*], mfa: #mfa, dropped: &[#(#dropped),*], expected: #expected })
             });
             quote! {
                 ConditionCase { id: #id, resource: #key, method: #method, path: #path, call: Call::#call, varied: &[#(#names),*], calls: &[#(#calls),*] }
@@ -208,8 +240,7 @@ impl Plan<'_> {
                 #(#variants)*
             }
 
-            /// A conditional action and its calls: the caller's role, whether the row's principal
-            /// fields name the caller, the index of each varied field's value, the status expected.
+            /// A conditional action and its calls.
             struct ConditionCase {
                 id: &'static str,
                 resource: &'static str,
@@ -217,7 +248,19 @@ impl Plan<'_> {
                 path: &'static str,
                 call: Call,
                 varied: &'static [&'static str],
-                calls: &'static [(&'static str, bool, &'static [usize], u16)],
+                calls: &'static [ConditionCall],
+            }
+
+            /// One call: the caller's role, whether the row's principal fields name the caller,
+            /// the index of each varied field's value, whether the token shows a second factor
+            /// and which scopes it leaves out, the status expected.
+            struct ConditionCall {
+                role: &'static str,
+                own: bool,
+                values: &'static [usize],
+                mfa: bool,
+                dropped: &'static [&'static str],
+                expected: u16,
             }
 
             const CONDITIONS: &[ConditionCase] = &[#(#cases),*];
@@ -793,20 +836,22 @@ impl Plan<'_> {
         };
         quote! {
             for case in CONDITIONS {
-                for (role, own, values, expected) in case.calls {
+                for call in case.calls {
                     counter += 1;
-                    let caller = format!("{role}-check-{counter}");
-                    db.member(tenant, &caller, &[*role]).await;
-                    let owner = if *own { caller.as_str() } else { "someone-else" };
+                    let caller = format!("{}-check-{counter}", call.role);
+                    db.member(tenant, &caller, &[call.role]).await;
+                    let owner = if call.own { caller.as_str() } else { "someone-else" };
                     let mut conn = db.pool.acquire().await.expect("a connection");
-                    let (row, #input) = varied_row(&mut conn, case.resource, tenant, owner, counter, &ids, case.varied, values, #insert).await;
+                    let (row, #input) = varied_row(&mut conn, case.resource, tenant, owner, counter, &ids, case.varied, call.values, #insert).await;
                     drop(conn);
-                    let token = signed(&dev::claims(&caller, tenant.id(), &all_scopes(), &["mfa"], identity::now(), 60));
+                    let scopes = OPERATIONS.iter().filter_map(|op| op.scope).filter(|scope| !call.dropped.contains(scope)).collect::<Vec<_>>().join(" ");
+                    let amr: &[&str] = if call.mfa { &["mfa"] } else { &[] };
+                    let token = signed(&dev::claims(&caller, tenant.id(), &scopes, amr, identity::now(), 60));
                     #created
                     let status = match case.call {
                         #(#arms)*
                     };
-                    assert_eq!(status, *expected, "{} by {caller} on a row of theirs: {own}, values {values:?} of {:?}", case.id, case.varied);
+                    assert_eq!(status, call.expected, "{} by {caller} on a row of theirs: {}, values {:?} of {:?}, second factor: {}, scopes left out: {:?}", case.id, call.own, call.values, case.varied, call.mfa, call.dropped);
                     // The row goes, so that the next call may give a unique field the same value.
                     let mut conn = db.pool.acquire().await.expect("a connection");
                     remove_row(&mut conn, case.resource, tenant, #removed).await;
@@ -858,11 +903,14 @@ fn plausible_email(text: &str) -> bool {
 
 /// The fields a condition reads on the row (by their Cedar attribute name), if it reads
 /// only the row's own fields and only `sub` and `roles` of the caller; else why not.
-fn read_fields<'a>(resource: &'a Resource, condition: &str) -> Result<Vec<&'a Field>, String> {
-    if condition.contains("context") {
-        return Err("it reads the request's context".into());
-    }
-    if condition.contains("resource[") || condition.contains("principal[") {
+fn read_fields<'a>(
+    resource: &'a Resource,
+    condition: &str,
+) -> Result<(Vec<&'a Field>, ContextReads), String> {
+    if condition.contains("resource[")
+        || condition.contains("principal[")
+        || condition.contains("context[")
+    {
         return Err("it reads an attribute by a computed name".into());
     }
     let names = |prefix: &str| -> Vec<String> {
@@ -882,6 +930,22 @@ fn read_fields<'a>(resource: &'a Resource, condition: &str) -> Result<Vec<&'a Fi
     {
         return Err(format!("it reads the caller's {name}"));
     }
+    // The context the server gives: the token's second factor and scopes, read only as
+    // `context.mfa` and `context.scopes` (the checks vary them through the token).
+    let mut context = ContextReads::default();
+    let read = names("context.");
+    if condition.matches("context").count() != read.len() {
+        return Err(
+            "it reads the request's context other than as `context.mfa` or `context.scopes`".into(),
+        );
+    }
+    for name in read {
+        match name.as_str() {
+            "mfa" => context.mfa = true,
+            "scopes" => context.scopes = true,
+            other => return Err(format!("it reads the request's context.{other}")),
+        }
+    }
     // `resource has x` (or `has "x"`) reads whether the field is set: a read too.
     let tested = names("resource has ")
         .into_iter()
@@ -898,7 +962,25 @@ fn read_fields<'a>(resource: &'a Resource, condition: &str) -> Result<Vec<&'a Fi
             fields.push(field);
         }
     }
-    Ok(fields)
+    Ok((fields, context))
+}
+
+/// Every scope an operation of `app` needs, in the order of `OPERATIONS` (each once): a
+/// token with all of them may call every operation.
+fn scopes_of(app: &App) -> Vec<String> {
+    let resources = app
+        .resources
+        .iter()
+        .flat_map(|r| &r.actions)
+        .filter_map(|a| a.scope.clone());
+    let builtins = app.builtin_operations().into_iter().filter_map(|b| b.scope);
+    let mut scopes: Vec<String> = Vec::new();
+    for scope in resources.chain(builtins) {
+        if !scopes.contains(&scope) {
+            scopes.push(scope);
+        }
+    }
+    scopes
 }
 
 /// The condition of an action the checks can call (not public, with roles, on rows of a
@@ -923,19 +1005,49 @@ enum Choice {
     Caller(bool),
 }
 
+/// What a condition reads besides the row's fields.
+#[derive(Clone, Copy)]
+struct Reads {
+    /// The row's principal fields (compared with the caller).
+    principal: bool,
+    context: ContextReads,
+}
+
 fn action_case<'a>(
+    app: &App,
     resource: &'a Resource,
     action: &'a Action,
     condition: &Condition,
-    reads_principal: bool,
+    reads: Reads,
     varied: &[&Candidates<'a>],
 ) -> Result<Case<'a>, String> {
     // The row's principal fields all take the inserting subject's name, so they vary
     // together: the caller's, or someone else's (a created row's are always the caller's).
-    let mut rows: Vec<Vec<Choice>> = if reads_principal && action.kind == ActionKind::Create {
+    let mut rows: Vec<Vec<Choice>> = if reads.principal && action.kind == ActionKind::Create {
         vec![vec![Choice::Caller(true)]]
-    } else if reads_principal {
+    } else if reads.principal {
         vec![vec![Choice::Caller(true)], vec![Choice::Caller(false)]]
+    } else {
+        vec![Vec::new()]
+    };
+    // The token: with a second factor or without, when the condition reads it; with every
+    // scope, or without those the condition names (the operation's own stays: without it the
+    // guard refuses first).
+    let every_scope = scopes_of(app);
+    let mfas: &[bool] = if reads.context.mfa {
+        &[true, false]
+    } else {
+        &[true]
+    };
+    let named: Vec<String> = condition
+        .literals()
+        .iter()
+        .filter_map(|l| l.as_str())
+        .filter(|l| every_scope.iter().any(|s| s == l) && action.scope.as_deref() != Some(*l))
+        .map(str::to_owned)
+        .collect();
+    let droppings: Vec<Vec<String>> = if reads.context.scopes && !named.is_empty() {
+        vec![Vec::new(), named]
     } else {
         vec![Vec::new()]
     };
@@ -950,7 +1062,7 @@ fn action_case<'a>(
                 })
             })
             .collect();
-        if rows.len() * action.roles.len() > MAX_CALLS {
+        if rows.len() * action.roles.len() * mfas.len() * droppings.len() > MAX_CALLS {
             return Err(format!(
                 "trying its fields' values takes more than {MAX_CALLS} calls"
             ));
@@ -962,12 +1074,13 @@ fn action_case<'a>(
         ActionKind::Create => 201,
         _ => 200,
     };
-    // One line per call: the caller, whether the row is the caller's, the values (by index
-    // into each varied field's values), the expected status.
+    // One call per role, row and token: the caller, whether the row is the caller's, the
+    // values (by index into each varied field's values), the token, the expected status.
     let mut calls = Vec::new();
     let (mut holds, mut fails) = (false, false);
     // The caller's name only has to differ from someone else's.
     let subject = "caller";
+    let mfa_roles = app.mfa_roles();
     for role in &action.roles {
         for row in &rows {
             let mut attrs = serde_json::Map::new();
@@ -995,13 +1108,46 @@ fn action_case<'a>(
             {
                 attrs.insert(field.json.clone(), owner.into());
             }
-            let allowed = condition
-                .holds(subject, &[role.as_str()], serde_json::Value::Object(attrs))
-                .map_err(|e| format!("Cedar could not evaluate it here: {e}"))?;
-            holds |= allowed;
-            fails |= !allowed;
-            let expected: u16 = if allowed { success } else { 403 };
-            calls.push((role.clone(), own, indexes, expected));
+            let attrs = serde_json::Value::Object(attrs);
+            for dropped in &droppings {
+                let scopes: Vec<&str> = every_scope
+                    .iter()
+                    .filter(|s| !dropped.contains(s))
+                    .map(String::as_str)
+                    .collect();
+                // As the server decides: a role that needs a second factor counts only with
+                // one (the policies ask `context.mfa` of it), and the condition must hold.
+                let decides = |mfa: bool| -> Result<bool, String> {
+                    if mfa_roles.contains(&role.as_str()) && !mfa {
+                        return Ok(false);
+                    }
+                    condition
+                        .holds(subject, &[role.as_str()], attrs.clone(), (mfa, &scopes))
+                        .map_err(|e| format!("Cedar could not evaluate it here: {e}"))
+                };
+                for &mfa in mfas {
+                    let allowed = decides(mfa)?;
+                    holds |= allowed;
+                    fails |= !allowed;
+                    // A refusal a second factor would lift is a step-up challenge (401),
+                    // except in a list, which leaves the row out.
+                    let expected: u16 = if allowed {
+                        success
+                    } else if !mfa && action.kind != ActionKind::List && decides(true)? {
+                        401
+                    } else {
+                        403
+                    };
+                    calls.push(CaseCall {
+                        role: role.clone(),
+                        own,
+                        values: indexes.clone(),
+                        mfa,
+                        dropped: dropped.clone(),
+                        expected,
+                    });
+                }
+            }
         }
     }
     if !holds {
@@ -1074,9 +1220,9 @@ bulwark: 1
 app: { name: checks }
 api:
   version: v1
-  scopes: { s: Everything }
+  scopes: { s: Everything, t: Others }
 identity: { issuer: "https://id.example.com/", audience: checks, max_token_lifetime: 10m }
-roles: { admin: { description: Admin }, clerk: { description: Clerk } }
+roles: { admin: { description: Admin }, clerk: { description: Clerk, mfa: required } }
 payments:
   provider: stripe
   checkout: { resource: item, amount: price, mode: redirect }
@@ -1085,7 +1231,7 @@ payments:
 resources:
   other:
     fields: { name: { type: string, max: 10 } }
-    actions: { read: { roles: [admin], scope: s } }
+    actions: { read: { roles: [admin], scope: t } }
   item:
     fields:
       rate: { type: decimal }
@@ -1104,7 +1250,9 @@ resources:
       list: { roles: [admin], scope: s, when: 'resource.rate.greaterThan(decimal("1.5")) || resource has at' }
       pay: { roles: [admin], scope: s, when: 'resource.price.currency == "JPY" && resource.price.amount_minor > 100', sets: { serial: paid } }
       link: { roles: [admin], scope: s, when: 'resource.other == "x"', sets: { serial: linked } }
-      step: { roles: [admin], scope: s, when: 'context.mfa', sets: { serial: stepped } }
+      step: { roles: [admin, clerk], scope: s, when: 'context.mfa', sets: { serial: stepped } }
+      scoped: { roles: [admin], scope: s, when: 'context.scopes.contains("t")', sets: { serial: scoped } }
+      odd: { roles: [admin], scope: s, when: 'context has mfa', sets: { serial: odd } }
       tag: { roles: [admin], scope: s, when: 'resource.serial == "a"', sets: { serial: b } }
       always: { roles: [admin], scope: s, when: 'resource.rate == resource.rate', sets: { serial: c } }
 "#;
@@ -1144,11 +1292,20 @@ resources:
                         "it reads other, a reference: its values are rows the tests make, unknown here"
                     )
                 ),
-                ("item.step", Err("it reads the request's context")),
+                // With a second factor and without, by each role.
+                ("item.step", Ok(4)),
+                // With every scope, and without t.
+                ("item.scoped", Ok(2)),
+                (
+                    "item.odd",
+                    Err(
+                        "it reads the request's context other than as `context.mfa` or `context.scopes`"
+                    )
+                ),
                 // serial is unique: each call's row is deleted before the next, so the
-                // literals of the resource's conditions that fit (a, x, JPY, 2024-02-29) and
-                // another value are tried one after another.
-                ("item.tag", Ok(5)),
+                // literals of the resource's conditions that fit (a, x, t, JPY, 2024-02-29)
+                // and another value are tried one after another.
+                ("item.tag", Ok(6)),
                 ("item.always", Err("no row the checks try makes it fail")),
             ]
         );
@@ -1164,5 +1321,34 @@ resources:
         ] {
             assert!(checks.contains(expected), "{expected} in {checks}");
         }
+        // The token varies as the condition reads it; a refusal a second factor would lift
+        // is a step-up challenge.
+        let statuses = |id: &str| -> Vec<(String, bool, Vec<String>, u16)> {
+            let case = plan
+                .cases
+                .iter()
+                .find(|c| format!("{}.{}", c.resource.name, c.action.name) == id)
+                .expect("a checked case");
+            case.calls
+                .iter()
+                .map(|c| (c.role.clone(), c.mfa, c.dropped.clone(), c.expected))
+                .collect()
+        };
+        assert_eq!(
+            statuses("item.step"),
+            [
+                ("admin".into(), true, vec![], 200),
+                ("admin".into(), false, vec![], 401),
+                ("clerk".into(), true, vec![], 200),
+                ("clerk".into(), false, vec![], 401),
+            ]
+        );
+        assert_eq!(
+            statuses("item.scoped"),
+            [
+                ("admin".into(), true, vec![], 200),
+                ("admin".into(), true, vec!["t".into()], 403),
+            ]
+        );
     }
 }
