@@ -5,9 +5,9 @@
 //! keeps under `api.deprecated` keeps the shape it had when it was current, mapped through this
 //! spec's renames, so its clients go on seeing the names and fields they were written against
 //! while the current version changes. A resource or field that a served version exposes
-//! cannot leave the spec (its column would be dropped under that version's clients) until the
-//! version is retired. A version no earlier generation recorded is served with the current
-//! shapes, and recorded so from then on.
+//! cannot leave the spec (its column would be dropped under that version's clients) or change
+//! its type (an enum may gain values) until the version is retired. A version no earlier
+//! generation recorded is served with the current shapes, and recorded so from then on.
 
 use crate::model::{Action, App, DeprecatedVersion, Field, FieldType, Resource};
 use crate::render::rust::input_optional;
@@ -88,7 +88,8 @@ fn resource_shape(resource: &Resource) -> ResourceShape {
 
 /// Gives each deprecated version of `app` its shape: the one `recorded` by the previous
 /// generation (mapped through the renames), else the current one. Errs with the reasons when
-/// a served version exposes what the spec no longer has.
+/// a served version exposes what the spec no longer has, or has with another type, or its
+/// record is not one bulwark writes.
 pub fn attach(app: &mut App, recorded: &[ApiShape]) -> Result<(), StillServed> {
     let now = current(app);
     let mut reasons = Vec::new();

@@ -141,6 +141,9 @@ pub fn render_openapi(app: &App, options: &Options) -> String {
 /// path where it was other), marked deprecated, with their own ids and the sunset; where its
 /// bodies were other, schemas of its own (`v1.Invoice`: a `.` never occurs in a type name).
 fn deprecated_paths(app: &App, paths: &mut Map<String, Value>, schemas: &mut Map<String, Value>) {
+    if app.deprecated_versions.is_empty() {
+        return;
+    }
     let current = paths.clone();
     let operation = |path: &str, method: &str| -> Option<Value> {
         current.get(path)?.get(method.to_lowercase()).cloned()

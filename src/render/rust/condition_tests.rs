@@ -92,6 +92,9 @@ pub fn plan<'a>(app: &'a App, api_crate: &str) -> Plan<'a> {
     let mut cases = Vec::new();
     let mut varied_resources = Vec::new();
     let mut coverage = Vec::new();
+    // What the tokens of the calls may hold.
+    let mfa_roles = app.mfa_roles();
+    let every_scope = scopes_of(app);
     for resource in &app.resources {
         // Each conditional action's coverage, by its place in the resource (to list them in
         // the spec's order).
@@ -164,7 +167,14 @@ pub fn plan<'a>(app: &'a App, api_crate: &str) -> Plan<'a> {
                 principal: reads_principal,
                 context: *context,
             };
-            match action_case(app, resource, action, condition, reads, &varied) {
+            match action_case(
+                (&mfa_roles, &every_scope),
+                resource,
+                action,
+                condition,
+                reads,
+                &varied,
+            ) {
                 Ok(case) => {
                     any = true;
                     let checked = Ok(case.calls.len());
@@ -1014,7 +1024,7 @@ struct Reads {
 }
 
 fn action_case<'a>(
-    app: &App,
+    (mfa_roles, every_scope): (&[&str], &[String]),
     resource: &'a Resource,
     action: &'a Action,
     condition: &Condition,
@@ -1033,23 +1043,27 @@ fn action_case<'a>(
     // The token: with a second factor or without, when the condition reads it; with every
     // scope, or without those the condition names (the operation's own stays: without it the
     // guard refuses first).
-    let every_scope = scopes_of(app);
     let mfas: &[bool] = if reads.context.mfa {
         &[true, false]
     } else {
         &[true]
     };
-    let named: Vec<String> = condition
-        .literals()
-        .iter()
-        .filter_map(|l| l.as_str())
-        .filter(|l| every_scope.iter().any(|s| s == l) && action.scope.as_deref() != Some(*l))
-        .map(str::to_owned)
-        .collect();
-    let droppings: Vec<Vec<String>> = if reads.context.scopes && !named.is_empty() {
-        vec![Vec::new(), named]
+    // (Reading the literals walks the policy's JSON form: only when they matter.)
+    let named: Vec<String> = if reads.context.scopes {
+        condition
+            .literals()
+            .iter()
+            .filter_map(|l| l.as_str())
+            .filter(|l| every_scope.iter().any(|s| s == l) && action.scope.as_deref() != Some(*l))
+            .map(str::to_owned)
+            .collect()
     } else {
+        Vec::new()
+    };
+    let droppings: Vec<Vec<String>> = if named.is_empty() {
         vec![Vec::new()]
+    } else {
+        vec![Vec::new(), named]
     };
     for candidates in varied {
         rows = rows
@@ -1080,7 +1094,6 @@ fn action_case<'a>(
     let (mut holds, mut fails) = (false, false);
     // The caller's name only has to differ from someone else's.
     let subject = "caller";
-    let mfa_roles = app.mfa_roles();
     for role in &action.roles {
         for row in &rows {
             let mut attrs = serde_json::Map::new();
