@@ -328,7 +328,13 @@ fn plan(app: &App, old: &[TableRecord]) -> Result<Plan, EvolveError> {
                             column.check.as_deref().unwrap_or("none")
                         ));
                     }
-                    if was.default != column.default || (retyped && column.default.is_some()) {
+                    // A retyped column's old default went before the type change.
+                    let default_changed = if retyped {
+                        column.default.is_some()
+                    } else {
+                        was.default != column.default
+                    };
+                    if default_changed {
                         alter.push(match &column.default {
                             Some(default) => format!("ALTER TABLE {t} ALTER COLUMN {} SET DEFAULT {default};", column.name),
                             None => format!("ALTER TABLE {t} ALTER COLUMN {} DROP DEFAULT;", column.name),

@@ -91,16 +91,12 @@ fn resource_shape(resource: &Resource) -> ResourceShape {
 /// a served version exposes what the spec no longer has, or has with another type, or its
 /// record is not one bulwark writes.
 pub fn attach(app: &mut App, recorded: &[ApiShape]) -> Result<(), StillServed> {
-    let now = current(app);
     let mut reasons = Vec::new();
     let mut shapes = Vec::new();
     for version in &app.deprecated_versions {
         let shape = match recorded.iter().find(|s| s.version == version.version) {
             Some(shape) => carried_forward(app, shape, &mut reasons),
-            None => ApiShape {
-                version: version.version.clone(),
-                resources: now.resources.clone(),
-            },
+            None => current_as(app, &version.version),
         };
         shapes.push(shape);
     }
@@ -180,7 +176,13 @@ fn carried_forward(app: &App, shape: &ApiShape, reasons: &mut Vec<String>) -> Ap
                 ));
             }
         }
-        let creates = old.actions.iter().any(|a| a == "create");
+        let actions: Vec<String> = old
+            .actions
+            .iter()
+            .filter(|a| resource.actions.iter().any(|c| &c.name == *a))
+            .cloned()
+            .collect();
+        let creates = actions.iter().any(|a| a == "create");
         for added in resource.fields.iter().filter(|f| {
             crate::render::rust::is_input(f)
                 && !input_optional(f)
@@ -197,12 +199,7 @@ fn carried_forward(app: &App, shape: &ApiShape, reasons: &mut Vec<String>) -> Ap
             resource: resource.name.clone(),
             path: old.path.clone(),
             fields,
-            actions: old
-                .actions
-                .iter()
-                .filter(|a| resource.actions.iter().any(|c| &c.name == *a))
-                .cloned()
-                .collect(),
+            actions,
         });
     }
     ApiShape {

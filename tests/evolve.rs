@@ -679,6 +679,10 @@ fn markers_name_fields_the_spec_has_and_backfills_fit_them() {
             "  backfill: { customer.name: 3 }\n",
             "value `3` does not fit field `name`",
         ),
+        (
+            "  backfill: { customer.country: DEU }\n",
+            "the length of this value (3) is outside the field's bounds",
+        ),
     ] {
         let spec = ledgerly().replace(
             "payments:",

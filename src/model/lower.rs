@@ -489,8 +489,18 @@ impl<'s> Lower<'s> {
                 );
                 continue;
             }
-            if let Some(value) = self.literal(&field.ty, value, &field.name) {
-                backfill.push((entry.value.clone(), value));
+            // Within the field's bounds, as a default must be: else the migration would fail
+            // on its own value.
+            let declared = spec
+                .resources
+                .iter()
+                .find(|(k, _)| k.value == resources[r].name)
+                .and_then(|(_, res)| res.fields.iter().find(|(k, _)| k.value == field.name))
+                .map(|(_, declared)| declared);
+            if let Some(checked) = self.literal(&field.ty, value, &field.name)
+                && declared.is_none_or(|d| self.within_bounds(d, &checked, value.loc))
+            {
+                backfill.push((entry.value.clone(), checked));
             }
         }
         (check, backfill)

@@ -680,9 +680,10 @@ fn guard() -> TokenStream {
                 // A previous version's route shares the guard (its rate limit too) and the
                 // handler; its answers, refusals included, carry the deprecation headers.
                 for previous in self.previous.iter().filter(|p| p.serves_as_current(operation)) {
-                    let deprecation = Deprecation::of(previous, operation.path, operation.path);
+                    let path = previous.path(operation.path);
+                    let deprecation = Deprecation::of(previous, &path, operation.path);
                     let deprecated = handler.clone().layer(from_fn_with_state(guard.clone(), authorize)).layer(from_fn_with_state(deprecation, deprecate));
-                    self.add(operation.method, previous.path(operation.path), filter, deprecated);
+                    self.add(operation.method, path, filter, deprecated);
                 }
                 self.guards.insert(operation.id, guard.clone());
                 self.add(operation.method, operation.path.to_owned(), filter, handler.layer(from_fn_with_state(guard, authorize)));
@@ -770,8 +771,7 @@ fn guard() -> TokenStream {
             /// For the route at `old_path` of the operation at `new_path`.
             fn of(version: &PreviousVersion, old_path: &str, new_path: &str) -> Self {
                 let fixed = |path: &str| path.split("/{").next().unwrap_or_default().to_owned();
-                let old_path = if old_path == new_path { version.path(new_path) } else { old_path.to_owned() };
-                Deprecation { version: *version, old_prefix: fixed(&old_path), new_prefix: fixed(new_path) }
+                Deprecation { version: *version, old_prefix: fixed(old_path), new_prefix: fixed(new_path) }
             }
         }
 
