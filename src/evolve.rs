@@ -11,8 +11,10 @@
 //! a changed type or constraint, a field made required, a new uniqueness rule or reference on
 //! stored rows unless `migrations.check` names the field (the migration then holds the stored
 //! rows to the new rule, failing whole where one breaks it); a new required field without a
-//! default unless `migrations.backfill` gives stored rows a value. A resource moved between
-//! tenant-scoped and global is always refused.
+//! default unless `migrations.backfill` gives stored rows a value; a resource moved between
+//! tenant-scoped and global unless `migrations.tenancy` names it (made global, every tenant's
+//! rows are shared; made tenant-scoped, each tenant gets its own copy of every row, and its
+//! references are pointed at its copies).
 
 use crate::model::App;
 use crate::render::escape::{one_line, sql_function_body, sql_ident, sql_literal, sql_unquote};
@@ -114,6 +116,12 @@ pub fn evolve(
             .collect::<Vec<_>>()
             .join("; ")
     );
+    for statement in &plan.statements {
+        text.push_str(statement);
+        text.push('\n');
+    }
+    // New tables after the existing ones took their new names, columns and tenancy (their
+    // keys may point at them), before the keys that may point at new tables.
     if !plan.new_tables.is_empty() {
         let resources: Vec<&crate::model::Resource> = app
             .resources
@@ -123,7 +131,7 @@ pub fn evolve(
         text.push_str(&sql::tables_sql(app, &resources, false, options)?);
         text.push('\n');
     }
-    for statement in &plan.statements {
+    for statement in &plan.keys {
         text.push_str(statement);
         text.push('\n');
     }
@@ -138,15 +146,17 @@ const INIT: &str = "migrations/0001_init.sql";
 struct Plan {
     /// Resources whose tables are created whole.
     new_tables: BTreeSet<String>,
-    /// Statements after the new tables, in order.
+    /// Statements before the new tables, in order.
     statements: Vec<String>,
+    /// Statements after the new tables: keys and dropped tables.
+    keys: Vec<String>,
     /// One line per change, for the header and the file name.
     summary: Vec<String>,
 }
 
 impl Plan {
     fn is_empty(&self) -> bool {
-        self.new_tables.is_empty() && self.statements.is_empty()
+        self.new_tables.is_empty() && self.statements.is_empty() && self.keys.is_empty()
     }
 }
 
@@ -154,6 +164,7 @@ fn plan(app: &App, old: &[TableRecord]) -> Result<Plan, EvolveError> {
     let new = sql::schema(app);
     let drop: BTreeSet<&str> = app.drop.iter().map(String::as_str).collect();
     let checked: BTreeSet<&str> = app.check.iter().map(String::as_str).collect();
+    let tenancy: BTreeSet<&str> = app.tenancy.iter().map(String::as_str).collect();
     let backfill: BTreeMap<&str, String> = app
         .backfill
         .iter()
@@ -181,6 +192,9 @@ fn plan(app: &App, old: &[TableRecord]) -> Result<Plan, EvolveError> {
         .collect();
     let mut plan = Plan::default();
     let mut reasons = Vec::new();
+    // Tables that move between tenant-scoped and global (previous and new records), with
+    // the uniqueness rules they keep.
+    let mut moves: Vec<Move> = Vec::new();
     // Statements by phase, so that what they depend on exists first.
     let (mut renames, mut add, mut keys, mut alter, mut drop_columns, mut drop_tables) = (
         Vec::new(),
@@ -197,9 +211,7 @@ fn plan(app: &App, old: &[TableRecord]) -> Result<Plan, EvolveError> {
         let before = match (old_tables.get(t.as_str()), renamed_tables.get(t.as_str())) {
             (Some(before), _) => *before,
             (None, Some(before)) => {
-                if before.tenant == table.tenant {
-                    renames.push(table_rename(app, before, table));
-                }
+                renames.push(table_rename(app, before, table));
                 plan.summary
                     .push(format!("rename {} to {resource}", before.resource));
                 before
@@ -210,13 +222,28 @@ fn plan(app: &App, old: &[TableRecord]) -> Result<Plan, EvolveError> {
                 continue;
             }
         };
-        if before.tenant != table.tenant {
-            // No marker makes this safe: tenants' rows would be shared, or rows would need
-            // a tenant nobody named.
-            reasons.push(format!(
-                "`{resource}` moves between tenant-scoped and global: its rows would gain or lose their tenant; not done in place (add a resource of the other kind and copy the rows over, then drop this one under `migrations.drop`)"
-            ));
+        let moved = before.tenant != table.tenant;
+        if moved && !tenancy.contains(resource.as_str()) {
+            reasons.push(if table.tenant {
+                format!(
+                    "`{resource}` becomes tenant-scoped: its stored rows belong to no tenant; list `{resource}` under `migrations.tenancy` to give each tenant its own copy of them (references from a tenant's rows then point at its copies)"
+                )
+            } else {
+                format!(
+                    "`{resource}` becomes global: every tenant's stored rows would be shared by all tenants; list `{resource}` under `migrations.tenancy` to share them (the tenant each came from is forgotten; the migration fails, changing nothing, where a uniqueness rule now spans tenants and two rows share a value)"
+                )
+            });
             continue;
+        }
+        if moved {
+            plan.summary.push(format!(
+                "{resource} {}",
+                if table.tenant {
+                    "tenant-scoped"
+                } else {
+                    "global"
+                }
+            ));
         }
         // Renamed fields: each old column under the name of the new one, in order (a money
         // field has two), so that it compares like a column that kept its name.
@@ -387,7 +414,19 @@ fn plan(app: &App, old: &[TableRecord]) -> Result<Plan, EvolveError> {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let before_uniques: Vec<String> = before.uniques.iter().map(|u| rename_list(u)).collect();
+        // A moved table's rules in their new form (with or without the tenant).
+        let before_uniques: Vec<String> = before
+            .uniques
+            .iter()
+            .map(|u| {
+                let u = rename_list(u);
+                if moved {
+                    in_tenancy(&u, table.tenant)
+                } else {
+                    u
+                }
+            })
+            .collect();
         let before_keys: Vec<sql::ForeignKey> = before
             .foreign_keys
             .iter()
@@ -399,6 +438,18 @@ fn plan(app: &App, old: &[TableRecord]) -> Result<Plan, EvolveError> {
                 ..k.clone()
             })
             .collect();
+        if moved {
+            moves.push(Move {
+                before,
+                table,
+                uniques: table
+                    .uniques
+                    .iter()
+                    .filter(|u| before_uniques.contains(u))
+                    .cloned()
+                    .collect(),
+            });
+        }
         for unique in table.uniques.iter().filter(|u| !before_uniques.contains(u)) {
             if only_new(unique) {
                 keys.push(format!("ALTER TABLE {t} ADD UNIQUE ({unique});"));
@@ -413,12 +464,25 @@ fn plan(app: &App, old: &[TableRecord]) -> Result<Plan, EvolveError> {
                 "`{resource}` loses a uniqueness rule: not done automatically (write the migration by hand)"
             ));
         }
+        // A reference whose target moved changes its form (the move drops it, and points
+        // the stored rows at their tenant's copies where the target became tenant-scoped):
+        // it is added again in the new form. One no longer in the spec is dropped.
+        for key in before_keys
+            .iter()
+            .filter(|k| !table.foreign_keys.iter().any(|n| same_reference(k, n)))
+        {
+            let column = key.columns.trim_start_matches("\"tenant_id\", ");
+            if new_columns.contains_key(column) {
+                alter.push(drop_foreign_keys(&key.target, Some((t, column))));
+            }
+        }
         for key in table
             .foreign_keys
             .iter()
             .filter(|k| !before_keys.contains(k))
         {
-            if only_new(&key.columns) {
+            let reformed = before_keys.iter().any(|b| same_reference(b, key));
+            if reformed || only_new(&key.columns) {
                 keys.push(format!(
                     "ALTER TABLE {t} ADD FOREIGN KEY ({}) REFERENCES {} ({}) ON DELETE RESTRICT;\nCREATE INDEX ON {t} ({});",
                     key.columns, key.target, key.target_columns, key.columns
@@ -453,9 +517,148 @@ fn plan(app: &App, old: &[TableRecord]) -> Result<Plan, EvolveError> {
     if !reasons.is_empty() {
         return Err(EvolveError::Refused { reasons });
     }
-    // Keys after the changes of columns: a rule holds the stored rows as they end up.
-    plan.statements = [renames, add, alter, keys, drop_columns, drop_tables].concat();
+    let moved = moves_sql(app, &moves, &new, &plan.new_tables);
+    // Keys after the changes of columns and tenancy: a rule holds the stored rows as they
+    // end up.
+    plan.statements = [renames, add, alter, drop_columns, moved].concat();
+    plan.keys = [keys, drop_tables].concat();
     Ok(plan)
+}
+
+/// A table that moves between tenant-scoped and global.
+struct Move<'a> {
+    before: &'a TableRecord,
+    table: &'a TableRecord,
+    /// Its uniqueness rules kept from before, in their new form.
+    uniques: Vec<String>,
+}
+
+/// A quoted column list of a rule in a table of the given tenancy: led by `"tenant_id"` in a
+/// tenant table, without it in a global one.
+fn in_tenancy(columns: &str, tenant: bool) -> String {
+    let bare = columns.strip_prefix("\"tenant_id\", ").unwrap_or(columns);
+    if tenant {
+        format!("\"tenant_id\", {bare}")
+    } else {
+        bare.to_owned()
+    }
+}
+
+/// Whether two foreign keys are the same reference, whatever the tenancy of their tables.
+fn same_reference(a: &sql::ForeignKey, b: &sql::ForeignKey) -> bool {
+    a.target == b.target && in_tenancy(&a.columns, false) == in_tenancy(&b.columns, false)
+}
+
+/// The statements that move tables between tenant-scoped and global, after the tables'
+/// columns have changed and before keys are added (the references to a moved table are
+/// dropped here and added again in their new form with the other keys).
+fn moves_sql(
+    app: &App,
+    moves: &[Move],
+    new: &[TableRecord],
+    new_tables: &BTreeSet<String>,
+) -> Vec<String> {
+    let mut statements = Vec::new();
+    for m in moves {
+        statements.push(format!(
+            "-- {}\n{}",
+            comment(&if m.table.tenant {
+                format!("{} becomes tenant-scoped: each tenant gets its own copy of every stored row, and its references point at its copies.", m.table.resource)
+            } else {
+                format!("{} becomes global: every tenant's rows are shared by all tenants.", m.table.resource)
+            }),
+            drop_foreign_keys(&m.table.name, None)
+        ));
+    }
+    let copies = |n: usize| sql_ident(&format!("bulwark_copies_{n}"));
+    for (n, m) in moves.iter().enumerate() {
+        let t = &m.table.name;
+        statements.push(drop_uniques(t));
+        if m.table.tenant {
+            // Each tenant's copy of each row gets an id of its own.
+            let message = sql_literal(&format!(
+                "{} has stored rows and there is no tenant to give them to",
+                sql_unquote(t)
+            ));
+            let guard = format!(
+                "BEGIN
+  IF EXISTS (SELECT 1 FROM {t}) AND NOT EXISTS (SELECT 1 FROM \"tenants\") THEN
+    RAISE EXCEPTION '%', {message};
+  END IF;
+END"
+            );
+            statements.push(format!("DO {};", sql_function_body(&guard)));
+            let columns: Vec<&str> = m.table.columns.iter().map(|c| c.name.as_str()).collect();
+            let list: String = columns.iter().map(|c| format!(", {c}")).collect();
+            let from: String = columns.iter().map(|c| format!(", r.{c}")).collect();
+            statements.push(format!(
+                "ALTER TABLE {t} ADD COLUMN \"tenant_id\" uuid REFERENCES \"tenants\" (\"id\");\n\
+                 CREATE TEMPORARY TABLE {copies} AS\n    \
+                 SELECT r.\"id\" AS \"old_id\", n.\"id\" AS \"tenant_id\", gen_random_uuid() AS \"new_id\" FROM {t} r CROSS JOIN \"tenants\" n;\n\
+                 INSERT INTO {t} (\"id\", \"tenant_id\"{list}, \"created_at\", \"updated_at\")\n    \
+                 SELECT c.\"new_id\", c.\"tenant_id\"{from}, r.\"created_at\", r.\"updated_at\" FROM {t} r JOIN {copies} c ON c.\"old_id\" = r.\"id\";",
+                copies = copies(n)
+            ));
+        } else {
+            // A renamed table's functions went with the rename.
+            if m.before.name == m.table.name {
+                let (read, list) = sql::scoped_function_names(&sql_unquote(t));
+                statements.push(format!(
+                    "DROP FUNCTION IF EXISTS {};\nDROP FUNCTION IF EXISTS {};",
+                    sql_ident(&read),
+                    sql_ident(&list)
+                ));
+            }
+            statements.push(format!(
+                "DROP POLICY IF EXISTS \"tenant_isolation\" ON {t};\n\
+                 ALTER TABLE {t} NO FORCE ROW LEVEL SECURITY;\n\
+                 ALTER TABLE {t} DISABLE ROW LEVEL SECURITY;\n\
+                 ALTER TABLE {t} DROP COLUMN \"tenant_id\";"
+            ));
+        }
+    }
+    // Every stored reference to a row that was copied points at its own tenant's copy.
+    let moving: BTreeSet<&str> = moves.iter().map(|m| m.table.name.as_str()).collect();
+    for (n, m) in moves.iter().enumerate().filter(|(_, m)| m.table.tenant) {
+        for from in new.iter().filter(|r| !new_tables.contains(&r.resource)) {
+            for key in from
+                .foreign_keys
+                .iter()
+                .filter(|k| k.target == m.table.name)
+            {
+                let (r, column) = (&from.name, in_tenancy(&key.columns, false));
+                let update = format!(
+                    "UPDATE {r} SET {column} = c.\"new_id\" FROM {copies} c WHERE c.\"old_id\" = {r}.{column} AND c.\"tenant_id\" = {r}.\"tenant_id\";",
+                    copies = copies(n)
+                );
+                // A tenant table that did not move is under forced row-level security.
+                statements.push(unforced(r, !moving.contains(r.as_str()), &update));
+            }
+        }
+    }
+    for (n, m) in moves.iter().enumerate() {
+        let t = &m.table.name;
+        if m.table.tenant {
+            statements.push(format!(
+                "DELETE FROM {t} WHERE \"tenant_id\" IS NULL;\n\
+                 DROP TABLE {copies};\n\
+                 ALTER TABLE {t} ALTER COLUMN \"tenant_id\" SET NOT NULL;\n\
+                 ALTER TABLE {t} ADD UNIQUE (\"tenant_id\", \"id\");",
+                copies = copies(n)
+            ));
+        }
+        for unique in &m.uniques {
+            statements.push(format!("ALTER TABLE {t} ADD UNIQUE ({unique});"));
+        }
+        if m.table.tenant {
+            let mut text = sql::row_level_security_sql(t);
+            if let Some(resource) = app.resources.iter().find(|r| r.name == m.table.resource) {
+                text.push_str(&sql::scoped_functions_sql(resource));
+            }
+            statements.push(text);
+        }
+    }
+    statements
 }
 
 /// The statements that rename a resource's table `before` to `table`: the table (its rows,
@@ -463,8 +666,7 @@ fn plan(app: &App, old: &[TableRecord]) -> Result<Plan, EvolveError> {
 /// and list functions made anew (their bodies name the table).
 fn table_rename(app: &App, before: &TableRecord, table: &TableRecord) -> String {
     let mut text = format!("ALTER TABLE {} RENAME TO {};", before.name, table.name);
-    let resource = app.resources.iter().find(|r| r.name == table.resource);
-    if let (true, Some(resource)) = (table.tenant, resource) {
+    if before.tenant {
         let (read, list) = sql::scoped_function_names(&sql_unquote(&before.name));
         for function in [read, list] {
             text.push_str(&format!(
@@ -472,7 +674,12 @@ fn table_rename(app: &App, before: &TableRecord, table: &TableRecord) -> String 
                 sql_ident(&function)
             ));
         }
-        text.push_str(&sql::scoped_functions_sql(resource));
+        // A table that also moves to global keeps none; one that moves to tenant-scoped
+        // gets them with its row-level security.
+        let resource = app.resources.iter().find(|r| r.name == table.resource);
+        if let (true, Some(resource)) = (table.tenant, resource) {
+            text.push_str(&sql::scoped_functions_sql(resource));
+        }
     }
     text
 }
@@ -510,18 +717,50 @@ fn drop_checks(table: &str, column: &str) -> String {
     format!("DO {};", sql_function_body(&body))
 }
 
-/// Fills the empty `column` of `table`'s stored rows with `value`. Row-level security is
-/// forced on a tenant table, for its owner too: lifted for this statement only, inside the
-/// migration's transaction.
+/// Fills the empty `column` of `table`'s stored rows with `value`.
 fn fill_empty(table: &str, tenant: bool, column: &str, value: &str) -> String {
     let update = format!("UPDATE {table} SET {column} = {value} WHERE {column} IS NULL;");
+    unforced(table, tenant, &update)
+}
+
+/// `statement` on every stored row of `table`. Row-level security is forced on a tenant
+/// table, for its owner too: lifted for this statement only, inside the migration's
+/// transaction.
+fn unforced(table: &str, tenant: bool, statement: &str) -> String {
     if tenant {
         format!(
-            "ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY;\n{update}\nALTER TABLE {table} FORCE ROW LEVEL SECURITY;"
+            "ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY;\n{statement}\nALTER TABLE {table} FORCE ROW LEVEL SECURITY;"
         )
     } else {
-        update
+        statement.to_owned()
     }
+}
+
+/// Drops the foreign keys that point at `target` (quoted), whatever PostgreSQL named them:
+/// with `only`, those of that table (quoted) on that column (quoted); without, every one.
+fn drop_foreign_keys(target: &str, only: Option<(&str, &str)>) -> String {
+    let filter = match only {
+        Some((table, column)) => format!(
+            "\n      AND con.conrelid = {}::regclass AND EXISTS (SELECT 1 FROM pg_attribute att\n        WHERE att.attrelid = con.conrelid AND att.attnum = ANY (con.conkey) AND att.attname = {})",
+            sql_literal(table),
+            sql_literal(&sql_unquote(column))
+        ),
+        None => String::new(),
+    };
+    let body = format!(
+        "DECLARE\n  key record;\nBEGIN\n  FOR key IN\n    SELECT con.conrelid::regclass AS tbl, con.conname AS name FROM pg_constraint con\n    WHERE con.contype = 'f' AND con.confrelid = {}::regclass{filter}\n  LOOP\n    EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', key.tbl, key.name);\n  END LOOP;\nEND",
+        sql_literal(target)
+    );
+    format!("DO {};", sql_function_body(&body))
+}
+
+/// Drops every uniqueness rule of `table` (quoted) but its primary key.
+fn drop_uniques(table: &str) -> String {
+    let table = sql_literal(table);
+    let body = format!(
+        "DECLARE\n  name text;\nBEGIN\n  FOR name IN\n    SELECT con.conname FROM pg_constraint con WHERE con.conrelid = {table}::regclass AND con.contype = 'u'\n  LOOP\n    EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', {table}::regclass, name);\n  END LOOP;\nEND"
+    );
+    format!("DO {};", sql_function_body(&body))
 }
 
 fn column_sql(column: &Column) -> String {

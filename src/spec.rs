@@ -44,7 +44,8 @@ pub struct Spec {
 
 /// What the next generation's migration may do to stored data. Without an entry here,
 /// `generate` refuses a spec change that would drop a table or a column, rename a resource
-/// or a field, or hold stored rows to a rule they were never checked against.
+/// or a field, hold stored rows to a rule they were never checked against, or move a
+/// resource between tenant-scoped and global.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Migrations {
@@ -69,6 +70,14 @@ pub struct Migrations {
     /// `retail`.
     #[serde(default)]
     pub backfill: IndexMap<Text, Located<Scalar>>,
+    /// Resources that move between tenant-scoped and global since the previous generation
+    /// (their `global` says which way). Made global, every tenant's stored rows are shared by
+    /// all tenants and the tenant each came from is forgotten (where a uniqueness rule now
+    /// spans tenants and two rows share a value, the migration fails whole). Made
+    /// tenant-scoped, each tenant gets its own copy of every stored row, and each tenant's
+    /// references point at its own copy (with rows stored and no tenant, the migration fails).
+    #[serde(default)]
+    pub tenancy: Vec<Text>,
 }
 
 /// Application metadata.

@@ -47,7 +47,12 @@ fn migrations(out: &Path) -> Vec<(String, String)> {
 /// ledgerly generated into `out` (one migration), applied to a scratch database; the
 /// database lives as long as the `Scratch`.
 fn first_generation_applied(out: &Path) -> (Scratch, postgres::Client) {
-    let (code, json) = generate_json(&ledgerly(), out);
+    generation_applied(&ledgerly(), out)
+}
+
+/// `spec` generated into `out` (one migration), applied to a scratch database.
+fn generation_applied(spec: &str, out: &Path) -> (Scratch, postgres::Client) {
+    let (code, json) = generate_json(spec, out);
     assert_eq!(code, 0, "{json}");
     let first = migrations(out);
     assert_eq!(first.len(), 1);
@@ -433,7 +438,11 @@ fn changes_that_could_lose_or_break_data_are_refused() {
                     "      read: { public: true, reason: published reference data, rate_limit: 60/min }\n      list: { public: true, reason: published reference data, rate_limit: 60/min }\n",
                     "      read: { roles: [owner], scope: rates.admin }\n",
                 ),
-            "`exchange_rate` moves between tenant-scoped and global",
+            "`exchange_rate` becomes tenant-scoped: its stored rows belong to no tenant; list `exchange_rate` under `migrations.tenancy`",
+        ),
+        (
+            ledgerly_customers_global().replace("migrations:\n  tenancy: [customer]\n\n", ""),
+            "`customer` becomes global: every tenant's stored rows would be shared by all tenants; list `customer` under `migrations.tenancy`",
         ),
     ] {
         let (code, json) = generate_json(&spec, &out);
@@ -693,4 +702,310 @@ fn markers_name_fields_the_spec_has_and_backfills_fit_them() {
         assert!(json.to_string().contains(message), "{message}: {json}");
         assert!(!out.exists(), "nothing written");
     }
+}
+
+/// ledgerly with exchange rates kept per tenant (acknowledged).
+fn ledgerly_rates_per_tenant() -> String {
+    ledgerly()
+        .replace(
+            "    description: Reference exchange rates, published to everyone\n    global: true\n",
+            "    description: Exchange rates each agency keeps\n",
+        )
+        .replace(
+            "      read: { public: true, reason: published reference data, rate_limit: 60/min }\n      list: { public: true, reason: published reference data, rate_limit: 60/min }\n",
+            "      read: { roles: [owner], scope: invoices.read }\n      list: { roles: [owner], scope: invoices.read }\n",
+        )
+        .replace("payments:", "migrations:\n  tenancy: [exchange_rate]\n\npayments:")
+}
+
+/// Two tenants, two exchange rates (EUR, USD), a customer and an invoice at the EUR rate in
+/// each tenant, and an invoice without a rate in tenant a.
+fn rated_invoices(db: &mut postgres::Client) {
+    db.batch_execute(
+        "INSERT INTO tenants (id, name) VALUES
+           ('00000000-0000-0000-0000-00000000000a', 'a'), ('00000000-0000-0000-0000-00000000000b', 'b');
+         INSERT INTO exchange_rate (id, currency, rate, published_at) VALUES
+           ('00000000-0000-0000-0000-0000000000e1', 'EUR', 1.0, '2026-11-01'),
+           ('00000000-0000-0000-0000-0000000000e2', 'USD', 1.1, '2026-11-01');
+         INSERT INTO customer (id, tenant_id, name, email, country) VALUES
+           ('00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-00000000000a', 'Acme', 'ap@acme.test', 'DE'),
+           ('00000000-0000-0000-0000-0000000000c2', '00000000-0000-0000-0000-00000000000b', 'Beta', 'ap@beta.test', 'FR');
+         INSERT INTO invoice (id, tenant_id, customer, number, total_minor, total_currency, issued_on, owner, rate) VALUES
+           ('00000000-0000-0000-0000-0000000000f1', '00000000-0000-0000-0000-00000000000a', '00000000-0000-0000-0000-0000000000c1', 'A-1', 100, 'EUR', '2026-11-02', 'u', '00000000-0000-0000-0000-0000000000e1'),
+           ('00000000-0000-0000-0000-0000000000f2', '00000000-0000-0000-0000-00000000000b', '00000000-0000-0000-0000-0000000000c2', 'B-1', 200, 'EUR', '2026-11-02', 'u', '00000000-0000-0000-0000-0000000000e1'),
+           ('00000000-0000-0000-0000-0000000000f3', '00000000-0000-0000-0000-00000000000a', '00000000-0000-0000-0000-0000000000c1', 'A-2', 300, 'EUR', '2026-11-02', 'u', NULL);",
+    )
+    .unwrap();
+}
+
+/// Runs `bulwark audit OUT --database URL`: its exit code and JSON.
+fn audit_database(out: &Path) -> (i32, Value) {
+    let output = Command::new(env!("CARGO_BIN_EXE_bulwark"))
+        .args(["--format", "json", "audit"])
+        .arg(out)
+        .args(["--database", &database_url()])
+        .output()
+        .unwrap();
+    let json = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+    (output.status.code().unwrap(), json)
+}
+
+#[test]
+fn a_global_resource_made_tenant_scoped_gives_each_tenant_its_own_rows() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("ledgerly");
+    let (_scratch, mut db) = generation_applied(&ledgerly(), &out);
+    rated_invoices(&mut db);
+    let all = next_generation(&out, &ledgerly_rates_per_tenant());
+    let sql = &all[1].1;
+    assert_contains_all(
+        sql,
+        &[
+            "exchange_rate tenant-scoped",
+            "ALTER TABLE \"exchange_rate\" ADD COLUMN \"tenant_id\" uuid REFERENCES \"tenants\" (\"id\");",
+            "ALTER TABLE \"exchange_rate\" FORCE ROW LEVEL SECURITY;",
+            "ALTER TABLE \"exchange_rate\" ADD UNIQUE (\"tenant_id\", \"currency\");",
+            "ALTER TABLE \"invoice\" ADD FOREIGN KEY (\"tenant_id\", \"rate\") REFERENCES \"exchange_rate\" (\"tenant_id\", \"id\")",
+        ],
+    );
+    db.batch_execute(sql).unwrap();
+    // Each tenant has its own copy of both rates, under new ids.
+    let rates: Vec<(String, String)> = db
+        .query(
+            "SELECT n.name, e.currency FROM exchange_rate e JOIN tenants n ON n.id = e.tenant_id ORDER BY 1, 2",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let pair = |t: &str, c: &str| (t.to_owned(), c.to_owned());
+    assert_eq!(
+        rates,
+        [
+            pair("a", "EUR"),
+            pair("a", "USD"),
+            pair("b", "EUR"),
+            pair("b", "USD")
+        ]
+    );
+    let originals: i64 = db
+        .query_one(
+            "SELECT count(*) FROM exchange_rate WHERE id IN ('00000000-0000-0000-0000-0000000000e1', '00000000-0000-0000-0000-0000000000e2')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(originals, 0);
+    // Every invoice points at its own tenant's copy of the rate it had.
+    let invoices: Vec<(String, Option<String>, bool)> = db
+        .query(
+            "SELECT i.number, e.currency, e.tenant_id = i.tenant_id FROM invoice i LEFT JOIN exchange_rate e ON e.id = i.rate ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get::<_, Option<bool>>(2).unwrap_or(true)))
+        .collect();
+    assert_eq!(
+        invoices,
+        [
+            ("A-1".into(), Some("EUR".into()), true),
+            ("A-2".into(), None, true),
+            ("B-1".into(), Some("EUR".into()), true)
+        ]
+    );
+    // Isolated like any tenant table: forced row-level security, keys inside the tenant.
+    let forced: bool = db
+        .query_one(
+            "SELECT relforcerowsecurity FROM pg_class WHERE relname = 'exchange_rate'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(forced);
+    let cross = db.batch_execute(
+        "UPDATE invoice SET rate = (SELECT id FROM exchange_rate WHERE tenant_id = '00000000-0000-0000-0000-00000000000b' AND currency = 'USD') WHERE number = 'A-1'",
+    );
+    assert!(cross.is_err(), "an invoice of a cannot point at b's rate");
+    let twice = db.batch_execute(
+        "INSERT INTO exchange_rate (id, tenant_id, currency, rate, published_at) VALUES
+           ('00000000-0000-0000-0000-0000000000e3', '00000000-0000-0000-0000-00000000000a', 'EUR', 2, now())",
+    );
+    assert!(twice.is_err(), "a tenant's currencies stay unique");
+    // The database side of the audit finds nothing on the evolved migrations.
+    let (code, json) = audit_database(&out);
+    assert_eq!(code, 0, "{json}");
+}
+
+#[test]
+fn rows_without_a_tenant_to_go_to_fail_the_move_whole() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("ledgerly");
+    let (_scratch, mut db) = generation_applied(&ledgerly(), &out);
+    db.batch_execute(
+        "INSERT INTO exchange_rate (id, currency, rate, published_at) VALUES
+           ('00000000-0000-0000-0000-0000000000e1', 'EUR', 1.0, '2026-11-01')",
+    )
+    .unwrap();
+    let all = next_generation(&out, &ledgerly_rates_per_tenant());
+    let error = db.batch_execute(&all[1].1).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("there is no tenant to give them to")
+            || format!("{error:?}").contains("there is no tenant to give them to"),
+        "{error:?}"
+    );
+    // Nothing changed: the rate is still shared.
+    let shared: i64 = db
+        .query_one(
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'exchange_rate' AND column_name = 'tenant_id'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(shared, 0);
+}
+
+/// ledgerly whose customers are shared by every agency (acknowledged), read-only to them;
+/// with `unique_email`, customers' emails are unique (in their tenant before, everywhere after).
+fn ledgerly_customers_global() -> String {
+    ledgerly()
+        .replace(
+            "  customer:\n    description: A client of the agency\n",
+            "  customer:\n    description: A client of the agency\n    global: true\n",
+        )
+        .replace(
+            "      create: { roles: [owner, finance], scope: invoices.write }\n      update: { roles: [owner, finance], scope: invoices.write }\n      delete: { roles: [owner], scope: invoices.write, rate_limit: 10/min }\n    threats:\n      - stride: information_disclosure\n        risk: customer contact data read by another agency\n        mitigation: tenant-scoped table under forced row-level security\n",
+            "",
+        )
+        .replace("payments:", "migrations:\n  tenancy: [customer]\n\npayments:")
+}
+
+fn unique_email(spec: &str) -> String {
+    spec.replace(
+        "      email: { type: email, pii: true }\n",
+        "      email: { type: email, pii: true, unique: true }\n",
+    )
+}
+
+#[test]
+fn a_tenant_resource_made_global_shares_every_tenants_rows() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("ledgerly");
+    let (_scratch, mut db) = generation_applied(&unique_email(&ledgerly()), &out);
+    rated_invoices(&mut db);
+    let all = next_generation(&out, &unique_email(&ledgerly_customers_global()));
+    let sql = &all[1].1;
+    assert_contains_all(
+        sql,
+        &[
+            "customer global",
+            "ALTER TABLE \"customer\" DISABLE ROW LEVEL SECURITY;",
+            "ALTER TABLE \"customer\" DROP COLUMN \"tenant_id\";",
+            "ALTER TABLE \"customer\" ADD UNIQUE (\"email\");",
+            "ALTER TABLE \"invoice\" ADD FOREIGN KEY (\"customer\") REFERENCES \"customer\" (\"id\")",
+        ],
+    );
+    db.batch_execute(sql).unwrap();
+    let customers: Vec<String> = db
+        .query("SELECT name FROM customer ORDER BY name", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(customers, ["Acme", "Beta"]);
+    let row = db
+        .query_one(
+            "SELECT relrowsecurity, (SELECT count(*) FROM pg_proc WHERE proname LIKE 'customer\\_%') FROM pg_class WHERE relname = 'customer'",
+            &[],
+        )
+        .unwrap();
+    let (rls, functions): (bool, i64) = (row.get(0), row.get(1));
+    assert!(!rls, "no row-level security on a shared table");
+    assert_eq!(functions, 0);
+    // Tenant b's invoice may now name tenant a's customer; an email is unique everywhere.
+    db.batch_execute(
+        "UPDATE invoice SET customer = '00000000-0000-0000-0000-0000000000c1' WHERE number = 'B-1'",
+    )
+    .unwrap();
+    let twice = db.batch_execute(
+        "INSERT INTO customer (id, name, email, country) VALUES ('00000000-0000-0000-0000-0000000000c3', 'Gamma', 'ap@acme.test', 'DE')",
+    );
+    assert!(
+        twice.is_err(),
+        "emails are unique across what was two tenants"
+    );
+    let (code, json) = audit_database(&out);
+    assert_eq!(code, 0, "{json}");
+}
+
+#[test]
+fn rows_that_break_a_rule_spanning_tenants_fail_the_move_whole() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("ledgerly");
+    let (_scratch, mut db) = generation_applied(&unique_email(&ledgerly()), &out);
+    db.batch_execute(
+        "INSERT INTO tenants (id, name) VALUES
+           ('00000000-0000-0000-0000-00000000000a', 'a'), ('00000000-0000-0000-0000-00000000000b', 'b');
+         INSERT INTO customer (id, tenant_id, name, email, country) VALUES
+           ('00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-00000000000a', 'Acme', 'ap@same.test', 'DE'),
+           ('00000000-0000-0000-0000-0000000000c2', '00000000-0000-0000-0000-00000000000b', 'Beta', 'ap@same.test', 'FR');",
+    )
+    .unwrap();
+    let all = next_generation(&out, &unique_email(&ledgerly_customers_global()));
+    assert!(
+        db.batch_execute(&all[1].1).is_err(),
+        "two customers share an email"
+    );
+    let forced: bool = db
+        .query_one(
+            "SELECT relforcerowsecurity FROM pg_class WHERE relname = 'customer'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(forced, "still tenant-scoped: nothing changed");
+}
+
+#[test]
+fn a_reference_pointed_elsewhere_loses_its_old_key() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("ledgerly");
+    let (_scratch, mut db) = generation_applied(&ledgerly(), &out);
+    two_customers(&mut db);
+    db.batch_execute(
+        "INSERT INTO invoice (id, tenant_id, customer, number, total_minor, total_currency, issued_on, owner) VALUES
+           ('00000000-0000-0000-0000-0000000000f1', '00000000-0000-0000-0000-00000000000a', '00000000-0000-0000-0000-000000000001', 'A-1', 100, 'EUR', '2026-11-02', 'u')",
+    )
+    .unwrap();
+    // `rate` now names the customer who set the rate (checked: no stored row breaks it).
+    let spec = ledgerly()
+        .replace(
+            "rate:     { type: reference, to: exchange_rate, optional: true }",
+            "rate:     { type: reference, to: customer, optional: true }",
+        )
+        .replace(
+            "payments:",
+            "migrations:\n  check: [invoice.rate]\n\npayments:",
+        );
+    let all = next_generation(&out, &spec);
+    let sql = &all[1].1;
+    assert!(
+        sql.contains("con.confrelid = '\"exchange_rate\"'::regclass"),
+        "{sql}"
+    );
+    db.batch_execute(sql).unwrap();
+    db.batch_execute(
+        "UPDATE invoice SET rate = '00000000-0000-0000-0000-000000000002' WHERE number = 'A-1'",
+    )
+    .unwrap();
+    assert!(
+        db.batch_execute(
+            "UPDATE invoice SET rate = '00000000-0000-0000-0000-0000000000e9' WHERE number = 'A-1'"
+        )
+        .is_err(),
+        "the new key holds"
+    );
 }

@@ -492,7 +492,14 @@ fn hand_edits_survive_regeneration_merges_and_conflicts_are_raised() {
     let start = ledgerly().find("  exchange_rate:").unwrap();
     let end = ledgerly().find("payments:").unwrap();
     let mut v2_text = ledgerly();
-    v2_text.replace_range(start..end, "migrations:\n  drop: [exchange_rate]\n\n");
+    v2_text.replace_range(
+        start..end,
+        "migrations:\n  drop: [exchange_rate, invoice.rate]\n\n",
+    );
+    let v2_text = v2_text.replace(
+        "      rate:     { type: reference, to: exchange_rate, optional: true }\n",
+        "",
+    );
     let v2_text = v2_text.replace(
         "      country: { type: string, max: 2 }\n",
         "      country: { type: string, max: 2 }\n      notes: { type: text, optional: true, description: Free notes }\n",

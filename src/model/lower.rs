@@ -300,6 +300,7 @@ impl<'s> Lower<'s> {
             resources,
             payments,
             drop: self.drops(),
+            tenancy: self.tenancy_changes(),
             rename: self.renames(),
             rename_resources: self.resource_renames(),
             check,
@@ -504,6 +505,20 @@ impl<'s> Lower<'s> {
             }
         }
         (check, backfill)
+    }
+
+    /// `migrations.tenancy`: each entry names a resource of the spec (whether it really moved
+    /// between tenant-scoped and global is known only against the previous generation).
+    fn tenancy_changes(&mut self) -> Vec<String> {
+        let spec = self.spec;
+        spec.migrations
+            .iter()
+            .flat_map(|m| &m.tenancy)
+            .filter_map(|entry| {
+                self.resource_index(entry)?;
+                Some(entry.value.clone())
+            })
+            .collect()
     }
 
     /// `migrations.drop`: each entry names a resource or `resource.field` that the spec no

@@ -41,6 +41,8 @@ pub struct App {
     pub check: Vec<String>,
     /// Values for the stored rows of fields that become required: (`resource.field`, value).
     pub backfill: Vec<(String, Value)>,
+    /// Resources whose move between tenant-scoped and global the migration may make.
+    pub tenancy: Vec<String>,
     /// Rate limits of the route classes (for operations without their own).
     pub public_rate_limit: RateLimit,
     pub sensitive_rate_limit: RateLimit,

@@ -21,8 +21,25 @@ struct Table {
     #[serde(flatten)]
     record: TableRecord,
     comment: &'static str,
-    /// The tenant-scoped functions' SQL ([`scoped_functions_sql`]); empty for a global table.
+    /// The tenant-scoped table's row-level security ([`row_level_security_sql`]) and
+    /// functions ([`scoped_functions_sql`]); empty for a global table.
+    security: String,
     functions: String,
+}
+
+/// The statements that force row-level security on a tenant table (`table` quoted), with
+/// the policy that shows and admits only rows of the transaction's tenant.
+pub fn row_level_security_sql(table: &str) -> String {
+    let tenant = "(SELECT NULLIF(current_setting('app.tenant_id', true), '')::uuid)";
+    format!(
+        "ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;\n\
+         ALTER TABLE {table} FORCE ROW LEVEL SECURITY;\n\
+         -- The sub-select makes the setting an init-plan, read once per statement; an unset or empty\n\
+         -- setting matches no row (fail closed).\n\
+         CREATE POLICY \"tenant_isolation\" ON {table}\n    \
+         USING (\"tenant_id\" = {tenant})\n    \
+         WITH CHECK (\"tenant_id\" = {tenant});"
+    )
 }
 
 /// A resource's table as the migrations create it: recorded in the manifest of each
@@ -315,6 +332,11 @@ fn table(app: &App, resource: &Resource) -> Table {
             "tenant-scoped: tenant_id, forced row-level security"
         } else {
             "global: shared by every tenant (the spec says `global: true`)"
+        },
+        security: if tenant {
+            row_level_security_sql(&sql_ident(&resource.table))
+        } else {
+            String::new()
         },
         functions: if tenant {
             scoped_functions_sql(resource)

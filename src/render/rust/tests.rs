@@ -1499,8 +1499,10 @@ fn authorization_test(
                 _ => quote!(StatusCode::OK),
             };
             // A member of another tenant, with every role: the row is not there for it, and a
-            // row of its own cannot point at this tenant's rows.
-            let references = resource.fields.iter().any(|f| matches!(f.ty, FieldType::Reference { .. }));
+            // row of its own cannot point at this tenant's rows (a global row it may).
+            let references = resource.fields.iter().any(
+                |f| matches!(f.ty, FieldType::Reference { resource: target } if !app.resources[target].global),
+            );
             let outsider = match &action.kind {
                 ActionKind::Create if references => quote!(Some(StatusCode::UNPROCESSABLE_ENTITY)),
                 ActionKind::Create => quote!(None),
