@@ -193,10 +193,12 @@ pub fn commit_generation(
     // regeneration): that was most of the commit's time.
     let odb = repo.odb()?;
     for (path, contents) in generation(prefix, files, &manifest_text) {
-        blobs.insert(
-            path,
-            odb.write(git2::ObjectType::Blob, contents.as_bytes())?,
-        );
+        let stored = blob_id(contents.as_bytes()).filter(|id| odb.exists(*id));
+        let id = match stored {
+            Some(id) => id,
+            None => odb.write(git2::ObjectType::Blob, contents.as_bytes())?,
+        };
+        blobs.insert(path, id);
     }
     let tree = write_tree(repo, &blobs)?;
     let before = match &parent {
@@ -504,6 +506,17 @@ fn parse_identity(value: &str) -> Result<(String, String), GitError> {
     Ok((name.to_owned(), email.to_owned()))
 }
 
+/// The id git gives a blob of `contents` (SHA-1 of its header and contents), if the
+/// repository's ids are SHA-1. An object found under it is the same blob: that is what
+/// libgit2 itself assumes when it finds the id stored.
+fn blob_id(contents: &[u8]) -> Option<Oid> {
+    use sha1::Digest;
+    let mut hasher = sha1::Sha1::new();
+    hasher.update(format!("blob {}\0", contents.len()).as_bytes());
+    hasher.update(contents);
+    Oid::from_bytes(&hasher.finalize()).ok()
+}
+
 /// Writes the tree of `blobs` (path → blob), nested by folder; returns its id.
 fn write_tree(repo: &Repository, blobs: &BTreeMap<String, Oid>) -> Result<Oid, GitError> {
     let mut folders: BTreeMap<&str, BTreeMap<String, Oid>> = BTreeMap::new();
@@ -591,4 +604,19 @@ fn message(app_name: &str, manifest: &Manifest, changes: &Changes) -> String {
 
 fn short(oid: Oid) -> String {
     oid.to_string()[..12].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blob_ids_are_gits() {
+        for contents in [&b""[..], b"fn main() {}\n", "é\0\u{1F600}".as_bytes()] {
+            assert_eq!(
+                blob_id(contents),
+                Oid::hash_object(ObjectType::Blob, contents).ok()
+            );
+        }
+    }
 }
