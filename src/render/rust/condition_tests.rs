@@ -1,11 +1,12 @@
 //! The generated checks of the spec's conditions: for each conditional action of a tenant
-//! resource whose condition reads only the row's own fields (not references), the caller's
-//! `sub` and `roles`, and the token's second factor and scopes (`context.mfa`,
-//! `context.scopes`), calls with every combination of what is worth trying: on the fields,
-//! every enum value, both booleans, the condition's own literals and, beside an integer,
-//! decimal or timestamp literal, its neighbours, a string each `like` pattern matches,
-//! another value, an empty optional field the condition tests with `has`; tokens with and
-//! without a second factor, with every scope and without those the condition names. Each
+//! resource whose condition reads only the row's own fields, the caller's `sub` and `roles`,
+//! and the token's second factor and scopes (`context.mfa`, `context.scopes`), calls with
+//! every combination of what is worth trying: on the fields, every enum value, both
+//! booleans, the condition's own literals and, beside an integer, decimal or timestamp
+//! literal, its neighbours, a string each `like` pattern matches, another value, for a
+//! reference a row the tests made (checked only where the outcome does not depend on which
+//! row), an empty optional field the condition tests with `has`; tokens with and without a
+//! second factor, with every scope and without those the condition names. Each
 //! call is made by a member of an allowed role: on the stored row (read, update, delete,
 //! custom actions), with the row to create (create), or listing every page to see whether
 //! the row is there (list); each call's row is deleted after it, so a unique field can take
@@ -28,6 +29,13 @@ const MAX_CALLS: usize = 64;
 
 /// At most this many values are tried on one field that is not an enum.
 const MAX_VALUES: usize = 6;
+
+/// The ids Cedar sees for a reference at generation time, in place of the row the tests
+/// will make: the first in the calls, the second to see whether the outcome depends on it.
+const REFERENCE_STAND_INS: [u128; 2] = [
+    0x0190_0000_0000_7000_8000_0000_0000_0b01,
+    0x0190_0000_0000_7000_8000_0000_0000_0b02,
+];
 
 /// The values tried on one varied field: each as Cedar sees it (for the expected outcome)
 /// and the Rust expression, as text, that the generated input sets it to (text, not tokens:
@@ -588,9 +596,19 @@ fn values(
                 })
                 .collect()
         }
-        FieldType::Reference { .. } | FieldType::Principal => {
+        FieldType::Reference { resource: target } => {
+            // A row the tests made, known only when they run: Cedar sees a stand-in here,
+            // and a call is kept only where another stand-in gives the same outcome (see
+            // `action_case`), which is then the outcome for any row.
+            let key = super::tests::ids_key(&app.resources[*target]);
+            vec![(
+                uuid_text(REFERENCE_STAND_INS[0]).into(),
+                quote!(ids.pick(#key, n)),
+            )]
+        }
+        FieldType::Principal => {
             return Err(format!(
-                "it reads {}, a reference: its values are rows the tests make, unknown here",
+                "it reads {}, the name of a caller, other than against the caller",
                 field.name
             ));
         }
@@ -1100,6 +1118,8 @@ fn action_case<'a>(
             let mut own = false;
             let mut indexes = Vec::new();
             let mut fields = varied.iter();
+            // The references set, whose stand-in is swapped for the second evaluation.
+            let mut references = Vec::new();
             for choice in row {
                 match choice {
                     Choice::Caller(is_caller) => own = *is_caller,
@@ -1108,6 +1128,9 @@ fn action_case<'a>(
                         let (value, _) = &candidates.values[*index];
                         if !value.is_null() {
                             attrs.insert(candidates.field.json.clone(), value.clone());
+                            if matches!(candidates.field.ty, FieldType::Reference { .. }) {
+                                references.push(candidates.field);
+                            }
                         }
                         indexes.push(*index);
                     }
@@ -1121,7 +1144,14 @@ fn action_case<'a>(
             {
                 attrs.insert(field.json.clone(), owner.into());
             }
-            let attrs = serde_json::Value::Object(attrs);
+            let mut other_rows = attrs.clone();
+            for field in &references {
+                other_rows.insert(field.json.clone(), uuid_text(REFERENCE_STAND_INS[1]).into());
+            }
+            let (attrs, other_rows) = (
+                serde_json::Value::Object(attrs),
+                serde_json::Value::Object(other_rows),
+            );
             for dropped in &droppings {
                 let scopes: Vec<&str> = every_scope
                     .iter()
@@ -1134,9 +1164,23 @@ fn action_case<'a>(
                     if mfa_roles.contains(&role.as_str()) && !mfa {
                         return Ok(false);
                     }
-                    condition
-                        .holds(subject, &[role.as_str()], attrs.clone(), (mfa, &scopes))
-                        .map_err(|e| format!("Cedar could not evaluate it here: {e}"))
+                    let holds = |attrs: &serde_json::Value| {
+                        condition
+                            .holds(subject, &[role.as_str()], attrs.clone(), (mfa, &scopes))
+                            .map_err(|e| format!("Cedar could not evaluate it here: {e}"))
+                    };
+                    let allowed = holds(&attrs)?;
+                    if !references.is_empty() && holds(&other_rows)? != allowed {
+                        return Err(format!(
+                            "its outcome depends on which row {} points at, known only when the tests run",
+                            references
+                                .iter()
+                                .map(|f| f.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(" or ")
+                        ));
+                    }
+                    Ok(allowed)
                 };
                 for &mfa in mfas {
                     let allowed = decides(mfa)?;
@@ -1268,6 +1312,14 @@ resources:
       odd: { roles: [admin], scope: s, when: 'context has mfa', sets: { serial: odd } }
       tag: { roles: [admin], scope: s, when: 'resource.serial == "a"', sets: { serial: b } }
       always: { roles: [admin], scope: s, when: 'resource.rate == resource.rate', sets: { serial: c } }
+  node:
+    fields:
+      parent: { type: reference, to: other, optional: true }
+      link: { type: reference, to: other }
+    actions:
+      read: { roles: [admin], scope: s }
+      update: { roles: [admin], scope: s, when: '!(resource has parent)' }
+      delete: { roles: [admin], scope: s, when: 'resource.link like "*b01"' }
 "#;
 
     #[test]
@@ -1299,12 +1351,8 @@ resources:
                 ("item.list", Ok(12)),
                 // 99 to 101 in JPY, then in EUR.
                 ("item.pay", Ok(6)),
-                (
-                    "item.link",
-                    Err(
-                        "it reads other, a reference: its values are rows the tests make, unknown here"
-                    )
-                ),
+                // A row the tests make is never "x".
+                ("item.link", Err("no row the checks try makes it hold")),
                 // With a second factor and without, by each role.
                 ("item.step", Ok(4)),
                 // With every scope, and without t.
@@ -1320,6 +1368,14 @@ resources:
                 // and another value are tried one after another.
                 ("item.tag", Ok(6)),
                 ("item.always", Err("no row the checks try makes it fail")),
+                // parent set (to a row the tests made) and empty.
+                ("node.update", Ok(2)),
+                (
+                    "node.delete",
+                    Err(
+                        "its outcome depends on which row link points at, known only when the tests run"
+                    )
+                ),
             ]
         );
         let checks = plan
@@ -1327,6 +1383,7 @@ resources:
             .to_string();
         for expected in [
             "rust_decimal :: Decimal :: new (16000 , 4)",
+            "0 => Some (ids . pick (\"other\" , n)) , 1 => None ,",
             "chrono :: DateTime :: from_timestamp_millis (1767225599000)",
             "chrono :: NaiveDate :: from_ymd_opt (2024 , 2 , 29)",
             "uuid :: Uuid :: from_u128 (2080177873107646743472899992747769866)",
