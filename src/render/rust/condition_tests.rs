@@ -225,7 +225,10 @@ impl Plan<'_> {
             let names = &case.varied;
             let calls = case.calls.iter().map(|call| {
                 let CaseCall { role, own, values, mfa, dropped, expected } = call;
-                quote!(ConditionCall { role: #role, own: #own, values: &[#(#values),*], mfa: #mfa, dropped: &[#(#dropped),*], expected: #expected })
+                let values = values.iter().map(|v| Literal::usize_unsuffixed(*v));
+                let expected = Literal::u16_unsuffixed(*expected);
+                // One line a call: the calls read as a table.
+                quote!(ConditionCall::new(#role, #own, &[#(#values),*], #mfa, &[#(#dropped),*], #expected))
             });
             quote! {
                 ConditionCase { id: #id, resource: #key, method: #method, path: #path, call: Call::#call, varied: &[#(#names),*], calls: &[#(#calls),*] }
@@ -279,6 +282,12 @@ impl Plan<'_> {
                 mfa: bool,
                 dropped: &'static [&'static str],
                 expected: u16,
+            }
+
+            impl ConditionCall {
+                const fn new(role: &'static str, own: bool, values: &'static [usize], mfa: bool, dropped: &'static [&'static str], expected: u16) -> Self {
+                    ConditionCall { role, own, values, mfa, dropped, expected }
+                }
             }
 
             const CONDITIONS: &[ConditionCase] = &[#(#cases),*];
