@@ -1,22 +1,100 @@
 //! The per-user cache (`BULWARK_CACHE_DIR`, `XDG_CACHE_HOME/bulwark` or `~/.cache/bulwark`):
 //! what a regeneration need not work out again. The format stage keeps formatted files there
 //! (`rustfmt/`), lowering the resources whose policies validated (`policies/`). Everything
-//! in it is best effort: a cache that cannot be read or written only costs time.
+//! in it is best effort: a cache that cannot be read or written only costs time. Entries
+//! unused for [`UNUSED_FOR`] are swept away ([`sweep`]), so the cache does not grow without
+//! end on a machine that generates for years.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+/// An entry not read or written for this long is removed by the next sweep.
+const UNUSED_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The cache is swept at most this often; an entry's use is recorded at most this often.
+const SWEEP_EVERY: Duration = Duration::from_secs(24 * 3600);
+/// The file whose modification time says when the cache was last swept.
+const SWEPT: &str = ".swept";
+
+fn base() -> Option<PathBuf> {
+    std::env::var_os("BULWARK_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("bulwark")))
+        .or_else(|| std::env::var_os("HOME").map(|d| PathBuf::from(d).join(".cache/bulwark")))
+}
 
 /// The cache's subdirectory `name`, created if need be; `None` when there is nowhere to
 /// keep it.
 pub fn dir(name: &str) -> Option<PathBuf> {
-    let base = std::env::var_os("BULWARK_CACHE_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("bulwark")))
-        .or_else(|| std::env::var_os("HOME").map(|d| PathBuf::from(d).join(".cache/bulwark")))?;
-    let dir = base.join(name);
+    let dir = base()?.join(name);
     std::fs::create_dir_all(&dir).ok()?;
     Some(dir)
+}
+
+/// The text of the entry at `path`, marking it used: its modification time is brought to
+/// now when older than a day, so that a sweep keeps what is still read.
+pub fn read_entry(path: &Path) -> Option<String> {
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut text = String::new();
+    file.read_to_string(&mut text).ok()?;
+    let now = SystemTime::now();
+    if file
+        .metadata()
+        .and_then(|m| m.modified())
+        .is_ok_and(|at| older_than(at, now, SWEEP_EVERY))
+    {
+        let _ = file.set_modified(now);
+    }
+    Some(text)
+}
+
+/// Removes the entries of the cache not used for [`UNUSED_FOR`] (left-over partial files
+/// too), at most once a day. Best effort.
+pub fn sweep() {
+    if let Some(base) = base() {
+        sweep_in(&base, SystemTime::now());
+    }
+}
+
+fn sweep_in(base: &Path, now: SystemTime) {
+    let marker = base.join(SWEPT);
+    let last = std::fs::metadata(&marker).and_then(|m| m.modified());
+    if last.is_ok_and(|at| !older_than(at, now, SWEEP_EVERY)) {
+        return;
+    }
+    // Marked first: two generations at once sweep once.
+    if std::fs::File::create(&marker)
+        .and_then(|f| f.set_modified(now))
+        .is_err()
+    {
+        return;
+    }
+    let Ok(folders) = std::fs::read_dir(base) else {
+        return;
+    };
+    for folder in folders
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+    {
+        let Ok(entries) = std::fs::read_dir(folder.path()) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let unused = entry.metadata().is_ok_and(|m| {
+                m.is_file() && m.modified().is_ok_and(|at| older_than(at, now, UNUSED_FOR))
+            });
+            if unused {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+/// Whether `at` is more than `age` before `now`.
+fn older_than(at: SystemTime, now: SystemTime, age: Duration) -> bool {
+    now.duration_since(at).is_ok_and(|elapsed| elapsed > age)
 }
 
 /// The running executable's size and modification time: what a record was made by. A new
@@ -49,7 +127,7 @@ impl ValidPolicies {
     pub fn open() -> Option<ValidPolicies> {
         let build = build_fingerprint()?;
         let path = dir("policies")?.join(crate::emit::sha256(format!("valid\n{build}").as_bytes()));
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let text = read_entry(&path).unwrap_or_default();
         Some(ValidPolicies {
             path,
             known: text.lines().map(str::to_owned).collect(),
@@ -95,5 +173,53 @@ impl crate::policy::Validated for ValidPolicies {
         if let Ok(mut used) = self.used.lock() {
             used.insert(digest.to_owned());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: Duration = Duration::from_secs(24 * 3600);
+
+    fn file_at(path: &Path, at: SystemTime) {
+        std::fs::write(path, "x").expect("a cache file");
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .and_then(|f| f.set_modified(at))
+            .expect("a time");
+    }
+
+    #[test]
+    fn a_sweep_removes_what_was_not_used_for_a_month_once_a_day() {
+        let base = tempfile::tempdir().expect("a directory");
+        let folder = base.path().join("rustfmt");
+        std::fs::create_dir(&folder).expect("a folder");
+        let now = SystemTime::now();
+        let (old, recent) = (folder.join("old"), folder.join("recent"));
+        file_at(&old, now - 31 * DAY);
+        file_at(&recent, now - 20 * DAY);
+        sweep_in(base.path(), now);
+        assert!(!old.exists() && recent.exists());
+        // Swept today: not again.
+        file_at(&old, now - 31 * DAY);
+        sweep_in(base.path(), now + DAY / 2);
+        assert!(old.exists());
+        // A day later it is.
+        sweep_in(base.path(), now + 2 * DAY);
+        assert!(!old.exists() && recent.exists());
+    }
+
+    #[test]
+    fn reading_an_entry_marks_it_used() {
+        let base = tempfile::tempdir().expect("a directory");
+        let entry = base.path().join("entry");
+        file_at(&entry, SystemTime::now() - 20 * DAY);
+        assert_eq!(read_entry(&entry).as_deref(), Some("x"));
+        let at = std::fs::metadata(&entry)
+            .and_then(|m| m.modified())
+            .expect("a time");
+        assert!(!older_than(at, SystemTime::now(), DAY));
     }
 }

@@ -409,6 +409,7 @@ fn build(
         return Err(fail(format, exit::USAGE_OR_IO, "rustfmt", &e));
     }
     let formatted = Instant::now();
+    crate::cache::sweep();
     // A change of the tables adds the next migration.
     if let Err(e) = crate::evolve::evolve(&app, &options, &mut files, previous.as_ref(), force) {
         let code = if e.is_refusal() {

@@ -118,7 +118,7 @@ impl Cache {
     }
 
     fn get(&self, printed: &str) -> Option<String> {
-        std::fs::read_to_string(self.key(printed)).ok()
+        crate::cache::read_entry(&self.key(printed))
     }
 
     /// Best effort: a cache that cannot be written only costs time.
@@ -129,7 +129,7 @@ impl Cache {
 
 impl crate::render::Printed for Cache {
     fn finished(&self, digest: &str) -> Option<String> {
-        std::fs::read_to_string(self.finished_key(digest)?).ok()
+        crate::cache::read_entry(&self.finished_key(digest)?)
     }
 }
 
