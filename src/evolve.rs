@@ -450,9 +450,24 @@ fn plan(app: &App, old: &[TableRecord]) -> Result<Plan, EvolveError> {
                     .collect(),
             });
         }
+        // The fields of a rule's columns that were there before (their change is not an
+        // added field's), for the summary.
+        let stored_fields = |columns: &str| -> Vec<String> {
+            table
+                .columns
+                .iter()
+                .filter(|c| {
+                    columns.split(", ").any(|n| n == c.name) && !added.contains(c.name.as_str())
+                })
+                .map(|c| format!("{resource}.{}", c.field))
+                .collect()
+        };
         for unique in table.uniques.iter().filter(|u| !before_uniques.contains(u)) {
             if only_new(unique) {
                 keys.push(format!("ALTER TABLE {t} ADD UNIQUE ({unique});"));
+                for field in stored_fields(unique) {
+                    plan.summary.push(format!("{field} unique"));
+                }
             } else {
                 reasons.push(format!(
                     "`{resource}` gains a uniqueness rule on ({unique}): rows already stored may break it; list its field under `migrations.check` to hold them to it (the migration fails, changing nothing, where two share a value)"
@@ -483,10 +498,20 @@ fn plan(app: &App, old: &[TableRecord]) -> Result<Plan, EvolveError> {
         {
             let reformed = before_keys.iter().any(|b| same_reference(b, key));
             if reformed || only_new(&key.columns) {
-                keys.push(format!(
-                    "ALTER TABLE {t} ADD FOREIGN KEY ({}) REFERENCES {} ({}) ON DELETE RESTRICT;\nCREATE INDEX ON {t} ({});",
-                    key.columns, key.target, key.target_columns, key.columns
-                ));
+                let mut statement = format!(
+                    "ALTER TABLE {t} ADD FOREIGN KEY ({}) REFERENCES {} ({}) ON DELETE RESTRICT;",
+                    key.columns, key.target, key.target_columns
+                );
+                // A reference pointed elsewhere keeps the index of its columns.
+                if !before_keys.iter().any(|b| b.columns == key.columns) {
+                    statement.push_str(&format!("\nCREATE INDEX ON {t} ({});", key.columns));
+                }
+                keys.push(statement);
+                if !reformed {
+                    for field in stored_fields(&key.columns) {
+                        plan.summary.push(format!("{field} reference"));
+                    }
+                }
             } else {
                 reasons.push(format!(
                     "`{resource}` gains a reference on existing rows ({}): they were never checked against it; list its field under `migrations.check` to hold them to it (the migration fails, changing nothing, where one points nowhere)",

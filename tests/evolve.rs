@@ -996,6 +996,10 @@ fn a_reference_pointed_elsewhere_loses_its_old_key() {
         sql.contains("con.confrelid = '\"exchange_rate\"'::regclass"),
         "{sql}"
     );
+    assert!(
+        sql.contains("Changes of ledgerly since the previous generation: invoice.rate reference."),
+        "{sql}"
+    );
     db.batch_execute(sql).unwrap();
     db.batch_execute(
         "UPDATE invoice SET rate = '00000000-0000-0000-0000-000000000002' WHERE number = 'A-1'",
@@ -1008,4 +1012,33 @@ fn a_reference_pointed_elsewhere_loses_its_old_key() {
         .is_err(),
         "the new key holds"
     );
+    // Pointed at another tenant resource: the same columns, whose index stays.
+    let (code, json) = generate_json(
+        &spec.replace(
+            "to: customer, optional: true",
+            "to: invoice, optional: true",
+        ),
+        &out,
+    );
+    assert_eq!(code, 0, "{json}");
+    let all = migrations(&out);
+    let sql = &all[2].1;
+    assert!(
+        sql.contains("REFERENCES \"invoice\" (\"tenant_id\", \"id\")"),
+        "{sql}"
+    );
+    assert!(
+        !sql.contains("CREATE INDEX"),
+        "its columns' index stays: {sql}"
+    );
+    assert!(
+        db.batch_execute(sql).is_err(),
+        "A-1 names a customer, not an invoice: checked, the migration fails"
+    );
+    db.batch_execute("UPDATE invoice SET rate = NULL").unwrap();
+    db.batch_execute(sql).unwrap();
+    db.batch_execute(
+        "UPDATE invoice SET rate = '00000000-0000-0000-0000-0000000000f1' WHERE number = 'A-1'",
+    )
+    .unwrap();
 }
