@@ -31,11 +31,18 @@ const MAX_CALLS: usize = 64;
 const MAX_VALUES: usize = 6;
 
 /// The ids Cedar sees for a reference at generation time, in place of the row the tests
-/// will make: the first in the calls, the second to see whether the outcome depends on it.
+/// will make: the first in the calls, the second to see whether the outcome depends on it;
+/// each plus the target resource's index, so that two references are equal exactly when the
+/// tests point them at the same row (`ids.pick` of one resource with the same `n`).
 const REFERENCE_STAND_INS: [u128; 2] = [
     0x0190_0000_0000_7000_8000_0000_0000_0b01,
     0x0190_0000_0000_7000_8000_0000_0000_0b02,
 ];
+
+/// The `which` stand-in id of a row of the resource at `target`.
+fn stand_in(which: usize, target: usize) -> u128 {
+    REFERENCE_STAND_INS[which] + target as u128
+}
 
 /// The values tried on one varied field: each as Cedar sees it (for the expected outcome)
 /// and the Rust expression, as text, that the generated input sets it to (text, not tokens:
@@ -611,7 +618,7 @@ fn values(
             // `action_case`), which is then the outcome for any row.
             let key = super::tests::ids_key(&app.resources[*target]);
             vec![(
-                uuid_text(REFERENCE_STAND_INS[0]).into(),
+                uuid_text(stand_in(0, *target)).into(),
                 quote!(ids.pick(#key, n)),
             )]
         }
@@ -1137,8 +1144,8 @@ fn action_case<'a>(
                         let (value, _) = &candidates.values[*index];
                         if !value.is_null() {
                             attrs.insert(candidates.field.json.clone(), value.clone());
-                            if matches!(candidates.field.ty, FieldType::Reference { .. }) {
-                                references.push(candidates.field);
+                            if let FieldType::Reference { resource: target } = candidates.field.ty {
+                                references.push((candidates.field, target));
                             }
                         }
                         indexes.push(*index);
@@ -1154,8 +1161,8 @@ fn action_case<'a>(
                 attrs.insert(field.json.clone(), owner.into());
             }
             let mut other_rows = attrs.clone();
-            for field in &references {
-                other_rows.insert(field.json.clone(), uuid_text(REFERENCE_STAND_INS[1]).into());
+            for (field, target) in &references {
+                other_rows.insert(field.json.clone(), uuid_text(stand_in(1, *target)).into());
             }
             let (attrs, other_rows) = (
                 serde_json::Value::Object(attrs),
@@ -1184,7 +1191,7 @@ fn action_case<'a>(
                             "its outcome depends on which row {} points at, known only when the tests run",
                             references
                                 .iter()
-                                .map(|f| f.name.as_str())
+                                .map(|(f, _)| f.name.as_str())
                                 .collect::<Vec<_>>()
                                 .join(" or ")
                         ));
@@ -1325,10 +1332,13 @@ resources:
     fields:
       parent: { type: reference, to: other, optional: true }
       link: { type: reference, to: other }
+      thing: { type: reference, to: item, optional: true }
     actions:
       read: { roles: [admin], scope: s }
       update: { roles: [admin], scope: s, when: '!(resource has parent)' }
       delete: { roles: [admin], scope: s, when: 'resource.link like "*b01"' }
+      create: { roles: [admin], scope: s, when: 'resource has parent && resource.parent == resource.link' }
+      list: { roles: [admin], scope: s, when: 'resource has thing && resource.thing != resource.link' }
 "#;
 
     #[test]
@@ -1385,6 +1395,10 @@ resources:
                         "its outcome depends on which row link points at, known only when the tests run"
                     )
                 ),
+                // parent and link are rows of one resource, picked alike: equal when set.
+                ("node.create", Ok(2)),
+                // thing and link are rows of two resources: never equal.
+                ("node.list", Ok(2)),
             ]
         );
         let checks = plan
