@@ -42,6 +42,18 @@ pub struct Condition {
     row: cedar_policy::EntityUid,
 }
 
+/// What a condition reads: attributes of the caller, of the row (read, or tested with
+/// `has`) and of the context, by name; and the variables it uses whole (`resource == ..`,
+/// `principal in ..`, `context` alone), `action` aside.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reads {
+    pub principal: Vec<String>,
+    pub resource: Vec<String>,
+    pub tested: Vec<String>,
+    pub context: Vec<String>,
+    pub whole: Vec<String>,
+}
+
 impl Condition {
     pub fn parse(condition: &str) -> Result<Condition, String> {
         use cedar_policy::EntityUid;
@@ -54,6 +66,59 @@ impl Condition {
             action: uid(r#"Test::Action::"act""#)?,
             row: uid(r#"Test::Row::"row""#)?,
         })
+    }
+
+    /// What it reads, from its syntax tree (so a string that looks like an attribute, or a
+    /// name written `resource["x"]`, is taken for what it is).
+    pub fn reads(&self) -> Reads {
+        fn walk(json: &serde_json::Value, reads: &mut Reads) {
+            match json {
+                serde_json::Value::Object(fields) => {
+                    for (key, inner) in fields {
+                        let var = inner
+                            .get("left")
+                            .and_then(|left| left.get("Var"))
+                            .and_then(|v| v.as_str());
+                        let attr = inner.get("attr").and_then(|a| a.as_str());
+                        match (key.as_str(), var, attr) {
+                            ("." | "has", Some(var), Some(attr)) => {
+                                let list = match var {
+                                    "principal" => &mut reads.principal,
+                                    "resource" if key == "has" => &mut reads.tested,
+                                    "resource" => &mut reads.resource,
+                                    "context" => &mut reads.context,
+                                    _ => continue,
+                                };
+                                if !list.iter().any(|a| a == attr) {
+                                    list.push(attr.to_owned());
+                                }
+                            }
+                            ("Var", _, _) => {
+                                if let Some(var) = inner.as_str().filter(|v| *v != "action")
+                                    && !reads.whole.iter().any(|w| w == var)
+                                {
+                                    reads.whole.push(var.to_owned());
+                                }
+                            }
+                            _ => walk(inner, reads),
+                        }
+                    }
+                }
+                serde_json::Value::Array(items) => items.iter().for_each(|item| walk(item, reads)),
+                _ => {}
+            }
+        }
+        let mut reads = Reads::default();
+        self.trees().for_each(|tree| walk(&tree, &mut reads));
+        reads
+    }
+
+    /// The syntax tree of its `when` clause, in Cedar's JSON form.
+    fn trees(&self) -> impl Iterator<Item = serde_json::Value> + '_ {
+        self.policies
+            .policies()
+            .filter_map(|policy| policy.to_json().ok())
+            .map(|mut json| json["conditions"].take())
     }
 
     /// The literals it compares with (strings, integers, booleans, `decimal("..")` and
@@ -112,11 +177,7 @@ impl Condition {
             }
         }
         let mut found = Vec::new();
-        for policy in self.policies.policies() {
-            if let Ok(json) = policy.to_json() {
-                walk(&json["conditions"], &mut found);
-            }
-        }
+        self.trees().for_each(|tree| walk(&tree, &mut found));
         found
     }
 

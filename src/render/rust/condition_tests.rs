@@ -115,20 +115,23 @@ pub fn plan<'a>(app: &'a App, api_crate: &str) -> Plan<'a> {
         // the spec's order).
         let mut covered: Vec<(usize, Coverage)> = Vec::new();
         let mut checked: Vec<(usize, &Action, Condition, Vec<&Field>, ContextReads)> = Vec::new();
+        // The fields any of them tests with `has`: worth trying empty.
+        let mut tested: Vec<String> = Vec::new();
         for (index, action) in resource.actions.iter().enumerate() {
             if action.condition.is_none() {
                 continue;
             }
             let operation = format!("{}.{}", resource.name, action.name);
             let parsed = checkable(resource, action).and_then(|text| {
-                let (fields, context) = read_fields(resource, text)?;
                 let condition = Condition::parse(text)
                     .map_err(|e| format!("Cedar could not parse it here: {e}"))?;
-                Ok((condition, fields, context))
+                let (fields, context, has) = read_fields(resource, &condition)?;
+                Ok((condition, fields, context, has))
             });
             match parsed {
-                Ok((condition, fields, context)) => {
+                Ok((condition, fields, context, has)) => {
                     checked.push((index, action, condition, fields, context));
+                    tested.extend(has);
                 }
                 Err(why) => covered.push((
                     index,
@@ -149,10 +152,6 @@ pub fn plan<'a>(app: &'a App, api_crate: &str) -> Plan<'a> {
                 }
             }
         }
-        let texts: Vec<&str> = checked
-            .iter()
-            .filter_map(|(_, action, _, _, _)| action.condition.as_deref())
-            .collect();
         let mut candidates: Vec<Candidates> = Vec::new();
         let mut any = false;
         'actions: for (index, action, condition, fields, context) in &checked {
@@ -162,7 +161,7 @@ pub fn plan<'a>(app: &'a App, api_crate: &str) -> Plan<'a> {
             for field in fields.iter().filter(|f| f.ty != FieldType::Principal) {
                 let at = match candidates.iter().position(|c| c.field.ident == field.ident) {
                     Some(at) => at,
-                    None => match values(app, resource, field, &literals, &texts, api) {
+                    None => match values(app, resource, field, &literals, &tested, api) {
                         Ok(values) => {
                             candidates.push(Candidates { field, values });
                             candidates.len() - 1
@@ -403,7 +402,7 @@ fn values(
     resource: &Resource,
     field: &Field,
     literals: &[serde_json::Value],
-    conditions: &[&str],
+    tested: &[String],
     api: &Ident,
 ) -> Result<Vec<(serde_json::Value, String)>, String> {
     let strings = || literals.iter().filter_map(serde_json::Value::as_str);
@@ -631,11 +630,7 @@ fn values(
     };
     // An empty optional field, when a condition tests for it (without `has`, reading it
     // errors, which denies: a row worth trying only where the condition asks).
-    if field.optional
-        && conditions
-            .iter()
-            .any(|text| tests_presence(text, &field.json))
-    {
+    if field.optional && tested.contains(&field.json) {
         values.push((serde_json::Value::Null, TokenStream::new()));
     }
     Ok(values
@@ -763,18 +758,6 @@ fn uuid_text(bits: u128) -> String {
         &hex[16..20],
         &hex[20..]
     )
-}
-
-/// Whether a condition tests the row for the attribute `name` (`resource has name`).
-fn tests_presence(condition: &str, name: &str) -> bool {
-    let quoted = format!("\"{name}\"");
-    condition.match_indices("has ").any(|(at, _)| {
-        let rest = &condition[at + 4..];
-        rest.starts_with(&quoted)
-            || rest.strip_prefix(name).is_some_and(|after| {
-                !after.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
-            })
-    })
 }
 
 /// How the generated checks call an action.
@@ -945,68 +928,49 @@ fn plausible_email(text: &str) -> bool {
         })
 }
 
-/// The fields a condition reads on the row (by their Cedar attribute name), if it reads
-/// only the row's own fields and only `sub` and `roles` of the caller; else why not.
+/// The fields a condition reads on the row (by their Cedar attribute name) and those it
+/// tests with `has`, if it reads only the row's fields, the caller's `sub` and `roles` and
+/// the context's `mfa` and `scopes`; else why not. Read from its syntax tree.
 fn read_fields<'a>(
     resource: &'a Resource,
-    condition: &str,
-) -> Result<(Vec<&'a Field>, ContextReads), String> {
-    if condition.contains("resource[")
-        || condition.contains("principal[")
-        || condition.contains("context[")
-    {
-        return Err("it reads an attribute by a computed name".into());
+    condition: &Condition,
+) -> Result<(Vec<&'a Field>, ContextReads, Vec<String>), String> {
+    let reads = condition.reads();
+    if let Some(whole) = reads.whole.first() {
+        return Err(format!(
+            "it reads {whole} as a whole, not only its attributes"
+        ));
     }
-    let names = |prefix: &str| -> Vec<String> {
-        condition
-            .match_indices(prefix)
-            .map(|(at, _)| {
-                condition[at + prefix.len()..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect()
-            })
-            .collect()
-    };
-    if let Some(name) = names("principal.")
-        .into_iter()
-        .find(|n| n != "sub" && n != "roles")
+    if let Some(name) = reads
+        .principal
+        .iter()
+        .find(|n| *n != "sub" && *n != "roles")
     {
         return Err(format!("it reads the caller's {name}"));
     }
-    // The context the server gives: the token's second factor and scopes, read only as
-    // `context.mfa` and `context.scopes` (the checks vary them through the token).
+    // The context the server gives: the token's second factor and scopes (the checks vary
+    // them through the token).
     let mut context = ContextReads::default();
-    let read = names("context.");
-    if condition.matches("context").count() != read.len() {
-        return Err(
-            "it reads the request's context other than as `context.mfa` or `context.scopes`".into(),
-        );
-    }
-    for name in read {
+    for name in &reads.context {
         match name.as_str() {
             "mfa" => context.mfa = true,
             "scopes" => context.scopes = true,
             other => return Err(format!("it reads the request's context.{other}")),
         }
     }
-    // `resource has x` (or `has "x"`) reads whether the field is set: a read too.
-    let tested = names("resource has ")
-        .into_iter()
-        .chain(names("resource has \""))
-        .filter(|name| !name.is_empty());
+    // `resource has x` reads whether the field is set: a read too.
     let mut fields: Vec<&Field> = Vec::new();
-    for name in names("resource.").into_iter().chain(tested) {
+    for name in reads.resource.iter().chain(&reads.tested) {
         let field = resource
             .fields
             .iter()
-            .find(|f| f.json == name)
+            .find(|f| f.json == *name)
             .ok_or_else(|| format!("it reads the row's {name}, which the checks do not set"))?;
         if !fields.iter().any(|f| f.json == field.json) {
             fields.push(field);
         }
     }
-    Ok((fields, context))
+    Ok((fields, context, reads.tested))
 }
 
 /// Every scope an operation of `app` needs, in the order of `OPERATIONS` (each once): a
@@ -1281,11 +1245,26 @@ mod tests {
     }
 
     #[test]
-    fn only_a_has_test_of_the_field_itself_counts() {
-        assert!(tests_presence("resource has closed_at && x", "closed_at"));
-        assert!(tests_presence(r#"resource has "where""#, "where"));
-        assert!(!tests_presence("resource has closed_at_x", "closed_at"));
-        assert!(!tests_presence("resource.closed_at > 1", "closed_at"));
+    fn what_a_condition_reads_comes_from_its_syntax_tree() {
+        let reads = |text: &str| Condition::parse(text).expect("a condition").reads();
+        let read = reads(
+            r#"resource has closed_at && resource["café"] == "resource.x" && resource.price.currency == "EUR" && principal.roles.contains("a") && context.mfa"#,
+        );
+        assert_eq!(read.tested, ["closed_at"]);
+        assert_eq!(read.resource, ["café", "price"]);
+        assert_eq!(read.principal, ["roles"]);
+        assert_eq!(read.context, ["mfa"]);
+        assert!(read.whole.is_empty());
+        assert_eq!(reads(r#"resource has "where""#).tested, ["where"]);
+        assert_eq!(
+            reads("resource.closed_at_x > 1").tested,
+            Vec::<String>::new()
+        );
+        assert_eq!(reads(r#"resource in Test::Row::"x""#).whole, ["resource"]);
+        assert_eq!(
+            reads("context.scopes.contains(\"s\") && context == context").whole,
+            ["context"]
+        );
     }
 
     const SPEC: &str = r#"
@@ -1376,12 +1355,8 @@ resources:
                 ("item.step", Ok(4)),
                 // With every scope, and without t.
                 ("item.scoped", Ok(2)),
-                (
-                    "item.odd",
-                    Err(
-                        "it reads the request's context other than as `context.mfa` or `context.scopes`"
-                    )
-                ),
+                // The server always gives the second factor: `has` always holds.
+                ("item.odd", Err("no row the checks try makes it fail")),
                 // serial is unique: each call's row is deleted before the next, so the
                 // literals of the resource's conditions that fit (a, x, t, JPY, 2024-02-29)
                 // and another value are tried one after another.
