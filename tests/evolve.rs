@@ -1,9 +1,10 @@
 //! Schema evolution: generation N is applied to a real database and filled with rows, the
 //! spec changes, generation N+1 keeps every earlier migration byte for byte and adds one,
 //! which applies on top and keeps the data. Changes that could lose or break stored data are
-//! refused (exit 4, nothing written) unless `migrations.drop` acknowledges a drop; a resource
-//! or field renamed under `migrations.rename` keeps its table or column and data. Runs against the PostgreSQL
-//! at `DATABASE_URL` (default: the local server).
+//! refused (exit 4, nothing written) unless a marker acknowledges them: `migrations.drop`,
+//! `check`, `backfill` or `tenancy` (a resource moved between tenant-scoped and global); a
+//! resource or field renamed under `migrations.rename` keeps its table or column and data.
+//! Runs against the PostgreSQL at `DATABASE_URL` (default: the local server).
 
 #![allow(clippy::unwrap_used)]
 
@@ -74,6 +75,16 @@ fn next_generation(out: &Path, spec: &str) -> Vec<(String, String)> {
     assert_eq!(all.len(), 2, "{all:?}");
     assert_eq!(all[0], first[0], "an applied migration is never rewritten");
     all
+}
+
+/// Whether row-level security is forced on `table`.
+fn forced_row_security(db: &mut postgres::Client, table: &str) -> bool {
+    db.query_one(
+        "SELECT relforcerowsecurity FROM pg_class WHERE relname = $1",
+        &[&table],
+    )
+    .unwrap()
+    .get(0)
 }
 
 fn assert_contains_all(sql: &str, expected: &[&str]) {
@@ -174,13 +185,7 @@ fn stored_rows_survive_the_next_generations_migration() {
         .get(0);
     assert_eq!(invoices, 1);
     // The new table is isolated like the first ones, and references stay inside a tenant.
-    let forced: bool = db
-        .query_one(
-            "SELECT relforcerowsecurity FROM pg_class WHERE relname = 'project'",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let forced = forced_row_security(&mut db, "project");
     assert!(forced);
     db.batch_execute(
         "INSERT INTO tenants (id, name) VALUES ('00000000-0000-0000-0000-00000000000b', 'b')",
@@ -326,13 +331,7 @@ fn a_renamed_resource_keeps_its_rows() {
     assert_eq!((name.as_str(), tax_id.as_str()), ("Acme", "DE123"));
     // The invoice still points at it, and its row-level security stays forced.
     assert!(db.batch_execute("DELETE FROM client").is_err());
-    let forced: bool = db
-        .query_one(
-            "SELECT relforcerowsecurity FROM pg_class WHERE relname = 'client'",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let forced = forced_row_security(&mut db, "client");
     assert!(forced);
     // The functions made anew read the renamed table.
     let read: i64 = db
@@ -816,13 +815,7 @@ fn a_global_resource_made_tenant_scoped_gives_each_tenant_its_own_rows() {
         ]
     );
     // Isolated like any tenant table: forced row-level security, keys inside the tenant.
-    let forced: bool = db
-        .query_one(
-            "SELECT relforcerowsecurity FROM pg_class WHERE relname = 'exchange_rate'",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let forced = forced_row_security(&mut db, "exchange_rate");
     assert!(forced);
     let cross = db.batch_execute(
         "UPDATE invoice SET rate = (SELECT id FROM exchange_rate WHERE tenant_id = '00000000-0000-0000-0000-00000000000b' AND currency = 'USD') WHERE number = 'A-1'",
@@ -959,13 +952,7 @@ fn rows_that_break_a_rule_spanning_tenants_fail_the_move_whole() {
         db.batch_execute(&all[1].1).is_err(),
         "two customers share an email"
     );
-    let forced: bool = db
-        .query_one(
-            "SELECT relforcerowsecurity FROM pg_class WHERE relname = 'customer'",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let forced = forced_row_security(&mut db, "customer");
     assert!(forced, "still tenant-scoped: nothing changed");
 }
 
