@@ -78,7 +78,7 @@ pub fn guard_bench(app: &App, api: &Ident) -> TokenStream {
     }
     let support = (!sampled.is_empty()).then(|| sample_support(app, sampled, api));
     let body = match measured(app) {
-        Some(resource) => measure(app, resource),
+        Some(resource) => measure(app, resource, api),
         None => quote! {
             println!("no tenant resource with a plain `read` to measure");
             let _ = (TestDb::create, ALL_ROLES);
@@ -128,15 +128,12 @@ pub fn guard_bench(app: &App, api: &Ident) -> TokenStream {
     }
 }
 
-fn measure(app: &App, resource: &Resource) -> TokenStream {
+fn measure(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
     let module = ident(&resource.ident);
+    let insert = super::server::store_fn(api, resource, "insert");
+    let handle_read = super::server::store_fn(api, resource, "handle_read");
     let input = sample_call(resource, quote!(n), quote!(&ids));
     let entity = resource.type_name.as_str();
-    let subject = resource
-        .fields
-        .iter()
-        .any(|f| f.ty == FieldType::Principal)
-        .then(|| quote!("bench",));
     let path = resource
         .actions
         .iter()
@@ -146,13 +143,12 @@ fn measure(app: &App, resource: &Resource) -> TokenStream {
     let (conditional_measure, conditional_rows) = match conditional(app) {
         Some((target, action, chain)) => {
             let inserts = chain.iter().map(|resource| {
-                let module = ident(&resource.ident);
                 let key = ids_key(resource);
                 let sample = sample_call(resource, quote!(2), quote!(&ids));
-                let t = (!resource.global).then(|| quote!(tenant,));
-                let s = resource.fields.iter().any(|f| f.ty == FieldType::Principal).then(|| quote!("bench",));
+                let insert = super::server::store_fn(api, resource, "insert");
+                let tenancy = super::server::tenancy_arg(resource, quote!(tenant));
                 quote! {
-                    let row = server::resources::#module::insert(&mut conn, #t #s &#sample).await.expect("a row");
+                    let row = #insert(&mut conn, #tenancy, "bench", &#sample).await.expect("a row");
                     ids.push(#key, row.id);
                 }
             });
@@ -202,7 +198,7 @@ fn measure(app: &App, resource: &Resource) -> TokenStream {
         let mut conn = db.pool.acquire().await.expect("a connection");
         let (n, ids) = (1i64, Ids::default());
         let input = #input;
-        let row = server::resources::#module::insert(&mut conn, tenant, #subject &input).await.expect("a row");
+        let row = #insert(&mut conn, tenant, "bench", &input).await.expect("a row");
         drop(conn);
         let scopes: Vec<String> = server::OPERATIONS.iter().filter_map(|op| op.scope).map(str::to_owned).collect();
         let principal = server::tenant::Principal {
@@ -239,7 +235,7 @@ fn measure(app: &App, resource: &Resource) -> TokenStream {
         })
         .await;
         let direct = median(21, 50, async || {
-            let answer = server::resources::#module::handle_read(axum::extract::State(state.clone()), principal.clone(), ApiPath(row.id)).await;
+            let answer = #handle_read(axum::extract::State(state.clone()), server::guard::Current(op), principal.clone(), ApiPath(row.id)).await;
             assert!(answer.is_ok());
         })
         .await;
@@ -376,11 +372,6 @@ fn isolation(resource: &Resource, api: &Ident) -> TokenStream {
     let input = sample_call(resource, quote!(n), quote!(&ids));
     let entity = resource.type_name.as_str();
     let table = crate::render::escape::sql_ident(&resource.table);
-    let subject = resource
-        .fields
-        .iter()
-        .any(|f| f.ty == FieldType::Principal)
-        .then(|| quote!("bench",));
     let action = |kind: ActionKind| {
         resource
             .actions
@@ -408,7 +399,7 @@ fn isolation(resource: &Resource, api: &Ident) -> TokenStream {
                 let rows: Vec<#module::Row> = sqlx::query_as(#baseline_list).bind(principal.tenant.id()).bind(query.after).fetch_all(&state.db).await?;
                 let mut items = Vec::new();
                 for row in rows {
-                    let row: Item = row.try_into()?;
+                    let row = Item::from_row(row)?;
                     if state.auth.allows(&principal, &#module::LIST_OP, #entity, row.id, &row) {
                         items.push(row);
                         if items.len() == limit {
@@ -432,6 +423,7 @@ fn isolation(resource: &Resource, api: &Ident) -> TokenStream {
         use axum::Json;
         use server::problem::{ApiPath, #api_query Problem};
         use server::resources::#module;
+        use server::store::Stored;
 
         type Item = #api::#module::#ty;
 
@@ -439,7 +431,7 @@ fn isolation(resource: &Resource, api: &Ident) -> TokenStream {
         /// setting (the tenant predicate only), then the same decision as the service's.
         async fn baseline_read(State(state): State<server::AppState>, principal: server::tenant::Principal, ApiPath(id): ApiPath<uuid::Uuid>) -> Result<Json<Item>, Problem> {
             let row: Option<#module::Row> = sqlx::query_as(#baseline_read).bind(principal.tenant.id()).bind(id).fetch_optional(&state.db).await?;
-            let row: Item = row.map(TryInto::try_into).transpose()?.ok_or_else(Problem::not_found)?;
+            let row = row.map(Item::from_row).transpose()?.ok_or_else(Problem::not_found)?;
             if let Err(denial) = state.auth.check(&principal, &#module::READ_OP, #entity, row.id, &row) {
                 return Err(denial.record(&state.db).await);
             }
@@ -464,7 +456,7 @@ fn isolation(resource: &Resource, api: &Ident) -> TokenStream {
         for owner in &tenants {
             for n in 0..200i64 {
                 let input = #input;
-                let row = #module::insert(&mut conn, *owner, #subject &input).await.expect("a row");
+                let row = server::store::insert::<Item>(&mut conn, *owner, "bench", &input).await.expect("a row");
                 if *owner == tenant && first.is_none() {
                     first = Some(row.id);
                 }

@@ -246,8 +246,8 @@ impl Plan<'_> {
             .map(|(resource, candidates)| insert_arm(resource, candidates, api));
         let removes = self.varied.iter().map(|(resource, _)| {
             let key = super::tests::ids_key(resource);
-            let module = ident(&resource.ident);
-            quote!(#key => { server::resources::#module::delete(conn, tenant, id).await.expect("a delete"); })
+            let delete = super::server::store_fn(api, resource, "delete");
+            quote!(#key => { #delete(conn, tenant, id).await.expect("a delete"); })
         });
         let listed = self.calls_of(Call::List).then(listed_fn);
         let variants = Call::ALL
@@ -355,11 +355,7 @@ fn insert_arm(resource: &Resource, candidates: &[Candidates], api: &Ident) -> To
             quote!(#name => input.#f = #value,)
         }
     });
-    let owner = resource
-        .fields
-        .iter()
-        .any(|f| f.ty == FieldType::Principal)
-        .then(|| quote!(owner,));
+    let insert = super::server::store_fn(api, resource, "insert");
     // Conditions that read only principal fields vary no other field.
     let vary = (!candidates.is_empty()).then(|| {
         quote! {
@@ -384,7 +380,7 @@ fn insert_arm(resource: &Resource, candidates: &[Candidates], api: &Ident) -> To
             if !insert {
                 return (uuid::Uuid::nil(), json);
             }
-            let row = server::resources::#module::insert(conn, tenant, #owner &input).await.expect("a row");
+            let row = #insert(conn, tenant, owner, &input).await.expect("a row");
             (row.id, json)
         }
     }

@@ -10,6 +10,7 @@ pub mod grants;
 pub mod members;
 pub mod oidc;
 pub mod server;
+pub mod store;
 pub mod tests;
 
 use crate::model::{Field, FieldType, Resource};

@@ -1,11 +1,15 @@
-//! The `<app>-server` crate: axum routes registered only through the guarded router, the
-//! data layer (sqlx, tenant-scoped transactions), problem+json errors and the binary.
+//! The `<app>-server` crate: axum routes registered only through the guarded router,
+//! problem+json errors, the binary, and one module per resource. A resource module holds
+//! what is the resource's own (its operations, its row, its SQL statements and how its input
+//! binds to them); the data layer and handlers they share are the `store` module
+//! (`store.rs`), generated once.
 
 use super::{crate_ident, doc, enum_type, ident, inner_doc, input_type, value_type};
 use crate::model::{Action, ActionKind, App, DeprecatedVersion, Field, FieldType, Resource, Value};
 use crate::render::escape::sql_ident;
 use crate::render::{FileSet, RenderError};
 use crate::versions::Served;
+use heck::ToUpperCamelCase;
 use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote};
 
@@ -35,6 +39,10 @@ pub fn render_server(
     )?;
     files.insert_rust(&format!("{dir}/src/bin/dev-token.rs"), dev_token())?;
     files.insert_rust(&format!("{dir}/src/routes.rs"), routes(app))?;
+    files.insert_rust(
+        &format!("{dir}/src/store.rs"),
+        super::store::store_module(&api),
+    )?;
     if let Some(members) = super::members::server_module(app, &api) {
         files.insert_rust(&format!("{dir}/src/members.rs"), members)?;
     }
@@ -42,7 +50,7 @@ pub fn render_server(
     files.insert_rust(
         &format!("{dir}/src/resources/mod.rs"),
         quote! {
-            //! One module per resource of the spec: its rows, queries, handlers and operations.
+            //! One module per resource of the spec: its operations, its rows and its statements.
             #(pub mod #modules;)*
         },
     )
@@ -93,6 +101,7 @@ fn lib(app: &App) -> TokenStream {
         pub mod problem;
         pub mod resources;
         pub mod routes;
+        pub mod store;
         pub mod tenant;
 
         /// Shared state of the handlers.
@@ -502,7 +511,8 @@ fn guard() -> TokenStream {
         use crate::identity;
         use crate::problem::{self, Problem};
         use crate::tenant::{standing, Machine, Principal, TenantId};
-        use axum::extract::{ConnectInfo, Request, State};
+        use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+        use axum::http::request::Parts;
         use axum::http::{header, HeaderValue};
         use axum::handler::Handler;
         use axum::middleware::{from_fn_with_state, Next};
@@ -639,6 +649,20 @@ fn guard() -> TokenStream {
             pub fn path(&self, path: &str) -> String {
                 let rest = path.strip_prefix('/').and_then(|p| p.split_once('/')).map_or("", |(_, rest)| rest);
                 format!("/{}/{rest}", self.version)
+            }
+        }
+
+        /// The operation whose guard let a request through, for its handler (which
+        /// authorizes the row against it). A handler reached without a guard has none, and
+        /// answers 401.
+        #[derive(Clone, Copy, Debug)]
+        pub struct Current(pub &'static Operation);
+
+        impl<S: Send + Sync> FromRequestParts<S> for Current {
+            type Rejection = Problem;
+
+            async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Problem> {
+                parts.extensions.get::<Current>().copied().ok_or_else(Problem::unauthorized)
             }
         }
 
@@ -806,8 +830,10 @@ fn guard() -> TokenStream {
         }
 
         /// The guard in front of every handler: authentication, scope and throttling.
-        pub async fn authorize(State(guard): State<Guard>, request: Request, next: Next) -> Response {
+        pub async fn authorize(State(guard): State<Guard>, mut request: Request, next: Next) -> Response {
             let operation = guard.operation;
+            // The handler authorizes the row against the operation checked here, never another.
+            request.extensions_mut().insert(Current(operation));
             if operation.public {
                 // Public: throttled per client address (an IPv6 client per /64, which one
                 // host can rotate through). Behind a proxy every client shares its budget;
@@ -905,7 +931,6 @@ fn guard() -> TokenStream {
                     .with_detail(serde_json::json!({ "reason": "insufficient_scope" }));
                 return refuse(&guard, &event, Problem::insufficient_scope(scope)).await;
             }
-            let mut request = request;
             request.extensions_mut().insert(principal);
             // The handler authorizes against the row (see `authz`).
             let mut response = next.run(request).await;
@@ -1923,56 +1948,6 @@ fn tenant() -> TokenStream {
 
 /// Every repository function of a resource: the five built-ins, served or not, then the
 /// custom actions; `true` where the spec serves it as a route.
-fn repository_actions(resource: &Resource) -> Vec<(Action, bool)> {
-    let builtins = [
-        ActionKind::Create,
-        ActionKind::Read,
-        ActionKind::Update,
-        ActionKind::Delete,
-        ActionKind::List,
-    ];
-    let mut all: Vec<(Action, bool)> = builtins
-        .into_iter()
-        .map(|kind| match resource.action(&kind) {
-            Some(action) => (action.clone(), true),
-            None => {
-                let name = match kind {
-                    ActionKind::Create => "create",
-                    ActionKind::Read => "read",
-                    ActionKind::Update => "update",
-                    ActionKind::Delete => "delete",
-                    _ => "list",
-                };
-                let unserved = Action {
-                    name: name.into(),
-                    kind,
-                    ident: name.into(),
-                    description: None,
-                    roles: Vec::new(),
-                    scope: None,
-                    condition: None,
-                    cedar_condition: None,
-                    public: None,
-                    rate_limit: None,
-                    mfa_required: false,
-                    sets: Vec::new(),
-                    method: crate::model::Method::Get,
-                    path: String::new(),
-                };
-                (unserved, false)
-            }
-        })
-        .collect();
-    all.extend(
-        resource
-            .actions
-            .iter()
-            .filter(|a| matches!(a.kind, ActionKind::Custom(_)))
-            .map(|a| (a.clone(), true)),
-    );
-    all
-}
-
 /// The constant naming an action's operation (`CREATE_OP`); action names are unique per resource.
 pub(super) fn operation_const(action: &Action) -> Ident {
     format_ident!("{}_OP", action.ident.trim_end_matches('_').to_uppercase())
@@ -2107,19 +2082,18 @@ fn columns(resource: &Resource, field: &Field) -> Vec<Column> {
     }
 }
 
-fn literal(value: &Value, field: &Field, resource: &Resource, api: &Ident) -> TokenStream {
+fn literal(value: &Value, field: &Field) -> TokenStream {
     match value {
         Value::Bool(b) => quote!(#b),
         Value::Int(i) => quote!(#i),
         Value::Str(s) => match &field.ty {
             FieldType::Enum { variants, .. } => {
-                let module = ident(&resource.ident);
                 let ty = enum_type(field);
                 let variant = variants
                     .iter()
                     .find(|v| &v.value == s)
                     .map(|v| ident(&v.ident));
-                quote!(#api::#module::#ty::#variant)
+                quote!(model::#ty::#variant)
             }
             _ => quote!(#s.to_owned()),
         },
@@ -2127,12 +2101,9 @@ fn literal(value: &Value, field: &Field, resource: &Resource, api: &Ident) -> To
 }
 
 /// Bind expressions for one input field, in column order.
-fn binds(field: &Field, resource: &Resource, api: &Ident) -> Vec<TokenStream> {
+fn binds(field: &Field) -> Vec<TokenStream> {
     let f = ident(&field.ident);
-    let defaulted = field
-        .default
-        .as_ref()
-        .map(|d| literal(d, field, resource, api));
+    let defaulted = field.default.as_ref().map(|d| literal(d, field));
     match (&field.ty, defaulted) {
         (FieldType::Money, _) if field.optional => vec![
             quote!(input.#f.as_ref().map(|m| m.amount_minor)),
@@ -2168,11 +2139,11 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
     let table = sql_ident(&resource.table);
     let tenant = !resource.global;
     let title = inner_doc(&format!(
-        "`{}`: rows, queries, handlers and operations.",
+        "`{}`: its operations, its rows and its statements.",
         resource.name
     ));
 
-    // Row struct and its conversion into the API type.
+    // The row, its conversion into the API type, and the columns of the statements.
     let mut row_fields = Vec::new();
     let mut convert = Vec::new();
     let mut select_cols = vec![sql_ident("id")];
@@ -2200,11 +2171,11 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
             }
             (FieldType::Enum { .. }, false) => {
                 let ety = enum_type(field);
-                quote! { #f: #api::#module::#ety::parse(&row.#f).ok_or_else(|| bad_value(#name))?, }
+                quote! { #f: model::#ety::parse(&row.#f).ok_or_else(|| store::bad_value(#name))?, }
             }
             (FieldType::Enum { .. }, true) => {
                 let ety = enum_type(field);
-                quote! { #f: row.#f.as_deref().map(|v| #api::#module::#ety::parse(v).ok_or_else(|| bad_value(#name))).transpose()?, }
+                quote! { #f: row.#f.as_deref().map(|v| model::#ety::parse(v).ok_or_else(|| store::bad_value(#name))).transpose()?, }
             }
             _ => quote! { #f: row.#f, },
         });
@@ -2217,58 +2188,136 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
             insert_cols.push(sql_ident(&c.sql));
             update_cols.push(sql_ident(&c.sql));
         }
-        let b = binds(field, resource, api);
+        let b = binds(field);
         insert_binds.extend(b.iter().cloned());
         update_binds.extend(b);
     }
-    let has_enum = resource
-        .fields
-        .iter()
-        .any(|f| matches!(f.ty, FieldType::Enum { .. }));
-    let bad_value_fn = has_enum.then(|| {
-        quote! {
-            fn bad_value(field: &str) -> sqlx::Error {
-                sqlx::Error::Decode(format!("stored value of `{field}` is not one of its enum values").into())
-            }
-        }
-    });
     let select_list = select_cols.join(", ");
     let returning = format!("RETURNING {select_list}, \"created_at\", \"updated_at\"");
     let select_full = format!("{select_list}, \"created_at\", \"updated_at\"");
     let (read_fn, list_fn) = crate::render::sql::scoped_function_names(&resource.table);
 
-    // Placeholder numbering: tenant-scoped statements start with the tenant id.
-    let offset = if tenant { 1 } else { 0 };
-    let key_pred = |n: usize| -> String {
-        if tenant {
-            format!("\"tenant_id\" = $1 AND \"id\" = ${}", n + 1)
-        } else {
-            format!("\"id\" = ${n}")
-        }
-    };
-    let tenant_param = if tenant {
-        quote!(tenant: TenantId,)
+    // Placeholder numbering: a tenant's statements start with the tenant id.
+    let offset = usize::from(tenant);
+    let key_pred = if tenant {
+        "\"tenant_id\" = $1 AND \"id\" = $2".to_owned()
     } else {
-        quote!()
+        "\"id\" = $1".to_owned()
     };
-    let bind_tenant = if tenant {
-        quote!(.bind(tenant.id()))
+    let insert_sql = {
+        let cols: Vec<String> = tenant
+            .then(|| sql_ident("tenant_id"))
+            .into_iter()
+            .chain(std::iter::once(sql_ident("id")))
+            .chain(insert_cols.iter().cloned())
+            .collect();
+        let placeholders: Vec<String> = (1..=cols.len()).map(|n| format!("${n}")).collect();
+        format!(
+            "INSERT INTO {table} ({}) VALUES ({}) {returning}",
+            cols.join(", "),
+            placeholders.join(", ")
+        )
+    };
+    let select_sql = format!("SELECT {select_full} FROM {table} WHERE {key_pred}");
+    let locked_sql = format!("{select_sql} FOR UPDATE");
+    let read_sql = if tenant {
+        format!("SELECT {select_full} FROM {}($1, $2)", sql_ident(&read_fn))
     } else {
-        quote!()
+        select_sql.clone()
     };
-    let has_principal_field = resource.fields.iter().any(|f| f.ty == FieldType::Principal);
-    let subject_param = if has_principal_field {
-        quote!(subject: &str,)
+    // An update sets `columns` from `$first` on, and `updated_at`.
+    let update_sql = |columns: &[String], first: usize| {
+        let mut assignments: Vec<String> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c} = ${}", i + first))
+            .collect();
+        assignments.push("\"updated_at\" = now()".into());
+        format!(
+            "UPDATE {table} SET {} WHERE {key_pred} {returning}",
+            assignments.join(", ")
+        )
+    };
+    let replace_sql = update_sql(&update_cols, 2 + offset);
+    let delete_sql = format!("DELETE FROM {table} WHERE {key_pred} RETURNING \"id\"");
+    let filter = if tenant {
+        "\"tenant_id\" = $1 AND "
     } else {
-        quote!()
+        ""
     };
+    let list_sql = format!(
+        "SELECT {select_full} FROM {table} WHERE {filter}(${a}::uuid IS NULL OR \"id\" > ${a}) ORDER BY \"id\" LIMIT ${b}",
+        a = 1 + offset,
+        b = 2 + offset
+    );
+    let list_alone_sql = if tenant {
+        format!(
+            "SELECT {select_full} FROM {}($1, $2, $3)",
+            sql_ident(&list_fn)
+        )
+    } else {
+        list_sql.clone()
+    };
+    let tenancy = if tenant {
+        quote!(crate::tenant::TenantId)
+    } else {
+        quote!(store::Global)
+    };
+    let entity = resource.type_name.as_str();
+    let bind_insert = resource
+        .fields
+        .iter()
+        .any(|f| f.ty == FieldType::Principal)
+        .then(|| {
+            quote! {
+                fn bind_insert<'q>(query: Query<'q, Row>, subject: &'q str, input: &'q Self::Input) -> Query<'q, Row> {
+                    query #(.bind(#insert_binds))*
+                }
+            }
+        });
 
-    let mut functions = Vec::new();
-    let mut handlers = Vec::new();
-    let mut op_consts = Vec::new();
-    let mut registrations = Vec::new();
+    // Custom actions: an update of the fields each sets, to fixed values.
+    let mut changes = Vec::new();
+    for action in &resource.actions {
+        let ActionKind::Custom(_) = action.kind else {
+            continue;
+        };
+        let mut columns = Vec::new();
+        let mut binds = Vec::new();
+        for (index, value) in &action.sets {
+            let field = &resource.fields[*index];
+            columns.push(sql_ident(&field.column));
+            let lit = literal(value, field);
+            binds.push(match &field.ty {
+                FieldType::Enum { .. } => quote!(#lit.as_str()),
+                _ => lit,
+            });
+        }
+        let sql = update_sql(&columns, 2 + offset);
+        let marker = change_type(action);
+        let summary = action
+            .description
+            .clone()
+            .unwrap_or_else(|| format!("{} {}", action.name, resource.name));
+        let cdoc = doc(&format!("`{}`: {summary}.", action.name));
+        changes.push(quote! {
+            #cdoc
+            pub struct #marker;
+
+            impl store::Change for #marker {
+                type Of = model::#ty;
+                const SQL: &'static str = #sql;
+
+                fn bind(query: Query<'_, Row>) -> Query<'_, Row> {
+                    query #(.bind(#binds))*
+                }
+            }
+        });
+    }
 
     // Operations and their registration, in spec order (the order of `OPERATIONS`).
+    let mut op_consts = Vec::new();
+    let mut registrations = Vec::new();
     for action in &resource.actions {
         let op = operation_const(action);
         let id = format!("{}.{}", resource.name, action.name);
@@ -2293,7 +2342,6 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
             .clone()
             .unwrap_or_else(|| format!("{} {}", action.name, resource.name));
         let op_doc = doc(&format!("`{method} {path}`: {summary}."));
-        let handler = format_ident!("handle_{}", action.ident.trim_end_matches('_'));
         let class = format_ident!("{}", app.route_class(action).variant());
         op_consts.push(quote! {
             #op_doc
@@ -2303,6 +2351,7 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
                 class: RouteClass::#class, machine_scope: None,
             };
         });
+        let handler = handler(&quote!(store), &quote!(model::#ty), &quote!(), action);
         registrations.push(quote!(.operation(&#op, #handler)));
     }
     // Earlier versions that serve an operation at a path or with bodies of their own: after
@@ -2321,11 +2370,11 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
         {
             let op = operation_const(action);
             let path = version.path_of(app, resource, &served, action);
-            let handler = format_ident!("handle_{}", action.ident.trim_end_matches('_'));
             let handler = if reshaped && action.kind != ActionKind::Delete {
-                quote!(#version_mod::#handler)
+                let name = format_ident!("handle_{}", action.ident.trim_end_matches('_'));
+                quote!(#version_mod::#name)
             } else {
-                quote!(#handler)
+                handler(&quote!(store), &quote!(model::#ty), &quote!(), action)
             };
             registrations.push(
                 quote!(.previous(&#op, &crate::routes::PREVIOUS_VERSIONS[#index], #path, #handler)),
@@ -2336,508 +2385,44 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
         }
     }
 
-    // The data layer always offers create/read/update/delete/list (operator commands and
-    // tests use them); routes exist only for the actions the spec declares. Repository
-    // functions run on a connection the caller holds, so a handler can read, authorize and
-    // write in one transaction.
-    let entity = resource.type_name.as_str();
-    let conn_param = quote!(conn: &mut sqlx::PgConnection,);
-    for (action, served) in repository_actions(resource) {
-        let action = &action;
-        let method = action.method.as_str();
-        let path = action.path.as_str();
-        let public = action.public.is_some();
-        let handler = format_ident!("handle_{}", action.ident.trim_end_matches('_'));
-        let op = operation_const(action);
-        let tenant_arg = if tenant {
-            quote!(principal.tenant,)
-        } else {
-            quote!()
-        };
-        let subject_arg = if has_principal_field {
-            quote!(&principal.subject,)
-        } else {
-            quote!()
-        };
-        let begin = begin_transaction(tenant);
-        let check = |row: TokenStream| check_row(&quote!(#op), entity, row);
-        // A change commits with its audit event.
-        let commit = |id: TokenStream| {
-            quote! {
-                let event = crate::audit::Event::of(&principal, &#op, #entity, Some(#id.to_string()), crate::audit::Outcome::Allowed, #tenant);
-                crate::audit::commit(tx, &event).await?;
-            }
-        };
-        let hdoc = doc(&format!("Handles `{method} {path}`."));
-        match &action.kind {
-            ActionKind::Create => {
-                let cols = std::iter::once(sql_ident("id"))
-                    .chain(insert_cols.iter().cloned())
-                    .collect::<Vec<_>>();
-                let cols = if tenant {
-                    std::iter::once(sql_ident("tenant_id"))
-                        .chain(cols)
-                        .collect::<Vec<_>>()
-                } else {
-                    cols
-                };
-                let placeholders: Vec<String> = (1..=cols.len()).map(|n| format!("${n}")).collect();
-                let sql = format!(
-                    "INSERT INTO {table} ({}) VALUES ({}) {returning}",
-                    cols.join(", "),
-                    placeholders.join(", ")
-                );
-                let binds = &insert_binds;
-                functions.push(quote! {
-                    /// Inserts a row.
-                    pub async fn insert(#conn_param #tenant_param #subject_param input: &#api::#module::#input_ty) -> Result<#api::#module::#ty, sqlx::Error> {
-                        let row: Row = sqlx::query_as(#sql)
-                            #bind_tenant
-                            .bind(uuid::Uuid::now_v7())
-                            #(.bind(#binds))*
-                            .fetch_one(&mut *conn)
-                            .await?;
-                        row.try_into()
-                    }
-                });
-                let check_created = check(quote!(created));
-                let commit_created = commit(quote!(created.id));
-                handlers.extend(served.then(|| quote! {
-                    #hdoc
-                    pub async fn #handler(State(state): State<AppState>, principal: Principal, ApiJson(input): ApiJson<#api::#module::#input_ty>) -> Result<(StatusCode, Json<#api::#module::#ty>), Problem> {
-                        input.validate().map_err(Problem::validation)?;
-                        #begin
-                        let created = insert(&mut tx, #tenant_arg #subject_arg &input).await?;
-                        // Authorized on the row as written; a refusal rolls the insert back.
-                        #check_created
-                        #commit_created
-                        Ok((StatusCode::CREATED, Json(created)))
-                    }
-                }));
-            }
-            ActionKind::Read => {
-                let sql = format!("SELECT {select_full} FROM {table} WHERE {}", key_pred(1));
-                let locked = format!("{sql} FOR UPDATE");
-                if tenant {
-                    let sql = format!("SELECT {select_full} FROM {}($1, $2)", sql_ident(&read_fn));
-                    functions.push(quote! {
-                        /// Reads one row of `tenant` in one statement, outside any transaction:
-                        /// the table's read function sets the tenant for that statement only.
-                        pub async fn fetch_in_tenant(db: &sqlx::PgPool, tenant: TenantId, id: uuid::Uuid) -> Result<Option<#api::#module::#ty>, sqlx::Error> {
-                            let row: Option<Row> = sqlx::query_as(#sql)
-                                .bind(tenant.id())
-                                .bind(id)
-                                .fetch_optional(db)
-                                .await?;
-                            row.map(TryInto::try_into).transpose()
-                        }
-                    });
-                }
-                functions.push(quote! {
-                    /// Reads one row, locked for the rest of the transaction when `lock`; `None`
-                    /// when it does not exist in this scope.
-                    pub async fn fetch(#conn_param #tenant_param id: uuid::Uuid, lock: bool) -> Result<Option<#api::#module::#ty>, sqlx::Error> {
-                        let sql = if lock { #locked } else { #sql };
-                        let row: Option<Row> = sqlx::query_as(sql)
-                            #bind_tenant
-                            .bind(id)
-                            .fetch_optional(&mut *conn)
-                            .await?;
-                        row.map(TryInto::try_into).transpose()
-                    }
-                });
-                let body = if public {
-                    quote! {
-                        let mut conn = state.db.acquire().await?;
-                        fetch(&mut conn, id, false).await?.map(Json).ok_or_else(Problem::not_found)
-                    }
-                } else if tenant {
-                    // One statement, no transaction: nothing to roll back on a denial.
-                    quote! {
-                        let row = fetch_in_tenant(&state.db, principal.tenant, id).await?.ok_or_else(Problem::not_found)?;
-                        if let Err(denial) = state.auth.check(&principal, &#op, #entity, row.id, &row) {
-                            return Err(denial.record(&state.db).await);
-                        }
-                        Ok(Json(row))
-                    }
-                } else {
-                    let check_row = check(quote!(row));
-                    quote! {
-                        #begin
-                        let row = fetch(&mut tx, id, false).await?.ok_or_else(Problem::not_found)?;
-                        #check_row
-                        tx.commit().await?;
-                        Ok(Json(row))
-                    }
-                };
-                let principal_arg = if public {
-                    quote!()
-                } else {
-                    quote!(principal: Principal,)
-                };
-                handlers.extend(served.then(|| quote! {
-                    #hdoc
-                    pub async fn #handler(State(state): State<AppState>, #principal_arg ApiPath(id): ApiPath<uuid::Uuid>) -> Result<Json<#api::#module::#ty>, Problem> {
-                        #body
-                    }
-                }));
-            }
-            ActionKind::Update | ActionKind::Custom(_) => {
-                let is_update = action.kind == ActionKind::Update;
-                let (sets, binds): (Vec<String>, Vec<TokenStream>) = if is_update {
-                    let sets = update_cols
-                        .iter()
-                        .enumerate()
-                        .map(|(i, c)| format!("{c} = ${}", i + 2 + offset))
-                        .collect();
-                    (sets, update_binds.clone())
-                } else {
-                    let mut sets = Vec::new();
-                    let mut binds = Vec::new();
-                    for (index, value) in &action.sets {
-                        let field = &resource.fields[*index];
-                        sets.push(format!(
-                            "{} = ${}",
-                            sql_ident(&field.column),
-                            sets.len() + 2 + offset
-                        ));
-                        let lit = literal(value, field, resource, api);
-                        binds.push(match &field.ty {
-                            FieldType::Enum { .. } => quote!(#lit.as_str()),
-                            _ => lit,
-                        });
-                    }
-                    (sets, binds)
-                };
-                let mut assignments = sets;
-                assignments.push("\"updated_at\" = now()".into());
-                let sql = format!(
-                    "UPDATE {table} SET {} WHERE {} {returning}",
-                    assignments.join(", "),
-                    key_pred(1)
-                );
-                let fname = if is_update {
-                    format_ident!("update")
-                } else {
-                    format_ident!("apply_{}", action.ident.trim_end_matches('_'))
-                };
-                let fdoc = if is_update {
-                    doc(
-                        "Replaces the fields of one row; `None` when it does not exist in this scope.",
-                    )
-                } else {
-                    doc(&format!(
-                        "Applies `{}`; `None` when the row does not exist in this scope.",
-                        action.name
-                    ))
-                };
-                let (input_param, input_arg, extract, validate) = if is_update {
-                    (
-                        quote!(input: &#api::#module::#input_ty,),
-                        quote!(&input,),
-                        quote!(ApiJson(input): ApiJson<#api::#module::#input_ty>,),
-                        quote!(input.validate().map_err(Problem::validation)?;),
-                    )
-                } else {
-                    (quote!(), quote!(), quote!(), quote!())
-                };
-                functions.push(quote! {
-                    #fdoc
-                    pub async fn #fname(#conn_param #tenant_param id: uuid::Uuid, #input_param) -> Result<Option<#api::#module::#ty>, sqlx::Error> {
-                        let row: Option<Row> = sqlx::query_as(#sql)
-                            #bind_tenant
-                            .bind(id)
-                            #(.bind(#binds))*
-                            .fetch_optional(&mut *conn)
-                            .await?;
-                        row.map(TryInto::try_into).transpose()
-                    }
-                });
-                let check_stored = check(quote!(stored));
-                // An update is authorized on the row as stored and as it would be written; a
-                // custom action on the row as stored (its condition is about the state it
-                // starts from). The row is locked in between, so nobody changes it unseen.
-                let check_written = if is_update {
-                    check(quote!(written))
-                } else {
-                    quote!()
-                };
-                let commit_written = commit(quote!(written.id));
-                handlers.extend(served.then(|| quote! {
-                    #hdoc
-                    pub async fn #handler(State(state): State<AppState>, principal: Principal, ApiPath(id): ApiPath<uuid::Uuid>, #extract) -> Result<Json<#api::#module::#ty>, Problem> {
-                        #validate
-                        #begin
-                        let stored = fetch(&mut tx, #tenant_arg id, true).await?.ok_or_else(Problem::not_found)?;
-                        #check_stored
-                        let written = #fname(&mut tx, #tenant_arg id, #input_arg).await?.ok_or_else(Problem::not_found)?;
-                        #check_written
-                        #commit_written
-                        Ok(Json(written))
-                    }
-                }));
-            }
-            ActionKind::Delete => {
-                let sql = format!("DELETE FROM {table} WHERE {}", key_pred(1));
-                functions.push(quote! {
-                    /// Deletes one row; `false` when it does not exist in this scope.
-                    pub async fn delete(#conn_param #tenant_param id: uuid::Uuid) -> Result<bool, sqlx::Error> {
-                        let done = sqlx::query(#sql)
-                            #bind_tenant
-                            .bind(id)
-                            .execute(&mut *conn)
-                            .await?;
-                        Ok(done.rows_affected() == 1)
-                    }
-                });
-                let check_stored = check(quote!(stored));
-                let commit_deleted = commit(quote!(stored.id));
-                handlers.extend(served.then(|| quote! {
-                    #hdoc
-                    pub async fn #handler(State(state): State<AppState>, principal: Principal, ApiPath(id): ApiPath<uuid::Uuid>) -> Result<StatusCode, Problem> {
-                        #begin
-                        let stored = fetch(&mut tx, #tenant_arg id, true).await?.ok_or_else(Problem::not_found)?;
-                        #check_stored
-                        delete(&mut tx, #tenant_arg id).await?;
-                        #commit_deleted
-                        Ok(StatusCode::NO_CONTENT)
-                    }
-                }));
-            }
-            ActionKind::List => {
-                let filter = if tenant {
-                    "\"tenant_id\" = $1 AND "
-                } else {
-                    ""
-                };
-                let sql = format!(
-                    "SELECT {select_full} FROM {table} WHERE {filter}(${a}::uuid IS NULL OR \"id\" > ${a}) ORDER BY \"id\" LIMIT ${b}",
-                    a = 1 + offset,
-                    b = 2 + offset
-                );
-                let in_tenant = tenant.then(|| {
-                    let sql = format!(
-                        "SELECT {select_full} FROM {}($1, $2, $3)",
-                        sql_ident(&list_fn)
-                    );
-                    quote! {
-                        /// One page of `tenant`'s rows in one statement, outside any transaction:
-                        /// the table's list function sets the tenant for that statement only.
-                        pub async fn list_in_tenant(db: &sqlx::PgPool, tenant: TenantId, after: Option<uuid::Uuid>, limit: u32) -> Result<#api::Page<#api::#module::#ty>, sqlx::Error> {
-                            let limit = limit.clamp(1, 100) as usize;
-                            let rows: Vec<Row> = sqlx::query_as(#sql)
-                                .bind(tenant.id())
-                                .bind(after)
-                                .bind(limit as i64 + 1)
-                                .fetch_all(db)
-                                .await?;
-                            page(rows, limit)
-                        }
-                    }
-                });
-                functions.push(quote! {
-                    /// One page of rows in id order, after `after`, at most `limit` (1 to 100).
-                    pub async fn list(#conn_param #tenant_param after: Option<uuid::Uuid>, limit: u32) -> Result<#api::Page<#api::#module::#ty>, sqlx::Error> {
-                        let limit = limit.clamp(1, 100) as usize;
-                        let rows: Vec<Row> = sqlx::query_as(#sql)
-                            #bind_tenant
-                            .bind(after)
-                            .bind(limit as i64 + 1)
-                            .fetch_all(&mut *conn)
-                            .await?;
-                        page(rows, limit)
-                    }
-
-                    #in_tenant
-
-                    /// The first `limit` of `rows` (one more was asked for, to know whether
-                    /// another page follows).
-                    fn page(rows: Vec<Row>, limit: usize) -> Result<#api::Page<#api::#module::#ty>, sqlx::Error> {
-                        let more = rows.len() > limit;
-                        let items = rows.into_iter().take(limit).map(TryInto::try_into).collect::<Result<Vec<#api::#module::#ty>, _>>()?;
-                        let next_after = if more { items.last().map(|row| row.id) } else { None };
-                        Ok(#api::Page { items, next_after })
-                    }
-                });
-                let body = if public {
-                    quote! {
-                        let mut conn = state.db.acquire().await?;
-                        Ok(Json(list(&mut conn, query.after, query.limit.unwrap_or(50)).await?))
-                    }
-                } else {
-                    // Tenant rows: one statement per page, no transaction. Global rows: one
-                    // transaction for the scan.
-                    let (open, next_page, close) = if tenant {
-                        (
-                            quote!(),
-                            quote!(list_in_tenant(&state.db, principal.tenant, after, 100).await?),
-                            quote!(),
-                        )
-                    } else {
-                        (
-                            begin.clone(),
-                            quote!(list(&mut tx, after, 100).await?),
-                            quote!(tx.commit().await?;),
-                        )
-                    };
-                    quote! {
-                        // Every row is authorized; scanning goes on in id order until the page is
-                        // full, so a page never holds a row a read would deny and never skips one
-                        // it would allow.
-                        let limit = query.limit.unwrap_or(50).clamp(1, 100) as usize;
-                        #open
-                        let mut items = Vec::new();
-                        let mut after = query.after;
-                        let mut next_after = None;
-                        'scan: loop {
-                            let page = #next_page;
-                            let more = page.next_after.is_some();
-                            let scanned = page.items.len();
-                            for (index, row) in page.items.into_iter().enumerate() {
-                                after = Some(row.id);
-                                if state.auth.allows(&principal, &#op, #entity, row.id, &row) {
-                                    items.push(row);
-                                    if items.len() == limit {
-                                        if more || index + 1 < scanned {
-                                            next_after = after;
-                                        }
-                                        break 'scan;
-                                    }
-                                }
-                            }
-                            if !more {
-                                break;
-                            }
-                        }
-                        #close
-                        Ok(Json(#api::Page { items, next_after }))
-                    }
-                };
-                let principal_arg = if public {
-                    quote!()
-                } else {
-                    quote!(principal: Principal,)
-                };
-                handlers.extend(served.then(|| quote! {
-                    #hdoc
-                    pub async fn #handler(State(state): State<AppState>, #principal_arg ApiQuery(query): ApiQuery<#api::ListQuery>) -> Result<Json<#api::Page<#api::#module::#ty>>, Problem> {
-                        #body
-                    }
-                }));
-            }
-        }
-    }
-    let uses_principal = resource.actions.iter().any(|a| a.public.is_none());
-    let principal_use = uses_principal.then(|| {
-        quote!(
-            use crate::tenant::Principal;
-        )
-    });
-    let tenant_use = tenant.then(|| {
-        quote!(
-            use crate::tenant::TenantId;
-        )
-    });
-    let uses_status = resource
-        .actions
-        .iter()
-        .any(|a| matches!(a.kind, ActionKind::Create | ActionKind::Delete));
-    let status_use = uses_status.then(|| {
-        quote!(
-            use axum::http::StatusCode;
-        )
-    });
-    let json_use = resource
-        .actions
-        .iter()
-        .any(|a| a.kind != ActionKind::Delete)
-        .then(|| {
-            quote!(
-                use axum::Json;
-            )
-        });
-    let api_json = resource
-        .actions
-        .iter()
-        .any(|a| matches!(a.kind, ActionKind::Create | ActionKind::Update))
-        .then(|| quote!(ApiJson,));
-    let api_path = resource
-        .actions
-        .iter()
-        .any(|a| !matches!(a.kind, ActionKind::Create | ActionKind::List))
-        .then(|| quote!(ApiPath,));
-    let api_query = resource
-        .actions
-        .iter()
-        .any(|a| a.kind == ActionKind::List)
-        .then(|| quote!(ApiQuery,));
-    let _ = app;
     let row_doc = doc(&format!("A stored `{}` row.", resource.name));
-    let attributes_impl = resource
-        .actions
-        .iter()
-        .any(|a| a.public.is_none())
-        .then(|| {
-            let names =
-                std::iter::once("id").chain(resource.fields.iter().map(|f| f.json.as_str()));
-            let arms = resource.fields.iter().map(|field| {
-                let f = ident(&field.ident);
-                let key = field.json.as_str();
-                let value = match &field.ty {
-                    FieldType::String
-                    | FieldType::Text
-                    | FieldType::Email
-                    | FieldType::Principal => quote!(serde_json::Value::from(v.as_str())),
-                    FieldType::Int | FieldType::Bool => quote!(serde_json::Value::from(*v)),
-                    FieldType::Decimal => quote!(crate::authz::decimal(*v)),
-                    FieldType::Money => quote!(
-                        serde_json::json!({"amount_minor": v.amount_minor, "currency": v.currency})
-                    ),
-                    FieldType::Timestamp => quote!(crate::authz::datetime(v)),
-                    FieldType::Date | FieldType::Uuid | FieldType::Reference { .. } => {
-                        quote!(serde_json::Value::from(v.to_string()))
-                    }
-                    FieldType::Enum { .. } => quote!(serde_json::Value::from(v.as_str())),
-                };
-                if field.optional && field.ty == FieldType::Timestamp {
-                    quote! { #key => self.#f.as_ref().map(crate::authz::datetime), }
-                } else if field.optional {
-                    quote! { #key => self.#f.as_ref().map(|v| #value), }
-                } else {
-                    quote! { #key => { let v = &self.#f; Some(#value) } }
-                }
-            });
-            quote! {
-                /// The row as the policies see it (`policies/schema.cedarschema`).
-                impl crate::authz::Attributes for #api::#module::#ty {
-                    fn names(&self) -> &'static [&'static str] {
-                        &[#(#names),*]
-                    }
-
-                    fn attribute(&self, name: &str) -> Option<serde_json::Value> {
-                        match name {
-                            "id" => Some(self.id.to_string().into()),
-                            #(#arms)*
-                            _ => None,
-                        }
-                    }
-                }
+    let names = std::iter::once("id").chain(resource.fields.iter().map(|f| f.json.as_str()));
+    let arms = resource.fields.iter().map(|field| {
+        let f = ident(&field.ident);
+        let key = field.json.as_str();
+        let value = match &field.ty {
+            FieldType::String | FieldType::Text | FieldType::Email | FieldType::Principal => {
+                quote!(serde_json::Value::from(v.as_str()))
             }
-        });
+            FieldType::Int | FieldType::Bool => quote!(serde_json::Value::from(*v)),
+            FieldType::Decimal => quote!(crate::authz::decimal(*v)),
+            FieldType::Money => {
+                quote!(serde_json::json!({"amount_minor": v.amount_minor, "currency": v.currency}))
+            }
+            FieldType::Timestamp => quote!(crate::authz::datetime(v)),
+            FieldType::Date | FieldType::Uuid | FieldType::Reference { .. } => {
+                quote!(serde_json::Value::from(v.to_string()))
+            }
+            FieldType::Enum { .. } => quote!(serde_json::Value::from(v.as_str())),
+        };
+        if field.optional && field.ty == FieldType::Timestamp {
+            quote! { #key => self.#f.as_ref().map(crate::authz::datetime), }
+        } else if field.optional {
+            quote! { #key => self.#f.as_ref().map(|v| #value), }
+        } else {
+            quote! { #key => { let v = &self.#f; Some(#value) } }
+        }
+    });
     quote! {
         #title
         //!
-        //! The handlers are public so that benchmarks can call one directly, beside the same
-        //! route behind the guard; routes attach only through [`routes`], which guards them.
+        //! What every resource shares (the data layer and the handlers) is in [`crate::store`];
+        //! routes attach only through [`routes`], which guards them.
 
         use crate::guard::{GuardedRouter, Operation, RouteClass};
-        use crate::problem::{#api_json #api_path #api_query Problem};
-        #principal_use
-        #tenant_use
+        use crate::store::{self, Query};
         use crate::AppState;
-        use axum::extract::State;
-        #status_use
-        #json_use
+        use #api::#module as model;
 
         #(#op_consts)*
 
@@ -2855,55 +2440,120 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
             updated_at: chrono::DateTime<chrono::Utc>,
         }
 
-        #bad_value_fn
+        impl store::Stored for model::#ty {
+            type Row = Row;
+            type Input = model::#input_ty;
+            type Tenancy = #tenancy;
+            const ENTITY: &'static str = #entity;
+            const INSERT: &'static str = #insert_sql;
+            const SELECT: &'static str = #select_sql;
+            const SELECT_LOCKED: &'static str = #locked_sql;
+            const READ: &'static str = #read_sql;
+            const UPDATE: &'static str = #replace_sql;
+            const DELETE: &'static str = #delete_sql;
+            const LIST: &'static str = #list_sql;
+            const LIST_ALONE: &'static str = #list_alone_sql;
 
-        #attributes_impl
+            fn id(&self) -> uuid::Uuid {
+                self.id
+            }
 
-        impl TryFrom<Row> for #api::#module::#ty {
-            type Error = sqlx::Error;
-
-            fn try_from(row: Row) -> Result<Self, sqlx::Error> {
-                Ok(#api::#module::#ty {
+            fn from_row(row: Row) -> Result<Self, sqlx::Error> {
+                Ok(model::#ty {
                     id: row.id,
                     #(#convert)*
                     created_at: row.created_at,
                     updated_at: row.updated_at,
                 })
             }
+
+            fn validate(input: &Self::Input) -> Result<(), Vec<#api::FieldError>> {
+                input.validate()
+            }
+
+            fn bind_input<'q>(query: Query<'q, Row>, input: &'q Self::Input) -> Query<'q, Row> {
+                query #(.bind(#update_binds))*
+            }
+
+            #bind_insert
         }
 
-        #(#functions)*
+        /// The row as the policies see it (`policies/schema.cedarschema`).
+        impl crate::authz::Attributes for model::#ty {
+            fn names(&self) -> &'static [&'static str] {
+                &[#(#names),*]
+            }
 
-        #(#handlers)*
+            fn attribute(&self, name: &str) -> Option<serde_json::Value> {
+                match name {
+                    "id" => Some(self.id.to_string().into()),
+                    #(#arms)*
+                    _ => None,
+                }
+            }
+        }
+
+        #(#changes)*
 
         #(#previous_modules)*
     }
 }
 
-/// A transaction scoped to the caller's tenant (global resources: none to scope).
-fn begin_transaction(tenant: bool) -> TokenStream {
-    if tenant {
-        quote! { let mut tx = crate::tenant::begin(&state.db, principal.tenant).await?; }
+/// `server::store::<function>::<the resource's type>`: the shared data layer or handler,
+/// called from a test or benchmark crate.
+pub(super) fn store_fn(api: &Ident, resource: &Resource, function: &str) -> TokenStream {
+    let function = format_ident!("{function}");
+    let (module, ty) = (ident(&resource.ident), ident(&resource.type_name));
+    quote!(server::store::#function::<#api::#module::#ty>)
+}
+
+/// The tenancy a test or benchmark passes for `resource`'s rows: the tenant `tenant`, or
+/// `server::store::Global`.
+pub(super) fn tenancy_arg(resource: &Resource, tenant: TokenStream) -> TokenStream {
+    if resource.global {
+        quote!(server::store::Global)
     } else {
-        quote! { let mut tx = state.db.begin().await?; }
+        tenant
     }
 }
 
-/// Authorizes `row` for the operation `op` in a handler's transaction: a denial rolls the
-/// transaction back, then leaves its audit event.
-fn check_row(op: &TokenStream, entity: &str, row: TokenStream) -> TokenStream {
-    quote! {
-        if let Err(denial) = state.auth.check(&principal, &#op, #entity, #row.id, &#row) {
-            tx.rollback().await?;
-            return Err(denial.record(&state.db).await);
+/// The type naming a custom action's change (`ArchiveAction`); action names are unique per
+/// resource, and the suffix keeps keywords and the module's other names apart.
+pub(super) fn change_type(action: &Action) -> Ident {
+    format_ident!(
+        "{}Action",
+        action.ident.trim_end_matches('_').to_upper_camel_case()
+    )
+}
+
+/// The handler of `action` in `store` (a path), for the resource type `ty` and, for a custom
+/// action, its change in the resource module (`module`: the path to it, empty from within).
+fn handler(
+    store: &TokenStream,
+    ty: &TokenStream,
+    module: &TokenStream,
+    action: &Action,
+) -> TokenStream {
+    let public = action.public.is_some();
+    match &action.kind {
+        ActionKind::Read if public => quote!(#store::handle_public_read::<#ty>),
+        ActionKind::List if public => quote!(#store::handle_public_list::<#ty>),
+        ActionKind::Read => quote!(#store::handle_read::<#ty>),
+        ActionKind::List => quote!(#store::handle_list::<#ty>),
+        ActionKind::Create => quote!(#store::handle_create::<#ty>),
+        ActionKind::Update => quote!(#store::handle_update::<#ty>),
+        ActionKind::Delete => quote!(#store::handle_delete::<#ty>),
+        ActionKind::Custom(_) => {
+            let marker = change_type(action);
+            quote!(#store::handle_change::<#module #marker>)
         }
     }
 }
 
 /// The handlers of an earlier version whose bodies differ: the current handler between
 /// conversions from and to that version's types (`<api>::<version>`), so the guard, the
-/// policies and the audit are the current ones. Its update reads the stored row (locked) to
-/// keep the fields it does not have.
+/// policies and the audit are the current ones. Its update keeps the stored values of the
+/// fields it does not have (the row is locked in between).
 fn previous_handlers(
     app: &App,
     version: &DeprecatedVersion,
@@ -2915,70 +2565,62 @@ fn previous_handlers(
     let module = ident(&resource.ident);
     let ty = ident(&resource.type_name);
     let input_ty = input_type(resource);
-    let tenant = !resource.global;
-    let entity = resource.type_name.as_str();
     let old = quote!(#api::#version_mod::#module::#ty);
     let old_input = quote!(#api::#version_mod::#module::#input_ty);
     let mut handlers = Vec::new();
     for action in &served.actions {
-        let handler = format_ident!("handle_{}", action.ident.trim_end_matches('_'));
+        let name = format_ident!("handle_{}", action.ident.trim_end_matches('_'));
         let hdoc = doc(&format!(
             "Handles `{} {}` as `{}` serves it.",
             action.method.as_str(),
             version.path_of(app, resource, served, action),
             version.version
         ));
-        // Reads and lists of public operations take no principal; the other handlers always do.
-        let takes_principal =
+        let current = handler(
+            &quote!(crate::store),
+            &quote!(super::model::#ty),
+            &quote!(super::),
+            action,
+        );
+        // Reads and lists of public operations take no caller; the other handlers always do.
+        let takes_caller =
             action.public.is_none() || !matches!(action.kind, ActionKind::Read | ActionKind::List);
-        let principal = takes_principal.then(|| quote!(principal: crate::tenant::Principal,));
-        let principal_arg = takes_principal.then(|| quote!(principal,));
+        let caller = takes_caller
+            .then(|| quote!(current: crate::guard::Current, principal: crate::tenant::Principal,));
+        let caller_args = takes_caller.then(|| quote!(current, principal,));
         handlers.push(match &action.kind {
             ActionKind::Read | ActionKind::Custom(_) => quote! {
                 #hdoc
-                pub async fn #handler(state: State<AppState>, #principal path: crate::problem::ApiPath<uuid::Uuid>) -> Result<axum::Json<#old>, Problem> {
-                    let axum::Json(row) = super::#handler(state, #principal_arg path).await?;
+                pub async fn #name(state: State<AppState>, #caller path: crate::problem::ApiPath<uuid::Uuid>) -> Result<axum::Json<#old>, Problem> {
+                    let axum::Json(row) = #current(state, #caller_args path).await?;
                     Ok(axum::Json(row.into()))
                 }
             },
             ActionKind::List => quote! {
                 #hdoc
-                pub async fn #handler(state: State<AppState>, #principal query: crate::problem::ApiQuery<#api::ListQuery>) -> Result<axum::Json<#api::Page<#old>>, Problem> {
-                    let axum::Json(page) = super::#handler(state, #principal_arg query).await?;
+                pub async fn #name(state: State<AppState>, #caller query: crate::problem::ApiQuery<#api::ListQuery>) -> Result<axum::Json<#api::Page<#old>>, Problem> {
+                    let axum::Json(page) = #current(state, #caller_args query).await?;
                     Ok(axum::Json(#api::Page { items: page.items.into_iter().map(Into::into).collect(), next_after: page.next_after }))
                 }
             },
             ActionKind::Create => quote! {
                 #hdoc
-                pub async fn #handler(state: State<AppState>, #principal crate::problem::ApiJson(input): crate::problem::ApiJson<#old_input>) -> Result<(axum::http::StatusCode, axum::Json<#old>), Problem> {
-                    let (status, axum::Json(row)) = super::#handler(state, #principal_arg crate::problem::ApiJson(input.into_new())).await?;
+                pub async fn #name(state: State<AppState>, #caller crate::problem::ApiJson(input): crate::problem::ApiJson<#old_input>) -> Result<(axum::http::StatusCode, axum::Json<#old>), Problem> {
+                    let (status, axum::Json(row)) = #current(state, #caller_args crate::problem::ApiJson(input.into_new())).await?;
                     Ok((status, axum::Json(row.into())))
                 }
             },
-            ActionKind::Update => {
-                let op = operation_const(action);
-                let tenant_arg = tenant.then(|| quote!(principal.tenant,));
-                let begin = begin_transaction(tenant);
-                let check = |row: TokenStream| check_row(&quote!(super::#op), entity, row);
-                let (check_stored, check_written) = (check(quote!(stored)), check(quote!(written)));
-                quote! {
-                    #hdoc
-                    pub async fn #handler(State(state): State<AppState>, principal: crate::tenant::Principal, crate::problem::ApiPath(id): crate::problem::ApiPath<uuid::Uuid>, crate::problem::ApiJson(input): crate::problem::ApiJson<#old_input>) -> Result<axum::Json<#old>, Problem> {
-                        #begin
-                        let stored = super::fetch(&mut tx, #tenant_arg id, true).await?.ok_or_else(Problem::not_found)?;
-                        #check_stored
-                        // What this version does not have keeps its stored value: the row is
-                        // locked, so nobody changes it in between.
-                        let input = input.into_current(&stored);
-                        input.validate().map_err(Problem::validation)?;
-                        let written = super::update(&mut tx, #tenant_arg id, &input).await?.ok_or_else(Problem::not_found)?;
-                        #check_written
-                        let event = crate::audit::Event::of(&principal, &super::#op, #entity, Some(written.id.to_string()), crate::audit::Outcome::Allowed, #tenant);
-                        crate::audit::commit(tx, &event).await?;
-                        Ok(axum::Json(written.into()))
-                    }
+            ActionKind::Update => quote! {
+                #hdoc
+                pub async fn #name(State(state): State<AppState>, current: crate::guard::Current, principal: crate::tenant::Principal, crate::problem::ApiPath(id): crate::problem::ApiPath<uuid::Uuid>, crate::problem::ApiJson(input): crate::problem::ApiJson<#old_input>) -> Result<axum::Json<#old>, Problem> {
+                    let written = crate::store::replace::<super::model::#ty>(&state, current, &principal, id, |stored| {
+                        let input = input.into_current(stored);
+                        input.validate().map(|()| input)
+                    })
+                    .await?;
+                    Ok(axum::Json(written.into()))
                 }
-            }
+            },
             // No body either way: the current handler serves it.
             ActionKind::Delete => quote!(),
         });

@@ -2,7 +2,7 @@
 //! the OpenAPI document agree, the guard answers every non-public route with 401 and unknown
 //! paths with 404 (problem+json), and every repository function runs against PostgreSQL.
 
-use super::{enum_type, ident, input_type, is_input};
+use super::{enum_type, ident, input_type, is_input, server};
 use crate::model::{ActionKind, App, FieldType, Resource};
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
@@ -458,7 +458,7 @@ pub fn render_tests(
                 loop {
                     let page = $list.await.expect("list a page");
                     assert!(page.items.len() <= 2);
-                    ids.extend(page.items.iter().map(|row| row.id));
+                    ids.extend(page.items.iter().map(server::store::Stored::id));
                     pages += 1;
                     match page.next_after {
                         Some(next) => $after = Some(next),
@@ -614,6 +614,43 @@ pub fn render_tests(
             let (left,): (i64,) = sqlx::query_as("SELECT count(*) FROM \"memberships\"").fetch_one(&db.app).await.expect("count");
             assert_eq!(left, 0, "no tenant setting outlives its transaction");
             db.drop().await;
+        }
+
+        /// The data layer on `T`'s table: five rows created and read back, the first updated,
+        /// pages of two that neither skip nor repeat a row, the last deleted; `other` (another
+        /// tenant, for a tenant's table) sees, changes and deletes none of them. The first
+        /// row's id (it is left for the custom actions).
+        async fn exercise<T>(conn: &mut sqlx::PgConnection, tenancy: T::Tenancy, other: Option<T::Tenancy>, subject: &str, ids: &mut Ids, key: &'static str, sample: fn(i64, &Ids) -> T::Input) -> uuid::Uuid
+        where
+            T: server::store::Stored + PartialEq + std::fmt::Debug,
+        {
+            use server::store;
+            for n in 0..5i64 {
+                let input = sample(n, ids);
+                let created = store::insert::<T>(conn, tenancy, subject, &input).await.expect("insert");
+                let read = store::fetch::<T>(conn, tenancy, created.id(), false).await.expect("fetch").expect("row exists");
+                assert_eq!(read, created);
+                ids.push(key, created.id());
+            }
+            let first = ids.first(key);
+            let changed = sample(100, ids);
+            let updated = store::update::<T>(conn, tenancy, first, &changed).await.expect("update").expect("row exists");
+            assert_eq!(updated.id(), first);
+            if let Some(other) = other {
+                assert!(store::fetch::<T>(conn, other, first, false).await.expect("fetch").is_none(), "{key} leaked across tenants");
+                assert!(store::list::<T>(conn, other, None, 100).await.expect("list").items.is_empty());
+                assert!(store::update::<T>(conn, other, first, &changed).await.expect("update").is_none());
+                assert!(!store::delete::<T>(conn, other, first).await.expect("delete"));
+            }
+            let (listed, pages) = all_pages!(|after| store::list::<T>(conn, tenancy, after, 2));
+            let mut expected = ids.of(key).to_vec();
+            expected.sort();
+            assert_eq!(listed, expected, "keyset pages of {key} skip or repeat rows");
+            assert!(pages >= 3, "five rows two at a time take three pages");
+            let last = ids.pop(key).expect("five rows");
+            assert!(store::delete::<T>(conn, tenancy, last).await.expect("delete"));
+            assert!(store::fetch::<T>(conn, tenancy, last, false).await.expect("fetch").is_none());
+            first
         }
 
         #[tokio::test]
@@ -1332,6 +1369,7 @@ fn audit_test(app: &App, api: &proc_macro2::Ident) -> TokenStream {
     let allowed: Vec<&str> = create.roles.iter().map(String::as_str).collect();
     let entity = resource.type_name.clone();
     let row_type = ident(&resource.type_name);
+    let list = server::store_fn(api, resource, "list");
     quote! {
         #[tokio::test]
         async fn changes_and_denials_are_in_the_append_only_audit_trail() {
@@ -1373,7 +1411,7 @@ fn audit_test(app: &App, api: &proc_macro2::Ident) -> TokenStream {
                 let response = app.clone().oneshot(post("refused", "req-refused", 2)).await.expect("a response");
                 assert_eq!(response.status(), StatusCode::FORBIDDEN);
                 let mut conn = db.pool.acquire().await.expect("a connection");
-                let page = server::resources::#module::list(&mut conn, tenant, None, 100).await.expect("list");
+                let page = #list(&mut conn, tenant, None, 100).await.expect("list");
                 assert_eq!(page.items.len(), 1, "the refused create was rolled back");
                 let (outcome,): (String,) = sqlx::query_as("SELECT \"outcome\" FROM \"audit_events\" WHERE \"tenant_id\" = $1 AND \"request_id\" = 'req-refused' AND \"actor\" = 'refused'")
                     .bind(tenant.id())
@@ -1520,11 +1558,10 @@ fn authorization_test(
     }
     let inserts = app.resources.iter().map(|resource| {
         let key = ids_key(resource);
-        let module = ident(&resource.ident);
+        let insert = server::store_fn(api, resource, "insert");
         let sample = sample_call(resource, quote!(n), quote!(ids));
-        let t = (!resource.global).then(|| quote!(tenant,));
-        let s = resource.fields.iter().any(|f| f.ty == FieldType::Principal).then(|| quote!(subject,));
-        quote!(#key => server::resources::#module::insert(conn, #t #s &#sample).await.expect("a sample row").id,)
+        let tenancy = server::tenancy_arg(resource, quote!(tenant));
+        quote!(#key => #insert(conn, #tenancy, subject, &#sample).await.expect("a sample row").id,)
     });
     let jsons = bodies.iter().map(|resource| {
         let key = ids_key(resource);
@@ -1989,37 +2026,21 @@ fn sample(
 fn resource_steps(app: &App, index: usize, api: &proc_macro2::Ident) -> TokenStream {
     let resource = &app.resources[index];
     let module = ident(&resource.ident);
-    let repo = quote!(server::resources::#module);
+    let ty = ident(&resource.type_name);
     let key = ids_key(resource);
-    let has_subject = resource.fields.iter().any(|f| f.ty == FieldType::Principal);
-    let t = if resource.global {
-        quote!()
+    let tenancy = server::tenancy_arg(resource, quote!(tenant));
+    let other = if resource.global {
+        quote!(None)
     } else {
-        quote!(tenant,)
+        quote!(Some(other))
     };
-    let s = if has_subject {
-        quote!(subject,)
-    } else {
-        quote!()
-    };
-    let sample_n = sample_call(resource, quote!(n), quote!(&ids));
-    let sample_changed = sample_call(resource, quote!(100), quote!(&ids));
-    let name = &resource.name;
-    let isolation = (!resource.global).then(|| {
-        quote! {
-            // Another tenant sees nothing of it, through any function.
-            assert!(#repo::fetch(&mut conn, other, first, false).await.expect("fetch").is_none(), "{} leaked across tenants", #name);
-            assert!(#repo::list(&mut conn, other, None, 100).await.expect("list").items.is_empty());
-            assert!(#repo::update(&mut conn, other, first, &changed).await.expect("update").is_none());
-            assert!(!#repo::delete(&mut conn, other, first).await.expect("delete"));
-        }
-    });
+    let sample = sample_fn(resource);
     let customs: Vec<TokenStream> = resource
         .actions
         .iter()
         .filter(|a| matches!(a.kind, ActionKind::Custom(_)))
         .map(|a| {
-            let f = format_ident!("apply_{}", a.ident.trim_end_matches('_'));
+            let change = server::change_type(a);
             let checks: Vec<TokenStream> = a
                 .sets
                 .iter()
@@ -2045,35 +2066,22 @@ fn resource_steps(app: &App, index: usize, api: &proc_macro2::Ident) -> TokenStr
                 })
                 .collect();
             quote! {
-                let done = #repo::#f(&mut conn, #t first).await.expect("custom action").expect("row exists");
+                let done = server::store::apply::<server::resources::#module::#change>(&mut conn, #tenancy, first).await.expect("custom action").expect("row exists");
                 #(#checks)*
             }
         })
         .collect();
-    quote! {
-        {
-            // #name: create five rows, read, update, custom actions, list by pages, delete.
-            for n in 0..5i64 {
-                let input = #sample_n;
-                let created = #repo::insert(&mut conn, #t #s &input).await.expect("insert");
-                let read = #repo::fetch(&mut conn, #t created.id, false).await.expect("fetch").expect("row exists");
-                assert_eq!(read, created);
-                ids.push(#key, created.id);
+    let exercise = quote! {
+        exercise::<#api::#module::#ty>(&mut conn, #tenancy, #other, subject, &mut ids, #key, #sample).await
+    };
+    if customs.is_empty() {
+        quote!(#exercise;)
+    } else {
+        quote! {
+            {
+                let first = #exercise;
+                #(#customs)*
             }
-            let first = ids.first(#key);
-            let changed = #sample_changed;
-            let updated = #repo::update(&mut conn, #t first, &changed).await.expect("update").expect("row exists");
-            assert_eq!(updated.id, first);
-            #isolation
-            #(#customs)*
-            let (listed, pages) = all_pages!(|after| #repo::list(&mut conn, #t after, 2));
-            let mut expected = ids.of(#key).to_vec();
-            expected.sort();
-            assert_eq!(listed, expected, "keyset pages of {} skip or repeat rows", #name);
-            assert!(pages >= 3, "five rows two at a time take three pages");
-            let last = ids.pop(#key).expect("five rows");
-            assert!(#repo::delete(&mut conn, #t last).await.expect("delete"));
-            assert!(#repo::fetch(&mut conn, #t last, false).await.expect("fetch").is_none());
         }
     }
 }
@@ -2179,19 +2187,14 @@ fn previous_bodies_test(
     }
     let rows = order.iter().map(|&index| {
         let resource = &app.resources[index];
-        let module = ident(&resource.ident);
+        let insert = server::store_fn(api, resource, "insert");
         let key = ids_key(resource);
-        let t = (!resource.global).then(|| quote!(tenant,));
-        let s = resource
-            .fields
-            .iter()
-            .any(|f| f.ty == FieldType::Principal)
-            .then(|| quote!(subject,));
+        let tenancy = server::tenancy_arg(resource, quote!(tenant));
         let sample = sample_call(resource, quote!(n), quote!(&ids));
         quote! {
             for n in 0..2i64 {
                 let input = #sample;
-                let created = server::resources::#module::insert(&mut conn, #t #s &input).await.expect("insert");
+                let created = #insert(&mut conn, #tenancy, subject, &input).await.expect("insert");
                 ids.push(#key, created.id);
             }
         }

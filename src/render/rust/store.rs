@@ -1,0 +1,345 @@
+//! The server's `store` module: the data layer and the handlers every resource shares. A
+//! resource module (`server::resource_module`) says only what differs, by implementing
+//! `Stored` (its statements, how its input binds, how a row becomes its API type) and
+//! `Change` for each custom action, so the code that reads, authorizes, writes and audits
+//! is generated once per service and reviewed once, not once per resource. It takes
+//! nothing from the spec but the API crate's name.
+
+use proc_macro2::{Ident, TokenStream};
+use quote::quote;
+
+/// The `store` module of the server crate.
+pub fn store_module(api: &Ident) -> TokenStream {
+    quote! {
+        //! What every resource's rows share: the data layer (statements on a connection the
+        //! caller holds, so a handler can read, authorize and write in one transaction) and the
+        //! handlers of their operations. Each resource module says what differs by implementing
+        //! [`Stored`] (its statements, how its input binds, how a row becomes its API type) and
+        //! [`Change`] for each custom action.
+        //!
+        //! Every handler authorizes against the operation its guard let the request through
+        //! for ([`Current`]): create on the row as written, update on the row as stored and as
+        //! written, the others on the row as stored, each row locked from the check to the
+        //! write. A denial rolls the transaction back before its audit event is written; a
+        //! change commits with its event.
+
+        use crate::audit::{Event, Outcome};
+        use crate::authz::Attributes;
+        use crate::guard::Current;
+        use crate::problem::{ApiJson, ApiPath, ApiQuery, Problem};
+        use crate::tenant::{Principal, TenantId};
+        use crate::AppState;
+        use axum::extract::State;
+        use axum::http::StatusCode;
+        use axum::Json;
+        use #api::{FieldError, ListQuery, Page};
+        use std::future::Future;
+
+        /// A statement whose rows come back as `R`.
+        pub type Query<'q, R> = sqlx::query::QueryAs<'q, sqlx::Postgres, R, sqlx::postgres::PgArguments>;
+
+        /// A transaction of the pool.
+        pub type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
+
+        /// Whose rows a table holds: one tenant's ([`TenantId`]) or every tenant's
+        /// ([`Global`]). Its key is the first parameter of every statement of the table.
+        pub trait Tenancy: Copy + Send + Sync + 'static {
+            /// Whether the rows are a tenant's (their audit events go to the tenant's trail).
+            const TENANT: bool;
+            /// The tenancy a caller acts in.
+            fn of(principal: &Principal) -> Self;
+            /// Binds the key (a tenant's id; nothing for global rows).
+            fn bind<'q, R>(self, query: Query<'q, R>) -> Query<'q, R>;
+            /// A transaction in this tenancy: a tenant's sets the tenant for row-level security.
+            fn begin(self, db: &sqlx::PgPool) -> impl Future<Output = Result<Tx, sqlx::Error>> + Send;
+        }
+
+        impl Tenancy for TenantId {
+            const TENANT: bool = true;
+
+            fn of(principal: &Principal) -> Self {
+                principal.tenant
+            }
+
+            fn bind<'q, R>(self, query: Query<'q, R>) -> Query<'q, R> {
+                query.bind(self.id())
+            }
+
+            fn begin(self, db: &sqlx::PgPool) -> impl Future<Output = Result<Tx, sqlx::Error>> + Send {
+                crate::tenant::begin(db, self)
+            }
+        }
+
+        /// The tenancy of global rows, shared by every tenant.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub struct Global;
+
+        impl Tenancy for Global {
+            const TENANT: bool = false;
+
+            fn of(_: &Principal) -> Self {
+                Global
+            }
+
+            fn bind<'q, R>(self, query: Query<'q, R>) -> Query<'q, R> {
+                query
+            }
+
+            fn begin(self, db: &sqlx::PgPool) -> impl Future<Output = Result<Tx, sqlx::Error>> + Send {
+                db.begin()
+            }
+        }
+
+        /// A resource's API type, stored in its table. Every statement's first parameter is
+        /// the tenancy's key (none for global rows); `$n` below counts from after it.
+        pub trait Stored: serde::Serialize + Sized + Send + Sync + Unpin + 'static {
+            /// The row as its statements return it.
+            type Row: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin;
+            /// The body of a create or update.
+            type Input: serde::de::DeserializeOwned + Send + Sync + 'static;
+            /// Whose rows these are.
+            type Tenancy: Tenancy;
+            /// Its entity type in the policies.
+            const ENTITY: &'static str;
+            /// Inserts a row: `$1` the new id, then the input's columns.
+            const INSERT: &'static str;
+            /// Reads the row `$1`.
+            const SELECT: &'static str;
+            /// Reads the row `$1` and locks it for the rest of the transaction.
+            const SELECT_LOCKED: &'static str;
+            /// Reads the row `$1` in one statement outside any transaction (a tenant's table
+            /// through its read function, which sets the tenant for that statement only).
+            const READ: &'static str;
+            /// Replaces the input's columns of the row `$1`.
+            const UPDATE: &'static str;
+            /// Deletes the row `$1`, returning its id.
+            const DELETE: &'static str;
+            /// Rows after `$1` (none: from the first) in id order, at most `$2`.
+            const LIST: &'static str;
+            /// The same in one statement outside any transaction (a tenant's table through its
+            /// list function).
+            const LIST_ALONE: &'static str;
+
+            /// Its id.
+            fn id(&self) -> uuid::Uuid;
+            /// A stored row as the API type; an error if a stored value is not a valid one.
+            fn from_row(row: Self::Row) -> Result<Self, sqlx::Error>;
+            /// Checks the input against the field constraints of the spec.
+            fn validate(input: &Self::Input) -> Result<(), Vec<FieldError>>;
+            /// Binds the input's columns, in the order of [`Self::UPDATE`].
+            fn bind_input<'q>(query: Query<'q, Self::Row>, input: &'q Self::Input) -> Query<'q, Self::Row>;
+            /// Binds the columns of [`Self::INSERT`]: the input's, and `subject` (the caller)
+            /// in the fields that record who made the row.
+            fn bind_insert<'q>(query: Query<'q, Self::Row>, subject: &'q str, input: &'q Self::Input) -> Query<'q, Self::Row> {
+                let _ = subject;
+                Self::bind_input(query, input)
+            }
+        }
+
+        /// A custom action: an update of fixed fields of one row.
+        pub trait Change: 'static {
+            /// The resource it changes.
+            type Of: Stored + Attributes;
+            /// Sets the fields of the row `$1`, returning it.
+            const SQL: &'static str;
+            /// Binds the values it sets.
+            fn bind(query: Query<'_, <Self::Of as Stored>::Row>) -> Query<'_, <Self::Of as Stored>::Row>;
+        }
+
+        /// A stored enum value that is not one of its values (the table's check forbids it).
+        pub fn bad_value(field: &str) -> sqlx::Error {
+            sqlx::Error::Decode(format!("stored value of `{field}` is not one of its enum values").into())
+        }
+
+        /// Inserts a row made by `subject`.
+        pub async fn insert<T: Stored>(conn: &mut sqlx::PgConnection, tenancy: T::Tenancy, subject: &str, input: &T::Input) -> Result<T, sqlx::Error> {
+            let query = tenancy.bind(sqlx::query_as(T::INSERT)).bind(uuid::Uuid::now_v7());
+            let row = T::bind_insert(query, subject, input).fetch_one(&mut *conn).await?;
+            T::from_row(row)
+        }
+
+        /// Reads one row, locked for the rest of the transaction when `lock`; `None` when it
+        /// does not exist in this tenancy.
+        pub async fn fetch<T: Stored>(conn: &mut sqlx::PgConnection, tenancy: T::Tenancy, id: uuid::Uuid, lock: bool) -> Result<Option<T>, sqlx::Error> {
+            let sql = if lock { T::SELECT_LOCKED } else { T::SELECT };
+            let row = tenancy.bind(sqlx::query_as(sql)).bind(id).fetch_optional(&mut *conn).await?;
+            row.map(T::from_row).transpose()
+        }
+
+        /// Reads one row in one statement, outside any transaction.
+        pub async fn fetch_alone<T: Stored>(db: &sqlx::PgPool, tenancy: T::Tenancy, id: uuid::Uuid) -> Result<Option<T>, sqlx::Error> {
+            let row = tenancy.bind(sqlx::query_as(T::READ)).bind(id).fetch_optional(db).await?;
+            row.map(T::from_row).transpose()
+        }
+
+        /// Replaces the fields of one row; `None` when it does not exist in this tenancy.
+        pub async fn update<T: Stored>(conn: &mut sqlx::PgConnection, tenancy: T::Tenancy, id: uuid::Uuid, input: &T::Input) -> Result<Option<T>, sqlx::Error> {
+            let query = tenancy.bind(sqlx::query_as(T::UPDATE)).bind(id);
+            let row = T::bind_input(query, input).fetch_optional(&mut *conn).await?;
+            row.map(T::from_row).transpose()
+        }
+
+        /// Applies the custom action `C`; `None` when the row does not exist in this tenancy.
+        pub async fn apply<C: Change>(conn: &mut sqlx::PgConnection, tenancy: <C::Of as Stored>::Tenancy, id: uuid::Uuid) -> Result<Option<C::Of>, sqlx::Error> {
+            let query = tenancy.bind(sqlx::query_as(C::SQL)).bind(id);
+            let row = C::bind(query).fetch_optional(&mut *conn).await?;
+            row.map(<C::Of as Stored>::from_row).transpose()
+        }
+
+        /// Deletes one row; `false` when it does not exist in this tenancy.
+        pub async fn delete<T: Stored>(conn: &mut sqlx::PgConnection, tenancy: T::Tenancy, id: uuid::Uuid) -> Result<bool, sqlx::Error> {
+            let deleted: Option<(uuid::Uuid,)> = tenancy.bind(sqlx::query_as(T::DELETE)).bind(id).fetch_optional(&mut *conn).await?;
+            Ok(deleted.is_some())
+        }
+
+        /// One page of rows in id order, after `after`, at most `limit` (1 to 100).
+        pub async fn list<T: Stored>(conn: &mut sqlx::PgConnection, tenancy: T::Tenancy, after: Option<uuid::Uuid>, limit: u32) -> Result<Page<T>, sqlx::Error> {
+            let limit = limit.clamp(1, 100) as usize;
+            let rows = tenancy.bind(sqlx::query_as(T::LIST)).bind(after).bind(limit as i64 + 1).fetch_all(&mut *conn).await?;
+            page(rows, limit)
+        }
+
+        /// The same page in one statement, outside any transaction.
+        pub async fn list_alone<T: Stored>(db: &sqlx::PgPool, tenancy: T::Tenancy, after: Option<uuid::Uuid>, limit: u32) -> Result<Page<T>, sqlx::Error> {
+            let limit = limit.clamp(1, 100) as usize;
+            let rows = tenancy.bind(sqlx::query_as(T::LIST_ALONE)).bind(after).bind(limit as i64 + 1).fetch_all(db).await?;
+            page(rows, limit)
+        }
+
+        /// The first `limit` of `rows` (one more was asked for, to know whether another page
+        /// follows).
+        fn page<T: Stored>(rows: Vec<T::Row>, limit: usize) -> Result<Page<T>, sqlx::Error> {
+            let more = rows.len() > limit;
+            let items = rows.into_iter().take(limit).map(T::from_row).collect::<Result<Vec<T>, _>>()?;
+            let next_after = if more { items.last().map(T::id) } else { None };
+            Ok(Page { items, next_after })
+        }
+
+        /// Authorizes `row` for the operation `op` in the handler's transaction `tx`: a denial
+        /// rolls it back, then writes its audit event.
+        async fn check<T: Stored + Attributes>(state: &AppState, tx: Tx, principal: &Principal, op: &'static crate::guard::Operation, row: &T) -> Result<Tx, Problem> {
+            match state.auth.check(principal, op, T::ENTITY, row.id(), row) {
+                Ok(()) => Ok(tx),
+                Err(denial) => {
+                    tx.rollback().await?;
+                    Err(denial.record(&state.db).await)
+                }
+            }
+        }
+
+        /// Commits a change of `row` with its audit event.
+        async fn commit<T: Stored>(tx: Tx, principal: &Principal, op: &'static crate::guard::Operation, row: &T) -> Result<(), Problem> {
+            let event = Event::of(principal, op, T::ENTITY, Some(row.id().to_string()), Outcome::Allowed, <T::Tenancy as Tenancy>::TENANT);
+            crate::audit::commit(tx, &event).await?;
+            Ok(())
+        }
+
+        /// Creates a row, authorized on the row as written (a refusal rolls the insert back).
+        pub async fn handle_create<T: Stored + Attributes>(State(state): State<AppState>, Current(op): Current, principal: Principal, ApiJson(input): ApiJson<T::Input>) -> Result<(StatusCode, Json<T>), Problem> {
+            T::validate(&input).map_err(Problem::validation)?;
+            let tenancy = T::Tenancy::of(&principal);
+            let mut tx = tenancy.begin(&state.db).await?;
+            let created = insert::<T>(&mut tx, tenancy, &principal.subject, &input).await?;
+            let tx = check(&state, tx, &principal, op, &created).await?;
+            commit(tx, &principal, op, &created).await?;
+            Ok((StatusCode::CREATED, Json(created)))
+        }
+
+        /// Reads a row in one statement (nothing to roll back on a denial).
+        pub async fn handle_read<T: Stored + Attributes>(State(state): State<AppState>, Current(op): Current, principal: Principal, ApiPath(id): ApiPath<uuid::Uuid>) -> Result<Json<T>, Problem> {
+            let row = fetch_alone::<T>(&state.db, T::Tenancy::of(&principal), id).await?.ok_or_else(Problem::not_found)?;
+            if let Err(denial) = state.auth.check(&principal, op, T::ENTITY, row.id(), &row) {
+                return Err(denial.record(&state.db).await);
+            }
+            Ok(Json(row))
+        }
+
+        /// Reads a global row for anyone (a public operation).
+        pub async fn handle_public_read<T: Stored<Tenancy = Global>>(State(state): State<AppState>, ApiPath(id): ApiPath<uuid::Uuid>) -> Result<Json<T>, Problem> {
+            fetch_alone::<T>(&state.db, Global, id).await?.map(Json).ok_or_else(Problem::not_found)
+        }
+
+        /// Lists rows: every row is authorized, and scanning goes on in id order until the
+        /// page is full, so a page never holds a row a read would deny and never skips one it
+        /// would allow. One statement per page scanned, no transaction.
+        pub async fn handle_list<T: Stored + Attributes>(State(state): State<AppState>, Current(op): Current, principal: Principal, ApiQuery(query): ApiQuery<ListQuery>) -> Result<Json<Page<T>>, Problem> {
+            let limit = query.limit.unwrap_or(50).clamp(1, 100) as usize;
+            let tenancy = T::Tenancy::of(&principal);
+            let mut items = Vec::new();
+            let mut after = query.after;
+            let mut next_after = None;
+            'scan: loop {
+                let page = list_alone::<T>(&state.db, tenancy, after, 100).await?;
+                let more = page.next_after.is_some();
+                let scanned = page.items.len();
+                for (index, row) in page.items.into_iter().enumerate() {
+                    after = Some(row.id());
+                    if state.auth.allows(&principal, op, T::ENTITY, row.id(), &row) {
+                        items.push(row);
+                        if items.len() == limit {
+                            if more || index + 1 < scanned {
+                                next_after = after;
+                            }
+                            break 'scan;
+                        }
+                    }
+                }
+                if !more {
+                    break;
+                }
+            }
+            Ok(Json(Page { items, next_after }))
+        }
+
+        /// Lists global rows for anyone (a public operation).
+        pub async fn handle_public_list<T: Stored<Tenancy = Global>>(State(state): State<AppState>, ApiQuery(query): ApiQuery<ListQuery>) -> Result<Json<Page<T>>, Problem> {
+            Ok(Json(list_alone::<T>(&state.db, Global, query.after, query.limit.unwrap_or(50)).await?))
+        }
+
+        /// Replaces a row's fields.
+        pub async fn handle_update<T: Stored + Attributes>(State(state): State<AppState>, current: Current, principal: Principal, ApiPath(id): ApiPath<uuid::Uuid>, ApiJson(input): ApiJson<T::Input>) -> Result<Json<T>, Problem> {
+            T::validate(&input).map_err(Problem::validation)?;
+            replace::<T>(&state, current, &principal, id, |_| Ok(input)).await.map(Json)
+        }
+
+        /// Replaces a row's fields with the input `input` makes from the row as stored (or
+        /// the fields it finds invalid):
+        /// authorized on the row as stored and as it would be written, locked in between so
+        /// nobody changes it unseen. (An earlier API version's update keeps the stored values
+        /// of the fields it does not have.)
+        pub async fn replace<T: Stored + Attributes>(state: &AppState, Current(op): Current, principal: &Principal, id: uuid::Uuid, input: impl FnOnce(&T) -> Result<T::Input, Vec<FieldError>>) -> Result<T, Problem> {
+            let tenancy = T::Tenancy::of(principal);
+            let mut tx = tenancy.begin(&state.db).await?;
+            let stored = fetch::<T>(&mut tx, tenancy, id, true).await?.ok_or_else(Problem::not_found)?;
+            let mut tx = check(state, tx, principal, op, &stored).await?;
+            let input = input(&stored).map_err(Problem::validation)?;
+            let written = update::<T>(&mut tx, tenancy, id, &input).await?.ok_or_else(Problem::not_found)?;
+            let tx = check(state, tx, principal, op, &written).await?;
+            commit(tx, principal, op, &written).await?;
+            Ok(written)
+        }
+
+        /// Deletes a row, authorized on the row as stored.
+        pub async fn handle_delete<T: Stored + Attributes>(State(state): State<AppState>, Current(op): Current, principal: Principal, ApiPath(id): ApiPath<uuid::Uuid>) -> Result<StatusCode, Problem> {
+            let tenancy = T::Tenancy::of(&principal);
+            let mut tx = tenancy.begin(&state.db).await?;
+            let stored = fetch::<T>(&mut tx, tenancy, id, true).await?.ok_or_else(Problem::not_found)?;
+            let mut tx = check(&state, tx, &principal, op, &stored).await?;
+            delete::<T>(&mut tx, tenancy, id).await?;
+            commit(tx, &principal, op, &stored).await?;
+            Ok(StatusCode::NO_CONTENT)
+        }
+
+        /// Applies a custom action, authorized on the row as stored (its condition is about
+        /// the state it starts from).
+        pub async fn handle_change<C: Change>(State(state): State<AppState>, Current(op): Current, principal: Principal, ApiPath(id): ApiPath<uuid::Uuid>) -> Result<Json<C::Of>, Problem> {
+            let tenancy = <C::Of as Stored>::Tenancy::of(&principal);
+            let mut tx = tenancy.begin(&state.db).await?;
+            let stored = fetch::<C::Of>(&mut tx, tenancy, id, true).await?.ok_or_else(Problem::not_found)?;
+            let mut tx = check(&state, tx, &principal, op, &stored).await?;
+            let written = apply::<C>(&mut tx, tenancy, id).await?.ok_or_else(Problem::not_found)?;
+            commit(tx, &principal, op, &written).await?;
+            Ok(Json(written))
+        }
+    }
+}
