@@ -102,11 +102,25 @@ impl Cache {
         Some(self.dir.join(crate::emit::sha256(key.as_bytes())))
     }
 
-    /// Keeps the finished text of the files [`FileSet::digests`] names. Best effort.
-    fn put_finished(&self, files: &FileSet) {
+    /// Keeps the finished text of the files [`FileSet::digests`] names, each as a second
+    /// name (a hard link) of its entry by printed text in `entries`, so the text is stored
+    /// once; written out where links cannot be made. Best effort.
+    fn put_finished(&self, files: &FileSet, entries: &BTreeMap<String, PathBuf>) {
         for (path, digest) in &files.digests {
-            if let (Some(key), Some(text)) = (self.finished_key(digest), files.files.get(path)) {
-                write_atomically(&key, text);
+            let Some(key) = self.finished_key(digest) else {
+                continue;
+            };
+            let linked = entries
+                .get(path)
+                .map(|entry| std::fs::hard_link(entry, &key));
+            match linked {
+                Some(Ok(())) => {}
+                Some(Err(e)) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                _ => {
+                    if let Some(text) = files.files.get(path) {
+                        write_atomically(&key, text);
+                    }
+                }
             }
         }
     }
@@ -115,15 +129,6 @@ impl Cache {
         self.dir.join(crate::emit::sha256(
             format!("{}\n{printed}", self.salt).as_bytes(),
         ))
-    }
-
-    fn get(&self, printed: &str) -> Option<String> {
-        crate::cache::read_entry(&self.key(printed))
-    }
-
-    /// Best effort: a cache that cannot be written only costs time.
-    fn put(&self, printed: &str, formatted: &str) {
-        write_atomically(&self.key(printed), formatted);
     }
 }
 
@@ -145,29 +150,38 @@ fn write_atomically(path: &Path, text: &str) {
 /// Formats every `.rs` file of `files` in place, through `cache` when there is one.
 pub fn format_rust(files: &mut FileSet, cache: Option<&Cache>) -> Result<(), FormatError> {
     let mut changed = Vec::new();
-    let mut printed = BTreeMap::new();
+    // Each printed file's cache entry (by its printed text).
+    let mut entries = BTreeMap::new();
     for path in files.rust_paths().cloned().collect::<Vec<_>>() {
         if files.finished.contains(&path) {
             continue;
         }
-        match cache.and_then(|c| c.get(&files.files[&path])) {
+        let entry = cache.map(|c| c.key(&files.files[&path]));
+        match entry.as_deref().and_then(crate::cache::read_entry) {
             Some(text) => {
-                files.files.insert(path, text);
+                files.files.insert(path.clone(), text);
             }
-            None => {
-                printed.insert(path.clone(), files.files[&path].clone());
-                changed.push(path);
-            }
+            None => changed.push(path.clone()),
+        }
+        if let Some(entry) = entry {
+            entries.insert(path, entry);
         }
     }
     if !changed.is_empty() {
         format_groups(files, &changed)?;
     }
     if let Some(cache) = cache {
-        for (path, text) in &printed {
-            cache.put(text, &files.files[path]);
-        }
-        cache.put_finished(files);
+        // Hundreds of small files on a first generation: written on every core.
+        let new: Vec<(&PathBuf, &str)> = changed
+            .iter()
+            .filter_map(|path| Some((entries.get(path)?, files.files[path].as_str())))
+            .collect();
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        parallel(&new, threads, |(entry, text)| {
+            write_atomically(entry, text);
+            Ok(())
+        })?;
+        cache.put_finished(files, &entries);
     }
     Ok(())
 }
