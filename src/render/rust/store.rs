@@ -17,11 +17,12 @@ pub fn store_module(api: &Ident) -> TokenStream {
         //! [`Stored`] (its statements, how its input binds, how a row becomes its API type) and
         //! [`Change`] for each custom action.
         //!
-        //! Every handler authorizes against the operation its guard let the request through
-        //! for ([`Current`]): create on the row as written, update on the row as stored and as
-        //! written, the others on the row as stored, each row locked from the check to the
-        //! write. A denial rolls the transaction back before its audit event is written; a
-        //! change commits with its event.
+        //! The handlers of a caller's request (all but public reads and lists, which have no
+        //! caller) authorize against the operation its guard checked ([`Current`]): create on
+        //! the row as written, update on the row as stored and as written, the others on the
+        //! row as stored; a row to be changed is locked from its check to the write. A denial
+        //! rolls the transaction back before its audit event is written; a change commits with
+        //! its event.
 
         use crate::audit::{Event, Outcome};
         use crate::authz::Attributes;

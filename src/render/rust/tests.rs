@@ -425,6 +425,18 @@ pub fn render_tests(
             }
         }
 
+        /// Handlers authorize against the operation their guard checked; a request that did
+        /// not pass a guard carries none, and a handler asking for it answers 401.
+        #[tokio::test]
+        async fn a_handler_reached_without_its_guard_answers_401() {
+            use axum::extract::FromRequestParts;
+            let (mut parts, ()) = Request::new(()).into_parts();
+            let refused = server::guard::Current::from_request_parts(&mut parts, &()).await.expect_err("no operation without a guard");
+            let response = axum::response::IntoResponse::into_response(refused);
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+            assert!(is_problem(&response));
+        }
+
         #[tokio::test]
         async fn unknown_paths_answer_404_problem() {
             for path in ["/", "/nope", "/v0/anything", "/v1/../etc/passwd"] {
