@@ -228,6 +228,16 @@ pub fn store_module(api: &Ident) -> TokenStream {
             }
         }
 
+        /// Opens the caller's transaction and reads the row `id` locked for it, authorized for
+        /// `op` as stored: the transaction, the tenancy and the row.
+        async fn locked<T: Stored + Attributes>(state: &AppState, principal: &Principal, op: &'static crate::guard::Operation, id: uuid::Uuid) -> Result<(Tx, T::Tenancy, T), Problem> {
+            let tenancy = T::Tenancy::of(principal);
+            let mut tx = tenancy.begin(&state.db).await?;
+            let stored = fetch::<T>(&mut tx, tenancy, id, true).await?.ok_or_else(Problem::not_found)?;
+            let tx = check(state, tx, principal, op, &stored).await?;
+            Ok((tx, tenancy, stored))
+        }
+
         /// Commits a change of `row` with its audit event.
         async fn commit<T: Stored>(tx: Tx, principal: &Principal, op: &'static crate::guard::Operation, row: &T) -> Result<(), Problem> {
             let event = Event::of(principal, op, T::ENTITY, Some(row.id().to_string()), Outcome::Allowed, <T::Tenancy as Tenancy>::TENANT);
@@ -303,16 +313,12 @@ pub fn store_module(api: &Ident) -> TokenStream {
             replace::<T>(&state, current, &principal, id, |_| Ok(input)).await.map(Json)
         }
 
-        /// Replaces a row's fields with the input `input` makes from the row as stored (or
-        /// the fields it finds invalid):
-        /// authorized on the row as stored and as it would be written, locked in between so
-        /// nobody changes it unseen. (An earlier API version's update keeps the stored values
-        /// of the fields it does not have.)
+        /// Replaces a row's fields with the input `input` makes from the row as stored (or the
+        /// fields it finds invalid): authorized on the row as stored and as it would be
+        /// written, locked in between so nobody changes it unseen. (An earlier API version's
+        /// update keeps the stored values of the fields it does not have.)
         pub async fn replace<T: Stored + Attributes>(state: &AppState, Current(op): Current, principal: &Principal, id: uuid::Uuid, input: impl FnOnce(&T) -> Result<T::Input, Vec<FieldError>>) -> Result<T, Problem> {
-            let tenancy = T::Tenancy::of(principal);
-            let mut tx = tenancy.begin(&state.db).await?;
-            let stored = fetch::<T>(&mut tx, tenancy, id, true).await?.ok_or_else(Problem::not_found)?;
-            let mut tx = check(state, tx, principal, op, &stored).await?;
+            let (mut tx, tenancy, stored) = locked::<T>(state, principal, op, id).await?;
             let input = input(&stored).map_err(Problem::validation)?;
             let written = update::<T>(&mut tx, tenancy, id, &input).await?.ok_or_else(Problem::not_found)?;
             let tx = check(state, tx, principal, op, &written).await?;
@@ -322,10 +328,7 @@ pub fn store_module(api: &Ident) -> TokenStream {
 
         /// Deletes a row, authorized on the row as stored.
         pub async fn handle_delete<T: Stored + Attributes>(State(state): State<AppState>, Current(op): Current, principal: Principal, ApiPath(id): ApiPath<uuid::Uuid>) -> Result<StatusCode, Problem> {
-            let tenancy = T::Tenancy::of(&principal);
-            let mut tx = tenancy.begin(&state.db).await?;
-            let stored = fetch::<T>(&mut tx, tenancy, id, true).await?.ok_or_else(Problem::not_found)?;
-            let mut tx = check(&state, tx, &principal, op, &stored).await?;
+            let (mut tx, tenancy, stored) = locked::<T>(&state, &principal, op, id).await?;
             delete::<T>(&mut tx, tenancy, id).await?;
             commit(tx, &principal, op, &stored).await?;
             Ok(StatusCode::NO_CONTENT)
@@ -334,10 +337,7 @@ pub fn store_module(api: &Ident) -> TokenStream {
         /// Applies a custom action, authorized on the row as stored (its condition is about
         /// the state it starts from).
         pub async fn handle_change<C: Change>(State(state): State<AppState>, Current(op): Current, principal: Principal, ApiPath(id): ApiPath<uuid::Uuid>) -> Result<Json<C::Of>, Problem> {
-            let tenancy = <C::Of as Stored>::Tenancy::of(&principal);
-            let mut tx = tenancy.begin(&state.db).await?;
-            let stored = fetch::<C::Of>(&mut tx, tenancy, id, true).await?.ok_or_else(Problem::not_found)?;
-            let mut tx = check(&state, tx, &principal, op, &stored).await?;
+            let (mut tx, tenancy, _) = locked::<C::Of>(&state, &principal, op, id).await?;
             let written = apply::<C>(&mut tx, tenancy, id).await?.ok_or_else(Problem::not_found)?;
             commit(tx, &principal, op, &written).await?;
             Ok(Json(written))

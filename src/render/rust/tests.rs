@@ -461,26 +461,6 @@ pub fn render_tests(
         mod samples;
         use samples::*;
 
-        /// Reads every page of a list, two rows at a time.
-        macro_rules! all_pages {
-            (|$after:ident| $list:expr) => {{
-                let mut $after = None;
-                let mut ids = Vec::new();
-                let mut pages = 0;
-                loop {
-                    let page = $list.await.expect("list a page");
-                    assert!(page.items.len() <= 2);
-                    ids.extend(page.items.iter().map(server::store::Stored::id));
-                    pages += 1;
-                    match page.next_after {
-                        Some(next) => $after = Some(next),
-                        None => break,
-                    }
-                }
-                (ids, pages)
-            }};
-        }
-
         #[tokio::test]
         async fn the_app_role_sees_no_tenant_rows_without_a_tenant_and_cannot_lift_isolation() {
             let db = TestDb::create().await;
@@ -654,7 +634,18 @@ pub fn render_tests(
                 assert!(store::update::<T>(conn, other, first, &changed).await.expect("update").is_none());
                 assert!(!store::delete::<T>(conn, other, first).await.expect("delete"));
             }
-            let (listed, pages) = all_pages!(|after| store::list::<T>(conn, tenancy, after, 2));
+            // Every page, two rows at a time.
+            let (mut listed, mut pages, mut after) = (Vec::new(), 0, None);
+            loop {
+                let page = store::list::<T>(conn, tenancy, after, 2).await.expect("list a page");
+                assert!(page.items.len() <= 2);
+                listed.extend(page.items.iter().map(T::id));
+                pages += 1;
+                match page.next_after {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
+            }
             let mut expected = ids.of(key).to_vec();
             expected.sort();
             assert_eq!(listed, expected, "keyset pages of {key} skip or repeat rows");
