@@ -9,6 +9,34 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+// Output goes through these rather than `print!` and friends, which panic when the reader
+// has gone away (`bulwark --format json generate … | head`): a closed pipe is the reader's
+// choice, not a failure of the command, so write errors are ignored.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+macro_rules! err {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($arg)*);
+    }};
+}
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// Exit codes (documented in the README).
 pub mod exit {
     pub const OK: u8 = 0;
@@ -207,7 +235,7 @@ pub fn run() -> ExitCode {
             audit(cli.format, dir, spec.as_deref(), database)
         }
         Command::Schema => {
-            println!("{}", crate::schema_json());
+            outln!("{}", crate::schema_json());
             exit::OK
         }
         Command::Init { path, force } => init(cli.format, path, *force),
@@ -233,7 +261,7 @@ fn usage_error(error: clap::Error) -> u8 {
         || args.iter().any(|a| a == "--format=json");
     if wants_json {
         let message = error.kind().as_str().unwrap_or("invalid arguments");
-        println!(
+        outln!(
             "{}",
             json!({"ok": false, "error": {"kind": "usage", "message": message, "detail": error.to_string()}})
         );
@@ -248,7 +276,7 @@ fn fail(format: OutputFormat, code: u8, kind: &str, error: &dyn miette::Diagnost
         OutputFormat::Json => {
             let help = error.help().map(|h| h.to_string());
             let code = error.code().map(|c| c.to_string());
-            println!(
+            outln!(
                 "{}",
                 json!({"ok": false, "error": {"kind": kind, "code": code, "message": error.to_string(), "help": help}})
             );
@@ -259,7 +287,7 @@ fn fail(format: OutputFormat, code: u8, kind: &str, error: &dyn miette::Diagnost
                 miette::GraphicalTheme::unicode_nocolor(),
             );
             let _ = handler.render_report(&mut out, error);
-            eprint!("{out}");
+            err!("{out}");
         }
     }
     code
@@ -280,11 +308,11 @@ enum InputError {
 
 fn report_invalid(format: OutputFormat, report: &Report) -> u8 {
     match format {
-        OutputFormat::Json => println!(
+        OutputFormat::Json => outln!(
             "{}",
             json!({"ok": false, "file": report.path, "diagnostics": report.diagnostics})
         ),
-        OutputFormat::Human => eprint!("{}", report.render()),
+        OutputFormat::Human => err!("{}", report.render()),
     }
     exit::INVALID_SPEC
 }
@@ -308,11 +336,11 @@ fn validate(format: OutputFormat, path: &Path) -> u8 {
         Ok(app) => {
             let operations: usize = app.resources.iter().map(|r| r.actions.len()).sum();
             match format {
-                OutputFormat::Json => println!(
+                OutputFormat::Json => outln!(
                     "{}",
                     json!({"ok": true, "file": path.display().to_string(), "resources": app.resources.len(), "operations": operations})
                 ),
-                OutputFormat::Human => println!(
+                OutputFormat::Human => outln!(
                     "{}: valid ({} resources, {operations} operations)",
                     path.display(),
                     app.resources.len()
@@ -476,12 +504,12 @@ fn generate(format: OutputFormat, path: &Path, target: &Output, force: bool) -> 
                         "reused_rust_files": files.finished.len(),
                     });
                     match format {
-                        OutputFormat::Json => println!(
+                        OutputFormat::Json => outln!(
                             "{}",
                             json!({"ok": true, "repo": target.repo.display().to_string(), "branch": committed.branch, "commit": committed.commit, "parent": committed.parent, "unchanged": committed.commit.is_none(), "changes": committed.changes, "spec_sha256": manifest.spec_sha256, "timings": timings})
                         ),
                         OutputFormat::Human => match &committed.commit {
-                            Some(commit) => println!(
+                            Some(commit) => outln!(
                                 "{commit}\ncommitted {} to branch {}: {} added, {} changed, {} removed",
                                 app.name,
                                 committed.branch,
@@ -489,9 +517,10 @@ fn generate(format: OutputFormat, path: &Path, target: &Output, force: bool) -> 
                                 committed.changes.modified.len(),
                                 committed.changes.removed.len()
                             ),
-                            None => println!(
+                            None => outln!(
                                 "branch {} already holds this generation of {}: nothing committed",
-                                committed.branch, app.name
+                                committed.branch,
+                                app.name
                             ),
                         },
                     }
@@ -513,12 +542,12 @@ fn generate(format: OutputFormat, path: &Path, target: &Output, force: bool) -> 
                 "reused_rust_files": files.finished.len(),
             });
             match format {
-                OutputFormat::Json => println!(
+                OutputFormat::Json => outln!(
                     "{}",
                     json!({"ok": true, "out": out.display().to_string(), "spec_sha256": manifest.spec_sha256, "written": outcome.written, "removed": outcome.removed, "kept": outcome.kept, "unchanged": outcome.unchanged, "timings": timings})
                 ),
                 OutputFormat::Human => {
-                    println!(
+                    outln!(
                         "generated {} into {}: {} written, {} removed, {} unchanged",
                         app.name,
                         out.display(),
@@ -527,7 +556,7 @@ fn generate(format: OutputFormat, path: &Path, target: &Output, force: bool) -> 
                         outcome.unchanged
                     );
                     for path in &outcome.kept {
-                        eprintln!("kept {path}: no longer generated, but edited by hand");
+                        errln!("kept {path}: no longer generated, but edited by hand");
                     }
                 }
             }
@@ -558,11 +587,11 @@ fn diff(format: OutputFormat, old: &str, new: &str, repo: Option<&Path>) -> u8 {
     }
     let report = crate::diff::diff(&apps[0], &apps[1]);
     match format {
-        OutputFormat::Json => println!(
+        OutputFormat::Json => outln!(
             "{}",
             json!({"ok": !report.fails(), "old": old, "new": new, "report": report})
         ),
-        OutputFormat::Human => print!("{}", crate::diff::markdown(&report)),
+        OutputFormat::Human => out!("{}", crate::diff::markdown(&report)),
     }
     if report.fails() {
         exit::CHECK_FAILED
@@ -583,20 +612,20 @@ fn check(format: OutputFormat, path: &Path, target: &crate::git::Target) -> u8 {
     };
     let ok = drift.is_empty();
     match format {
-        OutputFormat::Json => println!(
+        OutputFormat::Json => outln!(
             "{}",
             json!({"ok": ok, "branch": target.branch, "spec_sha256": generation.manifest.spec_sha256, "drift": drift})
         ),
-        OutputFormat::Human if ok => println!(
+        OutputFormat::Human if ok => outln!(
             "branch {} is what {} renders",
             target.branch,
             path.display()
         ),
         OutputFormat::Human => {
             for d in &drift {
-                eprintln!("{}: {}", d.path, d.kind);
+                errln!("{}: {}", d.path, d.kind);
             }
-            eprintln!(
+            errln!(
                 "error: branch {} is not what {} renders ({} path{}): regenerate, or move the edits to your own branch",
                 target.branch,
                 path.display(),
@@ -649,12 +678,12 @@ fn audit(
             if let Some(found) = &database_findings {
                 report["database_findings"] = json!(found);
             }
-            println!("{report}")
+            outln!("{report}")
         }
         OutputFormat::Human if ok => {
-            println!("{}: every route goes through the guard", dir.display());
+            outln!("{}: every route goes through the guard", dir.display());
             if database_findings.is_some() {
-                println!(
+                outln!(
                     "{}: the migrations isolate tenants (forced row-level security, tenant policies with WITH CHECK, least privilege)",
                     dir.display()
                 );
@@ -662,7 +691,7 @@ fn audit(
         }
         OutputFormat::Human => {
             for f in &findings {
-                eprintln!(
+                errln!(
                     "{}:{}:{}: {}",
                     dir.join(&f.file).display(),
                     f.line,
@@ -676,10 +705,10 @@ fn audit(
                     .as_deref()
                     .map(|s| format!("{}: ", dir.join(s).display()))
                     .unwrap_or_default();
-                eprintln!("{source}database: {}: {}", f.object, f.message);
+                errln!("{source}database: {}: {}", f.object, f.message);
             }
             let count = findings.len() + database_findings.as_ref().map_or(0, Vec::len);
-            eprintln!(
+            errln!(
                 "error: {count} finding{} in {}",
                 if count == 1 { "" } else { "s" },
                 dir.display()
@@ -693,8 +722,8 @@ fn init(format: OutputFormat, path: &Path, force: bool) -> u8 {
     let starter = include_str!("../templates/starter.yaml");
     if path == Path::new("-") {
         match format {
-            OutputFormat::Json => println!("{}", json!({"ok": true, "spec": starter})),
-            OutputFormat::Human => print!("{starter}"),
+            OutputFormat::Json => outln!("{}", json!({"ok": true, "spec": starter})),
+            OutputFormat::Human => out!("{starter}"),
         }
         return exit::OK;
     }
@@ -712,11 +741,11 @@ fn init(format: OutputFormat, path: &Path, force: bool) -> u8 {
         return fail(format, exit::USAGE_OR_IO, "io", &error);
     }
     match format {
-        OutputFormat::Json => println!(
+        OutputFormat::Json => outln!(
             "{}",
             json!({"ok": true, "written": path.display().to_string()})
         ),
-        OutputFormat::Human => println!("wrote a starter spec to {}", path.display()),
+        OutputFormat::Human => outln!("wrote a starter spec to {}", path.display()),
     }
     exit::OK
 }

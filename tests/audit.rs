@@ -390,3 +390,111 @@ fn a_missing_directory_is_a_usage_error() {
     assert_eq!(status, 2, "{json}");
     assert_eq!(json["ok"], false);
 }
+
+/// Rewrites `file` of a fresh project with `edit`; the audit must fail with every `needle`
+/// found in that file.
+fn assert_edit_found(file: &str, edit: impl Fn(String) -> String, needles: &[&str]) {
+    let dir = project();
+    let path = dir.path().join(file);
+    let before = std::fs::read_to_string(&path).unwrap_or_default();
+    let after = edit(before.clone());
+    assert_ne!(before, after, "the edit changes {file}");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, after).unwrap();
+    let (status, json) = bulwark(&["audit"], dir.path());
+    assert_eq!(status, 3, "{json}");
+    let found = findings(&json);
+    for needle in needles {
+        assert!(
+            found
+                .iter()
+                .any(|(f, _, m)| f == file && m.contains(needle)),
+            "expected `{needle}` in {file}, got {found:?}"
+        );
+    }
+}
+
+#[test]
+fn main_serving_anything_but_the_guarded_router_is_found() {
+    const MAIN: &str = "crates/server/src/main.rs";
+    // A handler served whole, with no router at all.
+    assert_edit_found(
+        MAIN,
+        |main| {
+            main.replace(
+                "let app = app.into_make_service_with_connect_info",
+                "let app = axum::handler::Handler::with_state(|| async { \"open\" }, ())\n        .into_make_service_with_connect_info",
+            )
+        },
+        &[
+            "`Handler`",
+            "turns something other than the guarded router",
+            "serves something other",
+        ],
+    );
+    // A router of its own making, served under the same names.
+    assert_edit_found(
+        MAIN,
+        |main| {
+            main.replace(
+                "let app = server::router(",
+                "let app = server::other_router(",
+            )
+        },
+        &[
+            "turns something other than the guarded router",
+            "serves something other",
+        ],
+    );
+}
+
+#[test]
+fn a_listener_outside_main_is_found() {
+    assert_found(
+        "crates/server/src/lib.rs",
+        "\npub async fn side_door() {\n    let _ = tokio::net::TcpListener::bind(\"0.0.0.0:9000\").await;\n}\n",
+        2,
+        "accepts connections outside the service's main",
+    );
+}
+
+#[test]
+fn dependencies_on_code_outside_the_project_or_on_http_servers_are_found() {
+    let server = "crates/server/Cargo.toml";
+    let added = |lines: &'static str| {
+        move |manifest: String| {
+            manifest.replacen("[dependencies]\n", &format!("[dependencies]\n{lines}"), 1)
+        }
+    };
+    assert_edit_found(
+        server,
+        added("sidecar = { path = \"../../../sidecar\" }\n"),
+        &["brings in code outside the project (`../../../sidecar`)"],
+    );
+    assert_edit_found(
+        server,
+        added("sidecar = { git = \"https://example.com/sidecar\" }\n"),
+        &["a `git` source"],
+    );
+    assert_edit_found(
+        server,
+        added("actix-web = \"4\"\nweb = { package = \"tiny_http\", version = \"0.12\" }\n"),
+        &["depends on `actix-web`", "depends on `tiny_http`"],
+    );
+    assert_edit_found(
+        server,
+        |manifest| format!("{manifest}\n[dependencies.warp]\nversion = \"0.3\"\n"),
+        &["depends on `warp`"],
+    );
+    // A vendored copy inside the project is still the crate it copies.
+    assert_edit_found(
+        "vendor/web/Cargo.toml",
+        |_| "[package]\nname = \"poem\"\n".to_owned(),
+        &["depends on `poem`"],
+    );
+    assert_edit_found(
+        ".cargo/config.toml",
+        |_| "paths = [\"/elsewhere/axum\"]\n".to_owned(),
+        &["brings in code outside the project (`/elsewhere/axum`)"],
+    );
+}

@@ -389,6 +389,33 @@ fn files_reused_from_the_cache_are_those_printing_and_formatting_give() {
     );
 }
 
+/// `bulwark --format json generate … | head -c 1` closes the pipe before bulwark writes its
+/// report: the generation still completes and exits 0, without a panic.
+#[test]
+fn a_reader_that_closes_the_pipe_early_is_not_a_failure() {
+    let tmp = tempdir();
+    let out = tmp.path().join("out");
+    let mut child = command([
+        OsStr::new("--format"),
+        OsStr::new("json"),
+        OsStr::new("generate"),
+        spec("ledgerly.yaml").as_os_str(),
+        OsStr::new("--out"),
+        out.as_os_str(),
+    ])
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .expect("the bulwark binary runs");
+    // Generation takes far longer than this: the report meets a closed pipe.
+    drop(child.stdout.take());
+    let done = child.wait_with_output().expect("bulwark finishes");
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert!(!stderr.contains("panicked"), "stderr: {stderr}");
+    assert_eq!(done.status.code(), Some(EXIT_OK), "stderr: {stderr}");
+    assert!(out.join(".bulwark/manifest.json").is_file());
+}
+
 #[test]
 fn generate_is_deterministic_across_output_dirs_and_spec_locations() {
     let tmp = tempdir();

@@ -6,7 +6,10 @@
 //! (`route`, `nest`, `merge`, `fallback`, `layer`, `from_fn`, … as a method, a path or an
 //! import, raw identifiers included); a `serve` or service conversion outside the server's
 //! main (and the server crate's benchmarks, which serve the guarded router on loopback), or
-//! more than one `serve`; hyper used directly; a macro whose tokens mention any of these (its
+//! more than one `serve`; in that main, serving anything but `server::router(..)`; a socket
+//! listening outside it (tests and benchmarks aside); hyper used directly, or a dependency on
+//! a crate that serves HTTP by itself; a manifest bringing in code from outside the project
+//! (a `path` leading out of it, a `git` source); a macro whose tokens mention any of these (its
 //! expansion cannot be checked); code the compiler reads that this audit cannot
 //! see (`#[path]`, `include!`, build scripts, procedural-macro crates, symbolic links); an
 //! `Operation` declared outside the generated resource and members modules; a file that does not parse;
@@ -35,8 +38,9 @@ const SERVER_BENCHES: &str = "crates/server/benches/";
 /// Where the built-in operations (memberships, sessions) are declared.
 const MEMBERS_MODULE: &str = "crates/server/src/members.rs";
 
-/// Calls that attach a handler, a service or a layer to a router (axum, tower).
-const ATTACHING: [&str; 18] = [
+/// Calls that attach a handler, a service or a layer to a router (axum, tower), and axum's
+/// way of serving a handler without any router.
+const ATTACHING: [&str; 21] = [
     "route",
     "route_service",
     "route_layer",
@@ -55,6 +59,36 @@ const ATTACHING: [&str; 18] = [
     "map_response_with_state",
     "service_fn",
     "on_service",
+    "Handler",
+    "HandlerWithoutStateExt",
+    "HandlerService",
+];
+
+/// Sockets that accept connections: outside the service's main (and tests and benchmarks,
+/// which serve their own loopback peers), a server built on one would bypass the router.
+const LISTENING: [&str; 3] = ["TcpListener", "UnixListener", "TcpSocket"];
+
+/// Crates that serve HTTP by themselves: a dependency on one is a way around the guarded
+/// router (compared with `_` read as `-`).
+const HTTP_SERVERS: [&str; 18] = [
+    "actix-web",
+    "actix-http",
+    "actix-server",
+    "astra",
+    "gotham",
+    "hyper",
+    "hyper-util",
+    "may-minihttp",
+    "ntex",
+    "poem",
+    "rocket",
+    "rouille",
+    "salvo",
+    "thruster",
+    "tide",
+    "tiny-http",
+    "trillium",
+    "warp",
 ];
 
 /// Calls that turn a router into something a server runs, or run it.
@@ -66,6 +100,9 @@ const SERVING: [&str; 6] = [
     "serve_connection",
     "serve_connection_with_upgrades",
 ];
+
+/// How the server's main turns the router into what `serve` takes.
+const MAKE_SERVICE: [&str; 2] = ["into_make_service", "into_make_service_with_connect_info"];
 
 /// One problem found.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -138,6 +175,10 @@ pub fn audit_dir(dir: &Path, spec: Option<&App>) -> Result<Vec<Finding>, AuditEr
             in_guard: name == GUARD_MODULE,
             in_main: name == SERVER_MAIN,
             in_bench: name.starts_with(SERVER_BENCHES),
+            in_tests: name
+                .split('/')
+                .any(|part| part == "tests" || part == "benches"),
+            router_names: std::collections::BTreeSet::new(),
             findings: &mut findings,
             serves: &mut serves,
             operations: &mut operations,
@@ -322,8 +363,12 @@ fn collect(
             collect(root, &path, out, findings)?;
         } else if name.ends_with(".rs") {
             out.push(relative);
-        } else if name == "Cargo.toml" {
+        } else if name == "Cargo.toml"
+            || (dir.file_name().is_some_and(|d| d == ".cargo")
+                && (name == "config.toml" || name == "config"))
+        {
             let text = std::fs::read_to_string(&path).unwrap_or_default();
+            check_manifest(root, dir, &shown, &text, findings);
             if text
                 .lines()
                 .any(|l| l.replace(' ', "").starts_with("proc-macro=true"))
@@ -340,12 +385,148 @@ fn collect(
     Ok(())
 }
 
+/// What a Cargo manifest (or Cargo configuration) in `dir` brings in that the audit cannot
+/// see: code outside the project (a `path` that leads out of it, a `git` source, a workspace
+/// member elsewhere) or a crate that serves HTTP by itself. Read line by line, which every
+/// form of these keys puts on one line.
+fn check_manifest(root: &Path, dir: &Path, shown: &str, text: &str, findings: &mut Vec<Finding>) {
+    let mut table = String::new();
+    for (index, line) in text.lines().enumerate() {
+        let line_no = index + 1;
+        let code = line.split('#').next().unwrap_or_default();
+        let trimmed = code.trim();
+        if trimmed.starts_with('[') {
+            table = trimmed
+                .trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_owned();
+        }
+        let column = |needle: &str| code.find(needle).map_or(1, |i| i + 1);
+        for (key, value) in quoted_values(code) {
+            match key.as_str() {
+                "path" | "paths" | "members" | "directory" | "local-registry"
+                    if !inside(root, dir, &value) =>
+                {
+                    findings.push(at(
+                    shown,
+                    line_no,
+                    column(&value),
+                    &format!("brings in code outside the project (`{value}`), which this audit cannot see"),
+                ));
+                }
+                "git" => findings.push(at(
+                    shown,
+                    line_no,
+                    column(&key),
+                    &format!("a `{key}` source brings in code outside the project, which this audit cannot see"),
+                )),
+                "package" => server_crate(&value, shown, line_no, column(&value), findings),
+                _ => {}
+            }
+        }
+        // A crate's own name (a vendored copy of one is still that crate), a dependency's:
+        // the key of a line in a dependency table, or the last part of a
+        // `[dependencies.NAME]` header.
+        if table == "package"
+            && let Some((key, value)) = quoted_values(code).into_iter().next()
+            && key == "name"
+        {
+            server_crate(&value, shown, line_no, column(&value), findings);
+        }
+        let dependencies =
+            |t: &str| t.ends_with("dependencies") && !t.ends_with("dev-dependencies");
+        if let Some((head, name)) = table.rsplit_once('.')
+            && dependencies(head)
+            && trimmed.starts_with('[')
+        {
+            server_crate(
+                name.trim_matches('"'),
+                shown,
+                line_no,
+                column(name),
+                findings,
+            );
+        } else if dependencies(&table) && !trimmed.starts_with('[') {
+            let name = trimmed
+                .split(['=', '.'])
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .trim_matches('"');
+            if !name.is_empty() {
+                server_crate(name, shown, line_no, column(name), findings);
+            }
+        }
+    }
+}
+
+/// The `key = "value"` pairs of a line (strings of an array included, under the array's key).
+fn quoted_values(code: &str) -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
+    let mut key = String::new();
+    let mut rest = code;
+    while let Some(start) = rest.find(['=', '"']) {
+        if rest.as_bytes()[start] == b'=' {
+            key = rest[..start]
+                .rsplit(|c: char| c == '{' || c == ',' || c == '.' || c.is_whitespace())
+                .find(|word| !word.is_empty())
+                .unwrap_or_default()
+                .trim_matches('"')
+                .to_owned();
+            rest = &rest[start + 1..];
+            continue;
+        }
+        let after = &rest[start + 1..];
+        let Some(end) = after.find('"') else { break };
+        pairs.push((key.clone(), after[..end].to_owned()));
+        rest = &after[end + 1..];
+    }
+    pairs
+}
+
+/// Whether `relative` (from `dir`) stays inside `root`. Only `root` and `dir` are resolved
+/// (they exist); `relative` is followed by its parts, as Cargo reads it.
+fn inside(root: &Path, dir: &Path, relative: &str) -> bool {
+    let (Ok(root), Ok(dir)) = (root.canonicalize(), dir.canonicalize()) else {
+        return false;
+    };
+    let mut parts: Vec<std::path::Component<'_>> = Vec::new();
+    let joined = dir.join(relative);
+    for part in joined.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                if parts.pop().is_none() {
+                    return false;
+                }
+            }
+            std::path::Component::CurDir => {}
+            other => parts.push(other),
+        }
+    }
+    parts.iter().collect::<PathBuf>().starts_with(root)
+}
+
+fn server_crate(name: &str, shown: &str, line: usize, column: usize, findings: &mut Vec<Finding>) {
+    if HTTP_SERVERS.contains(&name.replace('_', "-").as_str()) {
+        findings.push(at(
+            shown,
+            line,
+            column,
+            &format!("depends on `{name}`, which serves HTTP without the guarded router"),
+        ));
+    }
+}
+
 struct Visitor<'a> {
     file: &'a str,
     in_guard: bool,
     in_main: bool,
     /// A benchmark's own loopback server may serve (see [`SERVER_BENCHES`]).
     in_bench: bool,
+    /// Tests and benchmarks, which may listen for their own loopback peers.
+    in_tests: bool,
+    /// In the server's main: the names bound to the guarded router (or its service).
+    router_names: std::collections::BTreeSet<String>,
     findings: &'a mut Vec<Finding>,
     serves: &'a mut Vec<Finding>,
     operations: &'a mut Vec<Declared>,
@@ -387,11 +568,37 @@ impl Visitor<'_> {
                 });
             }
         }
+        if LISTENING.contains(&word.as_str()) && !self.in_main && !self.in_tests {
+            self.finding(
+                ident.span(),
+                format!("{how} `{word}` accepts connections outside the service's main, where no guarded router is in the way"),
+            );
+        }
         if word == "hyper" || word == "hyper_util" {
             self.finding(
                 ident.span(),
                 format!("{how} `{word}` serves HTTP without the guarded router"),
             );
+        }
+    }
+
+    /// Whether `expr`, in the server's main, is the guarded router (`server::router(..)`), a
+    /// name bound to it, or the service made of it (`into_make_service*`).
+    fn is_router(&self, expr: &syn::Expr) -> bool {
+        match expr {
+            syn::Expr::Call(call) => matches!(&*call.func, syn::Expr::Path(p)
+                if p.path.segments.iter().map(|s| s.ident.to_string()).eq(["server", "router"])),
+            syn::Expr::MethodCall(call) => {
+                MAKE_SERVICE.contains(&call.method.to_string().as_str())
+                    && self.is_router(&call.receiver)
+            }
+            syn::Expr::Path(p) => p
+                .path
+                .get_ident()
+                .is_some_and(|name| self.router_names.contains(&name.to_string())),
+            syn::Expr::Paren(inner) => self.is_router(&inner.expr),
+            syn::Expr::Group(inner) => self.is_router(&inner.expr),
+            _ => false,
         }
     }
 
@@ -419,7 +626,54 @@ impl Visitor<'_> {
 impl<'ast> Visit<'ast> for Visitor<'_> {
     fn visit_expr_method_call(&mut self, call: &'ast syn::ExprMethodCall) {
         self.check_name(&call.method, "method");
+        if self.in_main
+            && MAKE_SERVICE.contains(&call.method.to_string().as_str())
+            && !self.is_router(&call.receiver)
+        {
+            self.finding(
+                call.method.span(),
+                format!("`{}` turns something other than the guarded router (`server::router`) into a service", call.method),
+            );
+        }
         syn::visit::visit_expr_method_call(self, call);
+    }
+
+    /// In the server's main, what `serve` runs must be the guarded router.
+    fn visit_expr_call(&mut self, call: &'ast syn::ExprCall) {
+        if let (true, syn::Expr::Path(func)) = (self.in_main, &*call.func)
+            && let Some(last) = func.path.segments.last()
+            && last.ident == "serve"
+            && !call
+                .args
+                .iter()
+                .nth(1)
+                .is_some_and(|app| self.is_router(app))
+        {
+            self.finding(
+                last.ident.span(),
+                "serves something other than the guarded router (`server::router`)".into(),
+            );
+        }
+        syn::visit::visit_expr_call(self, call);
+    }
+
+    /// In the server's main, remembers which names hold the guarded router.
+    fn visit_local(&mut self, local: &'ast syn::Local) {
+        if self.in_main
+            && let syn::Pat::Ident(binding) = &local.pat
+        {
+            let name = binding.ident.to_string();
+            if local
+                .init
+                .as_ref()
+                .is_some_and(|init| self.is_router(&init.expr))
+            {
+                self.router_names.insert(name);
+            } else {
+                self.router_names.remove(&name);
+            }
+        }
+        syn::visit::visit_local(self, local);
     }
 
     fn visit_expr_path(&mut self, path: &'ast syn::ExprPath) {
