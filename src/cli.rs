@@ -125,8 +125,12 @@ pub enum Command {
         /// The repository holding the generated branch.
         #[arg(long, value_name = "REPO")]
         git: PathBuf,
-        #[command(flatten)]
-        branch: BranchArgs,
+        /// The branch that holds bulwark's generations (e.g. `bulwark/generated`).
+        #[arg(long)]
+        branch: String,
+        /// The folder of the branch generated into (default: its root).
+        #[arg(long)]
+        prefix: Option<String>,
     },
     /// Check SPEC and report every problem.
     Validate {
@@ -206,13 +210,18 @@ pub fn run() -> ExitCode {
             generate(cli.format, spec, &target, *force)
         }
         Command::Diff { old, new, git } => diff(cli.format, old, new, git.as_deref()),
-        Command::Check { spec, git, branch } => check(
+        Command::Check {
+            spec,
+            git,
+            branch,
+            prefix,
+        } => check(
             cli.format,
             spec,
             &crate::git::Target {
                 repo: git.clone(),
-                branch: branch.branch.clone().unwrap_or_default(),
-                prefix: branch.prefix.clone(),
+                branch: branch.clone(),
+                prefix: prefix.clone(),
             },
         ),
         Command::Validate { spec } => validate(cli.format, spec),

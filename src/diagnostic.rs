@@ -119,6 +119,9 @@ impl Report {
     }
 }
 
+/// The longest line shown in a snippet, in bytes.
+const MAX_SNIPPET_LINE: usize = 400;
+
 struct Located<'a> {
     report: &'a Report,
     diagnostic: &'a Diagnostic,
@@ -151,8 +154,15 @@ impl miette::Diagnostic for Located<'_> {
     }
 
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
-        self.diagnostic.location?;
-        Some(&self.report.named)
+        let loc = self.diagnostic.location?;
+        // A snippet of a line longer than a screen says nothing the `at file:line:col` line
+        // does not, at great length (a spec of one 100 KB line, say).
+        let text = self.report.named.inner();
+        let start = text[..loc.offset.min(text.len())]
+            .rfind('\n')
+            .map_or(0, |i| i + 1);
+        let end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+        (end - start <= MAX_SNIPPET_LINE).then_some(&self.report.named as &dyn miette::SourceCode)
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {

@@ -39,16 +39,15 @@ pub fn compile_with(
 ) -> Result<model::App, Report> {
     let loaded = load::load(source);
     let mut diagnostics = loaded.problems;
-    let app =
-        loaded.value.and_then(
-            |spec| match model::lower(&spec, &loaded.set_aside, validated) {
-                Ok(app) => Some(app),
-                Err(semantic) => {
-                    diagnostics.extend(semantic);
-                    None
-                }
-            },
-        );
+    let app = loaded.value.and_then(|spec| {
+        match model::lower(&spec, source, &loaded.set_aside, validated) {
+            Ok(app) => Some(app),
+            Err(semantic) => {
+                diagnostics.extend(semantic);
+                None
+            }
+        }
+    });
     match app {
         Some(app) if diagnostics.is_empty() => Ok(app),
         _ => {

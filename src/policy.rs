@@ -26,10 +26,27 @@ pub const MEMBERSHIP: &str = "Membership";
 pub const DOMAIN: &str = "Domain";
 
 /// A condition that is not one valid Cedar expression.
-pub fn parse_condition(condition: &str) -> Result<String, String> {
+pub fn parse_condition(condition: &str) -> Result<String, ConditionError> {
     Expression::from_str(condition)
         .map(|expression| expression.to_string())
-        .map_err(|errors| one_line(&errors.to_string()))
+        .map_err(|errors| ConditionError {
+            message: one_line(&errors.to_string()),
+            span: first_label(&errors),
+        })
+}
+
+/// Why a condition does not parse, and where in its text (byte offset and length) when Cedar
+/// says.
+#[derive(Debug)]
+pub struct ConditionError {
+    pub message: String,
+    pub span: Option<(usize, usize)>,
+}
+
+/// The first place a Cedar diagnostic points at, as (byte offset, length).
+fn first_label(diagnostic: &dyn miette::Diagnostic) -> Option<(usize, usize)> {
+    let label = diagnostic.labels()?.next()?;
+    Some((label.offset(), label.len()))
 }
 
 /// A condition evaluated by Cedar here, at generation time: the generated tests take their
@@ -577,6 +594,9 @@ pub struct Invalid {
     pub resource: usize,
     pub action: usize,
     pub message: String,
+    /// The text of the policy the validator points at (`resource.titel`), which the
+    /// condition as written holds too unless printing it changed that part.
+    pub focus: Option<String>,
 }
 
 /// A record of resources whose policies were found valid, by a digest of the validator's
@@ -653,30 +673,32 @@ fn validate_run(
         }
         let schema = Schema::from_json_value(schema_json).map_err(|e| one_line(&e.to_string()))?;
         let policies = PolicySet::from_str(&text).map_err(|e| one_line(&e.to_string()))?;
-        let errors = validation_errors(resource, &schema, &policies);
+        let errors = validation_errors(resource, &schema, &policies, &text);
         if let (Some(validated), Some(digest), true) = (validated, &digest, errors.is_empty()) {
             validated.remember(digest);
         }
-        for message in errors {
+        for (action, message, focus) in errors {
             invalid.push(Invalid {
                 resource: index,
-                action: message.0,
-                message: message.1,
+                action,
+                message,
+                focus,
             });
         }
     }
     Ok(invalid)
 }
 
-/// Validation errors of the policies of `resource`, as (action index, message); one per
-/// action.
+/// Validation errors of the policies of `resource` (parsed from `source`), as (action
+/// index, message, the part of `source` it points at); one per action.
 fn validation_errors(
     resource: &Resource,
     schema: &Schema,
     policies: &PolicySet,
-) -> Vec<(usize, String)> {
+    source: &str,
+) -> Vec<(usize, String, Option<String>)> {
     let result = Validator::new(schema.clone()).validate(policies, ValidationMode::Strict);
-    let mut errors: Vec<(usize, String)> = Vec::new();
+    let mut errors: Vec<(usize, String, Option<String>)> = Vec::new();
     for error in result.validation_errors() {
         let action = policies
             .annotation(error.policy_id(), "action")
@@ -697,8 +719,11 @@ fn validation_errors(
             Some((_, rest)) => rest.to_owned(),
             None => text,
         };
-        if !errors.iter().any(|(i, _)| *i == index) {
-            errors.push((index, message));
+        let focus = first_label(error)
+            .and_then(|(offset, len)| source.get(offset..offset + len))
+            .map(str::to_owned);
+        if !errors.iter().any(|(i, ..)| *i == index) {
+            errors.push((index, message, focus));
         }
     }
     errors

@@ -291,6 +291,7 @@ pub struct Field {
 /// Field types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
+#[schemars(transform = accept_ref)]
 pub enum FieldType {
     String,
     Text,
@@ -308,6 +309,17 @@ pub enum FieldType {
     Reference,
     /// The subject (`sub`) of a principal, e.g. who created a record.
     Principal,
+}
+
+/// The schema accepts `ref` as the loader does (serde's alias does not reach the schema).
+fn accept_ref(schema: &mut schemars::Schema) {
+    if let Some(serde_json::Value::Array(choices)) = schema.get_mut("oneOf") {
+        choices.push(serde_json::json!({
+            "description": "Short for `reference`.",
+            "type": "string",
+            "const": "ref",
+        }));
+    }
 }
 
 /// A literal value in the spec (a default, a value a custom action sets, an amount).

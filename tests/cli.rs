@@ -873,6 +873,19 @@ fn missing_spec_exits_2_naming_the_path_on_stderr() {
 }
 
 #[test]
+fn check_without_a_branch_is_a_usage_error_naming_the_flag() {
+    let tmp = tempdir();
+    let run = bulwark([
+        OsStr::new("check"),
+        spec("ledgerly.yaml").as_os_str(),
+        OsStr::new("--git"),
+        tmp.path().as_os_str(),
+    ]);
+    run.expect_code(EXIT_USAGE_OR_IO);
+    assert!(run.stderr.contains("--branch"), "{}", run.stderr);
+}
+
+#[test]
 fn unreadable_spec_a_directory_exits_2_naming_the_path() {
     let tmp = tempdir();
     let dir_spec = tmp.path().join("a-directory.yaml");
@@ -1197,6 +1210,41 @@ fn schema_matches_the_committed_schema_file() {
         committed,
         "run `bulwark schema > schema/bulwark.schema.json`"
     );
+}
+
+/// The schema an editor applies (each spec's `$schema` line) accepts what the loader
+/// accepts: every example spec, and the starter `init` writes.
+#[test]
+fn every_example_spec_and_the_starter_validate_against_the_schema() {
+    let schema: Value = bulwark(["schema"]).json();
+    let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
+    let starter = bulwark(["--format", "json", "init", "-"]).json()["spec"]
+        .as_str()
+        .expect("the starter spec")
+        .to_owned();
+    let mut specs = vec![("init".to_owned(), starter)];
+    for entry in fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("specs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            specs.push((
+                path.display().to_string(),
+                fs::read_to_string(&path).unwrap(),
+            ));
+        }
+    }
+    assert!(specs.len() >= 4, "{specs:?}");
+    for (name, text) in specs {
+        let document: Value =
+            serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let errors: Vec<String> = validator
+            .iter_errors(&document)
+            .map(|e| format!("{}: {e}", e.instance_path()))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{name} does not fit the schema: {errors:#?}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------

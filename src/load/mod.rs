@@ -71,10 +71,64 @@ pub fn parse_yaml(source: &str) -> Result<Node, Diagnostic> {
                 }
             })
             .unwrap_or_default();
-        Diagnostic::new("yaml-syntax", syntax_message(&error.to_string()), loc).help(
-            "the YAML is not well-formed here; the rest of the spec is checked once it parses",
-        )
+        // A breach inside an alias comes wrapped in where the alias was used.
+        let mut cause = &error;
+        while let serde_saphyr::Error::AliasError { error, .. }
+        | serde_saphyr::Error::WithSnippet { error, .. } = cause
+        {
+            cause = error;
+        }
+        match cause {
+            serde_saphyr::Error::Budget { breach, .. } => {
+                Diagnostic::new("yaml-too-large", budget_message(breach), loc).help(
+                    "a spec is a small file: write repeated parts out rather than through aliases, and nest less",
+                )
+            }
+            // The parser's own nesting limit.
+            _ if error.to_string().contains("recursion limit exceeded") => Diagnostic::new(
+                "yaml-too-large",
+                "the spec nests deeper than bulwark reads",
+                loc,
+            )
+            .help("a spec is a small file: nest less"),
+            _ => Diagnostic::new("yaml-syntax", syntax_message(&error.to_string()), loc).help(
+                "the YAML is not well-formed here; the rest of the spec is checked once it parses",
+            ),
+        }
     })
+}
+
+/// The YAML reader's limits (they stop alias bombs and runaway nesting), said in words.
+fn budget_message(breach: &serde_saphyr::budget::BudgetBreach) -> String {
+    use serde_saphyr::budget::BudgetBreach as B;
+    match breach {
+        B::Nodes { nodes } => format!(
+            "the spec expands to more YAML nodes than bulwark reads ({nodes}); aliases that multiply each other are refused"
+        ),
+        B::Aliases { aliases } => {
+            format!("the spec uses more aliases than bulwark reads ({aliases})")
+        }
+        B::AliasAnchorRatio { aliases, anchors } => format!(
+            "the spec uses its anchors too often ({aliases} aliases of {anchors} anchors); aliases that multiply each other are refused"
+        ),
+        B::Anchors { anchors } => {
+            format!("the spec defines more anchors than bulwark reads ({anchors})")
+        }
+        B::Depth { depth } => format!("the spec nests deeper than bulwark reads ({depth} levels)"),
+        B::Events { events } => {
+            format!("the spec has more YAML elements than bulwark reads ({events})")
+        }
+        B::ScalarBytes { total_scalar_bytes } => format!(
+            "the spec's values are larger in total than bulwark reads ({total_scalar_bytes} bytes)"
+        ),
+        B::MergeKeys { merge_keys } => {
+            format!("the spec uses more merge keys (`<<`) than bulwark reads ({merge_keys})")
+        }
+        B::Documents { documents } => {
+            format!("the file holds more YAML documents than a spec has ({documents})")
+        }
+        _ => "the spec is larger than the YAML reader's limits allow".to_owned(),
+    }
 }
 
 /// serde-saphyr's message may carry its own location and snippet; keep just the first line
@@ -203,5 +257,38 @@ mod tests {
         assert_eq!(codes("")[0].0, "empty-spec");
         assert_eq!(codes("# only a comment\n")[0].0, "empty-spec");
         assert_eq!(codes("- a list\n")[0].0, "invalid-value");
+    }
+
+    /// An alias bomb and runaway nesting stop at the reader's limits, said in words, at the
+    /// place they were reached; a line too long for a snippet is reported without one.
+    #[test]
+    fn the_reader_limits_are_said_in_words() {
+        let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x]\n");
+        for n in 1..9 {
+            let p = n - 1;
+            bomb.push_str(&format!(
+                "a{n}: &a{n} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        let loaded = load(&bomb);
+        let problem = loaded.problems.first().expect("a problem");
+        assert_eq!(problem.code, "yaml-too-large");
+        assert!(problem.message.contains("aliases"), "{}", problem.message);
+        assert!(!problem.message.contains('{'), "{}", problem.message);
+        assert!(problem.location.is_some_and(|l| l.line > 1));
+
+        let deep = format!("a: {}\n", "[".repeat(100_000));
+        let loaded = load(&deep);
+        let problem = loaded.problems.first().expect("a problem");
+        assert_eq!(problem.code, "yaml-too-large");
+        assert!(
+            problem.message.contains("nests deeper"),
+            "{}",
+            problem.message
+        );
+        let report = crate::diagnostic::Report::new("deep.yaml", deep.into(), loaded.problems);
+        let rendered = report.render();
+        assert!(rendered.len() < 1_000, "{rendered}");
+        assert!(rendered.contains("at deep.yaml:1:"), "{rendered}");
     }
 }

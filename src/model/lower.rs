@@ -38,12 +38,14 @@ const MAX_TOKEN_LIFETIME_SECS: u64 = 3600;
 /// Policies of resources `validated` knows to be valid are not validated again.
 pub fn lower(
     spec: &spec::Spec,
+    source: &str,
     set_aside: &BTreeSet<String>,
     validated: Option<&dyn crate::policy::Validated>,
 ) -> Result<App, Vec<Diagnostic>> {
     let mut cx = Lower {
         diagnostics: Vec::new(),
         spec,
+        source,
         set_aside,
     };
     let app = cx.app();
@@ -60,6 +62,8 @@ pub fn lower(
 struct Lower<'s> {
     diagnostics: Vec<Diagnostic>,
     spec: &'s spec::Spec,
+    /// The spec's text, to point inside a scalar (a condition's mistake).
+    source: &'s str,
     set_aside: &'s BTreeSet<String>,
 }
 
@@ -84,7 +88,14 @@ impl<'s> Lower<'s> {
                         .actions
                         .get_index(problem.action)
                         .expect("action index from the model");
-                    let loc = action.when.as_ref().map_or(name.loc, |w| w.loc);
+                    let loc = match (&action.when, &problem.focus) {
+                        (Some(when), Some(focus)) => match when.find(focus.as_str()) {
+                            Some(offset) => self.within(when, offset, focus.len()),
+                            None => when.loc,
+                        },
+                        (Some(when), None) => when.loc,
+                        (None, _) => name.loc,
+                    };
                     self.error(
                         "invalid-condition",
                         format!("condition of `{}` does not fit the resource: {}", name.value, problem.message),
@@ -99,6 +110,42 @@ impl<'s> Lower<'s> {
                 self.spec.bulwark.loc,
                 "this is likely a bug in bulwark; please report it with the spec",
             ),
+        }
+    }
+
+    /// Where, in the spec, `len` bytes at byte `offset` of `scalar`'s value are: the value's
+    /// text from there to the end of its line (and before any character a quoted scalar
+    /// may have escaped) is found in the scalar's source, as often as it occurs before the
+    /// offset. Plain, quoted and block scalars all keep such a run as written. The whole
+    /// scalar when it cannot be found.
+    fn within(&self, scalar: &Located<String>, offset: usize, len: usize) -> Loc {
+        let value = scalar.value.as_str();
+        let whole = scalar.loc;
+        let Some(rest) = value.get(offset..) else {
+            return whole;
+        };
+        let run = rest
+            .split(['\n', '"', '\'', '\\'])
+            .next()
+            .unwrap_or_default();
+        let Some(written) = self
+            .source
+            .get(whole.offset..whole.offset + whole.len)
+            .filter(|_| !run.is_empty())
+        else {
+            return whole;
+        };
+        let before = value[..offset].matches(run).count();
+        let Some((at, _)) = written.match_indices(run).nth(before) else {
+            return whole;
+        };
+        let start = whole.offset + at;
+        let line_start = self.source[..start].rfind('\n').map_or(0, |i| i + 1);
+        Loc {
+            line: self.source[..start].matches('\n').count() as u32 + 1,
+            column: self.source[line_start..start].chars().count() as u32 + 1,
+            offset: start,
+            len: len.clamp(1, run.len()),
         }
     }
 
@@ -1444,11 +1491,14 @@ impl<'s> Lower<'s> {
             .map(|when| (when, crate::policy::parse_condition(when)))
         {
             Some((_, Ok(printed))) => Some(printed),
-            Some((when, Err(message))) => {
+            Some((when, Err(problem))) => {
+                let loc = problem
+                    .span
+                    .map_or(when.loc, |(offset, len)| self.within(when, offset, len));
                 self.error(
                     "invalid-condition",
-                    format!("condition of `{}` is not a Cedar expression: {message}", name.value),
-                    when.loc,
+                    format!("condition of `{}` is not a Cedar expression: {}", name.value, problem.message),
+                    loc,
                     "write one Cedar expression over `principal`, `resource` and `context`, e.g. `resource.status == \"draft\"`",
                 );
                 None
@@ -1899,6 +1949,7 @@ pub fn card_data(name: &str) -> Option<&'static str> {
         "creditcard",
         "primaryaccountnumber",
     ];
+    let card = has("card") || has("cc");
     if NUMBER.iter().any(|n| joined.contains(n)) || has("pan") {
         return Some("a card number");
     }
@@ -1906,6 +1957,9 @@ pub fn card_data(name: &str) -> Option<&'static str> {
         .iter()
         .any(|t| has(t))
         || joined.contains("securitycode")
+        || joined.contains("cardverification")
+        || joined.contains("verificationvalue")
+        || (joined.contains("verificationcode") && card)
     {
         return Some("a card security code");
     }
@@ -1919,7 +1973,6 @@ pub fn card_data(name: &str) -> Option<&'static str> {
     let expiry = ["exp", "expiry", "expiration", "expires"]
         .iter()
         .any(|t| has(t));
-    let card = has("card") || has("cc");
     let bare_expiry = matches!(
         joined.as_str(),
         "expiry"
@@ -1927,6 +1980,10 @@ pub fn card_data(name: &str) -> Option<&'static str> {
             | "expdate"
             | "expmonth"
             | "expyear"
+            | "expirymonth"
+            | "expiryyear"
+            | "expiresmonth"
+            | "expiresyear"
             | "expirationdate"
             | "expirationmonth"
             | "expirationyear"
@@ -1955,6 +2012,11 @@ mod tests {
             "creditCardNumber",
             "cc_number",
             "expiry_date",
+            "expiry_month",
+            "expiryYear",
+            "card_verification_value",
+            "cardVerificationCode",
+            "cc_verification_code",
         ] {
             assert!(card_data(name).is_some(), "{name}");
         }
@@ -1966,6 +2028,8 @@ mod tests {
             "track",
             "name",
             "expected_total",
+            "email_verification_code",
+            "verification_code",
         ] {
             assert_eq!(card_data(name), None, "{name}");
         }
