@@ -548,6 +548,26 @@ fn role_clauses(app: &App, roles: &[String], scope: Option<&str>) -> Vec<String>
     clauses
 }
 
+/// What a row must satisfy to appear in `list`, as one Cedar expression, when the resource's
+/// read has a condition: the list's own condition (if any), and the read's roles, scope and
+/// condition, since a list shows only rows a read would allow. `None` otherwise (the list's
+/// own condition says it all).
+pub fn listed_condition(app: &App, resource: &Resource, list: &Action) -> Option<String> {
+    let read = resource
+        .actions
+        .iter()
+        .find(|a| a.kind == crate::model::ActionKind::Read && a.public.is_none())?;
+    let read_condition = read.cedar_condition.as_ref()?;
+    let mut clauses: Vec<String> = list
+        .cedar_condition
+        .iter()
+        .map(|c| format!("({c})"))
+        .collect();
+    clauses.extend(role_clauses(app, &read.roles, read.scope.as_deref()));
+    clauses.push(format!("({read_condition})"));
+    Some(clauses.join(" && "))
+}
+
 /// One `permit` policy, annotated with its id and its operation (the server groups policies
 /// by `@action`).
 fn permit(id: &str, action: &str, principal: &str, resource: &str, clauses: &[String]) -> String {

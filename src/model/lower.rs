@@ -25,6 +25,18 @@ const RESERVED_TABLES: [&str; 10] = [
     "refunds",
 ];
 
+/// Names the policies and the built-in operations use for themselves (entity types
+/// `Principal`, `Machine`, `Membership`, `Domain`, Cedar's `Action`; operation ids
+/// `membership.*`, `session.*`, `domain.*`), which no resource may take.
+const RESERVED_ENTITIES: [&str; 6] = [
+    "principal",
+    "machine",
+    "membership",
+    "domain",
+    "session",
+    "action",
+];
+
 /// Paths of the built-in routes (memberships, sessions), which no resource may take.
 const BUILTIN_PATHS: [&str; 2] = ["memberships", "sessions"];
 
@@ -999,6 +1011,17 @@ impl<'s> Lower<'s> {
                 format!(
                     "the service keeps tables of its own ({}); choose another name",
                     listing(&RESERVED_TABLES)
+                ),
+            );
+        }
+        if RESERVED_ENTITIES.contains(&table.as_str()) {
+            self.error(
+                "reserved-name",
+                format!("resource name `{}` is reserved", name.value),
+                name.loc,
+                format!(
+                    "the policies and the built-in operations use these names ({}); choose another name",
+                    listing(&RESERVED_ENTITIES)
                 ),
             );
         }

@@ -17,10 +17,32 @@ pub fn audit_module() -> TokenStream {
         //! (JSON, target `audit`) once that transaction commits. A denial rolls the change
         //! back first and is then written in a transaction of its own. Requests refused
         //! before authentication are only logged (by the guard): storing them would let
-        //! anyone fill the database.
+        //! anyone fill the database. For the same reason a caller's refusals are stored up to
+        //! [`STORED_REFUSALS`] a minute (per tenant and caller); beyond that they are logged,
+        //! with `stored = false`.
 
         use crate::guard::Operation;
         use crate::tenant::{Principal, TenantId};
+        use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+        use std::num::NonZeroU32;
+        use std::sync::OnceLock;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        /// Refusals stored per tenant and caller each minute (in bursts of as many).
+        pub const STORED_REFUSALS: NonZeroU32 = NonZeroU32::MIN.saturating_add(59);
+
+        /// Whether one more refusal of `actor` in `tenant` may be stored.
+        fn may_store_refusal(tenant: Option<TenantId>, actor: &str) -> bool {
+            static BUDGETS: OnceLock<DefaultKeyedRateLimiter<String>> = OnceLock::new();
+            static CHECKS: AtomicUsize = AtomicUsize::new(0);
+            let budgets = BUDGETS.get_or_init(|| RateLimiter::keyed(Quota::per_minute(STORED_REFUSALS)));
+            // Callers gone quiet are forgotten, now and then, once there are many.
+            if budgets.len() > 10_000 && CHECKS.fetch_add(1, Ordering::Relaxed).is_multiple_of(1024) {
+                budgets.retain_recent();
+            }
+            let key = format!("{}/{actor}", tenant.map(|t| t.id().to_string()).unwrap_or_default());
+            budgets.check_key(&key).is_ok()
+        }
 
         /// What came of a request.
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,9 +146,15 @@ pub fn audit_module() -> TokenStream {
 
             /// Writes the event to the JSON log.
             pub fn log(&self) {
+                self.log_stored(true);
+            }
+
+            /// Writes the event to the JSON log, saying whether it was stored too.
+            fn log_stored(&self, stored: bool) {
                 let tenant = self.tenant.map(|t| t.id().to_string());
                 tracing::info!(
                     target: "audit",
+                    stored,
                     tenant = tenant.as_deref(),
                     actor = self.actor.as_str(),
                     action = self.action.as_str(),
@@ -141,8 +169,12 @@ pub fn audit_module() -> TokenStream {
             }
 
             /// Writes the event in a transaction of its own, then logs it: for a denial, whose
-            /// change was rolled back.
+            /// change was rolled back. Past the caller's budget of stored refusals, only logs it.
             pub async fn record(&self, db: &sqlx::PgPool) -> Result<(), sqlx::Error> {
+                if !may_store_refusal(self.tenant, &self.actor) {
+                    self.log_stored(false);
+                    return Ok(());
+                }
                 let mut tx = match self.tenant {
                     Some(tenant) => crate::tenant::begin(db, tenant).await?,
                     None => db.begin().await?,

@@ -117,12 +117,30 @@ pub fn plan<'a>(app: &'a App, api_crate: &str) -> Plan<'a> {
         let mut checked: Vec<(usize, &Action, Condition, Vec<&Field>, ContextReads)> = Vec::new();
         // The fields any of them tests with `has`: worth trying empty.
         let mut tested: Vec<String> = Vec::new();
+        // The literals of the spec's own conditions: the values worth trying on a field (a
+        // list's check adds the read's role and scope names, which are not).
+        let mut literals = Vec::new();
         for (index, action) in resource.actions.iter().enumerate() {
-            if action.condition.is_none() {
+            // A list shows only the rows a read allows: the read's condition is the list's too.
+            let listed = (action.kind == ActionKind::List)
+                .then(|| crate::policy::listed_condition(app, resource, action))
+                .flatten();
+            let Some(text) = listed.as_deref().or(action.condition.as_deref()) else {
                 continue;
+            };
+            if let Some(own) = action
+                .condition
+                .as_deref()
+                .and_then(|c| Condition::parse(c).ok())
+            {
+                for literal in own.literals() {
+                    if !literals.contains(&literal) {
+                        literals.push(literal);
+                    }
+                }
             }
             let operation = format!("{}.{}", resource.name, action.name);
-            let parsed = checkable(resource, action).and_then(|text| {
+            let parsed = checkable(resource, action, text).and_then(|text| {
                 let condition = Condition::parse(text)
                     .map_err(|e| format!("Cedar could not parse it here: {e}"))?;
                 let (fields, context, has) = read_fields(resource, &condition)?;
@@ -144,14 +162,6 @@ pub fn plan<'a>(app: &'a App, api_crate: &str) -> Plan<'a> {
         }
         // The values tried on a field are the same for all the resource's conditions, so
         // that one function sets them: the literals of all of them count.
-        let mut literals = Vec::new();
-        for (_, _, condition, _, _) in &checked {
-            for literal in condition.literals() {
-                if !literals.contains(&literal) {
-                    literals.push(literal);
-                }
-            }
-        }
         let mut candidates: Vec<Candidates> = Vec::new();
         let mut any = false;
         'actions: for (index, action, condition, fields, context) in &checked {
@@ -989,8 +999,11 @@ fn scopes_of(app: &App) -> Vec<String> {
 
 /// The condition of an action the checks can call (not public, with roles, on rows of a
 /// tenant), or why it is not checked.
-fn checkable<'a>(resource: &Resource, action: &'a Action) -> Result<&'a str, String> {
-    let condition = action.condition.as_deref().ok_or("no condition")?;
+fn checkable<'a>(
+    resource: &Resource,
+    action: &Action,
+    condition: &'a str,
+) -> Result<&'a str, String> {
     if resource.global {
         return Err("the resource is global: the checks insert rows of a tenant".into());
     }
@@ -1342,7 +1355,7 @@ resources:
                 // The created row is always the caller's: only the rate varies.
                 ("item.create", Ok(3)),
                 // rate, and at (set either side of the cut-off, or empty): is the row listed?
-                ("item.list", Ok(12)),
+                ("item.list", Ok(24)),
                 // 99 to 101 in JPY, then in EUR.
                 ("item.pay", Ok(6)),
                 // A row the tests make is never "x".

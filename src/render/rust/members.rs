@@ -282,10 +282,11 @@ pub fn server_module(app: &App, api: &Ident) -> Option<TokenStream> {
         }
 
         /// Sets `subject`'s roles in `tenant`, adding the membership if needed; when the roles
-        /// change, the member's sessions in the tenant end.
+        /// change, the member's sessions in the tenant end. A new membership ends them too: a
+        /// member removed and added again must not get back tokens revoked before.
         async fn upsert(conn: &mut sqlx::PgConnection, tenant: TenantId, subject: &str, roles: &[String]) -> Result<#api::memberships::Membership, sqlx::Error> {
             let (subject, roles, created_at): (String, Vec<String>, chrono::DateTime<chrono::Utc>) = sqlx::query_as(
-                "INSERT INTO \"memberships\" AS m (\"tenant_id\", \"subject\", \"roles\") VALUES ($1, $2, $3) \
+                "INSERT INTO \"memberships\" AS m (\"tenant_id\", \"subject\", \"roles\", \"revoked_at\") VALUES ($1, $2, $3, now()) \
                  ON CONFLICT (\"tenant_id\", \"subject\") DO UPDATE SET \"roles\" = EXCLUDED.\"roles\", \
                  \"revoked_at\" = CASE WHEN m.\"roles\" IS DISTINCT FROM EXCLUDED.\"roles\" THEN now() ELSE m.\"revoked_at\" END \
                  RETURNING \"subject\", \"roles\", \"created_at\"",

@@ -127,6 +127,9 @@ pub fn oidc_module() -> TokenStream {
             fn build(builder: reqwest::ClientBuilder, allow_loopback: bool) -> Result<Self, String> {
                 let client = builder
                     .https_only(true)
+                    // A proxy from the environment (`HTTPS_PROXY`) would resolve and reach
+                    // the target itself, past the public-address check below.
+                    .no_proxy()
                     .redirect(reqwest::redirect::Policy::none())
                     .connect_timeout(Duration::from_secs(5))
                     .timeout(Duration::from_secs(10))

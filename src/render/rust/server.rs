@@ -842,8 +842,12 @@ fn guard() -> TokenStream {
                     .extensions()
                     .get::<ConnectInfo<SocketAddr>>()
                     .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
+                // A dual-stack socket shows IPv4 clients as `::ffff:a.b.c.d`: each its own.
                 let client = match client {
-                    IpAddr::V6(v6) => format!("{:x?}", &v6.segments()[..4]),
+                    IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                        Some(v4) => v4.to_string(),
+                        None => format!("{:x?}", &v6.segments()[..4]),
+                    },
                     IpAddr::V4(v4) => v4.to_string(),
                 };
                 if let Some(refused) = throttle(&guard, operation, client) {
@@ -880,7 +884,13 @@ fn guard() -> TokenStream {
             };
             // The roles come from the tenant's memberships, never from the token.
             let tenant = TenantId::system(tenant);
-            let domain = token.email.as_deref().and_then(|e| e.rsplit_once('@')).map(|(_, d)| d);
+            // Only an email the issuer verified proves a domain.
+            let domain = token
+                .email
+                .as_deref()
+                .filter(|_| token.email_verified)
+                .and_then(|e| e.rsplit_once('@'))
+                .map(|(_, d)| d);
             let standing = match standing(&guard.auth.db, tenant, &token.subject, domain).await {
                 Ok(standing) => standing,
                 Err(error) => return Problem::internal(&error).into_response(),
@@ -959,12 +969,22 @@ fn guard() -> TokenStream {
         }
 
         /// A token without a tenant: a machine caller, let through only to operations that
-        /// name a machine scope, and only with that scope.
+        /// name a machine scope, and only with that scope. Only a client acting for itself
+        /// is one: its token (client credentials, RFC 9068 §2.2) names the client in
+        /// `client_id` and as `sub`, and no user (no `amr`, no email); a user's token that
+        /// merely lacks the tenant claim is no credential here.
         async fn machine(guard: &Guard, mut request: Request, next: Next, token: identity::Token) -> Response {
             let operation = guard.operation;
-            let Some(scope) = operation.machine_scope else {
+            let reason = if operation.machine_scope.is_none() {
+                Some("no tenant")
+            } else if token.client.as_deref() != Some(token.subject.as_str()) || token.names_a_user {
+                Some("no tenant, and not a client's own token")
+            } else {
+                None
+            };
+            let (Some(scope), None) = (operation.machine_scope, reason) else {
                 // Logged, not stored: to this operation the token is no credential at all.
-                tracing::info!(operation = operation.id, reason = "no tenant", outcome = "invalid_token", "request refused");
+                tracing::info!(operation = operation.id, reason, outcome = "invalid_token", "request refused");
                 return Problem::invalid_token().into_response();
             };
             let request_id = request_id(&request);
@@ -1066,6 +1086,11 @@ fn identity(app: &App) -> TokenStream {
             pub email: Option<String>,
             /// `email_verified` is `true`.
             pub email_verified: bool,
+            /// `client_id` (RFC 9068): the client the token was issued to.
+            pub client: Option<String>,
+            /// The token says how a user authenticated (`amr`) or names one by email: it is
+            /// no client acting for itself.
+            pub names_a_user: bool,
         }
 
         /// The issuer's public keys.
@@ -1149,7 +1174,9 @@ fn identity(app: &App) -> TokenStream {
                     .is_some_and(|amr| amr.iter().filter_map(Value::as_str).any(|m| MFA_FACTORS.contains(&m)));
                 let email = claims.get(EMAIL_CLAIM).and_then(Value::as_str).map(str::to_ascii_lowercase);
                 let email_verified = claims.get("email_verified").and_then(Value::as_bool) == Some(true);
-                Ok(Token { subject: subject.to_owned(), tenant, scopes, mfa, issued_at, email, email_verified })
+                let client = claims.get("client_id").and_then(Value::as_str).map(str::to_owned);
+                let names_a_user = claims.get("amr").and_then(Value::as_array).is_some_and(|amr| !amr.is_empty()) || email.is_some();
+                Ok(Token { subject: subject.to_owned(), tenant, scopes, mfa, issued_at, email, email_verified, client, names_a_user })
             }
         }
 
@@ -1508,13 +1535,20 @@ fn authz() -> TokenStream {
             types: HashMap<String, EntityTypeName>,
             /// The policies of each operation (evaluating only those is several times
             /// faster), and what they read.
-            by_operation: HashMap<String, (PolicySet, Reads)>,
+            by_operation: HashMap<String, Policies>,
             /// Cedar's decisions, by operation, second factor, scopes and the values the
             /// operation's policies read. The policies are fixed for the life of the process
             /// and a decision depends on nothing else, so an entry never goes stale; the map
             /// is bounded (when full it is emptied and fills again).
             decisions: std::sync::RwLock<HashMap<String, bool>>,
             authorizer: Authorizer,
+        }
+
+        /// The policies of one operation, what they read, and the operation as Cedar's action.
+        struct Policies {
+            set: PolicySet,
+            reads: Reads,
+            action: EntityUid,
         }
 
         /// At most this many decisions are kept.
@@ -1537,15 +1571,16 @@ fn authz() -> TokenStream {
                     let operation = policy.annotation("action").ok_or("a policy without @action")?.to_owned();
                     sets.entry(operation).or_default().add(policy.clone()).map_err(|e| e.to_string())?;
                 }
+                let action_type = EntityTypeName::from_str(&format!("{NAMESPACE}::Action")).map_err(|e| e.to_string())?;
                 let mut by_operation = HashMap::new();
                 for (operation, policies) in sets {
                     let reads = Reads::of(&policies)?;
-                    by_operation.insert(operation, (policies, reads));
+                    let action = EntityUid::from_type_name_and_id(action_type.clone(), EntityId::new(&operation));
+                    by_operation.insert(operation, Policies { set: policies, reads, action });
                 }
-                let action = EntityTypeName::from_str(&format!("{NAMESPACE}::Action")).map_err(|e| e.to_string())?;
                 let types = schema
                     .entity_types()
-                    .chain([&action])
+                    .chain([&action_type])
                     .map(|name| (name.basename().to_owned(), name.clone()))
                     .collect();
                 let fetcher = crate::oidc::Fetcher::public()?;
@@ -1593,7 +1628,7 @@ fn authz() -> TokenStream {
             /// The decision for `caller` with `scopes` doing `operation` to `target`: kept
             /// when `keep` and the same values were decided before, else evaluated (and kept).
             fn decide(&self, caller: &Party<'_>, scopes: &[String], operation: &Operation, target: &Party<'_>, mfa: bool, keep: bool) -> Result<bool, String> {
-                let Some((policies, reads)) = self.by_operation.get(operation.id) else { return Ok(false) };
+                let Some(Policies { set: policies, reads, action }) = self.by_operation.get(operation.id) else { return Ok(false) };
                 let caller_values = reads.principal.values(caller);
                 let target_values = reads.resource.values(target);
                 // Each part with its length first, so no two different decisions share a key;
@@ -1617,7 +1652,7 @@ fn authz() -> TokenStream {
                 if keep && let Some(allowed) = self.decisions.read().ok().and_then(|kept| kept.get(&key).copied()) {
                     return Ok(allowed);
                 }
-                let allowed = self.evaluate_values(policies, (caller, &caller_values), scopes, operation, (target, &target_values), mfa)?;
+                let allowed = self.evaluate_values(policies, (caller, &caller_values), scopes, action, (target, &target_values), mfa)?;
                 if keep && let Ok(mut kept) = self.decisions.write() {
                     if kept.len() >= KEPT_DECISIONS {
                         kept.clear();
@@ -1628,7 +1663,7 @@ fn authz() -> TokenStream {
             }
 
             /// Cedar's decision with entities holding only the values read.
-            fn evaluate_values(&self, policies: &PolicySet, caller: (&Party<'_>, &[(String, Option<serde_json::Value>)]), scopes: &[String], operation: &Operation, target: (&Party<'_>, &[(String, Option<serde_json::Value>)]), mfa: bool) -> Result<bool, String> {
+            fn evaluate_values(&self, policies: &PolicySet, caller: (&Party<'_>, &[(String, Option<serde_json::Value>)]), scopes: &[String], action: &EntityUid, target: (&Party<'_>, &[(String, Option<serde_json::Value>)]), mfa: bool) -> Result<bool, String> {
                 let uid = |kind: &str, id: &str| -> Result<EntityUid, String> {
                     let name = self.types.get(kind).cloned().ok_or_else(|| format!("no entity type {kind}"))?;
                     Ok(EntityUid::from_type_name_and_id(name, EntityId::new(id)))
@@ -1653,7 +1688,7 @@ fn authz() -> TokenStream {
                 let scopes = RestrictedExpression::new_set(scopes.iter().map(|s| RestrictedExpression::new_string(s.clone())));
                 let context = Context::from_pairs([("scopes".to_owned(), scopes), ("mfa".to_owned(), RestrictedExpression::new_bool(mfa))])
                     .map_err(|e| e.to_string())?;
-                let request = Request::new(uid(caller.kind, caller.id)?, uid("Action", operation.id)?, uid(target.kind, target.id)?, context, schema)
+                let request = Request::new(uid(caller.kind, caller.id)?, action.clone(), uid(target.kind, target.id)?, context, schema)
                     .map_err(|e| e.to_string())?;
                 Ok(self.authorizer.is_authorized(&request, policies, &entities).decision() == Decision::Allow)
             }
@@ -2385,6 +2420,17 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
         }
     }
 
+    let read_operation = match resource
+        .actions
+        .iter()
+        .find(|a| a.kind == ActionKind::Read && a.public.is_none())
+    {
+        Some(read) => {
+            let op = operation_const(read);
+            quote!(Some(&#op))
+        }
+        None => quote!(None),
+    };
     let row_doc = doc(&format!("A stored `{}` row.", resource.name));
     let names = std::iter::once("id").chain(resource.fields.iter().map(|f| f.json.as_str()));
     let arms = resource.fields.iter().map(|field| {
@@ -2445,6 +2491,7 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
             type Input = model::#input_ty;
             type Tenancy = #tenancy;
             const ENTITY: &'static str = #entity;
+            const READ_OPERATION: Option<&'static Operation> = #read_operation;
             const INSERT: &'static str = #insert_sql;
             const SELECT: &'static str = #select_sql;
             const SELECT_LOCKED: &'static str = #locked_sql;

@@ -102,6 +102,9 @@ pub fn store_module(api: &Ident) -> TokenStream {
             type Tenancy: Tenancy;
             /// Its entity type in the policies.
             const ENTITY: &'static str;
+            /// Its read operation, when reading a row is not public: a list shows only rows
+            /// this would allow.
+            const READ_OPERATION: Option<&'static crate::guard::Operation>;
             /// Inserts a row: `$1` the new id, then the input's columns.
             const INSERT: &'static str;
             /// Reads the row `$1`.
@@ -270,9 +273,10 @@ pub fn store_module(api: &Ident) -> TokenStream {
             fetch_alone::<T>(&state.db, Global, id).await?.map(Json).ok_or_else(Problem::not_found)
         }
 
-        /// Lists rows: every row is authorized, and scanning goes on in id order until the
-        /// page is full, so a page never holds a row a read would deny and never skips one it
-        /// would allow. One statement per page scanned, no transaction.
+        /// Lists rows: every row is authorized, for the list and as a read of it would be,
+        /// and scanning goes on in id order until the page is full, so a page never holds a
+        /// row a read would deny and never skips one both allow. One statement per page
+        /// scanned, no transaction.
         pub async fn handle_list<T: Stored + Attributes>(State(state): State<AppState>, Current(op): Current, principal: Principal, ApiQuery(query): ApiQuery<ListQuery>) -> Result<Json<Page<T>>, Problem> {
             let limit = query.limit.unwrap_or(50).clamp(1, 100) as usize;
             let tenancy = T::Tenancy::of(&principal);
@@ -285,7 +289,8 @@ pub fn store_module(api: &Ident) -> TokenStream {
                 let scanned = page.items.len();
                 for (index, row) in page.items.into_iter().enumerate() {
                     after = Some(row.id());
-                    if state.auth.allows(&principal, op, T::ENTITY, row.id(), &row) {
+                    let readable = T::READ_OPERATION.is_none_or(|read| state.auth.allows(&principal, read, T::ENTITY, row.id(), &row));
+                    if state.auth.allows(&principal, op, T::ENTITY, row.id(), &row) && readable {
                         items.push(row);
                         if items.len() == limit {
                             if more || index + 1 < scanned {

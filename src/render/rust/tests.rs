@@ -1000,12 +1000,21 @@ fn builtin_tests(app: &App) -> TokenStream {
                 let (roles, locked) = server::members::environment("production");
                 let open = roles.iter().find(|r| !locked.contains(r)).copied();
 
-                // A grant adds a member; a role change ends the member's sessions.
+                // A grant adds a member, ending tokens issued before it (a member removed and
+                // added again gets none of them back); a role change ends the member's sessions.
                 let (status, body) = send(&app, "PUT", &member("newbie"), &admin, Some(serde_json::json!({"roles": open.into_iter().collect::<Vec<_>>()}))).await;
                 assert_eq!(status, StatusCode::OK, "{body}");
                 assert_eq!(body["subject"], "newbie");
-                let before = signed(&dev::claims("newbie", tenant.id(), &all_scopes(), &["mfa"], now - 5, 60));
+                let earlier = signed(&dev::claims("newbie", tenant.id(), &all_scopes(), &["mfa"], now - 5, 60));
+                assert_eq!(call_on(&app, op.method, &path, Some(&earlier)).await.status(), StatusCode::UNAUTHORIZED, "a new membership ends earlier tokens");
+                let (granted_at,): (i64,) = sqlx::query_as("SELECT extract(epoch FROM \"revoked_at\")::bigint FROM \"memberships\" WHERE \"tenant_id\" = $1 AND \"subject\" = 'newbie'")
+                    .bind(tenant.id()).fetch_one(&db.pool).await.expect("the membership");
+                let before = signed(&dev::claims("newbie", tenant.id(), &all_scopes(), &["mfa"], granted_at.unsigned_abs() + 1, 60));
                 assert_ne!(call_on(&app, op.method, &path, Some(&before)).await.status(), StatusCode::UNAUTHORIZED);
+                // Revocations count in whole seconds: the change comes a second after `before`.
+                while identity::now() <= granted_at.unsigned_abs() + 1 {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
                 let (status, body) = send(&app, "PUT", &member("newbie"), &admin, Some(serde_json::json!({"roles": []}))).await;
                 assert_eq!(status, StatusCode::OK, "{body}");
                 if open.is_some() {
@@ -1062,15 +1071,36 @@ fn builtin_tests(app: &App) -> TokenStream {
                 let (status, _) = send(&app, "DELETE", &member("temp"), &admin, None).await;
                 assert_eq!(status, StatusCode::NOT_FOUND);
 
-                // A member without an admin role is refused, and the refusal recorded.
+                // A member without an admin role is refused by the policies, and the refusal
+                // recorded. (Keeping the member's own roles: a change of a role locked in
+                // production would be refused for that reason first.)
                 if let Some(role) = #non_admin {
                     db.member(tenant, "plain", &[role]).await;
                     let plain = signed(&dev::claims("plain", tenant.id(), &all_scopes(), &["mfa"], now, 60));
-                    let (status, _) = send(&app, "PUT", &member("plain"), &plain, Some(serde_json::json!({"roles": [#admin_role]}))).await;
-                    assert_eq!(status, StatusCode::FORBIDDEN);
-                    let (denials,): (i64,) = sqlx::query_as("SELECT count(*) FROM \"audit_events\" WHERE \"tenant_id\" = $1 AND \"actor\" = 'plain' AND \"outcome\" = 'denied' AND \"action\" = 'membership.grant'")
+                    let (status, body) = send(&app, "PUT", &member("plain"), &plain, Some(serde_json::json!({"roles": [role]}))).await;
+                    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+                    let (denials,): (i64,) = sqlx::query_as("SELECT count(*) FROM \"audit_events\" WHERE \"tenant_id\" = $1 AND \"actor\" = 'plain' AND \"outcome\" = 'denied' AND \"action\" = 'membership.grant' AND \"detail\" ->> 'reason' IS DISTINCT FROM 'locked_role'")
                         .bind(tenant.id()).fetch_one(&db.pool).await.expect("count denials");
                     assert_eq!(denials, 1);
+                }
+
+                // Someone who is no member, repeating a request on a route without a rate
+                // limit, cannot fill the system trail: past the caller's budget, refusals are
+                // refused as before but only logged. (The budget refills by one a second:
+                // twice it in refusals, in far less than a minute, stores well short of all.)
+                let unthrottled = server::OPERATIONS.iter().find(|o| {
+                    !o.public && matches!(o.class, server::guard::RouteClass::Standard) && o.rate_limit.is_none() && !o.path.contains('{')
+                });
+                if let Some(operation) = unthrottled {
+                    let outsider = signed(&dev::claims("outsider", tenant.id(), &all_scopes(), &["mfa"], now, 60));
+                    let budget = server::audit::STORED_REFUSALS.get();
+                    for _ in 0..2 * budget {
+                        let status = call_on(&app, operation.method, operation.path, Some(&outsider)).await.status();
+                        assert_eq!(status, StatusCode::FORBIDDEN);
+                    }
+                    let (stored,): (i64,) = sqlx::query_as("SELECT count(*) FROM \"system_audit_events\" WHERE \"actor\" = 'outsider' AND \"outcome\" = 'denied'")
+                        .fetch_one(&db.pool).await.expect("count refusals");
+                    assert!(stored >= i64::from(budget) && stored < i64::from(2 * budget), "refusals stored up to the budget: {stored}");
                 }
                 db.drop().await;
             }
@@ -1086,10 +1116,15 @@ fn builtin_tests(app: &App) -> TokenStream {
             }
         });
         quote! {
-            /// A client-credentials token: no tenant claim.
+            /// A client-credentials token (RFC 9068 §2.2): no tenant claim, the client as
+            /// `client_id` and `sub`, no user.
             fn machine_token(client: &str, scopes: &str) -> String {
                 let mut claims = dev::claims(client, uuid::Uuid::now_v7(), scopes, &[], identity::now(), 60);
-                claims.as_object_mut().expect("claims are an object").remove(identity::TENANT_CLAIM);
+                let fields = claims.as_object_mut().expect("claims are an object");
+                fields.remove(identity::TENANT_CLAIM);
+                fields.remove(identity::EMAIL_CLAIM);
+                fields.remove("email_verified");
+                fields.insert("client_id".into(), client.into());
                 signed(&claims)
             }
 
@@ -1119,6 +1154,20 @@ fn builtin_tests(app: &App) -> TokenStream {
                 // Everywhere else a token without a tenant is no credential.
                 let status = call_on(&app, op.method, &path, Some(&machine)).await.status();
                 assert_eq!(status, StatusCode::UNAUTHORIZED);
+                // Nor is a user's token without the tenant claim, even with the machine
+                // scope, nor a client's token for another subject: neither is a client's own.
+                let mut users = dev::claims("user-1", tenant.id(), #scope, &["pwd"], identity::now(), 60);
+                let fields = users.as_object_mut().expect("claims are an object");
+                fields.remove(identity::TENANT_CLAIM);
+                fields.insert("client_id".into(), "idp-hook".into());
+                let mut borrowed = users.clone();
+                let (status, _) = send(&app, "POST", #revoke, &signed(&users), Some(serde_json::json!({"subject": "user-2"}))).await;
+                assert_eq!(status, StatusCode::UNAUTHORIZED, "a user's token is no machine's");
+                let fields = borrowed.as_object_mut().expect("claims are an object");
+                fields.remove("amr");
+                fields.remove(identity::EMAIL_CLAIM);
+                let (status, _) = send(&app, "POST", #revoke, &signed(&borrowed), Some(serde_json::json!({"subject": "user-2"}))).await;
+                assert_eq!(status, StatusCode::UNAUTHORIZED, "sub is not the client");
                 #on_members
                 db.drop().await;
             }
