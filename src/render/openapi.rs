@@ -30,7 +30,7 @@ pub fn render_openapi(app: &App, options: &Options) -> String {
             "type": "object", "required": ["items"],
             "properties": {
                 "items": {"type": "array", "items": {"$ref": format!("#/components/schemas/{}", resource.type_name)}},
-                "next_after": {"type": "string", "format": "uuid"}
+                "next_after": {"type": "string", "format": "uuid", "description": "Pass as `after` for the next page; absent on the last. A page may be short, even empty, with more after it."}
             }
         }));
         for action in &resource.actions {

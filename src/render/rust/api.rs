@@ -75,7 +75,9 @@ pub fn render_api(app: &App, files: &mut FileSet, dir: &str) -> Result<(), Rende
         pub struct Page<T> {
             /// The rows of this page, in id order.
             pub items: Vec<T>,
-            /// Pass as `after` to get the next page; absent on the last page.
+            /// Pass as `after` to get the next page; absent on the last page. A page may hold
+            /// fewer items than asked for, even none, and still have one after it: rows the
+            /// caller may not see are left out, and one request reads a bounded number.
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub next_after: Option<uuid::Uuid>,
         }

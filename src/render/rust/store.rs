@@ -273,38 +273,52 @@ pub fn store_module(api: &Ident) -> TokenStream {
             fetch_alone::<T>(&state.db, Global, id).await?.map(Json).ok_or_else(Problem::not_found)
         }
 
-        /// Lists rows: every row is authorized, for the list and as a read of it would be,
-        /// and scanning goes on in id order until the page is full, so a page never holds a
-        /// row a read would deny and never skips one both allow. One statement per page
-        /// scanned, no transaction.
-        pub async fn handle_list<T: Stored + Attributes>(State(state): State<AppState>, Current(op): Current, principal: Principal, ApiQuery(query): ApiQuery<ListQuery>) -> Result<Json<Page<T>>, Problem> {
-            let limit = query.limit.unwrap_or(50).clamp(1, 100) as usize;
-            let tenancy = T::Tenancy::of(&principal);
-            let mut items = Vec::new();
-            let mut after = query.after;
-            let mut next_after = None;
-            'scan: loop {
-                let page = list_alone::<T>(&state.db, tenancy, after, 100).await?;
+        /// At most this many rows are read for one list request. When most rows are ones the
+        /// caller may not see, the page comes back short (even empty) with `next_after` where
+        /// reading stopped: no request costs more than this, and none skips a row.
+        pub const LIST_SCAN_LIMIT: usize = 1000;
+
+        /// Reads rows in id order after `after`, keeping those `visible` allows, until `limit`
+        /// are kept or `max_scanned` are read: the page, with where to go on unless the last
+        /// row was read. One statement per hundred rows, no transaction.
+        pub async fn scan<T: Stored>(db: &sqlx::PgPool, tenancy: T::Tenancy, after: Option<uuid::Uuid>, limit: usize, max_scanned: usize, visible: impl Fn(&T) -> bool) -> Result<Page<T>, sqlx::Error> {
+            let (mut items, mut after, mut scanned) = (Vec::new(), after, 0);
+            loop {
+                let batch = max_scanned.saturating_sub(scanned).clamp(1, 100) as u32;
+                let page = list_alone::<T>(db, tenancy, after, batch).await?;
                 let more = page.next_after.is_some();
-                let scanned = page.items.len();
+                let count = page.items.len();
                 for (index, row) in page.items.into_iter().enumerate() {
                     after = Some(row.id());
-                    let readable = T::READ_OPERATION.is_none_or(|read| state.auth.allows(&principal, read, T::ENTITY, row.id(), &row));
-                    if state.auth.allows(&principal, op, T::ENTITY, row.id(), &row) && readable {
+                    scanned += 1;
+                    if visible(&row) {
                         items.push(row);
                         if items.len() == limit {
-                            if more || index + 1 < scanned {
-                                next_after = after;
-                            }
-                            break 'scan;
+                            let next_after = if more || index + 1 < count { after } else { None };
+                            return Ok(Page { items, next_after });
                         }
                     }
                 }
                 if !more {
-                    break;
+                    return Ok(Page { items, next_after: None });
+                }
+                if scanned >= max_scanned {
+                    return Ok(Page { items, next_after: after });
                 }
             }
-            Ok(Json(Page { items, next_after }))
+        }
+
+        /// Lists rows: every row is authorized, for the list and as a read of it would be, so
+        /// a page never holds a row a read would deny and never skips one both allow (see
+        /// [`scan`] and [`LIST_SCAN_LIMIT`]).
+        pub async fn handle_list<T: Stored + Attributes>(State(state): State<AppState>, Current(op): Current, principal: Principal, ApiQuery(query): ApiQuery<ListQuery>) -> Result<Json<Page<T>>, Problem> {
+            let limit = query.limit.unwrap_or(50).clamp(1, 100) as usize;
+            let visible = |row: &T| {
+                state.auth.allows(&principal, op, T::ENTITY, row.id(), row)
+                    && T::READ_OPERATION.is_none_or(|read| state.auth.allows(&principal, read, T::ENTITY, row.id(), row))
+            };
+            let page = scan::<T>(&state.db, T::Tenancy::of(&principal), query.after, limit, LIST_SCAN_LIMIT, visible).await?;
+            Ok(Json(page))
         }
 
         /// Lists global rows for anyone (a public operation).

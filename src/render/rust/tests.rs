@@ -25,6 +25,13 @@ pub fn render_tests(
         .iter()
         .map(|&index| resource_steps(app, index, &api))
         .collect();
+    // The list's bounded scan, on the rows the steps left in the first resource's table.
+    let scan_check = order.first().map(|&index| {
+        let resource = &app.resources[index];
+        let (module, ty) = (ident(&resource.ident), ident(&resource.type_name));
+        let tenancy = server::tenancy_arg(resource, quote!(tenant));
+        quote!(scans_stop_in_bounds::<#api::#module::#ty>(&db.pool, #tenancy).await;)
+    });
     render_samples(app, files, dir, &api)?;
     // Every operation, and each previous version's.
     let route_count = app.resources.iter().map(|r| r.actions.len()).sum::<usize>()
@@ -656,6 +663,32 @@ pub fn render_tests(
             first
         }
 
+        /// A list's scan reads at most what it is allowed to, keeps only what the caller may
+        /// see, and tells where to go on: followed to the end, it skips and repeats nothing.
+        async fn scans_stop_in_bounds<T>(db: &sqlx::PgPool, tenancy: T::Tenancy)
+        where
+            T: server::store::Stored + PartialEq + std::fmt::Debug,
+        {
+            use server::store;
+            let all: Vec<uuid::Uuid> = store::scan::<T>(db, tenancy, None, 100, store::LIST_SCAN_LIMIT, |_| true).await.expect("scan").items.iter().map(T::id).collect();
+            assert!(all.len() >= 2, "rows to scan");
+            // Only the last row visible, at most `budget` rows read per request.
+            for budget in [1, 2] {
+                let (mut after, mut requests, mut kept) = (None, 0, Vec::new());
+                loop {
+                    let page = store::scan::<T>(db, tenancy, after, 100, budget, |row| Some(row.id()) == all.last().copied()).await.expect("scan");
+                    kept.extend(page.items.iter().map(T::id));
+                    requests += 1;
+                    match page.next_after {
+                        Some(next) => after = Some(next),
+                        None => break,
+                    }
+                }
+                assert_eq!(kept, all[all.len() - 1..], "the visible row, once");
+                assert_eq!(requests, all.len().div_ceil(budget), "{budget} rows read per request");
+            }
+        }
+
         #[tokio::test]
         async fn repository_functions_run_against_postgres() {
             let db = TestDb::create().await;
@@ -667,6 +700,7 @@ pub fn render_tests(
             let mut conn = db.pool.acquire().await.expect("a connection");
             let mut ids = Ids::default();
             #(#steps)*
+            #scan_check
             drop(conn);
             let _ = (&tenant, &other, subject);
             db.drop().await;
