@@ -143,6 +143,55 @@ fn main() {
             black_box(context());
         })
     );
+    // A token of ledgerly's six scopes, as the guard's benchmark has: its context built anew,
+    // against the same context kept under a key of the second factor and scopes.
+    let six: Vec<String> = [
+        "invoices.read",
+        "invoices.write",
+        "refunds.manage",
+        "rates.admin",
+        "members.manage",
+        "idp.events",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let build = |scopes: &[String], mfa: bool| {
+        let set = RestrictedExpression::new_set(
+            scopes
+                .iter()
+                .map(|s| RestrictedExpression::new_string(s.clone())),
+        );
+        Context::from_pairs([
+            ("scopes".to_owned(), set),
+            ("mfa".to_owned(), RestrictedExpression::new_bool(mfa)),
+        ])
+        .expect("a context")
+    };
+    let key = |scopes: &[String], mfa: bool| {
+        use std::fmt::Write as _;
+        let mut key = String::from(if mfa { "mfa" } else { "-" });
+        for scope in scopes {
+            let _ = write!(key, "|{}:{scope}", scope.len());
+        }
+        key
+    };
+    let kept = std::sync::RwLock::new(std::collections::HashMap::from([(
+        key(&six, true),
+        build(&six, true),
+    )]));
+    println!(
+        "| build the context of a token with six scopes | {:.2} |",
+        median(|| {
+            black_box(build(&six, true));
+        })
+    );
+    println!(
+        "| the same context kept (its key, a read lock, a lookup, a clone) | {:.2} |",
+        median(|| {
+            let key = key(&six, true);
+            black_box(kept.read().expect("the lock").get(&key).cloned());
+        })
+    );
     println!(
         "| everything before evaluation (entities, context, request) | {:.2} |",
         median(|| {

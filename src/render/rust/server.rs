@@ -1530,12 +1530,16 @@ fn authz() -> TokenStream {
             /// The rate limits of the route classes (the spec's, unless configured).
             pub rate_limits: crate::guard::ClassLimits,
             schema: Schema,
-            /// The schema's entity types (and `Action`) by name, parsed once at start rather
-            /// than three times per decision.
+            /// The schema's entity types by name, parsed once at start rather than twice per
+            /// decision.
             types: HashMap<String, EntityTypeName>,
             /// The policies of each operation (evaluating only those is several times
             /// faster), and what they read.
             by_operation: HashMap<String, Policies>,
+            /// The contexts of decisions (a token's second factor and scopes), built once
+            /// each: every request of a token has the same, and building one costs more than
+            /// a lookup (`benches/cedar.rs` in bulwark); bounded like `decisions`.
+            contexts: std::sync::RwLock<HashMap<String, Context>>,
             /// Cedar's decisions, by operation, second factor, scopes and the values the
             /// operation's policies read. The policies are fixed for the life of the process
             /// and a decision depends on nothing else, so an entry never goes stale; the map
@@ -1551,7 +1555,7 @@ fn authz() -> TokenStream {
             action: EntityUid,
         }
 
-        /// At most this many decisions are kept.
+        /// At most this many decisions (and contexts) are kept.
         const KEPT_DECISIONS: usize = 16_384;
 
         impl std::fmt::Debug for Authority {
@@ -1580,7 +1584,6 @@ fn authz() -> TokenStream {
                 }
                 let types = schema
                     .entity_types()
-                    .chain([&action_type])
                     .map(|name| (name.basename().to_owned(), name.clone()))
                     .collect();
                 let fetcher = crate::oidc::Fetcher::public()?;
@@ -1593,6 +1596,7 @@ fn authz() -> TokenStream {
                     schema,
                     types,
                     by_operation,
+                    contexts: std::sync::RwLock::default(),
                     decisions: std::sync::RwLock::default(),
                     authorizer: Authorizer::new(),
                 })
@@ -1618,7 +1622,8 @@ fn authz() -> TokenStream {
             }
 
             /// Cedar's decision for `principal` doing `operation` to a row, evaluated now
-            /// (kept decisions are neither consulted nor added; benchmarks compare the two).
+            /// (kept decisions are neither consulted nor added; benchmarks compare the two; the
+            /// token's context is built once, as for every request).
             pub fn evaluate(&self, principal: &Principal, operation: &Operation, entity: &str, id: uuid::Uuid, row: &dyn Attributes, mfa: bool) -> Result<bool, String> {
                 let caller = Party { kind: "Principal", id: &principal.subject, attributes: principal };
                 let target = Party { kind: entity, id: &id.to_string(), attributes: row };
@@ -1685,12 +1690,34 @@ fn authz() -> TokenStream {
                     Entities::from_entities([whole(caller)?, whole(target)?], Some(schema)).map_err(|e| e.to_string())?;
                 }
                 let entities = Entities::from_entities([entity(caller, caller_values)?, entity(target, target_values)?], None).map_err(|e| e.to_string())?;
-                let scopes = RestrictedExpression::new_set(scopes.iter().map(|s| RestrictedExpression::new_string(s.clone())));
-                let context = Context::from_pairs([("scopes".to_owned(), scopes), ("mfa".to_owned(), RestrictedExpression::new_bool(mfa))])
-                    .map_err(|e| e.to_string())?;
+                let context = self.context(scopes, mfa)?;
                 let request = Request::new(uid(caller.kind, caller.id)?, action.clone(), uid(target.kind, target.id)?, context, schema)
                     .map_err(|e| e.to_string())?;
                 Ok(self.authorizer.is_authorized(&request, policies, &entities).decision() == Decision::Allow)
+            }
+
+            /// The context of a decision: the token's scopes and whether it shows a second
+            /// factor, built once for each such pair.
+            fn context(&self, scopes: &[String], mfa: bool) -> Result<Context, String> {
+                // Each scope with its length first: no two different lists share a key.
+                let mut key = String::from(if mfa { "mfa" } else { "-" });
+                for scope in scopes {
+                    use std::fmt::Write as _;
+                    let _ = write!(key, "|{}:{scope}", scope.len());
+                }
+                if let Some(context) = self.contexts.read().ok().and_then(|kept| kept.get(&key).cloned()) {
+                    return Ok(context);
+                }
+                let set = RestrictedExpression::new_set(scopes.iter().map(|s| RestrictedExpression::new_string(s.clone())));
+                let context = Context::from_pairs([("scopes".to_owned(), set), ("mfa".to_owned(), RestrictedExpression::new_bool(mfa))])
+                    .map_err(|e| e.to_string())?;
+                if let Ok(mut kept) = self.contexts.write() {
+                    if kept.len() >= KEPT_DECISIONS {
+                        kept.clear();
+                    }
+                    kept.insert(key, context.clone());
+                }
+                Ok(context)
             }
 
             /// The decision of a member doing `operation` to `target`, with or without a
