@@ -1308,9 +1308,14 @@ fn authz() -> TokenStream {
         use std::collections::{HashMap, HashSet};
         use std::str::FromStr;
 
-        /// A decimal as Cedar's `decimal` extension value (at most four decimal places).
+        /// A decimal as Cedar's `decimal` extension value, which has four decimal places. A
+        /// value with more has no exact Cedar form: it is left out (`null`), so a policy that
+        /// reads it errors and denies rather than decide on a rounded value.
         pub fn decimal(value: rust_decimal::Decimal) -> serde_json::Value {
-            let mut text = value.round_dp(4).normalize().to_string();
+            if value.round_dp(4) != value {
+                return serde_json::Value::Null;
+            }
+            let mut text = value.normalize().to_string();
             if !text.contains('.') {
                 text.push_str(".0");
             }

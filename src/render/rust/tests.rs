@@ -240,6 +240,17 @@ pub fn render_tests(
             db.drop().await;
         }
 
+        /// Cedar sees a decimal exactly or not at all: a fifth decimal place is not rounded
+        /// into a value a condition would accept.
+        #[test]
+        fn decimals_reach_the_policies_exactly_or_not_at_all() {
+            let decimal = |text: &str| server::authz::decimal(text.parse().expect("a decimal"));
+            assert_eq!(decimal("24.5"), serde_json::json!({"__extn": {"fn": "decimal", "arg": "24.5"}}));
+            assert_eq!(decimal("24"), serde_json::json!({"__extn": {"fn": "decimal", "arg": "24.0"}}));
+            assert_eq!(decimal("-0.0001"), serde_json::json!({"__extn": {"fn": "decimal", "arg": "-0.0001"}}));
+            assert_eq!(decimal("24.00004"), serde_json::Value::Null);
+        }
+
         #[test]
         fn symmetric_and_non_signing_keys_are_never_trusted() {
             let now = identity::now();
