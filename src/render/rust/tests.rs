@@ -440,6 +440,30 @@ pub fn render_tests(
                 }
                 let throttled_at = throttled_at.unwrap_or_else(|| panic!("{} was never throttled", op.id));
                 assert!(throttled_at >= requests, "{} throttled after {throttled_at} of {requests} requests", op.id);
+                if op.public {
+                    // A dual-stack socket shows IPv4 clients as `::ffff:a.b.c.d`: one of them
+                    // throttled leaves the next its own budget.
+                    let from = |ip: &str| {
+                        let mut request = Request::builder()
+                            .method(Method::from_bytes(op.method.as_bytes()).expect("valid method"))
+                            .uri(&path)
+                            .body(Body::empty())
+                            .expect("valid request");
+                        let address = std::net::SocketAddr::new(ip.parse().expect("an address"), 40_000);
+                        request.extensions_mut().insert(axum::extract::ConnectInfo(address));
+                        request
+                    };
+                    let mut first = StatusCode::OK;
+                    for _ in 0..requests * 3 + 10 {
+                        first = app.clone().oneshot(from("::ffff:192.0.2.1")).await.expect("the router answers").status();
+                        if first == StatusCode::TOO_MANY_REQUESTS {
+                            break;
+                        }
+                    }
+                    assert_eq!(first, StatusCode::TOO_MANY_REQUESTS, "{}", op.id);
+                    let second = app.clone().oneshot(from("::ffff:192.0.2.2")).await.expect("the router answers").status();
+                    assert_ne!(second, StatusCode::TOO_MANY_REQUESTS, "{}: IPv4 clients share a budget", op.id);
+                }
             }
         }
 
