@@ -9,31 +9,19 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-// Output goes through these rather than `print!` and friends, which panic when the reader
-// has gone away (`bulwark --format json generate … | head`): a closed pipe is the reader's
-// choice, not a failure of the command, so write errors are ignored.
-macro_rules! out {
-    ($($arg:tt)*) => {{
+// Output goes through these (`print_to!(stdout, …)`) rather than `print!` and friends, which
+// panic when the reader has gone away (`bulwark --format json generate … | head`): a closed
+// pipe is the reader's choice, not a failure of the command, so write errors are ignored.
+macro_rules! print_to {
+    ($stream:ident, $($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = write!(std::io::stdout(), $($arg)*);
+        let _ = write!(std::io::$stream(), $($arg)*);
     }};
 }
-macro_rules! outln {
-    ($($arg:tt)*) => {{
+macro_rules! println_to {
+    ($stream:ident, $($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($arg)*);
-    }};
-}
-macro_rules! err {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = write!(std::io::stderr(), $($arg)*);
-    }};
-}
-macro_rules! errln {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
+        let _ = writeln!(std::io::$stream(), $($arg)*);
     }};
 }
 
@@ -244,7 +232,7 @@ pub fn run() -> ExitCode {
             audit(cli.format, dir, spec.as_deref(), database)
         }
         Command::Schema => {
-            outln!("{}", crate::schema_json());
+            println_to!(stdout, "{}", crate::schema_json());
             exit::OK
         }
         Command::Init { path, force } => init(cli.format, path, *force),
@@ -270,7 +258,8 @@ fn usage_error(error: clap::Error) -> u8 {
         || args.iter().any(|a| a == "--format=json");
     if wants_json {
         let message = error.kind().as_str().unwrap_or("invalid arguments");
-        outln!(
+        println_to!(
+            stdout,
             "{}",
             json!({"ok": false, "error": {"kind": "usage", "message": message, "detail": error.to_string()}})
         );
@@ -285,7 +274,8 @@ fn fail(format: OutputFormat, code: u8, kind: &str, error: &dyn miette::Diagnost
         OutputFormat::Json => {
             let help = error.help().map(|h| h.to_string());
             let code = error.code().map(|c| c.to_string());
-            outln!(
+            println_to!(
+                stdout,
                 "{}",
                 json!({"ok": false, "error": {"kind": kind, "code": code, "message": error.to_string(), "help": help}})
             );
@@ -296,7 +286,7 @@ fn fail(format: OutputFormat, code: u8, kind: &str, error: &dyn miette::Diagnost
                 miette::GraphicalTheme::unicode_nocolor(),
             );
             let _ = handler.render_report(&mut out, error);
-            err!("{out}");
+            print_to!(stderr, "{out}");
         }
     }
     code
@@ -317,11 +307,12 @@ enum InputError {
 
 fn report_invalid(format: OutputFormat, report: &Report) -> u8 {
     match format {
-        OutputFormat::Json => outln!(
+        OutputFormat::Json => println_to!(
+            stdout,
             "{}",
             json!({"ok": false, "file": report.path, "diagnostics": report.diagnostics})
         ),
-        OutputFormat::Human => err!("{}", report.render()),
+        OutputFormat::Human => print_to!(stderr, "{}", report.render()),
     }
     exit::INVALID_SPEC
 }
@@ -345,11 +336,13 @@ fn validate(format: OutputFormat, path: &Path) -> u8 {
         Ok(app) => {
             let operations: usize = app.resources.iter().map(|r| r.actions.len()).sum();
             match format {
-                OutputFormat::Json => outln!(
+                OutputFormat::Json => println_to!(
+                    stdout,
                     "{}",
                     json!({"ok": true, "file": path.display().to_string(), "resources": app.resources.len(), "operations": operations})
                 ),
-                OutputFormat::Human => outln!(
+                OutputFormat::Human => println_to!(
+                    stdout,
                     "{}: valid ({} resources, {operations} operations)",
                     path.display(),
                     app.resources.len()
@@ -513,12 +506,14 @@ fn generate(format: OutputFormat, path: &Path, target: &Output, force: bool) -> 
                         "reused_rust_files": files.finished.len(),
                     });
                     match format {
-                        OutputFormat::Json => outln!(
+                        OutputFormat::Json => println_to!(
+                            stdout,
                             "{}",
                             json!({"ok": true, "repo": target.repo.display().to_string(), "branch": committed.branch, "commit": committed.commit, "parent": committed.parent, "unchanged": committed.commit.is_none(), "changes": committed.changes, "spec_sha256": manifest.spec_sha256, "timings": timings})
                         ),
                         OutputFormat::Human => match &committed.commit {
-                            Some(commit) => outln!(
+                            Some(commit) => println_to!(
+                                stdout,
                                 "{commit}\ncommitted {} to branch {}: {} added, {} changed, {} removed",
                                 app.name,
                                 committed.branch,
@@ -526,7 +521,8 @@ fn generate(format: OutputFormat, path: &Path, target: &Output, force: bool) -> 
                                 committed.changes.modified.len(),
                                 committed.changes.removed.len()
                             ),
-                            None => outln!(
+                            None => println_to!(
+                                stdout,
                                 "branch {} already holds this generation of {}: nothing committed",
                                 committed.branch,
                                 app.name
@@ -551,12 +547,14 @@ fn generate(format: OutputFormat, path: &Path, target: &Output, force: bool) -> 
                 "reused_rust_files": files.finished.len(),
             });
             match format {
-                OutputFormat::Json => outln!(
+                OutputFormat::Json => println_to!(
+                    stdout,
                     "{}",
                     json!({"ok": true, "out": out.display().to_string(), "spec_sha256": manifest.spec_sha256, "written": outcome.written, "removed": outcome.removed, "kept": outcome.kept, "unchanged": outcome.unchanged, "timings": timings})
                 ),
                 OutputFormat::Human => {
-                    outln!(
+                    println_to!(
+                        stdout,
                         "generated {} into {}: {} written, {} removed, {} unchanged",
                         app.name,
                         out.display(),
@@ -565,7 +563,10 @@ fn generate(format: OutputFormat, path: &Path, target: &Output, force: bool) -> 
                         outcome.unchanged
                     );
                     for path in &outcome.kept {
-                        errln!("kept {path}: no longer generated, but edited by hand");
+                        println_to!(
+                            stderr,
+                            "kept {path}: no longer generated, but edited by hand"
+                        );
                     }
                 }
             }
@@ -596,11 +597,12 @@ fn diff(format: OutputFormat, old: &str, new: &str, repo: Option<&Path>) -> u8 {
     }
     let report = crate::diff::diff(&apps[0], &apps[1]);
     match format {
-        OutputFormat::Json => outln!(
+        OutputFormat::Json => println_to!(
+            stdout,
             "{}",
             json!({"ok": !report.fails(), "old": old, "new": new, "report": report})
         ),
-        OutputFormat::Human => out!("{}", crate::diff::markdown(&report)),
+        OutputFormat::Human => print_to!(stdout, "{}", crate::diff::markdown(&report)),
     }
     if report.fails() {
         exit::CHECK_FAILED
@@ -621,20 +623,23 @@ fn check(format: OutputFormat, path: &Path, target: &crate::git::Target) -> u8 {
     };
     let ok = drift.is_empty();
     match format {
-        OutputFormat::Json => outln!(
+        OutputFormat::Json => println_to!(
+            stdout,
             "{}",
             json!({"ok": ok, "branch": target.branch, "spec_sha256": generation.manifest.spec_sha256, "drift": drift})
         ),
-        OutputFormat::Human if ok => outln!(
+        OutputFormat::Human if ok => println_to!(
+            stdout,
             "branch {} is what {} renders",
             target.branch,
             path.display()
         ),
         OutputFormat::Human => {
             for d in &drift {
-                errln!("{}: {}", d.path, d.kind);
+                println_to!(stderr, "{}: {}", d.path, d.kind);
             }
-            errln!(
+            println_to!(
+                stderr,
                 "error: branch {} is not what {} renders ({} path{}): regenerate, or move the edits to your own branch",
                 target.branch,
                 path.display(),
@@ -687,12 +692,17 @@ fn audit(
             if let Some(found) = &database_findings {
                 report["database_findings"] = json!(found);
             }
-            outln!("{report}")
+            println_to!(stdout, "{report}")
         }
         OutputFormat::Human if ok => {
-            outln!("{}: every route goes through the guard", dir.display());
+            println_to!(
+                stdout,
+                "{}: every route goes through the guard",
+                dir.display()
+            );
             if database_findings.is_some() {
-                outln!(
+                println_to!(
+                    stdout,
                     "{}: the migrations isolate tenants (forced row-level security, tenant policies with WITH CHECK, least privilege)",
                     dir.display()
                 );
@@ -700,7 +710,8 @@ fn audit(
         }
         OutputFormat::Human => {
             for f in &findings {
-                errln!(
+                println_to!(
+                    stderr,
                     "{}:{}:{}: {}",
                     dir.join(&f.file).display(),
                     f.line,
@@ -714,10 +725,11 @@ fn audit(
                     .as_deref()
                     .map(|s| format!("{}: ", dir.join(s).display()))
                     .unwrap_or_default();
-                errln!("{source}database: {}: {}", f.object, f.message);
+                println_to!(stderr, "{source}database: {}: {}", f.object, f.message);
             }
             let count = findings.len() + database_findings.as_ref().map_or(0, Vec::len);
-            errln!(
+            println_to!(
+                stderr,
                 "error: {count} finding{} in {}",
                 if count == 1 { "" } else { "s" },
                 dir.display()
@@ -731,8 +743,8 @@ fn init(format: OutputFormat, path: &Path, force: bool) -> u8 {
     let starter = include_str!("../templates/starter.yaml");
     if path == Path::new("-") {
         match format {
-            OutputFormat::Json => outln!("{}", json!({"ok": true, "spec": starter})),
-            OutputFormat::Human => out!("{starter}"),
+            OutputFormat::Json => println_to!(stdout, "{}", json!({"ok": true, "spec": starter})),
+            OutputFormat::Human => print_to!(stdout, "{starter}"),
         }
         return exit::OK;
     }
@@ -750,11 +762,12 @@ fn init(format: OutputFormat, path: &Path, force: bool) -> u8 {
         return fail(format, exit::USAGE_OR_IO, "io", &error);
     }
     match format {
-        OutputFormat::Json => outln!(
+        OutputFormat::Json => println_to!(
+            stdout,
             "{}",
             json!({"ok": true, "written": path.display().to_string()})
         ),
-        OutputFormat::Human => outln!("wrote a starter spec to {}", path.display()),
+        OutputFormat::Human => println_to!(stdout, "wrote a starter spec to {}", path.display()),
     }
     exit::OK
 }

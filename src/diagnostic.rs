@@ -158,8 +158,9 @@ impl miette::Diagnostic for Located<'_> {
         // A snippet of a line longer than a screen says nothing the `at file:line:col` line
         // does not, at great length (a spec of one 100 KB line, say).
         let text = self.report.named.inner();
-        let start = text[..loc.offset.min(text.len())]
-            .rfind('\n')
+        let start = text
+            .get(..loc.offset)
+            .and_then(|before| before.rfind('\n'))
             .map_or(0, |i| i + 1);
         let end = text[start..].find('\n').map_or(text.len(), |i| start + i);
         (end - start <= MAX_SNIPPET_LINE).then_some(&self.report.named as &dyn miette::SourceCode)

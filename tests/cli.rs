@@ -89,18 +89,22 @@ where
     output(&mut command(args))
 }
 
-/// `bulwark --format json generate SPEC --out OUT [extra…]`.
-fn generate_json(spec: &Path, out: &Path, extra: &[&str]) -> Run {
-    let mut args: Vec<&OsStr> = vec![
+/// The command `bulwark --format json generate SPEC --out OUT`, to run as it is or with
+/// more set (environment, pipes).
+fn generate_json_command(spec: &Path, out: &Path) -> Command {
+    command([
         OsStr::new("--format"),
         OsStr::new("json"),
         OsStr::new("generate"),
         spec.as_os_str(),
         OsStr::new("--out"),
         out.as_os_str(),
-    ];
-    args.extend(extra.iter().map(OsStr::new));
-    bulwark(args)
+    ])
+}
+
+/// `bulwark --format json generate SPEC --out OUT [extra…]`.
+fn generate_json(spec: &Path, out: &Path, extra: &[&str]) -> Run {
+    output(generate_json_command(spec, out).args(extra))
 }
 
 /// `bulwark generate SPEC --out OUT` (human output).
@@ -356,15 +360,8 @@ fn files_reused_from_the_cache_are_those_printing_and_formatting_give() {
     let cache = tmp.path().join("cache");
     let generate = |out: &str| {
         let run = output(
-            command([
-                OsStr::new("--format"),
-                OsStr::new("json"),
-                OsStr::new("generate"),
-                spec("hostile.yaml").as_os_str(),
-                OsStr::new("--out"),
-                tmp.path().join(out).as_os_str(),
-            ])
-            .env("BULWARK_CACHE_DIR", &cache),
+            generate_json_command(&spec("hostile.yaml"), &tmp.path().join(out))
+                .env("BULWARK_CACHE_DIR", &cache),
         );
         run.expect_code(EXIT_OK);
         let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
@@ -395,18 +392,11 @@ fn files_reused_from_the_cache_are_those_printing_and_formatting_give() {
 fn a_reader_that_closes_the_pipe_early_is_not_a_failure() {
     let tmp = tempdir();
     let out = tmp.path().join("out");
-    let mut child = command([
-        OsStr::new("--format"),
-        OsStr::new("json"),
-        OsStr::new("generate"),
-        spec("ledgerly.yaml").as_os_str(),
-        OsStr::new("--out"),
-        out.as_os_str(),
-    ])
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .expect("the bulwark binary runs");
+    let mut child = generate_json_command(&spec("ledgerly.yaml"), &out)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the bulwark binary runs");
     // Generation takes far longer than this: the report meets a closed pipe.
     drop(child.stdout.take());
     let done = child.wait_with_output().expect("bulwark finishes");
@@ -948,17 +938,8 @@ fn a_rustfmt_that_cannot_run_is_reported_in_its_own_words() {
     )
     .unwrap();
     fs::set_permissions(&broken, fs::Permissions::from_mode(0o755)).unwrap();
-    let run = output(
-        command([
-            OsStr::new("--format"),
-            OsStr::new("json"),
-            OsStr::new("generate"),
-            spec("tracker.yaml").as_os_str(),
-            OsStr::new("--out"),
-            out.as_os_str(),
-        ])
-        .env("BULWARK_RUSTFMT", &broken),
-    );
+    let run =
+        output(generate_json_command(&spec("tracker.yaml"), &out).env("BULWARK_RUSTFMT", &broken));
     run.expect_code(EXIT_USAGE_OR_IO);
     let report = run.json();
     assert_json_error(&report, "rustfmt", "rustfmt cannot run");
@@ -992,15 +973,7 @@ fn missing_rustfmt_exits_2_and_writes_nothing() {
     assert!(!out.exists());
 
     let run = output(
-        command([
-            OsStr::new("--format"),
-            OsStr::new("json"),
-            OsStr::new("generate"),
-            spec_path.as_os_str(),
-            OsStr::new("--out"),
-            out.as_os_str(),
-        ])
-        .env("BULWARK_RUSTFMT", "/nonexistent/rustfmt"),
+        generate_json_command(&spec_path, &out).env("BULWARK_RUSTFMT", "/nonexistent/rustfmt"),
     );
     run.expect_code(EXIT_USAGE_OR_IO);
     assert_eq!(run.stderr, "");

@@ -418,21 +418,19 @@ fn check_manifest(root: &Path, dir: &Path, shown: &str, text: &str, findings: &m
                     shown,
                     line_no,
                     column(&key),
-                    &format!("a `{key}` source brings in code outside the project, which this audit cannot see"),
+                    "a `git` source brings in code outside the project, which this audit cannot see",
                 )),
+                // A dependency renamed, or a crate's own name (a vendored copy of one is
+                // still that crate).
                 "package" => server_crate(&value, shown, line_no, column(&value), findings),
+                "name" if table == "package" => {
+                    server_crate(&value, shown, line_no, column(&value), findings);
+                }
                 _ => {}
             }
         }
-        // A crate's own name (a vendored copy of one is still that crate), a dependency's:
-        // the key of a line in a dependency table, or the last part of a
-        // `[dependencies.NAME]` header.
-        if table == "package"
-            && let Some((key, value)) = quoted_values(code).into_iter().next()
-            && key == "name"
-        {
-            server_crate(&value, shown, line_no, column(&value), findings);
-        }
+        // A dependency's name: the key of a line in a dependency table, or the last part of
+        // a `[dependencies.NAME]` header.
         let dependencies =
             |t: &str| t.ends_with("dependencies") && !t.ends_with("dev-dependencies");
         if let Some((head, name)) = table.rsplit_once('.')

@@ -1003,26 +1003,25 @@ impl<'s> Lower<'s> {
         self.check_columns(spec, &fields);
         self.check_enum_types(spec, &fields);
         let table = names::sql_name(name);
-        if RESERVED_TABLES.contains(&table.as_str()) || table.starts_with('_') {
+        let reserved = if RESERVED_TABLES.contains(&table.as_str()) || table.starts_with('_') {
+            Some((
+                "the service keeps tables of its own",
+                listing(&RESERVED_TABLES),
+            ))
+        } else if RESERVED_ENTITIES.contains(&table.as_str()) {
+            Some((
+                "the policies and the built-in operations use these names",
+                listing(&RESERVED_ENTITIES),
+            ))
+        } else {
+            None
+        };
+        if let Some((why, names)) = reserved {
             self.error(
                 "reserved-name",
                 format!("resource name `{}` is reserved", name.value),
                 name.loc,
-                format!(
-                    "the service keeps tables of its own ({}); choose another name",
-                    listing(&RESERVED_TABLES)
-                ),
-            );
-        }
-        if RESERVED_ENTITIES.contains(&table.as_str()) {
-            self.error(
-                "reserved-name",
-                format!("resource name `{}` is reserved", name.value),
-                name.loc,
-                format!(
-                    "the policies and the built-in operations use these names ({}); choose another name",
-                    listing(&RESERVED_ENTITIES)
-                ),
+                format!("{why} ({names}); choose another name"),
             );
         }
         if spec.fields.is_empty() || spec.actions.is_empty() {
