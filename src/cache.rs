@@ -17,6 +17,9 @@ const UNUSED_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
 const SWEEP_EVERY: Duration = Duration::from_secs(24 * 3600);
 /// The file whose modification time says when the cache was last swept.
 const SWEPT: &str = ".swept";
+/// The cache's own folders: a sweep looks nowhere else (`BULWARK_CACHE_DIR` may name a
+/// folder that holds other things too).
+const FOLDERS: [&str; 2] = ["rustfmt", "policies"];
 
 fn base() -> Option<PathBuf> {
     std::env::var_os("BULWARK_CACHE_DIR")
@@ -71,17 +74,12 @@ fn sweep_in(base: &Path, now: SystemTime) {
     {
         return;
     }
-    let Ok(folders) = std::fs::read_dir(base) else {
-        return;
-    };
-    for folder in folders
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-    {
-        let Ok(entries) = std::fs::read_dir(folder.path()) else {
+    for folder in FOLDERS {
+        let Ok(entries) = std::fs::read_dir(base.join(folder)) else {
             continue;
         };
-        for entry in entries.flatten() {
+        for entry in entries.flatten().filter(|e| is_entry_name(&e.file_name())) {
+            // Not followed: a link is nothing the cache wrote.
             let unused = entry.metadata().is_ok_and(|m| {
                 m.is_file() && m.modified().is_ok_and(|at| older_than(at, now, UNUSED_FOR))
             });
@@ -90,6 +88,21 @@ fn sweep_in(base: &Path, now: SystemTime) {
             }
         }
     }
+}
+
+/// Whether `name` is one the cache gives its entries: a SHA-256 digest in hex, maybe with
+/// a `.partial-PID` of a write cut short.
+fn is_entry_name(name: &std::ffi::OsStr) -> bool {
+    let Some(name) = name.to_str() else {
+        return false;
+    };
+    let (digest, rest) = name.split_at_checked(64).unwrap_or((name, ""));
+    let hex = digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit());
+    let partial = rest.is_empty()
+        || rest
+            .strip_prefix(".partial-")
+            .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
+    hex && partial
 }
 
 /// Whether `at` is more than `age` before `now`.
@@ -197,7 +210,7 @@ mod tests {
         let folder = base.path().join("rustfmt");
         std::fs::create_dir(&folder).expect("a folder");
         let now = SystemTime::now();
-        let (old, recent) = (folder.join("old"), folder.join("recent"));
+        let (old, recent) = (folder.join("a".repeat(64)), folder.join("b".repeat(64)));
         file_at(&old, now - 31 * DAY);
         file_at(&recent, now - 20 * DAY);
         sweep_in(base.path(), now);
@@ -209,6 +222,40 @@ mod tests {
         // A day later it is.
         sweep_in(base.path(), now + 2 * DAY);
         assert!(!old.exists() && recent.exists());
+    }
+
+    #[test]
+    fn a_sweep_removes_only_the_caches_own_entries() {
+        let base = tempfile::tempdir().expect("a directory");
+        let now = SystemTime::now();
+        let old = now - 40 * DAY;
+        let digest = "0123456789abcdef".repeat(4);
+        for folder in ["rustfmt", "policies", "notes", "pip"] {
+            std::fs::create_dir(base.path().join(folder)).expect("a folder");
+        }
+        let ours = [
+            base.path().join("rustfmt").join(&digest),
+            base.path()
+                .join("policies")
+                .join(format!("{digest}.partial-42")),
+        ];
+        let theirs = [
+            base.path().join("notes").join(&digest),
+            base.path().join("pip").join("old.whl"),
+            base.path().join("rustfmt").join("notes.txt"),
+            base.path().join("rustfmt").join(format!("{digest}.bak")),
+            base.path().join("main.rs"),
+        ];
+        for path in ours.iter().chain(&theirs) {
+            file_at(path, old);
+        }
+        sweep_in(base.path(), now);
+        for path in &ours {
+            assert!(!path.exists(), "{} stayed", path.display());
+        }
+        for path in &theirs {
+            assert!(path.exists(), "{} was removed", path.display());
+        }
     }
 
     #[test]

@@ -240,22 +240,32 @@ pub fn run() -> ExitCode {
     ExitCode::from(code)
 }
 
-/// Help and version go to stdout with exit 0; usage errors exit 2, as JSON when the
+/// Help and version go to stdout with exit 0; usage errors exit 2; each as JSON when the
 /// arguments asked for JSON (programs parse stdout even when their call was wrong).
 fn usage_error(error: clap::Error) -> u8 {
     use clap::error::ErrorKind;
-    if matches!(
-        error.kind(),
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
-    ) {
-        let _ = error.print();
-        return exit::OK;
-    }
     let args: Vec<String> = std::env::args().collect();
     let wants_json = args
         .windows(2)
         .any(|w| w[0] == "--format" && w[1] == "json")
         || args.iter().any(|a| a == "--format=json");
+    if matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    ) {
+        if wants_json {
+            let key = if error.kind() == ErrorKind::DisplayHelp {
+                "help"
+            } else {
+                "version"
+            };
+            let text = error.render().to_string();
+            println_to!(stdout, "{}", json!({"ok": true, key: text.trim_end()}));
+        } else {
+            let _ = error.print();
+        }
+        return exit::OK;
+    }
     if wants_json {
         let message = error.kind().as_str().unwrap_or("invalid arguments");
         println_to!(
@@ -748,13 +758,27 @@ fn init(format: OutputFormat, path: &Path, force: bool) -> u8 {
         }
         return exit::OK;
     }
-    if path.exists() && !force {
+    // A link counts as there, even one pointing nowhere: nothing is written through it.
+    if std::fs::symlink_metadata(path).is_ok() && !force {
         let error = InputError::Exists {
             path: path.display().to_string(),
         };
         return fail(format, exit::REFUSED, "refused", &error);
     }
-    if let Err(e) = std::fs::write(path, starter) {
+    // Written beside it and moved into place: `--force` replaces a link, not what it names.
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let mut builder = tempfile::Builder::new();
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
+    let written = builder.tempfile_in(parent).and_then(|mut file| {
+        use std::io::Write as _;
+        file.write_all(starter.as_bytes())?;
+        file.persist(path).map(drop).map_err(|e| e.error)
+    });
+    if let Err(e) = written {
         let error = InputError::Write {
             path: path.display().to_string(),
             message: e.to_string(),

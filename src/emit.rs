@@ -152,13 +152,25 @@ pub fn previous_in_dir(dir: &Path) -> Result<Option<crate::evolve::Previous>, Em
     if !dir.is_dir() {
         return Ok(None);
     }
-    previous_from(dir, |path| std::fs::read_to_string(path))
+    let list = |folder: &Path| -> Vec<String> {
+        std::fs::read_dir(folder)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    previous_from(dir, |path| std::fs::read_to_string(path), list)
 }
 
-/// The previous generation under `base`, read by `read` (from a directory or a git tree).
+/// The previous generation under `base`, read by `read` (from a directory or a git tree),
+/// whose folders `list` names the files of.
 pub fn previous_from(
     base: &Path,
     read: impl Fn(&Path) -> std::io::Result<String>,
+    list: impl Fn(&Path) -> Vec<String>,
 ) -> Result<Option<crate::evolve::Previous>, EmitError> {
     let Some(manifest) = read_manifest_from(base, &read)? else {
         return Ok(None);
@@ -185,10 +197,16 @@ pub fn previous_from(
             Err(e) => return Err(io(&full)(e)),
         }
     }
+    let unrecorded = list(&base.join("migrations"))
+        .into_iter()
+        .map(|name| format!("migrations/{name}"))
+        .filter(|path| crate::evolve::is_migration(path) && !migrations.contains_key(path))
+        .collect();
     Ok(Some(crate::evolve::Previous {
         schema: manifest.schema,
         api: manifest.api,
         migrations,
+        unrecorded,
     }))
 }
 
@@ -334,25 +352,115 @@ pub fn write_dir(
     let manifest_staged = staging.path().join("manifest");
     std::fs::write(&manifest_staged, manifest.to_json()).map_err(io(&manifest_staged))?;
 
-    for (from, to, path) in staged {
-        if let Some(parent) = to.parent() {
-            std::fs::create_dir_all(parent).map_err(io(parent))?;
+    // Every change is undone if a later one fails: the directory is left as it was.
+    let mut changes = Changes::new(staging.path());
+    let applied = (|| {
+        for (from, to, path) in &staged {
+            changes.put(from, to, &|from, to| std::fs::rename(from, to))?;
+            outcome.written.push((*path).clone());
         }
-        std::fs::rename(&from, &to).map_err(io(&to))?;
-        outcome.written.push(path.clone());
+        for path in &removals {
+            changes.remove(&dir.join(path), &|from, to| std::fs::rename(from, to))?;
+            outcome.removed.push(path.clone());
+        }
+        // An unchanged manifest is left alone, like every unchanged file.
+        if previous.as_ref() != Some(manifest) {
+            let manifest_path = dir.join(MANIFEST);
+            changes.put(&manifest_staged, &manifest_path, &|from, to| {
+                std::fs::rename(from, to)
+            })?;
+        }
+        Ok(())
+    })();
+    match applied {
+        Ok(()) => {
+            for path in &removals {
+                remove_empty_parents(dir, &dir.join(path));
+            }
+            Ok(outcome)
+        }
+        Err(error) => {
+            changes.undo(dir);
+            Err(error)
+        }
     }
-    for path in removals {
-        let target = dir.join(&path);
-        std::fs::remove_file(&target).map_err(io(&target))?;
-        remove_empty_parents(dir, &target);
-        outcome.removed.push(path);
+}
+
+/// The changes made to a directory so far, each with what it replaced (moved aside into
+/// the staging directory), so that they can be undone.
+struct Changes<'a> {
+    aside: &'a Path,
+    /// A path written or removed, and where its previous file now is (none: it had none).
+    done: Vec<(PathBuf, Option<PathBuf>)>,
+    /// Directories created, to remove again if empty.
+    created: Vec<PathBuf>,
+}
+
+type Rename<'r> = &'r dyn Fn(&Path, &Path) -> std::io::Result<()>;
+
+impl<'a> Changes<'a> {
+    fn new(aside: &'a Path) -> Self {
+        Changes {
+            aside,
+            done: Vec::new(),
+            created: Vec::new(),
+        }
     }
-    let manifest_path = dir.join(MANIFEST);
-    // An unchanged manifest is left alone, like every unchanged file.
-    if previous.as_ref() != Some(manifest) {
-        std::fs::rename(&manifest_staged, &manifest_path).map_err(io(&manifest_path))?;
+
+    /// Moves the file at `to` aside, if any.
+    fn set_aside(&mut self, to: &Path, rename: Rename<'_>) -> Result<Option<PathBuf>, EmitError> {
+        if std::fs::symlink_metadata(to).is_err() {
+            return Ok(None);
+        }
+        let aside = self.aside.join(format!("previous-{}", self.done.len()));
+        rename(to, &aside).map_err(io(to))?;
+        Ok(Some(aside))
     }
-    Ok(outcome)
+
+    /// Puts the staged file `from` at `to`.
+    fn put(&mut self, from: &Path, to: &Path, rename: Rename<'_>) -> Result<(), EmitError> {
+        if let Some(parent) = to.parent() {
+            let mut missing = Vec::new();
+            let mut ancestor = Some(parent);
+            while let Some(dir) = ancestor.filter(|d| !d.exists()) {
+                missing.push(dir.to_path_buf());
+                ancestor = dir.parent();
+            }
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+            self.created.extend(missing.into_iter().rev());
+        }
+        let previous = self.set_aside(to, rename)?;
+        let put = rename(from, to).map_err(io(to));
+        self.done.push((to.to_path_buf(), previous));
+        put
+    }
+
+    /// Removes the file at `path` (moved aside, in case it must come back).
+    fn remove(&mut self, path: &Path, rename: Rename<'_>) -> Result<(), EmitError> {
+        let previous = self.set_aside(path, rename)?;
+        self.done.push((path.to_path_buf(), previous));
+        Ok(())
+    }
+
+    /// Undoes every change, latest first: each path gets its previous file back, or none.
+    /// Best effort: what cannot be restored stays in the staging directory.
+    fn undo(self, root: &Path) {
+        for (path, previous) in self.done.into_iter().rev() {
+            match previous {
+                Some(previous) => {
+                    let _ = std::fs::rename(&previous, &path);
+                }
+                None => {
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        for dir in self.created.iter().rev() {
+            if dir.starts_with(root) {
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
+    }
 }
 
 fn remove_empty_parents(root: &Path, file: &Path) {
@@ -362,5 +470,76 @@ fn remove_empty_parents(root: &Path, file: &Path) {
             break;
         }
         current = dir.parent();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(root: &Path) -> BTreeMap<String, String> {
+        let mut files = BTreeMap::new();
+        let mut pending = vec![root.to_path_buf()];
+        while let Some(dir) = pending.pop() {
+            for entry in std::fs::read_dir(&dir).expect("a directory").flatten() {
+                let path = entry.path();
+                let name = path
+                    .strip_prefix(root)
+                    .expect("inside")
+                    .display()
+                    .to_string();
+                if path.is_dir() {
+                    files.insert(format!("{name}/"), String::new());
+                    pending.push(path);
+                } else {
+                    files.insert(name, std::fs::read_to_string(&path).expect("text"));
+                }
+            }
+        }
+        files
+    }
+
+    #[test]
+    fn a_failure_part_way_leaves_the_directory_as_it_was() {
+        let root = tempfile::tempdir().expect("a directory");
+        let (dir, aside) = (root.path().join("out"), root.path().join("aside"));
+        for path in [&dir, &aside] {
+            std::fs::create_dir(path).expect("a directory");
+        }
+        std::fs::write(dir.join("kept.rs"), "old kept").expect("a file");
+        std::fs::write(dir.join("gone.rs"), "old gone").expect("a file");
+        let before = tree(&dir);
+        let staged: Vec<PathBuf> = (0..3).map(|i| aside.join(format!("new-{i}"))).collect();
+        for (i, path) in staged.iter().enumerate() {
+            std::fs::write(path, format!("new {i}")).expect("a staged file");
+        }
+        // The fifth rename fails: two writes (one over a file, one into a new directory)
+        // and a removal are done by then.
+        let calls = std::cell::Cell::new(0);
+        let rename = |from: &Path, to: &Path| {
+            calls.set(calls.get() + 1);
+            if calls.get() == 5 {
+                return Err(std::io::Error::other("disk full"));
+            }
+            std::fs::rename(from, to)
+        };
+        let mut changes = Changes::new(&aside);
+        changes
+            .put(&staged[0], &dir.join("kept.rs"), &rename)
+            .expect("a write");
+        changes
+            .put(&staged[1], &dir.join("new/deep/file.rs"), &rename)
+            .expect("a write");
+        changes
+            .remove(&dir.join("gone.rs"), &rename)
+            .expect("a removal");
+        assert_ne!(tree(&dir), before);
+        assert!(
+            changes
+                .put(&staged[2], &dir.join("third.rs"), &rename)
+                .is_err()
+        );
+        changes.undo(&dir);
+        assert_eq!(tree(&dir), before);
     }
 }

@@ -30,6 +30,8 @@ pub struct Previous {
     pub api: Vec<crate::versions::ApiShape>,
     /// Path → contents.
     pub migrations: BTreeMap<String, String>,
+    /// The other files in the migrations folder (written by hand): their numbers are taken.
+    pub unrecorded: Vec<String>,
 }
 
 /// A file of the migrations folder.
@@ -92,9 +94,12 @@ pub fn evolve(
     if plan.is_empty() {
         return Ok(None);
     }
+    // After every migration there, bulwark's and those written by hand: two files of one
+    // number would be two migrations of one version.
     let number = previous
         .migrations
         .keys()
+        .chain(&previous.unrecorded)
         .filter_map(|p| {
             p.trim_start_matches("migrations/")
                 .split('_')

@@ -200,12 +200,26 @@ pub fn commit_generation(
         };
         blobs.insert(path, id);
     }
-    let tree = write_tree(repo, &blobs)?;
+    let tree = match &parent {
+        // Under a prefix, the branch's other folders are someone else's: only the prefix's
+        // folder is replaced.
+        Some(tip) if !prefix.is_empty() => {
+            let inside: BTreeMap<String, Oid> = blobs
+                .iter()
+                .map(|(path, id)| (path[prefix.len()..].to_owned(), *id))
+                .collect();
+            let folder = write_tree(repo, &inside)?;
+            git2::build::TreeUpdateBuilder::new()
+                .upsert(prefix.trim_end_matches('/'), folder, git2::FileMode::Tree)
+                .create_updated(repo, &tip.tree()?)?
+        }
+        _ => write_tree(repo, &blobs)?,
+    };
     let before = match &parent {
         Some(tip) => tree_blobs(&tip.tree()?)?,
         None => BTreeMap::new(),
     };
-    let changes = changes(&before, &blobs);
+    let changes = changes(&before, &tree_blobs(&repo.find_tree(tree)?)?);
     let parent_id = parent.as_ref().map(|c| c.id().to_string());
     if parent.as_ref().is_some_and(|tip| tip.tree_id() == tree) {
         return Ok(Committed {
@@ -258,8 +272,21 @@ pub fn previous(target: &Target) -> Result<Option<crate::evolve::Previous>, GitE
         String::from_utf8(blob.content().to_vec())
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
     };
+    let list = |folder: &Path| -> Vec<String> {
+        let Ok(entry) = tree.get_path(folder) else {
+            return Vec::new();
+        };
+        repo.find_tree(entry.id())
+            .map(|folder| {
+                folder
+                    .iter()
+                    .filter_map(|e| e.name().ok().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
     let base = Path::new(prefix.trim_end_matches('/'));
-    crate::emit::previous_from(base, read)
+    crate::emit::previous_from(base, read, list)
         .map_err(|e| GitError::Git(format!("the previous generation on the branch tip: {e}")))
 }
 
@@ -317,8 +344,14 @@ struct Branch {
 
 impl Branch {
     fn open(target: &Target) -> Result<Branch, GitError> {
+        let mut repo = open(&target.repo)?;
+        // A linked worktree shares its branches, their locks and the list of checked-out
+        // branches with the repository it was added to: work there.
+        if repo.is_worktree() {
+            repo = Repository::open(repo.commondir())?;
+        }
         Ok(Branch {
-            repo: open(&target.repo)?,
+            repo,
             reference: branch_ref(&target.branch)?,
             prefix: prefix(target.prefix.as_deref())?,
         })
@@ -406,7 +439,13 @@ fn open(path: &Path) -> Result<Repository, GitError> {
 
 fn branch_ref(branch: &str) -> Result<String, GitError> {
     let reference = format!("refs/heads/{branch}");
-    if branch.is_empty() || branch.starts_with('-') || !git2::Reference::is_valid_name(&reference) {
+    // `HEAD` and `refs/...` are valid reference names that git refuses as branch names.
+    if branch.is_empty()
+        || branch.starts_with('-')
+        || branch == "HEAD"
+        || branch.starts_with("refs/")
+        || !git2::Reference::is_valid_name(&reference)
+    {
         return Err(GitError::BranchName {
             name: branch.to_owned(),
         });

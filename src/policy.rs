@@ -74,7 +74,8 @@ pub struct Reads {
 impl Condition {
     pub fn parse(condition: &str) -> Result<Condition, String> {
         use cedar_policy::EntityUid;
-        let policy = format!("permit (principal, action, resource) when {{ {condition} }};");
+        // The condition ends its own line: a trailing `//` comment cannot swallow the rest.
+        let policy = format!("permit (principal, action, resource) when {{ {condition}\n}};");
         let policies = PolicySet::from_str(&policy).map_err(|e| one_line(&e.to_string()))?;
         let uid = |text: &str| EntityUid::from_str(text).map_err(|e| one_line(&e.to_string()));
         Ok(Condition {

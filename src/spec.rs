@@ -286,6 +286,11 @@ pub struct Field {
     /// The resource a `reference` field points to.
     #[serde(default)]
     pub to: Option<Name>,
+    /// Create and update may set it although a custom action `sets` it too (their
+    /// conditions must then guard it). Without this, only the actions change it: create
+    /// leaves it at its default (or empty) and update keeps it.
+    #[serde(default)]
+    pub writable: bool,
 }
 
 /// Field types.

@@ -1288,6 +1288,29 @@ fn init_refuses_an_existing_file_unless_forced() {
 }
 
 #[test]
+#[cfg(unix)]
+fn init_never_writes_through_a_link() {
+    let tmp = tempdir();
+    let outside = tmp.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    let path = tmp.path().join("bulwark.yaml");
+    // A link to nothing yet: refused, and nothing is created where it points.
+    std::os::unix::fs::symlink(outside.join("created.yaml"), &path).unwrap();
+    bulwark([OsStr::new("init"), path.as_os_str()]).expect_code(EXIT_REFUSED);
+    assert!(snapshot(&outside).is_empty(), "init wrote through the link");
+    // `--force` replaces the link itself, and the starter is readable by others.
+    bulwark([OsStr::new("init"), path.as_os_str(), OsStr::new("--force")]).expect_code(EXIT_OK);
+    assert!(
+        snapshot(&outside).is_empty(),
+        "init --force wrote through the link"
+    );
+    let metadata = fs::symlink_metadata(&path).unwrap();
+    assert!(metadata.is_file());
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(metadata.permissions().mode() & 0o444, 0o444);
+}
+
+#[test]
 fn init_dash_prints_the_starter_spec_to_stdout() {
     let tmp = tempdir();
     let run = output(command(["init", "-"]).current_dir(tmp.path()));
@@ -1401,4 +1424,28 @@ fn init_dash_with_json_format_still_prints_json() {
     let run = bulwark(["--format", "json", "init", "-"]);
     run.expect_code(EXIT_OK);
     run.json();
+}
+
+#[test]
+fn help_and_version_are_json_when_json_is_asked_for() {
+    let run = bulwark(["--format", "json", "--version"]);
+    run.expect_code(EXIT_OK);
+    assert!(
+        run.json()["version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("bulwark "))
+    );
+    let run = bulwark(["--format", "json", "generate", "--help"]);
+    run.expect_code(EXIT_OK);
+    let doc = run.json();
+    assert_eq!(doc["ok"], true);
+    assert!(
+        doc["help"]
+            .as_str()
+            .is_some_and(|h| h.contains("Usage: bulwark generate")),
+        "{doc}"
+    );
+    let run = bulwark(["--version"]);
+    run.expect_code(EXIT_OK);
+    assert!(run.stdout.starts_with("bulwark "), "{}", run.stdout);
 }

@@ -1029,3 +1029,22 @@ fn a_reference_pointed_elsewhere_loses_its_old_key() {
     )
     .unwrap();
 }
+
+#[test]
+fn a_new_migration_takes_a_number_after_those_written_by_hand() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("out");
+    let (code, json) = generate_json(&ledgerly(), &out);
+    assert_eq!(code, 0, "{json}");
+    let own = "CREATE INDEX customer_by_country ON customer (country);\n";
+    std::fs::write(out.join("migrations/0002_custom_index.sql"), own).unwrap();
+    let (code, json) = generate_json(&ledgerly_v2(), &out);
+    assert_eq!(code, 0, "{json}");
+    let names: Vec<String> = migrations(&out).into_iter().map(|(name, _)| name).collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert_eq!(names[0], "0001_init.sql");
+    assert_eq!(names[1], "0002_custom_index.sql");
+    assert!(names[2].starts_with("0003_"), "{names:?}");
+    let kept = std::fs::read_to_string(out.join("migrations/0002_custom_index.sql")).unwrap();
+    assert_eq!(kept, own);
+}

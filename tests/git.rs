@@ -277,6 +277,8 @@ fn bad_input_is_refused_and_leaves_the_repository_untouched() {
     };
     refused(&["--branch", "a..b"], &spec, 2, "not a branch name");
     refused(&["--branch=-x"], &spec, 2, "not a branch name");
+    refused(&["--branch", "HEAD"], &spec, 2, "not a branch name");
+    refused(&["--branch", "refs/heads/x"], &spec, 2, "not a branch name");
     refused(
         &["--branch", BRANCH, "--prefix", "../out"],
         &spec,
@@ -331,15 +333,44 @@ fn bad_input_is_refused_and_leaves_the_repository_untouched() {
         ],
     );
     refused(&["--branch", BRANCH], &spec, 2, "checked out");
+    let remove_worktree = || {
+        let path = linked_path.to_str().unwrap();
+        git(repo.path(), &["worktree", "remove", "--force", path]);
+    };
+    remove_worktree();
+    // Nor when the repository is named by a linked worktree of it: the branch checked out
+    // in the main working tree is still refused.
     git(
         repo.path(),
         &[
             "worktree",
-            "remove",
-            "--force",
+            "add",
+            "-q",
+            "-b",
+            "elsewhere",
             linked_path.to_str().unwrap(),
         ],
     );
+    git(repo.path(), &["stash", "-q"]);
+    git(repo.path(), &["checkout", "-q", BRANCH]);
+    let before = snapshot(repo.path());
+    let (code, json) = generate(&spec, &linked_path, &[]);
+    assert_eq!(code, 2, "{json}");
+    assert!(json.to_string().contains("checked out"), "{json}");
+    assert!(
+        snapshot(repo.path()) == before,
+        "a worktree's generation changed the repository"
+    );
+    git(repo.path(), &["checkout", "-q", "main"]);
+    git(repo.path(), &["stash", "pop", "-q"]);
+    // And a lock is found where the branches are, whichever worktree names the repository.
+    let lock = repo.path().join(format!(".git/refs/heads/{BRANCH}.lock"));
+    std::fs::write(&lock, "").unwrap();
+    let (code, json) = generate(&spec, &linked_path, &[]);
+    assert_eq!(code, 2, "{json}");
+    assert!(json.to_string().contains("locked"), "{json}");
+    std::fs::remove_file(&lock).unwrap();
+    remove_worktree();
     // A lock left by another git process.
     let lock = repo.path().join(format!(".git/refs/heads/{BRANCH}.lock"));
     std::fs::write(&lock, "").unwrap();
@@ -696,4 +727,61 @@ fn the_generated_ci_workflow_checks_drift_and_the_guard() {
     let check = lines.iter().find(|l| l.contains(" check ")).unwrap();
     let (code, stderr) = run(check);
     assert_eq!(code, 3, "{stderr}");
+}
+
+#[test]
+fn a_generation_under_a_prefix_keeps_the_rest_of_the_branch() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = existing_repo();
+    let spec = spec_file(work.path(), "spec.yaml", &ledgerly());
+    // A branch of the product, with an executable script beside its files.
+    git(repo.path(), &["branch", "product", "main"]);
+    let files = |branch: &str| git(repo.path(), &["ls-tree", "-r", "--name-only", branch]);
+    let generate_into = |extra: &[&str]| {
+        let mut args = vec![
+            "generate",
+            spec.to_str().unwrap(),
+            "--git",
+            repo.path().to_str().unwrap(),
+            "--branch",
+            "product",
+            "--prefix",
+            "services/billing",
+        ];
+        args.extend_from_slice(extra);
+        let (code, json, _) = bulwark(&args);
+        (code, json)
+    };
+    // Not made by bulwark: refused without `--force`, and with it added on top.
+    assert_eq!(generate_into(&[]).0, 4);
+    let (code, json) = generate_into(&["--force"]);
+    assert_eq!(code, 0, "{json}");
+    let listed = files("product");
+    for kept in ["README.md", "app.txt"] {
+        assert!(
+            listed.lines().any(|l| l == kept),
+            "{kept} is gone: {listed}"
+        );
+    }
+    assert!(
+        listed.contains("services/billing/.bulwark/manifest.json"),
+        "{listed}"
+    );
+    assert!(
+        json["changes"]["removed"]
+            .as_array()
+            .is_some_and(Vec::is_empty),
+        "{json}"
+    );
+    // A regeneration on top of the product's own later commit (its tip is no longer
+    // bulwark's: `--force`) keeps that commit's change.
+    git(repo.path(), &["stash", "-q"]);
+    git(repo.path(), &["checkout", "-q", "product"]);
+    std::fs::write(repo.path().join("app.txt"), "one\nthree\n").unwrap();
+    git(repo.path(), &["commit", "-qam", "our change"]);
+    git(repo.path(), &["checkout", "-q", "main"]);
+    let (code, json) = generate_into(&["--force"]);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(git(repo.path(), &["show", "product:app.txt"]), "one\nthree");
+    assert!(files("product").lines().any(|l| l == "README.md"));
 }

@@ -37,8 +37,13 @@ const RESERVED_ENTITIES: [&str; 6] = [
     "action",
 ];
 
-/// Paths of the built-in routes (memberships, sessions), which no resource may take.
-const BUILTIN_PATHS: [&str; 2] = ["memberships", "sessions"];
+/// Paths of the built-in routes (memberships, sessions, domains), which no resource may take.
+const BUILTIN_PATHS: [&str; 3] = ["memberships", "sessions", "domains"];
+
+/// The longest a resource's name may be as an identifier: it becomes a file name (with `.rs`, and
+/// `_v2` or the like for an earlier API version's module) under the 255 bytes file systems
+/// allow.
+const MAX_IDENT_BYTES: usize = 200;
 
 /// The longest access-token lifetime a spec may ask for: access tokens are short-lived and
 /// refreshed with rotating refresh tokens.
@@ -59,11 +64,14 @@ pub fn lower(
         spec,
         source,
         set_aside,
+        unsound: BTreeSet::new(),
     };
     let app = cx.app();
-    if cx.diagnostics.is_empty() {
-        cx.check_policies(&app, validated);
-    }
+    // Conditions are checked even when something else is wrong, so that every problem is
+    // reported in one run; only where nothing else is wrong in the resource's fields or the
+    // condition's own action (a field that failed would make the condition's errors follow
+    // from it).
+    cx.check_policies(&app, validated);
     if cx.diagnostics.is_empty() {
         Ok(app)
     } else {
@@ -77,6 +85,9 @@ struct Lower<'s> {
     /// The spec's text, to point inside a scalar (a condition's mistake).
     source: &'s str,
     set_aside: &'s BTreeSet<String>,
+    /// Where lowering found a problem: a resource (by index, no action: its fields or
+    /// itself) or one of its actions. Conditions there are not checked.
+    unsound: BTreeSet<(usize, Option<usize>)>,
 }
 
 impl<'s> Lower<'s> {
@@ -88,9 +99,17 @@ impl<'s> Lower<'s> {
     /// The policies compiled from the spec must validate against the schema compiled from
     /// it (an attribute a condition names must exist, with a type that fits its use).
     fn check_policies(&mut self, app: &App, validated: Option<&dyn crate::policy::Validated>) {
+        let sound = self.diagnostics.is_empty();
         match crate::policy::validate(app, validated) {
             Ok(invalid) => {
                 for problem in invalid {
+                    if self.unsound.contains(&(problem.resource, None))
+                        || self
+                            .unsound
+                            .contains(&(problem.resource, Some(problem.action)))
+                    {
+                        continue;
+                    }
                     let (_, resource) = self
                         .spec
                         .resources
@@ -116,6 +135,8 @@ impl<'s> Lower<'s> {
                     );
                 }
             }
+            // With other problems, the policies may not load because of them.
+            Err(_) if !sound => {}
             Err(message) => self.error(
                 "invalid-condition",
                 format!("the policies compiled from this spec do not load: {message}"),
@@ -330,7 +351,8 @@ impl<'s> Lower<'s> {
         let resources: Vec<Resource> = spec
             .resources
             .iter()
-            .map(|(name, resource)| self.resource(name, resource))
+            .enumerate()
+            .map(|(index, (name, resource))| self.resource(index, name, resource))
             .collect();
         self.check_path_collisions(&resources);
         self.check_references(&resources);
@@ -632,7 +654,12 @@ impl<'s> Lower<'s> {
             if !self.check_name(what, key) {
                 continue;
             }
-            let forms = [names::snake(key), names::rust_type(key)];
+            // The SQL name too: a shortened name ends in a hash another name could spell.
+            let forms = [
+                names::snake(key),
+                names::rust_type(key),
+                names::sql_name(key),
+            ];
             match forms
                 .iter()
                 .find_map(|form| seen.get(form).map(|first| (form, first)))
@@ -678,6 +705,27 @@ impl<'s> Lower<'s> {
             );
             return false;
         }
+        // An operation is named `resource.action` (Cedar's action ids, the server's
+        // operations): a dot inside either name could make two of them the same.
+        if matches!(what, "resource" | "action") && name.value.contains('.') {
+            self.error(
+                "invalid-name",
+                format!("{what} name `{}` contains `.`", name.value),
+                name.loc,
+                "`.` joins a resource's and an action's names into an operation id (`invoice.send`): use `_` or `-`",
+            );
+            return false;
+        }
+        // A resource's name becomes file names too, which file systems cap at 255 bytes.
+        if what == "resource" && names::rust_ident(&name.value).len() > MAX_IDENT_BYTES {
+            self.error(
+                "invalid-name",
+                format!("{what} name `{}` is too long", name.value),
+                name.loc,
+                format!("as an identifier it takes more than {MAX_IDENT_BYTES} bytes (each character other than ASCII letters and digits takes several): shorten it"),
+            );
+            return false;
+        }
         true
     }
 
@@ -687,7 +735,10 @@ impl<'s> Lower<'s> {
         let mut seen: HashMap<&str, &str> = HashMap::new();
         let mut idents = std::collections::HashSet::new();
         for (resource, (key, _)) in resources.iter().zip(&self.spec.resources) {
-            if !idents.insert(names::snake(key)) {
+            // (A reserved name is reported as such, whatever its path.)
+            if !idents.insert(names::snake(key))
+                || RESERVED_ENTITIES.contains(&names::snake(key).as_str())
+            {
                 continue;
             }
             if BUILTIN_PATHS.contains(&resource.path.as_str()) {
@@ -990,7 +1041,8 @@ impl<'s> Lower<'s> {
         parsed
     }
 
-    fn resource(&mut self, name: &Name, spec: &spec::Resource) -> Resource {
+    fn resource(&mut self, index: usize, name: &Name, spec: &spec::Resource) -> Resource {
+        let start = self.diagnostics.len();
         let global = spec.global.as_ref().is_some_and(|g| g.value);
         self.check_collisions("field", spec.fields.keys());
         self.check_collisions("action", spec.actions.keys());
@@ -1052,11 +1104,20 @@ impl<'s> Lower<'s> {
             }
             None => names::path_segment(name),
         };
+        if self.diagnostics.len() > start {
+            self.unsound.insert((index, None));
+        }
         let actions = spec
             .actions
             .iter()
-            .map(|(action_name, action)| {
-                self.action(name, spec, global, &path, &fields, action_name, action)
+            .enumerate()
+            .map(|(at, (action_name, action))| {
+                let before = self.diagnostics.len();
+                let lowered = self.action(name, spec, global, &path, &fields, action_name, action);
+                if self.diagnostics.len() > before {
+                    self.unsound.insert((index, Some(at)));
+                }
+                lowered
             })
             .collect();
         Resource {
@@ -1261,6 +1322,7 @@ impl<'s> Lower<'s> {
             max: spec.max.as_ref().map(|m| m.value),
             min: spec.min.as_ref().map(|m| m.value),
             default,
+            writable: spec.writable,
         }
     }
 
@@ -1605,7 +1667,14 @@ impl<'s> Lower<'s> {
             );
         }
         match &spec.reason {
-            Some(reason) if !reason.trim().is_empty() => reason.value.clone(),
+            // Something a reviewer can read: not only spaces and invisible characters.
+            Some(reason)
+                if reason
+                    .chars()
+                    .any(|c| !c.is_whitespace() && !names::is_invisible(c)) =>
+            {
+                reason.value.clone()
+            }
             _ => {
                 self.error(
                     "public-without-reason",
@@ -1961,12 +2030,15 @@ pub fn card_data(name: &str) -> Option<&'static str> {
     let tokens: Vec<&str> = snake.split('_').filter(|t| !t.is_empty()).collect();
     let joined: String = tokens.concat();
     let has = |t: &str| tokens.contains(&t);
-    const NUMBER: [&str; 8] = [
+    const NUMBER: [&str; 11] = [
         "cardnumber",
         "cardno",
         "cardnum",
+        "cardnbr",
         "ccnumber",
         "ccnum",
+        "ccno",
+        "ccnbr",
         "creditcardnumber",
         "creditcard",
         "primaryaccountnumber",
@@ -1975,9 +2047,10 @@ pub fn card_data(name: &str) -> Option<&'static str> {
     if NUMBER.iter().any(|n| joined.contains(n)) || has("pan") {
         return Some("a card number");
     }
-    if ["cvv", "cvv2", "cvc", "cvc2", "cid", "csc"]
-        .iter()
-        .any(|t| has(t))
+    if ["cid", "csc", "ccv", "cvn"].iter().any(|t| has(t))
+        || joined.contains("cvv")
+        || joined.contains("cvc")
+        || (card && has("pin"))
         || joined.contains("securitycode")
         || joined.contains("cardverification")
         || joined.contains("verificationvalue")
@@ -1988,7 +2061,10 @@ pub fn card_data(name: &str) -> Option<&'static str> {
     if joined.contains("track1")
         || joined.contains("track2")
         || joined.contains("trackdata")
+        || joined.contains("trackone")
+        || joined.contains("tracktwo")
         || joined.contains("magstripe")
+        || joined.contains("magneticstripe")
     {
         return Some("magnetic-stripe track data");
     }
@@ -2039,6 +2115,17 @@ mod tests {
             "card_verification_value",
             "cardVerificationCode",
             "cc_verification_code",
+            "cc_no",
+            "ccNo",
+            "card_nbr",
+            "cardcvv",
+            "cvvcode",
+            "ccv",
+            "card_ccv",
+            "cvn",
+            "card_pin",
+            "magnetic_stripe",
+            "track_two",
         ] {
             assert!(card_data(name).is_some(), "{name}");
         }
@@ -2052,6 +2139,9 @@ mod tests {
             "expected_total",
             "email_verification_code",
             "verification_code",
+            "pin",
+            "spinner",
+            "accent",
         ] {
             assert_eq!(card_data(name), None, "{name}");
         }

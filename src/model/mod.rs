@@ -305,6 +305,28 @@ impl Resource {
     pub fn action(&self, kind: &ActionKind) -> Option<&Action> {
         self.actions.iter().find(|a| &a.kind == kind)
     }
+
+    /// The fields only its custom actions change (they `set` them and the spec does not
+    /// mark them `writable`), each with the names of those actions: create leaves them at
+    /// their default, or empty (a required field without a default it sets), and update
+    /// keeps them, so nobody reaches a state an action guards without that action's roles
+    /// and condition.
+    pub fn held_fields(&self) -> Vec<(&Field, Vec<&str>)> {
+        self.fields
+            .iter()
+            .enumerate()
+            .filter(|(_, field)| !field.writable && field.ty != FieldType::Principal)
+            .filter_map(|(index, field)| {
+                let actions: Vec<&str> = self
+                    .actions
+                    .iter()
+                    .filter(|a| a.sets.iter().any(|(set, _)| *set == index))
+                    .map(|a| a.name.as_str())
+                    .collect();
+                (!actions.is_empty()).then_some((field, actions))
+            })
+            .collect()
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -324,6 +346,8 @@ pub struct Field {
     pub max: Option<u32>,
     pub min: Option<i64>,
     pub default: Option<Value>,
+    /// Create and update may set it although a custom action sets it too.
+    pub writable: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -103,6 +103,7 @@ const RESERVED_RUST: &[&str] = &[
     "row",
     "id",
     "tx",
+    "builtin",
 ];
 
 /// Characters that must never appear in a name or literal: control characters, and the
@@ -141,6 +142,17 @@ const RESERVED_TYPES: &[&str] = &[
     "Error",
     "Client",
     "Value",
+    // Names of the generated modules' imports.
+    "Serialize",
+    "Deserialize",
+    "FieldError",
+    // Cedar's own type names: an entity type named like one shadows it in the schema.
+    "Long",
+    "Bool",
+    "Set",
+    "Record",
+    "Entity",
+    "Extension",
 ];
 
 fn is_rust_keyword(word: &str) -> bool {

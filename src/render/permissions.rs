@@ -21,7 +21,15 @@ struct Context<'a> {
     environments: Vec<EnvironmentRow>,
     scopes: Vec<ScopeRow>,
     conditions: Vec<ConditionRow>,
+    held: Vec<HeldRow>,
     deprecated: Vec<PreviousRow<'a>>,
+}
+
+/// A field only custom actions change.
+#[derive(Serialize)]
+struct HeldRow {
+    field: String,
+    actions: String,
 }
 
 /// An earlier version still served. Versions, days, paths and operation ids are checked
@@ -240,8 +248,26 @@ pub fn render_permissions(
             })
         })
         .collect();
+    let held = app
+        .resources
+        .iter()
+        .flat_map(|resource| {
+            resource
+                .held_fields()
+                .into_iter()
+                .map(move |(field, actions)| HeldRow {
+                    field: markdown(&format!("{}.{}", resource.name, field.name)),
+                    actions: actions
+                        .iter()
+                        .map(|a| markdown(a))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })
+        })
+        .collect();
     let context = Context {
         conditions,
+        held,
         version: &options.generator_version,
         title: markdown(&app.name),
         builtins: !app.builtin_operations().is_empty(),

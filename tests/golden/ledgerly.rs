@@ -221,7 +221,14 @@ async fn ledgerly_permissions_match_the_golden_table() {
         ("owner", by_member.as_str(), "M-1", "draft", S::FORBIDDEN), // neither finance nor its owner
         ("auditor", by_member.as_str(), "M-1", "draft", S::FORBIDDEN), // role not allowed
         ("member", by_finance.as_str(), "F-1", "draft", S::FORBIDDEN), // not its owner
-        ("finance", by_member.as_str(), "M-1", "open", S::FORBIDDEN), // the written row is not a draft
+        // `status` changes only through send, void and write_off: an update may not write it.
+        (
+            "finance",
+            by_member.as_str(),
+            "M-1",
+            "open",
+            S::UNPROCESSABLE_ENTITY,
+        ),
     ];
     for (who, row, number, status_written, expected) in update_table {
         let (status, answer) = s
@@ -245,6 +252,34 @@ async fn ledgerly_permissions_match_the_golden_table() {
         stored["status"], "draft",
         "a refused update left the row as it was"
     );
+    // A member keeps their own draft at most 10,000.00; finance may raise it, after which
+    // the member's updates are refused on the row as stored.
+    let mut raised = invoice(&c, "M-1", "draft");
+    raised["total"]["amount_minor"] = 1_000_001.into();
+    let mut at_limit = invoice(&c, "M-1", "draft");
+    at_limit["total"]["amount_minor"] = 1_000_000.into();
+    let member_draft = update(&by_member);
+    for (who, body, expected, why) in [
+        (
+            "member",
+            &raised,
+            S::FORBIDDEN,
+            "the written row is over the member's limit",
+        ),
+        ("member", &at_limit, S::OK, "at the limit"),
+        ("finance", &raised, S::OK, "finance has no limit"),
+        (
+            "member",
+            &at_limit,
+            S::FORBIDDEN,
+            "the stored row is over the member's limit",
+        ),
+    ] {
+        let (status, answer) = s
+            .call(who, true, M::PUT, &member_draft, Some(body.clone()))
+            .await;
+        assert_eq!(status, expected, "{why}: {answer}");
+    }
 
     // invoice.send: owner or finance, `resource.status == "draft"`; invoice.void: finance,
     // `resource.status == "open"`.
@@ -323,16 +358,36 @@ async fn ledgerly_permissions_match_the_golden_table() {
         body["total"] = serde_json::json!({ "amount_minor": amount, "currency": currency });
         body
     };
+    // Invoices start as drafts (a create may not set `status`); the open ones are sent.
     let mut rows = Vec::new();
-    for (number, status, amount, currency) in [
-        ("W-1", "open", 5_000, "EUR"),
-        ("W-2", "open", 5_001, "EUR"),
-        ("W-3", "open", 500, "JPY"),
-        ("W-4", "draft", 100, "USD"),
+    for (number, open, amount, currency) in [
+        ("W-1", true, 5_000, "EUR"),
+        ("W-2", true, 5_001, "EUR"),
+        ("W-3", true, 500, "JPY"),
+        ("W-4", false, 100, "USD"),
     ] {
-        let body = with_total(number, status, amount, currency);
-        rows.push(s.create("owner", "/v1/invoices", body).await);
+        let body = with_total(number, "draft", amount, currency);
+        let id = s.create("owner", "/v1/invoices", body).await;
+        if open {
+            let (status, answer) = s.call("owner", true, M::POST, &send(&id), None).await;
+            assert_eq!(status, S::OK, "sending {number}: {answer}");
+        }
+        rows.push(id);
     }
+    let (status, answer) = s
+        .call(
+            "owner",
+            true,
+            M::POST,
+            "/v1/invoices",
+            Some(with_total("W-5", "open", 100, "EUR")),
+        )
+        .await;
+    assert_eq!(
+        status,
+        S::UNPROCESSABLE_ENTITY,
+        "an invoice created open: {answer}"
+    );
     let write_off = |row: usize| format!("/v1/invoices/{}/write-off", rows[row]);
     let steps: &[(&str, String, StatusCode, &str)] = &[
         (

@@ -25,7 +25,7 @@ use proc_macro2::{Ident, Literal, TokenStream};
 use quote::quote;
 
 /// Above this many rows per action the combinations are not enumerated.
-const MAX_CALLS: usize = 64;
+const MAX_CALLS: usize = 256;
 
 /// At most this many values are tried on one field that is not an enum.
 const MAX_VALUES: usize = 6;
@@ -61,13 +61,17 @@ struct Case<'a> {
 }
 
 /// One call of a checked action.
+#[derive(Clone)]
 struct CaseCall {
-    /// The caller's role.
-    role: String,
+    /// The caller's roles: one the action allows, and maybe a role that needs a second
+    /// factor the condition names.
+    roles: Vec<String>,
     /// Whether the row's principal fields name the caller.
     own: bool,
     /// The index of each varied field's value.
     values: Vec<usize>,
+    /// An update that writes other values than the row holds: theirs.
+    written: Option<Vec<usize>>,
     /// Whether the token shows a second factor.
     mfa: bool,
     /// Scopes left out of the token (the condition reads them).
@@ -125,11 +129,13 @@ pub fn plan<'a>(app: &'a App, api_crate: &str) -> Plan<'a> {
             let listed = (action.kind == ActionKind::List)
                 .then(|| crate::policy::listed_condition(app, resource, action))
                 .flatten();
-            let Some(text) = listed.as_deref().or(action.condition.as_deref()) else {
+            // The condition as Cedar printed it from its syntax tree, as the policies hold it
+            // (the spec's text may end in a `//` comment, say).
+            let Some(text) = listed.as_deref().or(action.cedar_condition.as_deref()) else {
                 continue;
             };
             if let Some(own) = action
-                .condition
+                .cedar_condition
                 .as_deref()
                 .and_then(|c| Condition::parse(c).ok())
             {
@@ -164,8 +170,22 @@ pub fn plan<'a>(app: &'a App, api_crate: &str) -> Plan<'a> {
         // that one function sets them: the literals of all of them count.
         let mut candidates: Vec<Candidates> = Vec::new();
         let mut any = false;
+        let held = resource.held_fields();
         'actions: for (index, action, condition, fields, context) in &checked {
             let operation = format!("{}.{}", resource.name, action.name);
+            // A create leaves the fields only actions change at their default: its condition
+            // meets no other value of them.
+            let fixed = fields.iter().find(|f| {
+                action.kind == ActionKind::Create && held.iter().any(|(h, _)| h.ident == f.ident)
+            });
+            if let Some(field) = fixed {
+                let checked = Err(format!(
+                    "it reads `{}`, which a create leaves at its default (only actions change it)",
+                    field.name
+                ));
+                covered.push((*index, Coverage { operation, checked }));
+                continue;
+            }
             // The candidates of each field it varies; a field that cannot vary drops the action.
             let mut mine = Vec::new();
             for field in fields.iter().filter(|f| f.ty != FieldType::Principal) {
@@ -240,11 +260,17 @@ impl Plan<'_> {
             let call = Call::of(case.action).ident();
             let names = &case.varied;
             let calls = case.calls.iter().map(|call| {
-                let CaseCall { role, own, values, mfa, dropped, expected } = call;
+                let CaseCall { roles, own, values, written, mfa, dropped, expected } = call;
                 let values = values.iter().map(|v| Literal::usize_unsuffixed(*v));
                 let expected = Literal::u16_unsuffixed(*expected);
                 // One line a call: the calls read as a table.
-                quote!(ConditionCall::new(#role, #own, &[#(#values),*], #mfa, &[#(#dropped),*], #expected))
+                match written {
+                    None => quote!(ConditionCall::new(&[#(#roles),*], #own, &[#(#values),*], #mfa, &[#(#dropped),*], #expected)),
+                    Some(written) => {
+                        let written = written.iter().map(|v| Literal::usize_unsuffixed(*v));
+                        quote!(ConditionCall::new(&[#(#roles),*], #own, &[#(#values),*], #mfa, &[#(#dropped),*], #expected).writing(&[#(#written),*]))
+                    }
+                }
             });
             quote! {
                 ConditionCase { id: #id, resource: #key, method: #method, path: #path, call: Call::#call, varied: &[#(#names),*], calls: &[#(#calls),*] }
@@ -288,21 +314,28 @@ impl Plan<'_> {
                 calls: &'static [ConditionCall],
             }
 
-            /// One call: the caller's role, whether the row's principal fields name the caller,
+            /// One call: the caller's roles, whether the row's principal fields name the caller,
             /// the index of each varied field's value, whether the token shows a second factor
             /// and which scopes it leaves out, the status expected.
             struct ConditionCall {
-                role: &'static str,
+                roles: &'static [&'static str],
                 own: bool,
                 values: &'static [usize],
+                written: Option<&'static [usize]>,
                 mfa: bool,
                 dropped: &'static [&'static str],
                 expected: u16,
             }
 
             impl ConditionCall {
-                const fn new(role: &'static str, own: bool, values: &'static [usize], mfa: bool, dropped: &'static [&'static str], expected: u16) -> Self {
-                    ConditionCall { role, own, values, mfa, dropped, expected }
+                const fn new(roles: &'static [&'static str], own: bool, values: &'static [usize], mfa: bool, dropped: &'static [&'static str], expected: u16) -> Self {
+                    ConditionCall { roles, own, values, written: None, mfa, dropped, expected }
+                }
+
+                /// The same update writing the values at `written` over the row's.
+                #[allow(dead_code)]
+                const fn writing(self, written: &'static [usize]) -> Self {
+                    ConditionCall { written: Some(written), ..self }
                 }
             }
 
@@ -807,7 +840,7 @@ impl Call {
                 " With the row to create (the condition decides on it): nothing is stored first."
             }
             Call::List => {
-                " Listing every page: the status expected is 200 when the stored row is listed, 403 when the list leaves it out."
+                " Listing every page: the status expected is 200 when the stored row is listed, 403 when the list leaves it out, else the status refusing the list."
             }
         }
     }
@@ -844,7 +877,7 @@ impl Plan<'_> {
                 }
             },
             Call::List => quote! {
-                Call::List => if listed(&app, case.path, &token, row).await { 200 } else { 403 },
+                Call::List => listed(&app, case.path, &token, row).await,
             },
         });
         let creates = self.calls_of(Call::Create);
@@ -862,6 +895,15 @@ impl Plan<'_> {
         } else {
             (quote!(), quote!(row))
         };
+        // An update writing other values than the row's: the input made with those.
+        let written = self.calls_of(Call::Update).then(|| {
+            quote! {
+                let input = match call.written {
+                    Some(written) => varied_row(&mut conn, case.resource, tenant, owner, counter, &ids, case.varied, written, false).await.1,
+                    None => input,
+                };
+            }
+        });
         let input = if self.calls_of(Call::Update) || creates {
             quote!(input)
         } else {
@@ -871,11 +913,12 @@ impl Plan<'_> {
             for case in CONDITIONS {
                 for call in case.calls {
                     counter += 1;
-                    let caller = format!("{}-check-{counter}", call.role);
-                    db.member(tenant, &caller, &[call.role]).await;
+                    let caller = format!("{}-check-{counter}", call.roles.join("-"));
+                    db.member(tenant, &caller, call.roles).await;
                     let owner = if call.own { caller.as_str() } else { "someone-else" };
                     let mut conn = db.pool.acquire().await.expect("a connection");
                     let (row, #input) = varied_row(&mut conn, case.resource, tenant, owner, counter, &ids, case.varied, call.values, #insert).await;
+                    #written
                     drop(conn);
                     let scopes = OPERATIONS.iter().filter_map(|op| op.scope).filter(|scope| !call.dropped.contains(scope)).collect::<Vec<_>>().join(" ");
                     let amr: &[&str] = if call.mfa { &["mfa"] } else { &[] };
@@ -884,7 +927,7 @@ impl Plan<'_> {
                     let status = match case.call {
                         #(#arms)*
                     };
-                    assert_eq!(status, call.expected, "{} by {caller} on a row of theirs: {}, values {:?} of {:?}, second factor: {}, scopes left out: {:?}", case.id, call.own, call.values, case.varied, call.mfa, call.dropped);
+                    assert_eq!(status, call.expected, "{} by {caller} on a row of theirs: {}, values {:?} of {:?}, written {:?}, second factor: {}, scopes left out: {:?}", case.id, call.own, call.values, case.varied, call.written, call.mfa, call.dropped);
                     // The row goes, so that the next call may give a unique field the same value.
                     let mut conn = db.pool.acquire().await.expect("a connection");
                     remove_row(&mut conn, case.resource, tenant, #removed).await;
@@ -897,8 +940,9 @@ impl Plan<'_> {
 /// The test's `listed`: whether a list shows a row, on any page.
 fn listed_fn() -> TokenStream {
     quote! {
-        /// Whether any page of the list at `path` shows the bearer of `token` the row `id`.
-        async fn listed(app: &axum::Router, path: &str, token: &str, id: uuid::Uuid) -> bool {
+        /// Whether any page of the list at `path` shows the bearer of `token` the row `id`:
+        /// 200 when one does, 403 when none does, else the status refusing the list.
+        async fn listed(app: &axum::Router, path: &str, token: &str, id: uuid::Uuid) -> u16 {
             let mut after: Option<String> = None;
             loop {
                 let page = match &after {
@@ -906,14 +950,17 @@ fn listed_fn() -> TokenStream {
                     None => format!("{path}?limit=100"),
                 };
                 let (status, body) = send(app, "GET", &page, token, None).await;
-                assert_eq!(status.as_u16(), 200, "{page}: {body}");
+                if status != StatusCode::OK {
+                    assert!(after.is_none(), "{page}: {status} after a first page: {body}");
+                    return status.as_u16();
+                }
                 let items = body["items"].as_array().expect("a page");
                 if items.iter().any(|item| item["id"] == id.to_string()) {
-                    return true;
+                    return 200;
                 }
                 match body["next_after"].as_str() {
                     Some(next) => after = Some(next.to_owned()),
-                    None => return false,
+                    None => return 403,
                 }
             }
         }
@@ -1067,6 +1114,13 @@ fn action_case<'a>(
     } else {
         Vec::new()
     };
+    // The roles that need a second factor the condition names (`principal.roles.contains(..)`).
+    let named_mfa_roles: Vec<&str> = condition
+        .literals()
+        .iter()
+        .filter_map(|l| l.as_str())
+        .filter_map(|l| mfa_roles.iter().copied().find(|r| *r == l))
+        .collect();
     let droppings: Vec<Vec<String>> = if named.is_empty() {
         vec![Vec::new()]
     } else {
@@ -1148,50 +1202,87 @@ fn action_case<'a>(
                     .map(String::as_str)
                     .collect();
                 // As the server decides: a role that needs a second factor counts only with
-                // one (the policies ask `context.mfa` of it), and the condition must hold.
-                let decides = |mfa: bool| -> Result<bool, String> {
-                    if mfa_roles.contains(&role.as_str()) && !mfa {
+                // one, in the role clause (the policies ask `context.mfa` of it) and in the
+                // condition (without one, the condition must hold with those roles left out
+                // too), and the condition must hold.
+                let decides = |roles: &[&str], mfa: bool| -> Result<bool, String> {
+                    let counts = |role: &str| mfa || !mfa_roles.contains(&role);
+                    let counted: Vec<&str> = roles.iter().copied().filter(|r| counts(r)).collect();
+                    if !counted.iter().any(|r| action.roles.iter().any(|a| a == r)) {
                         return Ok(false);
                     }
-                    let holds = |attrs: &serde_json::Value| {
+                    let holds = |roles: &[&str], attrs: &serde_json::Value| {
                         condition
-                            .holds(subject, &[role.as_str()], attrs.clone(), (mfa, &scopes))
+                            .holds(subject, roles, attrs.clone(), (mfa, &scopes))
                             .map_err(|e| format!("Cedar could not evaluate it here: {e}"))
                     };
-                    let allowed = holds(&attrs)?;
-                    if !references.is_empty() && holds(&other_rows)? != allowed {
-                        return Err(format!(
-                            "its outcome depends on which row {} points at, known only when the tests run",
-                            references
-                                .iter()
-                                .map(|(f, _)| f.name.as_str())
-                                .collect::<Vec<_>>()
-                                .join(" or ")
-                        ));
+                    let mut allowed = true;
+                    for roles in [roles, &counted] {
+                        let here = holds(roles, &attrs)?;
+                        if !references.is_empty() && holds(roles, &other_rows)? != here {
+                            return Err(format!(
+                                "its outcome depends on which row {} points at, known only when the tests run",
+                                references
+                                    .iter()
+                                    .map(|(f, _)| f.name.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(" or ")
+                            ));
+                        }
+                        allowed &= here;
                     }
                     Ok(allowed)
                 };
-                for &mfa in mfas {
-                    let allowed = decides(mfa)?;
-                    holds |= allowed;
-                    fails |= !allowed;
-                    // A refusal a second factor would lift is a step-up challenge (401),
-                    // except in a list, which leaves the row out.
-                    let expected: u16 = if allowed {
+                // A refusal a second factor would lift is a step-up challenge (401). The
+                // guard asks for one before any row is read when none of the caller's roles
+                // counts without it; otherwise the row decides (a list leaves it out).
+                let expected = |roles: &[&str], mfa: bool| -> Result<u16, String> {
+                    let lifted = roles.iter().all(|r| mfa_roles.contains(r))
+                        || (action.kind != ActionKind::List && decides(roles, true)?);
+                    Ok(if decides(roles, mfa)? {
                         success
-                    } else if !mfa && action.kind != ActionKind::List && decides(true)? {
+                    } else if !mfa && lifted {
                         401
                     } else {
                         403
-                    };
+                    })
+                };
+                for &mfa in mfas {
+                    let status = expected(&[role.as_str()], mfa)?;
+                    holds |= status == success;
+                    fails |= status != success;
                     calls.push(CaseCall {
-                        role: role.clone(),
+                        roles: vec![role.clone()],
                         own,
                         values: indexes.clone(),
+                        written: None,
                         mfa,
                         dropped: dropped.clone(),
-                        expected,
+                        expected: status,
                     });
+                }
+                // The same caller also holding a role that needs a second factor the condition
+                // names, with a token that shows one and a token that does not: without it,
+                // that role must neither meet the condition nor escape it.
+                if mfa_roles.contains(&role.as_str()) {
+                    continue;
+                }
+                for unproven in &named_mfa_roles {
+                    let roles = [role.as_str(), unproven];
+                    for mfa in [true, false] {
+                        let status = expected(&roles, mfa)?;
+                        holds |= status == success;
+                        fails |= status != success;
+                        calls.push(CaseCall {
+                            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+                            own,
+                            values: indexes.clone(),
+                            written: None,
+                            mfa,
+                            dropped: dropped.clone(),
+                            expected: status,
+                        });
+                    }
                 }
             }
         }
@@ -1201,6 +1292,39 @@ fn action_case<'a>(
     }
     if !fails {
         return Err("no row the checks try makes it fail".into());
+    }
+    // An update is decided on the row as stored and as written: a row where the condition
+    // holds, written with values where it fails, is refused as that row would be (the values
+    // of fields only actions change stay as stored: an update must keep them).
+    if action.kind == ActionKind::Update {
+        let held = resource.held_fields();
+        let kept: Vec<bool> = varied
+            .iter()
+            .map(|c| held.iter().any(|(h, _)| h.ident == c.field.ident))
+            .collect();
+        let same_kept =
+            |a: &[usize], b: &[usize]| a.iter().zip(b).zip(&kept).all(|((x, y), k)| !k || x == y);
+        let mut transitions = Vec::new();
+        for refused in calls
+            .iter()
+            .filter(|c| c.expected != success && c.roles.len() == 1)
+        {
+            let from = calls.iter().find(|c| {
+                c.expected == success
+                    && (&c.roles, c.own, c.mfa, &c.dropped)
+                        == (&refused.roles, refused.own, refused.mfa, &refused.dropped)
+                    && c.values != refused.values
+                    && same_kept(&c.values, &refused.values)
+            });
+            if let Some(from) = from {
+                transitions.push(CaseCall {
+                    written: Some(refused.values.clone()),
+                    expected: refused.expected,
+                    ..from.clone()
+                });
+            }
+        }
+        calls.extend(transitions);
     }
     Ok(Case {
         resource,
@@ -1316,6 +1440,8 @@ resources:
       odd: { roles: [admin], scope: s, when: 'context has mfa', sets: { serial: odd } }
       tag: { roles: [admin], scope: s, when: 'resource.serial == "a"', sets: { serial: b } }
       always: { roles: [admin], scope: s, when: 'resource.rate == resource.rate', sets: { serial: c } }
+      vouch: { roles: [admin], scope: s, when: 'principal.roles.contains("clerk")', sets: { serial: d } }
+      exempt: { roles: [admin], scope: s, when: '!principal.roles.contains("clerk")', sets: { serial: e } }
   node:
     fields:
       parent: { type: reference, to: other, optional: true }
@@ -1349,13 +1475,13 @@ resources:
                 // rate: 1.4, 1.5, 1.6 (the literal's last place), by two roles.
                 ("item.read", Ok(6)),
                 // at: a second either side of the cut-off, and empty.
-                ("item.update", Ok(4)),
+                ("item.update", Ok(6)),
                 // on: the literal and another date; code: the literal and another uuid.
                 ("item.delete", Ok(4)),
                 // The created row is always the caller's: only the rate varies.
                 ("item.create", Ok(3)),
                 // rate, and at (set either side of the cut-off, or empty): is the row listed?
-                ("item.list", Ok(24)),
+                ("item.list", Ok(48)),
                 // 99 to 101 in JPY, then in EUR.
                 ("item.pay", Ok(6)),
                 // A row the tests make is never "x".
@@ -1371,8 +1497,10 @@ resources:
                 // and another value are tried one after another.
                 ("item.tag", Ok(6)),
                 ("item.always", Err("no row the checks try makes it fail")),
+                ("item.vouch", Ok(3)),
+                ("item.exempt", Ok(3)),
                 // parent set (to a row the tests made) and empty.
-                ("node.update", Ok(2)),
+                ("node.update", Ok(3)),
                 (
                     "node.delete",
                     Err(
@@ -1408,9 +1536,45 @@ resources:
                 .expect("a checked case");
             case.calls
                 .iter()
-                .map(|c| (c.role.clone(), c.mfa, c.dropped.clone(), c.expected))
+                .map(|c| (c.roles.join("+"), c.mfa, c.dropped.clone(), c.expected))
                 .collect()
         };
+        // An update is decided on the row as stored and as written: a row where the
+        // condition holds, written with values where it fails, is refused.
+        let case = plan
+            .cases
+            .iter()
+            .find(|c| c.resource.name == "item" && c.action.name == "update")
+            .expect("item.update");
+        let transitions: Vec<_> = case.calls.iter().filter(|c| c.written.is_some()).collect();
+        assert_eq!(transitions.len(), 2, "one per refused row");
+        for t in transitions {
+            assert_eq!(t.expected, 403);
+            let from = case
+                .calls
+                .iter()
+                .find(|c| c.written.is_none() && c.values == t.values)
+                .expect("the stored row's call");
+            assert_eq!(from.expected, 200, "the row as stored is allowed");
+        }
+        // A role that needs a second factor (clerk) counts in a condition only with one:
+        // without, it neither meets the condition (401: a factor would) nor escapes it.
+        assert_eq!(
+            statuses("item.vouch"),
+            [
+                ("admin".into(), true, vec![], 403),
+                ("admin+clerk".into(), true, vec![], 200),
+                ("admin+clerk".into(), false, vec![], 401),
+            ]
+        );
+        assert_eq!(
+            statuses("item.exempt"),
+            [
+                ("admin".into(), true, vec![], 200),
+                ("admin+clerk".into(), true, vec![], 403),
+                ("admin+clerk".into(), false, vec![], 403),
+            ]
+        );
         assert_eq!(
             statuses("item.step"),
             [

@@ -403,6 +403,14 @@ fn grant_handler(op: &Ident, api: &Ident) -> TokenStream {
             subject(&member)?;
             let roles = roles_for(&grant.roles, &state.auth.environment)?;
             let mut tx = crate::tenant::begin(&state.db, principal.tenant).await?;
+            // The row locked below exists even for a new member: a placeholder this
+            // transaction adds (gone if it rolls back), so a concurrent grant, the operator's
+            // included, waits for this one instead of slipping past the locked-role check.
+            sqlx::query("INSERT INTO \"memberships\" (\"tenant_id\", \"subject\", \"revoked_at\") VALUES ($1, $2, now()) ON CONFLICT DO NOTHING")
+                .bind(principal.tenant.id())
+                .bind(&member)
+                .execute(&mut *tx)
+                .await?;
             let from = stored(&mut tx, principal.tenant, &member, true).await?.map(|m| m.roles).unwrap_or_default();
             if let Err(denial) = state.auth.check_membership(&principal, &#op, &member, &roles) {
                 tx.rollback().await?;
@@ -429,7 +437,14 @@ fn remove_handler(op: &Ident) -> TokenStream {
         async fn handle_membership_remove(State(state): State<AppState>, principal: Principal, ApiPath(member): ApiPath<String>) -> Result<StatusCode, Problem> {
             subject(&member)?;
             let mut tx = crate::tenant::begin(&state.db, principal.tenant).await?;
-            let stored = stored(&mut tx, principal.tenant, &member, true).await?.ok_or_else(Problem::not_found)?;
+            // Who is a member is told only to those allowed to remove one.
+            let Some(stored) = stored(&mut tx, principal.tenant, &member, true).await? else {
+                tx.rollback().await?;
+                return Err(match state.auth.check_membership(&principal, &#op, &member, &[]) {
+                    Err(denial) => denial.record(&state.db).await,
+                    Ok(()) => Problem::not_found(),
+                });
+            };
             if let Err(denial) = state.auth.check_membership(&principal, &#op, &member, &stored.roles) {
                 tx.rollback().await?;
                 return Err(denial.record(&state.db).await);
@@ -462,7 +477,14 @@ fn revoke_handler(op: &Ident, api: &Ident) -> TokenStream {
             match caller {
                 Caller::Member(principal) => {
                     let mut tx = crate::tenant::begin(&state.db, principal.tenant).await?;
-                    let stored = stored(&mut tx, principal.tenant, &revoke.subject, true).await?.ok_or_else(Problem::not_found)?;
+                    // Who is a member is told only to those allowed to revoke sessions.
+                    let Some(stored) = stored(&mut tx, principal.tenant, &revoke.subject, true).await? else {
+                        tx.rollback().await?;
+                        return Err(match state.auth.check_membership(&principal, &#op, &revoke.subject, &[]) {
+                            Err(denial) => denial.record(&state.db).await,
+                            Ok(()) => Problem::not_found(),
+                        });
+                    };
                     if let Err(denial) = state.auth.check_membership(&principal, &#op, &revoke.subject, &stored.roles) {
                         tx.rollback().await?;
                         return Err(denial.record(&state.db).await);

@@ -27,6 +27,10 @@ pub fn oidc_module() -> TokenStream {
 
         /// The shortest time between two fetches of the issuer's keys.
         pub const REFRESH_INTERVAL: Duration = Duration::from_secs(60);
+        /// Keys held this long are fetched again before the next verification, so that a key
+        /// the issuer withdrew (one that leaked, say) stops being trusted within it even while
+        /// tokens keep naming it. Should the fetch fail, the keys held stay in use (logged).
+        pub const MAX_KEY_AGE: Duration = Duration::from_secs(600);
         /// The largest document fetched.
         const MAX_BODY: usize = 1 << 20;
 
@@ -59,8 +63,20 @@ pub fn oidc_module() -> TokenStream {
                         let v4 = std::net::Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
                         return is_public(IpAddr::V4(v4));
                     }
+                    // 6to4 (2002::/16) reaches the IPv4 address it embeds too.
+                    if segments[0] == 0x2002 {
+                        let v4 = std::net::Ipv4Addr::from((u32::from(segments[1]) << 16) | u32::from(segments[2]));
+                        return is_public(IpAddr::V4(v4));
+                    }
                     !(v6.is_unspecified()
                         || v6.is_loopback()
+                        // IPv4-compatible (::/96) and IPv4-translated (::ffff:0:0:0/96) forms.
+                        || segments[..5] == [0, 0, 0, 0, 0]
+                        || segments[..6] == [0, 0, 0, 0, 0xffff, 0]
+                        // Local-use NAT64 (64:ff9b:1::/48) and Teredo (2001::/32), whose
+                        // IPv4 addresses are not plain to see.
+                        || segments[..3] == [0x64, 0xff9b, 1]
+                        || segments[..2] == [0x2001, 0]
                         || v6.is_multicast()
                         || v6.is_unique_local()
                         || v6.is_unicast_link_local()
@@ -212,6 +228,9 @@ pub fn oidc_module() -> TokenStream {
             fetcher: Fetcher,
             jwks_uri: String,
             last_fetch: Mutex<Option<Instant>>,
+            /// When the keys held were fetched.
+            loaded: Mutex<Instant>,
+            max_age: Duration,
         }
 
         /// The keys the guard verifies tokens with.
@@ -236,8 +255,16 @@ pub fn oidc_module() -> TokenStream {
                 Ok(KeySource {
                     keys: RwLock::new(keys),
                     // The first unknown key id may fetch at once (keys rotated at start-up).
-                    remote: Some(Remote { fetcher, jwks_uri, last_fetch: Mutex::new(None) }),
+                    remote: Some(Remote { fetcher, jwks_uri, last_fetch: Mutex::new(None), loaded: Mutex::new(Instant::now()), max_age: MAX_KEY_AGE }),
                 })
+            }
+
+            /// The same, keeping keys at most `max_age` (tests).
+            pub fn with_max_key_age(mut self, max_age: Duration) -> Self {
+                if let Some(remote) = &mut self.remote {
+                    remote.max_age = max_age;
+                }
+                self
             }
 
             /// The keys this process may trust: none without an issuer in the spec; a local
@@ -264,7 +291,12 @@ pub fn oidc_module() -> TokenStream {
 
             /// Verifies `token`; when it names a key the service does not know, fetches the
             /// issuer's keys again (at most once per [`REFRESH_INTERVAL`]) and tries once more.
+            /// Keys older than [`MAX_KEY_AGE`] are fetched again first.
             pub async fn verify(&self, token: &str, now: u64) -> Result<Token, &'static str> {
+                let stale = self.remote.as_ref().is_some_and(|remote| remote.loaded.lock().is_ok_and(|at| at.elapsed() >= remote.max_age));
+                if stale {
+                    self.refresh().await;
+                }
                 match self.verify_now(token, now) {
                     Err("unknown key") if self.refresh().await => self.verify_now(token, now),
                     other => other,
@@ -290,6 +322,9 @@ pub fn oidc_module() -> TokenStream {
                     Ok(keys) => match self.keys.write() {
                         Ok(mut held) => {
                             *held = keys;
+                            if let Ok(mut loaded) = remote.loaded.lock() {
+                                *loaded = Instant::now();
+                            }
                             tracing::info!(jwks_uri = remote.jwks_uri.as_str(), "issuer keys refreshed");
                             true
                         }

@@ -941,6 +941,9 @@ fn guard() -> TokenStream {
                     .with_detail(serde_json::json!({ "reason": "insufficient_scope" }));
                 return refuse(&guard, &event, Problem::insufficient_scope(scope)).await;
             }
+            if let Err(denial) = guard.auth.check_roles(&principal, operation) {
+                return refuse(&guard, &denial.event, denial.problem).await;
+            }
             request.extensions_mut().insert(principal);
             // The handler authorizes against the row (see `authz`).
             let mut response = next.run(request).await;
@@ -1026,6 +1029,7 @@ fn identity(app: &App) -> TokenStream {
     let verified_email = id.require_verified_email;
     let verify_domains = app.verify_domains;
     let factors = &id.mfa_factors;
+    let mfa_roles = app.mfa_roles();
     quote! {
         //! Access tokens: RFC 9068 JWTs from the spec's issuer, verified against its keys.
         //!
@@ -1060,6 +1064,8 @@ fn identity(app: &App) -> TokenStream {
         pub const VERIFY_DOMAINS: bool = #verify_domains;
         /// `amr` values that count as a second factor.
         pub const MFA_FACTORS: &[&str] = &[#(#factors),*];
+        /// Roles that count only when the token shows a second factor.
+        pub const MFA_ROLES: &[&str] = &[#(#mfa_roles),*];
         /// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
         const LEEWAY: u64 = 30;
         /// Asymmetric algorithms only: a shared-secret (`HS*`) or `none` token is never valid.
@@ -1728,11 +1734,26 @@ fn authz() -> TokenStream {
             /// The decision of a member doing `operation` to `target`, with or without a
             /// second factor; an error is logged and denies.
             fn member_decides(&self, principal: &Principal, operation: &Operation, target: &Party<'_>, mfa: bool) -> bool {
-                let caller = Party { kind: "Principal", id: &principal.subject, attributes: principal };
-                self.decide(&caller, &principal.scopes, operation, target, mfa, true).unwrap_or_else(|error| {
-                    tracing::error!(operation = operation.id, error = error.as_str(), "authorization failed; denied");
-                    false
-                })
+                let decides = |principal: &Principal| {
+                    let caller = Party { kind: "Principal", id: &principal.subject, attributes: principal };
+                    self.decide(&caller, &principal.scopes, operation, target, mfa, true).unwrap_or_else(|error| {
+                        tracing::error!(operation = operation.id, error = error.as_str(), "authorization failed; denied");
+                        false
+                    })
+                };
+                if !decides(principal) {
+                    return false;
+                }
+                // A role that needs a second factor counts only with one: in the role clause
+                // (the policies ask `context.mfa` of it), and in conditions, which must then
+                // hold with such roles left out too. So without the factor a condition naming
+                // the role can neither be met through it nor escaped through it.
+                let unproven = |role: &String| crate::identity::MFA_ROLES.contains(&role.as_str());
+                if mfa || !principal.roles.iter().any(unproven) {
+                    return true;
+                }
+                let proven = Principal { roles: principal.roles.iter().filter(|role| !unproven(role)).cloned().collect(), ..principal.clone() };
+                decides(&proven)
             }
 
             /// Allows the member's operation on `target`, or refuses it: 403 — or 401 with a
@@ -1782,6 +1803,24 @@ fn authz() -> TokenStream {
             pub fn allows(&self, principal: &Principal, operation: &Operation, entity: &str, id: uuid::Uuid, row: &dyn Attributes) -> bool {
                 let target = Party { kind: entity, id: &id.to_string(), attributes: row };
                 self.member_decides(principal, operation, &target, principal.mfa)
+            }
+
+            /// Lets a member's request on to its handler, or refuses it like [`Authority::check`]
+            /// before any row is read, when none of the caller's roles is one the operation
+            /// allows (or only roles that need a second factor the token does not show). The
+            /// policies would deny every row to such a caller; refused first, the caller learns
+            /// nothing of what is stored (whether a row exists, a value is taken), and a list
+            /// answers the refusal or the step-up challenge rather than an empty page.
+            pub fn check_roles(&self, principal: &Principal, operation: &Operation) -> Result<(), Box<Denial>> {
+                let held = |mfa: bool| {
+                    principal.roles.iter().any(|role| operation.roles.contains(&role.as_str()) && (mfa || !crate::identity::MFA_ROLES.contains(&role.as_str())))
+                };
+                if held(principal.mfa) {
+                    return Ok(());
+                }
+                let (problem, outcome) = if !principal.mfa && held(true) { (Problem::step_up(), Outcome::StepUp) } else { (Problem::forbidden(), Outcome::Denied) };
+                let event = Event::of(principal, operation, "Operation", None, outcome, true).with_detail(serde_json::json!({ "reason": "no_role" }));
+                Err(Box::new(Denial { problem, event }))
             }
 
             /// Allows the operation on the row, or answers 403 — or 401 with a step-up
@@ -2199,6 +2238,89 @@ fn binds(field: &Field) -> Vec<TokenStream> {
     }
 }
 
+/// `Stored::hold` for a resource with fields only its custom actions change (none: the
+/// trait's, which holds nothing).
+fn hold_fn(resource: &Resource, api: &Ident) -> TokenStream {
+    let held = resource.held_fields();
+    if held.is_empty() {
+        return quote!();
+    }
+    let checks = held.iter().map(|(field, actions)| {
+        let f = ident(&field.ident);
+        let name = field.json.as_str();
+        let by = actions.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", ");
+        let by = match actions.len() {
+            1 => format!("the action {by} changes"),
+            _ => format!("the actions {by} change"),
+        };
+        let refused = |what: &str| {
+            let message = format!("{what}: only {by} it");
+            quote!(errors.push(#api::FieldError { field: #name.to_owned(), message: #message.to_owned() }))
+        };
+        let (on_create, on_update) = (refused("not set on create"), refused("not changed by an update"));
+        let owned = matches!(
+            field.ty,
+            FieldType::String | FieldType::Text | FieldType::Email | FieldType::Money
+        );
+        let kept = if owned { quote!(stored.#f.clone()) } else { quote!(stored.#f) };
+        match (&field.default, field.optional) {
+            (Some(default), _) => {
+                let other = match default {
+                    Value::Bool(true) => quote!(!*value),
+                    Value::Bool(false) => quote!(*value),
+                    Value::Str(text) if owned => quote!(value.as_str() != #text),
+                    _ => {
+                        let default = literal(default, field);
+                        quote!(*value != #default)
+                    }
+                };
+                quote! {
+                    match stored {
+                        None => {
+                            if input.#f.as_ref().is_some_and(|value| #other) {
+                                #on_create;
+                            }
+                        }
+                        Some(stored) => match &input.#f {
+                            Some(value) if *value != stored.#f => #on_update,
+                            _ => input.#f = Some(#kept),
+                        },
+                    }
+                }
+            }
+            (None, true) => quote! {
+                match stored {
+                    None => {
+                        if input.#f.is_some() {
+                            #on_create;
+                        }
+                    }
+                    Some(stored) => {
+                        if input.#f.is_some() && input.#f != stored.#f {
+                            #on_update;
+                        } else {
+                            input.#f = #kept;
+                        }
+                    }
+                }
+            },
+            // Required without a default: create gives it its first value.
+            (None, false) => quote! {
+                if let Some(stored) = stored && input.#f != stored.#f {
+                    #on_update;
+                }
+            },
+        }
+    });
+    quote! {
+        fn hold(input: &mut Self::Input, stored: Option<&Self>) -> Result<(), Vec<#api::FieldError>> {
+            let mut errors = Vec::new();
+            #(#checks)*
+            if errors.is_empty() { Ok(()) } else { Err(errors) }
+        }
+    }
+}
+
 fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
     let module = ident(&resource.ident);
     let ty = ident(&resource.type_name);
@@ -2259,6 +2381,7 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
         insert_binds.extend(b.iter().cloned());
         update_binds.extend(b);
     }
+    let hold = hold_fn(resource, api);
     let select_list = select_cols.join(", ");
     let returning = format!("RETURNING {select_list}, \"created_at\", \"updated_at\"");
     let select_full = format!("{select_list}, \"created_at\", \"updated_at\"");
@@ -2555,6 +2678,7 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
             }
 
             #bind_insert
+            #hold
         }
 
         /// The row as the policies see it (`policies/schema.cedarschema`).
@@ -2693,8 +2817,9 @@ fn previous_handlers(
                 #hdoc
                 pub async fn #name(State(state): State<AppState>, current: crate::guard::Current, principal: crate::tenant::Principal, crate::problem::ApiPath(id): crate::problem::ApiPath<uuid::Uuid>, crate::problem::ApiJson(input): crate::problem::ApiJson<#old_input>) -> Result<axum::Json<#old>, Problem> {
                     let written = crate::store::replace::<super::model::#ty>(&state, current, &principal, id, |stored| {
-                        let input = input.into_current(stored);
-                        input.validate().map(|()| input)
+                        let mut input = input.into_current(stored);
+                        input.validate()?;
+                        <super::model::#ty as crate::store::Stored>::hold(&mut input, Some(stored)).map(|()| input)
                     })
                     .await?;
                     Ok(axum::Json(written.into()))

@@ -130,6 +130,13 @@ pub fn store_module(api: &Ident) -> TokenStream {
             fn from_row(row: Self::Row) -> Result<Self, sqlx::Error>;
             /// Checks the input against the field constraints of the spec.
             fn validate(input: &Self::Input) -> Result<(), Vec<FieldError>>;
+            /// Holds the fields only custom actions change: a create (`stored` none) must
+            /// leave them at their default, an update must keep them as `stored` (one it
+            /// leaves out keeps its stored value). The fields sent otherwise, else nothing.
+            fn hold(input: &mut Self::Input, stored: Option<&Self>) -> Result<(), Vec<FieldError>> {
+                let _ = (input, stored);
+                Ok(())
+            }
             /// Binds the input's columns, in the order of [`Self::UPDATE`].
             fn bind_input<'q>(query: Query<'q, Self::Row>, input: &'q Self::Input) -> Query<'q, Self::Row>;
             /// Binds the columns of [`Self::INSERT`]: the input's, and `subject` (the caller)
@@ -249,8 +256,9 @@ pub fn store_module(api: &Ident) -> TokenStream {
         }
 
         /// Creates a row, authorized on the row as written (a refusal rolls the insert back).
-        pub async fn handle_create<T: Stored + Attributes>(State(state): State<AppState>, Current(op): Current, principal: Principal, ApiJson(input): ApiJson<T::Input>) -> Result<(StatusCode, Json<T>), Problem> {
+        pub async fn handle_create<T: Stored + Attributes>(State(state): State<AppState>, Current(op): Current, principal: Principal, ApiJson(mut input): ApiJson<T::Input>) -> Result<(StatusCode, Json<T>), Problem> {
             T::validate(&input).map_err(Problem::validation)?;
+            T::hold(&mut input, None).map_err(Problem::validation)?;
             let tenancy = T::Tenancy::of(&principal);
             let mut tx = tenancy.begin(&state.db).await?;
             let created = insert::<T>(&mut tx, tenancy, &principal.subject, &input).await?;
@@ -308,7 +316,8 @@ pub fn store_module(api: &Ident) -> TokenStream {
             }
         }
 
-        /// Lists rows: every row is authorized, for the list and as a read of it would be, so
+        /// Lists rows (a caller without a role the list allows was refused by the guard):
+        /// every row is authorized, for the list and as a read of it would be, so
         /// a page never holds a row a read would deny and never skips one both allow (see
         /// [`scan`] and [`LIST_SCAN_LIMIT`]).
         pub async fn handle_list<T: Stored + Attributes>(State(state): State<AppState>, Current(op): Current, principal: Principal, ApiQuery(query): ApiQuery<ListQuery>) -> Result<Json<Page<T>>, Problem> {
@@ -329,7 +338,12 @@ pub fn store_module(api: &Ident) -> TokenStream {
         /// Replaces a row's fields.
         pub async fn handle_update<T: Stored + Attributes>(State(state): State<AppState>, current: Current, principal: Principal, ApiPath(id): ApiPath<uuid::Uuid>, ApiJson(input): ApiJson<T::Input>) -> Result<Json<T>, Problem> {
             T::validate(&input).map_err(Problem::validation)?;
-            replace::<T>(&state, current, &principal, id, |_| Ok(input)).await.map(Json)
+            replace::<T>(&state, current, &principal, id, |stored| {
+                let mut input = input;
+                T::hold(&mut input, Some(stored)).map(|()| input)
+            })
+            .await
+            .map(Json)
         }
 
         /// Replaces a row's fields with the input `input` makes from the row as stored (or the

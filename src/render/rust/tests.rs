@@ -954,6 +954,21 @@ fn issuer_tests() -> TokenStream {
         }
 
         #[tokio::test]
+        async fn a_key_the_issuer_withdrew_stops_being_trusted_once_the_keys_are_old() {
+            let (url, pages, root, [k1, k2]) = issuer(&["S256"]).await;
+            let fetcher = Fetcher::with_roots(&[root], true, &[]).expect("a fetcher");
+            let source = KeySource::from_issuer(fetcher, &url).await.expect("the issuer's keys");
+            assert!(source.verify(&token(&k1, "k1"), identity::now()).await.is_ok());
+            // The issuer withdraws k1; tokens naming it are still presented. Young keys are
+            // kept; old ones are fetched again, and k1 is gone.
+            pages.lock().expect("pages").answers.insert("/jwks".into(), (200, jwks(&[&k2])));
+            assert!(source.verify(&token(&k1, "k1"), identity::now()).await.is_ok());
+            let source = source.with_max_key_age(std::time::Duration::ZERO);
+            assert_eq!(source.verify(&token(&k1, "k1"), identity::now()).await, Err("unknown key"));
+            assert_eq!(pages.lock().expect("pages").hits.get("/jwks"), Some(&2));
+        }
+
+        #[tokio::test]
         async fn an_issuer_without_pkce_s256_is_refused_at_start() {
             let (url, _, root, _) = issuer(&["plain"]).await;
             let fetcher = Fetcher::with_roots(&[root], true, &[]).expect("a fetcher");
@@ -986,8 +1001,21 @@ fn issuer_tests() -> TokenStream {
 
         #[tokio::test]
         async fn the_production_fetcher_reaches_no_internal_address() {
-            let (url, pages, _, _) = issuer(&["S256"]).await;
+            let (url, pages, root, _) = issuer(&["S256"]).await;
             let port = url.rsplit(':').next().expect("a port");
+            // A fetcher that trusts the test's authority and refuses loopback addresses
+            // reaches nothing on loopback, whether by name or by address; the same fetcher
+            // allowed loopback reaches the server, so only the address check stands between.
+            let trusting = Fetcher::with_roots(std::slice::from_ref(&root), false, &[]).expect("a fetcher");
+            assert!(trusting.get_json(&format!("{url}/jwks")).await.is_err(), "`localhost` resolves to loopback only");
+            for literal in [format!("https://127.0.0.1:{port}/jwks"), format!("https://[::1]:{port}/jwks")] {
+                let error = trusting.get_json(&literal).await.expect_err("a loopback address");
+                assert!(error.contains("not a public address"), "{literal}: {error}");
+            }
+            assert_eq!(pages.lock().expect("pages").hits.get("/jwks"), None, "nothing reached the loopback server");
+            let allowed = Fetcher::with_roots(&[root], true, &[]).expect("a fetcher");
+            assert!(allowed.get_json(&format!("{url}/jwks")).await.is_ok());
+            pages.lock().expect("pages").hits.clear();
             let fetcher = Fetcher::public().expect("the production fetcher");
             for target in [
                 format!("{url}/jwks"),
@@ -1025,6 +1053,12 @@ fn issuer_tests() -> TokenStream {
                 ("::ffff:8.8.8.8", true),
                 ("64:ff9b::a00:1", false),
                 ("2001:db8::1", false),
+                ("64:ff9b:1::a9fe:a9fe", false),
+                ("2002:a9fe:a9fe::1", false),
+                ("2002:808:808::1", true),
+                ("::a9fe:a9fe", false),
+                ("::ffff:0:a9fe:a9fe", false),
+                ("2001:0:4136:e378:8000:63bf:3fff:fdd2", false),
             ] {
                 let ip: IpAddr = address.parse().expect("an address");
                 assert_eq!(oidc::is_public(ip), public, "{address}");
@@ -1151,6 +1185,14 @@ fn builtin_tests(app: &App) -> TokenStream {
                     let (denials,): (i64,) = sqlx::query_as("SELECT count(*) FROM \"audit_events\" WHERE \"tenant_id\" = $1 AND \"actor\" = 'plain' AND \"outcome\" = 'denied' AND \"action\" = 'membership.grant' AND \"detail\" ->> 'reason' IS DISTINCT FROM 'locked_role'")
                         .bind(tenant.id()).fetch_one(&db.pool).await.expect("count denials");
                     assert_eq!(denials, 1);
+                    // Nor does such a member learn who is one: a subject that is none is
+                    // refused like one that is.
+                    for subject in ["nobody", "plain"] {
+                        let (status, body) = send(&app, "DELETE", &member(subject), &plain, None).await;
+                        assert_eq!(status, StatusCode::FORBIDDEN, "removing {subject}: {body}");
+                        let (status, body) = send(&app, "POST", #revoke, &plain, Some(serde_json::json!({"subject": subject}))).await;
+                        assert_eq!(status, StatusCode::FORBIDDEN, "revoking {subject}'s sessions: {body}");
+                    }
                 }
 
                 // Someone who is no member, repeating a request on a route without a rate
@@ -1604,13 +1646,13 @@ fn authorization_test(
             quote!((#name, #table))
         })
         .collect();
-    // Unconditional reads: every role, with and without a second factor.
+    // Unconditional reads and every list (a list refuses by role before reading rows): every
+    // role, with and without a second factor.
     let reads: Vec<TokenStream> = pairs()
         .filter(|(resource, action)| {
-            action.kind == ActionKind::Read
-                && action.public.is_none()
-                && action.condition.is_none()
-                && !resource.global
+            let read =
+                action.kind == ActionKind::Read && action.condition.is_none() && !resource.global;
+            (read || action.kind == ActionKind::List) && action.public.is_none()
         })
         .map(|(resource, action)| {
             let id = format!("{}.{}", resource.name, action.name);
@@ -1688,6 +1730,81 @@ fn authorization_test(
         let key = ids_key(resource);
         let sample = sample_call(resource, quote!(n), quote!(ids));
         quote!(#key => serde_json::to_value(#sample).expect("the input serializes"),)
+    });
+    // Fields only actions change, with a value other than the one a create leaves them at
+    // (an action's): a create or an update sending it is refused.
+    let held: Vec<TokenStream> = app
+        .resources
+        .iter()
+        .filter(|resource| bodies.iter().any(|b| b.ident == resource.ident))
+        .flat_map(|resource| {
+            resource
+                .held_fields()
+                .into_iter()
+                .filter_map(move |(field, actions)| {
+                    // A required field without a default takes its first value from a create.
+                    if !field.optional && field.default.is_none() {
+                        return None;
+                    }
+                    let index = resource
+                        .fields
+                        .iter()
+                        .position(|f| f.ident == field.ident)?;
+                    let value = resource
+                        .actions
+                        .iter()
+                        .filter(|a| actions.contains(&a.name.as_str()))
+                        .flat_map(|a| a.sets.iter())
+                        .filter(|(set, value)| {
+                            *set == index && Some(value) != field.default.as_ref()
+                        })
+                        .map(|(_, value)| match value {
+                            crate::model::Value::Bool(b) => b.to_string(),
+                            crate::model::Value::Int(i) => i.to_string(),
+                            crate::model::Value::Str(s) => {
+                                serde_json::Value::from(s.as_str()).to_string()
+                            }
+                        })
+                        .next()?;
+                    let path = |kind: ActionKind| match resource
+                        .action(&kind)
+                        .filter(|a| a.public.is_none())
+                    {
+                        Some(action) => {
+                            let path = action.path.as_str();
+                            quote!(Some(#path))
+                        }
+                        None => quote!(None),
+                    };
+                    let (key, json) = (ids_key(resource), field.json.as_str());
+                    let (create, update) = (path(ActionKind::Create), path(ActionKind::Update));
+                    Some(quote!((#key, #create, #update, #json, #value)))
+                })
+        })
+        .collect();
+    let held_check = (!held.is_empty()).then(|| {
+        quote! {
+            // Fields only actions change: a create that sets one, an update that changes one,
+            // are refused with 422 naming the field (by the rows' maker, whom the conditions
+            // of updates allow).
+            /// Resource, create path, update path, field, a value the create leaves it without.
+            type Held = (&'static str, Option<&'static str>, Option<&'static str>, &'static str, &'static str);
+            const HELD: &[Held] = &[#(#held),*];
+            db.member(tenant, subject, ALL_ROLES).await;
+            let maker = signed(&dev::claims(subject, tenant.id(), &all_scopes(), &["mfa"], identity::now(), 60));
+            for (resource, create, update, field, value) in HELD {
+                counter += 1;
+                let mut body = sample_json(resource, counter, &ids);
+                body[*field] = serde_json::from_str(value).expect("a JSON value");
+                let calls = [("POST", create.map(str::to_owned)), ("PUT", update.map(|p| p.replace("{id}", &ids.first(resource).to_string())))];
+                for (method, path) in calls {
+                    let Some(path) = path else { continue };
+                    let (status, problem) = send(&app, method, &path, &maker, Some(body.clone())).await;
+                    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{method} {path} setting {field}: {problem}");
+                    assert!(problem.to_string().contains(field), "{method} {path}: {problem}");
+                }
+            }
+        }
     });
     let writes_check = (!writes.is_empty()).then(|| {
         quote! {
@@ -1781,7 +1898,8 @@ fn authorization_test(
         /// Each tenant resource's name and table.
         const TENANT_TABLES: &[(&str, &str)] = &[#(#tenant_tables),*];
 
-        /// Unconditional reads of tenant data: operation, resource, path, roles allowed.
+        /// Unconditional reads of tenant data, and every list: operation, resource, path,
+        /// roles allowed.
         const READS: &[(&str, &str, &str, &[&str])] = &[#(#reads),*];
 
         /// Conditional reads and lists of tenant data: operation, resource, path.
@@ -1833,8 +1951,11 @@ fn authorization_test(
                 assert_eq!(code.as_deref(), Some("42501"), "{name}: {refused}");
             }
             let outsider = signed(&dev::claims("outsider", other.id(), &all_scopes(), &["mfa"], identity::now(), 60));
-            for (id, resource, path, allowed) in READS {
-                let path = path.replace("{id}", &ids.first(resource).to_string());
+            for (id, resource, template, allowed) in READS {
+                let path = match template.contains("{id}") {
+                    true => template.replace("{id}", &ids.first(resource).to_string()),
+                    false => template.to_string(),
+                };
                 for role in ALL_ROLES {
                     for mfa in [true, false] {
                         let subject = format!("{role}-{mfa}");
@@ -1851,9 +1972,12 @@ fn authorization_test(
                         assert_eq!(status, expected, "{id} as {role}, second factor {mfa}");
                     }
                 }
-                // A member of another tenant, with every role, finds nothing there.
-                let status = call_on(&app, "GET", &path, Some(&outsider)).await.status();
-                assert_eq!(status, StatusCode::NOT_FOUND, "{id} from another tenant");
+                // A member of another tenant, with every role, finds nothing there (lists:
+                // below).
+                if template.contains("{id}") {
+                    let status = call_on(&app, "GET", &path, Some(&outsider)).await.status();
+                    assert_eq!(status, StatusCode::NOT_FOUND, "{id} from another tenant");
+                }
             }
             for (id, resource, path) in OUTSIDER_READS {
                 let (status, body) = send(&app, "GET", &path.replace("{id}", &ids.first(resource).to_string()), &outsider, None).await;
@@ -1866,6 +1990,7 @@ fn authorization_test(
             }
             let mut counter: i64 = 1000;
             #writes_check
+            #held_check
             // Conditions: rows where each holds and rows where it fails (expected outcomes
             // from Cedar at generation time).
             #condition_loop
@@ -2029,8 +2154,15 @@ fn sample_function(
     let ids = if refers { quote!(ids) } else { quote!(_) };
     let vis = (!scope.is_empty()).then(|| quote!(pub));
     let value = sample(app, resource, api, quote!(n), &scope);
+    // Every field but those only actions change varies with `n`.
+    let held = resource.held_fields();
+    let varies = resource
+        .fields
+        .iter()
+        .any(|f| is_input(f) && !held.iter().any(|(h, _)| h.ident == f.ident));
+    let n = if varies { quote!(n) } else { quote!(_n) };
     quote! {
-        #vis fn #f(n: i64, #ids: &#scope Ids) -> #api::#module::#input {
+        #vis fn #f(#n: i64, #ids: &#scope Ids) -> #api::#module::#input {
             #value
         }
     }
@@ -2077,8 +2209,18 @@ fn sample(
     let module = ident(&resource.ident);
     let input = input_type(resource);
     let mut fields = Vec::new();
+    let held = resource.held_fields();
     for field in resource.fields.iter().filter(|f| is_input(f)) {
         let f = ident(&field.ident);
+        // A field only actions change is left to its default (or empty) by a create, and
+        // kept by an update: every sample leaves it so, or, required without a default,
+        // gives every sample the same value.
+        let is_held = held.iter().any(|(h, _)| h.ident == field.ident);
+        if is_held && (field.optional || field.default.is_some()) {
+            fields.push(quote!(#f: None,));
+            continue;
+        }
+        let n = if is_held { &quote!(0) } else { &n };
         let value = match &field.ty {
             FieldType::String | FieldType::Text => {
                 let max = field.max.unwrap_or(200) as usize;
