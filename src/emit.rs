@@ -354,21 +354,19 @@ pub fn write_dir(
 
     // Every change is undone if a later one fails: the directory is left as it was.
     let mut changes = Changes::new(staging.path());
+    let rename: Rename = &|from, to| std::fs::rename(from, to);
     let applied = (|| {
         for (from, to, path) in &staged {
-            changes.put(from, to, &|from, to| std::fs::rename(from, to))?;
+            changes.put(from, to, rename)?;
             outcome.written.push((*path).clone());
         }
         for path in &removals {
-            changes.remove(&dir.join(path), &|from, to| std::fs::rename(from, to))?;
+            changes.remove(&dir.join(path), rename)?;
             outcome.removed.push(path.clone());
         }
         // An unchanged manifest is left alone, like every unchanged file.
         if previous.as_ref() != Some(manifest) {
-            let manifest_path = dir.join(MANIFEST);
-            changes.put(&manifest_staged, &manifest_path, &|from, to| {
-                std::fs::rename(from, to)
-            })?;
+            changes.put(&manifest_staged, &dir.join(MANIFEST), rename)?;
         }
         Ok(())
     })();

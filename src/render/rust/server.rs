@@ -559,9 +559,11 @@ fn guard() -> TokenStream {
             /// Authenticated and not sensitive: not throttled.
             Standard,
             /// Deletes, custom actions, writes only roles with a second factor may do, and the
-            /// built-in routes: [`ClassLimits::sensitive`], per principal.
+            /// built-in routes: [`ClassLimits::sensitive`], one budget per principal shared by
+            /// all of them.
             Sensitive,
-            /// Served without authentication: [`ClassLimits::public`], per client address.
+            /// Served without authentication: [`ClassLimits::public`], one budget per client
+            /// address shared by all of them.
             Public,
         }
 
@@ -601,20 +603,22 @@ fn guard() -> TokenStream {
             }
         }
 
+        /// A rate limiter keyed per caller, or none: not throttled.
+        type Budget = Option<Arc<DefaultKeyedRateLimiter<String>>>;
+
         /// What the guard knows about one route.
         #[derive(Clone)]
         pub struct Guard {
             operation: &'static Operation,
-            limiter: Option<Arc<DefaultKeyedRateLimiter<String>>>,
+            limiter: Budget,
             auth: Arc<Authority>,
             checks: Arc<AtomicUsize>,
         }
 
-        /// The rate limiter of an operation: `requests` per `seconds` (its own limit, else its
-        /// class's), in bursts of up to `requests`, per principal (or per client address for
-        /// public operations).
-        fn limiter(operation: &Operation, limits: &ClassLimits) -> Option<Arc<DefaultKeyedRateLimiter<String>>> {
-            let (requests, seconds) = limits.of(operation)?;
+        /// A rate limiter of `requests` per `seconds`, in bursts of up to `requests`, keyed
+        /// per principal (or per client address for public operations).
+        fn limiter(limit: Option<(u32, u32)>) -> Budget {
+            let (requests, seconds) = limit?;
             let burst = NonZeroU32::new(requests)?;
             let period = Duration::from_secs(u64::from(seconds)) / requests;
             let quota = Quota::with_period(period)?.allow_burst(burst);
@@ -674,13 +678,19 @@ fn guard() -> TokenStream {
             previous: &'static [PreviousVersion],
             /// The guard of each operation registered, for its previous versions' routes.
             guards: BTreeMap<&'static str, Guard>,
+            /// The budget of the sensitive route class, shared by its operations without a
+            /// limit of their own.
+            sensitive: Budget,
+            /// The same of the public route class.
+            public: Budget,
             auth: Arc<Authority>,
         }
 
         impl<S: Clone + Send + Sync + 'static> GuardedRouter<S> {
             /// An empty router whose guard decides with `auth`.
             pub fn new(auth: Arc<Authority>) -> Self {
-                GuardedRouter { paths: BTreeMap::new(), registered: Vec::new(), routes: Vec::new(), previous: &[], guards: BTreeMap::new(), auth }
+                let (sensitive, public) = (limiter(auth.rate_limits.sensitive), limiter(auth.rate_limits.public));
+                GuardedRouter { paths: BTreeMap::new(), registered: Vec::new(), routes: Vec::new(), previous: &[], guards: BTreeMap::new(), sensitive, public, auth }
             }
 
             /// The same, also serving each operation registered from now on under the
@@ -697,7 +707,14 @@ fn guard() -> TokenStream {
                 H: Handler<T, S>,
                 T: 'static,
             {
-                let guard = Guard { operation, limiter: limiter(operation, &self.auth.rate_limits), auth: self.auth.clone(), checks: Arc::default() };
+                // An operation's own limit is its own budget; without one, its class's budget.
+                let budget = match (operation.rate_limit, operation.class) {
+                    (Some(limit), _) => limiter(Some(limit)),
+                    (None, RouteClass::Standard) => None,
+                    (None, RouteClass::Sensitive) => self.sensitive.clone(),
+                    (None, RouteClass::Public) => self.public.clone(),
+                };
+                let guard = Guard { operation, limiter: budget, auth: self.auth.clone(), checks: Arc::default() };
                 let Some(filter) = method_filter(operation) else {
                     return self;
                 };

@@ -97,9 +97,11 @@ pub fn render_tests(
             std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
         }
 
-        /// The router on `pool`, trusting the test key pair.
+        /// The router on `pool`, trusting the test key pair. The route classes are not
+        /// throttled: a test's caller makes more of a class's calls than a minute's budget
+        /// (the rate-limit tests set limits of their own; operations' own limits stay).
         fn router_on(pool: sqlx::PgPool) -> axum::Router {
-            router_limited(pool, server::routes::CLASS_LIMITS)
+            router_limited(pool, server::guard::ClassLimits { public: None, sensitive: None })
         }
 
         /// The same, with other rate limits for the route classes.
@@ -402,6 +404,39 @@ pub fn render_tests(
                 assert!(is_problem(&response), "{} {} is not problem+json", op.method, path);
                 let challenge = response.headers().get(header::WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).unwrap_or_default();
                 assert!(challenge.starts_with("Bearer"), "{} {} has no Bearer challenge", op.method, path);
+            }
+        }
+
+        /// The operations of a route class without a limit of their own share one budget:
+        /// a caller who spent it on one is throttled on the others at once.
+        #[tokio::test]
+        async fn a_route_class_is_one_budget_per_caller() {
+            use server::guard::RouteClass;
+            let limits = server::guard::ClassLimits { public: Some((3, 60)), sensitive: Some((2, 60)) };
+            let token = signed(&dev::claims("user-1", uuid::Uuid::now_v7(), &all_scopes(), &["mfa"], identity::now(), 60));
+            for class in [RouteClass::Sensitive, RouteClass::Public] {
+                let members: Vec<&server::guard::Operation> = OPERATIONS.iter().copied().filter(|op| op.class == class && op.rate_limit.is_none()).collect();
+                let [first, second, ..] = members[..] else { continue };
+                let app = router_limited(lazy_pool(), limits);
+                let call = |op: &server::guard::Operation| {
+                    let mut request = Request::builder()
+                        .method(Method::from_bytes(op.method.as_bytes()).expect("valid method"))
+                        .uri(op.path.replace("{id}", "0190a0b0-0000-7000-8000-000000000001"));
+                    if !op.public {
+                        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+                    }
+                    app.clone().oneshot(request.body(Body::empty()).expect("valid request"))
+                };
+                let mut spent = false;
+                for _ in 0..20 {
+                    if call(first).await.expect("the router answers").status() == StatusCode::TOO_MANY_REQUESTS {
+                        spent = true;
+                        break;
+                    }
+                }
+                assert!(spent, "{} was never throttled", first.id);
+                let status = call(second).await.expect("the router answers").status();
+                assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{} after {} spent the {class:?} budget", second.id, first.id);
             }
         }
 
