@@ -1216,10 +1216,20 @@ impl<'s> Lower<'s> {
                 ),
             );
         }
-        if let Some(kind) = card_data(name) {
+        // A name spelt with look-alike letters (Cyrillic `а` in `cаrd_number`) means what it
+        // reads as.
+        let card = card_data(name).map(|kind| (kind, String::new())).or_else(|| {
+            let reading = names::ascii_reading(name)?;
+            let kind = card_data(&reading)?;
+            Some((kind, format!(", read as `{reading}`: some of its letters only look like ASCII ones")))
+        });
+        if let Some((kind, reads_as)) = card {
             self.error(
                 "card-data",
-                format!("field `{}` would hold raw card data ({kind})", name.value),
+                format!(
+                    "field `{}` would hold raw card data ({kind}{reads_as})",
+                    name.value
+                ),
                 name.loc,
                 "card data never touches this service: take payments through the provider's hosted checkout (`payments.checkout`) and store only its references",
             );
@@ -2144,6 +2154,29 @@ mod tests {
             "accent",
         ] {
             assert_eq!(card_data(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn look_alike_letters_read_as_ascii() {
+        let read = |name: &str| names::ascii_reading(name);
+        // Cyrillic а, Greek ϲ, fullwidth letters, the small roman numeral ⅿ (whose shape is
+        // `rn`, as `m`'s is), a ligature.
+        assert_eq!(read("c\u{430}rd_number").as_deref(), Some("card_number"));
+        assert_eq!(read("\u{3f2}vv").as_deref(), Some("cvv"));
+        assert_eq!(
+            read("\u{ff43}\u{ff41}\u{ff52}\u{ff44}_no").as_deref(),
+            Some("card_no")
+        );
+        assert_eq!(read("card_nu\u{217f}ber").as_deref(), Some("card_number"));
+        assert_eq!(read("\u{fb01}le").as_deref(), Some("file"));
+        // Nothing to read: ASCII already, or letters that look like no ASCII one.
+        assert_eq!(read("card_number"), None);
+        assert_eq!(read("\u{6587}\u{66f8}"), None);
+        assert_eq!(read("caf\u{e9}"), None);
+        for name in ["c\u{430}rd_number", "\u{3f2}vv", "p\u{430}n", "tr\u{430}ck2"] {
+            let reading = read(name).unwrap_or_default();
+            assert!(card_data(&reading).is_some(), "{name} read as {reading}");
         }
     }
 

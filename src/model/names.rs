@@ -11,6 +11,45 @@ use sha2::{Digest, Sha256};
 /// PostgreSQL truncates identifiers longer than this many bytes (NAMEDATALEN - 1).
 pub const PG_MAX_IDENT: usize = 63;
 
+/// The ASCII name a non-ASCII one reads as, or `None` for an ASCII name or one that reads as
+/// nothing else. Each character confusable with an ASCII one (Unicode's TR39 skeletons:
+/// Cyrillic `а` for `a`, fullwidth `ｍ` for `m`) is read as it; other characters stay. A check
+/// on what a name means (card data) applies to this reading as well, so look-alike letters
+/// cannot slip a name past it.
+pub fn ascii_reading(name: &str) -> Option<String> {
+    static ASCII: std::sync::LazyLock<Vec<(String, char)>> = std::sync::LazyLock::new(|| {
+        // Lowercase letters first: a skeleton several ASCII characters share (`l`, `1`, `I`)
+        // reads as the letter.
+        ('a'..='z')
+            .chain('0'..='9')
+            .chain('A'..='Z')
+            .chain(['_', '-'])
+            .map(|c| (skeleton(c), c))
+            .collect()
+    });
+    fn skeleton(c: char) -> String {
+        unicode_security::skeleton(c.encode_utf8(&mut [0; 4])).collect()
+    }
+    if name.is_ascii() {
+        return None;
+    }
+    let mut reading = String::with_capacity(name.len());
+    for c in name.chars() {
+        if c.is_ascii() {
+            reading.push(c);
+            continue;
+        }
+        let shape = skeleton(c);
+        match ASCII.iter().find(|(ascii, _)| *ascii == shape) {
+            Some((_, ascii)) => reading.push(*ascii),
+            // A ligature (`ﬁ`) reads as several characters.
+            None if shape.is_ascii() => reading.push_str(&shape),
+            None => reading.push(c),
+        }
+    }
+    (reading != name).then_some(reading)
+}
+
 /// The ASCII snake_case form of a user's name; the key used to detect collisions.
 ///
 /// Non-ASCII characters are spelled as their code point (`café` → `caf_u00e9`) so the result
