@@ -1,7 +1,7 @@
 //! Diagnostics shared by every pipeline stage: a message pointing into the spec, rendered for
 //! people with miette (file:line:col and a snippet) or as JSON for programs.
 
-use miette::{LabeledSpan, NamedSource, SourceSpan};
+use miette::{LabeledSpan, MietteSpanContents, SourceSpan, SpanContents};
 use serde::Serialize;
 use std::fmt;
 use std::sync::Arc;
@@ -78,7 +78,7 @@ pub fn did_you_mean<'a>(got: &str, known: impl IntoIterator<Item = &'a str>) -> 
 pub struct Report {
     pub path: String,
     pub diagnostics: Vec<Diagnostic>,
-    named: NamedSource<Arc<str>>,
+    named: Source,
 }
 
 impl Report {
@@ -86,7 +86,10 @@ impl Report {
         Report {
             path: path.to_owned(),
             diagnostics,
-            named: NamedSource::new(path, source),
+            named: Source {
+                name: path.to_owned(),
+                text: source,
+            },
         }
     }
 
@@ -116,6 +119,44 @@ impl Report {
             if n == 1 { "" } else { "s" }
         ));
         out
+    }
+}
+
+/// A spec's text under its name, as miette reads it for snippets. miette counts the column of
+/// its `[file:line:col]` header in bytes; this counts characters, as the `at file:line:col`
+/// line, editors and the JSON output do (they differ on a line with non-ASCII text before the
+/// span).
+#[derive(Debug)]
+struct Source {
+    name: String,
+    text: Arc<str>,
+}
+
+impl miette::SourceCode for Source {
+    fn read_span<'a>(
+        &'a self,
+        span: &SourceSpan,
+        context_lines_before: usize,
+        context_lines_after: usize,
+    ) -> Result<Box<dyn SpanContents<'a> + 'a>, miette::MietteError> {
+        let inner =
+            self.text
+                .as_ref()
+                .read_span(span, context_lines_before, context_lines_after)?;
+        // miette gives a column only without lines before the span (else 0).
+        let line_start = span.offset().saturating_sub(inner.column());
+        let column = self
+            .text
+            .get(line_start..span.offset())
+            .map_or(inner.column(), |before| before.chars().count());
+        Ok(Box::new(MietteSpanContents::new_named(
+            self.name.clone(),
+            inner.data(),
+            *inner.span(),
+            inner.line(),
+            column,
+            inner.line_count(),
+        )))
     }
 }
 
@@ -157,7 +198,7 @@ impl miette::Diagnostic for Located<'_> {
         let loc = self.diagnostic.location?;
         // A snippet of a line longer than a screen says nothing the `at file:line:col` line
         // does not, at great length (a spec of one 100 KB line, say).
-        let text = self.report.named.inner();
+        let text = &self.report.named.text;
         let start = text
             .get(..loc.offset)
             .and_then(|before| before.rfind('\n'))
@@ -173,5 +214,30 @@ impl miette::Diagnostic for Located<'_> {
             Some("here".into()),
             span,
         ))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_snippet_header_counts_columns_in_characters() {
+        let text = "app:\n  文書: {}\n";
+        let offset = text.find('{').unwrap_or_default();
+        let diagnostic = Diagnostic {
+            code: "invalid-value",
+            message: "missing required key `fields`".into(),
+            location: Some(Loc {
+                line: 2,
+                column: 7,
+                offset,
+                len: 2,
+            }),
+            help: None,
+        };
+        let rendered = Report::new("spec.yaml", text.into(), vec![diagnostic]).render();
+        assert!(rendered.contains("[spec.yaml:2:7]"), "{rendered}");
+        assert!(rendered.contains("at spec.yaml:2:7"), "{rendered}");
     }
 }

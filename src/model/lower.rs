@@ -1218,11 +1218,16 @@ impl<'s> Lower<'s> {
         }
         // A name spelt with look-alike letters (Cyrillic `а` in `cаrd_number`) means what it
         // reads as.
-        let card = card_data(name).map(|kind| (kind, String::new())).or_else(|| {
-            let reading = names::ascii_reading(name)?;
-            let kind = card_data(&reading)?;
-            Some((kind, format!(", read as `{reading}`: some of its letters only look like ASCII ones")))
-        });
+        let card = card_data(name)
+            .map(|kind| (kind, String::new()))
+            .or_else(|| {
+                let reading = names::ascii_reading(name)?;
+                let kind = card_data(&reading)?;
+                Some((
+                    kind,
+                    format!(", read as `{reading}`: some of its letters only look like ASCII ones"),
+                ))
+            });
         if let Some((kind, reads_as)) = card {
             self.error(
                 "card-data",
@@ -2174,7 +2179,12 @@ mod tests {
         assert_eq!(read("card_number"), None);
         assert_eq!(read("\u{6587}\u{66f8}"), None);
         assert_eq!(read("caf\u{e9}"), None);
-        for name in ["c\u{430}rd_number", "\u{3f2}vv", "p\u{430}n", "tr\u{430}ck2"] {
+        for name in [
+            "c\u{430}rd_number",
+            "\u{3f2}vv",
+            "p\u{430}n",
+            "tr\u{430}ck2",
+        ] {
             let reading = read(name).unwrap_or_default();
             assert!(card_data(&reading).is_some(), "{name} read as {reading}");
         }
