@@ -385,12 +385,14 @@ struct Generation {
 /// Loads the previous generation at `output` (its migrations are never rewritten).
 fn previous(format: OutputFormat, output: &Output) -> Result<Option<crate::evolve::Previous>, u8> {
     match output {
-        Output::Dir(dir) => {
-            emit::previous_in_dir(dir).map_err(|e| fail(format, exit::USAGE_OR_IO, "io", &e))
-        }
-        Output::Git(target, _) => {
-            crate::git::previous(target).map_err(|e| fail(format, exit::USAGE_OR_IO, "git", &e))
-        }
+        Output::Dir(dir) => emit::previous_in_dir(dir).map_err(|e| match e.is_refusal() {
+            true => fail(format, exit::REFUSED, "refused", &e),
+            false => fail(format, exit::USAGE_OR_IO, "io", &e),
+        }),
+        Output::Git(target, _) => crate::git::previous(target).map_err(|e| match e.is_refusal() {
+            true => fail(format, exit::REFUSED, "refused", &e),
+            false => fail(format, exit::USAGE_OR_IO, "git", &e),
+        }),
     }
 }
 

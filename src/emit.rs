@@ -101,6 +101,14 @@ pub enum EmitError {
         help("move it away, or pass --force to overwrite it")
     )]
     Foreign { path: String },
+    #[error("`{path}` {reason}")]
+    #[diagnostic(
+        code(bulwark::emit::migration),
+        help(
+            "bulwark never rewrites a migration (databases may have applied it as it was): restore it from version control, and put a change of your own in a new file under `migrations/`, which bulwark numbers its next migration after"
+        )
+    )]
+    Migration { path: String, reason: String },
     #[error("the manifest `{path}` cannot be read: {message}")]
     #[diagnostic(
         code(bulwark::emit::manifest),
@@ -127,9 +135,12 @@ pub enum EmitError {
 }
 
 impl EmitError {
-    /// Whether `--force` would get past this error.
+    /// Whether this is a refusal (exit 4): `--force` gets past all but a migration's.
     pub fn is_refusal(&self) -> bool {
-        matches!(self, EmitError::Modified { .. } | EmitError::Foreign { .. })
+        matches!(
+            self,
+            EmitError::Modified { .. } | EmitError::Foreign { .. } | EmitError::Migration { .. }
+        )
     }
 }
 
@@ -183,6 +194,15 @@ pub fn previous_from(
     {
         let full = base.join(path);
         match read(&full) {
+            // The migration as generated: it is kept byte for byte, so an edit would pass
+            // for generated output from then on (and a lost `FORCE ROW LEVEL SECURITY`
+            // with it).
+            Ok(text) if manifest.files.get(path) != Some(&sha256(text.as_bytes())) => {
+                return Err(EmitError::Migration {
+                    path: path.clone(),
+                    reason: "was edited by hand since bulwark generated it".into(),
+                });
+            }
             Ok(text) => {
                 migrations.insert(path.clone(), text);
             }
@@ -197,11 +217,21 @@ pub fn previous_from(
             Err(e) => return Err(io(&full)(e)),
         }
     }
-    let unrecorded = list(&base.join("migrations"))
+    let mut unrecorded = BTreeMap::new();
+    for path in list(&base.join("migrations"))
         .into_iter()
         .map(|name| format!("migrations/{name}"))
         .filter(|path| crate::evolve::is_migration(path) && !migrations.contains_key(path))
-        .collect();
+    {
+        let full = base.join(&path);
+        // Unreadable as text (not UTF-8, say): its number is still taken.
+        let text = match read(&full) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => String::new(),
+            Err(e) => return Err(io(&full)(e)),
+        };
+        unrecorded.insert(path, text);
+    }
     Ok(Some(crate::evolve::Previous {
         schema: manifest.schema,
         api: manifest.api,
@@ -308,6 +338,14 @@ pub fn write_dir(
             (Some(bytes), _) if bytes == contents.as_bytes() => {
                 outcome.unchanged += 1;
                 continue;
+            }
+            // Not even forced: a migration on disk may have been applied as it is (here the
+            // manifest that would have kept it is gone, or never listed it).
+            (Some(_), _) if crate::evolve::is_migration(path) => {
+                return Err(EmitError::Migration {
+                    path: path.clone(),
+                    reason: "exists and differs from the migration this spec renders".into(),
+                });
             }
             (Some(bytes), Some(recorded)) if !force && &sha256(bytes) != recorded => {
                 return Err(EmitError::Modified { path: path.clone() });

@@ -135,12 +135,21 @@ pub enum GitError {
     #[error("git: {0}")]
     #[diagnostic(code(bulwark::git::error))]
     Git(String),
+    /// The previous generation on the branch tip cannot be built on (a migration edited
+    /// there, say).
+    #[error("on the branch tip: {0}")]
+    #[diagnostic(transparent)]
+    Previous(Box<crate::emit::EmitError>),
 }
 
 impl GitError {
-    /// A refusal that `--force` overrides (exit 4), rather than bad input.
+    /// A refusal (exit 4), rather than bad input: `--force` overrides a foreign branch.
     pub fn is_refusal(&self) -> bool {
-        matches!(self, GitError::ForeignBranch { .. })
+        match self {
+            GitError::ForeignBranch { .. } => true,
+            GitError::Previous(e) => e.is_refusal(),
+            _ => false,
+        }
     }
 }
 
@@ -165,7 +174,7 @@ pub fn commit_generation(
     let parent = branch.tip()?;
     if let Some(tip) = &parent
         && !force
-        && let Some(detail) = not_generated(tip, prefix)?
+        && let Some(detail) = not_generated(repo, tip, prefix)?
     {
         return Err(GitError::ForeignBranch {
             branch: target.branch.clone(),
@@ -286,8 +295,7 @@ pub fn previous(target: &Target) -> Result<Option<crate::evolve::Previous>, GitE
             .unwrap_or_default()
     };
     let base = Path::new(prefix.trim_end_matches('/'));
-    crate::emit::previous_from(base, read, list)
-        .map_err(|e| GitError::Git(format!("the previous generation on the branch tip: {e}")))
+    crate::emit::previous_from(base, read, list).map_err(|e| GitError::Previous(Box::new(e)))
 }
 
 /// The paths where `target`'s branch tip differs from `files` and `manifest`; writes nothing.
@@ -303,7 +311,9 @@ pub fn check_branch(
             path: target.repo.display().to_string(),
         });
     };
-    let on_branch = tree_blobs(&tip.tree()?)?;
+    // Under a prefix, the branch's other folders are someone else's.
+    let mut on_branch = tree_blobs(&tip.tree()?)?;
+    on_branch.retain(|path, _| path.starts_with(&branch.prefix));
     let manifest_text = manifest.to_json();
     let mut expected = BTreeMap::new();
     for (path, contents) in generation(&branch.prefix, files, &manifest_text) {
@@ -473,25 +483,54 @@ fn prefix(prefix: Option<&str>) -> Result<String, GitError> {
     Ok(format!("{trimmed}/"))
 }
 
-/// Why `tip` is not one of bulwark's generations (for this prefix), if it is not.
-fn not_generated(tip: &git2::Commit, prefix: &str) -> Result<Option<String>, GitError> {
+/// Why `tip` is not one of bulwark's generations (for this prefix), if it is not: it lacks
+/// the trailer, or what is under the prefix is not what its manifest records (a commit
+/// amended or cherry-picked with a hand edit keeps the trailer). A tip with nothing under the
+/// prefix is one (another prefix's generation on the same branch).
+fn not_generated(
+    repo: &Repository,
+    tip: &git2::Commit,
+    prefix: &str,
+) -> Result<Option<String>, GitError> {
     let marked = tip
         .message()
         .is_ok_and(|m| m.lines().any(|l| l.starts_with(GENERATED_BY)));
+    let commit = short(tip.id());
     if !marked {
         return Ok(Some(format!(
-            " (commit {} has no `{GENERATED_BY}` trailer)",
-            short(tip.id())
+            " (commit {commit} has no `{GENERATED_BY}` trailer)"
         )));
     }
-    let manifest = format!("{prefix}{MANIFEST}");
-    match tip.tree()?.get_path(Path::new(&manifest)) {
-        Ok(_) => Ok(None),
-        Err(_) => Ok(Some(format!(
-            " (no `{manifest}` in commit {})",
-            short(tip.id())
-        ))),
+    let mut under: BTreeMap<String, Oid> = tree_blobs(&tip.tree()?)?
+        .into_iter()
+        .filter_map(|(path, oid)| Some((path.strip_prefix(prefix)?.to_owned(), oid)))
+        .collect();
+    let Some(manifest) = under.remove(MANIFEST) else {
+        return Ok(
+            (!under.is_empty()).then(|| format!(" (no `{prefix}{MANIFEST}` in commit {commit})"))
+        );
+    };
+    let text = repo.find_blob(manifest)?;
+    let Ok(manifest) = serde_json::from_slice::<Manifest>(text.content()) else {
+        return Ok(Some(format!(
+            " (`{prefix}{MANIFEST}` in commit {commit} cannot be read)"
+        )));
+    };
+    for (path, recorded) in &manifest.files {
+        let Some(oid) = under.remove(path) else {
+            return Ok(Some(format!(
+                " (`{prefix}{path}`, which its manifest lists, is missing from commit {commit})"
+            )));
+        };
+        if crate::emit::sha256(repo.find_blob(oid)?.content()) != *recorded {
+            return Ok(Some(format!(
+                " (`{prefix}{path}` in commit {commit} is not what its manifest records: edited after bulwark made it)"
+            )));
+        }
     }
+    Ok(under.into_keys().next().map(|path| {
+        format!(" (`{prefix}{path}` in commit {commit} is not in its manifest: added after bulwark made it)")
+    }))
 }
 
 fn signatures(

@@ -135,6 +135,10 @@ pub struct ClassRateLimits {
     /// Requests per principal and unit, e.g. `30/min`.
     #[serde(default)]
     pub sensitive: Option<Text>,
+    /// Requests per principal and unit for every other authenticated operation, e.g.
+    /// `600/min`.
+    #[serde(default)]
+    pub standard: Option<Text>,
 }
 
 /// The identity provider the service trusts. The service is a resource server: it validates

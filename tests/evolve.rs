@@ -1048,3 +1048,112 @@ fn a_new_migration_takes_a_number_after_those_written_by_hand() {
     let kept = std::fs::read_to_string(out.join("migrations/0002_custom_index.sql")).unwrap();
     assert_eq!(kept, own);
 }
+
+/// `generate SPEC --out DIR` with `extra` arguments (`--force`).
+fn generate_with(spec: &str, out: &Path, extra: &[&str]) -> (i32, Value) {
+    let file = out.with_extension("yaml");
+    std::fs::write(&file, spec).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_bulwark"))
+        .args(["--format", "json", "generate"])
+        .arg(&file)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap();
+    let json = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+    (output.status.code().unwrap(), json)
+}
+
+/// A generated migration is kept byte for byte, so an edit to one would pass for generated
+/// output from then on: refused, forced or not, and nothing written.
+#[test]
+fn a_generated_migration_edited_by_hand_is_refused_even_forced() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("out");
+    let (code, json) = generate_json(&ledgerly(), &out);
+    assert_eq!(code, 0, "{json}");
+    let init = out.join("migrations/0001_init.sql");
+    let generated = std::fs::read_to_string(&init).unwrap();
+    let edited: String = generated
+        .lines()
+        .filter(|line| !line.contains("FORCE ROW LEVEL SECURITY"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    assert_ne!(edited, generated);
+    std::fs::write(&init, &edited).unwrap();
+    let manifest = std::fs::read(out.join(".bulwark/manifest.json")).unwrap();
+    for extra in [&[][..], &["--force"]] {
+        let (code, json) = generate_with(&ledgerly_v2(), &out, extra);
+        assert_eq!(code, 4, "{extra:?}: {json}");
+        let message = json.to_string();
+        assert!(message.contains("migrations/0001_init.sql"), "{message}");
+        assert!(message.contains("edited by hand"), "{message}");
+        assert_eq!(std::fs::read_to_string(&init).unwrap(), edited);
+        assert_eq!(
+            std::fs::read(out.join(".bulwark/manifest.json")).unwrap(),
+            manifest
+        );
+    }
+    std::fs::write(&init, &generated).unwrap();
+    let (code, json) = generate_json(&ledgerly_v2(), &out);
+    assert_eq!(code, 0, "restored: {json}");
+}
+
+/// A run interrupted after its files were renamed into place but before its manifest left
+/// the new migration unrecorded; the next run takes it for its own instead of numbering a
+/// second copy after it.
+#[test]
+fn an_interrupted_generation_is_finished_without_a_second_migration() {
+    let work = tempfile::tempdir().unwrap();
+    let (interrupted, whole) = (work.path().join("interrupted"), work.path().join("whole"));
+    for out in [&interrupted, &whole] {
+        let (code, json) = generate_json(&ledgerly(), out);
+        assert_eq!(code, 0, "{json}");
+    }
+    let (code, json) = generate_json(&ledgerly_v2(), &whole);
+    assert_eq!(code, 0, "{json}");
+    // Every file of the second generation in place, the first one's manifest still there.
+    let mut stack = vec![whole.clone()];
+    while let Some(folder) = stack.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            let relative = path.strip_prefix(&whole).unwrap();
+            if relative.starts_with(".bulwark") {
+                continue;
+            }
+            if path.is_dir() {
+                std::fs::create_dir_all(interrupted.join(relative)).unwrap();
+                stack.push(path);
+            } else {
+                std::fs::copy(&path, interrupted.join(relative)).unwrap();
+            }
+        }
+    }
+    let (code, json) = generate_json(&ledgerly_v2(), &interrupted);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(migrations(&interrupted), migrations(&whole));
+    let manifest = |out: &Path| std::fs::read(out.join(".bulwark/manifest.json")).unwrap();
+    assert_eq!(manifest(&interrupted), manifest(&whole));
+}
+
+/// Without the manifest that recorded them, the migrations on disk are still never
+/// rewritten: `--force` gets past the other files, not past a migration that differs.
+#[test]
+fn without_its_manifest_a_directory_keeps_its_migrations_even_forced() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("out");
+    for spec in [ledgerly(), ledgerly_v2()] {
+        let (code, json) = generate_json(&spec, &out);
+        assert_eq!(code, 0, "{json}");
+    }
+    let before = migrations(&out);
+    std::fs::remove_file(out.join(".bulwark/manifest.json")).unwrap();
+    let (code, json) = generate_with(&ledgerly_v2(), &out, &["--force"]);
+    assert_eq!(code, 4, "{json}");
+    assert!(
+        json.to_string().contains("migrations/0001_init.sql"),
+        "{json}"
+    );
+    assert_eq!(migrations(&out), before);
+}

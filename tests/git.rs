@@ -785,3 +785,62 @@ fn a_generation_under_a_prefix_keeps_the_rest_of_the_branch() {
     assert_eq!(git(repo.path(), &["show", "product:app.txt"]), "one\nthree");
     assert!(files("product").lines().any(|l| l == "README.md"));
 }
+
+/// Two services generated into folders of one branch: each generation and each check sees
+/// its own folder only. A generation commit amended with a hand edit keeps bulwark's trailer
+/// but is no longer bulwark's: refused, naming the file.
+#[test]
+fn generations_under_two_prefixes_share_a_branch_and_an_amended_tip_is_refused() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = existing_repo();
+    git(repo.path(), &["stash", "-q"]);
+    let billing = spec_file(work.path(), "billing.yaml", &ledgerly());
+    let tracker =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("specs/tracker.yaml"))
+            .unwrap();
+    let projects = spec_file(work.path(), "projects.yaml", &tracker);
+    let check = |spec: &Path, prefix: &str| {
+        let (code, json, _) = bulwark(&[
+            "check",
+            spec.to_str().unwrap(),
+            "--git",
+            repo.path().to_str().unwrap(),
+            "--branch",
+            BRANCH,
+            "--prefix",
+            prefix,
+        ]);
+        (code, json)
+    };
+    let (code, json) = generate(&billing, repo.path(), &["--prefix", "billing"]);
+    assert_eq!(code, 0, "{json}");
+    let (code, json) = generate(&projects, repo.path(), &["--prefix", "projects"]);
+    assert_eq!(code, 0, "a second folder on bulwark's branch: {json}");
+    for (spec, prefix) in [(&billing, "billing"), (&projects, "projects")] {
+        let (code, json) = check(spec, prefix);
+        assert_eq!(code, 0, "{prefix}: {json}");
+    }
+    let (code, json) = generate(&billing, repo.path(), &["--prefix", "billing"]);
+    assert_eq!(code, 0, "{json}");
+
+    git(repo.path(), &["checkout", "-q", BRANCH]);
+    let readme = repo.path().join("billing/README.md");
+    let text = std::fs::read_to_string(&readme).unwrap();
+    std::fs::write(&readme, format!("{text}\nedited\n")).unwrap();
+    git(repo.path(), &["commit", "-qa", "--amend", "--no-edit"]);
+    git(repo.path(), &["checkout", "-q", "main"]);
+    let tip = git(repo.path(), &["rev-parse", BRANCH]);
+    let (code, json) = generate(&billing, repo.path(), &["--prefix", "billing"]);
+    assert_eq!(code, 4, "{json}");
+    assert!(
+        json.to_string().contains("billing/README.md"),
+        "names the edited file: {json}"
+    );
+    assert_eq!(git(repo.path(), &["rev-parse", BRANCH]), tip);
+    let (code, json) = check(&billing, "billing");
+    assert_eq!(code, 3, "{json}");
+    assert_eq!(
+        json["drift"],
+        serde_json::json!([{"path": "billing/README.md", "kind": "differs"}])
+    );
+}

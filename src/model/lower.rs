@@ -389,6 +389,7 @@ impl<'s> Lower<'s> {
             deprecated_versions,
             public_rate_limit: self.class_rate_limit(|l| l.public.as_ref(), "60/min"),
             sensitive_rate_limit: self.class_rate_limit(|l| l.sensitive.as_ref(), "30/min"),
+            standard_rate_limit: self.class_rate_limit(|l| l.standard.as_ref(), "600/min"),
         }
     }
 

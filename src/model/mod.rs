@@ -46,6 +46,7 @@ pub struct App {
     /// Rate limits of the route classes (for operations without their own).
     pub public_rate_limit: RateLimit,
     pub sensitive_rate_limit: RateLimit,
+    pub standard_rate_limit: RateLimit,
     /// Earlier API versions still served, deprecated, oldest first.
     pub deprecated_versions: Vec<DeprecatedVersion>,
 }

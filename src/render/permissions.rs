@@ -375,7 +375,7 @@ fn rate_limit(
         (Some(limit), _) => show(limit),
         (None, RouteClass::Public) => format!("{} (public)", show(app.public_rate_limit)),
         (None, RouteClass::Sensitive) => format!("{} (sensitive)", show(app.sensitive_rate_limit)),
-        (None, RouteClass::Standard) => "—".into(),
+        (None, RouteClass::Standard) => format!("{} (standard)", show(app.standard_rate_limit)),
     }
 }
 

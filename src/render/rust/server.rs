@@ -556,7 +556,8 @@ fn guard() -> TokenStream {
         /// How an operation without a rate limit of its own is throttled.
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
         pub enum RouteClass {
-            /// Authenticated and not sensitive: not throttled.
+            /// Every other authenticated operation: [`ClassLimits::standard`], one budget per
+            /// principal shared by all of them.
             Standard,
             /// Deletes, custom actions, writes only roles with a second factor may do, and the
             /// built-in routes: [`ClassLimits::sensitive`], one budget per principal shared by
@@ -573,11 +574,12 @@ fn guard() -> TokenStream {
         pub struct ClassLimits {
             pub public: Option<(u32, u32)>,
             pub sensitive: Option<(u32, u32)>,
+            pub standard: Option<(u32, u32)>,
         }
 
         impl ClassLimits {
-            /// `defaults`, overridden by `RATE_LIMIT_PUBLIC` and `RATE_LIMIT_SENSITIVE`
-            /// (`REQUESTS/SECONDS`, e.g. `60/60`, or `off`).
+            /// `defaults`, overridden by `RATE_LIMIT_PUBLIC`, `RATE_LIMIT_SENSITIVE` and
+            /// `RATE_LIMIT_STANDARD` (`REQUESTS/SECONDS`, e.g. `60/60`, or `off`).
             pub fn from_env(defaults: ClassLimits) -> Result<ClassLimits, String> {
                 let read = |name: &str, default: Option<(u32, u32)>| -> Result<Option<(u32, u32)>, String> {
                     let Ok(value) = std::env::var(name) else { return Ok(default) };
@@ -590,13 +592,17 @@ fn guard() -> TokenStream {
                         .filter(|(n, s)| *n > 0 && *s > 0);
                     parsed.map(Some).ok_or_else(|| format!("{name}=`{value}` is not REQUESTS/SECONDS (e.g. `60/60`) or `off`"))
                 };
-                Ok(ClassLimits { public: read("RATE_LIMIT_PUBLIC", defaults.public)?, sensitive: read("RATE_LIMIT_SENSITIVE", defaults.sensitive)? })
+                Ok(ClassLimits {
+                    public: read("RATE_LIMIT_PUBLIC", defaults.public)?,
+                    sensitive: read("RATE_LIMIT_SENSITIVE", defaults.sensitive)?,
+                    standard: read("RATE_LIMIT_STANDARD", defaults.standard)?,
+                })
             }
 
             /// The limit of `operation`: its own, else its class's.
             pub fn of(&self, operation: &Operation) -> Option<(u32, u32)> {
                 operation.rate_limit.or(match operation.class {
-                    RouteClass::Standard => None,
+                    RouteClass::Standard => self.standard,
                     RouteClass::Sensitive => self.sensitive,
                     RouteClass::Public => self.public,
                 })
@@ -683,14 +689,17 @@ fn guard() -> TokenStream {
             sensitive: Budget,
             /// The same of the public route class.
             public: Budget,
+            /// The same of the standard route class.
+            standard: Budget,
             auth: Arc<Authority>,
         }
 
         impl<S: Clone + Send + Sync + 'static> GuardedRouter<S> {
             /// An empty router whose guard decides with `auth`.
             pub fn new(auth: Arc<Authority>) -> Self {
-                let (sensitive, public) = (limiter(auth.rate_limits.sensitive), limiter(auth.rate_limits.public));
-                GuardedRouter { paths: BTreeMap::new(), registered: Vec::new(), routes: Vec::new(), previous: &[], guards: BTreeMap::new(), sensitive, public, auth }
+                let limits = auth.rate_limits;
+                let (sensitive, public, standard) = (limiter(limits.sensitive), limiter(limits.public), limiter(limits.standard));
+                GuardedRouter { paths: BTreeMap::new(), registered: Vec::new(), routes: Vec::new(), previous: &[], guards: BTreeMap::new(), sensitive, public, standard, auth }
             }
 
             /// The same, also serving each operation registered from now on under the
@@ -710,7 +719,7 @@ fn guard() -> TokenStream {
                 // An operation's own limit is its own budget; without one, its class's budget.
                 let budget = match (operation.rate_limit, operation.class) {
                     (Some(limit), _) => limiter(Some(limit)),
-                    (None, RouteClass::Standard) => None,
+                    (None, RouteClass::Standard) => self.standard.clone(),
                     (None, RouteClass::Sensitive) => self.sensitive.clone(),
                     (None, RouteClass::Public) => self.public.clone(),
                 };
@@ -2131,6 +2140,10 @@ fn routes(app: &App) -> TokenStream {
         app.sensitive_rate_limit.requests,
         app.sensitive_rate_limit.per_secs,
     );
+    let (standard_requests, standard_secs) = (
+        app.standard_rate_limit.requests,
+        app.standard_rate_limit.per_secs,
+    );
     quote! {
         //! Every operation of the spec, and the router that serves them.
 
@@ -2141,9 +2154,14 @@ fn routes(app: &App) -> TokenStream {
         /// lists the same.
         pub const OPERATIONS: &[&Operation] = &[#(#ops),*];
 
-        /// The spec's rate limits of the route classes (`RATE_LIMIT_PUBLIC` and
-        /// `RATE_LIMIT_SENSITIVE` override them when the server starts).
-        pub const CLASS_LIMITS: ClassLimits = ClassLimits { public: Some((#public_requests, #public_secs)), sensitive: Some((#sensitive_requests, #sensitive_secs)) };
+        /// The spec's rate limits of the route classes (`RATE_LIMIT_PUBLIC`,
+        /// `RATE_LIMIT_SENSITIVE` and `RATE_LIMIT_STANDARD` override them when the server
+        /// starts).
+        pub const CLASS_LIMITS: ClassLimits = ClassLimits {
+            public: Some((#public_requests, #public_secs)),
+            sensitive: Some((#sensitive_requests, #sensitive_secs)),
+            standard: Some((#standard_requests, #standard_secs)),
+        };
 
         /// Earlier API versions still served, deprecated, until the spec retires them: the
         /// operations they have answer under their prefixes.

@@ -101,7 +101,7 @@ pub fn render_tests(
         /// throttled: a test's caller makes more of a class's calls than a minute's budget
         /// (the rate-limit tests set limits of their own; operations' own limits stay).
         fn router_on(pool: sqlx::PgPool) -> axum::Router {
-            router_limited(pool, server::guard::ClassLimits { public: None, sensitive: None })
+            router_limited(pool, server::guard::ClassLimits { public: None, sensitive: None, standard: None })
         }
 
         /// The same, with other rate limits for the route classes.
@@ -412,9 +412,9 @@ pub fn render_tests(
         #[tokio::test]
         async fn a_route_class_is_one_budget_per_caller() {
             use server::guard::RouteClass;
-            let limits = server::guard::ClassLimits { public: Some((3, 60)), sensitive: Some((2, 60)) };
+            let limits = server::guard::ClassLimits { public: Some((3, 60)), sensitive: Some((2, 60)), standard: Some((4, 60)) };
             let token = signed(&dev::claims("user-1", uuid::Uuid::now_v7(), &all_scopes(), &["mfa"], identity::now(), 60));
-            for class in [RouteClass::Sensitive, RouteClass::Public] {
+            for class in [RouteClass::Sensitive, RouteClass::Public, RouteClass::Standard] {
                 let members: Vec<&server::guard::Operation> = OPERATIONS.iter().copied().filter(|op| op.class == class && op.rate_limit.is_none()).collect();
                 let [first, second, ..] = members[..] else { continue };
                 let app = router_limited(lazy_pool(), limits);
@@ -444,11 +444,10 @@ pub fn render_tests(
         async fn rate_limited_operations_answer_429_with_retry_after() {
             // Small limits for the route classes, so that their operations are throttled
             // within the test too; an operation's own limit comes first.
-            let limits = server::guard::ClassLimits { public: Some((3, 60)), sensitive: Some((2, 60)) };
+            let limits = server::guard::ClassLimits { public: Some((3, 60)), sensitive: Some((2, 60)), standard: Some((4, 60)) };
             for op in OPERATIONS {
                 let Some((requests, _)) = limits.of(op) else {
-                    assert_eq!(op.class, server::guard::RouteClass::Standard, "{}", op.id);
-                    continue;
+                    panic!("{} is not throttled", op.id);
                 };
                 let app = router_limited(lazy_pool(), limits);
                 let path = op.path.replace("{id}", "0190a0b0-0000-7000-8000-000000000001");
