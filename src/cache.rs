@@ -22,10 +22,14 @@ const SWEPT: &str = ".swept";
 const FOLDERS: [&str; 2] = ["rustfmt", "policies"];
 
 fn base() -> Option<PathBuf> {
-    std::env::var_os("BULWARK_CACHE_DIR")
+    // An empty variable names no folder, and the XDG base directories ignore relative ones:
+    // either would put the cache in whatever directory bulwark runs in.
+    let var = |name: &str| std::env::var_os(name).filter(|value| !value.is_empty());
+    let absolute = |name: &str| var(name).map(PathBuf::from).filter(|p| p.is_absolute());
+    var("BULWARK_CACHE_DIR")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("bulwark")))
-        .or_else(|| std::env::var_os("HOME").map(|d| PathBuf::from(d).join(".cache/bulwark")))
+        .or_else(|| absolute("XDG_CACHE_HOME").map(|d| d.join("bulwark")))
+        .or_else(|| absolute("HOME").map(|d| d.join(".cache/bulwark")))
 }
 
 /// The cache's subdirectory `name`, created if need be; `None` when there is nowhere to

@@ -186,11 +186,23 @@ pub fn run() -> ExitCode {
                     crate::git::Identity {
                         author: author.clone(),
                         committer: committer.clone(),
-                        time: commit_time.or_else(|| {
-                            std::env::var("SOURCE_DATE_EPOCH")
-                                .ok()
-                                .and_then(|s| s.parse().ok())
-                        }),
+                        time: match (commit_time, std::env::var("SOURCE_DATE_EPOCH")) {
+                            (Some(time), _) => Some(*time),
+                            (None, Ok(value)) => match value.trim().parse() {
+                                Ok(time) => Some(time),
+                                // A reproducible build asked for: never now instead.
+                                Err(_) => {
+                                    let error = crate::git::GitError::SourceDateEpoch { value };
+                                    return ExitCode::from(fail(
+                                        cli.format,
+                                        exit::USAGE_OR_IO,
+                                        "usage",
+                                        &error,
+                                    ));
+                                }
+                            },
+                            (None, Err(_)) => None,
+                        },
                     },
                 ),
                 (None, None) => unreachable!("clap requires --out or --git"),
@@ -396,12 +408,7 @@ fn previous(format: OutputFormat, output: &Output) -> Result<Option<crate::evolv
     }
 }
 
-fn build(
-    format: OutputFormat,
-    path: &Path,
-    output: &Output,
-    force: bool,
-) -> Result<Generation, u8> {
+fn build(format: OutputFormat, path: &Path, output: &Output) -> Result<Generation, u8> {
     let started = Instant::now();
     let source = read_spec(format, path)?;
     // rustfmt is asked its version while the spec compiles (it is a process of its own).
@@ -453,7 +460,7 @@ fn build(
     let formatted = Instant::now();
     crate::cache::sweep();
     // A change of the tables adds the next migration.
-    if let Err(e) = crate::evolve::evolve(&app, &options, &mut files, previous.as_ref(), force) {
+    if let Err(e) = crate::evolve::evolve(&app, &options, &mut files, previous.as_ref()) {
         let code = if e.is_refusal() {
             exit::REFUSED
         } else {
@@ -466,7 +473,7 @@ fn build(
             &e,
         ));
     }
-    let manifest = emit::Manifest::new(
+    let mut manifest = emit::Manifest::new(
         &files,
         emit::sha256(source.as_bytes()),
         options.generator_version.clone(),
@@ -474,6 +481,14 @@ fn build(
         render::sql::schema(&app),
         crate::versions::recorded(&app),
     );
+    // Another rustfmt release that formats every file alike changes nothing: the version
+    // recorded stays that of the generation that last changed a file (else engineers and
+    // CI on different patch releases would see drift, and commits, back and forth).
+    if let Some(previous) = &previous
+        && manifest.same_but_rustfmt(&previous.manifest)
+    {
+        manifest.rustfmt.clone_from(&previous.manifest.rustfmt);
+    }
     Ok(Generation {
         app,
         files,
@@ -486,7 +501,7 @@ fn build(
 }
 
 fn generate(format: OutputFormat, path: &Path, target: &Output, force: bool) -> u8 {
-    let generation = match build(format, path, target, force) {
+    let generation = match build(format, path, target) {
         Ok(generation) => generation,
         Err(code) => return code,
     };
@@ -625,7 +640,7 @@ fn diff(format: OutputFormat, old: &str, new: &str, repo: Option<&Path>) -> u8 {
 
 fn check(format: OutputFormat, path: &Path, target: &crate::git::Target) -> u8 {
     let output = Output::Git(target.clone(), crate::git::Identity::default());
-    let generation = match build(format, path, &output, false) {
+    let generation = match build(format, path, &output) {
         Ok(generation) => generation,
         Err(code) => return code,
     };

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 pub const MANIFEST: &str = ".bulwark/manifest.json";
 
 /// What one generation produced.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     pub generator: String,
     pub generator_version: String,
@@ -62,6 +62,14 @@ impl Manifest {
                 .map(|(p, c)| (p.clone(), sha256(c.as_bytes())))
                 .collect(),
         }
+    }
+
+    /// Whether `self` records what `other` does, but for the rustfmt version: the same
+    /// files, made by another rustfmt release that formats them alike.
+    pub fn same_but_rustfmt(&self, other: &Manifest) -> bool {
+        let mut same = self.clone();
+        same.rustfmt.clone_from(&other.rustfmt);
+        same == *other
     }
 
     pub fn to_json(&self) -> String {
@@ -233,10 +241,11 @@ pub fn previous_from(
         unrecorded.insert(path, text);
     }
     Ok(Some(crate::evolve::Previous {
-        schema: manifest.schema,
-        api: manifest.api,
+        schema: manifest.schema.clone(),
+        api: manifest.api.clone(),
         migrations,
         unrecorded,
+        manifest,
     }))
 }
 
@@ -375,8 +384,41 @@ pub fn write_dir(
         }
     }
 
-    // Stage inside the target so the final renames stay on one filesystem.
-    std::fs::create_dir_all(dir.join(".bulwark")).map_err(io(dir))?;
+    // Stage inside the target so the final renames stay on one filesystem. A failure
+    // removes the folders made for it again (the directory itself too, if this made it).
+    let own = dir.join(".bulwark");
+    let made: Vec<PathBuf> = [dir, own.as_path()]
+        .into_iter()
+        .filter(|folder| !folder.exists())
+        .map(Path::to_path_buf)
+        .collect();
+    std::fs::create_dir_all(&own).map_err(io(dir))?;
+    let written = write_staged(
+        dir,
+        &plan,
+        &removals,
+        manifest,
+        previous.as_ref(),
+        &mut outcome,
+    );
+    if written.is_err() {
+        for folder in made.iter().rev() {
+            let _ = std::fs::remove_dir(folder);
+        }
+    }
+    written.map(|()| outcome)
+}
+
+/// Stages the `plan`'s files and the manifest in `dir/.bulwark`, then moves them into place
+/// and removes the `removals`; on a failure, undoes every change made.
+fn write_staged(
+    dir: &Path,
+    plan: &[(&String, &String)],
+    removals: &[String],
+    manifest: &Manifest,
+    previous: Option<&Manifest>,
+    outcome: &mut Outcome,
+) -> Result<(), EmitError> {
     let staging = tempfile::Builder::new()
         .prefix("staging-")
         .tempdir_in(dir.join(".bulwark"))
@@ -398,26 +440,37 @@ pub fn write_dir(
             changes.put(from, to, rename)?;
             outcome.written.push((*path).clone());
         }
-        for path in &removals {
+        for path in removals {
             changes.remove(&dir.join(path), rename)?;
             outcome.removed.push(path.clone());
         }
         // An unchanged manifest is left alone, like every unchanged file.
-        if previous.as_ref() != Some(manifest) {
+        if previous != Some(manifest) {
             changes.put(&manifest_staged, &dir.join(MANIFEST), rename)?;
         }
         Ok(())
     })();
     match applied {
         Ok(()) => {
-            for path in &removals {
+            for path in removals {
                 remove_empty_parents(dir, &dir.join(path));
             }
-            Ok(outcome)
+            Ok(())
         }
         Err(error) => {
-            changes.undo(dir);
-            Err(error)
+            if changes.undo(dir) {
+                return Err(error);
+            }
+            // A previous file that could not be put back is still in the staging folder:
+            // keep it, and say where.
+            let kept = staging.keep();
+            Err(EmitError::Io {
+                path: dir.display().to_string(),
+                message: format!(
+                    "{error}; undoing it failed too: the files it replaced are in `{}`",
+                    kept.display()
+                ),
+            })
         }
     }
 }
@@ -479,12 +532,14 @@ impl<'a> Changes<'a> {
     }
 
     /// Undoes every change, latest first: each path gets its previous file back, or none.
-    /// Best effort: what cannot be restored stays in the staging directory.
-    fn undo(self, root: &Path) {
+    /// Best effort: whether every previous file is back (what is not stays in the staging
+    /// directory).
+    fn undo(self, root: &Path) -> bool {
+        let mut restored = true;
         for (path, previous) in self.done.into_iter().rev() {
             match previous {
                 Some(previous) => {
-                    let _ = std::fs::rename(&previous, &path);
+                    restored &= std::fs::rename(&previous, &path).is_ok();
                 }
                 None => {
                     let _ = std::fs::remove_file(&path);
@@ -496,6 +551,7 @@ impl<'a> Changes<'a> {
                 let _ = std::fs::remove_dir(dir);
             }
         }
+        restored
     }
 }
 
@@ -575,7 +631,28 @@ mod tests {
                 .put(&staged[2], &dir.join("third.rs"), &rename)
                 .is_err()
         );
-        changes.undo(&dir);
+        assert!(changes.undo(&dir), "every previous file is back");
         assert_eq!(tree(&dir), before);
+    }
+
+    /// A write into a directory that did not exist, failing part way (a file where a folder
+    /// must go), leaves no directory behind: not the output's, not `.bulwark`.
+    #[test]
+    fn a_failed_first_write_leaves_no_directory() {
+        let root = tempfile::tempdir().expect("a directory");
+        let dir = root.path().join("out");
+        let mut files = FileSet::default();
+        files.insert("a", "a file".into());
+        files.insert("a/b", "a file under it".into());
+        let manifest = Manifest::new(
+            &files,
+            String::new(),
+            String::new(),
+            String::new(),
+            Vec::new(),
+            Vec::new(),
+        );
+        assert!(write_dir(&dir, &files, &manifest, false).is_err());
+        assert!(!dir.exists(), "{:?}", tree(root.path()));
     }
 }

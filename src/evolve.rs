@@ -33,6 +33,8 @@ pub struct Previous {
     /// The other files in the migrations folder (written by hand, or by a run interrupted
     /// before its manifest), path → contents: their numbers are taken.
     pub unrecorded: BTreeMap<String, String>,
+    /// Its manifest.
+    pub manifest: crate::emit::Manifest,
 }
 
 /// A file of the migrations folder.
@@ -62,28 +64,28 @@ impl EvolveError {
 }
 
 /// Puts the previous migrations in place of the rendered ones and adds the migration from
-/// the previous tables to `app`'s, if they differ; returns its path. With `force`, a previous
-/// generation that recorded no tables is replaced rather than refused.
+/// the previous tables to `app`'s, if they differ; returns its path. A previous generation
+/// that recorded no tables is refused, forced or not (its migrations are never rewritten),
+/// unless its only migration is the one `app` renders.
 pub fn evolve(
     app: &App,
     options: &Options,
     files: &mut FileSet,
     previous: Option<&Previous>,
-    force: bool,
 ) -> Result<Option<String>, EvolveError> {
     let Some(previous) = previous.filter(|p| !p.migrations.is_empty()) else {
         return Ok(None);
     };
-    let rendered_init = files.files.get(INIT).cloned();
-    let unrecorded =
-        previous.schema.is_empty() && previous.migrations.get(INIT) != rendered_init.as_ref();
-    if unrecorded && force {
-        return Ok(None);
-    }
-    if unrecorded {
+    if previous.schema.is_empty() {
+        let rendered_init = files.files.get(INIT);
+        let only_init = previous.migrations.len() == 1;
+        if only_init && previous.migrations.get(INIT) == rendered_init {
+            // Nothing changed since: the rendered migrations are the ones there.
+            return Ok(None);
+        }
         return Err(EvolveError::Refused {
             reasons: vec![
-                "the previous generation recorded no tables (an older bulwark made it), so the change cannot be computed: generate into a new directory or branch, write the migration by hand, or pass --force to render the migrations anew".into(),
+                "the previous generation recorded no tables (an older bulwark made it, or its manifest was edited), so the change cannot be computed: generate into a new directory or branch, or write the migration by hand".into(),
             ],
         });
     }
@@ -244,11 +246,11 @@ fn plan(app: &App, old: &[TableRecord]) -> Result<Plan, EvolveError> {
         if moved && !tenancy.contains(resource.as_str()) {
             reasons.push(if table.tenant {
                 format!(
-                    "`{resource}` becomes tenant-scoped: its stored rows belong to no tenant; list `{resource}` under `migrations.tenancy` to give each tenant its own copy of them (references from a tenant's rows then point at its copies)"
+                    "`{resource}` becomes tenant-scoped: its stored rows belong to no tenant; add `{resource}: tenant` under `migrations.tenancy` to give each tenant its own copy of them (references from a tenant's rows then point at its copies)"
                 )
             } else {
                 format!(
-                    "`{resource}` becomes global: every tenant's stored rows would be shared by all tenants; list `{resource}` under `migrations.tenancy` to share them (the tenant each came from is forgotten; the migration fails, changing nothing, where a uniqueness rule now spans tenants and two rows share a value)"
+                    "`{resource}` becomes global: every tenant's stored rows would be shared by all tenants; add `{resource}: global` under `migrations.tenancy` to share them (the tenant each came from is forgotten; the migration fails, changing nothing, where a uniqueness rule now spans tenants and two rows share a value)"
                 )
             });
             continue;
@@ -755,7 +757,7 @@ fn renamed_columns(app: &App, before: &TableRecord, table: &TableRecord) -> Vec<
 fn drop_checks(table: &str, column: &str) -> String {
     let (table, column) = (sql_literal(table), sql_literal(&sql_unquote(column)));
     let body = format!(
-        "DECLARE\n  name text;\nBEGIN\n  FOR name IN\n    SELECT con.conname FROM pg_constraint con\n    JOIN pg_attribute att ON att.attrelid = con.conrelid AND att.attnum = ANY (con.conkey)\n    WHERE con.conrelid = {table}::regclass AND con.contype = 'c' AND att.attname = {column}\n  LOOP\n    EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', {table}::regclass, name);\n  END LOOP;\nEND"
+        "DECLARE\n  name text;\nBEGIN\n  FOR name IN\n    SELECT con.conname FROM pg_constraint con\n    JOIN pg_attribute att ON att.attrelid = con.conrelid AND att.attnum = ANY (con.conkey)\n    WHERE con.conrelid = {table}::regclass AND con.contype = 'c' AND att.attname = {column}\n  LOOP\n    EXECUTE pg_catalog.format('ALTER TABLE %s DROP CONSTRAINT %I', {table}::regclass, name);\n  END LOOP;\nEND"
     );
     format!("DO {};", sql_function_body(&body))
 }
@@ -791,7 +793,7 @@ fn drop_foreign_keys(target: &str, only: Option<(&str, &str)>) -> String {
         None => String::new(),
     };
     let body = format!(
-        "DECLARE\n  key record;\nBEGIN\n  FOR key IN\n    SELECT con.conrelid::regclass AS tbl, con.conname AS name FROM pg_constraint con\n    WHERE con.contype = 'f' AND con.confrelid = {}::regclass{filter}\n  LOOP\n    EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', key.tbl, key.name);\n  END LOOP;\nEND",
+        "DECLARE\n  key record;\nBEGIN\n  FOR key IN\n    SELECT con.conrelid::regclass AS tbl, con.conname AS name FROM pg_constraint con\n    WHERE con.contype = 'f' AND con.confrelid = {}::regclass{filter}\n  LOOP\n    EXECUTE pg_catalog.format('ALTER TABLE %s DROP CONSTRAINT %I', key.tbl, key.name);\n  END LOOP;\nEND",
         sql_literal(target)
     );
     format!("DO {};", sql_function_body(&body))
@@ -801,7 +803,7 @@ fn drop_foreign_keys(target: &str, only: Option<(&str, &str)>) -> String {
 fn drop_uniques(table: &str) -> String {
     let table = sql_literal(table);
     let body = format!(
-        "DECLARE\n  name text;\nBEGIN\n  FOR name IN\n    SELECT con.conname FROM pg_constraint con WHERE con.conrelid = {table}::regclass AND con.contype = 'u'\n  LOOP\n    EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', {table}::regclass, name);\n  END LOOP;\nEND"
+        "DECLARE\n  name text;\nBEGIN\n  FOR name IN\n    SELECT con.conname FROM pg_constraint con WHERE con.conrelid = {table}::regclass AND con.contype = 'u'\n  LOOP\n    EXECUTE pg_catalog.format('ALTER TABLE %s DROP CONSTRAINT %I', {table}::regclass, name);\n  END LOOP;\nEND"
     );
     format!("DO {};", sql_function_body(&body))
 }

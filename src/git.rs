@@ -92,6 +92,14 @@ pub enum GitError {
         )
     )]
     BranchName { name: String },
+    #[error("branch `{name}` cannot be made beside branch `{other}`")]
+    #[diagnostic(
+        code(bulwark::git::branch_clash),
+        help(
+            "git keeps a branch `a` and a branch `a/b` as a file and a folder of one name, so both cannot exist: choose another name"
+        )
+    )]
+    BranchClash { name: String, other: String },
     #[error("`{prefix}` is not a folder bulwark generates into")]
     #[diagnostic(
         code(bulwark::git::prefix),
@@ -132,6 +140,12 @@ pub enum GitError {
     #[error("`{value}` is not an identity: {message}")]
     #[diagnostic(code(bulwark::git::identity), help("write it as `Name <email>`"))]
     Identity { value: String, message: String },
+    #[error("`SOURCE_DATE_EPOCH` is `{value}`, not a time")]
+    #[diagnostic(
+        code(bulwark::git::commit_time),
+        help("set it to whole seconds since 1970 (`git log -1 --format=%ct`), or unset it")
+    )]
+    SourceDateEpoch { value: String },
     #[error("git: {0}")]
     #[diagnostic(code(bulwark::git::error))]
     Git(String),
@@ -185,6 +199,16 @@ pub fn commit_generation(
         return Err(GitError::CheckedOut {
             branch: target.branch.clone(),
             path,
+        });
+    }
+    // A new branch whose name is a folder of another's, or the other way round, would fail
+    // only after every object was written.
+    if parent.is_none()
+        && let Some(other) = clashing_branch(repo, reference)?
+    {
+        return Err(GitError::BranchClash {
+            name: target.branch.clone(),
+            other,
         });
     }
     let lock = repo.path().join(format!("{reference}.lock"));
@@ -375,6 +399,30 @@ impl Branch {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// A branch whose reference is a folder of `reference`'s (`refs/heads/a` for
+/// `refs/heads/a/b`) or inside it, if there is one.
+fn clashing_branch(repo: &Repository, reference: &str) -> Result<Option<String>, GitError> {
+    let short = |name: &str| name.trim_start_matches("refs/heads/").to_owned();
+    let mut folder = reference;
+    while let Some((parent, _)) = folder.rsplit_once('/') {
+        if parent == "refs/heads" {
+            break;
+        }
+        if repo.find_reference(parent).is_ok() {
+            return Ok(Some(short(parent)));
+        }
+        folder = parent;
+    }
+    let inside = format!("{reference}/");
+    for name in repo.references()?.names() {
+        let name = name?;
+        if name.starts_with(&inside) {
+            return Ok(Some(short(name)));
+        }
+    }
+    Ok(None)
 }
 
 /// Every path of a generation in the branch's tree (under the prefix), with its contents:

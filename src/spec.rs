@@ -70,14 +70,16 @@ pub struct Migrations {
     /// `retail`.
     #[serde(default)]
     pub backfill: IndexMap<Text, Located<Scalar>>,
-    /// Resources that move between tenant-scoped and global since the previous generation
-    /// (their `global` says which way). Made global, every tenant's stored rows are shared by
-    /// all tenants and the tenant each came from is forgotten (where a uniqueness rule now
-    /// spans tenants and two rows share a value, the migration fails whole). Made
-    /// tenant-scoped, each tenant gets its own copy of every stored row, and each tenant's
-    /// references point at its own copy (with rows stored and no tenant, the migration fails).
+    /// Resources that move between tenant-scoped and global since the previous generation,
+    /// each with the way it moves: `exchange_rate: global` or `exchange_rate: tenant` (it
+    /// must agree with the resource's `global`, so an entry left from an earlier move never
+    /// acknowledges a move back). Made global, every tenant's stored rows are shared by all
+    /// tenants and the tenant each came from is forgotten (where a uniqueness rule now spans
+    /// tenants and two rows share a value, the migration fails whole). Made tenant-scoped,
+    /// each tenant gets its own copy of every stored row, and each tenant's references point
+    /// at its own copy (with rows stored and no tenant, the migration fails).
     #[serde(default)]
-    pub tenancy: Vec<Text>,
+    pub tenancy: IndexMap<Text, Text>,
 }
 
 /// Application metadata.

@@ -153,6 +153,23 @@ fn policies_that_do_not_scope_to_the_tenant_are_found() {
             "policy \"edit\" (UPDATE) has no WITH CHECK",
         )],
     );
+    // Naming the column and the setting is not comparing them: this lets every tenant in.
+    assert_migration_found(
+        "DROP POLICY \"tenant_isolation\" ON \"customer\"; \
+         CREATE POLICY \"tenant_isolation\" ON \"customer\" \
+         USING (\"tenant_id\" IS NOT NULL AND current_setting('app.tenant_id', true) IS NOT NULL) \
+         WITH CHECK (\"tenant_id\" IS NOT NULL AND current_setting('app.tenant_id', true) IS NOT NULL);",
+        &[
+            (
+                "table \"customer\"",
+                "policy \"tenant_isolation\" does not compare tenant_id",
+            ),
+            (
+                "table \"customer\"",
+                "policy \"tenant_isolation\" (ALL) has no WITH CHECK",
+            ),
+        ],
+    );
     assert_migration_found(
         "DROP POLICY \"tenant_isolation\" ON \"customer\";",
         &[("table \"customer\"", "has no row-level security policy")],

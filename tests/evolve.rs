@@ -437,11 +437,11 @@ fn changes_that_could_lose_or_break_data_are_refused() {
                     "      read: { public: true, reason: published reference data, rate_limit: 60/min }\n      list: { public: true, reason: published reference data, rate_limit: 60/min }\n",
                     "      read: { roles: [owner], scope: rates.admin }\n",
                 ),
-            "`exchange_rate` becomes tenant-scoped: its stored rows belong to no tenant; list `exchange_rate` under `migrations.tenancy`",
+            "`exchange_rate` becomes tenant-scoped: its stored rows belong to no tenant; add `exchange_rate: tenant` under `migrations.tenancy`",
         ),
         (
-            ledgerly_customers_global().replace("migrations:\n  tenancy: [customer]\n\n", ""),
-            "`customer` becomes global: every tenant's stored rows would be shared by all tenants; list `customer` under `migrations.tenancy`",
+            ledgerly_customers_global().replace("migrations:\n  tenancy: { customer: global }\n\n", ""),
+            "`customer` becomes global: every tenant's stored rows would be shared by all tenants; add `customer: global` under `migrations.tenancy`",
         ),
     ] {
         let (code, json) = generate_json(&spec, &out);
@@ -714,7 +714,7 @@ fn ledgerly_rates_per_tenant() -> String {
             "      read: { public: true, reason: published reference data, rate_limit: 60/min }\n      list: { public: true, reason: published reference data, rate_limit: 60/min }\n",
             "      read: { roles: [owner], scope: invoices.read }\n      list: { roles: [owner], scope: invoices.read }\n",
         )
-        .replace("payments:", "migrations:\n  tenancy: [exchange_rate]\n\npayments:")
+        .replace("payments:", "migrations:\n  tenancy: { exchange_rate: tenant }\n\npayments:")
 }
 
 /// Two tenants, two exchange rates (EUR, USD), a customer and an invoice at the EUR rate in
@@ -873,7 +873,7 @@ fn ledgerly_customers_global() -> String {
             "      create: { roles: [owner, finance], scope: invoices.write }\n      update: { roles: [owner, finance], scope: invoices.write }\n      delete: { roles: [owner], scope: invoices.write, rate_limit: 10/min }\n    threats:\n      - stride: information_disclosure\n        risk: customer contact data read by another agency\n        mitigation: tenant-scoped table under forced row-level security\n",
             "",
         )
-        .replace("payments:", "migrations:\n  tenancy: [customer]\n\npayments:")
+        .replace("payments:", "migrations:\n  tenancy: { customer: global }\n\npayments:")
 }
 
 fn unique_email(spec: &str) -> String {
@@ -1156,4 +1156,29 @@ fn without_its_manifest_a_directory_keeps_its_migrations_even_forced() {
         "{json}"
     );
     assert_eq!(migrations(&out), before);
+}
+
+/// A manifest without its record of the tables (an older bulwark's, or edited): the same
+/// spec again changes nothing, a changed one is refused (forced too) rather than computed
+/// from nothing, which would create every table a second time.
+#[test]
+fn a_manifest_without_its_tables_is_never_taken_for_an_empty_schema() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("out");
+    let (code, json) = generate_json(&ledgerly(), &out);
+    assert_eq!(code, 0, "{json}");
+    let path = out.join(".bulwark/manifest.json");
+    let mut manifest: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    manifest.as_object_mut().unwrap().remove("schema");
+    std::fs::write(&path, serde_json::to_string_pretty(&manifest).unwrap()).unwrap();
+    let (code, json) = generate_json(&ledgerly(), &out);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(migrations(&out).len(), 1, "no second migration");
+    std::fs::write(&path, serde_json::to_string_pretty(&manifest).unwrap()).unwrap();
+    for extra in [&[][..], &["--force"]] {
+        let (code, json) = generate_with(&ledgerly_v2(), &out, extra);
+        assert_eq!(code, 4, "{extra:?}: {json}");
+        assert!(json.to_string().contains("recorded no tables"), "{json}");
+        assert_eq!(migrations(&out).len(), 1);
+    }
 }

@@ -844,3 +844,67 @@ fn generations_under_two_prefixes_share_a_branch_and_an_amended_tip_is_refused()
         serde_json::json!([{"path": "billing/README.md", "kind": "differs"}])
     );
 }
+
+/// Refused before any object is written: a branch whose name is a folder of another's (or
+/// holds another), and a `SOURCE_DATE_EPOCH` that is not a time (a reproducible commit was
+/// asked for: never one made now instead).
+#[test]
+fn a_clashing_branch_name_and_a_bad_source_date_are_refused_before_writing() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = existing_repo();
+    let spec = spec_file(work.path(), "spec.yaml", &ledgerly());
+    assert_eq!(generate(&spec, repo.path(), &[]).0, 0);
+    let before = snapshot(repo.path());
+    let (spec, repo_path) = (spec.to_str().unwrap(), repo.path().to_str().unwrap());
+    for branch in ["bulwark/generated/next", "bulwark"] {
+        let (code, json, _) = bulwark(&["generate", spec, "--git", repo_path, "--branch", branch]);
+        assert_eq!(code, 2, "{branch}: {json}");
+        assert!(
+            json.to_string().contains("cannot be made beside branch"),
+            "{json}"
+        );
+        assert!(snapshot(repo.path()) == before, "{branch}: nothing written");
+    }
+    let output = Command::new(env!("CARGO_BIN_EXE_bulwark"))
+        .env("SOURCE_DATE_EPOCH", "yesterday")
+        .args(["--format", "json", "generate", spec, "--git", repo_path])
+        .args(["--branch", "elsewhere"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let json: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(json.to_string().contains("SOURCE_DATE_EPOCH"), "{json}");
+    assert!(snapshot(repo.path()) == before, "nothing written");
+}
+
+/// A rustfmt of another release that formats every file alike is no drift: `check` passes
+/// and a regeneration commits nothing (the manifest keeps the version it recorded).
+#[test]
+fn another_rustfmt_release_formatting_alike_changes_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = existing_repo();
+    let spec = spec_file(work.path(), "spec.yaml", &ledgerly());
+    assert_eq!(generate(&spec, repo.path(), &[]).0, 0);
+    let tip = git(repo.path(), &["rev-parse", BRANCH]);
+    let other = work.path().join("rustfmt-next");
+    std::fs::write(
+        &other,
+        "#!/bin/sh\nif [ \"$1\" = --version ]; then echo 'rustfmt 99.0.0-stable'; else exec rustfmt \"$@\"; fi\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let (spec, repo_path) = (spec.to_str().unwrap(), repo.path().to_str().unwrap());
+    for command in ["check", "generate"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_bulwark"))
+            .env("BULWARK_RUSTFMT", &other)
+            .env("BULWARK_CACHE_DIR", cache.path())
+            .args(["--format", "json", command, spec, "--git", repo_path])
+            .args(["--branch", BRANCH])
+            .output()
+            .unwrap();
+        let json: Value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+        assert_eq!(output.status.code(), Some(0), "{command}: {json}");
+    }
+    assert_eq!(git(repo.path(), &["rev-parse", BRANCH]), tip);
+}

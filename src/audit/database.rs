@@ -356,6 +356,7 @@ fn check(
          FROM pg_policies WHERE schemaname = 'public'",
         &[],
     )?;
+    let predicate = tenant_predicate(client)?;
     let mut present = BTreeSet::new();
     for table in &tables {
         let oid: postgres::types::Oid = table.get(0);
@@ -393,11 +394,7 @@ fn check(
                 let command: String = policy.get(3);
                 let using: Option<String> = policy.get(4);
                 let with_check: Option<String> = policy.get(5);
-                let scoped = |expr: &Option<String>| {
-                    expr.as_deref().is_some_and(|e| {
-                        e.contains("tenant_id") && e.contains("current_setting('app.tenant_id'")
-                    })
-                };
+                let scoped = |expr: &Option<String>| expr.as_ref() == Some(&predicate);
                 if command != "INSERT" && !scoped(&using) {
                     add(
                         object.clone(),
@@ -560,6 +557,26 @@ fn check(
 }
 
 /// Grants the app role what the project's grants module says, as its `migrate` does.
+/// The tenant predicate as this server prints a policy holding it. A policy is scoped to the
+/// transaction's tenant only when its expression is exactly that: one that merely names
+/// `tenant_id` and the setting (`tenant_id IS NOT NULL AND current_setting(...) IS NOT
+/// NULL`) could let every tenant in. Found on a probe table that is rolled back.
+fn tenant_predicate(client: &mut Client) -> Result<String, postgres::Error> {
+    let mut probe = client.transaction()?;
+    probe.batch_execute(&format!(
+        "CREATE TEMPORARY TABLE bulwark_policy_probe (tenant_id uuid); \
+         CREATE POLICY probe ON bulwark_policy_probe USING ({})",
+        crate::render::sql::TENANT_PREDICATE
+    ))?;
+    let row = probe.query_one(
+        "SELECT qual FROM pg_policies WHERE tablename = 'bulwark_policy_probe' AND policyname = 'probe'",
+        &[],
+    )?;
+    let predicate: String = row.get(0);
+    probe.rollback()?;
+    Ok(predicate)
+}
+
 fn grant(client: &mut Client, app: &str, grants: &Grants) -> Result<(), postgres::Error> {
     let mut statements = vec![format!("GRANT USAGE ON SCHEMA public TO {}", ident(app))];
     for (table, privileges) in &grants.tables {

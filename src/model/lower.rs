@@ -589,18 +589,53 @@ impl<'s> Lower<'s> {
         (check, backfill)
     }
 
-    /// `migrations.tenancy`: each entry names a resource of the spec (whether it really moved
-    /// between tenant-scoped and global is known only against the previous generation).
+    /// `migrations.tenancy`: each entry names a resource of the spec and the way it moves,
+    /// which must be the way its `global` says (whether it really moved is known only
+    /// against the previous generation). An entry saying otherwise is one left from an
+    /// earlier move: it must not acknowledge the move back.
     fn tenancy_changes(&mut self) -> Vec<String> {
         let spec = self.spec;
-        spec.migrations
-            .iter()
-            .flat_map(|m| &m.tenancy)
-            .filter_map(|entry| {
-                self.resource_index(entry)?;
-                Some(entry.value.clone())
-            })
-            .collect()
+        let mut moves = Vec::new();
+        for (resource, way) in spec.migrations.iter().flat_map(|m| &m.tenancy) {
+            let Some(index) = self.resource_index(resource) else {
+                continue;
+            };
+            let global = spec.resources[index]
+                .global
+                .as_ref()
+                .is_some_and(|g| g.value);
+            let to_global = match way.value.as_str() {
+                "global" => true,
+                "tenant" => false,
+                other => {
+                    self.error(
+                        "invalid-value",
+                        format!("`{other}` is not a way to move `{}`", resource.value),
+                        way.loc,
+                        "write `global` (its rows become shared by every tenant) or `tenant` (each tenant gets its own copy)",
+                    );
+                    continue;
+                }
+            };
+            if to_global != global {
+                let (said, is) = match to_global {
+                    true => ("global", "tenant-scoped"),
+                    false => ("tenant-scoped", "global"),
+                };
+                self.error(
+                    "tenancy-direction",
+                    format!(
+                        "`migrations.tenancy` says `{}` becomes {said}, but the spec has it {is}",
+                        resource.value
+                    ),
+                    way.loc,
+                    "an entry left from an earlier move never acknowledges a move back: remove it, or write the way the resource moves now",
+                );
+                continue;
+            }
+            moves.push(resource.value.clone());
+        }
+        moves
     }
 
     /// `migrations.drop`: each entry names a resource or `resource.field` that the spec no

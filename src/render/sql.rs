@@ -27,18 +27,22 @@ struct Table {
     functions: String,
 }
 
+/// What every tenant policy compares `tenant_id` to: the transaction's tenant (the
+/// migration template writes the same; `bulwark audit --database` checks policies by it).
+pub const TENANT_PREDICATE: &str =
+    "\"tenant_id\" = (SELECT NULLIF(current_setting('app.tenant_id', true), '')::uuid)";
+
 /// The statements that force row-level security on a tenant table (`table` quoted), with
 /// the policy that shows and admits only rows of the transaction's tenant.
 pub fn row_level_security_sql(table: &str) -> String {
-    let tenant = "(SELECT NULLIF(current_setting('app.tenant_id', true), '')::uuid)";
     format!(
         "ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;\n\
          ALTER TABLE {table} FORCE ROW LEVEL SECURITY;\n\
          -- The sub-select makes the setting an init-plan, read once per statement; an unset or empty\n\
          -- setting matches no row (fail closed).\n\
          CREATE POLICY \"tenant_isolation\" ON {table}\n    \
-         USING (\"tenant_id\" = {tenant})\n    \
-         WITH CHECK (\"tenant_id\" = {tenant});"
+         USING ({TENANT_PREDICATE})\n    \
+         WITH CHECK ({TENANT_PREDICATE});"
     )
 }
 
@@ -112,7 +116,8 @@ fn scoped_functions(resource: &Resource) -> Vec<ScopedFunction> {
     let (read, list) = scoped_function_names(&resource.table);
     let body = |query: String| {
         sql_function_body(&format!(
-            "BEGIN\n    PERFORM set_config('app.tenant_id', p_tenant::text, true);\n    RETURN QUERY {query};\nEND"
+            // A field named like a parameter (`p_tenant`) would make the name ambiguous.
+            "#variable_conflict use_variable\nBEGIN\n    PERFORM set_config('app.tenant_id', p_tenant::text, true);\n    RETURN QUERY {query};\nEND"
         ))
     };
     vec![

@@ -221,6 +221,7 @@ fn main(app: &App) -> TokenStream {
                 .connect(&env("DATABASE_URL")?)
                 .await
                 .map_err(|e| format!("cannot connect to the database: {e}"))?;
+            server::grants::check_serving_role(&db).await?;
             let addr = std::env::var("BIND_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".into());
             let listener = tokio::net::TcpListener::bind(&addr)
                 .await

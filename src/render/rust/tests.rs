@@ -625,11 +625,20 @@ pub fn render_tests(
                 let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetch_one(&pool).await.expect("count tables");
                 n
             };
+            // Roles that could escape row-level security otherwise than as a superuser: one
+            // that may create roles, one that may plant objects in the schema.
+            let (creator, planter) = (format!("{}_creator", db.role), format!("{}_planter", db.role));
+            for statement in [format!("CREATE ROLE \"{creator}\" LOGIN CREATEROLE"), format!("CREATE ROLE \"{planter}\" LOGIN")] {
+                sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&db.admin).await.expect("a role of the test's");
+            }
+            sqlx::query(sqlx::AssertSqlSafe(format!("GRANT CREATE ON SCHEMA public TO \"{planter}\""))).execute(&pool).await.expect("grant CREATE");
             for (role, why) in [
                 (None, "APP_ROLE is not set"),
                 (Some("Not A Role"), "not a role name"),
                 (Some("no_such_role_here"), "does not exist"),
                 (Some(options.get_username()), "superuser"),
+                (Some(creator.as_str()), "CREATEROLE"),
+                (Some(planter.as_str()), "may create objects in schema"),
             ] {
                 let output = migrate(role);
                 let stderr = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
@@ -645,6 +654,9 @@ pub fn render_tests(
             assert!(granted);
             pool.close().await;
             let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE \"{empty}\" WITH (FORCE)"))).execute(&db.admin).await;
+            for role in [&creator, &planter] {
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP ROLE IF EXISTS \"{role}\""))).execute(&db.admin).await;
+            }
             db.drop().await;
         }
 
