@@ -201,7 +201,17 @@ pub fn run() -> ExitCode {
                                     ));
                                 }
                             },
-                            (None, Err(_)) => None,
+                            (None, Err(std::env::VarError::NotPresent)) => None,
+                            (None, Err(std::env::VarError::NotUnicode(value))) => {
+                                let value = value.to_string_lossy().into_owned();
+                                let error = crate::git::GitError::SourceDateEpoch { value };
+                                return ExitCode::from(fail(
+                                    cli.format,
+                                    exit::USAGE_OR_IO,
+                                    "usage",
+                                    &error,
+                                ));
+                            }
                         },
                     },
                 ),
@@ -697,7 +707,23 @@ fn audit(
         }
         None => None,
     };
-    let findings = match crate::audit::audit_dir(dir, app.as_ref()) {
+    // syn parses nested expressions recursively: a file nested deep enough (hand-written or
+    // hostile) needs more stack than a main thread has, and must give a finding, not a crash.
+    let audited = std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .stack_size(512 << 20)
+            .spawn_scoped(scope, || crate::audit::audit_dir(dir, app.as_ref()))
+            .map(|thread| thread.join())
+    });
+    let audited = match audited {
+        Ok(Ok(result)) => result,
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        Err(e) => Err(crate::audit::AuditError::Io {
+            path: dir.display().to_string(),
+            message: format!("cannot start the audit: {e}"),
+        }),
+    };
+    let findings = match audited {
         Ok(findings) => findings,
         Err(e) => return fail(format, exit::USAGE_OR_IO, "io", &e),
     };

@@ -3,16 +3,19 @@
 //! are compiled to models and compared there, so a reformatted spec shows no change and a
 //! condition is compared in its normalized Cedar form.
 //!
-//! Security-relevant: roles gaining or losing an action, actions added or removed, a
-//! condition removed, added or changed, a scope removed or changed, an action made public, a
-//! resource made global or tenant-scoped, a rate limit raised or removed, a second factor no
-//! longer required, locked production roles, identity settings (token lifetime, accepted
-//! factors, verified email and domains), membership administrators, refund and dispute
-//! roles and the dual-control thresholds. API: routes removed or added, response fields
+//! Security-relevant: roles gaining or losing an action, actions added (flagged, shown
+//! whole) or removed, a condition removed, added or changed, a scope removed or changed, an
+//! action made public, a resource made global or tenant-scoped, a rate limit raised or
+//! removed (as applied: an action's own, else its route class's budget, and the budgets),
+//! what a custom action sets, a field only actions change made writable or given another
+//! default, a second factor no longer required, locked production roles, identity settings
+//! (token lifetime, accepted factors, verified email and domains, the tenant and email
+//! claims), membership administrators, refund roles and the dual-control thresholds. A
+//! resource renamed under `migrations.rename` is compared under its new name. API: routes removed or added, response fields
 //! removed or retyped, enum values removed, new or newly required inputs. A breaking API
 //! change without an `api.version` bump makes the command exit 3.
 
-use crate::model::{Action, App, Field, FieldType, RateLimit, Resource};
+use crate::model::{Action, App, Field, FieldType, RateLimit, Resource, RouteClass};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -130,6 +133,10 @@ fn quotable(app: &App) -> App {
                 *role = q(role);
             }
         }
+    }
+    for (from, to) in &mut app.rename_resources {
+        *from = q(from);
+        *to = q(to);
     }
     if let Some(refunds) = app.payments.as_mut().and_then(|p| p.refunds.as_mut()) {
         for action in [&mut refunds.request, &mut refunds.approve] {
@@ -306,6 +313,21 @@ fn identity(old: &App, new: &App, out: &mut Vec<Change>) {
             false,
         );
     }
+    // The claims a token's tenant and email are read from: another claim is another
+    // statement of the identity provider (one `email_verified` does not speak for).
+    for (label, x, y) in [
+        ("tenant claim", &a.tenant_claim, &b.tenant_claim),
+        ("email claim", &a.email_claim, &b.email_claim),
+    ] {
+        if x != y {
+            change(
+                out,
+                "identity",
+                format!("{label} changed from `{}` to `{}`", q(x), q(y)),
+                true,
+            );
+        }
+    }
     for (label, x, y) in [
         ("issuer", &a.issuer, &b.issuer),
         ("audience", &a.audience, &b.audience),
@@ -372,13 +394,86 @@ fn identity(old: &App, new: &App, out: &mut Vec<Change>) {
 }
 
 /// Every action by `resource.action`.
-fn actions(app: &App) -> BTreeMap<String, (&Resource, &Action)> {
+/// Every action of `app` by `resource.action`, its resources named as `renamed` maps them
+/// (the old spec's resources under their new names, so that a renamed resource's actions
+/// are compared, not listed as removed and added).
+fn actions<'a>(
+    app: &'a App,
+    renamed: &BTreeMap<&str, &str>,
+) -> BTreeMap<String, (&'a Resource, &'a Action)> {
     app.resources
         .iter()
         .flat_map(|r| {
+            let name = renamed.get(r.name.as_str()).copied().unwrap_or(&r.name);
             r.actions
                 .iter()
-                .map(move |a| (format!("{}.{}", r.name, a.name), (r, a)))
+                .map(move |a| (format!("{name}.{}", a.name), (r, a)))
+        })
+        .collect()
+}
+
+/// An action's rate limit as the server applies it: its own, else its route class's
+/// budget (per caller; none for a standard action before `standard` budgets existed).
+fn effective_rate(app: &App, action: &Action) -> RateLimit {
+    action.rate_limit.unwrap_or(match app.route_class(action) {
+        RouteClass::Public => app.public_rate_limit,
+        RouteClass::Sensitive => app.sensitive_rate_limit,
+        RouteClass::Standard => app.standard_rate_limit,
+    })
+}
+
+/// What a new action allows, in full.
+fn describe(app: &App, resource: &Resource, action: &Action) -> String {
+    let who = match &action.public {
+        Some(reason) => format!("public ({reason})"),
+        None => format!("roles {}", list(&action.roles)),
+    };
+    let scope = action
+        .scope
+        .as_ref()
+        .map_or("no scope".into(), |s| format!("scope `{s}`"));
+    let condition = action
+        .condition
+        .as_ref()
+        .map_or("no condition".into(), |c| format!("condition `{c}`"));
+    let sets = sets(resource, action);
+    let sets = if sets.is_empty() {
+        String::new()
+    } else {
+        format!(", sets {}", list(&sets))
+    };
+    let rate = show_rate(&effective_rate(app, action));
+    format!("{who}, {scope}, {condition}{sets}, at most {rate}")
+}
+
+/// The fields an action sets, with their values: `status = paid`.
+fn sets(resource: &Resource, action: &Action) -> Vec<String> {
+    action
+        .sets
+        .iter()
+        .map(|(index, value)| {
+            let field = resource.fields.get(*index).map_or("?", |f| f.name.as_str());
+            format!("{field} = {}", q(&show_value(value)))
+        })
+        .collect()
+}
+
+fn show_value(value: &crate::model::Value) -> String {
+    match value {
+        crate::model::Value::Bool(b) => b.to_string(),
+        crate::model::Value::Int(i) => i.to_string(),
+        crate::model::Value::Str(s) => s.clone(),
+    }
+}
+
+/// The fields only custom actions change, by name, with those actions.
+fn held(resource: &Resource) -> BTreeMap<&str, (Option<String>, Vec<&str>)> {
+    resource
+        .held_fields()
+        .into_iter()
+        .map(|(field, actions)| {
+            let default = field.default.as_ref().map(|v| q(&show_value(v)));
+            (field.name.as_str(), (default, actions))
         })
         .collect()
 }
@@ -392,18 +487,27 @@ fn show_rate(limit: &RateLimit) -> String {
 }
 
 fn permissions(old: &App, new: &App, out: &mut Vec<Change>) {
-    let (before, after) = (actions(old), actions(new));
+    let renamed: BTreeMap<&str, &str> = new
+        .rename_resources
+        .iter()
+        .map(|(from, to)| (from.as_str(), to.as_str()))
+        .collect();
+    let (before, after) = (actions(old, &renamed), actions(new, &BTreeMap::new()));
     for (id, (resource, action)) in &after {
-        let Some((was_resource, was)) = before.get(id) else {
-            let who = match &action.public {
-                Some(reason) => format!("public ({reason})"),
-                None => format!("roles {}", list(&action.roles)),
-            };
-            change(out, id, format!("added: {who}"), action.public.is_some());
+        let Some((_, was)) = before.get(id) else {
+            // New access, whatever it is: the reviewer reads it whole.
+            let described = describe(new, resource, action);
+            change(out, id, format!("added: {described}"), true);
             continue;
         };
-        if was_resource.global != resource.global {
-            // Reported once per resource below.
+        let (sets_before, sets_now) = (sets(before[id].0, was), sets(resource, action));
+        if sets_before != sets_now {
+            change(
+                out,
+                id,
+                format!("now sets {} (was {})", list(&sets_now), list(&sets_before)),
+                true,
+            );
         }
         for role in action.roles.iter().filter(|r| !was.roles.contains(r)) {
             change(out, id, format!("role `{role}` may now do it"), true);
@@ -438,37 +542,37 @@ fn permissions(old: &App, new: &App, out: &mut Vec<Change>) {
         if was.mfa_required && !action.mfa_required {
             change(out, id, "no longer requires a second factor", true);
         }
+        // As the server applies them: an own limit above the class's budget raises it.
+        let (a, b) = (effective_rate(old, was), effective_rate(new, action));
         match (&was.rate_limit, &action.rate_limit) {
-            (Some(a), None) => change(
+            (Some(a), None) if rate(&b) > rate(a) => change(
                 out,
                 id,
-                format!("rate limit removed (was {})", show_rate(a)),
+                format!(
+                    "own rate limit removed (was {}; now its class's {})",
+                    show_rate(a),
+                    show_rate(&b)
+                ),
                 true,
             ),
-            (Some(a), Some(b)) if rate(b) > rate(a) => change(
+            _ if rate(&b) > rate(&a) => change(
                 out,
                 id,
                 format!(
                     "rate limit raised from {} to {}",
-                    show_rate(a),
-                    show_rate(b)
+                    show_rate(&a),
+                    show_rate(&b)
                 ),
                 true,
             ),
-            (Some(a), Some(b)) if rate(b) < rate(a) => change(
+            _ if rate(&b) < rate(&a) => change(
                 out,
                 id,
                 format!(
                     "rate limit lowered from {} to {}",
-                    show_rate(a),
-                    show_rate(b)
+                    show_rate(&a),
+                    show_rate(&b)
                 ),
-                false,
-            ),
-            (None, Some(b)) => change(
-                out,
-                id,
-                format!("now rate-limited to {}", show_rate(b)),
                 false,
             ),
             _ => {}
@@ -477,13 +581,93 @@ fn permissions(old: &App, new: &App, out: &mut Vec<Change>) {
     for id in before.keys().filter(|id| !after.contains_key(*id)) {
         change(out, id, "removed", false);
     }
-    let resources = |app: &App| -> BTreeMap<String, bool> {
+    // Class budgets, as the spec sets them.
+    for (class, a, b) in [
+        ("public", old.public_rate_limit, new.public_rate_limit),
+        (
+            "sensitive",
+            old.sensitive_rate_limit,
+            new.sensitive_rate_limit,
+        ),
+        ("standard", old.standard_rate_limit, new.standard_rate_limit),
+    ] {
+        if rate(&b) != rate(&a) {
+            change(
+                out,
+                format!("rate limits {class}"),
+                format!(
+                    "the {class} route class's budget changed from {} to {}",
+                    show_rate(&a),
+                    show_rate(&b)
+                ),
+                rate(&b) > rate(&a),
+            );
+        }
+    }
+    // Fields only custom actions change: one that may now be written freely lets a create
+    // or update reach a state the action guarded; a new default is where creates start.
+    for resource in &new.resources {
+        let old_name = renamed
+            .iter()
+            .find(|(_, to)| **to == resource.name)
+            .map_or(resource.name.as_str(), |(from, _)| *from);
+        let Some(was) = old.resources.iter().find(|r| r.name == old_name) else {
+            continue;
+        };
+        // A field no longer marked as personal data leaves the threat model's list of it.
+        for field in &resource.fields {
+            if was.fields.iter().any(|f| f.name == field.name && f.pii) && !field.pii {
+                change(
+                    out,
+                    format!("field {}.{}", resource.name, field.name),
+                    "no longer marked as personal data (`pii`)",
+                    true,
+                );
+            }
+        }
+        let (before, now) = (held(was), held(resource));
+        for (field, (default, actions)) in &before {
+            let subject = format!("field {}.{field}", resource.name);
+            let actions: Vec<String> = actions.iter().map(|a| (*a).to_owned()).collect();
+            match now.get(field) {
+                None if resource.fields.iter().any(|f| f.name == *field) => change(
+                    out,
+                    subject,
+                    format!(
+                        "create and update may now write it (only {} changed it)",
+                        list(&actions)
+                    ),
+                    true,
+                ),
+                Some((now_default, _)) if now_default != default => change(
+                    out,
+                    subject,
+                    format!(
+                        "creates now start it at {} (was {}); only {} change it",
+                        now_default
+                            .as_deref()
+                            .map_or("empty".into(), |d| format!("`{d}`")),
+                        default
+                            .as_deref()
+                            .map_or("empty".into(), |d| format!("`{d}`")),
+                        list(&actions)
+                    ),
+                    true,
+                ),
+                _ => {}
+            }
+        }
+    }
+    let resources = |app: &App, renamed: &BTreeMap<&str, &str>| -> BTreeMap<String, bool> {
         app.resources
             .iter()
-            .map(|r| (r.name.clone(), r.global))
+            .map(|r| {
+                let name = renamed.get(r.name.as_str()).copied().unwrap_or(&r.name);
+                (name.to_owned(), r.global)
+            })
             .collect()
     };
-    let (was, now) = (resources(old), resources(new));
+    let (was, now) = (resources(old, &renamed), resources(new, &BTreeMap::new()));
     for (name, global) in &now {
         match was.get(name) {
             Some(false) if *global => change(
@@ -796,7 +980,7 @@ fn section(text: &mut String, changes: &[Change], flag: &str) {
         };
         text.push_str(&format!(
             "- {}: {}{mark}\n",
-            crate::render::escape::markdown_code(&change.subject),
+            crate::render::escape::markdown_code_span(&change.subject),
             quoted_markdown(&change.message)
         ));
     }
@@ -809,7 +993,7 @@ fn quoted_markdown(message: &str) -> String {
         .enumerate()
         .map(|(i, part)| {
             if i % 2 == 1 {
-                crate::render::escape::markdown_code(part)
+                crate::render::escape::markdown_code_span(part)
             } else {
                 // The escaper trims; the spaces around a quote are kept.
                 let lead = if part.starts_with(' ') { " " } else { "" };

@@ -205,7 +205,12 @@ pub fn previous_from(
             // The migration as generated: it is kept byte for byte, so an edit would pass
             // for generated output from then on (and a lost `FORCE ROW LEVEL SECURITY`
             // with it).
-            Ok(text) if manifest.files.get(path) != Some(&sha256(text.as_bytes())) => {
+            // (A checkout that turned line endings into CRLF changed no statement.)
+            Ok(text)
+                if manifest.files.get(path) != Some(&sha256(text.as_bytes()))
+                    && manifest.files.get(path)
+                        != Some(&sha256(text.replace("\r\n", "\n").as_bytes())) =>
+            {
                 return Err(EmitError::Migration {
                     path: path.clone(),
                     reason: "was edited by hand since bulwark generated it".into(),

@@ -105,7 +105,8 @@ pub struct Api {
     #[serde(default)]
     pub scopes: IndexMap<Name, Text>,
     /// Rate limits of the route classes, for operations without one of their own (default:
-    /// public `60/min` per client address, sensitive `30/min` per principal).
+    /// public `60/min` per client address, sensitive `30/min` and standard `600/min` per
+    /// principal).
     #[serde(default)]
     pub rate_limits: Option<ClassRateLimits>,
     /// Earlier versions still served after a bump, e.g. `v1: { since: 2026-11-01, sunset:
@@ -127,7 +128,8 @@ pub struct DeprecatedVersion {
 
 /// Rate limits per route class. Public: operations served without authentication.
 /// Sensitive: deletes, custom actions, writes only roles with a second factor may do, and the
-/// built-in membership, domain and session routes.
+/// built-in membership, domain and session routes. Standard: every other authenticated
+/// operation.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClassRateLimits {

@@ -498,3 +498,140 @@ fn dependencies_on_code_outside_the_project_or_on_http_servers_are_found() {
         &["brings in code outside the project (`/elsewhere/axum`)"],
     );
 }
+
+/// Ways around the audit a red-team review found (each once served an unguarded route with
+/// the audit passing), each now a finding.
+#[test]
+fn the_reviewed_evasions_are_found() {
+    const MAIN: &str = "crates/server/src/main.rs";
+    const LIB: &str = "crates/server/src/lib.rs";
+    const ROUTES: &str = "crates/server/src/routes.rs";
+    // A typed binding in main replaced the guarded router with a method router.
+    assert_edit_found(
+        MAIN,
+        |main| {
+            main.replace(
+                "let app = app.into_make_service_with_connect_info",
+                "let app: axum::routing::MethodRouter = axum::routing::any(|| async { \"open\" });\n    let app = app.into_make_service_with_connect_info",
+            )
+        },
+        &[
+            "`MethodRouter`",
+            "turns something other than the guarded router",
+        ],
+    );
+    // A module of main's own named `server`, whose `router` is anything.
+    assert_found(
+        MAIN,
+        "\nmod server {\n    pub fn router() {}\n}\n",
+        1,
+        "declares `server` in the service's main",
+    );
+    // A second `serve`, inside a macro of main's.
+    assert_found(
+        MAIN,
+        "\nmacro_rules! background {\n    ($l:expr, $a:expr) => { axum::serve($l, $a) };\n}\n",
+        2,
+        "mentions `serve`",
+    );
+    // `#[path]` inside `cfg_attr` swapped the guard module for another file.
+    assert_edit_found(
+        LIB,
+        |lib| {
+            lib.replace(
+                "pub mod guard;",
+                "#[cfg_attr(all(), path = \"guard.in\")]\npub mod guard;",
+            )
+        },
+        &["`#[path]`"],
+    );
+    // `include!` under another name.
+    assert_found(LIB, "\nuse std::include as grab;\n", 1, "`include`");
+    // An operation made by mutation, registered by the router.
+    assert_found(
+        ROUTES,
+        "\nstatic DEBUG_OP: Operation = crate::resources::customer::LIST_OP;\n",
+        1,
+        "declares an operation outside the generated resource and members modules",
+    );
+    assert_found(
+        ROUTES,
+        "\npub fn extra(r: GuardedRouter<AppState>, op: &'static Operation) -> GuardedRouter<AppState> {\n    r.operation(op, || async {})\n}\n",
+        2,
+        "registers an operation other than a declared",
+    );
+    // A listener named through a type alias, and a module called `tests` in the library.
+    assert_found(
+        ROUTES,
+        "\ntype Port = tokio::net::TcpListener;\n",
+        1,
+        "accepts connections outside the service's main",
+    );
+    assert_found(
+        "crates/server/src/tests/mod.rs",
+        "pub async fn side() {\n    let _ = tokio::net::TcpListener::bind(\"0.0.0.0:9\").await;\n}\n",
+        1,
+        "accepts connections outside the service's main",
+    );
+    // axum-extra's router extension.
+    assert_found(
+        ROUTES,
+        "\npub fn tsr(r: axum::Router) -> axum::Router {\n    axum_extra::routing::RouterExt::route_with_tsr(r, \"/x\", axum::routing::get(|| async {}))\n}\n",
+        2,
+        "`route_with_tsr`",
+    );
+}
+
+/// Cargo files read as TOML: every spelling of a key counts, and what changes which files
+/// are compiled is a finding.
+#[test]
+fn cargo_files_are_read_as_toml() {
+    let server = "crates/server/Cargo.toml";
+    let added = |lines: &'static str| {
+        move |manifest: String| {
+            manifest.replacen("[dependencies]\n", &format!("[dependencies]\n{lines}"), 1)
+        }
+    };
+    // Single-quoted strings, a renamed package, a dotted table: still hyper, still git.
+    assert_edit_found(
+        server,
+        added("wire = { package = 'hyper', version = '1' }\n"),
+        &["depends on `hyper`"],
+    );
+    assert_edit_found(
+        server,
+        added("side = { git = 'https://example.com/side', rev = 'e3b0c44' }\n"),
+        &["a `git` source"],
+    );
+    assert_edit_found(
+        server,
+        |manifest| format!("{manifest}\n[dependencies . hyper]\nversion = \"1\"\n"),
+        &["depends on `hyper`"],
+    );
+    // A library compiled from another file than the one the audit checks as the library.
+    assert_edit_found(
+        server,
+        |manifest| manifest.replacen("[lib]\n", "[lib]\npath = \"src/lib.inc\"\n", 1),
+        &["a lib target compiled from `src/lib.inc`"],
+    );
+    // A procedural-macro crate declared with a dotted key.
+    assert_edit_found(
+        "crates/pm/Cargo.toml",
+        |_| {
+            "lib.proc-macro = true\n[package]\nname = \"pm\"\nversion = \"0.1.0\"\nedition = \"2024\"\n".into()
+        },
+        &["procedural-macro crate"],
+    );
+    // Code under `target/`, which the audit does not read.
+    assert_edit_found(
+        server,
+        added("side = { path = \"../../target/side\" }\n"),
+        &["under `target/`"],
+    );
+    // A compiler wrapper could compile other code than the files checked.
+    assert_edit_found(
+        ".cargo/config.toml",
+        |_| "[build]\nrustc-wrapper = \"tools/wrap\"\n".into(),
+        &["`rustc-wrapper`"],
+    );
+}

@@ -194,14 +194,15 @@ fn removed_routes_and_public_or_global_changes_are_reported() {
         changes(&json, "security").contains(&("customer.delete".into(), "removed".into(), false)),
         "{json}"
     );
-    // The reverse: a route added is not breaking; the new action is reported with its roles.
+    // The reverse: a route added is not breaking; the new action is flagged, shown whole.
     let (code, json, _) = diff(&[&new, &old]);
     assert_eq!(code, 0, "{json}");
     assert!(
         changes(&json, "security").contains(&(
             "customer.delete".into(),
-            "added: roles `owner`".into(),
-            false
+            "added: roles `owner`, scope `invoices.write`, no condition, at most 10 per 60 s"
+                .into(),
+            true
         )),
         "{json}"
     );
@@ -242,9 +243,10 @@ fn untrusted_spec_strings_are_quoted_safely_in_markdown() {
     let new = write(dir.path(), "new.yaml", &ledgerly());
     let (code, json, markdown) = diff(&[&old, &new]);
     assert_eq!(code, 0, "{json}");
-    // The backtick cannot end the code span early, and the pipe cannot split a table cell.
+    // The backtick cannot end the code span early; the report is a list, not a table, so
+    // a pipe stays a pipe (a `\|` would show its backslash).
     assert!(
-        markdown.contains("`resource.status == \"open\" && resource.number != \"'<b>\\|x\"`"),
+        markdown.contains("`resource.status == \"open\" && resource.number != \"'<b>|x\"`"),
         "{markdown}"
     );
 }
@@ -346,4 +348,112 @@ fn deprecated_versions_and_their_retirement_are_reported() {
     );
     assert!(api[0].2);
     assert!(markdown.contains("**(breaking)**"), "{markdown}");
+}
+
+/// Changes that widen access without touching a role list: a renamed resource whose
+/// condition went (compared as one action, not removed and added), a new custom action
+/// (flagged, shown whole), a held field made writable, an action setting another value,
+/// a held field's new default, a raised class budget and another tenant claim.
+#[test]
+fn access_widened_without_a_role_change_is_flagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = write(dir.path(), "old.yaml", &ledgerly());
+    let security = |text: String| {
+        let new = write(dir.path(), "new.yaml", &text);
+        // (A renamed resource's routes are an API break: exit 3.)
+        let (_, json, _) = diff(&[&old, &new]);
+        changes(&json, "security")
+    };
+    let flagged = |found: &[(String, String, bool)], subject: &str, message: &str| {
+        assert!(
+            found
+                .iter()
+                .any(|(s, m, f)| s == subject && m.contains(message) && *f),
+            "{subject}: {message} in {found:?}"
+        );
+    };
+    let renamed = ledgerly()
+        .replace("  invoice:\n", "  bill:\n")
+        .replace("resource: invoice,", "resource: bill,")
+        .replace(
+            "        when: 'resource.status == \"open\"'\n        sets: { status: void }\n",
+            "        sets: { status: void }\n",
+        )
+        .replace(
+            "payments:",
+            "migrations:\n  rename: { invoice: bill }\n\npayments:",
+        );
+    let found = security(renamed);
+    flagged(&found, "bill.void", "condition removed");
+    assert!(
+        !found
+            .iter()
+            .any(|(s, m, _)| s == "invoice.void" && m == "removed"),
+        "{found:?}"
+    );
+    let found = security(ledgerly().replace(
+        "      void:\n",
+        "      mark_paid: { roles: [member], scope: invoices.write, sets: { status: paid } }\n      void:\n",
+    ));
+    flagged(
+        &found,
+        "invoice.mark_paid",
+        "added: roles `member`, scope `invoices.write`, no condition, sets `status = paid`",
+    );
+    let found =
+        security(ledgerly().replace("default: draft }", "default: draft, writable: true }"));
+    flagged(
+        &found,
+        "field invoice.status",
+        "create and update may now write it",
+    );
+    let found = security(ledgerly().replace(
+        "        when: 'resource.status == \"open\"'\n        sets: { status: void }\n",
+        "        when: 'resource.status == \"open\"'\n        sets: { status: paid }\n",
+    ));
+    flagged(&found, "invoice.void", "now sets `status = paid`");
+    let found = security(ledgerly().replace("default: draft }", "default: paid }"));
+    flagged(
+        &found,
+        "field invoice.status",
+        "creates now start it at `paid`",
+    );
+    let found = security(ledgerly().replace(
+        "  scopes:\n",
+        "  rate_limits: { sensitive: 1000/s }\n  scopes:\n",
+    ));
+    flagged(
+        &found,
+        "rate limits sensitive",
+        "budget changed from 30 per 60 s",
+    );
+    flagged(&found, "invoice.void", "rate limit raised from 30 per 60 s");
+    let found =
+        security(ledgerly().replace("claims: { tenant: org_id }", "claims: { tenant: sub }"));
+    flagged(
+        &found,
+        "identity",
+        "tenant claim changed from `org_id` to `sub`",
+    );
+    let found = security(ledgerly().replace(
+        "email: { type: email, pii: true }",
+        "email: { type: email }",
+    ));
+    flagged(
+        &found,
+        "field customer.email",
+        "no longer marked as personal data",
+    );
+    // A condition quoted in the Markdown list keeps its `||` as written (no `\|`, which
+    // only a table cell needs).
+    let widened = write(
+        dir.path(),
+        "widened.yaml",
+        &ledgerly().replace("<= 1000000))'", "<= 2000000))'"),
+    );
+    let (_, _, markdown) = diff(&[&old, &widened]);
+    assert!(
+        markdown.contains("||") && !markdown.contains("\\|"),
+        "{markdown}"
+    );
 }

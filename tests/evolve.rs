@@ -1182,3 +1182,27 @@ fn a_manifest_without_its_tables_is_never_taken_for_an_empty_schema() {
         assert_eq!(migrations(&out).len(), 1);
     }
 }
+
+/// A migration an interrupted run wrote for another spec is not numbered around (both
+/// would be applied): refused until that run is finished or the file removed.
+#[test]
+fn an_interrupted_run_of_another_spec_is_refused() {
+    let work = tempfile::tempdir().unwrap();
+    let (interrupted, whole) = (work.path().join("interrupted"), work.path().join("whole"));
+    for out in [&interrupted, &whole] {
+        let (code, json) = generate_json(&ledgerly(), out);
+        assert_eq!(code, 0, "{json}");
+    }
+    let (code, json) = generate_json(&ledgerly_v2(), &whole);
+    assert_eq!(code, 0, "{json}");
+    let (name, text) = migrations(&whole).pop().unwrap();
+    std::fs::write(interrupted.join("migrations").join(&name), text).unwrap();
+    let other = ledgerly().replace(
+        "      country: { type: string, max: 2 }\n",
+        "      country: { type: string, max: 2 }\n      phone: { type: string, max: 40, optional: true }\n",
+    );
+    let (code, json) = generate_json(&other, &interrupted);
+    assert_eq!(code, 4, "{json}");
+    assert!(json.to_string().contains("interrupted run"), "{json}");
+    assert_eq!(migrations(&interrupted).len(), 2);
+}

@@ -21,7 +21,7 @@ pub mod database;
 
 use crate::model::App;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use syn::ext::IdentExt;
 use syn::visit::Visit;
@@ -40,8 +40,11 @@ const MEMBERS_MODULE: &str = "crates/server/src/members.rs";
 
 /// Calls that attach a handler, a service or a layer to a router (axum, tower), and axum's
 /// way of serving a handler without any router.
-const ATTACHING: [&str; 21] = [
+const ATTACHING: [&str; 24] = [
     "route",
+    "route_with_tsr",
+    "route_service_with_tsr",
+    "MethodRouter",
     "route_service",
     "route_layer",
     "nest",
@@ -175,9 +178,14 @@ pub fn audit_dir(dir: &Path, spec: Option<&App>) -> Result<Vec<Finding>, AuditEr
             in_guard: name == GUARD_MODULE,
             in_main: name == SERVER_MAIN,
             in_bench: name.starts_with(SERVER_BENCHES),
-            in_tests: name
-                .split('/')
-                .any(|part| part == "tests" || part == "benches"),
+            // Only the crates' own test and benchmark targets (a module named `tests` inside
+            // a crate's source is compiled into it).
+            in_tests: {
+                let parts: Vec<&str> = name.split('/').collect();
+                parts.len() > 3
+                    && parts[0] == "crates"
+                    && (parts[2] == "tests" || parts[2] == "benches")
+            },
             router_names: std::collections::BTreeSet::new(),
             findings: &mut findings,
             serves: &mut serves,
@@ -363,155 +371,299 @@ fn collect(
             collect(root, &path, out, findings)?;
         } else if name.ends_with(".rs") {
             out.push(relative);
-        } else if name == "Cargo.toml"
-            || (dir.file_name().is_some_and(|d| d == ".cargo")
-                && (name == "config.toml" || name == "config"))
-        {
+        } else if name == "Cargo.toml" {
             let text = std::fs::read_to_string(&path).unwrap_or_default();
             check_manifest(root, dir, &shown, &text, findings);
-            if text
-                .lines()
-                .any(|l| l.replace(' ', "").starts_with("proc-macro=true"))
-            {
-                findings.push(at(
-                    &shown,
-                    1,
-                    1,
-                    "a procedural-macro crate can generate code this audit cannot see",
-                ));
-            }
+        } else if dir.file_name().is_some_and(|d| d == ".cargo")
+            && (name == "config.toml" || name == "config")
+        {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            check_cargo_config(root, dir, &shown, &text, findings);
         }
     }
     Ok(())
 }
 
-/// What a Cargo manifest (or Cargo configuration) in `dir` brings in that the audit cannot
-/// see: code outside the project (a `path` that leads out of it, a `git` source, a workspace
-/// member elsewhere) or a crate that serves HTTP by itself. Read line by line, which every
-/// form of these keys puts on one line.
+/// What a Cargo manifest in `dir` brings in that the audit cannot see: code outside the
+/// project or under `target/` (a `path`, a workspace member), a `git` source, a crate that
+/// serves HTTP by itself (under any name it is renamed to), a procedural-macro crate, a
+/// replaced dependency (`[patch]`, `[replace]`), or a target compiled from a file other
+/// than where the audit expects that kind of target (its checks depend on it). Parsed as
+/// TOML, so every spelling of a key counts.
 fn check_manifest(root: &Path, dir: &Path, shown: &str, text: &str, findings: &mut Vec<Finding>) {
-    let mut table = String::new();
-    for (index, line) in text.lines().enumerate() {
-        let line_no = index + 1;
-        let code = line.split('#').next().unwrap_or_default();
-        let trimmed = code.trim();
-        if trimmed.starts_with('[') {
-            table = trimmed
-                .trim_matches(|c| c == '[' || c == ']')
-                .trim()
-                .to_owned();
-        }
-        let column = |needle: &str| code.find(needle).map_or(1, |i| i + 1);
-        for (key, value) in quoted_values(code) {
-            match key.as_str() {
-                "path" | "paths" | "members" | "directory" | "local-registry"
-                    if !inside(root, dir, &value) =>
-                {
-                    findings.push(at(
-                    shown,
-                    line_no,
-                    column(&value),
-                    &format!("brings in code outside the project (`{value}`), which this audit cannot see"),
-                ));
-                }
-                "git" => findings.push(at(
-                    shown,
-                    line_no,
-                    column(&key),
-                    "a `git` source brings in code outside the project, which this audit cannot see",
-                )),
-                // A dependency renamed, or a crate's own name (a vendored copy of one is
-                // still that crate).
-                "package" => server_crate(&value, shown, line_no, column(&value), findings),
-                "name" if table == "package" => {
-                    server_crate(&value, shown, line_no, column(&value), findings);
-                }
-                _ => {}
-            }
-        }
-        // A dependency's name: the key of a line in a dependency table, or the last part of
-        // a `[dependencies.NAME]` header.
-        let dependencies =
-            |t: &str| t.ends_with("dependencies") && !t.ends_with("dev-dependencies");
-        if let Some((head, name)) = table.rsplit_once('.')
-            && dependencies(head)
-            && trimmed.starts_with('[')
-        {
-            server_crate(
-                name.trim_matches('"'),
-                shown,
-                line_no,
-                column(name),
-                findings,
+    let Some(manifest) = parse_toml(shown, text, findings) else {
+        return;
+    };
+    let mut found = |needle: &str, message: String| {
+        let (line, column) = position(text, needle);
+        findings.push(at(shown, line, column, &message));
+    };
+    walk_paths(&manifest, root, dir, &mut found);
+    for key in ["patch", "replace"] {
+        if manifest.contains_key(key) {
+            found(
+                key,
+                format!(
+                    "`[{key}]` replaces a dependency's source with code this audit does not check as the project's"
+                ),
             );
-        } else if dependencies(&table) && !trimmed.starts_with('[') {
-            let name = trimmed
-                .split(['=', '.'])
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .trim_matches('"');
-            if !name.is_empty() {
-                server_crate(name, shown, line_no, column(name), findings);
+        }
+    }
+    if let Some(name) = manifest
+        .get("package")
+        .and_then(|p| p.get("name"))
+        .and_then(toml::Value::as_str)
+    {
+        server_crate(name, &mut found);
+    }
+    let lib = manifest.get("lib");
+    if ["proc-macro", "proc_macro"]
+        .iter()
+        .any(|key| lib.and_then(|l| l.get(key)).and_then(toml::Value::as_bool) == Some(true))
+    {
+        found(
+            "proc",
+            "a procedural-macro crate can generate code this audit cannot see".into(),
+        );
+    }
+    // Targets where the audit's file roles hold: the library's and main's own files, bins,
+    // tests, benchmarks and examples in their folders.
+    let targets = [
+        ("lib", "src/lib.rs"),
+        ("bin", "src/"),
+        ("test", "tests/"),
+        ("bench", "benches/"),
+        ("example", "examples/"),
+    ];
+    for (kind, expected) in targets {
+        let listed: Vec<&toml::Value> = match manifest.get(kind) {
+            Some(toml::Value::Array(items)) => items.iter().collect(),
+            Some(table) => vec![table],
+            None => Vec::new(),
+        };
+        for target in listed {
+            let Some(path) = target.get("path").and_then(toml::Value::as_str) else {
+                continue;
+            };
+            let expected_here = match kind {
+                "lib" => path == expected,
+                "bin" => path == "src/main.rs" || path.starts_with("src/bin/"),
+                _ => path.starts_with(expected),
+            };
+            if !expected_here || path.contains("..") {
+                found(
+                    path,
+                    format!(
+                        "a {kind} target compiled from `{path}`: the audit checks a file by where Cargo finds that kind of target by default"
+                    ),
+                );
             }
         }
     }
-}
-
-/// The `key = "value"` pairs of a line (strings of an array included, under the array's key).
-fn quoted_values(code: &str) -> Vec<(String, String)> {
-    let mut pairs = Vec::new();
-    let mut key = String::new();
-    let mut rest = code;
-    while let Some(start) = rest.find(['=', '"']) {
-        if rest.as_bytes()[start] == b'=' {
-            key = rest[..start]
-                .rsplit(|c: char| c == '{' || c == ',' || c == '.' || c.is_whitespace())
-                .find(|word| !word.is_empty())
-                .unwrap_or_default()
-                .trim_matches('"')
-                .to_owned();
-            rest = &rest[start + 1..];
-            continue;
+    for (table, name, spec) in dependencies(&manifest) {
+        let package = spec
+            .get("package")
+            .and_then(toml::Value::as_str)
+            .unwrap_or(name);
+        if !table.ends_with("dev-dependencies") {
+            server_crate(package, &mut found);
         }
-        let after = &rest[start + 1..];
-        let Some(end) = after.find('"') else { break };
-        pairs.push((key.clone(), after[..end].to_owned()));
-        rest = &after[end + 1..];
     }
-    pairs
 }
 
-/// Whether `relative` (from `dir`) stays inside `root`. Only `root` and `dir` are resolved
-/// (they exist); `relative` is followed by its parts, as Cargo reads it.
-fn inside(root: &Path, dir: &Path, relative: &str) -> bool {
+/// Cargo configuration (`.cargo/config.toml`) that changes what is compiled or from where:
+/// a compiler or wrapper (which could compile other code than the files checked), compiler
+/// flags, linkers and runners, replaced sources, and paths.
+fn check_cargo_config(
+    root: &Path,
+    dir: &Path,
+    shown: &str,
+    text: &str,
+    findings: &mut Vec<Finding>,
+) {
+    let Some(config) = parse_toml(shown, text, findings) else {
+        return;
+    };
+    const KEYS: [&str; 10] = [
+        "rustc",
+        "rustc-wrapper",
+        "rustc-workspace-wrapper",
+        "rustflags",
+        "rustdocflags",
+        "linker",
+        "runner",
+        "source",
+        "patch",
+        "paths",
+    ];
+    fn keys(value: &toml::Value, out: &mut BTreeSet<String>) {
+        if let toml::Value::Table(table) = value {
+            for (key, inner) in table {
+                out.insert(key.clone());
+                keys(inner, out);
+            }
+        }
+    }
+    let mut present = BTreeSet::new();
+    keys(&toml::Value::Table(config.clone()), &mut present);
+    for key in KEYS.iter().filter(|k| present.contains(**k)) {
+        let (line, column) = position(text, key);
+        findings.push(at(shown, line, column, &format!("Cargo configuration `{key}` changes what is compiled or how, which this audit cannot see")));
+    }
+    let mut found = |needle: &str, message: String| {
+        let (line, column) = position(text, needle);
+        findings.push(at(shown, line, column, &message));
+    };
+    walk_paths(&config, root, dir, &mut found);
+}
+
+/// The manifest as TOML, or a finding where it cannot be read.
+fn parse_toml(shown: &str, text: &str, findings: &mut Vec<Finding>) -> Option<toml::Table> {
+    match text.parse::<toml::Table>() {
+        Ok(table) => Some(table),
+        Err(e) => {
+            let offset = e.span().map_or(0, |span| span.start);
+            let line = text
+                .get(..offset)
+                .map_or(1, |before| before.lines().count().max(1));
+            findings.push(at(
+                shown,
+                line,
+                1,
+                &format!(
+                    "cannot be parsed as TOML, so it cannot be checked: {}",
+                    e.message()
+                ),
+            ));
+            None
+        }
+    }
+}
+
+/// Line and column of the first occurrence of `needle` in `text` (1:1 if none).
+fn position(text: &str, needle: &str) -> (usize, usize) {
+    text.lines()
+        .enumerate()
+        .find_map(|(index, line)| line.find(needle).map(|column| (index + 1, column + 1)))
+        .unwrap_or((1, 1))
+}
+
+/// Every `path`, `paths`, `members`, `directory` or `local-registry` string (arrays
+/// included) that leads outside the project or into its `target/`, and every `git` key.
+fn walk_paths(table: &toml::Table, root: &Path, dir: &Path, found: &mut impl FnMut(&str, String)) {
+    for (key, value) in table {
+        match value {
+            toml::Value::Table(inner) => walk_paths(inner, root, dir, found),
+            toml::Value::Array(items) => {
+                for item in items {
+                    match item {
+                        toml::Value::Table(inner) => walk_paths(inner, root, dir, found),
+                        toml::Value::String(text) => path_value(key, text, root, dir, found),
+                        _ => {}
+                    }
+                }
+            }
+            toml::Value::String(text) => path_value(key, text, root, dir, found),
+            _ => {}
+        }
+        if key == "git" {
+            found(
+                "git",
+                "a `git` source brings in code outside the project, which this audit cannot see"
+                    .into(),
+            );
+        }
+    }
+}
+
+fn path_value(
+    key: &str,
+    value: &str,
+    root: &Path,
+    dir: &Path,
+    found: &mut impl FnMut(&str, String),
+) {
+    if !matches!(
+        key,
+        "path" | "paths" | "members" | "directory" | "local-registry"
+    ) {
+        return;
+    }
+    let Some(resolved) = within(root, dir, value) else {
+        found(
+            value,
+            format!("brings in code outside the project (`{value}`), which this audit cannot see"),
+        );
+        return;
+    };
+    if resolved.starts_with("target") {
+        found(
+            value,
+            format!("brings in code under `target/` (`{value}`), which this audit does not read"),
+        );
+    }
+}
+
+/// Every dependency of a manifest: (its table, its name, its specification), from
+/// `[dependencies]`, `[dev-dependencies]`, `[build-dependencies]`, `[workspace.dependencies]`
+/// and their `[target.'cfg'.…]` forms.
+fn dependencies(manifest: &toml::Table) -> Vec<(String, &str, &toml::Value)> {
+    let mut found = Vec::new();
+    let mut tables: Vec<(String, &toml::Table)> = vec![(String::new(), manifest)];
+    if let Some(toml::Value::Table(workspace)) = manifest.get("workspace") {
+        tables.push(("workspace.".into(), workspace));
+    }
+    if let Some(toml::Value::Table(targets)) = manifest.get("target") {
+        for (cfg, target) in targets {
+            if let toml::Value::Table(target) = target {
+                tables.push((format!("target.{cfg}."), target));
+            }
+        }
+    }
+    for (prefix, table) in tables {
+        for (key, value) in table {
+            if let (true, toml::Value::Table(entries)) = (key.ends_with("dependencies"), value) {
+                for (name, spec) in entries {
+                    found.push((format!("{prefix}{key}"), name.as_str(), spec));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Where `relative` (from `dir`) leads, relative to `root`, if it stays inside. Only `root`
+/// and `dir` are resolved (they exist); `relative` is followed by its parts, as Cargo reads
+/// it.
+fn within(root: &Path, dir: &Path, relative: &str) -> Option<PathBuf> {
     let (Ok(root), Ok(dir)) = (root.canonicalize(), dir.canonicalize()) else {
-        return false;
+        return None;
     };
     let mut parts: Vec<std::path::Component<'_>> = Vec::new();
     let joined = dir.join(relative);
     for part in joined.components() {
         match part {
             std::path::Component::ParentDir => {
-                if parts.pop().is_none() {
-                    return false;
-                }
+                parts.pop()?;
             }
             std::path::Component::CurDir => {}
             other => parts.push(other),
         }
     }
-    parts.iter().collect::<PathBuf>().starts_with(root)
+    parts
+        .iter()
+        .collect::<PathBuf>()
+        .strip_prefix(&root)
+        .ok()
+        .map(Path::to_path_buf)
 }
 
-fn server_crate(name: &str, shown: &str, line: usize, column: usize, findings: &mut Vec<Finding>) {
+fn server_crate(name: &str, found: &mut impl FnMut(&str, String)) {
     if HTTP_SERVERS.contains(&name.replace('_', "-").as_str()) {
-        findings.push(at(
-            shown,
-            line,
-            column,
-            &format!("depends on `{name}`, which serves HTTP without the guarded router"),
-        ));
+        found(
+            name,
+            format!("depends on `{name}`, which serves HTTP without the guarded router"),
+        );
     }
 }
 
@@ -530,7 +682,56 @@ struct Visitor<'a> {
     operations: &'a mut Vec<Declared>,
 }
 
+/// The names a pattern binds.
+#[derive(Default)]
+struct Bindings(Vec<String>);
+
+impl<'ast> Visit<'ast> for Bindings {
+    fn visit_pat_ident(&mut self, binding: &'ast syn::PatIdent) {
+        self.0.push(binding.ident.to_string());
+        syn::visit::visit_pat_ident(self, binding);
+    }
+}
+
+/// Whether `tokens` hold the identifier `word`, at any depth.
+fn mentions(tokens: &proc_macro2::TokenStream, word: &str) -> bool {
+    tokens.clone().into_iter().any(|tree| match tree {
+        proc_macro2::TokenTree::Ident(ident) => ident == word,
+        proc_macro2::TokenTree::Group(group) => mentions(&group.stream(), word),
+        _ => false,
+    })
+}
+
 impl Visitor<'_> {
+    /// In the server's main, `server` names the server crate, whose `router` is the guarded
+    /// one: an item or import of that name there would stand in for it.
+    fn shadows_server(&mut self, ident: &syn::Ident) {
+        if self.in_main && ident == "server" {
+            self.finding(
+                ident.span(),
+                "declares `server` in the service's main, where the name must be the server crate (its `router` is the guarded one)".into(),
+            );
+        }
+    }
+
+    /// A `static`, `const` or function of type `Operation` outside the generated resource
+    /// and members modules and the guard.
+    fn operation_item(&mut self, ty: &syn::Type, ident: &syn::Ident) {
+        let is_operation = matches!(ty, syn::Type::Path(p)
+            if p.path.segments.last().is_some_and(|s| s.ident == "Operation"));
+        if is_operation
+            && !self.in_guard
+            && !self.in_tests
+            && !self.file.starts_with(RESOURCE_MODULES)
+            && self.file != MEMBERS_MODULE
+        {
+            self.finding(
+                ident.span(),
+                "declares an operation outside the generated resource and members modules".into(),
+            );
+        }
+    }
+
     fn finding(&mut self, span: proc_macro2::Span, message: String) {
         let start = span.start();
         self.findings.push(Finding {
@@ -572,6 +773,12 @@ impl Visitor<'_> {
                 format!("{how} `{word}` accepts connections outside the service's main, where no guarded router is in the way"),
             );
         }
+        if word == "include" {
+            self.finding(
+                ident.span(),
+                format!("{how} `include` brings in code this audit cannot see"),
+            );
+        }
         if word == "hyper" || word == "hyper_util" {
             self.finding(
                 ident.span(),
@@ -607,9 +814,12 @@ impl Visitor<'_> {
             match tree {
                 proc_macro2::TokenTree::Ident(ident) => {
                     let word = ident.unraw().to_string();
+                    // Serving inside a macro is a finding in main too: what it expands to is
+                    // neither the one `serve` nor checked to serve the guarded router.
                     let flagged = (ATTACHING.contains(&word.as_str()) && !self.in_guard)
-                        || (SERVING.contains(&word.as_str()) && !self.in_main && !self.in_bench)
-                        || word == "Operation";
+                        || (SERVING.contains(&word.as_str()) && !self.in_bench)
+                        || word == "Operation"
+                        || word == "include";
                     if flagged {
                         self.finding(ident.span(), format!("macro `{name}!` mentions `{word}`; handlers must be attached through the guarded router, outside macros"));
                     }
@@ -624,6 +834,18 @@ impl Visitor<'_> {
 impl<'ast> Visit<'ast> for Visitor<'_> {
     fn visit_expr_method_call(&mut self, call: &'ast syn::ExprMethodCall) {
         self.check_name(&call.method, "method");
+        // An operation registered is one the generated modules declare, by name.
+        if call.method == "operation" && !self.in_guard && !self.in_tests {
+            let declared = matches!(call.args.first(), Some(syn::Expr::Reference(r))
+                if matches!(&*r.expr, syn::Expr::Path(p)
+                    if p.path.segments.last().is_some_and(|s| s.ident.to_string().ends_with("_OP"))));
+            if !declared {
+                self.finding(
+                    call.method.span(),
+                    "registers an operation other than a declared `…_OP` constant of the generated modules".into(),
+                );
+            }
+        }
         if self.in_main
             && MAKE_SERVICE.contains(&call.method.to_string().as_str())
             && !self.is_router(&call.receiver)
@@ -656,22 +878,62 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
     }
 
     /// In the server's main, remembers which names hold the guarded router.
+    /// Any other binding of a name (typed, in a tuple, shadowed) forgets it.
     fn visit_local(&mut self, local: &'ast syn::Local) {
-        if self.in_main
-            && let syn::Pat::Ident(binding) = &local.pat
-        {
-            let name = binding.ident.to_string();
-            if local
+        if self.in_main {
+            let router = local
                 .init
                 .as_ref()
-                .is_some_and(|init| self.is_router(&init.expr))
-            {
-                self.router_names.insert(name);
-            } else {
+                .is_some_and(|init| self.is_router(&init.expr));
+            let mut bound = Bindings::default();
+            bound.visit_pat(&local.pat);
+            for name in bound.0 {
                 self.router_names.remove(&name);
+            }
+            if let (true, syn::Pat::Ident(binding)) = (router, &local.pat) {
+                self.router_names.insert(binding.ident.to_string());
             }
         }
         syn::visit::visit_local(self, local);
+    }
+
+    /// Type names are checked like the other names (`type Port = TcpListener`, a `Handler`
+    /// bound).
+    fn visit_type_path(&mut self, path: &'ast syn::TypePath) {
+        for segment in &path.path.segments {
+            self.check_name(&segment.ident, "type");
+        }
+        syn::visit::visit_type_path(self, path);
+    }
+
+    fn visit_item_extern_crate(&mut self, item: &'ast syn::ItemExternCrate) {
+        self.check_name(&item.ident, "crate");
+        if let Some((_, rename)) = &item.rename {
+            self.check_name(rename, "crate renamed to");
+            self.shadows_server(rename);
+        }
+        syn::visit::visit_item_extern_crate(self, item);
+    }
+
+    /// Operations are declared only as the generated modules declare them: a `static`,
+    /// `const` or function of type `Operation` elsewhere could register a route the spec
+    /// does not have.
+    fn visit_item_static(&mut self, item: &'ast syn::ItemStatic) {
+        self.operation_item(&item.ty, &item.ident);
+        syn::visit::visit_item_static(self, item);
+    }
+
+    fn visit_item_const(&mut self, item: &'ast syn::ItemConst) {
+        self.operation_item(&item.ty, &item.ident);
+        syn::visit::visit_item_const(self, item);
+    }
+
+    fn visit_item_fn(&mut self, item: &'ast syn::ItemFn) {
+        if let syn::ReturnType::Type(_, ty) = &item.sig.output {
+            self.operation_item(ty, &item.sig.ident);
+        }
+        self.shadows_server(&item.sig.ident);
+        syn::visit::visit_item_fn(self, item);
     }
 
     fn visit_expr_path(&mut self, path: &'ast syn::ExprPath) {
@@ -685,7 +947,11 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
         match tree {
             syn::UseTree::Path(p) => self.check_name(&p.ident, "import of"),
             syn::UseTree::Name(n) => self.check_name(&n.ident, "import of"),
-            syn::UseTree::Rename(r) => self.check_name(&r.ident, "import of"),
+            syn::UseTree::Rename(r) => {
+                self.check_name(&r.ident, "import of");
+                self.check_name(&r.rename, "import as");
+                self.shadows_server(&r.rename);
+            }
             _ => {}
         }
         syn::visit::visit_use_tree(self, tree);
@@ -735,7 +1001,14 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
     }
 
     fn visit_item_mod(&mut self, module: &'ast syn::ItemMod) {
-        if module.attrs.iter().any(|a| a.path().is_ident("path")) {
+        self.shadows_server(&module.ident);
+        // `#[path]`, also inside `#[cfg_attr(.., path = "..")]` however nested.
+        let names_path = |attr: &syn::Attribute| {
+            attr.path().is_ident("path")
+                || (attr.path().is_ident("cfg_attr")
+                    && mentions(&quote::ToTokens::to_token_stream(&attr.meta), "path"))
+        };
+        if module.attrs.iter().any(names_path) {
             self.finding(
                 module.ident.span(),
                 "`#[path]` points the compiler at a file this audit may not read".into(),

@@ -2215,11 +2215,17 @@ mod tests {
         assert_eq!(read("card_number"), None);
         assert_eq!(read("\u{6587}\u{66f8}"), None);
         assert_eq!(read("caf\u{e9}"), None);
+        // Upper case: Cyrillic О reads as the letter O, not the digit 0; Greek Ι as I.
+        assert_eq!(read("CARD_N\u{41e}").as_deref(), Some("CARD_NO"));
+        assert_eq!(read("CARD_P\u{399}N").as_deref(), Some("CARD_PIN"));
         for name in [
             "c\u{430}rd_number",
             "\u{3f2}vv",
             "p\u{430}n",
             "tr\u{430}ck2",
+            "CARD_N\u{41e}",
+            "CARD_P\u{399}N",
+            "\u{ff23}\u{ff29}\u{ff24}",
         ] {
             let reading = read(name).unwrap_or_default();
             assert!(card_data(&reading).is_some(), "{name} read as {reading}");

@@ -17,16 +17,19 @@ pub const PG_MAX_IDENT: usize = 63;
 /// on what a name means (card data) applies to this reading as well, so look-alike letters
 /// cannot slip a name past it.
 pub fn ascii_reading(name: &str) -> Option<String> {
-    static ASCII: std::sync::LazyLock<Vec<(String, char)>> = std::sync::LazyLock::new(|| {
-        // Lowercase letters first: a skeleton several ASCII characters share (`l`, `1`, `I`)
-        // reads as the letter.
-        ('a'..='z')
+    // A skeleton several ASCII characters share (`l`, `I` and `1`; `O` and `0`) reads as a
+    // letter of the character's own case, and as a digit only failing any letter.
+    static LOWER_FIRST: std::sync::LazyLock<Vec<(String, char)>> =
+        std::sync::LazyLock::new(|| table(('a'..='z').chain('A'..='Z')));
+    static UPPER_FIRST: std::sync::LazyLock<Vec<(String, char)>> =
+        std::sync::LazyLock::new(|| table(('A'..='Z').chain('a'..='z')));
+    fn table(letters: impl Iterator<Item = char>) -> Vec<(String, char)> {
+        letters
             .chain('0'..='9')
-            .chain('A'..='Z')
             .chain(['_', '-'])
             .map(|c| (skeleton(c), c))
             .collect()
-    });
+    }
     fn skeleton(c: char) -> String {
         unicode_security::skeleton(c.encode_utf8(&mut [0; 4])).collect()
     }
@@ -40,7 +43,12 @@ pub fn ascii_reading(name: &str) -> Option<String> {
             continue;
         }
         let shape = skeleton(c);
-        match ASCII.iter().find(|(ascii, _)| *ascii == shape) {
+        let table = if c.is_uppercase() {
+            &UPPER_FIRST
+        } else {
+            &LOWER_FIRST
+        };
+        match table.iter().find(|(ascii, _)| *ascii == shape) {
             Some((_, ascii)) => reading.push(*ascii),
             // A ligature (`ﬁ`) reads as several characters.
             None if shape.is_ascii() => reading.push_str(&shape),

@@ -51,7 +51,8 @@ pub fn markdown(text: &str) -> String {
             '&' => out.push_str("&amp;"),
             // Emphasis, code, links and images, table cells, headings, strikethrough, and
             // `scheme:` autolinks.
-            '\\' | '`' | '*' | '_' | '[' | ']' | '|' | '#' | '!' | '~' | ':' => {
+            // `$` starts math on GitHub.
+            '\\' | '`' | '*' | '_' | '[' | ']' | '|' | '#' | '!' | '~' | ':' | '$' => {
                 out.push('\\');
                 out.push(c);
             }
@@ -63,13 +64,21 @@ pub fn markdown(text: &str) -> String {
     out
 }
 
-/// Markdown inline code: the text inside a code span long enough not to be closed by it.
+/// Markdown inline code in a table cell: the text inside a code span long enough not to be
+/// closed by it.
 pub fn markdown_code(text: &str) -> String {
-    let text = one_line(text);
+    // A `|` ends a table cell even inside a code span; GitHub reads `\|` there as `|`.
+    code_span(&one_line(text).replace('|', "\\|"))
+}
+
+/// Markdown inline code outside tables (where `\|` would show its backslash).
+pub fn markdown_code_span(text: &str) -> String {
+    code_span(&one_line(text))
+}
+
+fn code_span(text: &str) -> String {
     let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
     let fence = "`".repeat(longest + 1);
-    // A `|` ends a table cell even inside a code span; GitHub reads `\|` there as `|`.
-    let text = text.replace('|', "\\|");
     // A space on each side only where the text itself starts or ends with a backtick.
     if text.starts_with('`') || text.ends_with('`') {
         format!("{fence} {text} {fence}")

@@ -64,6 +64,8 @@ struct ThreatContext<'a> {
 struct ThreatResource {
     name: String,
     threats: Vec<ThreatRow>,
+    /// The fields the spec marks as personal data (`pii`), as code.
+    personal: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -200,6 +202,12 @@ pub fn render_workspace(
             .iter()
             .map(|r| ThreatResource {
                 name: markdown(&r.name),
+                personal: r
+                    .fields
+                    .iter()
+                    .filter(|f| f.pii)
+                    .map(|f| markdown_code(&f.name))
+                    .collect(),
                 threats: r
                     .threats
                     .iter()

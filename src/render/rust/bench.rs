@@ -10,7 +10,8 @@ use proc_macro2::{Ident, TokenStream};
 use quote::quote;
 
 /// The resource the benchmark reads: tenant-scoped, with a `read` that is not public, has no
-/// condition and no rate limit, and an input that refers to no other row.
+/// condition and no rate limit of its own (the route classes' budgets are turned off), and
+/// an input that refers to no other row.
 fn measured(app: &App) -> Option<&Resource> {
     app.resources.iter().find(|resource| {
         !resource.global
@@ -192,7 +193,9 @@ fn measure(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
         db.member(tenant, "bench", ALL_ROLES).await;
         let (pkcs8, jwks) = server::identity::dev::generate("bench").expect("a key pair");
         let keys = server::identity::Keys::from_jwks(&jwks).expect("the JWKS");
-        let auth = std::sync::Arc::new(server::authz::Authority::new(keys, db.app.clone()).expect("the policies"));
+        // The route classes' budgets would throttle the benchmark's own requests.
+        let unthrottled = server::guard::ClassLimits { public: None, sensitive: None, standard: None };
+        let auth = std::sync::Arc::new(server::authz::Authority::new(keys, db.app.clone()).expect("the policies").with_rate_limits(unthrottled));
         let state = server::AppState { db: db.app.clone(), auth: auth.clone() };
         let app = server::router(state.clone());
         let mut conn = db.pool.acquire().await.expect("a connection");
@@ -474,7 +477,9 @@ fn isolation(resource: &Resource, api: &Ident) -> TokenStream {
         let pool = sqlx::postgres::PgPoolOptions::new().max_connections(8).connect_with(options.database(&db.name).username(&db.role)).await.expect("connect as the app role");
         let (pkcs8, jwks) = server::identity::dev::generate("bench").expect("a key pair");
         let keys = server::identity::Keys::from_jwks(&jwks).expect("the JWKS");
-        let auth = std::sync::Arc::new(server::authz::Authority::new(keys, pool.clone()).expect("the policies"));
+        // The route classes' budgets would throttle the load itself.
+        let unthrottled = server::guard::ClassLimits { public: None, sensitive: None, standard: None };
+        let auth = std::sync::Arc::new(server::authz::Authority::new(keys, pool.clone()).expect("the policies").with_rate_limits(unthrottled));
         let state = server::AppState { db: pool.clone(), auth: auth.clone() };
         let scopes: Vec<String> = server::OPERATIONS.iter().filter_map(|op| op.scope).map(str::to_owned).collect();
         // A fresh token for each load: tokens live at most the spec's maximum lifetime.

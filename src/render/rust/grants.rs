@@ -97,53 +97,68 @@ pub fn grants_module(app: &App) -> TokenStream {
                 && role.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
         }
 
-        /// What would let a role escape row-level security, by itself or through the owner
-        /// (one row: each column a reason, in the order [`check_app_role`] reports them).
-        const ROLE_STANDING: &str = "SELECT r.rolsuper OR r.rolbypassrls, \
-                r.rolname = current_user OR pg_has_role(r.oid, current_user, 'MEMBER') \
-                    OR EXISTS (SELECT 1 FROM pg_roles m WHERE m.rolname IN ('pg_read_all_data', 'pg_write_all_data') AND pg_has_role(r.oid, m.oid, 'MEMBER')), \
-                r.rolcreaterole, \
-                d.datdba = r.oid OR EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relowner = r.oid), \
+        /// What would let a role escape row-level security, by itself or through a role it
+        /// is a member of (one row; each column a reason, in the order of [`REASONS`]).
+        const ROLE_STANDING: &str = "SELECT \
+                EXISTS (SELECT 1 FROM pg_roles s WHERE (s.rolsuper OR s.rolbypassrls) AND pg_has_role(r.oid, s.oid, 'MEMBER')), \
+                r.rolname = current_user OR pg_has_role(r.oid, current_user, 'MEMBER'), \
+                EXISTS (SELECT 1 FROM pg_roles m WHERE m.rolname IN ('pg_read_all_data', 'pg_write_all_data') AND pg_has_role(r.oid, m.oid, 'MEMBER')), \
+                EXISTS (SELECT 1 FROM pg_roles s WHERE s.rolcreaterole AND pg_has_role(r.oid, s.oid, 'MEMBER')), \
+                pg_has_role(r.oid, d.datdba, 'MEMBER') \
+                    OR EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND pg_has_role(r.oid, c.relowner, 'MEMBER')), \
                 has_schema_privilege(r.oid, 'public', 'CREATE') \
             FROM pg_roles r, pg_database d WHERE r.rolname = $1 AND d.datname = current_database()";
 
-        /// Why `role` could escape row-level security, if it could.
-        fn standing(role: &str, found: (bool, bool, bool, bool, bool)) -> Result<(), String> {
-            let reason = match found {
-                (true, ..) => "is a superuser or has BYPASSRLS: row-level security would not apply to it",
-                (_, true, ..) => "is the owner, a member of the owner, or may read or write all data: it could lift the row-level security the owner forces",
-                (_, _, true, ..) => "has CREATEROLE: it could give itself other roles' privileges",
-                (_, _, _, true, _) => "owns the database or a table in it: an owner can turn row-level security off",
-                (.., true) => "may create objects in schema `public`: it could plant a function the migrations then run as the owner (REVOKE CREATE ON SCHEMA public FROM it and from PUBLIC)",
-                _ => return Ok(()),
-            };
-            Err(format!("role `{role}` {reason}"))
-        }
+        /// Why a role could escape row-level security, by column of [`ROLE_STANDING`].
+        const REASONS: [&str; 6] = [
+            "is a superuser or has BYPASSRLS, or is a member of such a role: row-level security would not apply to it",
+            "is the role running `migrate`, or a member of it: it could lift the row-level security the owner forces",
+            "is a member of pg_read_all_data or pg_write_all_data: it bypasses the table privileges granted to it",
+            "has CREATEROLE, or is a member of a role with it: it could give itself other roles' privileges",
+            "owns the database or a table in it, or is a member of their owner: an owner can turn row-level security off",
+            "may create objects in schema `public` (PostgreSQL before 15 lets every role; `REVOKE CREATE ON SCHEMA public FROM PUBLIC` as a superuser): it could plant a function a later migration runs as the owner",
+        ];
 
-        /// Refuses an app role that does not exist or could escape row-level security: a
-        /// superuser or `BYPASSRLS`, the owner running `migrate` or a member of it, a role
-        /// with `CREATEROLE`, one owning the database or a table, or one that may create
-        /// objects in the schema. `migrate` checks it before applying anything.
-        pub async fn check_app_role(owner: &sqlx::PgPool, role: &str) -> Result<(), String> {
-            let found: Option<(bool, bool, bool, bool, bool)> = sqlx::query_as(ROLE_STANDING)
+        /// The standing of `role`: `Err` with the first reason among the columns `checked`.
+        async fn standing(db: &sqlx::PgPool, role: &str, checked: &[usize]) -> Result<(), String> {
+            let found: Option<(bool, bool, bool, bool, bool, bool)> = sqlx::query_as(ROLE_STANDING)
                 .bind(role)
-                .fetch_optional(owner)
+                .fetch_optional(db)
                 .await
                 .map_err(|e| e.to_string())?;
-            match found {
-                None => Err(format!("role `{role}` does not exist: create it first (LOGIN NOSUPERUSER NOBYPASSRLS)")),
-                Some(found) => standing(role, found),
+            let Some((a, b, c, d, e, f)) = found else {
+                return Err(format!("role `{role}` does not exist: create it first (LOGIN NOSUPERUSER NOBYPASSRLS)"));
+            };
+            let found = [a, b, c, d, e, f];
+            match checked.iter().find(|&&column| found[column]) {
+                Some(&column) => Err(format!("role `{role}` {}", REASONS[column])),
+                None => Ok(()),
             }
         }
 
+        /// Refuses, before anything is applied, an app role that does not exist or could
+        /// escape row-level security: a superuser or `BYPASSRLS` (or a member of one), the
+        /// owner running `migrate` or a member of it, a member of `pg_read_all_data` or
+        /// `pg_write_all_data`, a role with `CREATEROLE`, or one owning the database or a
+        /// table. Whether it may create objects in the schema is checked after the
+        /// migrations ([`check_app_role_schema`]): the first one revokes that from
+        /// everybody where PostgreSQL before 15 granted it.
+        pub async fn check_app_role(owner: &sqlx::PgPool, role: &str) -> Result<(), String> {
+            standing(owner, role, &[0, 1, 2, 3, 4]).await
+        }
+
+        /// Refuses an app role that may create objects in the schema (run after the
+        /// migrations).
+        pub async fn check_app_role_schema(owner: &sqlx::PgPool, role: &str) -> Result<(), String> {
+            standing(owner, role, &[5]).await
+        }
+
         /// Refuses to serve as a role that could escape row-level security (`DATABASE_URL`
-        /// naming the owner or a superuser, say): the same checks as [`check_app_role`]
-        /// but the owner's, since the server runs no migration.
+        /// naming the owner or a superuser, say): every check of [`check_app_role`] and
+        /// [`check_app_role_schema`] but the one about the role running `migrate`.
         pub async fn check_serving_role(db: &sqlx::PgPool) -> Result<(), String> {
             let (role,): (String,) = sqlx::query_as("SELECT current_user::text").fetch_one(db).await.map_err(|e| e.to_string())?;
-            let (escapes, _, createrole, owns, create): (bool, bool, bool, bool, bool) =
-                sqlx::query_as(ROLE_STANDING).bind(&role).fetch_one(db).await.map_err(|e| e.to_string())?;
-            standing(&role, (escapes, false, createrole, owns, create)).map_err(|e| format!("DATABASE_URL: {e}; connect as the app role `migrate` granted to"))
+            standing(db, &role, &[0, 2, 3, 4, 5]).await.map_err(|e| format!("DATABASE_URL: {e}; connect as the app role `migrate` granted to"))
         }
 
         /// Gives `role` exactly [`TABLE_PRIVILEGES`] and [`FUNCTIONS`] (revoking anything else

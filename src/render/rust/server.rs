@@ -261,6 +261,7 @@ fn main(app: &App) -> TokenStream {
             server::grants::check_app_role(&db, &role).await?;
             migrator.run(&db).await.map_err(|e| format!("migration failed: {e}"))?;
             tracing::info!("migrations applied");
+            server::grants::check_app_role_schema(&db, &role).await?;
             server::grants::grant_app_role(&db, &role).await.map_err(|e| format!("cannot grant to {role}: {e}"))?;
             tracing::info!(role = role.as_str(), "app role granted its privileges");
             Ok(())
