@@ -158,6 +158,20 @@ pub enum Command {
     },
 }
 
+/// The commit time `SOURCE_DATE_EPOCH` pins, if set; one that is not a time is an error
+/// (a reproducible commit was asked for: never one made now instead).
+fn source_date_epoch() -> Result<Option<i64>, crate::git::GitError> {
+    let value = match std::env::var("SOURCE_DATE_EPOCH") {
+        Err(std::env::VarError::NotPresent) => return Ok(None),
+        Err(std::env::VarError::NotUnicode(value)) => value.to_string_lossy().into_owned(),
+        Ok(value) => value,
+    };
+    match value.trim().parse() {
+        Ok(time) => Ok(Some(time)),
+        Err(_) => Err(crate::git::GitError::SourceDateEpoch { value }),
+    }
+}
+
 /// Runs the command line and returns the exit code.
 pub fn run() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -186,25 +200,9 @@ pub fn run() -> ExitCode {
                     crate::git::Identity {
                         author: author.clone(),
                         committer: committer.clone(),
-                        time: match (commit_time, std::env::var("SOURCE_DATE_EPOCH")) {
-                            (Some(time), _) => Some(*time),
-                            (None, Ok(value)) => match value.trim().parse() {
-                                Ok(time) => Some(time),
-                                // A reproducible build asked for: never now instead.
-                                Err(_) => {
-                                    let error = crate::git::GitError::SourceDateEpoch { value };
-                                    return ExitCode::from(fail(
-                                        cli.format,
-                                        exit::USAGE_OR_IO,
-                                        "usage",
-                                        &error,
-                                    ));
-                                }
-                            },
-                            (None, Err(std::env::VarError::NotPresent)) => None,
-                            (None, Err(std::env::VarError::NotUnicode(value))) => {
-                                let value = value.to_string_lossy().into_owned();
-                                let error = crate::git::GitError::SourceDateEpoch { value };
+                        time: match commit_time.map_or_else(source_date_epoch, |t| Ok(Some(t))) {
+                            Ok(time) => time,
+                            Err(error) => {
                                 return ExitCode::from(fail(
                                     cli.format,
                                     exit::USAGE_OR_IO,

@@ -458,14 +458,16 @@ fn a_listener_outside_main_is_found() {
     );
 }
 
+/// An edit of a manifest adding `lines` to its `[dependencies]`.
+fn added(lines: &'static str) -> impl Fn(String) -> String {
+    move |manifest: String| {
+        manifest.replacen("[dependencies]\n", &format!("[dependencies]\n{lines}"), 1)
+    }
+}
+
 #[test]
 fn dependencies_on_code_outside_the_project_or_on_http_servers_are_found() {
     let server = "crates/server/Cargo.toml";
-    let added = |lines: &'static str| {
-        move |manifest: String| {
-            manifest.replacen("[dependencies]\n", &format!("[dependencies]\n{lines}"), 1)
-        }
-    };
     assert_edit_found(
         server,
         added("sidecar = { path = \"../../../sidecar\" }\n"),
@@ -587,11 +589,6 @@ fn the_reviewed_evasions_are_found() {
 #[test]
 fn cargo_files_are_read_as_toml() {
     let server = "crates/server/Cargo.toml";
-    let added = |lines: &'static str| {
-        move |manifest: String| {
-            manifest.replacen("[dependencies]\n", &format!("[dependencies]\n{lines}"), 1)
-        }
-    };
     // Single-quoted strings, a renamed package, a dotted table: still hyper, still git.
     assert_edit_found(
         server,

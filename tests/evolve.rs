@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{database_url, generate_json, ledgerly, ledgerly_client};
+use common::{database_url, generate_json, generate_with, ledgerly, ledgerly_client};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
@@ -1047,22 +1047,6 @@ fn a_new_migration_takes_a_number_after_those_written_by_hand() {
     assert!(names[2].starts_with("0003_"), "{names:?}");
     let kept = std::fs::read_to_string(out.join("migrations/0002_custom_index.sql")).unwrap();
     assert_eq!(kept, own);
-}
-
-/// `generate SPEC --out DIR` with `extra` arguments (`--force`).
-fn generate_with(spec: &str, out: &Path, extra: &[&str]) -> (i32, Value) {
-    let file = out.with_extension("yaml");
-    std::fs::write(&file, spec).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_bulwark"))
-        .args(["--format", "json", "generate"])
-        .arg(&file)
-        .arg("--out")
-        .arg(out)
-        .args(extra)
-        .output()
-        .unwrap();
-    let json = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
-    (output.status.code().unwrap(), json)
 }
 
 /// A generated migration is kept byte for byte, so an edit to one would pass for generated

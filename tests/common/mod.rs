@@ -29,6 +29,11 @@ pub fn ledgerly() -> String {
 /// Writes `spec` beside `out` and generates it into `out` with `--format json`: the exit
 /// code and the JSON printed.
 pub fn generate_json(spec: &str, out: &Path) -> (i32, serde_json::Value) {
+    generate_with(spec, out, &[])
+}
+
+/// The same with `extra` arguments (`--force`).
+pub fn generate_with(spec: &str, out: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
     let file = out.with_extension("yaml");
     std::fs::write(&file, spec).unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_bulwark"))
@@ -36,6 +41,7 @@ pub fn generate_json(spec: &str, out: &Path) -> (i32, serde_json::Value) {
         .arg(&file)
         .arg("--out")
         .arg(out)
+        .args(extra)
         .output()
         .unwrap();
     let json = serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null);
