@@ -10,10 +10,14 @@
 //! what a custom action sets, a field only actions change made writable or given another
 //! default, a second factor no longer required, locked production roles, identity settings
 //! (token lifetime, accepted factors, verified email and domains, the tenant and email
-//! claims), membership administrators, refund roles and the dual-control thresholds. A
-//! resource renamed under `migrations.rename` is compared under its new name. API: routes removed or added, response fields
-//! removed or retyped, enum values removed, new or newly required inputs. A breaking API
-//! change without an `api.version` bump makes the command exit 3.
+//! claims), roles now in an environment's template, a new environment locking less than an
+//! unnamed one did, a field no longer marked `pii`, membership administrators, refund roles
+//! and the dual-control thresholds. A resource renamed under `migrations.rename` is
+//! compared under its new name. API: routes removed or added, response fields
+//! removed or retyped, enum values removed, new or newly required inputs, inputs refused that
+//! were valid (a lower maximum, a higher minimum, a new uniqueness rule, a field only an
+//! action may change now). A breaking API change without an `api.version` bump makes the
+//! command exit 3.
 
 use crate::model::{Action, App, Field, FieldType, RateLimit, Resource, RouteClass};
 use serde::Serialize;
@@ -240,6 +244,43 @@ fn roles(old: &App, new: &App, out: &mut Vec<Change>) {
                 format!("environment {environment}"),
                 format!("now locks role `{role}`"),
                 false,
+            );
+        }
+    }
+    // A new environment: the server running under its name locked, before, what an
+    // environment the spec does not name locks (every role locked anywhere).
+    let everywhere: BTreeSet<String> = was.values().flatten().cloned().collect();
+    for (environment, roles) in now.iter().filter(|(e, _)| !was.contains_key(*e)) {
+        for role in everywhere.difference(roles) {
+            change(
+                out,
+                format!("environment {environment}"),
+                format!(
+                    "added without locking role `{role}`, which a server running under its name locked before"
+                ),
+                true,
+            );
+        }
+    }
+    // The roles each environment's template holds: one that now exists there can be granted
+    // there.
+    let templates = |app: &App| -> BTreeMap<String, BTreeSet<String>> {
+        app.environments
+            .iter()
+            .map(|e| (e.name.clone(), e.roles.iter().cloned().collect()))
+            .collect()
+    };
+    let (was, now) = (templates(old), templates(new));
+    for (environment, roles) in &now {
+        let Some(before) = was.get(environment) else {
+            continue;
+        };
+        for role in roles.difference(before) {
+            change(
+                out,
+                format!("environment {environment}"),
+                format!("role `{role}` now exists there"),
+                true,
             );
         }
     }
@@ -921,6 +962,68 @@ fn fields(old: &App, new: &App, out: &mut Vec<Change>) {
             }
             if takes_input && required_input(field) && !required_input(before) {
                 change(out, &subject, "now a required input", true);
+            }
+            // Inputs valid before that are refused now (422, or 409 for a taken value).
+            if takes_input {
+                let lowered = match (before.max, field.max) {
+                    (None, Some(_)) => true,
+                    (Some(a), Some(b)) => b < a,
+                    _ => false,
+                };
+                let raised = match (before.min, field.min) {
+                    (None, Some(_)) => true,
+                    (Some(a), Some(b)) => b > a,
+                    _ => false,
+                };
+                let show = |v: Option<String>| v.unwrap_or_else(|| "none".into());
+                if lowered {
+                    change(
+                        out,
+                        &subject,
+                        format!(
+                            "maximum lowered from {} to {}: inputs valid before are refused",
+                            show(before.max.map(|m| m.to_string())),
+                            show(field.max.map(|m| m.to_string()))
+                        ),
+                        true,
+                    );
+                }
+                if raised {
+                    change(
+                        out,
+                        &subject,
+                        format!(
+                            "minimum raised from {} to {}: inputs valid before are refused",
+                            show(before.min.map(|m| m.to_string())),
+                            show(field.min.map(|m| m.to_string()))
+                        ),
+                        true,
+                    );
+                }
+                if field.unique && !before.unique {
+                    change(
+                        out,
+                        &subject,
+                        "now unique: a value another row holds is refused (409)",
+                        true,
+                    );
+                }
+                let (held_before, held_now) = (held(was), held(resource));
+                if let (false, Some((_, actions))) = (
+                    held_before.contains_key(field.name.as_str()),
+                    held_now.get(field.name.as_str()),
+                ) {
+                    let actions: Vec<String> = actions.iter().map(|a| (*a).to_owned()).collect();
+                    change(
+                        out,
+                        &subject,
+                        format!(
+                            "only {} change it now: a create or update setting it is refused (422)",
+                            list(&actions)
+                        ),
+                        true,
+                    );
+                }
             }
             if field.optional && !before.optional {
                 change(out, &subject, "may now be absent from responses", true);

@@ -366,6 +366,10 @@ pub fn check_branch(
             kind: "extra",
         });
     }
+    // What the blobs alone do not show: a file made executable or a link, a submodule.
+    for (path, kind) in not_plain_files(&tip.tree()?, &branch.prefix)? {
+        drift.push(Drift { path, kind });
+    }
     Ok(drift)
 }
 
@@ -576,6 +580,11 @@ fn not_generated(
             )));
         }
     }
+    if let Some((path, _)) = not_plain_files(&tip.tree()?, prefix)?.into_iter().next() {
+        return Ok(Some(format!(
+            " (`{path}` in commit {commit} is not a plain file as bulwark writes them)"
+        )));
+    }
     Ok(under.into_keys().next().map(|path| {
         format!(" (`{prefix}{path}` in commit {commit} is not in its manifest: added after bulwark made it)")
     }))
@@ -665,6 +674,29 @@ fn write_tree(repo: &Repository, blobs: &BTreeMap<String, Oid>) -> Result<Oid, G
         builder.insert(folder, oid, TREE_MODE)?;
     }
     Ok(builder.write()?)
+}
+
+/// The entries under `prefix` that are not plain files: `mode` for a file with another mode
+/// than bulwark writes (executable, a link), `extra` for anything else (a submodule).
+fn not_plain_files(
+    tree: &git2::Tree,
+    prefix: &str,
+) -> Result<Vec<(String, &'static str)>, GitError> {
+    let mut found = Vec::new();
+    tree.walk(TreeWalkMode::PreOrder, |folder, entry| {
+        let path = format!("{folder}{}", entry.name().unwrap_or_default());
+        if path.starts_with(prefix) {
+            match entry.kind() {
+                Some(ObjectType::Blob) if entry.filemode() != i32::from(git2::FileMode::Blob) => {
+                    found.push((path, "mode"));
+                }
+                Some(ObjectType::Blob | ObjectType::Tree) => {}
+                _ => found.push((path, "extra")),
+            }
+        }
+        TreeWalkResult::Ok
+    })?;
+    Ok(found)
 }
 
 /// Every blob of `tree`, by path.

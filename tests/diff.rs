@@ -457,3 +457,62 @@ fn access_widened_without_a_role_change_is_flagged() {
         "{markdown}"
     );
 }
+
+/// Inputs valid before and refused now break clients: a lower maximum, a higher minimum, a
+/// new uniqueness rule, a field only an action may change now. And environments: a role
+/// that now exists in one, and a new environment locking less than an unnamed one did.
+#[test]
+fn tighter_inputs_and_environment_changes_are_flagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = write(dir.path(), "old.yaml", &ledgerly());
+    let report = |text: String| {
+        let new = write(dir.path(), "new.yaml", &text);
+        let (code, json, _) = diff(&[&old, &new]);
+        (code, json)
+    };
+    let (code, json) = report(
+        ledgerly()
+            .replace(
+                "name:  { type: string, max: 200 }",
+                "name:  { type: string, max: 20 }",
+            )
+            .replace(
+                "vat_id: { type: string, max: 32, optional: true }",
+                "vat_id: { type: string, max: 32, optional: true, unique: true }",
+            ),
+    );
+    assert_eq!(code, 3, "{json}");
+    let api = changes(&json, "api");
+    for (subject, message) in [
+        ("customer.name", "maximum lowered from 200 to 20"),
+        ("customer.vat_id", "now unique"),
+    ] {
+        assert!(
+            api.iter()
+                .any(|(s, m, f)| s == subject && m.contains(message) && *f),
+            "{subject}: {message} in {api:?}"
+        );
+    }
+    let (code, json) = report(ledgerly().replace(
+        "        sets: { status: void }\n    threats:",
+        "        sets: { status: void, notes: written off }\n    threats:",
+    ));
+    assert_eq!(code, 3, "{json}");
+    assert!(
+        changes(&json, "api")
+            .iter()
+            .any(|(s, m, f)| s == "invoice.notes"
+                && m.contains("only `write_off` change it now")
+                && *f),
+        "{json}"
+    );
+    let (_, json) = report(ledgerly().replace("  staging: {}\n", "  staging: {}\n  eu: {}\n"));
+    assert!(
+        changes(&json, "security")
+            .iter()
+            .any(|(s, m, f)| s == "environment eu"
+                && m.contains("added without locking role")
+                && *f),
+        "{json}"
+    );
+}

@@ -50,6 +50,23 @@ fn generate(spec: &Path, repo: &Path, extra: &[&str]) -> (i32, Value) {
     (code, json)
 }
 
+/// `bulwark check SPEC --git REPO --branch BRANCH [--prefix PREFIX]`: exit code and JSON.
+fn check_on(spec: &Path, repo: &Path, prefix: Option<&str>) -> (i32, Value) {
+    let mut args = vec![
+        "check",
+        spec.to_str().unwrap(),
+        "--git",
+        repo.to_str().unwrap(),
+        "--branch",
+        BRANCH,
+    ];
+    if let Some(prefix) = prefix {
+        args.extend(["--prefix", prefix]);
+    }
+    let (code, json, _) = bulwark(&args);
+    (code, json)
+}
+
 /// Runs git in `dir` with a fixed identity; panics unless it succeeds.
 fn git(dir: &Path, args: &[&str]) -> String {
     let output = git_status(dir, args);
@@ -425,19 +442,7 @@ fn check_finds_a_branch_that_drifted_from_the_spec() {
     let repo = existing_repo();
     git(repo.path(), &["stash", "-q"]);
     let spec = spec_file(work.path(), "spec.yaml", &ledgerly());
-    let check = |spec: &Path| {
-        let (code, json, _) = bulwark(&[
-            "check",
-            spec.to_str().unwrap(),
-            "--git",
-            repo.path().to_str().unwrap(),
-            "--branch",
-            BRANCH,
-            "--prefix",
-            "service",
-        ]);
-        (code, json)
-    };
+    let check = |spec: &Path| check_on(spec, repo.path(), Some("service"));
     let (code, json) = check(&spec);
     assert_eq!(code, 2, "no branch yet: {json}");
     assert!(json.to_string().contains("does not exist"), "{json}");
@@ -799,19 +804,7 @@ fn generations_under_two_prefixes_share_a_branch_and_an_amended_tip_is_refused()
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("specs/tracker.yaml"))
             .unwrap();
     let projects = spec_file(work.path(), "projects.yaml", &tracker);
-    let check = |spec: &Path, prefix: &str| {
-        let (code, json, _) = bulwark(&[
-            "check",
-            spec.to_str().unwrap(),
-            "--git",
-            repo.path().to_str().unwrap(),
-            "--branch",
-            BRANCH,
-            "--prefix",
-            prefix,
-        ]);
-        (code, json)
-    };
+    let check = |spec: &Path, prefix: &str| check_on(spec, repo.path(), Some(prefix));
     let (code, json) = generate(&billing, repo.path(), &["--prefix", "billing"]);
     assert_eq!(code, 0, "{json}");
     let (code, json) = generate(&projects, repo.path(), &["--prefix", "projects"]);
@@ -907,4 +900,29 @@ fn another_rustfmt_release_formatting_alike_changes_nothing() {
         assert_eq!(output.status.code(), Some(0), "{command}: {json}");
     }
     assert_eq!(git(repo.path(), &["rev-parse", BRANCH]), tip);
+}
+
+/// A generated file made executable on the branch is drift (`mode`), and the tip no longer
+/// counts as bulwark's: the blobs alone would not show it.
+#[test]
+fn a_file_mode_changed_on_the_branch_is_drift() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = existing_repo();
+    git(repo.path(), &["stash", "-q"]);
+    let spec = spec_file(work.path(), "spec.yaml", &ledgerly());
+    assert_eq!(generate(&spec, repo.path(), &[]).0, 0);
+    git(repo.path(), &["checkout", "-q", BRANCH]);
+    std::fs::set_permissions(
+        repo.path().join("README.md"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    git(repo.path(), &["commit", "-qam", "make it executable"]);
+    git(repo.path(), &["checkout", "-q", "main"]);
+    let (code, json) = check_on(&spec, repo.path(), None);
+    assert_eq!(code, 3, "{json}");
+    assert_eq!(
+        json["drift"],
+        serde_json::json!([{"path": "README.md", "kind": "mode"}])
+    );
 }
