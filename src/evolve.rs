@@ -405,6 +405,30 @@ fn plan(app: &App, old: &[TableRecord]) -> Result<Plan, EvolveError> {
                 }
             }
         }
+        // Read and list functions made before they declared `#variable_conflict` would take
+        // a new column named like one of their parameters for an ambiguity: made anew. (A
+        // renamed table's are made anew anyway.)
+        let named_like_a_parameter = table.columns.iter().any(|c| {
+            sql::FUNCTION_PARAMETERS.contains(&sql_unquote(&c.name).as_str())
+                && !before.columns.iter().any(|b| b.name == c.name)
+        });
+        if named_like_a_parameter
+            && table.tenant
+            && before.tenant
+            && before.name == table.name
+            && let Some(model) = app.resources.iter().find(|r| &r.name == resource)
+        {
+            let (read, list) = sql::scoped_function_names(&sql_unquote(t));
+            let mut text = String::new();
+            for function in [read, list] {
+                text.push_str(&format!(
+                    "DROP FUNCTION IF EXISTS {};\n",
+                    sql_ident(&function)
+                ));
+            }
+            text.push_str(sql::scoped_functions_sql(model).trim_start());
+            add.push(text);
+        }
         let renamed_away: BTreeSet<&str> = renamed.iter().map(|(old, _)| old.as_str()).collect();
         for column in before.columns.iter().filter(|c| {
             !new_columns.contains_key(c.name.as_str()) && !renamed_away.contains(c.name.as_str())

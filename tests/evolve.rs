@@ -1190,3 +1190,43 @@ fn an_interrupted_run_of_another_spec_is_refused() {
     assert!(json.to_string().contains("interrupted run"), "{json}");
     assert_eq!(migrations(&interrupted).len(), 2);
 }
+
+/// A project whose read and list functions were made before they declared
+/// `#variable_conflict` (an older bulwark): a field added with a parameter's name
+/// (`p_tenant`) gets the functions made anew, so reads keep working.
+#[test]
+fn a_field_named_like_a_parameter_remakes_older_read_functions() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("out");
+    let (code, json) = generate_json(&ledgerly(), &out);
+    assert_eq!(code, 0, "{json}");
+    // As an older bulwark wrote it: no directive, and the manifest records that text.
+    let init = out.join("migrations/0001_init.sql");
+    let older = std::fs::read_to_string(&init)
+        .unwrap()
+        .replace("#variable_conflict use_variable\n", "");
+    std::fs::write(&init, &older).unwrap();
+    let path = out.join(".bulwark/manifest.json");
+    let mut manifest: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(older.as_bytes()));
+    manifest["files"]["migrations/0001_init.sql"] = Value::String(hash);
+    std::fs::write(&path, serde_json::to_string_pretty(&manifest).unwrap()).unwrap();
+    let scratch = Scratch::new();
+    let mut db = scratch.connect();
+    db.batch_execute(&older).unwrap();
+    let spec = ledgerly().replace(
+        "      country: { type: string, max: 2 }\n",
+        "      country: { type: string, max: 2 }\n      p_tenant: { type: uuid, optional: true }\n",
+    );
+    let all = next_generation(&out, &spec);
+    assert!(all[1].1.contains("DROP FUNCTION IF EXISTS"), "{}", all[1].1);
+    db.batch_execute(&all[1].1).unwrap();
+    let tenant = "0190a0b0-0000-7000-8000-000000000001";
+    let rows = db
+        .query(
+            "SELECT * FROM \"customer_read\"($1::text::uuid, $1::text::uuid)",
+            &[&tenant],
+        )
+        .unwrap();
+    assert!(rows.is_empty());
+}

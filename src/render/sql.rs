@@ -111,6 +111,10 @@ pub fn scoped_functions_sql(resource: &Resource) -> String {
     text
 }
 
+/// The parameters of the read and list functions: a column of one of these names is
+/// ambiguous in a function made without `#variable_conflict use_variable`.
+pub const FUNCTION_PARAMETERS: [&str; 4] = ["p_tenant", "p_id", "p_after", "p_limit"];
+
 fn scoped_functions(resource: &Resource) -> Vec<ScopedFunction> {
     let table = sql_ident(&resource.table);
     let (read, list) = scoped_function_names(&resource.table);
