@@ -31,9 +31,11 @@ pub struct Manifest {
     pub rustfmt: String,
     /// Relative path → SHA-256 of the contents written.
     pub files: BTreeMap<String, String>,
-    /// The tables the migrations create, for the next generation's migration.
+    /// The tables the migrations create, for the next generation's migration; absent from
+    /// the manifests of bulwark versions that did not record them (`None`), empty for an
+    /// application without resources.
     #[serde(default)]
-    pub schema: Vec<crate::render::sql::TableRecord>,
+    pub schema: Option<Vec<crate::render::sql::TableRecord>>,
     /// What each API version served, the current one first, for the next generation's
     /// deprecated versions (`crate::versions`).
     #[serde(default)]
@@ -54,7 +56,7 @@ impl Manifest {
             generator_version,
             spec_sha256,
             rustfmt,
-            schema,
+            schema: Some(schema),
             api,
             files: files
                 .files

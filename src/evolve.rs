@@ -25,7 +25,8 @@ use std::collections::{BTreeMap, BTreeSet};
 /// The previous generation: its recorded tables and its migrations as they are.
 #[derive(Clone, Debug, Default)]
 pub struct Previous {
-    pub schema: Vec<TableRecord>,
+    /// `None` when the previous manifest recorded no tables (an older bulwark's).
+    pub schema: Option<Vec<TableRecord>>,
     /// What each API version served.
     pub api: Vec<crate::versions::ApiShape>,
     /// Path → contents.
@@ -76,7 +77,7 @@ pub fn evolve(
     let Some(previous) = previous.filter(|p| !p.migrations.is_empty()) else {
         return Ok(None);
     };
-    if previous.schema.is_empty() {
+    let Some(schema) = &previous.schema else {
         let rendered_init = files.files.get(INIT);
         let only_init = previous.migrations.len() == 1;
         if only_init && previous.migrations.get(INIT) == rendered_init {
@@ -88,12 +89,12 @@ pub fn evolve(
                 "the previous generation recorded no tables (an older bulwark made it, or its manifest was edited), so the change cannot be computed: generate into a new directory or branch, or write the migration by hand".into(),
             ],
         });
-    }
+    };
     files.files.retain(|path, _| !is_migration(path));
     for (path, text) in &previous.migrations {
         files.insert(path, text.clone());
     }
-    let plan = plan(app, &previous.schema)?;
+    let plan = plan(app, schema)?;
     if plan.is_empty() {
         return Ok(None);
     }

@@ -1230,3 +1230,20 @@ fn a_field_named_like_a_parameter_remakes_older_read_functions() {
         .unwrap();
     assert!(rows.is_empty());
 }
+
+/// An application without resources records an empty schema, not none: its first resource
+/// is an ordinary migration.
+#[test]
+fn an_application_without_resources_gains_its_first_one() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("out");
+    let empty = "bulwark: 1\napp:\n  name: empty\napi:\n  version: v1\n  scopes:\n    notes.read: Read notes\nroles:\n  admin: { description: Admin }\nresources: {}\n";
+    let (code, json) = generate_json(empty, &out);
+    assert_eq!(code, 0, "{json}");
+    let with_one = empty.replace(
+        "resources: {}\n",
+        "resources:\n  note:\n    fields:\n      title: { type: string, max: 200 }\n    actions:\n      read: { roles: [admin], scope: notes.read }\n",
+    );
+    let all = next_generation(&out, &with_one);
+    assert!(all[1].1.contains("CREATE TABLE \"note\""), "{}", all[1].1);
+}
