@@ -11,8 +11,9 @@
 //! default, a second factor no longer required, locked production roles, identity settings
 //! (token lifetime, accepted factors, verified email and domains, the tenant and email
 //! claims), roles now in an environment's template, a new environment locking less than an
-//! unnamed one did, a field no longer marked `pii`, membership administrators, refund roles
-//! and the dual-control thresholds. A resource renamed under `migrations.rename` is
+//! unnamed one did, a field no longer marked `pii`, membership administrators, refund and
+//! dispute roles, second factors and scopes, and the dual-control thresholds (a currency
+//! accepted without one included). A resource renamed under `migrations.rename` is
 //! compared under its new name. API: routes removed or added, response fields
 //! removed or retyped, enum values removed, new or newly required inputs, inputs refused that
 //! were valid (a lower maximum, a higher minimum, a new uniqueness rule, a field only an
@@ -141,6 +142,11 @@ fn quotable(app: &App) -> App {
     for (from, to) in &mut app.rename_resources {
         *from = q(from);
         *to = q(to);
+    }
+    if let Some(disputes) = app.payments.as_mut().and_then(|p| p.disputes.as_mut()) {
+        for role in disputes.roles.iter_mut() {
+            *role = q(role);
+        }
     }
     if let Some(refunds) = app.payments.as_mut().and_then(|p| p.refunds.as_mut()) {
         for action in [&mut refunds.request, &mut refunds.approve] {
@@ -726,29 +732,74 @@ fn permissions(old: &App, new: &App, out: &mut Vec<Change>) {
 }
 
 fn payments(old: &App, new: &App, out: &mut Vec<Change>) {
-    let refunds = |app: &App| app.payments.as_ref().and_then(|p| p.refunds.clone());
-    if let (Some(a), Some(b)) = (refunds(old), refunds(new)) {
-        for (label, x, y) in [
-            ("refund request", &a.request, &b.request),
-            ("refund approval", &a.approve, &b.approve),
-        ] {
-            for role in y.roles.iter().filter(|r| !x.roles.contains(r)) {
-                change(
-                    out,
-                    "payments",
-                    format!("role `{role}` may now do a {label}"),
-                    true,
-                );
+    // Every payment action, by what it does: who may, with which scope and second factor.
+    let actions = |app: &App| -> BTreeMap<&'static str, crate::model::PaymentAction> {
+        let mut actions = BTreeMap::new();
+        if let Some(payments) = &app.payments {
+            if let Some(refunds) = &payments.refunds {
+                actions.insert("refund request", refunds.request.clone());
+                actions.insert("refund approval", refunds.approve.clone());
             }
-            if x.mfa_required && !y.mfa_required {
-                change(
-                    out,
-                    "payments",
-                    format!("a {label} no longer requires a second factor"),
-                    true,
-                );
+            if let Some(disputes) = &payments.disputes {
+                actions.insert("dispute", disputes.clone());
             }
         }
+        actions
+    };
+    let (before, after) = (actions(old), actions(new));
+    for (label, y) in &after {
+        let Some(x) = before.get(label) else {
+            change(
+                out,
+                "payments",
+                format!(
+                    "{label}s added: roles {}, scope `{}`{}",
+                    list(&y.roles),
+                    q(&y.scope),
+                    if y.mfa_required {
+                        ", second factor required"
+                    } else {
+                        ""
+                    }
+                ),
+                true,
+            );
+            continue;
+        };
+        for role in y.roles.iter().filter(|r| !x.roles.contains(r)) {
+            change(
+                out,
+                "payments",
+                format!("role `{role}` may now do a {label}"),
+                true,
+            );
+        }
+        if x.mfa_required && !y.mfa_required {
+            change(
+                out,
+                "payments",
+                format!("a {label} no longer requires a second factor"),
+                true,
+            );
+        }
+        if x.scope != y.scope {
+            change(
+                out,
+                "payments",
+                format!(
+                    "a {label} needs scope `{}` instead of `{}`",
+                    q(&y.scope),
+                    q(&x.scope)
+                ),
+                true,
+            );
+        }
+    }
+    for label in before.keys().filter(|l| !after.contains_key(*l)) {
+        change(out, "payments", format!("{label}s removed"), false);
+    }
+    let refunds = |app: &App| app.payments.as_ref().and_then(|p| p.refunds.clone());
+    if let (Some(a), Some(b)) = (refunds(old), refunds(new)) {
         let before: BTreeMap<_, _> = a.dual_control_above.iter().cloned().collect();
         let after: BTreeMap<_, _> = b.dual_control_above.iter().cloned().collect();
         for (currency, limit) in &before {
@@ -780,8 +831,33 @@ fn payments(old: &App, new: &App, out: &mut Vec<Change>) {
                 _ => {}
             }
         }
-    } else if refunds(old).is_some() {
-        change(out, "payments", "refunds removed", false);
+    }
+    // A currency accepted now that refunds have no threshold for: no second approver at any
+    // amount.
+    if let (Some(payments), Some(refunds)) = (&new.payments, refunds(new)) {
+        let accepted_before: BTreeSet<&String> =
+            old.payments.iter().flat_map(|p| &p.currencies).collect();
+        for currency in payments
+            .currencies
+            .iter()
+            .filter(|c| !accepted_before.contains(c))
+        {
+            if !refunds
+                .dual_control_above
+                .iter()
+                .any(|(c, _)| c == currency)
+            {
+                change(
+                    out,
+                    "payments",
+                    format!(
+                        "currency {} accepted, with no dual-control threshold: its refunds need no second approver at any amount",
+                        q(currency)
+                    ),
+                    true,
+                );
+            }
+        }
     }
     let tolerance = |app: &App| app.payments.as_ref().map(|p| p.webhook_tolerance_secs);
     if let (Some(a), Some(b)) = (tolerance(old), tolerance(new))

@@ -52,6 +52,23 @@ fn changes(json: &Value, part: &str) -> Vec<(String, String, bool)> {
         .collect()
 }
 
+/// The security part of the report from the spec at `old` to `text`.
+fn security_changes(dir: &Path, old: &str, text: &str) -> Vec<(String, String, bool)> {
+    let new = write(dir, "new.yaml", text);
+    let (_, json, _) = diff(&[old, &new]);
+    changes(&json, "security")
+}
+
+/// `found` holds a flagged change of `subject` whose message contains `message`.
+fn assert_flagged(found: &[(String, String, bool)], subject: &str, message: &str) {
+    assert!(
+        found
+            .iter()
+            .any(|(s, m, f)| s == subject && m.contains(message) && *f),
+        "{subject}: {message} in {found:?}"
+    );
+}
+
 #[test]
 fn the_same_spec_reformatted_has_no_changes() {
     let dir = tempfile::tempdir().unwrap();
@@ -358,20 +375,9 @@ fn deprecated_versions_and_their_retirement_are_reported() {
 fn access_widened_without_a_role_change_is_flagged() {
     let dir = tempfile::tempdir().unwrap();
     let old = write(dir.path(), "old.yaml", &ledgerly());
-    let security = |text: String| {
-        let new = write(dir.path(), "new.yaml", &text);
-        // (A renamed resource's routes are an API break: exit 3.)
-        let (_, json, _) = diff(&[&old, &new]);
-        changes(&json, "security")
-    };
-    let flagged = |found: &[(String, String, bool)], subject: &str, message: &str| {
-        assert!(
-            found
-                .iter()
-                .any(|(s, m, f)| s == subject && m.contains(message) && *f),
-            "{subject}: {message} in {found:?}"
-        );
-    };
+    // (A renamed resource's routes are an API break: exit 3; only security matters here.)
+    let security = |text: String| security_changes(dir.path(), &old, &text);
+    let flagged = assert_flagged;
     let renamed = ledgerly()
         .replace("  invoice:\n", "  bill:\n")
         .replace("resource: invoice,", "resource: bill,")
@@ -514,5 +520,41 @@ fn tighter_inputs_and_environment_changes_are_flagged() {
                 && m.contains("added without locking role")
                 && *f),
         "{json}"
+    );
+}
+
+/// Payment actions compared whole: a role gaining disputes, a refund scope changed, a
+/// currency accepted without a dual-control threshold.
+#[test]
+fn payment_actions_scopes_and_currencies_are_compared() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = write(dir.path(), "old.yaml", &ledgerly());
+    let security = |text: String| security_changes(dir.path(), &old, &text);
+    let flagged = |found: &[(String, String, bool)], message: &str| {
+        assert_flagged(found, "payments", message);
+    };
+    flagged(
+        &security(ledgerly().replace(
+            "disputes: { roles: [owner, finance], scope: refunds.manage }",
+            "disputes: { roles: [owner, finance, member], scope: refunds.manage }",
+        )),
+        "role `member` may now do a dispute",
+    );
+    flagged(
+        &security(ledgerly().replace(
+            "request: { roles: [finance], scope: refunds.manage }",
+            "request: { roles: [finance], scope: invoices.write }",
+        )),
+        "a refund request needs scope `invoices.write` instead of `refunds.manage`",
+    );
+    let text = ledgerly();
+    let currencies = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("currencies:"))
+        .unwrap()
+        .to_owned();
+    flagged(
+        &security(text.replace(&currencies, &currencies.replace(']', ", GBP]"))),
+        "currency GBP accepted, with no dual-control threshold",
     );
 }
