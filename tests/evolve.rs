@@ -1084,19 +1084,26 @@ fn a_generated_migration_edited_by_hand_is_refused_even_forced() {
     assert_eq!(code, 0, "restored: {json}");
 }
 
-/// A run interrupted after its files were renamed into place but before its manifest left
-/// the new migration unrecorded; the next run takes it for its own instead of numbering a
-/// second copy after it.
-#[test]
-fn an_interrupted_generation_is_finished_without_a_second_migration() {
-    let work = tempfile::tempdir().unwrap();
-    let (interrupted, whole) = (work.path().join("interrupted"), work.path().join("whole"));
+/// Two directories under `work`: `interrupted` holding ledgerly's first generation, `whole`
+/// holding its first and then `ledgerly_v2`'s.
+fn first_and_second(work: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (interrupted, whole) = (work.join("interrupted"), work.join("whole"));
     for out in [&interrupted, &whole] {
         let (code, json) = generate_json(&ledgerly(), out);
         assert_eq!(code, 0, "{json}");
     }
     let (code, json) = generate_json(&ledgerly_v2(), &whole);
     assert_eq!(code, 0, "{json}");
+    (interrupted, whole)
+}
+
+/// A run interrupted after its files were renamed into place but before its manifest left
+/// the new migration unrecorded; the next run takes it for its own instead of numbering a
+/// second copy after it.
+#[test]
+fn an_interrupted_generation_is_finished_without_a_second_migration() {
+    let work = tempfile::tempdir().unwrap();
+    let (interrupted, whole) = first_and_second(work.path());
     // Every file of the second generation in place, the first one's manifest still there.
     let mut stack = vec![whole.clone()];
     while let Some(folder) = stack.pop() {
@@ -1172,13 +1179,7 @@ fn a_manifest_without_its_tables_is_never_taken_for_an_empty_schema() {
 #[test]
 fn an_interrupted_run_of_another_spec_is_refused() {
     let work = tempfile::tempdir().unwrap();
-    let (interrupted, whole) = (work.path().join("interrupted"), work.path().join("whole"));
-    for out in [&interrupted, &whole] {
-        let (code, json) = generate_json(&ledgerly(), out);
-        assert_eq!(code, 0, "{json}");
-    }
-    let (code, json) = generate_json(&ledgerly_v2(), &whole);
-    assert_eq!(code, 0, "{json}");
+    let (interrupted, whole) = first_and_second(work.path());
     let (name, text) = migrations(&whole).pop().unwrap();
     std::fs::write(interrupted.join("migrations").join(&name), text).unwrap();
     let other = ledgerly().replace(
