@@ -13,7 +13,8 @@
 //! claims), roles now in an environment's template, a new environment locking less than an
 //! unnamed one did, a field no longer marked `pii`, membership administrators, refund and
 //! dispute roles, second factors and scopes, and the dual-control thresholds (a currency
-//! accepted without one included). A resource renamed under `migrations.rename` is
+//! accepted without one included), payments added, their provider, what the checkout charges
+//! and how (tax rules and currencies dropped are listed, not flagged). A resource renamed under `migrations.rename` is
 //! compared under its new name. API: routes removed or added, response fields
 //! removed or retyped, enum values removed, new or newly required inputs, inputs refused that
 //! were valid (a lower maximum, a higher minimum, a new uniqueness rule, a field only an
@@ -732,6 +733,7 @@ fn permissions(old: &App, new: &App, out: &mut Vec<Change>) {
 }
 
 fn payments(old: &App, new: &App, out: &mut Vec<Change>) {
+    checkout(old, new, out);
     // Every payment action, by what it does: who may, with which scope and second factor.
     let actions = |app: &App| -> BTreeMap<&'static str, crate::model::PaymentAction> {
         let mut actions = BTreeMap::new();
@@ -872,6 +874,113 @@ fn payments(old: &App, new: &App, out: &mut Vec<Change>) {
             true,
         );
     }
+}
+
+/// The payment section as a whole: taking payments at all, the provider whose signatures
+/// the webhooks are verified with, what is charged and how card data is taken, and the tax
+/// rules (listed for the reviewer, not flagged: they change amounts, not access).
+fn checkout(old: &App, new: &App, out: &mut Vec<Change>) {
+    let (a, b) = match (&old.payments, &new.payments) {
+        (None, None) => return,
+        (Some(_), None) => {
+            change(out, "payments", "payments removed", false);
+            return;
+        }
+        (None, Some(b)) => {
+            change(
+                out,
+                "payments",
+                format!(
+                    "payments added: provider `{}`, checkout of `{}` by {}, and the provider's webhook",
+                    q(&b.provider),
+                    checkout_of(new, b),
+                    b.checkout_mode.replace('_', " ")
+                ),
+                true,
+            );
+            return;
+        }
+        (Some(a), Some(b)) => (a, b),
+    };
+    if a.provider != b.provider {
+        change(
+            out,
+            "payments",
+            format!(
+                "provider changes from `{}` to `{}`: webhooks are verified with the new provider's signature scheme and secret",
+                q(&a.provider),
+                q(&b.provider)
+            ),
+            true,
+        );
+    }
+    let (was, now) = (checkout_of(old, a), checkout_of(new, b));
+    if was != now {
+        change(
+            out,
+            "payments",
+            format!("checkout charges `{now}` instead of `{was}`"),
+            true,
+        );
+    }
+    if a.checkout_mode != b.checkout_mode {
+        change(
+            out,
+            "payments",
+            format!(
+                "checkout by {} instead of {}: review the PCI scope (card data stays with the provider either way)",
+                b.checkout_mode.replace('_', " "),
+                a.checkout_mode.replace('_', " ")
+            ),
+            true,
+        );
+    }
+    for currency in a.currencies.iter().filter(|c| !b.currencies.contains(c)) {
+        change(
+            out,
+            "payments",
+            format!("currency {} no longer accepted", q(currency)),
+            false,
+        );
+    }
+    let rule = |r: &crate::model::TaxRule| {
+        format!(
+            "VAT {}.{:02}%, rounding {}, per {}",
+            r.vat_basis_points / 100,
+            r.vat_basis_points % 100,
+            q(&r.rounding),
+            q(&r.per)
+        )
+    };
+    let rules = |p: &crate::model::Payments| -> BTreeMap<String, String> {
+        p.tax.iter().map(|r| (q(&r.country), rule(r))).collect()
+    };
+    let (before, after) = (rules(a), rules(b));
+    for (country, now) in &after {
+        let message = match before.get(country) {
+            None => format!("tax rule for {country} added: {now}"),
+            Some(was) if was != now => format!("tax rule for {country}: {now} (was {was})"),
+            Some(_) => continue,
+        };
+        change(out, "payments", message, false);
+    }
+    for (country, was) in before.iter().filter(|(c, _)| !after.contains_key(*c)) {
+        change(
+            out,
+            "payments",
+            format!("tax rule for {country} removed (was {was})"),
+            false,
+        );
+    }
+}
+
+/// `resource.amount` of the checkout.
+fn checkout_of(app: &App, payments: &crate::model::Payments) -> String {
+    let resource = &app.resources[payments.checkout_resource];
+    format!(
+        "{}.{}",
+        resource.name, resource.fields[payments.checkout_amount].name
+    )
 }
 
 /// Every route, `METHOD path`, of the spec's actions and the built-in routes.

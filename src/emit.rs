@@ -392,24 +392,27 @@ pub fn write_dir(
     }
 
     // Stage inside the target so the final renames stay on one filesystem. A failure
-    // removes the folders made for it again (the directory itself too, if this made it).
+    // removes the folders made for it again: the directory itself and any of its parents
+    // this made too, deepest first.
     let own = dir.join(".bulwark");
-    let made: Vec<PathBuf> = [dir, own.as_path()]
-        .into_iter()
-        .filter(|folder| !folder.exists())
+    let made: Vec<PathBuf> = std::iter::once(own.as_path())
+        .chain(dir.ancestors())
+        .take_while(|folder| !folder.as_os_str().is_empty() && !folder.exists())
         .map(Path::to_path_buf)
         .collect();
-    std::fs::create_dir_all(&own).map_err(io(dir))?;
-    let written = write_staged(
-        dir,
-        &plan,
-        &removals,
-        manifest,
-        previous.as_ref(),
-        &mut outcome,
-    );
+    let created = std::fs::create_dir_all(&own).map_err(io(dir));
+    let written = created.and_then(|()| {
+        write_staged(
+            dir,
+            &plan,
+            &removals,
+            manifest,
+            previous.as_ref(),
+            &mut outcome,
+        )
+    });
     if written.is_err() {
-        for folder in made.iter().rev() {
+        for folder in &made {
             let _ = std::fs::remove_dir(folder);
         }
     }
@@ -647,7 +650,8 @@ mod tests {
     #[test]
     fn a_failed_first_write_leaves_no_directory() {
         let root = tempfile::tempdir().expect("a directory");
-        let dir = root.path().join("out");
+        // Two parents made for it go too.
+        let dir = root.path().join("new/parent/out");
         let mut files = FileSet::default();
         files.insert("a", "a file".into());
         files.insert("a/b", "a file under it".into());
@@ -660,6 +664,6 @@ mod tests {
             Vec::new(),
         );
         assert!(write_dir(&dir, &files, &manifest, false).is_err());
-        assert!(!dir.exists(), "{:?}", tree(root.path()));
+        assert!(!root.path().join("new").exists(), "{:?}", tree(root.path()));
     }
 }

@@ -3,12 +3,13 @@
 //! never rewritten: the previous ones are kept byte for byte, and a spec change adds one new
 //! numbered migration computed from the previous generation's recorded tables to the new
 //! ones. Additions are automatic (tables with their row-level security and functions, optional
-//! or defaulted columns, their foreign keys and uniqueness, relaxed NOT NULL, new defaults).
+//! or defaulted columns, their foreign keys and uniqueness, relaxed NOT NULL, new defaults,
+//! constraints every stored value already meets such as a raised limit or a new enum value).
 //! A resource or field renamed under `migrations.rename` has its table or column renamed,
 //! its data kept.
 //! Anything that could lose or break stored data is refused (exit 4) with the reason and the
 //! marker that acknowledges it: a dropped table or column unless `migrations.drop` names it;
-//! a changed type or constraint, a field made required, a new uniqueness rule or reference on
+//! a changed type or a tightened constraint, a field made required, a new uniqueness rule or reference on
 //! stored rows unless `migrations.check` names the field (the migration then holds the stored
 //! rows to the new rule, failing whole where one breaks it); a new required field without a
 //! default unless `migrations.backfill` gives stored rows a value; a resource moved between
@@ -377,7 +378,10 @@ fn plan(app: &App, old: &[TableRecord]) -> Result<Plan, EvolveError> {
                         if let Some(check) = &column.check {
                             alter.push(format!("ALTER TABLE {t} ADD CHECK ({check});"));
                         }
-                    } else if was_check != column.check && checked.contains(field.as_str()) {
+                    } else if was_check != column.check
+                        && (checked.contains(field.as_str())
+                            || sql::check_loosened(&column.name, was_check.as_deref(), column.check.as_deref()))
+                    {
                         alter.push(drop_checks(t, &column.name));
                         if let Some(check) = &column.check {
                             alter.push(format!("ALTER TABLE {t} ADD CHECK ({check});"));

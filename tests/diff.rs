@@ -557,4 +557,39 @@ fn payment_actions_scopes_and_currencies_are_compared() {
         &security(text.replace(&currencies, &currencies.replace(']', ", GBP]"))),
         "currency GBP accepted, with no dual-control threshold",
     );
+    let found = security(
+        ledgerly()
+            .replace("provider: stripe", "provider: adyen")
+            .replace("mode: redirect", "mode: hosted_fields")
+            .replace(
+                "DE: { vat: 19%, rounding: half_even",
+                "DE: { vat: 7%, rounding: half_even",
+            ),
+    );
+    flagged(&found, "provider changes from `stripe` to `adyen`");
+    flagged(&found, "checkout by hosted fields instead of redirect");
+    assert!(
+        found.contains(&(
+            "payments".into(),
+            "tax rule for DE: VAT 7.00%, rounding half_even, per line (was VAT 19.00%, rounding half_even, per line)".into(),
+            false
+        )),
+        "{found:?}"
+    );
+    // Payments taken for the first time: flagged, shown whole.
+    let start = text.find("\npayments:\n").unwrap() + 1;
+    let end = text[start..]
+        .find("\n\n")
+        .map_or(text.len(), |i| start + i + 2);
+    let without = write(
+        dir.path(),
+        "without.yaml",
+        &format!("{}{}", &text[..start], &text[end..]),
+    );
+    let added = security_changes(dir.path(), &without, &text);
+    assert_flagged(
+        &added,
+        "payments",
+        "payments added: provider `stripe`, checkout of `invoice.total` by redirect",
+    );
 }

@@ -605,6 +605,52 @@ fn acknowledged_rules_are_applied_to_the_stored_rows() {
 }
 
 #[test]
+fn a_constraint_stored_rows_already_meet_needs_no_marker() {
+    // A longer country code and one more invoice status: every stored value still fits.
+    let spec = ledgerly()
+        .replace(
+            "      country: { type: string, max: 2 }\n",
+            "      country: { type: string, max: 3 }\n",
+        )
+        .replace(
+            "values: [draft, open, paid, void]",
+            "values: [draft, open, paid, void, overdue]",
+        );
+    let (_work, _scratch, mut db, sql) = on_two_customers(&spec);
+    assert_contains_all(
+        &sql,
+        &[
+            "ALTER TABLE \"customer\" ADD CHECK (char_length(\"country\") <= 3);",
+            "ALTER TABLE \"invoice\" ADD CHECK (\"status\" IN ('draft', 'open', 'paid', 'void', 'overdue'));",
+        ],
+    );
+    db.batch_execute(&sql).unwrap();
+    let country = |db: &mut postgres::Client, country: &str| {
+        db.batch_execute(&format!(
+            "UPDATE customer SET country = '{country}' WHERE name = 'Acme'"
+        ))
+    };
+    assert!(country(&mut db, "DEU").is_ok(), "three letters now fit");
+    assert!(country(&mut db, "DEUT").is_err(), "at most three");
+    // Narrowed again, the same change is refused without `migrations.check`.
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("ledgerly");
+    let (code, json) = generate_json(&spec, &out);
+    assert_eq!(code, 0, "{json}");
+    let (code, json) = generate_json(&ledgerly(), &out);
+    assert_eq!(code, 4, "{json}");
+    let message = json["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("`customer.country` changes its constraint"),
+        "{message}"
+    );
+    assert!(
+        message.contains("`invoice.status` changes its constraint"),
+        "{message}"
+    );
+}
+
+#[test]
 fn a_checked_change_that_stored_rows_break_fails_whole() {
     // Names of at most three characters: "Acme" breaks it.
     let spec = ledgerly()

@@ -1821,8 +1821,17 @@ impl<'s> Lower<'s> {
                 TaxRule {
                     country: country.value.clone(),
                     vat_basis_points: bp.unwrap_or(0),
-                    rounding: format!("{:?}", rule.rounding.value),
-                    per: format!("{:?}", rule.per.value),
+                    rounding: match rule.rounding.value {
+                        spec::Rounding::HalfEven => "half_even",
+                        spec::Rounding::HalfUp => "half_up",
+                        spec::Rounding::Down => "down",
+                    }
+                    .into(),
+                    per: match rule.per.value {
+                        spec::TaxPer::Line => "line",
+                        spec::TaxPer::Invoice => "invoice",
+                    }
+                    .into(),
                 }
             })
             .collect();

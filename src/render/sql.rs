@@ -354,3 +354,196 @@ fn table(app: &App, resource: &Resource) -> Table {
         },
     }
 }
+
+/// Whether every value that met the check `was` of `column` (quoted, as in [`Column`]) meets
+/// `now` too, so stored rows need no look: a length or bound raised or dropped, an enum value
+/// added, the check dropped. Only the shapes [`table`] writes are understood; any other part
+/// of `now` must be in `was` word for word.
+pub fn check_loosened(column: &str, was: Option<&str>, now: Option<&str>) -> bool {
+    let Some(now) = now else { return true };
+    let parsed = |check| CheckPart::all(column, check);
+    match (was.and_then(parsed), parsed(now)) {
+        (Some(was), Some(now)) => now
+            .iter()
+            .all(|part| was.iter().any(|old| old.implies(part))),
+        _ => false,
+    }
+}
+
+/// One conjunct of a column's check.
+#[derive(Debug, PartialEq)]
+enum CheckPart {
+    LengthAtMost(i64),
+    LengthAtLeast(i64),
+    AtMost(i64),
+    AtLeast(i64),
+    OneOf(std::collections::BTreeSet<String>),
+    Other(String),
+}
+
+impl CheckPart {
+    /// The conjuncts of `check`, or `None` where it does not read as [`table`] writes it.
+    fn all(column: &str, check: &str) -> Option<Vec<CheckPart>> {
+        let length = format!("char_length({column}) ");
+        let value = format!("{column} ");
+        let mut parts = Vec::new();
+        let mut rest = check;
+        loop {
+            if let Some(r) = rest.strip_prefix(length.as_str()) {
+                if let Some(r) = r.strip_prefix("BETWEEN ") {
+                    let (low, r) = integer(r)?;
+                    let (high, r) = integer(r.strip_prefix(" AND ")?)?;
+                    parts.extend([CheckPart::LengthAtLeast(low), CheckPart::LengthAtMost(high)]);
+                    rest = r;
+                } else {
+                    let (part, r) = bound(r, CheckPart::LengthAtMost, CheckPart::LengthAtLeast)?;
+                    parts.push(part);
+                    rest = r;
+                }
+            } else if let Some(r) = rest.strip_prefix(value.as_str())
+                && let Some((part, r)) =
+                    bound(r, CheckPart::AtMost, CheckPart::AtLeast).or_else(|| one_of(r))
+            {
+                parts.push(part);
+                rest = r;
+            } else {
+                let end = rest.find(" AND ").unwrap_or(rest.len());
+                parts.push(CheckPart::Other(rest[..end].to_owned()));
+                rest = &rest[end..];
+            }
+            if rest.is_empty() {
+                return Some(parts);
+            }
+            rest = rest.strip_prefix(" AND ")?;
+        }
+    }
+
+    /// Whether a value meeting `self` meets `other`.
+    fn implies(&self, other: &CheckPart) -> bool {
+        use CheckPart::*;
+        match (self, other) {
+            (LengthAtMost(was), LengthAtMost(now)) | (AtMost(was), AtMost(now)) => was <= now,
+            (LengthAtLeast(was), LengthAtLeast(now)) | (AtLeast(was), AtLeast(now)) => was >= now,
+            (OneOf(was), OneOf(now)) => was.is_subset(now),
+            (Other(was), Other(now)) => was == now,
+            _ => false,
+        }
+    }
+}
+
+/// `<= N` or `>= N` at the start of `text`, and what follows.
+fn bound(
+    text: &str,
+    at_most: fn(i64) -> CheckPart,
+    at_least: fn(i64) -> CheckPart,
+) -> Option<(CheckPart, &str)> {
+    if let Some(r) = text.strip_prefix("<= ") {
+        integer(r).map(|(n, r)| (at_most(n), r))
+    } else if let Some(r) = text.strip_prefix(">= ") {
+        integer(r).map(|(n, r)| (at_least(n), r))
+    } else {
+        None
+    }
+}
+
+/// An integer at the start of `text`, and what follows.
+fn integer(text: &str) -> Option<(i64, &str)> {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let end = text.len() - digits.len()
+        + digits
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(digits.len());
+    Some((text[..end].parse().ok()?, &text[end..]))
+}
+
+/// `IN ('a', 'b')` (literals as [`sql_literal`] writes them) at the start of `text`, and
+/// what follows.
+fn one_of(text: &str) -> Option<(CheckPart, &str)> {
+    let mut rest = text.strip_prefix("IN (")?;
+    let mut values = std::collections::BTreeSet::new();
+    loop {
+        let mut value = String::new();
+        let mut chars = rest.strip_prefix('\'')?.char_indices();
+        let end = loop {
+            let (i, c) = chars.next()?;
+            if c != '\'' {
+                value.push(c);
+            } else if rest[1 + i + 1..].starts_with('\'') {
+                value.push('\'');
+                chars.next();
+            } else {
+                break 1 + i + 1;
+            }
+        };
+        values.insert(value);
+        rest = &rest[end..];
+        if let Some(r) = rest.strip_prefix(", ") {
+            rest = r;
+        } else {
+            return Some((CheckPart::OneOf(values), rest.strip_prefix(')')?));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_loosened;
+
+    #[test]
+    fn raised_limits_and_added_values_loosen_a_check() {
+        let c = "\"name\"";
+        let loosened = |was: &str, now: Option<&str>| check_loosened(c, Some(was), now);
+        assert!(loosened(
+            "char_length(\"name\") <= 2",
+            Some("char_length(\"name\") <= 3")
+        ));
+        assert!(!loosened(
+            "char_length(\"name\") <= 3",
+            Some("char_length(\"name\") <= 2")
+        ));
+        assert!(loosened(
+            "char_length(\"name\") <= 20 AND char_length(\"name\") >= 2",
+            Some("char_length(\"name\") <= 20")
+        ));
+        assert!(!loosened(
+            "char_length(\"name\") <= 20",
+            Some("char_length(\"name\") <= 20 AND char_length(\"name\") >= 2")
+        ));
+        assert!(loosened(
+            "\"name\" >= -5 AND \"name\" <= 10",
+            Some("\"name\" >= -6")
+        ));
+        assert!(!loosened("\"name\" >= -5", Some("\"name\" >= -4")));
+        assert!(loosened(
+            "\"name\" IN ('a', 'it''s', 'x AND y')",
+            Some("\"name\" IN ('a', 'b', 'it''s', 'x AND y')")
+        ));
+        assert!(!loosened(
+            "\"name\" IN ('a', 'it''s')",
+            Some("\"name\" IN ('a', 'its')")
+        ));
+        assert!(loosened(
+            "char_length(\"name\") BETWEEN 1 AND 255",
+            Some("char_length(\"name\") BETWEEN 1 AND 255")
+        ));
+        assert!(loosened(
+            "char_length(\"name\") <= 254 AND position('@' in \"name\") > 1",
+            Some("char_length(\"name\") <= 254 AND position('@' in \"name\") > 1")
+        ));
+        assert!(!loosened(
+            "char_length(\"name\") <= 254",
+            Some("char_length(\"name\") <= 254 AND position('@' in \"name\") > 1")
+        ));
+        // A string made an enum, or another column's check: never loosened.
+        assert!(!loosened(
+            "char_length(\"name\") <= 20",
+            Some("\"name\" IN ('a')")
+        ));
+        assert!(!loosened(
+            "char_length(\"other\") <= 2",
+            Some("char_length(\"name\") <= 3")
+        ));
+        assert!(loosened("\"name\" IN ('a')", None));
+        assert!(!check_loosened(c, None, Some("\"name\" IN ('a')")));
+    }
+}
