@@ -820,9 +820,15 @@ fn init(format: OutputFormat, path: &Path, force: bool) -> u8 {
         file.persist(path).map(drop).map_err(|e| e.error)
     });
     if let Err(e) = written {
+        // Without the scratch file's random name, which says nothing to the user.
+        let message = e.to_string();
         let error = InputError::Write {
             path: path.display().to_string(),
-            message: e.to_string(),
+            message: message
+                .split(" at path ")
+                .next()
+                .unwrap_or(&message)
+                .to_owned(),
         };
         return fail(format, exit::USAGE_OR_IO, "io", &error);
     }

@@ -223,11 +223,17 @@ fn removed_routes_and_public_or_global_changes_are_reported() {
         )),
         "{json}"
     );
-    // An action made public (on a global resource), and the reverse.
-    let private = ledgerly().replace(
-        "      read: { public: true, reason: published reference data, rate_limit: 60/min }\n",
-        "      read: { roles: [owner], scope: rates.admin }\n",
-    );
+    // Actions made public (on a global resource), and the reverse (a public list needs a
+    // public read, so both change).
+    let private = ledgerly()
+        .replace(
+            "      read: { public: true, reason: published reference data, rate_limit: 60/min }\n",
+            "      read: { roles: [owner], scope: rates.admin }\n",
+        )
+        .replace(
+            "      list: { public: true, reason: published reference data, rate_limit: 60/min }\n",
+            "      list: { roles: [owner], scope: rates.admin }\n",
+        );
     let private = write(dir.path(), "private.yaml", &private);
     let (_, json, _) = diff(&[&private, &old]);
     assert!(

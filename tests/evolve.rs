@@ -312,7 +312,7 @@ fn a_renamed_resource_keeps_its_rows() {
             "ALTER TABLE \"customer\" RENAME TO \"client\";",
             "DROP FUNCTION IF EXISTS \"customer_read\";",
             "DROP FUNCTION IF EXISTS \"customer_list\";",
-            "CREATE FUNCTION \"client_read\"(p_tenant uuid, p_id uuid) RETURNS SETOF \"client\"",
+            "CREATE FUNCTION \"client_read\"(p_tenant uuid, p_id uuid) RETURNS SETOF public.\"client\"",
             "ALTER TABLE \"client\" RENAME COLUMN \"vat_id\" TO \"tax_id\";",
         ],
     );

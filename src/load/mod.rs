@@ -136,6 +136,11 @@ fn budget_message(breach: &serde_saphyr::budget::BudgetBreach) -> String {
 fn syntax_message(raw: &str) -> String {
     let first = raw.lines().next().unwrap_or("invalid YAML").trim();
     let first = first.split(" at line ").next().unwrap_or(first);
+    // The parser's advice is for programs embedding it, not for the spec's author.
+    if let Some(key) = first.strip_prefix("duplicate mapping key: ") {
+        let key = key.split(", set DuplicateKeyPolicy").next().unwrap_or(key);
+        return format!("invalid YAML: the key `{key}` appears twice in the same mapping");
+    }
     format!("invalid YAML: {}", first.trim_end_matches('.'))
 }
 

@@ -9,7 +9,26 @@ use crate::spec::{self, Name, Scalar};
 use std::collections::{BTreeSet, HashMap};
 
 /// Columns every generated table has; a spec field may not take their names.
-const RESERVED_FIELDS: [&str; 5] = ["id", "tenant_id", "created_at", "updated_at", "version"];
+const RESERVED_FIELDS: [&str; 11] = [
+    "id",
+    "tenant_id",
+    "created_at",
+    "updated_at",
+    "version",
+    // PostgreSQL's system columns, which every table has too.
+    "tableoid",
+    "xmin",
+    "xmax",
+    "cmin",
+    "cmax",
+    "ctid",
+];
+
+/// Names a Windows checkout cannot hold as files (`con.rs` is `CON`), whatever the case.
+const WINDOWS_DEVICES: [&str; 22] = [
+    "con", "prn", "aux", "nul", "com1", "com2", "com3", "com4", "com5", "com6", "com7", "com8",
+    "com9", "lpt1", "lpt2", "lpt3", "lpt4", "lpt5", "lpt6", "lpt7", "lpt8", "lpt9",
+];
 
 /// Tables the generated service keeps for itself (and sqlx's migration ledger).
 const RESERVED_TABLES: [&str; 10] = [
@@ -73,6 +92,9 @@ pub fn lower(
     // from it).
     cx.check_policies(&app, validated);
     if cx.diagnostics.is_empty() {
+        cx.check_implicit_relations(&app);
+    }
+    if cx.diagnostics.is_empty() {
         Ok(app)
     } else {
         Err(cx.diagnostics)
@@ -94,6 +116,25 @@ impl<'s> Lower<'s> {
     fn error(&mut self, code: &'static str, message: String, loc: Loc, help: impl Into<String>) {
         self.diagnostics
             .push(Diagnostic::new(code, message, loc).help(help));
+    }
+
+    /// A table may not take the name PostgreSQL gives another table's index (`a_pkey`, the
+    /// key of `a`): whichever the migration made second would fail.
+    fn check_implicit_relations(&mut self, app: &App) {
+        let implicit = crate::render::sql::implicit_relations(app);
+        for (resource, (name, _)) in app.resources.iter().zip(&self.spec.resources) {
+            if let Some(owner) = implicit.get(&resource.table) {
+                self.error(
+                    "name-collision",
+                    format!(
+                        "resource `{}` needs table `{}`, the name PostgreSQL gives {owner}",
+                        name.value, resource.table
+                    ),
+                    name.loc,
+                    "choose another name for the resource",
+                );
+            }
+        }
     }
 
     /// The policies compiled from the spec must validate against the schema compiled from
@@ -686,6 +727,7 @@ impl<'s> Lower<'s> {
         // Two names collide when their identifier or their type name would be the same
         // (`line_item`/`LineItem`, and `a_1`/`a1`, which both become `A1`).
         let mut seen: HashMap<String, &Name> = HashMap::new();
+        let mut look_alike: HashMap<String, &Name> = HashMap::new();
         for key in keys {
             if !self.check_name(what, key) {
                 continue;
@@ -708,11 +750,40 @@ impl<'s> Lower<'s> {
                     let help =
                         "rename one of them; names are compared after conversion to identifiers";
                     self.error("colliding-names", message, key.loc, help);
+                    continue;
                 }
                 None => {
                     for form in forms {
                         seen.insert(form, key);
                     }
+                }
+            }
+            // Names that look alike (TR39 skeletons: Cyrillic `аdmin` and `admin`, `café`
+            // composed and decomposed) would read as one in PERMISSIONS.md. Among ASCII names
+            // alone the skeleton is too eager (`rn` looks like `m`), so one must be non-ASCII.
+            let skeleton: String = unicode_security::skeleton(&key.value).collect();
+            match look_alike.get(&skeleton) {
+                Some(first) if !(first.value.is_ascii() && key.value.is_ascii()) => {
+                    // Spelt out, since they look alike: `\u{430}dmin` and `admin`.
+                    let spelt = |name: &str| -> String {
+                        name.chars()
+                            .map(|c| match c {
+                                ' '..='~' => c.to_string(),
+                                _ => format!("\\u{{{:x}}}", u32::from(c)),
+                            })
+                            .collect()
+                    };
+                    let message = format!(
+                        "{what} `{}` looks like `{}`",
+                        spelt(&key.value),
+                        spelt(&first.value)
+                    );
+                    let help = "rename one of them: a reviewer could not tell them apart";
+                    self.error("colliding-names", message, key.loc, help);
+                }
+                Some(_) => {}
+                None => {
+                    look_alike.insert(skeleton, key);
                 }
             }
         }
@@ -944,6 +1015,18 @@ impl<'s> Lower<'s> {
                 "list the roles that manage memberships, e.g. `roles: [owner]`",
             );
         }
+        // A customer role is the other side of the business: it never manages who works in
+        // the tenant.
+        for role in &admins.roles {
+            if self.spec.roles.get(role).is_some_and(|r| r.customer) {
+                self.error(
+                    "customer-admin",
+                    format!("customer role `{}` cannot manage memberships", role.value),
+                    role.loc,
+                    "name the tenant's own staff roles under `tenancy.admins` (e.g. `owner`); customer roles are for the tenant's customers",
+                );
+            }
+        }
         if roles.len() != admins.roles.len() || roles.is_empty() {
             return None;
         }
@@ -1045,7 +1128,30 @@ impl<'s> Lower<'s> {
                 "keep access tokens short (at most `1h`; `10m` is typical) and let clients refresh them with rotating refresh tokens",
             );
         }
+        if let Some(factors) = &id.mfa_factors {
+            self.check_factors(factors);
+        }
         let claims = id.claims.as_ref();
+        // Compared byte for byte with the token's: what a reviewer reads must be all there is.
+        let exact = [
+            Some(("audience", &id.audience)),
+            claims
+                .and_then(|c| c.tenant.as_ref())
+                .map(|n| ("tenant claim", n)),
+            claims
+                .and_then(|c| c.email.as_ref())
+                .map(|n| ("email claim", n)),
+        ];
+        for (what, text) in exact.into_iter().flatten() {
+            if !is_plain_token(text) {
+                self.error(
+                    "invalid-claim",
+                    format!("{what} `{}` is empty or holds spaces or invisible characters", text.value.escape_debug()),
+                    text.loc,
+                    "write it exactly as the identity provider's tokens carry it, e.g. `invoices-api` or `tenant_id`",
+                );
+            }
+        }
         Identity {
             issuer: Some(id.issuer.value.clone()),
             audience: Some(id.audience.value.clone()),
@@ -1061,6 +1167,43 @@ impl<'s> Lower<'s> {
             }),
             require_verified_email: id.require_verified_email,
             machine_scope: id.machine_scope.as_ref().and_then(|s| self.scope(s)),
+        }
+    }
+
+    /// `amr` values that count as a second factor must be one: a password, a PIN or a
+    /// knowledge question is what a first factor already is (RFC 8176), and a role that needs
+    /// a second factor needs some value to show it.
+    fn check_factors(&mut self, factors: &[Name]) {
+        for factor in factors {
+            if FIRST_FACTORS.contains(&factor.value.as_str()) || !is_plain_token(factor) {
+                self.error(
+                    "not-a-second-factor",
+                    format!("`{}` does not show a second factor", factor.value.escape_debug()),
+                    factor.loc,
+                    format!(
+                        "list `amr` values of a second factor, such as `mfa`, `hwk`, `otp`, `swk` or `sms`; {} show none",
+                        listing(&FIRST_FACTORS)
+                    ),
+                );
+            }
+        }
+        if factors.is_empty()
+            && let Some((name, role)) = self.spec.roles.iter().find(|(_, r)| {
+                r.mfa
+                    .as_ref()
+                    .is_some_and(|m| m.value == spec::Mfa::Required)
+            })
+        {
+            let at = role.mfa.as_ref().map_or(name.loc, |m| m.loc);
+            self.error(
+                "not-a-second-factor",
+                format!(
+                    "role `{}` needs a second factor, but `identity.mfa_factors` lists none",
+                    name.value
+                ),
+                at,
+                "list the `amr` values that show a second factor (the default is `[mfa, hwk, otp]`)",
+            );
         }
     }
 
@@ -1101,6 +1244,21 @@ impl<'s> Lower<'s> {
                 "the policies and the built-in operations use these names",
                 listing(&RESERVED_ENTITIES),
             ))
+        } else if table.starts_with("pg_") {
+            Some((
+                "PostgreSQL finds its own catalogs first under such names",
+                "`pg_...`".into(),
+            ))
+        } else if WINDOWS_DEVICES.contains(&names::snake(name).as_str()) {
+            Some((
+                "its files (`con.rs`) could not be checked out on Windows",
+                listing(&WINDOWS_DEVICES),
+            ))
+        } else if is_version_name(&names::snake(name)) {
+            Some((
+                "API versions take these module names (`v1`)",
+                "`v` and a number".into(),
+            ))
         } else {
             None
         };
@@ -1112,7 +1270,9 @@ impl<'s> Lower<'s> {
                 format!("{why} ({names}); choose another name"),
             );
         }
-        if spec.fields.is_empty() || spec.actions.is_empty() {
+        // (An entry the loader set aside may have been this resource's only field or
+        // action: it was reported, and "none" would not be true.)
+        if (spec.fields.is_empty() || spec.actions.is_empty()) && self.set_aside.is_empty() {
             let what = if spec.fields.is_empty() {
                 "fields"
             } else {
@@ -1143,7 +1303,7 @@ impl<'s> Lower<'s> {
         if self.diagnostics.len() > start {
             self.unsound.insert((index, None));
         }
-        let actions = spec
+        let actions: Vec<Action> = spec
             .actions
             .iter()
             .enumerate()
@@ -1156,6 +1316,7 @@ impl<'s> Lower<'s> {
                 lowered
             })
             .collect();
+        self.check_public_list(name, spec, &actions);
         Resource {
             name: name.value.clone(),
             ident: names::rust_ident(name),
@@ -1175,6 +1336,33 @@ impl<'s> Lower<'s> {
                     mitigation: t.mitigation.value.clone(),
                 })
                 .collect(),
+        }
+    }
+
+    /// A public list shows every row to anyone, unchecked: a read of the same rows that
+    /// needs a role would be a promise the list breaks.
+    fn check_public_list(&mut self, name: &Name, spec: &spec::Resource, actions: &[Action]) {
+        let public = |kind: ActionKind| {
+            spec.actions
+                .keys()
+                .zip(actions)
+                .find(|(_, a)| a.kind == kind)
+                .map(|(key, a)| (key.loc, a.public.is_some()))
+        };
+        // Only a global resource may have public actions; the others were reported.
+        let global = spec.global.as_ref().is_some_and(|g| g.value);
+        if let (true, Some((at, true)), Some((_, false))) =
+            (global, public(ActionKind::List), public(ActionKind::Read))
+        {
+            self.error(
+                "public-list-restricted-read",
+                format!(
+                    "`{}` lists its rows to everyone, but reading one needs a role",
+                    name.value
+                ),
+                at,
+                "a public list is not checked row by row: make `read` public too, or give `list` roles (it is then checked against `read` for every row)",
+            );
         }
     }
 
@@ -1942,6 +2130,25 @@ fn is_plain_url(url: &str) -> bool {
                 )
         })
 }
+
+/// Something a token carries and the service compares byte for byte (a claim name, the
+/// audience, an `amr` value): not empty, and nothing a reader could not see.
+fn is_plain_token(text: &str) -> bool {
+    !text.is_empty()
+        && !text
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || names::is_invisible(c))
+}
+
+/// `v` and digits: an API version's module name.
+fn is_version_name(name: &str) -> bool {
+    name.strip_prefix('v')
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// `amr` values (RFC 8176) that show no second factor: knowledge a password already is,
+/// presence, place, risk scores and a desktop login.
+const FIRST_FACTORS: [&str; 7] = ["pwd", "pin", "kba", "user", "geo", "rba", "wia"];
 
 fn default_factors() -> Vec<String> {
     vec!["mfa".into(), "hwk".into(), "otp".into()]

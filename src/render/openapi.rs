@@ -138,7 +138,20 @@ pub fn render_openapi(app: &App, options: &Options) -> String {
     );
     document.insert("paths".into(), Value::Object(paths));
     document.insert("components".into(), Value::Object(components));
-    let mut text = serde_json::to_string_pretty(&document).unwrap_or_default();
+    let printed = serde_json::to_string_pretty(&document).unwrap_or_default();
+    // Invisible and direction-changing characters of spec text (they occur only inside
+    // strings, which serde_json leaves raw) as escapes: the same string for JSON readers,
+    // and a reviewer's diff shows them.
+    let mut text = String::with_capacity(printed.len() + 1);
+    for c in printed.chars() {
+        if crate::model::names::is_invisible(c) && !matches!(c, '\n') {
+            for unit in c.encode_utf16(&mut [0; 2]) {
+                text.push_str(&format!("\\u{unit:04x}"));
+            }
+        } else {
+            text.push(c);
+        }
+    }
     text.push('\n');
     text
 }

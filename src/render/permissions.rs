@@ -184,9 +184,12 @@ pub fn render_permissions(
                     list(action.roles.iter().map(|r| markdown(r)))
                 },
                 scope: action.scope.as_deref().map_or("—".into(), markdown_code),
+                // As Cedar enforces it (printed from its syntax tree: a comment in the
+                // spec's text cannot show a rule that is not there).
                 condition: action
-                    .condition
+                    .cedar_condition
                     .as_deref()
+                    .or(action.condition.as_deref())
                     .map_or("—".into(), markdown_code),
                 mfa: mfa_note(&action.roles, &mfa_roles),
                 rate_limit: rate_limit(app, action.rate_limit, app.route_class(action)),
@@ -352,10 +355,11 @@ pub fn render_identity(app: &App, options: &Options) -> Result<String, RenderErr
             .machine_scope
             .as_deref()
             .map_or("none: no machine caller is accepted".into(), markdown_code),
+        // Only a machine caller (a scope of its own) can revoke on the provider's events.
         revoke_path: app
             .builtin_operations()
             .iter()
-            .find(|b| b.id == "session.revoke")
+            .find(|b| b.id == "session.revoke" && id.machine_scope.is_some())
             .map_or(String::new(), |b| b.path.replace('`', "")),
         scopes: scope_rows(app),
     };

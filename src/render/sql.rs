@@ -92,13 +92,15 @@ pub fn scoped_function_names(table: &str) -> (String, String) {
 pub fn scoped_functions_sql(resource: &Resource) -> String {
     let table = sql_ident(&resource.table);
     let mut text = String::new();
+    // `public.`: a table named like a built-in type (`point`, `trigger`) would otherwise be
+    // read as that type, which PostgreSQL finds first.
     for f in scoped_functions(resource) {
         text.push_str(&format!(
             "\n-- {doc}\n\
              -- Sets the tenant for its caller's transaction only, then queries under the table's policy;\n\
              -- called alone, the statement is that transaction. SECURITY INVOKER: it can do nothing its\n\
              -- caller could not. Only the app role may call it (granted by `migrate`).\n\
-             CREATE FUNCTION {name}({params}) RETURNS SETOF {table}\n    \
+             CREATE FUNCTION {name}({params}) RETURNS SETOF public.{table}\n    \
              LANGUAGE plpgsql SECURITY INVOKER AS {body};\n\
              REVOKE ALL ON FUNCTION {name}({types}) FROM PUBLIC;",
             doc = f.doc,
@@ -194,6 +196,58 @@ pub fn render_migrations(
 /// Every resource's table, as the migrations create it.
 pub fn schema(app: &App) -> Vec<TableRecord> {
     app.resources.iter().map(|r| table(app, r).record).collect()
+}
+
+/// The indexes the migrations make without naming them, by the names PostgreSQL gives them
+/// (`{table}_pkey`, `{table}_{columns}_key`, `{table}_{columns}_idx`), each with what it
+/// belongs to: a table may not take one (the system tables' included).
+pub fn implicit_relations(app: &App) -> std::collections::BTreeMap<String, String> {
+    let unquote = |list: &str| -> String {
+        list.split(", ")
+            .map(super::escape::sql_unquote)
+            .collect::<Vec<_>>()
+            .join("_")
+    };
+    let mut names = std::collections::BTreeMap::new();
+    let mut add = |table: &str, columns: &str, suffix: &str, what: &str| {
+        let name = if columns.is_empty() {
+            format!("{table}_{suffix}")
+        } else {
+            format!("{table}_{columns}_{suffix}")
+        };
+        names.insert(name, format!("{what} of `{table}`"));
+    };
+    for table in [
+        "tenants",
+        "memberships",
+        "tenant_domains",
+        "session_revocations",
+        "audit_events",
+        "system_audit_events",
+    ] {
+        add(table, "", "pkey", "the primary key");
+    }
+    add("audit_events", "tenant_id_at", "idx", "an index");
+    add("system_audit_events", "at", "idx", "an index");
+    for record in schema(app) {
+        let table = super::escape::sql_unquote(&record.name);
+        add(&table, "", "pkey", "the primary key");
+        if record.tenant {
+            add(&table, "tenant_id_id", "key", "a uniqueness rule");
+        }
+        for unique in &record.uniques {
+            add(&table, &unquote(unique), "key", "a uniqueness rule");
+        }
+        for key in &record.foreign_keys {
+            add(
+                &table,
+                &unquote(&key.columns),
+                "idx",
+                "the index of a reference",
+            );
+        }
+    }
+    names
 }
 
 /// The SQL that creates `resources`' tables (with keys, row-level security and functions);

@@ -17,9 +17,11 @@ pub fn audit_module() -> TokenStream {
         //! (JSON, target `audit`) once that transaction commits. A denial rolls the change
         //! back first and is then written in a transaction of its own. Requests refused
         //! before authentication are only logged (by the guard): storing them would let
-        //! anyone fill the database. For the same reason a caller's refusals are stored up to
-        //! [`STORED_REFUSALS`] a minute (per tenant and caller); beyond that they are logged,
-        //! with `stored = false`.
+        //! anyone fill the database. For the same reason the refusals of a caller who is no
+        //! member (the system trail) are stored up to [`STORED_REFUSALS`] a minute; beyond
+        //! that they are logged, with `stored = false`. A member's refusals are all stored: a
+        //! member is accountable, and an attempt to climb must be in the trail. An event that
+        //! cannot be stored is logged whole, with `stored = false`.
 
         use crate::guard::Operation;
         use crate::tenant::{Principal, TenantId};
@@ -28,11 +30,11 @@ pub fn audit_module() -> TokenStream {
         use std::sync::OnceLock;
         use std::sync::atomic::{AtomicUsize, Ordering};
 
-        /// Refusals stored per tenant and caller each minute (in bursts of as many).
+        /// Refusals of a caller who is no member stored each minute (in bursts of as many).
         pub const STORED_REFUSALS: NonZeroU32 = NonZeroU32::MIN.saturating_add(59);
 
-        /// Whether one more refusal of `actor` in `tenant` may be stored.
-        fn may_store_refusal(tenant: Option<TenantId>, actor: &str) -> bool {
+        /// Whether one more refusal of `actor`, no member, may be stored.
+        fn may_store_refusal(actor: &str) -> bool {
             static BUDGETS: OnceLock<DefaultKeyedRateLimiter<String>> = OnceLock::new();
             static CHECKS: AtomicUsize = AtomicUsize::new(0);
             let budgets = BUDGETS.get_or_init(|| RateLimiter::keyed(Quota::per_minute(STORED_REFUSALS)));
@@ -40,8 +42,7 @@ pub fn audit_module() -> TokenStream {
             if budgets.len() > 10_000 && CHECKS.fetch_add(1, Ordering::Relaxed).is_multiple_of(1024) {
                 budgets.retain_recent();
             }
-            let key = format!("{}/{actor}", tenant.map(|t| t.id().to_string()).unwrap_or_default());
-            budgets.check_key(&key).is_ok()
+            budgets.check_key(&actor.to_owned()).is_ok()
         }
 
         /// What came of a request.
@@ -169,20 +170,32 @@ pub fn audit_module() -> TokenStream {
             }
 
             /// Writes the event in a transaction of its own, then logs it: for a denial, whose
-            /// change was rolled back. Past the caller's budget of stored refusals, only logs it.
+            /// change was rolled back. Past the budget of a caller who is no member, only logs
+            /// it; so too when it cannot be stored (and says why).
             pub async fn record(&self, db: &sqlx::PgPool) -> Result<(), sqlx::Error> {
-                if !may_store_refusal(self.tenant, &self.actor) {
+                if self.tenant.is_none() && !may_store_refusal(&self.actor) {
                     self.log_stored(false);
                     return Ok(());
                 }
-                let mut tx = match self.tenant {
-                    Some(tenant) => crate::tenant::begin(db, tenant).await?,
-                    None => db.begin().await?,
-                };
-                self.write(&mut tx).await?;
-                tx.commit().await?;
-                self.log();
-                Ok(())
+                let stored = async {
+                    let mut tx = match self.tenant {
+                        Some(tenant) => crate::tenant::begin(db, tenant).await?,
+                        None => db.begin().await?,
+                    };
+                    self.write(&mut tx).await?;
+                    tx.commit().await
+                }
+                .await;
+                match stored {
+                    Ok(()) => {
+                        self.log();
+                        Ok(())
+                    }
+                    Err(error) => {
+                        self.log_stored(false);
+                        Err(error)
+                    }
+                }
             }
         }
 

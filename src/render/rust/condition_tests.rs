@@ -634,9 +634,24 @@ fn values(
                 [0, 100],
                 |_| true,
             );
+            // Every currency with amounts spread over the whole range (the lowest, the
+            // highest, and evenly between), so the values kept meet each condition on the
+            // currency or the amount both where it holds and where it fails, even beside
+            // another condition's literals.
+            let per_currency = (MAX_VALUES / currencies.len()).max(1);
+            let mut amounts = amounts;
+            amounts.sort_unstable();
+            let amounts: Vec<i64> = if amounts.len() <= per_currency || per_currency == 1 {
+                amounts.into_iter().take(per_currency).collect()
+            } else {
+                let last = amounts.len() - 1;
+                (0..per_currency)
+                    .map(|i| amounts[i * last / (per_currency - 1)])
+                    .collect()
+            };
             let mut pairs = Vec::new();
-            for currency in &currencies {
-                for amount in &amounts {
+            for amount in &amounts {
+                for currency in &currencies {
                     pairs.push((*amount, currency.clone()));
                 }
             }

@@ -230,6 +230,14 @@ pub fn server_module(app: &App, api: &Ident) -> Option<TokenStream> {
             (ROLES.to_vec(), locked)
         }
 
+        /// The stored `roles` that exist in `environment`: a membership restored from another
+        /// environment, or granted before the spec's templates changed, holds none it lacks.
+        pub fn present(mut roles: Vec<String>, environment: &str) -> Vec<String> {
+            let (available, _) = self::environment(environment);
+            roles.retain(|role| available.contains(&role.as_str()));
+            roles
+        }
+
         /// The roles of a grant, sorted and without duplicates; 422 for a role the spec does
         /// not define or `environment` does not have.
         pub fn roles_for(requested: &[String], environment: &str) -> Result<Vec<String>, Box<Problem>> {
@@ -246,6 +254,16 @@ pub fn server_module(app: &App, api: &Ident) -> Option<TokenStream> {
                 }
             }
             Ok(roles)
+        }
+
+        /// Whether going from `from` to `to` grants or takes away a role that needs a
+        /// second factor while the caller's token shows none: changing who holds such a
+        /// role takes as much proof as holding it (the answer is the step-up challenge).
+        pub fn needs_second_factor(principal: &Principal, from: &[String], to: &[String]) -> bool {
+            !principal.mfa
+                && crate::identity::MFA_ROLES
+                    .iter()
+                    .any(|role| from.iter().any(|r| r == role) != to.iter().any(|r| r == role))
         }
 
         /// Locked roles that going from `from` to `to` would grant or take away.
@@ -283,12 +301,14 @@ pub fn server_module(app: &App, api: &Ident) -> Option<TokenStream> {
 
         /// Sets `subject`'s roles in `tenant`, adding the membership if needed; when the roles
         /// change, the member's sessions in the tenant end. A new membership ends them too: a
-        /// member removed and added again must not get back tokens revoked before.
+        /// member removed and added again must not get back tokens revoked before. Revocation
+        /// times are `clock_timestamp()`, not the transaction's start: a token issued while
+        /// the change waited for the row's lock is revoked too.
         async fn upsert(conn: &mut sqlx::PgConnection, tenant: TenantId, subject: &str, roles: &[String]) -> Result<#api::memberships::Membership, sqlx::Error> {
             let (subject, roles, created_at): (String, Vec<String>, chrono::DateTime<chrono::Utc>) = sqlx::query_as(
-                "INSERT INTO \"memberships\" AS m (\"tenant_id\", \"subject\", \"roles\", \"revoked_at\") VALUES ($1, $2, $3, now()) \
+                "INSERT INTO \"memberships\" AS m (\"tenant_id\", \"subject\", \"roles\", \"revoked_at\") VALUES ($1, $2, $3, clock_timestamp()) \
                  ON CONFLICT (\"tenant_id\", \"subject\") DO UPDATE SET \"roles\" = EXCLUDED.\"roles\", \
-                 \"revoked_at\" = CASE WHEN m.\"roles\" IS DISTINCT FROM EXCLUDED.\"roles\" THEN now() ELSE m.\"revoked_at\" END \
+                 \"revoked_at\" = CASE WHEN m.\"roles\" IS DISTINCT FROM EXCLUDED.\"roles\" THEN clock_timestamp() ELSE m.\"revoked_at\" END \
                  RETURNING \"subject\", \"roles\", \"created_at\"",
             )
             .bind(tenant.id())
@@ -406,7 +426,7 @@ fn grant_handler(op: &Ident, api: &Ident) -> TokenStream {
             // The row locked below exists even for a new member: a placeholder this
             // transaction adds (gone if it rolls back), so a concurrent grant, the operator's
             // included, waits for this one instead of slipping past the locked-role check.
-            sqlx::query("INSERT INTO \"memberships\" (\"tenant_id\", \"subject\", \"revoked_at\") VALUES ($1, $2, now()) ON CONFLICT DO NOTHING")
+            sqlx::query("INSERT INTO \"memberships\" (\"tenant_id\", \"subject\", \"revoked_at\") VALUES ($1, $2, clock_timestamp()) ON CONFLICT DO NOTHING")
                 .bind(principal.tenant.id())
                 .bind(&member)
                 .execute(&mut *tx)
@@ -420,6 +440,10 @@ fn grant_handler(op: &Ident, api: &Ident) -> TokenStream {
             if !locked.is_empty() {
                 tx.rollback().await?;
                 return Err(refuse_locked(&state, &principal, &#op, &member, &locked).await);
+            }
+            if needs_second_factor(&principal, &from, &roles) {
+                tx.rollback().await?;
+                return Err(Problem::step_up());
             }
             let membership = upsert(&mut tx, principal.tenant, &member, &roles).await?;
             let event = Event::of(&principal, &#op, "Membership", Some(member.clone()), Outcome::Allowed, true)
@@ -449,6 +473,10 @@ fn remove_handler(op: &Ident) -> TokenStream {
                 tx.rollback().await?;
                 return Err(refuse_locked(&state, &principal, &#op, &member, &locked).await);
             }
+            if needs_second_factor(&principal, &stored.roles, &[]) {
+                tx.rollback().await?;
+                return Err(Problem::step_up());
+            }
             sqlx::query("DELETE FROM \"memberships\" WHERE \"tenant_id\" = $1 AND \"subject\" = $2")
                 .bind(principal.tenant.id())
                 .bind(&member)
@@ -477,7 +505,7 @@ fn revoke_handler(op: &Ident, api: &Ident) -> TokenStream {
                         tx.rollback().await?;
                         return Err(denial.record(&state.db).await);
                     }
-                    sqlx::query("UPDATE \"memberships\" SET \"revoked_at\" = now() WHERE \"tenant_id\" = $1 AND \"subject\" = $2")
+                    sqlx::query("UPDATE \"memberships\" SET \"revoked_at\" = clock_timestamp() WHERE \"tenant_id\" = $1 AND \"subject\" = $2")
                         .bind(principal.tenant.id())
                         .bind(&revoke.subject)
                         .execute(&mut *tx)
@@ -491,8 +519,8 @@ fn revoke_handler(op: &Ident, api: &Ident) -> TokenStream {
                     }
                     let mut tx = state.db.begin().await?;
                     sqlx::query(
-                        "INSERT INTO \"session_revocations\" (\"subject\", \"revoked_at\") VALUES ($1, now()) \
-                         ON CONFLICT (\"subject\") DO UPDATE SET \"revoked_at\" = now()",
+                        "INSERT INTO \"session_revocations\" (\"subject\", \"revoked_at\") VALUES ($1, clock_timestamp()) \
+                         ON CONFLICT (\"subject\") DO UPDATE SET \"revoked_at\" = clock_timestamp()",
                     )
                     .bind(&revoke.subject)
                     .execute(&mut *tx)

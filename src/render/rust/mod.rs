@@ -43,7 +43,8 @@ pub fn inner_doc(text: &str) -> TokenStream {
 /// Optional doc attribute.
 pub fn doc_opt(text: Option<&str>) -> TokenStream {
     match text {
-        Some(t) if !t.trim().is_empty() => doc(t),
+        // Blank once escaped (invisible characters are dropped): no empty doc comment.
+        Some(t) if !escape::rust_doc(t).trim().is_empty() => doc(t),
         _ => TokenStream::new(),
     }
 }

@@ -185,9 +185,14 @@ fn main(app: &App) -> TokenStream {
 
         #[tokio::main]
         async fn main() -> ExitCode {
-            tracing_subscriber::fmt().json().with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-            ).init();
+            // The audit trail's log (target `audit`) stays on whatever `RUST_LOG` says.
+            let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into());
+            let filter = match "audit=info".parse() {
+                Ok(audit) => filter.add_directive(audit),
+                Err(_) => filter,
+            };
+            tracing_subscriber::fmt().json().with_env_filter(filter).init();
             let args: Vec<String> = std::env::args().skip(1).collect();
             let result = match args.first().map_or("serve", String::as_str) {
                 "serve" => run_server().await,
@@ -547,7 +552,7 @@ fn guard() -> TokenStream {
             pub public: bool,
             /// Some allowed role needs a second factor.
             pub mfa: bool,
-            /// At most this many requests per client in this many seconds.
+            /// This many requests per client, at once, refilled over this many seconds.
             pub rate_limit: Option<(u32, u32)>,
             /// Its throttling class, for when it has no rate limit of its own.
             pub class: RouteClass,
@@ -848,7 +853,9 @@ fn guard() -> TokenStream {
             let refused = limiter.check_key(&key).err().map(|not_until| {
                 let wait = not_until.wait_time_from(DefaultClock::default().now());
                 tracing::warn!(operation = operation.id, client = key.as_str(), outcome = "throttled", "request refused");
-                Problem::too_many_requests(wait.as_secs().max(1)).into_response()
+                // Rounded up: a client waiting what it is told is not refused again.
+                let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                Problem::too_many_requests(seconds.max(1)).into_response()
             });
             // Forget idle clients now and then, not on every request.
             if limiter.len() > 10_000 && guard.checks.fetch_add(1, Ordering::Relaxed).is_multiple_of(1024) {
@@ -945,6 +952,8 @@ fn guard() -> TokenStream {
                 };
                 return refuse(&guard, &event, Problem::forbidden()).await;
             };
+            // Only the roles that exist in this environment count.
+            let roles = crate::routes::present_roles(roles, &guard.auth.environment);
             let principal = Principal { subject: token.subject, tenant, roles, scopes: token.scopes, mfa: token.mfa, request_id: request_id.clone(), email: token.email };
             // Where the spec asks: an email the issuer verified, in a domain the tenant has
             // proven it owns (the built-in domain routes are exempt: they are how a tenant
@@ -1182,8 +1191,18 @@ fn identity(app: &App) -> TokenStream {
                 let claims = decode::<Map<String, Value>>(token, &key, &validation)
                     .map_err(|_| "signature or claims invalid")?
                     .claims;
-                let issued_at = claims.get("iat").and_then(Value::as_u64).ok_or("no iat")?;
-                let expires = claims.get("exp").and_then(Value::as_u64).ok_or("no exp")?;
+                // Exactly the issuer: jsonwebtoken also takes an array holding it.
+                if claims.get("iss").and_then(Value::as_str) != Some(ISSUER) {
+                    return Err("wrong issuer");
+                }
+                // A `nbf` jsonwebtoken cannot read it skips: refused here instead.
+                if claims.get("nbf").is_some_and(|nbf| !nbf.is_number()) {
+                    return Err("malformed nbf");
+                }
+                // NumericDates may have fractions (RFC 7519); whole seconds are compared.
+                let seconds = |claim: &str| claims.get(claim).and_then(Value::as_f64).filter(|t| *t >= 0.0).map(|t| t as u64);
+                let issued_at = seconds("iat").ok_or("no iat")?;
+                let expires = seconds("exp").ok_or("no exp")?;
                 if issued_at > now + LEEWAY {
                     return Err("issued in the future");
                 }
@@ -1343,12 +1362,10 @@ fn authz() -> TokenStream {
         use std::str::FromStr;
 
         /// A decimal as Cedar's `decimal` extension value, which has four decimal places. A
-        /// value with more has no exact Cedar form: it is left out (`null`), so a policy that
-        /// reads it errors and denies rather than decide on a rounded value.
+        /// value with more has no exact Cedar form: it is passed whole, which Cedar refuses,
+        /// so a decision that reads it errors and denies. (Left out, it would read as unset,
+        /// and `!(resource has f) || ...` would hold.)
         pub fn decimal(value: rust_decimal::Decimal) -> serde_json::Value {
-            if value.round_dp(4) != value {
-                return serde_json::Value::Null;
-            }
             let mut text = value.normalize().to_string();
             if !text.contains('.') {
                 text.push_str(".0");
@@ -1536,9 +1553,13 @@ fn authz() -> TokenStream {
                                 }
                                 continue;
                             }
+                            // The entity itself: compared (`==`, `in`, `is`), or taken
+                            // somewhere its attributes may be read from (`{r: resource}.r`,
+                            // `if ... then resource ...`). Whole, then.
                             if let ("Var", Some(var)) = (key.as_str(), inner.as_str()) {
                                 if let Some(read) = self.party(var) {
                                     read.id = true;
+                                    read.all = true;
                                 }
                                 continue;
                             }
@@ -2134,6 +2155,15 @@ fn routes(app: &App) -> TokenStream {
         };
         quote!(PreviousVersion { version: #version, successor: #successor, deprecation: #deprecation, sunset: #sunset, same: #same })
     });
+    let present = if builtins.is_empty() {
+        quote! {
+            // Roles are granted only through the database here: every stored one counts.
+            let _ = environment;
+            roles
+        }
+    } else {
+        quote!(crate::members::present(roles, environment))
+    };
     let (public_requests, public_secs) = (
         app.public_rate_limit.requests,
         app.public_rate_limit.per_secs,
@@ -2168,6 +2198,11 @@ fn routes(app: &App) -> TokenStream {
         /// Earlier API versions still served, deprecated, until the spec retires them: the
         /// operations they have answer under their prefixes.
         pub const PREVIOUS_VERSIONS: &[PreviousVersion] = &[#(#previous),*];
+
+        /// The stored roles of a member that count in `environment` (the guard asks).
+        pub fn present_roles(roles: Vec<String>, environment: &str) -> Vec<String> {
+            #present
+        }
 
         /// Every route of the service, registered through the guard.
         pub fn guarded(auth: std::sync::Arc<crate::authz::Authority>) -> GuardedRouter<AppState> {
