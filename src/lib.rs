@@ -39,11 +39,23 @@ pub fn compile_with(
 ) -> Result<model::App, Report> {
     let loaded = load::load(source);
     let mut diagnostics = loaded.problems;
+    // A value of the wrong type or a missing key was read as an empty one so the rest could
+    // be checked: what lowering then finds at its place (or at none, for a missing key)
+    // follows from it, and is not reported again.
+    let misread: Vec<(u32, u32)> = diagnostics
+        .iter()
+        .filter_map(|d| d.location.map(|l| (l.line, l.column)))
+        .collect();
+    let stood_in = !diagnostics.is_empty();
     let app = loaded.value.and_then(|spec| {
         match model::lower(&spec, source, &loaded.set_aside, validated) {
             Ok(app) => Some(app),
             Err(semantic) => {
-                diagnostics.extend(semantic);
+                // (Lowering places every problem it finds: one at no place is a stand-in's.)
+                diagnostics.extend(semantic.into_iter().filter(|d| match d.location {
+                    Some(l) => !misread.contains(&(l.line, l.column)),
+                    None => !stood_in,
+                }));
                 None
             }
         }

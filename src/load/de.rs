@@ -122,6 +122,8 @@ pub struct Error {
     loc: Option<Loc>,
     /// The key node (by address) of the innermost collection entry the failure lies in.
     entry: Option<usize>,
+    /// The node (by address) where it failed.
+    node: Option<usize>,
 }
 
 impl fmt::Display for Error {
@@ -139,6 +141,7 @@ impl de::Error for Error {
             help: None,
             loc: None,
             entry: None,
+            node: None,
         }
     }
 
@@ -212,6 +215,10 @@ struct Context {
     skipped: BTreeSet<usize>,
     /// Collection entries currently being deserialized, innermost last.
     entries: RefCell<Vec<usize>>,
+    /// Scalars outside any collection entry that an earlier pass found of the wrong type:
+    /// read as an empty value of the type asked for, so the rest of the spec is still
+    /// read and checked (what follows from the stand-in at its place is not reported).
+    poisoned: BTreeSet<usize>,
 }
 
 /// What one structural pass over the tree found.
@@ -228,6 +235,7 @@ pub struct Structural<T> {
 /// Deserializes `T` from `root`, collecting every structural problem.
 pub fn from_node<T: for<'de> Deserialize<'de>>(root: &Node) -> Structural<T> {
     let mut skipped = BTreeSet::new();
+    let mut poisoned = BTreeSet::new();
     // Every pass reports the unknown keys it saw; later passes skip the failed entries, so
     // the union over all passes is kept (without repeats).
     let mut problems: Vec<Diagnostic> = Vec::new();
@@ -235,6 +243,7 @@ pub fn from_node<T: for<'de> Deserialize<'de>>(root: &Node) -> Structural<T> {
     let value = loop {
         let context = Context {
             skipped: skipped.clone(),
+            poisoned: poisoned.clone(),
             ..Context::default()
         };
         let result = T::deserialize(NodeDe {
@@ -252,14 +261,19 @@ pub fn from_node<T: for<'de> Deserialize<'de>>(root: &Node) -> Structural<T> {
                 let help = error
                     .help
                     .unwrap_or_else(|| "`bulwark schema` prints what every key accepts".into());
-                failures.push(Diagnostic {
+                let failure = Diagnostic {
                     code: "invalid-value",
                     message: error.message,
                     location: error.loc,
                     help: Some(help),
-                });
-                match error.entry {
-                    Some(entry) if skipped.insert(entry) => continue,
+                };
+                // (A node a stand-in cannot stand for fails again in the next pass.)
+                if !failures.contains(&failure) {
+                    failures.push(failure);
+                }
+                match (error.entry, error.node) {
+                    (Some(entry), _) if skipped.insert(entry) => continue,
+                    (None, Some(node)) if poisoned.insert(node) => continue,
                     _ => break None,
                 }
             }
@@ -313,7 +327,20 @@ impl<'a> NodeDe<'a> {
         if error.entry.is_none() {
             error.entry = self.cx.entries.borrow().last().copied();
         }
+        if error.node.is_none() {
+            error.node = Some(self.node as *const Node as usize);
+        }
         error
+    }
+
+    /// Read as a stand-in: a scalar of the wrong type, a mapping that lacked a key, or a
+    /// stand-in for a missing key itself (at no place: line 0).
+    fn poisoned(&self) -> bool {
+        self.node.loc.line == 0
+            || self
+                .cx
+                .poisoned
+                .contains(&(self.node as *const Node as usize))
     }
 
     fn expected(&self, what: &str) -> Error {
@@ -322,6 +349,46 @@ impl<'a> NodeDe<'a> {
             self.node.kind.describe()
         )))
     }
+}
+
+/// A key named `field` and a null value at no place (line 0): the stand-in for a key a
+/// mapping lacked. One pair per field name of the spec's types, made once and kept.
+fn stand_in_entry(field: &'static str) -> (&'static Node, &'static Node) {
+    static MADE: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<&'static str, &'static (Node, Node)>>,
+    > = std::sync::OnceLock::new();
+    let mut made = MADE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let entry = *made.entry(field).or_insert_with(|| {
+        let nowhere = Loc::default();
+        Box::leak(Box::new((
+            Node {
+                loc: nowhere,
+                kind: Kind::Str(field.to_owned()),
+            },
+            Node {
+                loc: nowhere,
+                kind: Kind::Null,
+            },
+        )))
+    });
+    (&entry.0, &entry.1)
+}
+
+/// `deserialize_*` methods that give a poisoned node's stand-in, else read the node.
+macro_rules! stand_in {
+    ($($method:ident => $visit:ident($value:expr),)*) => {
+        $(
+            fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+                if self.poisoned() {
+                    return visitor.$visit($value).map_err(|e| self.locate(e));
+                }
+                self.deserialize_any(visitor)
+            }
+        )*
+    };
 }
 
 impl<'de, 'a> Deserializer<'de> for NodeDe<'a> {
@@ -377,6 +444,13 @@ impl<'de, 'a> Deserializer<'de> for NodeDe<'a> {
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         match &self.node.kind {
+            _ if self.poisoned() => visitor
+                .visit_seq(Seq {
+                    items: [].iter(),
+                    de: &self,
+                    index: 0,
+                })
+                .map_err(|e| self.locate(e)),
             Kind::Seq(items) => visitor
                 .visit_seq(Seq {
                     items: items.iter(),
@@ -393,8 +467,12 @@ impl<'de, 'a> Deserializer<'de> for NodeDe<'a> {
             Kind::Map(entries) => visitor
                 .visit_map(Map::collection(entries, &self))
                 .map_err(|e| self.locate(e)),
-            // An empty value (`roles:` with nothing after it) reads as an empty mapping.
+            // An empty value (`roles:` with nothing after it) reads as an empty mapping, and
+            // so does a stand-in.
             Kind::Null => visitor
+                .visit_map(Map::collection(&[], &self))
+                .map_err(|e| self.locate(e)),
+            _ if self.poisoned() => visitor
                 .visit_map(Map::collection(&[], &self))
                 .map_err(|e| self.locate(e)),
             _ => Err(self.expected("a mapping")),
@@ -410,6 +488,7 @@ impl<'de, 'a> Deserializer<'de> for NodeDe<'a> {
         let entries: &[(Node, Node)] = match &self.node.kind {
             Kind::Map(entries) => entries,
             Kind::Null => &[],
+            _ if self.poisoned() => &[],
             _ => return Err(self.expected("a mapping")),
         };
         let mut known = Vec::with_capacity(entries.len());
@@ -432,6 +511,19 @@ impl<'de, 'a> Deserializer<'de> for NodeDe<'a> {
                         key.loc,
                     );
                     self.cx.problems.borrow_mut().push(diagnostic);
+                }
+            }
+        }
+        // A mapping that lacked a key (or was not a mapping) gets a stand-in for each key it
+        // lacks, so what it does hold, and the rest of the spec, are still read.
+        if self.poisoned() {
+            for field in fields {
+                if !known
+                    .iter()
+                    .any(|(key, _)| matches!(&key.kind, Kind::Str(k) if k == field))
+                {
+                    let (key, value) = stand_in_entry(field);
+                    known.push((key, value));
                 }
             }
         }
@@ -469,9 +561,26 @@ impl<'de, 'a> Deserializer<'de> for NodeDe<'a> {
         visitor.visit_unit()
     }
 
+    // A poisoned scalar reads as the empty value of its type (see `Context::poisoned`);
+    // anything else asked of it fails as before, which ends the passes.
+    stand_in! {
+        deserialize_bool => visit_bool(false),
+        deserialize_i8 => visit_i64(0),
+        deserialize_i16 => visit_i64(0),
+        deserialize_i32 => visit_i64(0),
+        deserialize_i64 => visit_i64(0),
+        deserialize_u8 => visit_u64(0),
+        deserialize_u16 => visit_u64(0),
+        deserialize_u32 => visit_u64(0),
+        deserialize_u64 => visit_u64(0),
+        deserialize_f32 => visit_f64(0.0),
+        deserialize_f64 => visit_f64(0.0),
+        deserialize_str => visit_str(""),
+        deserialize_string => visit_str(""),
+    }
+
     serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
-        bytes byte_buf unit unit_struct tuple tuple_struct identifier
+        i128 u128 char bytes byte_buf unit unit_struct tuple tuple_struct identifier
     }
 }
 
