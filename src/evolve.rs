@@ -228,6 +228,21 @@ fn plan(app: &App, old: &[TableRecord]) -> Result<Plan, EvolveError> {
         .collect();
     let mut plan = Plan::default();
     let mut reasons = Vec::new();
+    // A new table may not take the name of an index the database already has: a renamed
+    // table's or column's indexes keep the names they had.
+    let existing_indexes = sql::implicit_relations_of(old);
+    for table in &new {
+        let name = sql_unquote(&table.name);
+        if !old_tables.contains_key(table.name.as_str())
+            && !renamed_tables.contains_key(table.name.as_str())
+            && let Some((_, owner)) = existing_indexes.get(&name).into_iter().flatten().next()
+        {
+            reasons.push(format!(
+                "`{}` needs table `{name}`, the name the database already gives {owner} (an index keeps its name when its table or column is renamed): name the resource otherwise",
+                table.resource
+            ));
+        }
+    }
     // Tables that move between tenant-scoped and global (previous and new records), with
     // the uniqueness rules they keep.
     let mut moves: Vec<Move> = Vec::new();

@@ -219,6 +219,8 @@ struct Context {
     /// read as an empty value of the type asked for, so the rest of the spec is still
     /// read and checked (what follows from the stand-in at its place is not reported).
     poisoned: BTreeSet<usize>,
+    /// The keys given a stand-in because their mapping lacked them.
+    stood_in: RefCell<BTreeSet<&'static str>>,
 }
 
 /// What one structural pass over the tree found.
@@ -240,6 +242,7 @@ pub fn from_node<T: for<'de> Deserialize<'de>>(root: &Node) -> Structural<T> {
     // the union over all passes is kept (without repeats).
     let mut problems: Vec<Diagnostic> = Vec::new();
     let mut failures = Vec::new();
+    let mut stood_in;
     let value = loop {
         let context = Context {
             skipped: skipped.clone(),
@@ -255,6 +258,7 @@ pub fn from_node<T: for<'de> Deserialize<'de>>(root: &Node) -> Structural<T> {
                 problems.push(problem);
             }
         }
+        stood_in = context.stood_in.into_inner();
         match result {
             Ok(value) => break Some(value),
             Err(error) => {
@@ -267,8 +271,9 @@ pub fn from_node<T: for<'de> Deserialize<'de>>(root: &Node) -> Structural<T> {
                     location: error.loc,
                     help: Some(help),
                 };
-                // (A node a stand-in cannot stand for fails again in the next pass.)
-                if !failures.contains(&failure) {
+                // (A node a stand-in cannot stand for fails again in the next pass; a
+                // stand-in itself is at no place, and what it stands for was reported.)
+                if !failures.contains(&failure) && failure.location.is_some_and(|l| l.is_known()) {
                     failures.push(failure);
                 }
                 match (error.entry, error.node) {
@@ -280,9 +285,18 @@ pub fn from_node<T: for<'de> Deserialize<'de>>(root: &Node) -> Structural<T> {
         }
     };
     problems.extend(failures);
+    // Entries set aside by name; a section read as a stand-in (empty) as `*` and its key, so
+    // that names it would have defined are not reported as undefined.
     let set_aside = skipped
         .iter()
         .filter_map(|&entry| key_name(root, entry))
+        .chain(
+            poisoned
+                .iter()
+                .filter_map(|&node| key_of_value(root, node))
+                .chain(stood_in.iter().map(|key| (*key).to_owned()))
+                .map(|key| format!("*{key}")),
+        )
         .collect();
     Structural {
         value,
@@ -293,18 +307,28 @@ pub fn from_node<T: for<'de> Deserialize<'de>>(root: &Node) -> Structural<T> {
 
 /// The text of the key node at `address`, if it is a string key somewhere in `node`.
 fn key_name(node: &Node, address: usize) -> Option<String> {
+    key_where(node, &|key, _| std::ptr::eq(key, address as *const Node))
+}
+
+/// The text of the key whose value is the node at `address`, somewhere in `node`.
+fn key_of_value(node: &Node, address: usize) -> Option<String> {
+    key_where(node, &|_, value| std::ptr::eq(value, address as *const Node))
+}
+
+/// The text of the first string key, anywhere in `node`, whose entry `found` picks.
+fn key_where(node: &Node, found: &dyn Fn(&Node, &Node) -> bool) -> Option<String> {
     match &node.kind {
         Kind::Map(entries) => entries.iter().find_map(|(key, value)| {
-            if std::ptr::eq(key, address as *const Node) {
+            if found(key, value) {
                 match &key.kind {
                     Kind::Str(name) => Some(name.clone()),
                     _ => None,
                 }
             } else {
-                key_name(value, address)
+                key_where(value, found)
             }
         }),
-        Kind::Seq(items) => items.iter().find_map(|item| key_name(item, address)),
+        Kind::Seq(items) => items.iter().find_map(|item| key_where(item, found)),
         _ => None,
     }
 }
@@ -524,6 +548,7 @@ impl<'de, 'a> Deserializer<'de> for NodeDe<'a> {
                 {
                     let (key, value) = stand_in_entry(field);
                     known.push((key, value));
+                    self.cx.stood_in.borrow_mut().insert(field);
                 }
             }
         }
@@ -539,10 +564,15 @@ impl<'de, 'a> Deserializer<'de> for NodeDe<'a> {
     fn deserialize_enum<V: Visitor<'de>>(
         self,
         _name: &'static str,
-        _variants: &'static [&'static str],
+        variants: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Error> {
         match &self.node.kind {
+            // A stand-in takes the first value (a unit one, as every value of the spec's
+            // enums written as a word is).
+            _ if self.poisoned() && !variants.is_empty() => visitor
+                .visit_enum(variants[0].into_deserializer())
+                .map_err(|e: Error| self.locate(e)),
             Kind::Str(s) => visitor
                 .visit_enum(s.as_str().into_deserializer())
                 .map_err(|e: Error| self.locate(e)),

@@ -123,7 +123,11 @@ impl<'s> Lower<'s> {
     fn check_implicit_relations(&mut self, app: &App) {
         let implicit = crate::render::sql::implicit_relations(app);
         for (resource, (name, _)) in app.resources.iter().zip(&self.spec.resources) {
-            if let Some(owner) = implicit.get(&resource.table) {
+            let others = implicit.get(&resource.table).into_iter().flatten();
+            if let Some((_, owner)) = others
+                .into_iter()
+                .find(|(table, _)| *table != resource.table)
+            {
                 self.error(
                     "name-collision",
                     format!(
@@ -233,7 +237,15 @@ impl<'s> Lower<'s> {
         known: &[&str],
         define: &str,
     ) {
-        if self.set_aside.contains(name.value.as_str()) {
+        // A name set aside, or one its whole section would have defined where the section
+        // was read as empty (`*scopes`): reported there already.
+        let section = match code {
+            "undefined-role" => "*roles",
+            "undefined-scope" => "*scopes",
+            "undefined-resource" => "*resources",
+            _ => "*fields",
+        };
+        if self.set_aside.contains(name.value.as_str()) || self.set_aside.contains(section) {
             return;
         }
         let diagnostic =

@@ -199,23 +199,32 @@ pub fn schema(app: &App) -> Vec<TableRecord> {
 }
 
 /// The indexes the migrations make without naming them, by the names PostgreSQL gives them
-/// (`{table}_pkey`, `{table}_{columns}_key`, `{table}_{columns}_idx`), each with what it
-/// belongs to: a table may not take one (the system tables' included).
-pub fn implicit_relations(app: &App) -> std::collections::BTreeMap<String, String> {
+/// (`{table}_pkey`, `{table}_{columns}_key`, `{table}_{columns}_idx`, shortened as it
+/// shortens them), each with the table it belongs to and what it is: no other table may
+/// take one (the system tables' included). A table's own index whose name would be the
+/// table's is named otherwise by PostgreSQL (`_pkey1`), made after it.
+pub fn implicit_relations(app: &App) -> ImplicitRelations {
+    implicit_relations_of(&schema(app))
+}
+
+/// Index name → its table and what it is (several, where names meet).
+pub type ImplicitRelations = std::collections::BTreeMap<String, Vec<(String, String)>>;
+
+/// The same, of recorded tables (a previous generation's: a renamed table keeps the names
+/// its indexes had).
+pub fn implicit_relations_of(tables: &[TableRecord]) -> ImplicitRelations {
     let unquote = |list: &str| -> String {
         list.split(", ")
             .map(super::escape::sql_unquote)
             .collect::<Vec<_>>()
             .join("_")
     };
-    let mut names = std::collections::BTreeMap::new();
-    let mut add = |table: &str, columns: &str, suffix: &str, what: &str| {
-        let name = if columns.is_empty() {
-            format!("{table}_{suffix}")
-        } else {
-            format!("{table}_{columns}_{suffix}")
-        };
-        names.insert(name, format!("{what} of `{table}`"));
+    let mut names = ImplicitRelations::new();
+    let mut add = |table: &str, columns: &str, label: &str, what: &str| {
+        names
+            .entry(implicit_name(table, columns, label))
+            .or_default()
+            .push((table.to_owned(), format!("{what} of `{table}`")));
     };
     for table in [
         "tenants",
@@ -229,7 +238,7 @@ pub fn implicit_relations(app: &App) -> std::collections::BTreeMap<String, Strin
     }
     add("audit_events", "tenant_id_at", "idx", "an index");
     add("system_audit_events", "at", "idx", "an index");
-    for record in schema(app) {
+    for record in tables {
         let table = super::escape::sql_unquote(&record.name);
         add(&table, "", "pkey", "the primary key");
         if record.tenant {
@@ -248,6 +257,34 @@ pub fn implicit_relations(app: &App) -> std::collections::BTreeMap<String, Strin
         }
     }
     names
+}
+
+/// The name PostgreSQL makes of a table, its columns and a label (`makeObjectName`): within
+/// 63 bytes, the longer of table and columns shortened first, one byte at a time, never
+/// inside a character.
+fn implicit_name(table: &str, columns: &str, label: &str) -> String {
+    let overhead = label.len() + 1 + if columns.is_empty() { 0 } else { 1 };
+    let room = 63usize.saturating_sub(overhead);
+    let (mut a, mut b) = (table.len(), columns.len());
+    while a + b > room {
+        if a > b {
+            a -= 1;
+        } else {
+            b -= 1;
+        }
+    }
+    let clip = |text: &str, mut at: usize| {
+        while !text.is_char_boundary(at) {
+            at -= 1;
+        }
+        text[..at].to_owned()
+    };
+    let (table, columns) = (clip(table, a), clip(columns, b));
+    if columns.is_empty() {
+        format!("{table}_{label}")
+    } else {
+        format!("{table}_{columns}_{label}")
+    }
 }
 
 /// The SQL that creates `resources`' tables (with keys, row-level security and functions);
@@ -542,6 +579,26 @@ fn one_of(text: &str) -> Option<(CheckPart, &str)> {
 #[cfg(test)]
 mod tests {
     use super::check_loosened;
+
+    #[test]
+    fn implicit_names_are_shortened_as_postgres_does() {
+        use super::implicit_name;
+        assert_eq!(implicit_name("a", "", "pkey"), "a_pkey");
+        assert_eq!(
+            implicit_name("a", "tenant_id_b", "key"),
+            "a_tenant_id_b_key"
+        );
+        // 60 + 5 bytes: the table loses two.
+        let long = "a".repeat(60);
+        assert_eq!(
+            implicit_name(&long, "", "pkey"),
+            format!("{}_pkey", "a".repeat(58))
+        );
+        // Both long: the longer loses first, until they fit.
+        let name = implicit_name(&"t".repeat(40), &"c".repeat(40), "key");
+        assert_eq!(name, format!("{}_{}_key", "t".repeat(29), "c".repeat(29)));
+        assert_eq!(name.len(), 63);
+    }
 
     #[test]
     fn raised_limits_and_added_values_loosen_a_check() {

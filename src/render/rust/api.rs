@@ -137,6 +137,16 @@ pub fn render_api(app: &App, files: &mut FileSet, dir: &str) -> Result<(), Rende
                 }
             }
 
+            /// A decimal the policies can read exactly: Cedar's decimals have four places and
+            /// the range of an `i64` of ten-thousandths.
+            pub fn decimal(errors: &mut Vec<FieldError>, field: &str, value: &rust_decimal::Decimal) {
+                if value.normalize().scale() > 4 {
+                    errors.push(FieldError { field: field.into(), message: "at most four decimal places".into() });
+                } else if value.abs() > rust_decimal::Decimal::new(i64::MAX, 4) {
+                    errors.push(FieldError { field: field.into(), message: "out of range".into() });
+                }
+            }
+
             /// An integer within bounds.
             pub fn int(errors: &mut Vec<FieldError>, field: &str, value: i64, min: Option<i64>, max: Option<i64>) {
                 if let Some(min) = min && value < min {
@@ -418,6 +428,7 @@ fn resource_module(resource: &Resource) -> TokenStream {
                 check::email(&mut errors, #key, value);
             }),
             FieldType::Money => Some(quote! { check::money(&mut errors, #key, value); }),
+            FieldType::Decimal => Some(quote! { check::decimal(&mut errors, #key, value); }),
             FieldType::Int if field.min.is_some() || field.max.is_some() => {
                 let max = match field.max {
                     Some(m) => {

@@ -627,37 +627,35 @@ fn values(
                 .take(1)
                 .map(str::to_owned)
                 .collect();
-            currencies.push(default);
+            currencies.push(default.clone());
             let amounts = around(
                 literals.iter().filter_map(serde_json::Value::as_i64),
                 1,
                 [0, 100],
                 |_| true,
             );
-            // Every currency with amounts spread over the whole range (the lowest, the
-            // highest, and evenly between), so the values kept meet each condition on the
-            // currency or the amount both where it holds and where it fails, even beside
-            // another condition's literals.
-            let per_currency = (MAX_VALUES / currencies.len()).max(1);
-            let mut amounts = amounts;
-            amounts.sort_unstable();
-            let amounts: Vec<i64> = if amounts.len() <= per_currency || per_currency == 1 {
-                amounts.into_iter().take(per_currency).collect()
-            } else {
-                let last = amounts.len() - 1;
-                (0..per_currency)
-                    .map(|i| amounts[i * last / (per_currency - 1)])
-                    .collect()
-            };
-            let mut pairs = Vec::new();
-            for amount in &amounts {
-                for currency in &currencies {
-                    pairs.push((*amount, currency.clone()));
-                }
+            // Every amount (each literal and its neighbours: the boundaries) in the samples'
+            // currency, and the lowest and the highest in the one a condition names: a
+            // condition on the currency, the amount or both meets rows where it holds and
+            // where it fails, even beside another condition's literals.
+            let ends: std::collections::BTreeSet<i64> = amounts
+                .iter()
+                .min()
+                .into_iter()
+                .chain(amounts.iter().max())
+                .copied()
+                .collect();
+            let mut pairs: Vec<(i64, String)> = Vec::new();
+            for currency in &currencies {
+                let kept: Vec<i64> = if *currency == default {
+                    amounts.clone()
+                } else {
+                    ends.iter().copied().collect()
+                };
+                pairs.extend(kept.into_iter().map(|amount| (amount, currency.clone())));
             }
             pairs
                 .into_iter()
-                .take(MAX_VALUES)
                 .map(|(amount, currency)| {
                     let cedar = serde_json::json!({"amount_minor": amount, "currency": currency});
                     let amount = int(amount);
@@ -1497,8 +1495,8 @@ resources:
                 ("item.create", Ok(3)),
                 // rate, and at (set either side of the cut-off, or empty): is the row listed?
                 ("item.list", Ok(48)),
-                // 99 to 101 in JPY, then in EUR.
-                ("item.pay", Ok(6)),
+                // 99 to 101 in EUR, the samples' currency; 99 and 101 in JPY, the one it names.
+                ("item.pay", Ok(5)),
                 // A row the tests make is never "x".
                 ("item.link", Err("no row the checks try makes it hold")),
                 // With a second factor and without, by each role.

@@ -266,6 +266,29 @@ pub fn server_module(app: &App, api: &Ident) -> Option<TokenStream> {
                     .any(|role| from.iter().any(|r| r == role) != to.iter().any(|r| r == role))
         }
 
+        /// Why a change that would leave no member able to manage memberships is refused.
+        const LAST_ADMIN: &str = "no other member could manage memberships then: give another member that role first";
+
+        /// Whether `member` going from `from` to `to` would leave the tenant without a member
+        /// holding one of the `admins` roles that count in `environment` (its memberships
+        /// then changed only by the operator). The other holders' rows are locked until the
+        /// change commits, so two admins removing each other at once cannot both succeed.
+        async fn leaves_no_admin(conn: &mut sqlx::PgConnection, tenant: TenantId, member: &str, from: &[String], to: &[String], admins: &[&str], environment: &str) -> Result<bool, sqlx::Error> {
+            let (present, _) = self::environment(environment);
+            let admins: Vec<&str> = admins.iter().copied().filter(|role| present.contains(role)).collect();
+            let holds = |roles: &[String]| roles.iter().any(|role| admins.contains(&role.as_str()));
+            if !holds(from) || holds(to) {
+                return Ok(false);
+            }
+            let others: Vec<(String,)> = sqlx::query_as("SELECT \"subject\" FROM \"memberships\" WHERE \"tenant_id\" = $1 AND \"subject\" <> $2 AND \"roles\" && $3 FOR UPDATE")
+                .bind(tenant.id())
+                .bind(member)
+                .bind(&admins)
+                .fetch_all(&mut *conn)
+                .await?;
+            Ok(others.is_empty())
+        }
+
         /// Locked roles that going from `from` to `to` would grant or take away.
         pub fn locked_changes(from: &[String], to: &[String], environment: &str) -> Vec<String> {
             let (_, locked) = self::environment(environment);
@@ -317,6 +340,17 @@ pub fn server_module(app: &App, api: &Ident) -> Option<TokenStream> {
             .fetch_one(&mut *conn)
             .await?;
             Ok(#api::memberships::Membership { subject, roles, created_at })
+        }
+
+        /// Refuses, with the step-up challenge, a change of who holds a role that needs a
+        /// second factor by a caller whose token shows none; recorded like every refusal.
+        async fn refuse_unproven(state: &AppState, principal: &Principal, operation: &Operation, subject: &str) -> Problem {
+            let event = Event::of(principal, operation, "Membership", Some(subject.to_owned()), Outcome::StepUp, true)
+                .with_detail(serde_json::json!({ "reason": "second_factor" }));
+            if let Err(error) = event.record(&state.db).await {
+                tracing::error!(error = %error, "refusal not recorded");
+            }
+            Problem::step_up()
         }
 
         /// Refuses a change of locked roles, recording the refusal.
@@ -443,7 +477,11 @@ fn grant_handler(op: &Ident, api: &Ident) -> TokenStream {
             }
             if needs_second_factor(&principal, &from, &roles) {
                 tx.rollback().await?;
-                return Err(Problem::step_up());
+                return Err(refuse_unproven(&state, &principal, &#op, &member).await);
+            }
+            if leaves_no_admin(&mut tx, principal.tenant, &member, &from, &roles, #op.roles, &state.auth.environment).await? {
+                tx.rollback().await?;
+                return Err(Problem::conflict(LAST_ADMIN));
             }
             let membership = upsert(&mut tx, principal.tenant, &member, &roles).await?;
             let event = Event::of(&principal, &#op, "Membership", Some(member.clone()), Outcome::Allowed, true)
@@ -475,7 +513,11 @@ fn remove_handler(op: &Ident) -> TokenStream {
             }
             if needs_second_factor(&principal, &stored.roles, &[]) {
                 tx.rollback().await?;
-                return Err(Problem::step_up());
+                return Err(refuse_unproven(&state, &principal, &#op, &member).await);
+            }
+            if leaves_no_admin(&mut tx, principal.tenant, &member, &stored.roles, &[], #op.roles, &state.auth.environment).await? {
+                tx.rollback().await?;
+                return Err(Problem::conflict(LAST_ADMIN));
             }
             sqlx::query("DELETE FROM \"memberships\" WHERE \"tenant_id\" = $1 AND \"subject\" = $2")
                 .bind(principal.tenant.id())

@@ -461,6 +461,9 @@ fn problem(api: &Ident) -> TokenStream {
                         }
                         Some("23503") => return Problem::unprocessable("a referenced row does not exist"),
                         Some("23514") | Some("23502") => return Problem::unprocessable("a value violates a constraint"),
+                        // Two requests that each waited for the other's rows: one was rolled
+                        // back, and may be sent again.
+                        Some("40P01") | Some("40001") => return Problem::conflict("a concurrent change got in the way; try again"),
                         _ => {}
                     }
                 }
@@ -930,27 +933,27 @@ fn guard() -> TokenStream {
                 Ok(standing) => standing,
                 Err(error) => return Problem::internal(&error).into_response(),
             };
-            // Sessions revoked (a role change, a password change, a risk signal) end every
-            // token issued until then.
-            if standing.revoked_at.is_some_and(|at| i64::try_from(token.issued_at).unwrap_or(i64::MAX) <= at.timestamp()) {
-                tracing::info!(operation = operation.id, subject = token.subject.as_str(), outcome = "revoked", "request refused");
-                return Problem::invalid_token().into_response();
-            }
             let request_id = request_id(&request);
+            // Refused before a tenant is established: the system trail keeps the claimed one
+            // (and its budget of stored refusals holds, as for anyone who is no member).
+            let unestablished = |reason: &str| Event {
+                tenant: None,
+                actor: token.subject.clone(),
+                action: operation.id.to_owned(),
+                resource_type: "Tenant".into(),
+                resource_id: Some(tenant.id().to_string()),
+                scope: operation.scope.map(str::to_owned),
+                outcome: Outcome::Denied,
+                request_id: request_id.clone(),
+                detail: serde_json::json!({ "reason": reason }),
+            };
+            // Sessions revoked (a role change, a password change, a risk signal) end every
+            // token issued until then; one presented after is in the trail.
+            if standing.revoked_at.is_some_and(|at| i64::try_from(token.issued_at).unwrap_or(i64::MAX) <= at.timestamp()) {
+                return refuse(&guard, &unestablished("session_revoked"), Problem::invalid_token()).await;
+            }
             let Some(roles) = standing.roles else {
-                // No tenant is established: the system trail keeps the claimed one.
-                let event = Event {
-                    tenant: None,
-                    actor: token.subject.clone(),
-                    action: operation.id.to_owned(),
-                    resource_type: "Tenant".into(),
-                    resource_id: Some(tenant.id().to_string()),
-                    scope: operation.scope.map(str::to_owned),
-                    outcome: Outcome::Denied,
-                    request_id: request_id.clone(),
-                    detail: serde_json::json!({ "reason": "not_a_member" }),
-                };
-                return refuse(&guard, &event, Problem::forbidden()).await;
+                return refuse(&guard, &unestablished("not_a_member"), Problem::forbidden()).await;
             };
             // Only the roles that exist in this environment count.
             let roles = crate::routes::present_roles(roles, &guard.auth.environment);

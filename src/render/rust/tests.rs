@@ -236,6 +236,12 @@ pub fn render_tests(
             let response = call_on(&app, op.method, &path, Some(&before)).await;
             assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
             assert!(challenge(&response).contains("invalid_token"));
+            // The revoked session's use is in the system trail.
+            let (stored,): (i64,) = sqlx::query_as("SELECT count(*) FROM \"system_audit_events\" WHERE \"actor\" = 'user-1' AND \"detail\" ->> 'reason' = 'session_revoked'")
+                .fetch_one(&db.pool)
+                .await
+                .expect("count refusals");
+            assert_eq!(stored, 1);
             let after = signed(&dev::claims("user-1", tenant.id(), &all_scopes(), &["mfa"], now, 60));
             let status = call_on(&app, op.method, &path, Some(&after)).await.status();
             assert_ne!(status, StatusCode::UNAUTHORIZED, "a token issued after the revocation");
@@ -258,6 +264,16 @@ pub fn render_tests(
             let uid: cedar_policy::EntityUid = r#"App::Thing::"x""#.parse().expect("an entity id");
             let attrs = std::collections::HashMap::from([("d".to_owned(), cedar_policy::RestrictedExpression::new_decimal("24.00004"))]);
             assert!(cedar_policy::Entity::new(uid, attrs, std::collections::HashSet::new()).is_err());
+            // Inputs are held to what Cedar reads exactly.
+            let checked = |text: &str| {
+                let mut errors = Vec::new();
+                #api::check::decimal(&mut errors, "d", &text.parse().expect("a decimal"));
+                errors.into_iter().map(|e| e.message).collect::<Vec<_>>()
+            };
+            assert!(checked("24.0001").is_empty());
+            assert!(checked("24.10000").is_empty(), "trailing zeros are no places");
+            assert_eq!(checked("24.00004"), ["at most four decimal places"]);
+            assert_eq!(checked("922337203685478"), ["out of range"]);
         }
 
         #[test]
@@ -1271,6 +1287,26 @@ fn builtin_tests(app: &App) -> TokenStream {
                     }
                 }
 
+                // The only member able to manage a tenant's memberships cannot give that up,
+                // in an environment where the role is not locked (which refuses it before).
+                let unlocked = server::members::ENVIRONMENTS.iter().map(|(name, _, _)| *name).find(|name| {
+                    let (roles, locked) = server::members::environment(name);
+                    roles.contains(&#admin_role) && !locked.contains(&#admin_role)
+                });
+                if let Some(environment) = unlocked {
+                    let keys = Keys::from_jwks(&test_key().1).expect("the test JWKS loads");
+                    let unthrottled = server::guard::ClassLimits { public: None, sensitive: None, standard: None };
+                    let auth = Authority::new(keys, db.app.clone()).expect("the policies load").with_rate_limits(unthrottled).in_environment(environment);
+                    let app = server::router(server::AppState { db: db.app.clone(), auth: std::sync::Arc::new(auth) });
+                    let lone = db.tenant("tenant c").await;
+                    db.member(lone, "lone", &[#admin_role]).await;
+                    let token = signed(&dev::claims("lone", lone.id(), &all_scopes(), &["mfa"], identity::now(), 60));
+                    let (status, body) = send(&app, "DELETE", &member("lone"), &token, None).await;
+                    assert_eq!(status, StatusCode::CONFLICT, "the last admin removed, in {environment}: {body}");
+                    let (status, body) = send(&app, "PUT", &member("lone"), &token, Some(serde_json::json!({"roles": []}))).await;
+                    assert_eq!(status, StatusCode::CONFLICT, "the last admin's role taken, in {environment}: {body}");
+                }
+
                 // Someone who is no member, repeating a request on a route without a rate
                 // limit, cannot fill the system trail: past the caller's budget, refusals are
                 // refused as before but only logged. (The budget refills by one a second:
@@ -1659,12 +1695,18 @@ fn audit_test(app: &App, api: &proc_macro2::Ident) -> TokenStream {
                     .expect("the denial's event");
                 assert_eq!(outcome, "denied");
             }
-            // Append-only, even for the superuser the tests connect as (row triggers need a row).
-            sqlx::query("INSERT INTO \"system_audit_events\" (\"id\", \"actor\", \"action\", \"resource_type\", \"outcome\", \"request_id\") VALUES ($1, 'operator:test', 'grant', 'Membership', 'allowed', 'req-system')")
+            // Append-only, even for the superuser the tests connect as (row triggers need a row);
+            // and an event's time is the database's: one sent backdated is stamped now.
+            sqlx::query("INSERT INTO \"system_audit_events\" (\"id\", \"at\", \"actor\", \"action\", \"resource_type\", \"outcome\", \"request_id\") VALUES ($1, '2000-01-01T00:00:00Z', 'operator:test', 'grant', 'Membership', 'allowed', 'req-system')")
                 .bind(uuid::Uuid::now_v7())
-                .execute(&db.pool)
+                .execute(&db.app)
                 .await
-                .expect("a system event");
+                .expect("a system event, as the app role");
+            let (recent,): (bool,) = sqlx::query_as("SELECT \"at\" > now() - interval '1 hour' FROM \"system_audit_events\" WHERE \"request_id\" = 'req-system'")
+                .fetch_one(&db.pool)
+                .await
+                .expect("the system event");
+            assert!(recent, "a backdated event keeps the database's time");
             for statement in [
                 "UPDATE \"audit_events\" SET \"actor\" = 'someone else'",
                 "DELETE FROM \"audit_events\"",
