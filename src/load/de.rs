@@ -312,7 +312,9 @@ fn key_name(node: &Node, address: usize) -> Option<String> {
 
 /// The text of the key whose value is the node at `address`, somewhere in `node`.
 fn key_of_value(node: &Node, address: usize) -> Option<String> {
-    key_where(node, &|_, value| std::ptr::eq(value, address as *const Node))
+    key_where(node, &|_, value| {
+        std::ptr::eq(value, address as *const Node)
+    })
 }
 
 /// The text of the first string key, anywhere in `node`, whose entry `found` picks.

@@ -29,8 +29,13 @@ pub fn oidc_module() -> TokenStream {
         pub const REFRESH_INTERVAL: Duration = Duration::from_secs(60);
         /// Keys held this long are fetched again before the next verification, so that a key
         /// the issuer withdrew (one that leaked, say) stops being trusted within it even while
-        /// tokens keep naming it. Should the fetch fail, the keys held stay in use (logged).
+        /// tokens keep naming it. Should the fetch fail, the keys held stay in use (logged),
+        /// up to [`MAX_KEY_LIFE`].
         pub const MAX_KEY_AGE: Duration = Duration::from_secs(600);
+        /// Keys not fetched again for this long are no longer trusted: whoever keeps the
+        /// service from the issuer's keys (to keep a withdrawn one in use) stops every token
+        /// instead. Longer than any access token lives.
+        pub const MAX_KEY_LIFE: Duration = Duration::from_secs(3600);
         /// The largest document fetched.
         const MAX_BODY: usize = 1 << 20;
 
@@ -231,6 +236,7 @@ pub fn oidc_module() -> TokenStream {
             /// When the keys held were fetched.
             loaded: Mutex<Instant>,
             max_age: Duration,
+            max_life: Duration,
         }
 
         /// The keys the guard verifies tokens with.
@@ -255,7 +261,7 @@ pub fn oidc_module() -> TokenStream {
                 Ok(KeySource {
                     keys: RwLock::new(keys),
                     // The first unknown key id may fetch at once (keys rotated at start-up).
-                    remote: Some(Remote { fetcher, jwks_uri, last_fetch: Mutex::new(None), loaded: Mutex::new(Instant::now()), max_age: MAX_KEY_AGE }),
+                    remote: Some(Remote { fetcher, jwks_uri, last_fetch: Mutex::new(None), loaded: Mutex::new(Instant::now()), max_age: MAX_KEY_AGE, max_life: MAX_KEY_LIFE }),
                 })
             }
 
@@ -263,6 +269,14 @@ pub fn oidc_module() -> TokenStream {
             pub fn with_max_key_age(mut self, max_age: Duration) -> Self {
                 if let Some(remote) = &mut self.remote {
                     remote.max_age = max_age;
+                }
+                self
+            }
+
+            /// The same, trusting keys not fetched again for at most `max_life` (tests).
+            pub fn with_max_key_life(mut self, max_life: Duration) -> Self {
+                if let Some(remote) = &mut self.remote {
+                    remote.max_life = max_life;
                 }
                 self
             }
@@ -293,9 +307,15 @@ pub fn oidc_module() -> TokenStream {
             /// issuer's keys again (at most once per [`REFRESH_INTERVAL`]) and tries once more.
             /// Keys older than [`MAX_KEY_AGE`] are fetched again first.
             pub async fn verify(&self, token: &str, now: u64) -> Result<Token, &'static str> {
-                let stale = self.remote.as_ref().is_some_and(|remote| remote.loaded.lock().is_ok_and(|at| at.elapsed() >= remote.max_age));
-                if stale {
+                let age = |remote: &Remote| remote.loaded.lock().map_or(Duration::MAX, |at| at.elapsed());
+                if self.remote.as_ref().is_some_and(|remote| age(remote) >= remote.max_age) {
                     self.refresh().await;
+                }
+                if let Some(remote) = &self.remote
+                    && age(remote) > remote.max_life
+                {
+                    tracing::error!(jwks_uri = remote.jwks_uri.as_str(), "issuer keys not fetched for too long; tokens refused");
+                    return Err("issuer keys too old");
                 }
                 match self.verify_now(token, now) {
                     Err("unknown key") if self.refresh().await => self.verify_now(token, now),

@@ -1059,6 +1059,20 @@ fn issuer_tests() -> TokenStream {
         }
 
         #[tokio::test]
+        async fn keys_the_issuer_cannot_be_asked_about_for_too_long_are_no_longer_trusted() {
+            let (url, pages, root, [k1, _]) = issuer(&["S256"]).await;
+            let fetcher = Fetcher::with_roots(&[root], true, &[]).expect("a fetcher");
+            let source = KeySource::from_issuer(fetcher, &url).await.expect("the issuer's keys");
+            // The keys can no longer be fetched (someone keeps the service from them): held
+            // keys serve while young, and none once older than their life.
+            pages.lock().expect("pages").answers.insert("/jwks".into(), (503, String::new()));
+            let source = source.with_max_key_age(std::time::Duration::ZERO);
+            assert!(source.verify(&token(&k1, "k1"), identity::now()).await.is_ok(), "young keys serve");
+            let source = source.with_max_key_life(std::time::Duration::ZERO);
+            assert_eq!(source.verify(&token(&k1, "k1"), identity::now()).await, Err("issuer keys too old"));
+        }
+
+        #[tokio::test]
         async fn an_issuer_without_pkce_s256_is_refused_at_start() {
             let (url, _, root, _) = issuer(&["plain"]).await;
             let fetcher = Fetcher::with_roots(&[root], true, &[]).expect("a fetcher");
