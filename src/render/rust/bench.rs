@@ -194,7 +194,7 @@ fn measure(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
         let (pkcs8, jwks) = server::identity::dev::generate("bench").expect("a key pair");
         let keys = server::identity::Keys::from_jwks(&jwks).expect("the JWKS");
         // The route classes' budgets would throttle the benchmark's own requests.
-        let unthrottled = server::guard::ClassLimits { public: None, sensitive: None, standard: None };
+        let unthrottled = server::guard::ClassLimits { public: None, sensitive: None, standard: None, unauthenticated: None };
         let auth = std::sync::Arc::new(server::authz::Authority::new(keys, db.app.clone()).expect("the policies").with_rate_limits(unthrottled));
         let state = server::AppState { db: db.app.clone(), auth: auth.clone() };
         let app = server::router(state.clone());
@@ -478,7 +478,7 @@ fn isolation(resource: &Resource, api: &Ident) -> TokenStream {
         let (pkcs8, jwks) = server::identity::dev::generate("bench").expect("a key pair");
         let keys = server::identity::Keys::from_jwks(&jwks).expect("the JWKS");
         // The route classes' budgets would throttle the load itself.
-        let unthrottled = server::guard::ClassLimits { public: None, sensitive: None, standard: None };
+        let unthrottled = server::guard::ClassLimits { public: None, sensitive: None, standard: None, unauthenticated: None };
         let auth = std::sync::Arc::new(server::authz::Authority::new(keys, pool.clone()).expect("the policies").with_rate_limits(unthrottled));
         let state = server::AppState { db: pool.clone(), auth: auth.clone() };
         let scopes: Vec<String> = server::OPERATIONS.iter().filter_map(|op| op.scope).map(str::to_owned).collect();

@@ -585,11 +585,16 @@ fn guard() -> TokenStream {
             pub public: Option<(u32, u32)>,
             pub sensitive: Option<(u32, u32)>,
             pub standard: Option<(u32, u32)>,
+            /// Requests to a non-public operation refused for want of a valid token: one
+            /// budget per client address over every operation (tokens are checked, and the
+            /// refusals logged, for free no longer).
+            pub unauthenticated: Option<(u32, u32)>,
         }
 
         impl ClassLimits {
-            /// `defaults`, overridden by `RATE_LIMIT_PUBLIC`, `RATE_LIMIT_SENSITIVE` and
-            /// `RATE_LIMIT_STANDARD` (`REQUESTS/SECONDS`, e.g. `60/60`, or `off`).
+            /// `defaults`, overridden by `RATE_LIMIT_PUBLIC`, `RATE_LIMIT_SENSITIVE`,
+            /// `RATE_LIMIT_STANDARD` and `RATE_LIMIT_UNAUTHENTICATED` (`REQUESTS/SECONDS`,
+            /// e.g. `60/60`, or `off`).
             pub fn from_env(defaults: ClassLimits) -> Result<ClassLimits, String> {
                 let read = |name: &str, default: Option<(u32, u32)>| -> Result<Option<(u32, u32)>, String> {
                     let Ok(value) = std::env::var(name) else { return Ok(default) };
@@ -606,6 +611,7 @@ fn guard() -> TokenStream {
                     public: read("RATE_LIMIT_PUBLIC", defaults.public)?,
                     sensitive: read("RATE_LIMIT_SENSITIVE", defaults.sensitive)?,
                     standard: read("RATE_LIMIT_STANDARD", defaults.standard)?,
+                    unauthenticated: read("RATE_LIMIT_UNAUTHENTICATED", defaults.unauthenticated)?,
                 })
             }
 
@@ -627,6 +633,8 @@ fn guard() -> TokenStream {
         pub struct Guard {
             operation: &'static Operation,
             limiter: Budget,
+            /// The budget of refusals for want of a valid token, per client address.
+            unauthenticated: Budget,
             auth: Arc<Authority>,
             checks: Arc<AtomicUsize>,
         }
@@ -701,6 +709,8 @@ fn guard() -> TokenStream {
             public: Budget,
             /// The same of the standard route class.
             standard: Budget,
+            /// Refusals for want of a valid token, per client address, over every operation.
+            unauthenticated: Budget,
             auth: Arc<Authority>,
         }
 
@@ -709,7 +719,8 @@ fn guard() -> TokenStream {
             pub fn new(auth: Arc<Authority>) -> Self {
                 let limits = auth.rate_limits;
                 let (sensitive, public, standard) = (limiter(limits.sensitive), limiter(limits.public), limiter(limits.standard));
-                GuardedRouter { paths: BTreeMap::new(), registered: Vec::new(), routes: Vec::new(), previous: &[], guards: BTreeMap::new(), sensitive, public, standard, auth }
+                let unauthenticated = limiter(limits.unauthenticated);
+                GuardedRouter { paths: BTreeMap::new(), registered: Vec::new(), routes: Vec::new(), previous: &[], guards: BTreeMap::new(), sensitive, public, standard, unauthenticated, auth }
             }
 
             /// The same, also serving each operation registered from now on under the
@@ -733,7 +744,7 @@ fn guard() -> TokenStream {
                     (None, RouteClass::Sensitive) => self.sensitive.clone(),
                     (None, RouteClass::Public) => self.public.clone(),
                 };
-                let guard = Guard { operation, limiter: budget, auth: self.auth.clone(), checks: Arc::default() };
+                let guard = Guard { operation, limiter: budget, unauthenticated: self.unauthenticated.clone(), auth: self.auth.clone(), checks: Arc::default() };
                 let Some(filter) = method_filter(operation) else {
                     return self;
                 };
@@ -852,7 +863,12 @@ fn guard() -> TokenStream {
 
         /// Counts `key` against the operation's rate limit; a 429 when it is over.
         fn throttle(guard: &Guard, operation: &Operation, key: String) -> Option<Response> {
-            let limiter = guard.limiter.as_ref()?;
+            charge(guard, &guard.limiter, operation, key)
+        }
+
+        /// Counts `key` against `budget`; a 429 when it is over.
+        fn charge(guard: &Guard, budget: &Budget, operation: &Operation, key: String) -> Option<Response> {
+            let limiter = budget.as_ref()?;
             let refused = limiter.check_key(&key).err().map(|not_until| {
                 let wait = not_until.wait_time_from(DefaultClock::default().now());
                 tracing::warn!(operation = operation.id, client = key.as_str(), outcome = "throttled", "request refused");
@@ -867,28 +883,33 @@ fn guard() -> TokenStream {
             refused
         }
 
+        /// The client's address as the server sees it, for budgets per address: an IPv6
+        /// client per /64 (which one host can rotate through). Behind a proxy every client
+        /// shares the proxy's; forwarded headers are not trusted unless a proxy layer is
+        /// added for them.
+        fn client(request: &Request) -> String {
+            let client = request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
+            // A dual-stack socket shows IPv4 clients as `::ffff:a.b.c.d`: each its own.
+            match client {
+                IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                    Some(v4) => v4.to_string(),
+                    None => format!("{:x?}", &v6.segments()[..4]),
+                },
+                IpAddr::V4(v4) => v4.to_string(),
+            }
+        }
+
         /// The guard in front of every handler: authentication, scope and throttling.
         pub async fn authorize(State(guard): State<Guard>, mut request: Request, next: Next) -> Response {
             let operation = guard.operation;
             // The handler authorizes the row against the operation checked here, never another.
             request.extensions_mut().insert(Current(operation));
             if operation.public {
-                // Public: throttled per client address (an IPv6 client per /64, which one
-                // host can rotate through). Behind a proxy every client shares its budget;
-                // forwarded headers are not trusted unless a proxy layer is added for them.
-                let client = request
-                    .extensions()
-                    .get::<ConnectInfo<SocketAddr>>()
-                    .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
-                // A dual-stack socket shows IPv4 clients as `::ffff:a.b.c.d`: each its own.
-                let client = match client {
-                    IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                        Some(v4) => v4.to_string(),
-                        None => format!("{:x?}", &v6.segments()[..4]),
-                    },
-                    IpAddr::V4(v4) => v4.to_string(),
-                };
-                if let Some(refused) = throttle(&guard, operation, client) {
+                // Public: throttled per client address.
+                if let Some(refused) = throttle(&guard, operation, client(&request)) {
                     return refused;
                 }
                 return next.run(request).await;
@@ -902,13 +923,20 @@ fn guard() -> TokenStream {
                 .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
                 .map(|(_, token)| token);
             let Some(bearer) = bearer else {
+                if let Some(refused) = charge(&guard, &guard.unauthenticated, operation, client(&request)) {
+                    return refused;
+                }
                 tracing::info!(operation = operation.id, outcome = "unauthenticated", "request refused");
                 return Problem::unauthorized().into_response();
             };
             let token = match guard.auth.keys.verify(bearer.trim(), identity::now()).await {
                 Ok(token) => token,
                 Err(reason) => {
-                    // Logged, not stored: refusals before authentication must not fill the database.
+                    // Throttled per client address, logged, not stored: refusals before
+                    // authentication must not fill the database, nor cost without end.
+                    if let Some(refused) = charge(&guard, &guard.unauthenticated, operation, client(&request)) {
+                        return refused;
+                    }
                     tracing::info!(operation = operation.id, reason, outcome = "invalid_token", "request refused");
                     return Problem::invalid_token().into_response();
                 }
@@ -2196,6 +2224,8 @@ fn routes(app: &App) -> TokenStream {
             public: Some((#public_requests, #public_secs)),
             sensitive: Some((#sensitive_requests, #sensitive_secs)),
             standard: Some((#standard_requests, #standard_secs)),
+            // Refusals for want of a valid token, per client address.
+            unauthenticated: Some((120, 60)),
         };
 
         /// Earlier API versions still served, deprecated, until the spec retires them: the

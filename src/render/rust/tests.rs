@@ -101,7 +101,7 @@ pub fn render_tests(
         /// throttled: a test's caller makes more of a class's calls than a minute's budget
         /// (the rate-limit tests set limits of their own; operations' own limits stay).
         fn router_on(pool: sqlx::PgPool) -> axum::Router {
-            router_limited(pool, server::guard::ClassLimits { public: None, sensitive: None, standard: None })
+            router_limited(pool, server::guard::ClassLimits { public: None, sensitive: None, standard: None, unauthenticated: None })
         }
 
         /// The same, with other rate limits for the route classes.
@@ -437,7 +437,7 @@ pub fn render_tests(
         #[tokio::test]
         async fn a_route_class_is_one_budget_per_caller() {
             use server::guard::RouteClass;
-            let limits = server::guard::ClassLimits { public: Some((3, 60)), sensitive: Some((2, 60)), standard: Some((4, 60)) };
+            let limits = server::guard::ClassLimits { public: Some((3, 60)), sensitive: Some((2, 60)), standard: Some((4, 60)), unauthenticated: None };
             let token = signed(&dev::claims("user-1", uuid::Uuid::now_v7(), &all_scopes(), &["mfa"], identity::now(), 60));
             for class in [RouteClass::Sensitive, RouteClass::Public, RouteClass::Standard] {
                 let members: Vec<&server::guard::Operation> = OPERATIONS.iter().copied().filter(|op| op.class == class && op.rate_limit.is_none()).collect();
@@ -465,11 +465,31 @@ pub fn render_tests(
             }
         }
 
+        /// Requests refused for want of a valid token (none, or one that fails) share one
+        /// budget per client address over every operation.
+        #[tokio::test]
+        async fn refusals_for_want_of_a_valid_token_are_throttled_per_address() {
+            let Some((op, path)) = guarded_operation() else { return };
+            let limits = server::guard::ClassLimits { public: None, sensitive: None, standard: None, unauthenticated: Some((3, 60)) };
+            let app = router_limited(lazy_pool(), limits);
+            let guarded: Vec<&server::guard::Operation> = OPERATIONS.iter().copied().filter(|o| !o.public).collect();
+            for (n, other) in guarded.iter().cycle().take(3).enumerate() {
+                let path = other.path.replace("{id}", "0190a0b0-0000-7000-8000-000000000001");
+                let token = (n % 2 == 1).then_some("not.a.token");
+                let status = call_on(&app, other.method, &path, token).await.status();
+                assert_eq!(status, StatusCode::UNAUTHORIZED, "{} within the budget", other.id);
+            }
+            let response = call_on(&app, op.method, &path, None).await;
+            assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS, "{} past the budget", op.id);
+            assert!(is_problem(&response));
+            assert!(response.headers().contains_key(header::RETRY_AFTER));
+        }
+
         #[tokio::test]
         async fn rate_limited_operations_answer_429_with_retry_after() {
             // Small limits for the route classes, so that their operations are throttled
             // within the test too; an operation's own limit comes first.
-            let limits = server::guard::ClassLimits { public: Some((3, 60)), sensitive: Some((2, 60)), standard: Some((4, 60)) };
+            let limits = server::guard::ClassLimits { public: Some((3, 60)), sensitive: Some((2, 60)), standard: Some((4, 60)), unauthenticated: None };
             for op in OPERATIONS {
                 let Some((requests, _)) = limits.of(op) else {
                     panic!("{} is not throttled", op.id);
@@ -1309,7 +1329,7 @@ fn builtin_tests(app: &App) -> TokenStream {
                 });
                 if let Some(environment) = unlocked {
                     let keys = Keys::from_jwks(&test_key().1).expect("the test JWKS loads");
-                    let unthrottled = server::guard::ClassLimits { public: None, sensitive: None, standard: None };
+                    let unthrottled = server::guard::ClassLimits { public: None, sensitive: None, standard: None, unauthenticated: None };
                     let auth = Authority::new(keys, db.app.clone()).expect("the policies load").with_rate_limits(unthrottled).in_environment(environment);
                     let app = server::router(server::AppState { db: db.app.clone(), auth: std::sync::Arc::new(auth) });
                     let lone = db.tenant("tenant c").await;
