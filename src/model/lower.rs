@@ -123,11 +123,8 @@ impl<'s> Lower<'s> {
     fn check_implicit_relations(&mut self, app: &App) {
         let implicit = crate::render::sql::implicit_relations(app);
         for (resource, (name, _)) in app.resources.iter().zip(&self.spec.resources) {
-            let others = implicit.get(&resource.table).into_iter().flatten();
-            if let Some((_, owner)) = others
-                .into_iter()
-                .find(|(table, _)| *table != resource.table)
-            {
+            let mut others = implicit.get(&resource.table).into_iter().flatten();
+            if let Some((_, owner)) = others.find(|(table, _)| *table != resource.table) {
                 self.error(
                     "name-collision",
                     format!(
@@ -1266,7 +1263,7 @@ impl<'s> Lower<'s> {
                 "its files (`con.rs`) could not be checked out on Windows",
                 listing(&WINDOWS_DEVICES),
             ))
-        } else if is_version_name(&names::snake(name)) {
+        } else if version_number(&names::snake(name)).is_some() {
             Some((
                 "API versions take these module names (`v1`)",
                 "`v` and a number".into(),
@@ -2150,12 +2147,6 @@ fn is_plain_token(text: &str) -> bool {
         && !text
             .chars()
             .any(|c| c.is_whitespace() || c.is_control() || names::is_invisible(c))
-}
-
-/// `v` and digits: an API version's module name.
-fn is_version_name(name: &str) -> bool {
-    name.strip_prefix('v')
-        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// `amr` values (RFC 8176) that show no second factor: knowledge a password already is,

@@ -184,13 +184,7 @@ pub fn render_permissions(
                     list(action.roles.iter().map(|r| markdown(r)))
                 },
                 scope: action.scope.as_deref().map_or("—".into(), markdown_code),
-                // As Cedar enforces it (printed from its syntax tree: a comment in the
-                // spec's text cannot show a rule that is not there).
-                condition: action
-                    .cedar_condition
-                    .as_deref()
-                    .or(action.condition.as_deref())
-                    .map_or("—".into(), markdown_code),
+                condition: enforced(action).map_or("—".into(), markdown_code),
                 mfa: mfa_note(&action.roles, &mfa_roles),
                 rate_limit: rate_limit(app, action.rate_limit, app.route_class(action)),
             });
@@ -243,7 +237,7 @@ pub fn render_permissions(
             let covered = coverage.iter().find(|c| c.operation == operation)?;
             Some(ConditionRow {
                 id: markdown(&operation),
-                condition: markdown_code(action.condition.as_deref()?),
+                condition: markdown_code(enforced(action)?),
                 check: match &covered.checked {
                     Ok(calls) => format!("{calls} calls"),
                     Err(why) => format!("**not checked**: {}", markdown(why)),
@@ -425,4 +419,13 @@ fn previous_rows(app: &App) -> Vec<PreviousRow<'_>> {
             }
         })
         .collect()
+}
+
+/// An action's condition as Cedar enforces it, printed from its syntax tree: a comment in
+/// the spec's text cannot show a rule that is not there.
+fn enforced(action: &crate::model::Action) -> Option<&str> {
+    action
+        .cedar_condition
+        .as_deref()
+        .or(action.condition.as_deref())
 }

@@ -260,10 +260,12 @@ pub fn server_module(app: &App, api: &Ident) -> Option<TokenStream> {
         /// second factor while the caller's token shows none: changing who holds such a
         /// role takes as much proof as holding it (the answer is the step-up challenge).
         pub fn needs_second_factor(principal: &Principal, from: &[String], to: &[String]) -> bool {
-            !principal.mfa
-                && crate::identity::MFA_ROLES
-                    .iter()
-                    .any(|role| from.iter().any(|r| r == role) != to.iter().any(|r| r == role))
+            !principal.mfa && crate::identity::MFA_ROLES.iter().any(|role| changes(role, from, to))
+        }
+
+        /// Whether going from `from` to `to` grants or takes away `role`.
+        fn changes(role: &str, from: &[String], to: &[String]) -> bool {
+            from.iter().any(|r| r == role) != to.iter().any(|r| r == role)
         }
 
         /// Why a change that would leave no member able to manage memberships is refused.
@@ -274,9 +276,8 @@ pub fn server_module(app: &App, api: &Ident) -> Option<TokenStream> {
         /// then changed only by the operator). The other holders' rows are locked until the
         /// change commits, so two admins removing each other at once cannot both succeed.
         async fn leaves_no_admin(conn: &mut sqlx::PgConnection, tenant: TenantId, member: &str, from: &[String], to: &[String], admins: &[&str], environment: &str) -> Result<bool, sqlx::Error> {
-            let (present, _) = self::environment(environment);
-            let admins: Vec<&str> = admins.iter().copied().filter(|role| present.contains(role)).collect();
-            let holds = |roles: &[String]| roles.iter().any(|role| admins.contains(&role.as_str()));
+            let admins = present(admins.iter().map(|role| (*role).to_owned()).collect(), environment);
+            let holds = |roles: &[String]| roles.iter().any(|role| admins.contains(role));
             if !holds(from) || holds(to) {
                 return Ok(false);
             }
@@ -294,7 +295,7 @@ pub fn server_module(app: &App, api: &Ident) -> Option<TokenStream> {
             let (_, locked) = self::environment(environment);
             locked
                 .into_iter()
-                .filter(|role| from.iter().any(|r| r == role) != to.iter().any(|r| r == role))
+                .filter(|role| changes(role, from, to))
                 .map(str::to_owned)
                 .collect()
         }

@@ -586,8 +586,8 @@ fn guard() -> TokenStream {
             pub sensitive: Option<(u32, u32)>,
             pub standard: Option<(u32, u32)>,
             /// Requests to a non-public operation refused for want of a valid token: one
-            /// budget per client address over every operation (tokens are checked, and the
-            /// refusals logged, for free no longer).
+            /// budget per client address over every operation (checking a token and logging
+            /// its refusal cost something, so repeating them is throttled).
             pub unauthenticated: Option<(u32, u32)>,
         }
 
