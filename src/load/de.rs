@@ -124,6 +124,8 @@ pub struct Error {
     entry: Option<usize>,
     /// The node (by address) where it failed.
     node: Option<usize>,
+    /// The required key whose absence it reports, if that is what it reports.
+    missing: Option<&'static str>,
 }
 
 impl fmt::Display for Error {
@@ -142,6 +144,7 @@ impl de::Error for Error {
             loc: None,
             entry: None,
             node: None,
+            missing: None,
         }
     }
 
@@ -157,6 +160,7 @@ impl de::Error for Error {
     fn missing_field(field: &'static str) -> Self {
         let mut error = Error::custom(format!("missing required key `{field}`"));
         error.help = Some(format!("add `{field}:` here"));
+        error.missing = Some(field);
         error
     }
 
@@ -219,6 +223,9 @@ struct Context {
     /// read as an empty value of the type asked for, so the rest of the spec is still
     /// read and checked (what follows from the stand-in at its place is not reported).
     poisoned: BTreeSet<usize>,
+    /// Required keys that an earlier pass found missing, by their mapping (its address):
+    /// each reads as a stand-in, so the next pass can find the mapping's other missing keys.
+    missing: BTreeSet<(usize, &'static str)>,
     /// The keys given a stand-in because their mapping lacked them.
     stood_in: RefCell<BTreeSet<&'static str>>,
 }
@@ -238,6 +245,10 @@ pub struct Structural<T> {
 pub fn from_node<T: for<'de> Deserialize<'de>>(root: &Node) -> Structural<T> {
     let mut skipped = BTreeSet::new();
     let mut poisoned = BTreeSet::new();
+    let mut missing = BTreeSet::new();
+    // Collection entries that lack a required key: read with stand-ins until every key
+    // they lack is known, then set aside like any other malformed entry.
+    let mut lacking = BTreeSet::new();
     // Every pass reports the unknown keys it saw; later passes skip the failed entries, so
     // the union over all passes is kept (without repeats).
     let mut problems: Vec<Diagnostic> = Vec::new();
@@ -247,6 +258,7 @@ pub fn from_node<T: for<'de> Deserialize<'de>>(root: &Node) -> Structural<T> {
         let context = Context {
             skipped: skipped.clone(),
             poisoned: poisoned.clone(),
+            missing: missing.clone(),
             ..Context::default()
         };
         let result = T::deserialize(NodeDe {
@@ -260,6 +272,7 @@ pub fn from_node<T: for<'de> Deserialize<'de>>(root: &Node) -> Structural<T> {
         }
         stood_in = context.stood_in.into_inner();
         match result {
+            Ok(_) if !lacking.is_subset(&skipped) => skipped.extend(lacking.iter().copied()),
             Ok(value) => break Some(value),
             Err(error) => {
                 let help = error
@@ -277,6 +290,13 @@ pub fn from_node<T: for<'de> Deserialize<'de>>(root: &Node) -> Structural<T> {
                     failures.push(failure);
                 }
                 match (error.entry, error.node) {
+                    (entry, Some(node))
+                        if let Some(key) = error.missing
+                            && missing.insert((node, key)) =>
+                    {
+                        lacking.extend(entry);
+                        continue;
+                    }
                     (Some(entry), _) if skipped.insert(entry) => continue,
                     (None, Some(node)) if poisoned.insert(node) => continue,
                     _ => break None,
@@ -540,18 +560,21 @@ impl<'de, 'a> Deserializer<'de> for NodeDe<'a> {
                 }
             }
         }
-        // A mapping that lacked a key (or was not a mapping) gets a stand-in for each key it
-        // lacks, so what it does hold, and the rest of the spec, are still read.
-        if self.poisoned() {
-            for field in fields {
-                if !known
+        // A mapping that was not one gets a stand-in for every key it lacks, and one that
+        // lacked required keys for each of those found so far (the next pass then finds the
+        // next), so what it does hold, and the rest of the spec, are still read.
+        let address = self.node as *const Node as usize;
+        let poisoned = self.poisoned();
+        for field in fields {
+            let stands_in = poisoned || self.cx.missing.contains(&(address, *field));
+            if stands_in
+                && !known
                     .iter()
                     .any(|(key, _)| matches!(&key.kind, Kind::Str(k) if k == field))
-                {
-                    let (key, value) = stand_in_entry(field);
-                    known.push((key, value));
-                    self.cx.stood_in.borrow_mut().insert(field);
-                }
+            {
+                let (key, value) = stand_in_entry(field);
+                known.push((key, value));
+                self.cx.stood_in.borrow_mut().insert(field);
             }
         }
         let map = Map {

@@ -223,6 +223,40 @@ mod tests {
     }
 
     #[test]
+    fn every_missing_key_of_a_mapping_is_reported() {
+        let source =
+            format!("{BASE}identity: {{}}\nresources:\n  a: {{}}\n  b: {{ description: x }}\n");
+        let loaded = load(&source);
+        let mut missing: Vec<_> = loaded
+            .problems
+            .iter()
+            .map(|d| (d.message.as_str(), d.location.map_or(0, |l| l.line)))
+            .collect();
+        missing.sort();
+        assert_eq!(
+            missing,
+            [
+                ("missing required key `actions`", 6),
+                ("missing required key `actions`", 7),
+                ("missing required key `audience`", 4),
+                ("missing required key `fields`", 6),
+                ("missing required key `fields`", 7),
+                ("missing required key `issuer`", 4),
+            ]
+        );
+        // Entries that lack keys are still set aside whole.
+        assert_eq!(
+            loaded
+                .set_aside
+                .iter()
+                .filter(|n| !n.starts_with('*'))
+                .collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert!(loaded.value.expect("spec").resources.is_empty());
+    }
+
+    #[test]
     fn unknown_keys_suggest_the_closest_name() {
         let loaded = load(&format!("{BASE}resourcez: {{}}\n"));
         let unknown = loaded

@@ -259,6 +259,7 @@ fn cargo_lock(crates: &Crates) -> String {
                 "cedar-policy",
                 "chrono",
                 "governor",
+                "ipnet",
                 "jsonwebtoken",
                 "rcgen",
                 "reqwest",

@@ -235,7 +235,11 @@ fn main(app: &App) -> TokenStream {
             // In production: the issuer's discovery document and keys, or no start at all.
             let keys = server::oidc::KeySource::from_environment().await?;
             let limits = server::guard::ClassLimits::from_env(server::routes::CLASS_LIMITS)?;
-            let auth = server::authz::Authority::new(keys, db.clone())?.in_environment(&environment()).with_rate_limits(limits);
+            let proxies = server::guard::trusted_proxies_from_env()?;
+            let auth = server::authz::Authority::new(keys, db.clone())?
+                .in_environment(&environment())
+                .with_rate_limits(limits)
+                .with_trusted_proxies(proxies);
             let app = server::router(server::AppState { db, auth: std::sync::Arc::new(auth) });
             // Peer addresses reach the guard's per-client rate limits.
             let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
@@ -531,6 +535,7 @@ fn guard() -> TokenStream {
         use axum::Router;
         use governor::clock::{Clock, DefaultClock};
         use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+        use ipnet::IpNet;
         use std::collections::BTreeMap;
         use std::net::{IpAddr, Ipv4Addr, SocketAddr};
         use std::num::NonZeroU32;
@@ -883,23 +888,65 @@ fn guard() -> TokenStream {
             refused
         }
 
-        /// The client's address as the server sees it, for budgets per address: an IPv6
-        /// client per /64 (which one host can rotate through). Behind a proxy every client
-        /// shares the proxy's; forwarded headers are not trusted unless a proxy layer is
-        /// added for them.
-        fn client(request: &Request) -> String {
-            let client = request
+        /// The client's address, for budgets per address: an IPv6 client per /64 (which one
+        /// host can rotate through). A request from a trusted proxy is from the client its
+        /// `X-Forwarded-For` names (see [`forwarded_client`]).
+        fn client(request: &Request, trusted: &[IpNet]) -> String {
+            let peer = request
                 .extensions()
                 .get::<ConnectInfo<SocketAddr>>()
                 .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
             // A dual-stack socket shows IPv4 clients as `::ffff:a.b.c.d`: each its own.
-            match client {
-                IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                    Some(v4) => v4.to_string(),
-                    None => format!("{:x?}", &v6.segments()[..4]),
-                },
+            match forwarded_client(peer, request.headers(), trusted) {
+                IpAddr::V6(v6) => format!("{:x?}", &v6.segments()[..4]),
                 IpAddr::V4(v4) => v4.to_string(),
             }
+        }
+
+        /// The address a request came from. From a peer that is not a trusted proxy
+        /// (`TRUSTED_PROXIES`; none by default), the peer: anyone can write
+        /// `X-Forwarded-For`. From a trusted proxy, `X-Forwarded-For` read from the right, where
+        /// each proxy appends the address it saw: the first address that is not itself a
+        /// trusted proxy. What lies to its left was written by the client, and is not believed.
+        pub fn forwarded_client(peer: IpAddr, headers: &axum::http::HeaderMap, trusted: &[IpNet]) -> IpAddr {
+            let trusts = |address: &IpAddr| trusted.iter().any(|net| net.contains(address));
+            let mut client = peer.to_canonical();
+            if !trusts(&client) {
+                return client;
+            }
+            let hops = headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .map(|value| value.to_str().unwrap_or_default())
+                .flat_map(|value| value.split(','))
+                .collect::<Vec<_>>();
+            for hop in hops.iter().rev().map(|hop| hop.trim()) {
+                // Some proxies write the port too (`a.b.c.d:port`, `[v6]:port`).
+                let address = hop.parse::<IpAddr>().or_else(|_| hop.parse::<SocketAddr>().map(|a| a.ip()));
+                // An entry that is no address ends the walk at the proxy that passed it on.
+                let Ok(address) = address else { break };
+                client = address.to_canonical();
+                if !trusts(&client) {
+                    break;
+                }
+            }
+            client
+        }
+
+        /// The trusted proxies of `TRUSTED_PROXIES`: addresses or networks (`10.0.0.0/8`),
+        /// separated by commas or spaces; none when unset.
+        pub fn trusted_proxies_from_env() -> Result<Vec<IpNet>, String> {
+            let Ok(value) = std::env::var("TRUSTED_PROXIES") else { return Ok(Vec::new()) };
+            value
+                .split([',', ' '])
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(|item| {
+                    item.parse::<IpNet>()
+                        .or_else(|_| item.parse::<IpAddr>().map(IpNet::from))
+                        .map_err(|_| format!("TRUSTED_PROXIES: `{item}` is not an address or a network (e.g. `10.0.0.0/8`)"))
+                })
+                .collect()
         }
 
         /// The guard in front of every handler: authentication, scope and throttling.
@@ -909,7 +956,7 @@ fn guard() -> TokenStream {
             request.extensions_mut().insert(Current(operation));
             if operation.public {
                 // Public: throttled per client address.
-                if let Some(refused) = throttle(&guard, operation, client(&request)) {
+                if let Some(refused) = throttle(&guard, operation, client(&request, &guard.auth.trusted_proxies)) {
                     return refused;
                 }
                 return next.run(request).await;
@@ -923,7 +970,7 @@ fn guard() -> TokenStream {
                 .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
                 .map(|(_, token)| token);
             let Some(bearer) = bearer else {
-                if let Some(refused) = charge(&guard, &guard.unauthenticated, operation, client(&request)) {
+                if let Some(refused) = charge(&guard, &guard.unauthenticated, operation, client(&request, &guard.auth.trusted_proxies)) {
                     return refused;
                 }
                 tracing::info!(operation = operation.id, outcome = "unauthenticated", "request refused");
@@ -934,7 +981,7 @@ fn guard() -> TokenStream {
                 Err(reason) => {
                     // Throttled per client address, logged, not stored: refusals before
                     // authentication must not fill the database, nor cost without end.
-                    if let Some(refused) = charge(&guard, &guard.unauthenticated, operation, client(&request)) {
+                    if let Some(refused) = charge(&guard, &guard.unauthenticated, operation, client(&request, &guard.auth.trusted_proxies)) {
                         return refused;
                     }
                     tracing::info!(operation = operation.id, reason, outcome = "invalid_token", "request refused");
@@ -1620,6 +1667,9 @@ fn authz() -> TokenStream {
             pub fetcher: crate::oidc::Fetcher,
             /// The rate limits of the route classes (the spec's, unless configured).
             pub rate_limits: crate::guard::ClassLimits,
+            /// Reverse proxies whose `X-Forwarded-For` names the client, for budgets per
+            /// client address (`TRUSTED_PROXIES`; none by default).
+            pub trusted_proxies: Vec<ipnet::IpNet>,
             schema: Schema,
             /// The schema's entity types by name, parsed once at start rather than twice per
             /// decision.
@@ -1684,6 +1734,7 @@ fn authz() -> TokenStream {
                     environment: "production".into(),
                     fetcher,
                     rate_limits: crate::routes::CLASS_LIMITS,
+                    trusted_proxies: Vec::new(),
                     schema,
                     types,
                     by_operation,
@@ -1703,6 +1754,12 @@ fn authz() -> TokenStream {
             /// The same, with other rate limits for the route classes.
             pub fn with_rate_limits(mut self, limits: crate::guard::ClassLimits) -> Self {
                 self.rate_limits = limits;
+                self
+            }
+
+            /// The same, believing `X-Forwarded-For` from these proxies.
+            pub fn with_trusted_proxies(mut self, proxies: Vec<ipnet::IpNet>) -> Self {
+                self.trusted_proxies = proxies;
                 self
             }
 

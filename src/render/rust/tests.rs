@@ -485,6 +485,64 @@ pub fn render_tests(
             assert!(response.headers().contains_key(header::RETRY_AFTER));
         }
 
+        /// `X-Forwarded-For` names the client only when a trusted proxy sent it, read from the
+        /// right: what the client wrote itself (to the left) is never believed.
+        #[test]
+        fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
+            let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().expect("a network"), "2001:db8::1".parse::<std::net::IpAddr>().expect("an address").into()];
+            let client = |peer: &str, forwarded: &[&str]| {
+                let mut headers = axum::http::HeaderMap::new();
+                for value in forwarded {
+                    headers.append("x-forwarded-for", value.parse().expect("a header value"));
+                }
+                server::guard::forwarded_client(peer.parse().expect("an address"), &headers, &trusted).to_string()
+            };
+            // Not from a trusted proxy: the peer, whatever the header says.
+            assert_eq!(client("192.0.2.1", &["203.0.113.9"]), "192.0.2.1");
+            // From one: the first address, from the right, that is not a trusted proxy.
+            assert_eq!(client("10.0.0.1", &["203.0.113.9"]), "203.0.113.9");
+            assert_eq!(client("10.0.0.1", &["198.51.100.1, 203.0.113.9, 10.0.0.2"]), "203.0.113.9");
+            assert_eq!(client("10.0.0.1", &["198.51.100.1", "203.0.113.9:4711"]), "203.0.113.9");
+            assert_eq!(client("::ffff:10.0.0.1", &["203.0.113.9"]), "203.0.113.9");
+            assert_eq!(client("2001:db8::1", &["[2001:db8::7]:443"]), "2001:db8::7");
+            // Only proxies: the one furthest out; no header, or nothing readable: the peer.
+            assert_eq!(client("10.0.0.1", &["10.0.0.3, 10.0.0.2"]), "10.0.0.3");
+            assert_eq!(client("10.0.0.1", &[]), "10.0.0.1");
+            assert_eq!(client("10.0.0.1", &["203.0.113.9, unknown"]), "10.0.0.1");
+        }
+
+        /// Behind a trusted proxy each client draws on a budget of its own; a client that
+        /// writes `X-Forwarded-For` itself still draws on its own address's.
+        #[tokio::test]
+        async fn clients_behind_a_trusted_proxy_have_budgets_of_their_own() {
+            let Some((op, path)) = guarded_operation() else { return };
+            let limits = server::guard::ClassLimits { public: None, sensitive: None, standard: None, unauthenticated: Some((1, 60)) };
+            let keys = Keys::from_jwks(&test_key().1).expect("the test JWKS loads");
+            let pool = lazy_pool();
+            let auth = Authority::new(keys, pool.clone())
+                .expect("the policies load")
+                .with_rate_limits(limits)
+                .with_trusted_proxies(vec!["10.0.0.0/8".parse().expect("a network")]);
+            let app = server::router(server::AppState { db: pool, auth: std::sync::Arc::new(auth) });
+            let from = |peer: &str, forwarded: &str| {
+                let mut request = Request::builder()
+                    .method(Method::from_bytes(op.method.as_bytes()).expect("valid method"))
+                    .uri(&path)
+                    .header("x-forwarded-for", forwarded)
+                    .body(Body::empty())
+                    .expect("valid request");
+                let address = std::net::SocketAddr::new(peer.parse().expect("an address"), 40_000);
+                request.extensions_mut().insert(axum::extract::ConnectInfo(address));
+                app.clone().oneshot(request)
+            };
+            let status = |response: Result<axum::response::Response, std::convert::Infallible>| response.expect("the router answers").status();
+            assert_eq!(status(from("10.0.0.1", "198.51.100.7").await), StatusCode::UNAUTHORIZED);
+            assert_eq!(status(from("10.0.0.1", "198.51.100.7").await), StatusCode::TOO_MANY_REQUESTS, "{}", op.id);
+            assert_eq!(status(from("10.0.0.1", "198.51.100.8").await), StatusCode::UNAUTHORIZED, "a second client behind the proxy");
+            assert_eq!(status(from("192.0.2.9", "198.51.100.9").await), StatusCode::UNAUTHORIZED);
+            assert_eq!(status(from("192.0.2.9", "198.51.100.10").await), StatusCode::TOO_MANY_REQUESTS, "a header the client wrote");
+        }
+
         #[tokio::test]
         async fn rate_limited_operations_answer_429_with_retry_after() {
             // Small limits for the route classes, so that their operations are throttled
