@@ -58,7 +58,7 @@ pub enum OutputFormat {
 #[derive(clap::Args, Debug)]
 pub struct BranchArgs {
     /// The branch that holds bulwark's generations (e.g. `bulwark/generated`).
-    #[arg(long)]
+    #[arg(long, requires = "git", conflicts_with = "out")]
     branch: Option<String>,
     /// A folder of the branch to generate into (default: its root).
     #[arg(long, requires = "branch")]

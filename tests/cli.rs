@@ -577,8 +577,12 @@ fn foreign_file_refuses_first_generation_and_nothing_is_written() {
     assert_same_tree(&before, &snapshot(&out), "refused first generation");
     assert_eq!(files_of(&snapshot(&out)), ["README.md"]);
 
-    // --force takes the file over.
-    generate_json(&spec("tracker.yaml"), &out, &["--force"]).expect_code(EXIT_OK);
+    // Nor does --force take it over: it is not bulwark's to overwrite.
+    generate_json(&spec("tracker.yaml"), &out, &["--force"]).expect_code(EXIT_REFUSED);
+    assert_same_tree(&before, &snapshot(&out), "forced first generation");
+    // Moved away, it is generated.
+    fs::remove_file(&readme).unwrap();
+    generate_json(&spec("tracker.yaml"), &out, &[]).expect_code(EXIT_OK);
     let text = fs::read_to_string(&readme).unwrap();
     assert!(text.contains("@generated"), "{text}");
     assert!(
@@ -873,6 +877,23 @@ fn check_without_a_branch_is_a_usage_error_naming_the_flag() {
     ]);
     run.expect_code(EXIT_USAGE_OR_IO);
     assert!(run.stderr.contains("--branch"), "{}", run.stderr);
+}
+
+#[test]
+fn a_branch_beside_out_is_a_usage_error_not_ignored() {
+    let tmp = tempdir();
+    let out = tmp.path().join("out");
+    let run = bulwark([
+        OsStr::new("generate"),
+        spec("tracker.yaml").as_os_str(),
+        OsStr::new("--out"),
+        out.as_os_str(),
+        OsStr::new("--branch"),
+        OsStr::new("generated"),
+    ]);
+    run.expect_code(EXIT_USAGE_OR_IO);
+    assert!(run.stderr.contains("--branch"), "{}", run.stderr);
+    assert!(!out.exists());
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! Snapshots of every generated file of every example spec, under `snapshots/`. The suite
 //! fails on a changed, pending (`.snap.new`) or unreferenced snapshot, without cargo-insta:
 //! review a change with `INSTA_UPDATE=always cargo test --test snapshots` and `git diff`.
+//! The manifest is snapshotted too (the rustfmt version it records left out): the tables and
+//! API shapes in it drive the next generation's migration and deprecated versions.
 
 #![allow(clippy::unwrap_used)]
 
@@ -9,6 +11,7 @@ use std::path::Path;
 
 const EXAMPLES: [&str; 3] = ["ledgerly", "tracker", "hostile"];
 
+/// The files of `spec`'s first generation, with its manifest under its own path.
 fn generate(spec: &str) -> bulwark::render::FileSet {
     let path = format!("specs/{spec}.yaml");
     let source =
@@ -20,6 +23,17 @@ fn generate(spec: &str) -> bulwark::render::FileSet {
     };
     let mut files = bulwark::render::render(&app, &options).unwrap();
     bulwark::format::format_rust(&mut files, None).unwrap();
+    let manifest = bulwark::emit::Manifest::new(
+        &files,
+        bulwark::emit::sha256(source.as_bytes()),
+        options.generator_version.clone(),
+        "rustfmt (left out)".into(),
+        bulwark::render::sql::schema(&app),
+        bulwark::versions::recorded(&app),
+    );
+    files
+        .files
+        .insert(bulwark::emit::MANIFEST.into(), manifest.to_json());
     files
 }
 

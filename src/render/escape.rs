@@ -15,10 +15,17 @@ pub fn sql_unquote(name: &str) -> String {
         .unwrap_or_else(|| name.to_owned())
 }
 
-/// A PostgreSQL string literal. `E''` syntax is never used, so backslashes are plain; the
-/// quote is doubled, and NUL (which PostgreSQL rejects in text) is dropped.
+/// A PostgreSQL string literal: the quote doubled, NUL (which PostgreSQL rejects in text)
+/// dropped. Text with a backslash is written `E'...'` with the backslash doubled too: in a
+/// plain literal a backslash is plain only while `standard_conforming_strings` is on (a
+/// database or role can turn it off, and `\'` would then end the literal).
 pub fn sql_literal(text: &str) -> String {
-    format!("'{}'", text.replace('\0', "").replace('\'', "''"))
+    let text = text.replace('\0', "").replace('\'', "''");
+    if text.contains('\\') {
+        format!("E'{}'", text.replace('\\', "\\\\"))
+    } else {
+        format!("'{text}'")
+    }
 }
 
 /// A dollar-quoted PostgreSQL function body whose tag does not occur in `body`, so nothing
@@ -91,7 +98,7 @@ fn code_span(text: &str) -> String {
 /// set `doctest = false`), nothing that rustdoc would read as HTML or an intra-doc link.
 /// Single backticks stay: an inline code span cannot run anything.
 pub fn rust_doc(text: &str) -> String {
-    let line = one_line(text).replace("```", "'''");
+    let line = one_line(text).replace("```", "'''").replace("~~~", "'''");
     let mut out = String::with_capacity(line.len());
     for c in line.chars() {
         match c {
@@ -135,6 +142,9 @@ mod tests {
             sql_literal("'); DROP TABLE x; --"),
             "'''); DROP TABLE x; --'"
         );
+        // A backslash cannot end the literal whatever `standard_conforming_strings` says.
+        assert_eq!(sql_literal(r"a\'; x"), r"E'a\\''; x'");
+        assert_eq!(sql_literal(r"\"), r"E'\\'");
     }
 
     #[test]
@@ -161,5 +171,7 @@ mod tests {
         let out = rust_doc("```rust\nfn evil() {}\n```");
         assert!(!out.contains("```"));
         assert!(!out.contains('\n'));
+        let out = rust_doc("~~~~rust\ncompile_error!(\"ran\");\n~~~");
+        assert!(!out.contains("~~~"), "{out}");
     }
 }

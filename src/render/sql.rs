@@ -14,6 +14,8 @@ struct Context<'a> {
     /// The first migration: the header and the service's own tables too.
     system: bool,
     tables: Vec<Table>,
+    /// What `migrate` grants the app role on each of the service's own tables, by name.
+    grants: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Serialize)]
@@ -300,6 +302,10 @@ pub fn tables_sql(
         app: crate::render::escape::one_line(&app.name).replace("--", "- -"),
         system,
         tables: resources.iter().map(|r| table(app, r)).collect(),
+        grants: crate::render::rust::grants::table_privileges(app)
+            .into_iter()
+            .map(|(table, privileges)| (super::escape::sql_unquote(&table), privileges.join(", ")))
+            .collect(),
     };
     templates::render("migration_init.sql", &context)
 }
@@ -554,16 +560,26 @@ fn one_of(text: &str) -> Option<(CheckPart, &str)> {
     let mut values = std::collections::BTreeSet::new();
     loop {
         let mut value = String::new();
-        let mut chars = rest.strip_prefix('\'')?.char_indices();
+        // `E'...'` when the value holds a backslash, written doubled.
+        let (escaped, quoted) = match rest.strip_prefix('E') {
+            Some(r) => (true, r),
+            None => (false, rest),
+        };
+        let open = rest.len() - quoted.len() + 1;
+        let mut chars = quoted.strip_prefix('\'')?.char_indices();
         let end = loop {
             let (i, c) = chars.next()?;
-            if c != '\'' {
+            let after = open + i + c.len_utf8();
+            if escaped && c == '\\' {
+                rest[after..].starts_with('\\').then(|| value.push('\\'))?;
+                chars.next();
+            } else if c != '\'' {
                 value.push(c);
-            } else if rest[1 + i + 1..].starts_with('\'') {
+            } else if rest[after..].starts_with('\'') {
                 value.push('\'');
                 chars.next();
             } else {
-                break 1 + i + 1;
+                break after;
             }
         };
         values.insert(value);
@@ -625,6 +641,14 @@ mod tests {
             Some("\"name\" >= -6")
         ));
         assert!(!loosened("\"name\" >= -5", Some("\"name\" >= -4")));
+        assert!(loosened(
+            "\"name\" IN (E'a\\\\b', 'é')",
+            Some("\"name\" IN (E'a\\\\b', 'c', 'é')")
+        ));
+        assert!(!loosened(
+            "\"name\" IN (E'a\\\\b', 'c')",
+            Some("\"name\" IN (E'a\\\\b')")
+        ));
         assert!(loosened(
             "\"name\" IN ('a', 'it''s', 'x AND y')",
             Some("\"name\" IN ('a', 'b', 'it''s', 'x AND y')")

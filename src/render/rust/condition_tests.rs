@@ -286,6 +286,23 @@ impl Plan<'_> {
             quote!(#key => { #delete(conn, tenant, id).await.expect("a delete"); })
         });
         let listed = self.calls_of(Call::List).then(listed_fn);
+        // A refused create must leave no row behind: the rows counted around each create.
+        let stored_rows = self.calls_of(Call::Create).then(|| {
+            let arms = self.varied.iter().map(|(resource, _)| {
+                let key = super::tests::ids_key(resource);
+                let list = super::server::store_fn(api, resource, "list");
+                quote!(#key => #list(conn, tenant, None, 1000).await.expect("a list").items.len(),)
+            });
+            quote! {
+                /// How many rows of `resource` the tenant holds.
+                async fn stored_rows(conn: &mut sqlx::PgConnection, resource: &str, tenant: TenantId) -> usize {
+                    match resource {
+                        #(#arms)*
+                        other => panic!("no conditions of {other}"),
+                    }
+                }
+            }
+        });
         let variants = Call::ALL
             .iter()
             .filter(|call| self.calls_of(**call))
@@ -342,6 +359,8 @@ impl Plan<'_> {
             const CONDITIONS: &[ConditionCase] = &[#(#cases),*];
 
             #listed
+
+            #stored_rows
 
             /// A sample row of `resource` with the `varied` fields set to their values at
             /// `values`, its principal fields naming `owner`, as JSON input; and its id once
@@ -884,8 +903,13 @@ impl Plan<'_> {
             },
             Call::Create => quote! {
                 Call::Create => {
+                    let mut conn = db.pool.acquire().await.expect("a connection");
+                    let before = stored_rows(&mut conn, case.resource, tenant).await;
                     let (status, body) = send(&app, case.method, case.path, &token, Some(input)).await;
                     created = body["id"].as_str().and_then(|id| id.parse().ok());
+                    if status != StatusCode::CREATED {
+                        assert_eq!(stored_rows(&mut conn, case.resource, tenant).await, before, "{} refused ({status}), yet a row was stored", case.id);
+                    }
                     status.as_u16()
                 }
             },

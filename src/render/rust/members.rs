@@ -368,6 +368,17 @@ pub fn server_module(app: &App, api: &Ident) -> Option<TokenStream> {
             ))
         }
 
+        /// Refuses a change that would leave the tenant without a member able to manage its
+        /// memberships (409), recorded like any other refusal.
+        async fn refuse_last_admin(state: &AppState, principal: &Principal, operation: &Operation, subject: &str) -> Problem {
+            let event = Event::of(principal, operation, "Membership", Some(subject.to_owned()), Outcome::Denied, true)
+                .with_detail(serde_json::json!({ "reason": "leaves_no_admin" }));
+            if let Err(error) = event.record(&state.db).await {
+                tracing::error!(error = %error, "refusal not recorded");
+            }
+            Problem::conflict(LAST_ADMIN)
+        }
+
         #(#handlers)*
 
         #domain_helpers
@@ -482,7 +493,7 @@ fn grant_handler(op: &Ident, api: &Ident) -> TokenStream {
             }
             if leaves_no_admin(&mut tx, principal.tenant, &member, &from, &roles, #op.roles, &state.auth.environment).await? {
                 tx.rollback().await?;
-                return Err(Problem::conflict(LAST_ADMIN));
+                return Err(refuse_last_admin(&state, &principal, &#op, &member).await);
             }
             let membership = upsert(&mut tx, principal.tenant, &member, &roles).await?;
             let event = Event::of(&principal, &#op, "Membership", Some(member.clone()), Outcome::Allowed, true)
@@ -518,7 +529,7 @@ fn remove_handler(op: &Ident) -> TokenStream {
             }
             if leaves_no_admin(&mut tx, principal.tenant, &member, &stored.roles, &[], #op.roles, &state.auth.environment).await? {
                 tx.rollback().await?;
-                return Err(Problem::conflict(LAST_ADMIN));
+                return Err(refuse_last_admin(&state, &principal, &#op, &member).await);
             }
             sqlx::query("DELETE FROM \"memberships\" WHERE \"tenant_id\" = $1 AND \"subject\" = $2")
                 .bind(principal.tenant.id())

@@ -1023,9 +1023,12 @@ fn guard() -> TokenStream {
                 detail: serde_json::json!({ "reason": reason }),
             };
             // Sessions revoked (a role change, a password change, a risk signal) end every
-            // token issued until then; one presented after is in the trail.
+            // token issued until then; one presented after is in the trail: a member's in the
+            // tenant's, where its admins see a stolen token replayed, anyone else's in the
+            // system trail.
             if standing.revoked_at.is_some_and(|at| i64::try_from(token.issued_at).unwrap_or(i64::MAX) <= at.timestamp()) {
-                return refuse(&guard, &unestablished("session_revoked"), Problem::invalid_token()).await;
+                let event = Event { tenant: standing.roles.is_some().then_some(tenant), ..unestablished("session_revoked") };
+                return refuse(&guard, &event, Problem::invalid_token()).await;
             }
             let Some(roles) = standing.roles else {
                 return refuse(&guard, &unestablished("not_a_member"), Problem::forbidden()).await;

@@ -188,12 +188,11 @@ pub fn render_tests(
             assert!(is_problem(&response));
             assert!(!response.headers().contains_key(header::WWW_AUTHENTICATE), "{}", challenge(&response));
             // The media type RFC 9068 also allows.
-            let mut claims = dev::claims("user-1", uuid::Uuid::now_v7(), &all_scopes(), &["mfa"], now, 60);
+            let mut claims = dev::claims("user-1", tenant.id(), &all_scopes(), &["mfa"], now, 60);
             claims["sub"] = "user-2".into();
             let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
             h.typ = Some("application/at+jwt".into());
             h.kid = Some("test".into());
-            claims[identity::TENANT_CLAIM] = tenant.id().to_string().into();
             let token = jsonwebtoken::encode(&h, &claims, &jsonwebtoken::EncodingKey::from_ec_der(&test_key().0)).expect("token");
             let response = call_on(&app, op.method, &path, Some(&token)).await;
             assert_eq!(response.status(), StatusCode::FORBIDDEN);
@@ -213,6 +212,17 @@ pub fn render_tests(
                 .await
                 .expect("the event of the last request");
             assert_eq!(actor, "user-2");
+            // A token for a tenant that does not exist is refused the same way.
+            let unknown = uuid::Uuid::now_v7();
+            let token = signed(&dev::claims("user-1", unknown, &all_scopes(), &["mfa"], now, 60));
+            let response = call_on(&app, op.method, &path, Some(&token)).await;
+            assert_eq!(response.status(), StatusCode::FORBIDDEN, "{}: an unknown tenant", op.id);
+            let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM \"system_audit_events\" WHERE \"outcome\" = 'denied' AND \"resource_id\" = $1 AND \"detail\" ->> 'reason' = 'not_a_member'")
+                .bind(unknown.to_string())
+                .fetch_one(&db.pool)
+                .await
+                .expect("count events");
+            assert_eq!(count, 1, "the refusal for an unknown tenant is stored");
             db.drop().await;
         }
 
@@ -236,8 +246,9 @@ pub fn render_tests(
             let response = call_on(&app, op.method, &path, Some(&before)).await;
             assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
             assert!(challenge(&response).contains("invalid_token"));
-            // The revoked session's use is in the system trail.
-            let (stored,): (i64,) = sqlx::query_as("SELECT count(*) FROM \"system_audit_events\" WHERE \"actor\" = 'user-1' AND \"detail\" ->> 'reason' = 'session_revoked'")
+            // The revoked session's use is in the tenant's trail (the caller is a member).
+            let (stored,): (i64,) = sqlx::query_as("SELECT count(*) FROM \"audit_events\" WHERE \"tenant_id\" = $1 AND \"actor\" = 'user-1' AND \"detail\" ->> 'reason' = 'session_revoked'")
+                .bind(tenant.id())
                 .fetch_one(&db.pool)
                 .await
                 .expect("count refusals");
@@ -395,6 +406,49 @@ pub fn render_tests(
 
         fn is_problem(response: &axum::response::Response) -> bool {
             response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) == Some("application/problem+json")
+        }
+
+        /// A body that is not JSON, or not the input's shape, a body of another media type, an
+        /// id that is no id and a query that does not parse: each answered as problem+json by
+        /// the handler's extractors, past the guard.
+        #[tokio::test]
+        async fn malformed_requests_are_answered_as_problem_json() {
+            let db = TestDb::create().await;
+            let tenant = db.tenant("tenant a").await;
+            db.member(tenant, "user-1", ALL_ROLES).await;
+            let app = router_on(db.app.clone());
+            let token = signed(&dev::claims("user-1", tenant.id(), &all_scopes(), &["mfa"], identity::now(), 60));
+            let guarded = |method: &str, by_id: bool| OPERATIONS.iter().find(|op| !op.public && op.method == method && op.path.contains('{') == by_id);
+            let answer = |method: &str, path: String, media: &str, body: &'static str| {
+                let request = Request::builder()
+                    .method(Method::from_bytes(method.as_bytes()).expect("valid method"))
+                    .uri(path)
+                    .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                    .header(header::CONTENT_TYPE, media)
+                    .body(Body::from(body))
+                    .expect("valid request");
+                app.clone().oneshot(request)
+            };
+            let mut cases = Vec::new();
+            if let Some(op) = guarded("POST", false) {
+                cases.push((op.id, answer("POST", op.path.to_owned(), "application/json", "{").await, StatusCode::BAD_REQUEST));
+                cases.push((op.id, answer("POST", op.path.to_owned(), "application/json", "[]").await, StatusCode::UNPROCESSABLE_ENTITY));
+                cases.push((op.id, answer("POST", op.path.to_owned(), "text/plain", "{}").await, StatusCode::UNSUPPORTED_MEDIA_TYPE));
+            }
+            if let Some(op) = guarded("GET", true) {
+                let path = op.path.split('{').next().map(|head| format!("{head}not-an-id")).expect("a path");
+                cases.push((op.id, answer("GET", path, "application/json", "").await, StatusCode::NOT_FOUND));
+            }
+            if let Some(op) = guarded("GET", false) {
+                cases.push((op.id, answer("GET", format!("{}?limit=many", op.path), "application/json", "").await, StatusCode::BAD_REQUEST));
+            }
+            assert!(!cases.is_empty(), "no guarded operation to send malformed requests to");
+            for (id, response, expected) in cases {
+                let response = response.expect("the router answers");
+                assert_eq!(response.status(), expected, "{id}");
+                assert!(is_problem(&response), "{id}: {expected}");
+            }
+            db.drop().await;
         }
 
         #[tokio::test]
@@ -1397,6 +1451,12 @@ fn builtin_tests(app: &App) -> TokenStream {
                     assert_eq!(status, StatusCode::CONFLICT, "the last admin removed, in {environment}: {body}");
                     let (status, body) = send(&app, "PUT", &member("lone"), &token, Some(serde_json::json!({"roles": []}))).await;
                     assert_eq!(status, StatusCode::CONFLICT, "the last admin's role taken, in {environment}: {body}");
+                    let (refusals,): (i64,) = sqlx::query_as("SELECT count(*) FROM \"audit_events\" WHERE \"tenant_id\" = $1 AND \"actor\" = 'lone' AND \"outcome\" = 'denied' AND \"detail\" ->> 'reason' = 'leaves_no_admin'")
+                        .bind(lone.id())
+                        .fetch_one(&db.pool)
+                        .await
+                        .expect("count refusals");
+                    assert_eq!(refusals, 2, "both refusals are in the trail");
                 }
 
                 // Someone who is no member, repeating a request on a route without a rate
@@ -1779,7 +1839,7 @@ fn audit_test(app: &App, api: &proc_macro2::Ident) -> TokenStream {
                 assert_eq!(response.status(), StatusCode::FORBIDDEN);
                 let mut conn = db.pool.acquire().await.expect("a connection");
                 let page = #list(&mut conn, tenant, None, 100).await.expect("list");
-                assert_eq!(page.items.len(), 1, "the refused create was rolled back");
+                assert_eq!(page.items.len(), 1, "the refused create stored nothing");
                 let (outcome,): (String,) = sqlx::query_as("SELECT \"outcome\" FROM \"audit_events\" WHERE \"tenant_id\" = $1 AND \"request_id\" = 'req-refused' AND \"actor\" = 'refused'")
                     .bind(tenant.id())
                     .fetch_one(&db.pool)
