@@ -42,9 +42,12 @@ pub fn compile_with(
     // A value of the wrong type or a missing key was read as an empty one so the rest could
     // be checked: what lowering then finds at its place (or at none, for a missing key)
     // follows from it, and is not reported again.
+    // So does what it finds wrong with an entry as a whole that held such a value.
     let misread: Vec<(u32, u32)> = diagnostics
         .iter()
-        .filter_map(|d| d.location.map(|l| (l.line, l.column)))
+        .filter_map(|d| d.location)
+        .chain(loaded.misread_entries.iter().copied())
+        .map(|l| (l.line, l.column))
         .collect();
     let stood_in = !diagnostics.is_empty();
     let app = loaded.value.and_then(|spec| {

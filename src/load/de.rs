@@ -1,9 +1,11 @@
 //! A serde deserializer over the located YAML tree that keeps going after a mistake.
 //!
-//! Unknown keys are reported and skipped without failing. A wrong type fails only the
-//! entry of the nearest user-named collection (one resource, one field, one action): the
-//! problem is recorded, that entry is set aside and deserialization runs again, so one spec
-//! run reports every structural mistake, not just the first. `Located<T>` values carry their
+//! Unknown keys are reported and skipped without failing. A value of the wrong type is
+//! recorded and read, in the next pass, as an empty stand-in of the type asked for, so the
+//! rest of its entry and of the spec are still checked; a missing key likewise, one pass per
+//! key. Where a stand-in cannot stand for the value, the entry of the nearest user-named
+//! collection (one resource, one field, one action) is set aside instead. So one spec run
+//! reports every structural mistake, not just the first. `Located<T>` values carry their
 //! position so later stages can point back into the spec.
 
 use super::node::{Kind, Node};
@@ -239,6 +241,9 @@ pub struct Structural<T> {
     /// Names of the collection entries set aside as malformed: they were reported here, so
     /// later stages do not report references to them as undefined.
     pub set_aside: BTreeSet<String>,
+    /// Where the collection entries are named that hold a value read as a stand-in: what
+    /// later stages find wrong with such an entry as a whole follows from the stand-in.
+    pub misread_entries: Vec<Loc>,
 }
 
 /// Deserializes `T` from `root`, collecting every structural problem.
@@ -249,6 +254,9 @@ pub fn from_node<T: for<'de> Deserialize<'de>>(root: &Node) -> Structural<T> {
     // Collection entries that lack a required key: read with stand-ins until every key
     // they lack is known, then set aside like any other malformed entry.
     let mut lacking = BTreeSet::new();
+    // Collection entries holding a value of the wrong type, read as a stand-in so the rest
+    // of the entry is still checked (set aside instead if the stand-in fails too).
+    let mut misread = BTreeSet::new();
     // Every pass reports the unknown keys it saw; later passes skip the failed entries, so
     // the union over all passes is kept (without repeats).
     let mut problems: Vec<Diagnostic> = Vec::new();
@@ -297,6 +305,12 @@ pub fn from_node<T: for<'de> Deserialize<'de>>(root: &Node) -> Structural<T> {
                         lacking.extend(entry);
                         continue;
                     }
+                    (Some(entry), Some(node))
+                        if !lacking.contains(&entry) && poisoned.insert(node) =>
+                    {
+                        misread.insert(entry);
+                        continue;
+                    }
                     (Some(entry), _) if skipped.insert(entry) => continue,
                     (None, Some(node)) if poisoned.insert(node) => continue,
                     _ => break None,
@@ -318,10 +332,29 @@ pub fn from_node<T: for<'de> Deserialize<'de>>(root: &Node) -> Structural<T> {
                 .map(|key| format!("*{key}")),
         )
         .collect();
+    let misread_entries = misread
+        .difference(&skipped)
+        .filter_map(|&entry| loc_at(root, entry))
+        .collect();
     Structural {
         value,
         problems,
         set_aside,
+        misread_entries,
+    }
+}
+
+/// Where the node at `address` (a key, a value or a list item) stands, somewhere in `node`.
+fn loc_at(node: &Node, address: usize) -> Option<Loc> {
+    if std::ptr::eq(node, address as *const Node) {
+        return Some(node.loc);
+    }
+    match &node.kind {
+        Kind::Map(entries) => entries
+            .iter()
+            .find_map(|(key, value)| loc_at(key, address).or_else(|| loc_at(value, address))),
+        Kind::Seq(items) => items.iter().find_map(|item| loc_at(item, address)),
+        _ => None,
     }
 }
 

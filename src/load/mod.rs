@@ -1,7 +1,8 @@
 //! Stage 1, load: spec text → `spec::Spec`, with every structural problem located.
 //!
 //! YAML syntax errors stop loading at the first one (the rest of the file cannot be read
-//! reliably); unknown keys and wrong types are all collected (see `de`).
+//! reliably); a key repeated in a mapping, unknown keys and wrong types are all collected
+//! (see `de`).
 
 mod de;
 mod node;
@@ -19,11 +20,14 @@ pub fn load(source: &str) -> Structural<Spec> {
         value: None,
         problems: vec![diagnostic],
         set_aside: Default::default(),
+        misread_entries: Vec::new(),
     };
-    let root = match parse_yaml(source) {
+    let mut root = match parse_yaml(source) {
         Ok(root) => root,
         Err(diagnostic) => return failed(diagnostic),
     };
+    let mut repeated = Vec::new();
+    drop_repeated_keys(&mut root, &mut repeated);
     if root.kind == Kind::Null {
         let diagnostic = Diagnostic::new("empty-spec", "the spec is empty", Loc::default())
             .help("run `bulwark init` for a commented starter spec");
@@ -41,7 +45,51 @@ pub fn load(source: &str) -> Structural<Spec> {
         .help("a spec starts with `bulwark: 1`, then `app:`, `api:` and `resources:`");
         return failed(diagnostic);
     }
-    de::from_node::<Spec>(&root)
+    let mut loaded = de::from_node::<Spec>(&root);
+    loaded.problems.splice(0..0, repeated);
+    loaded
+}
+
+/// Removes every later entry of a key a mapping repeats, anywhere in `node`, reporting each
+/// at its place: the first one is read, and the rest of the spec is still checked.
+fn drop_repeated_keys(node: &mut Node, problems: &mut Vec<Diagnostic>) {
+    match &mut node.kind {
+        Kind::Map(entries) => {
+            let mut first: std::collections::HashMap<String, Loc> = Default::default();
+            entries.retain(|(key, _)| {
+                let Kind::Str(name) = &key.kind else {
+                    return true;
+                };
+                match first.get(name) {
+                    None => {
+                        first.insert(name.clone(), key.loc);
+                        true
+                    }
+                    Some(kept) => {
+                        problems.push(
+                            Diagnostic::new(
+                                "duplicate-key",
+                                format!("the key `{name}` appears twice in the same mapping"),
+                                key.loc,
+                            )
+                            .help(format!(
+                                "the first, on line {}, is the one read: remove or rename this one",
+                                kept.line
+                            )),
+                        );
+                        false
+                    }
+                }
+            });
+            for (_, value) in entries {
+                drop_repeated_keys(value, problems);
+            }
+        }
+        Kind::Seq(items) => items
+            .iter_mut()
+            .for_each(|item| drop_repeated_keys(item, problems)),
+        _ => {}
+    }
 }
 
 /// Parses YAML text into a located tree; the first syntax error is returned located.
@@ -56,6 +104,8 @@ pub fn parse_yaml(source: &str) -> Result<Node, Diagnostic> {
     let mut options = serde_saphyr::Options::default();
     options.strict_booleans = true;
     options.with_snippet = false;
+    // Repeated keys reach the tree, where they are reported with everything else.
+    options.duplicate_keys = serde_saphyr::options::DuplicateKeyPolicy::PassThrough;
     serde_saphyr::from_str_with_options::<Node>(source, options).map_err(|error| {
         // The snippet is placed from line and column: the parser's byte span is not always
         // set for syntax errors.
@@ -136,11 +186,6 @@ fn budget_message(breach: &serde_saphyr::budget::BudgetBreach) -> String {
 fn syntax_message(raw: &str) -> String {
     let first = raw.lines().next().unwrap_or("invalid YAML").trim();
     let first = first.split(" at line ").next().unwrap_or(first);
-    // The parser's advice is for programs embedding it, not for the spec's author.
-    if let Some(key) = first.strip_prefix("duplicate mapping key: ") {
-        let key = key.split(", set DuplicateKeyPolicy").next().unwrap_or(key);
-        return format!("invalid YAML: the key `{key}` appears twice in the same mapping");
-    }
     format!("invalid YAML: {}", first.trim_end_matches('.'))
 }
 
@@ -201,12 +246,21 @@ mod tests {
     }
 
     #[test]
-    fn malformed_entries_are_set_aside_by_name() {
+    fn a_wrong_value_in_an_entry_is_read_as_a_stand_in() {
         let source =
             format!("{BASE}roles:\n  admin: {{ mfa: requird }}\n  member: {{}}\nresources: {{}}\n");
         let loaded = load(&source);
-        assert_eq!(loaded.set_aside.iter().collect::<Vec<_>>(), ["admin"]);
-        assert_eq!(loaded.value.expect("spec").roles.len(), 1);
+        // The entry is kept (the rest of it is still checked), its misread part marked.
+        assert_eq!(loaded.set_aside.iter().collect::<Vec<_>>(), ["*mfa"]);
+        assert_eq!(
+            loaded
+                .misread_entries
+                .iter()
+                .map(|l| (l.line, l.column))
+                .collect::<Vec<_>>(),
+            [(5, 3)]
+        );
+        assert_eq!(loaded.value.expect("spec").roles.len(), 2);
     }
 
     #[test]
