@@ -4,7 +4,7 @@
 
 use super::{enum_type, ident, input_type, is_input, server};
 use crate::model::{ActionKind, App, FieldType, Resource};
-use proc_macro2::TokenStream;
+use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote};
 
 use crate::render::{FileSet, RenderError};
@@ -1551,9 +1551,98 @@ fn builtin_tests(app: &App) -> TokenStream {
     if builtins.is_empty() {
         return TokenStream::new();
     }
+    let matrix = builtin_matrix(app);
     quote! {
         #members
         #machines
+        #matrix
+    }
+}
+
+/// The role × operation matrix of the built-in routes members call: each role alone, with
+/// and without a second factor, expected from the spec's `tenancy.admins`, the roles'
+/// `mfa` and the production role templates (computed here, not by the generated policies).
+fn builtin_matrix(app: &App) -> TokenStream {
+    let calls: Vec<TokenStream> = app
+        .builtin_operations()
+        .into_iter()
+        .filter(|op| !op.roles.is_empty())
+        .map(|op| {
+            // Requests that pass the guard without changing what the next one finds: no
+            // claimed domain is verified (nothing is fetched), no member's roles change.
+            let path = op
+                .path
+                .replace("{subject}", "matrix-subject")
+                .replace("{domain}", "unclaimed.example");
+            let body = match op.id {
+                "membership.grant" => r#"{"roles":[]}"#,
+                "domain.add" => r#"{"domain":"matrix.example"}"#,
+                "session.revoke" => r#"{"subject":"matrix-subject"}"#,
+                _ => "",
+            };
+            let (id, method) = (op.id, op.method);
+            quote!((#id, #method, #path, #body))
+        })
+        .collect();
+    let Some(admins) = app.admins.as_ref().filter(|_| !calls.is_empty()) else {
+        return TokenStream::new();
+    };
+    let production = app.environments.iter().find(|e| e.name == "production");
+    let expectations = app.roles.iter().flat_map(|role| {
+        let counts = admins.roles.contains(&role.name)
+            && production.is_none_or(|env| env.roles.contains(&role.name));
+        [false, true].map(|mfa| {
+            let expected = Literal::u16_unsuffixed(match (counts, role.mfa_required && !mfa) {
+                (true, false) => 200,
+                (true, true) => 401,
+                (false, _) => 403,
+            });
+            let name = role.name.as_str();
+            quote!((#name, #mfa, #expected))
+        })
+    });
+    quote! {
+        /// Each built-in route members call, for a member holding each role alone, with and
+        /// without a second factor: past the guard (200 here: any answer but a refusal)
+        /// where the role is one of `tenancy.admins` that counts, the step-up challenge
+        /// where it would count with a second factor, else 403. Expected from the spec,
+        /// not from the policies.
+        #[tokio::test]
+        async fn built_in_routes_answer_every_role_as_the_spec_says() {
+            const CALLS: &[(&str, &str, &str, &str)] = &[#(#calls),*];
+            const EXPECTED: &[(&str, bool, u16)] = &[#(#expectations),*];
+            let db = TestDb::create().await;
+            let tenant = db.tenant("tenant a").await;
+            let app = router_on(db.app.clone());
+            for (role, mfa, expected) in EXPECTED {
+                let caller = format!("matrix-{role}-{mfa}");
+                db.member(tenant, &caller, &[*role]).await;
+                let amr: &[&str] = if *mfa { &["mfa"] } else { &[] };
+                let token = signed(&dev::claims(&caller, tenant.id(), &all_scopes(), amr, identity::now(), 60));
+                for (id, method, path, body) in CALLS {
+                    let mut request = Request::builder()
+                        .method(Method::from_bytes(method.as_bytes()).expect("valid method"))
+                        .uri(*path)
+                        .header(header::AUTHORIZATION, format!("Bearer {token}"));
+                    if !body.is_empty() {
+                        request = request.header(header::CONTENT_TYPE, "application/json");
+                    }
+                    let request = request.body(Body::from(*body)).expect("valid request");
+                    let response = app.clone().oneshot(request).await.expect("the router answers");
+                    let status = response.status();
+                    let case = format!("{id} by {role}, second factor: {mfa}: {status}");
+                    match expected {
+                        200 => assert!(status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN && !status.is_server_error(), "{case}"),
+                        401 => {
+                            assert_eq!(status, StatusCode::UNAUTHORIZED, "{case}");
+                            assert!(challenge(&response).contains("insufficient_user_authentication"), "{case}");
+                        }
+                        _ => assert_eq!(status, StatusCode::FORBIDDEN, "{case}"),
+                    }
+                }
+            }
+            db.drop().await;
+        }
     }
 }
 
