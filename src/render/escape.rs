@@ -167,6 +167,14 @@ mod tests {
     }
 
     #[test]
+    fn toml_strings_cannot_end_early() {
+        let out = toml_string("a\"b\\c]\n[x]\u{7}");
+        assert_eq!(out, r#""a\"b\\c]\n[x]\u0007""#);
+        let parsed: toml::Table = format!("k = {out}").parse().expect("the line parses");
+        assert_eq!(parsed["k"].as_str(), Some("a\"b\\c]\n[x]\u{7}"));
+    }
+
+    #[test]
     fn doc_text_has_no_fences() {
         let out = rust_doc("```rust\nfn evil() {}\n```");
         assert!(!out.contains("```"));
