@@ -65,6 +65,7 @@ pub fn diff(old: &App, new: &App) -> Report {
     identity(old, new, &mut security);
     permissions(old, new, &mut security);
     payments(old, new, &mut security);
+    threats(old, new, &mut security);
     versions(old, new, &mut api);
     routes(old, new, &mut api);
     fields(old, new, &mut api);
@@ -124,6 +125,11 @@ fn quotable(app: &App) -> App {
                 for variant in variants.iter_mut() {
                     variant.value = q(&variant.value);
                 }
+            }
+        }
+        for threat in &mut resource.threats {
+            for text in [&mut threat.stride, &mut threat.risk, &mut threat.mitigation] {
+                *text = q(text);
             }
         }
         for action in &mut resource.actions {
@@ -1005,6 +1011,40 @@ fn route_set(app: &App) -> BTreeSet<String> {
 /// The versions served: the current one and those still served deprecated. A version no
 /// longer served breaks its clients unless the old spec had announced it (deprecated, with a
 /// sunset its clients were told of).
+/// Threat notes of resources in both specs: one removed is flagged (the threat model loses
+/// a risk and its mitigation); one added is listed.
+fn threats(old: &App, new: &App, out: &mut Vec<Change>) {
+    let show = |t: &crate::model::Threat| {
+        format!(
+            "{}: `{}` (mitigation: `{}`)",
+            t.stride, t.risk, t.mitigation
+        )
+    };
+    for resource in &new.resources {
+        let Some(before) = old.resources.iter().find(|r| r.name == resource.name) else {
+            continue;
+        };
+        let notes = |r: &Resource| r.threats.iter().map(show).collect::<BTreeSet<_>>();
+        let (was, now) = (notes(before), notes(resource));
+        for note in was.difference(&now) {
+            change(
+                out,
+                &resource.name,
+                format!("threat note removed: {note}"),
+                true,
+            );
+        }
+        for note in now.difference(&was) {
+            change(
+                out,
+                &resource.name,
+                format!("threat note added: {note}"),
+                false,
+            );
+        }
+    }
+}
+
 fn versions(old: &App, new: &App, out: &mut Vec<Change>) {
     let deprecated = |app: &App, version: &str| {
         app.deprecated_versions

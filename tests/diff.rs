@@ -599,3 +599,28 @@ fn payment_actions_scopes_and_currencies_are_compared() {
         "payments added: provider `stripe`, checkout of `invoice.total` by redirect",
     );
 }
+
+#[test]
+fn a_removed_threat_note_is_flagged_and_an_added_one_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = write(dir.path(), "old.yaml", &ledgerly());
+    let removed = ledgerly().replacen(
+        "      - stride: information_disclosure\n        risk: customer contact data read by another agency\n        mitigation: tenant-scoped table under forced row-level security\n",
+        "      - stride: spoofing\n        risk: a customer record made up\n        mitigation: only members create them\n",
+        1,
+    );
+    assert_ne!(removed, ledgerly());
+    let found = security_changes(dir.path(), &old, &removed);
+    assert_flagged(
+        &found,
+        "customer",
+        "threat note removed: Information disclosure: `customer contact data read by another agency`",
+    );
+    assert!(
+        found.iter().any(|(s, m, f)| s == "customer"
+            && m.starts_with("threat note added: Spoofing")
+            && !*f),
+        "{found:?}"
+    );
+    assert_eq!(found.len(), 2, "{found:?}");
+}
