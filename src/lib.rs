@@ -42,13 +42,26 @@ pub fn compile_with(
     // A value of the wrong type or a missing key was read as an empty one so the rest could
     // be checked: what lowering then finds at its place (or at none, for a missing key)
     // follows from it, and is not reported again.
-    // So does what it finds wrong with an entry as a whole that held such a value.
     let misread: Vec<(u32, u32)> = diagnostics
         .iter()
         .filter_map(|d| d.location)
-        .chain(loaded.misread_entries.iter().copied())
         .map(|l| (l.line, l.column))
         .collect();
+    // So does what it finds wrong with an entry as a whole that held such a value, except
+    // what the entry's name alone is wrong for.
+    let misread_entries: Vec<(u32, u32)> = loaded
+        .misread_entries
+        .iter()
+        .map(|l| (l.line, l.column))
+        .collect();
+    const NAME_CHECKS: [&str; 6] = [
+        "card-data",
+        "colliding-names",
+        "name-collision",
+        "invalid-name",
+        "reserved-name",
+        "reserved-path",
+    ];
     let stood_in = !diagnostics.is_empty();
     let app = loaded.value.and_then(|spec| {
         match model::lower(&spec, source, &loaded.set_aside, validated) {
@@ -56,7 +69,11 @@ pub fn compile_with(
             Err(semantic) => {
                 // (Lowering places every problem it finds: one at no place is a stand-in's.)
                 diagnostics.extend(semantic.into_iter().filter(|d| match d.location {
-                    Some(l) => !misread.contains(&(l.line, l.column)),
+                    Some(l) => {
+                        let at = (l.line, l.column);
+                        !misread.contains(&at)
+                            && (NAME_CHECKS.contains(&d.code) || !misread_entries.contains(&at))
+                    }
                     None => !stood_in,
                 }));
                 None
@@ -66,7 +83,8 @@ pub fn compile_with(
     match app {
         Some(app) if diagnostics.is_empty() => Ok(app),
         _ => {
-            diagnostics.sort_by_key(|d| d.location.map(|l| (l.line, l.column)));
+            // In the order of the spec; one about the whole spec (no place) last.
+            diagnostics.sort_by_key(|d| d.location.map(|l| (l.line, l.column)).ok_or(()));
             Err(Report::new(path, Arc::from(source), diagnostics))
         }
     }

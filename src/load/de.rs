@@ -3,9 +3,10 @@
 //! Unknown keys are reported and skipped without failing. A value of the wrong type is
 //! recorded and read, in the next pass, as an empty stand-in of the type asked for, so the
 //! rest of its entry and of the spec are still checked; a missing key likewise, one pass per
-//! key. Where a stand-in cannot stand for the value, the entry of the nearest user-named
-//! collection (one resource, one field, one action) is set aside instead. So one spec run
-//! reports every structural mistake, not just the first. `Located<T>` values carry their
+//! key. Where a stand-in cannot stand for the value, or would empty a list or mapping of a
+//! collection entry (an action's roles), the entry of the nearest user-named collection (one
+//! resource, one field, one action) is set aside instead. So one spec run reports every
+//! structural mistake, not just the first, up to [`MAX_STRUCTURAL_PROBLEMS`]. `Located<T>` values carry their
 //! position so later stages can point back into the spec.
 
 use super::node::{Kind, Node};
@@ -22,6 +23,11 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 
 const LOCATED: &str = "$bulwark::Located";
+
+/// Each pass finds one structural problem more, and a pass reads the whole spec: past this
+/// many, loading stops (with what it found), so a spec made of mistakes cannot hold the
+/// loader for minutes.
+pub const MAX_STRUCTURAL_PROBLEMS: usize = 100;
 
 /// A spec value together with where it was written.
 #[derive(Clone, Debug)]
@@ -221,15 +227,20 @@ struct Context {
     skipped: BTreeSet<usize>,
     /// Collection entries currently being deserialized, innermost last.
     entries: RefCell<Vec<usize>>,
-    /// Scalars outside any collection entry that an earlier pass found of the wrong type:
-    /// read as an empty value of the type asked for, so the rest of the spec is still
-    /// read and checked (what follows from the stand-in at its place is not reported).
+    /// Values that an earlier pass found of the wrong type: read as an empty value of the
+    /// type asked for, so the rest of the spec is still read and checked (what follows from
+    /// the stand-in at its place is not reported). Inside a collection entry only where the
+    /// stand-in is no emptied list or mapping (see `emptied`).
     poisoned: BTreeSet<usize>,
     /// Required keys that an earlier pass found missing, by their mapping (its address):
     /// each reads as a stand-in, so the next pass can find the mapping's other missing keys.
     missing: BTreeSet<(usize, &'static str)>,
-    /// The keys given a stand-in because their mapping lacked them.
+    /// The keys given a stand-in because their mapping lacked them (outside any entry).
     stood_in: RefCell<BTreeSet<&'static str>>,
+    /// Collection entries where a value of the wrong type would be read as an empty list or
+    /// mapping: set aside instead, since an emptied part (an action's roles, a resource's
+    /// fields) would make the checks report what follows from it.
+    emptied: RefCell<BTreeSet<usize>>,
 }
 
 /// What one structural pass over the tree found.
@@ -257,12 +268,27 @@ pub fn from_node<T: for<'de> Deserialize<'de>>(root: &Node) -> Structural<T> {
     // Collection entries holding a value of the wrong type, read as a stand-in so the rest
     // of the entry is still checked (set aside instead if the stand-in fails too).
     let mut misread = BTreeSet::new();
+    // (Values read as stand-ins inside entries: they define no section.)
+    let mut in_entries = BTreeSet::new();
     // Every pass reports the unknown keys it saw; later passes skip the failed entries, so
     // the union over all passes is kept (without repeats).
     let mut problems: Vec<Diagnostic> = Vec::new();
     let mut failures = Vec::new();
-    let mut stood_in;
+    let mut stood_in = BTreeSet::new();
+    let mut passes = 0;
     let value = loop {
+        passes += 1;
+        if passes > MAX_STRUCTURAL_PROBLEMS {
+            failures.push(Diagnostic {
+                code: "too-many-problems",
+                message: format!(
+                    "more than {MAX_STRUCTURAL_PROBLEMS} structural problems: the rest of the spec is not checked"
+                ),
+                location: None,
+                help: Some("fix the problems above and run again".into()),
+            });
+            break None;
+        }
         let context = Context {
             skipped: skipped.clone(),
             poisoned: poisoned.clone(),
@@ -279,6 +305,11 @@ pub fn from_node<T: for<'de> Deserialize<'de>>(root: &Node) -> Structural<T> {
             }
         }
         stood_in = context.stood_in.into_inner();
+        let emptied = context.emptied.into_inner();
+        if !emptied.is_subset(&skipped) {
+            skipped.extend(emptied);
+            continue;
+        }
         match result {
             Ok(_) if !lacking.is_subset(&skipped) => skipped.extend(lacking.iter().copied()),
             Ok(value) => break Some(value),
@@ -309,6 +340,7 @@ pub fn from_node<T: for<'de> Deserialize<'de>>(root: &Node) -> Structural<T> {
                         if !lacking.contains(&entry) && poisoned.insert(node) =>
                     {
                         misread.insert(entry);
+                        in_entries.insert(node);
                         continue;
                     }
                     (Some(entry), _) if skipped.insert(entry) => continue,
@@ -326,7 +358,7 @@ pub fn from_node<T: for<'de> Deserialize<'de>>(root: &Node) -> Structural<T> {
         .filter_map(|&entry| key_name(root, entry))
         .chain(
             poisoned
-                .iter()
+                .difference(&in_entries)
                 .filter_map(|&node| key_of_value(root, node))
                 .chain(stood_in.iter().map(|key| (*key).to_owned()))
                 .map(|key| format!("*{key}")),
@@ -420,6 +452,16 @@ impl<'a> NodeDe<'a> {
                 .cx
                 .poisoned
                 .contains(&(self.node as *const Node as usize))
+    }
+
+    /// Notes that this poisoned node, a value written in the spec, is read as an empty list
+    /// or mapping inside a collection entry (see `Context::emptied`).
+    fn emptied(&self) {
+        if self.node.loc.line != 0
+            && let Some(&entry) = self.cx.entries.borrow().last()
+        {
+            self.cx.emptied.borrow_mut().insert(entry);
+        }
     }
 
     fn expected(&self, what: &str) -> Error {
@@ -523,13 +565,16 @@ impl<'de, 'a> Deserializer<'de> for NodeDe<'a> {
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         match &self.node.kind {
-            _ if self.poisoned() => visitor
-                .visit_seq(Seq {
-                    items: [].iter(),
-                    de: &self,
-                    index: 0,
-                })
-                .map_err(|e| self.locate(e)),
+            _ if self.poisoned() => {
+                self.emptied();
+                visitor
+                    .visit_seq(Seq {
+                        items: [].iter(),
+                        de: &self,
+                        index: 0,
+                    })
+                    .map_err(|e| self.locate(e))
+            }
             Kind::Seq(items) => visitor
                 .visit_seq(Seq {
                     items: items.iter(),
@@ -551,9 +596,12 @@ impl<'de, 'a> Deserializer<'de> for NodeDe<'a> {
             Kind::Null => visitor
                 .visit_map(Map::collection(&[], &self))
                 .map_err(|e| self.locate(e)),
-            _ if self.poisoned() => visitor
-                .visit_map(Map::collection(&[], &self))
-                .map_err(|e| self.locate(e)),
+            _ if self.poisoned() => {
+                self.emptied();
+                visitor
+                    .visit_map(Map::collection(&[], &self))
+                    .map_err(|e| self.locate(e))
+            }
             _ => Err(self.expected("a mapping")),
         }
     }
@@ -567,7 +615,10 @@ impl<'de, 'a> Deserializer<'de> for NodeDe<'a> {
         let entries: &[(Node, Node)] = match &self.node.kind {
             Kind::Map(entries) => entries,
             Kind::Null => &[],
-            _ if self.poisoned() => &[],
+            _ if self.poisoned() => {
+                self.emptied();
+                &[]
+            }
             _ => return Err(self.expected("a mapping")),
         };
         let mut known = Vec::with_capacity(entries.len());
@@ -607,7 +658,9 @@ impl<'de, 'a> Deserializer<'de> for NodeDe<'a> {
             {
                 let (key, value) = stand_in_entry(field);
                 known.push((key, value));
-                self.cx.stood_in.borrow_mut().insert(field);
+                if self.cx.entries.borrow().is_empty() {
+                    self.cx.stood_in.borrow_mut().insert(field);
+                }
             }
         }
         let map = Map {

@@ -66,17 +66,19 @@ fn drop_repeated_keys(node: &mut Node, problems: &mut Vec<Diagnostic>) {
                         true
                     }
                     Some(kept) => {
-                        problems.push(
-                            Diagnostic::new(
-                                "duplicate-key",
-                                format!("the key `{name}` appears twice in the same mapping"),
-                                key.loc,
-                            )
-                            .help(format!(
-                                "the first, on line {}, is the one read: remove or rename this one",
-                                kept.line
-                            )),
-                        );
+                        let problem = Diagnostic::new(
+                            "duplicate-key",
+                            format!("the key `{name}` appears twice in the same mapping"),
+                            key.loc,
+                        )
+                        .help(format!(
+                            "the first, on line {}, is the one read: remove or rename this one",
+                            kept.line
+                        ));
+                        // (A mapping used through aliases is in the tree once per use.)
+                        if !problems.contains(&problem) {
+                            problems.push(problem);
+                        }
                         false
                     }
                 }
@@ -250,8 +252,9 @@ mod tests {
         let source =
             format!("{BASE}roles:\n  admin: {{ mfa: requird }}\n  member: {{}}\nresources: {{}}\n");
         let loaded = load(&source);
-        // The entry is kept (the rest of it is still checked), its misread part marked.
-        assert_eq!(loaded.set_aside.iter().collect::<Vec<_>>(), ["*mfa"]);
+        // The entry is kept (the rest of it is still checked) and its place noted; the value
+        // defines no section, so nothing is marked as read empty.
+        assert!(loaded.set_aside.is_empty(), "{:?}", loaded.set_aside);
         assert_eq!(
             loaded
                 .misread_entries
@@ -308,6 +311,18 @@ mod tests {
             ["a", "b"]
         );
         assert!(loaded.value.expect("spec").resources.is_empty());
+    }
+
+    #[test]
+    fn loading_stops_after_so_many_structural_problems() {
+        let resources: String = (0..60)
+            .map(|n| format!("  r{n}: {{ fields: {{ a: {{ type: int, max: x, pii: y }} }} }}\n"))
+            .collect();
+        let loaded = load(&format!("{BASE}resources:\n{resources}"));
+        assert!(loaded.value.is_none());
+        assert_eq!(loaded.problems.len(), de::MAX_STRUCTURAL_PROBLEMS + 1);
+        let last = loaded.problems.last().expect("problems");
+        assert_eq!((last.code, last.location), ("too-many-problems", None));
     }
 
     #[test]

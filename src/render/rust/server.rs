@@ -914,11 +914,13 @@ fn guard() -> TokenStream {
             if !trusts(&client) {
                 return client;
             }
+            // Each entry read on its own: a byte the client wrote that is no text must not hide
+            // the entries the proxies appended after it.
             let hops = headers
                 .get_all("x-forwarded-for")
                 .iter()
-                .map(|value| value.to_str().unwrap_or_default())
-                .flat_map(|value| value.split(','))
+                .flat_map(|value| value.as_bytes().split(|byte| *byte == b','))
+                .map(|hop| std::str::from_utf8(hop).unwrap_or_default())
                 .collect::<Vec<_>>();
             for hop in hops.iter().rev().map(|hop| hop.trim()) {
                 // Some proxies write the port too (`a.b.c.d:port`, `[v6]:port`).

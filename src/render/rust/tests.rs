@@ -563,6 +563,11 @@ pub fn render_tests(
             assert_eq!(client("10.0.0.1", &["10.0.0.3, 10.0.0.2"]), "10.0.0.3");
             assert_eq!(client("10.0.0.1", &[]), "10.0.0.1");
             assert_eq!(client("10.0.0.1", &["203.0.113.9, unknown"]), "10.0.0.1");
+            // A byte the client wrote that is no text hides nothing the proxy appended.
+            let mut headers = axum::http::HeaderMap::new();
+            headers.append("x-forwarded-for", axum::http::HeaderValue::from_bytes(b"\x80\xff, 203.0.113.9").expect("a header value"));
+            let found = server::guard::forwarded_client("10.0.0.1".parse().expect("an address"), &headers, &trusted);
+            assert_eq!(found.to_string(), "203.0.113.9");
         }
 
         /// Behind a trusted proxy each client draws on a budget of its own; a client that
