@@ -1,6 +1,7 @@
 //! Every spec in `specs/invalid/` states the diagnostics it must produce (`# expect: CODE
-//! LINE:COL` lines). Each must be reported exactly, with a non-zero exit, and nothing may be
-//! written.
+//! LINE:COL` lines), and may state words their messages must hold (`# message: TEXT` lines,
+//! written last so they move no line). Each must be reported exactly, with a non-zero exit,
+//! and nothing may be written.
 
 #![allow(clippy::unwrap_used)]
 
@@ -28,6 +29,16 @@ fn expectations(path: &Path) -> Expected {
         .collect();
     expected.sort();
     expected
+}
+
+/// The `# message:` texts of the spec at `path`: each must be part of some message.
+fn messages(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("# message: "))
+        .map(str::to_owned)
+        .collect()
 }
 
 fn invalid_specs() -> Vec<PathBuf> {
@@ -104,7 +115,18 @@ fn every_invalid_spec_is_reported_exactly_and_writes_nothing() {
                 .zip(&expected)
                 .all(|(g, e)| g.0 == e.0 && (e.1.is_none() || g.1 == e.1));
         if !matches {
-            failures.insert(name, format!("expected {expected:?}, got {got:?}"));
+            failures.insert(name.clone(), format!("expected {expected:?}, got {got:?}"));
+        }
+        let said: Vec<&str> = json["diagnostics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|d| d["message"].as_str())
+            .collect();
+        for text in messages(&file) {
+            if !said.iter().any(|m| m.contains(&text)) {
+                failures.insert(name.clone(), format!("no message says `{text}`: {said:?}"));
+            }
         }
         for diagnostic in json["diagnostics"].as_array().unwrap() {
             let message = diagnostic["message"].as_str().unwrap_or_default();
