@@ -10,8 +10,8 @@
 //! Regeneration adds new files and changes or removes only files the previous manifest
 //! lists. It refuses, unless forced, when one of those was edited by hand, and forced or not
 //! when a new file would overwrite a file bulwark did not generate; even forced, it never
-//! deletes a file edited by hand. It never writes through a symbolic link, and never touches `.git`,
-//! `target` or anything else it did not generate.
+//! deletes a file edited by hand. It never writes through a symbolic link, and never touches
+//! `.git`, `target` or anything else it did not generate.
 
 use crate::render::FileSet;
 use serde::{Deserialize, Serialize};

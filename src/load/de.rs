@@ -6,8 +6,8 @@
 //! key. Where a stand-in cannot stand for the value, or would empty a list or mapping of a
 //! collection entry (an action's roles), the entry of the nearest user-named collection (one
 //! resource, one field, one action) is set aside instead. So one spec run reports every
-//! structural mistake, not just the first, up to [`MAX_STRUCTURAL_PROBLEMS`]. `Located<T>` values carry their
-//! position so later stages can point back into the spec.
+//! structural mistake, not just the first, up to [`MAX_STRUCTURAL_PROBLEMS`]. `Located<T>`
+//! values carry their position so later stages can point back into the spec.
 
 use super::node::{Kind, Node};
 use crate::diagnostic::{Diagnostic, Loc, did_you_mean};

@@ -935,10 +935,14 @@ fn guard() -> TokenStream {
             client
         }
 
-        /// The trusted proxies of `TRUSTED_PROXIES`: addresses or networks (`10.0.0.0/8`),
-        /// separated by commas or spaces; none when unset.
+        /// The trusted proxies of `TRUSTED_PROXIES` (see [`trusted_proxies`]); none when unset.
         pub fn trusted_proxies_from_env() -> Result<Vec<IpNet>, String> {
-            let Ok(value) = std::env::var("TRUSTED_PROXIES") else { return Ok(Vec::new()) };
+            std::env::var("TRUSTED_PROXIES").map_or(Ok(Vec::new()), |value| trusted_proxies(&value))
+        }
+
+        /// Addresses or networks (`10.0.0.0/8`), separated by commas or spaces; an item that
+        /// is neither is an error naming it, so the server does not start on a typo.
+        pub fn trusted_proxies(value: &str) -> Result<Vec<IpNet>, String> {
             value
                 .split([',', ' '])
                 .map(str::trim)

@@ -543,7 +543,10 @@ pub fn render_tests(
         /// right: what the client wrote itself (to the left) is never believed.
         #[test]
         fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
-            let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().expect("a network"), "2001:db8::1".parse::<std::net::IpAddr>().expect("an address").into()];
+            let trusted = server::guard::trusted_proxies("10.0.0.0/8, 2001:db8::1").expect("the proxies parse");
+            assert_eq!(trusted.len(), 2);
+            let typo = server::guard::trusted_proxies("10.0.0.0/8,10.0.0.300").expect_err("no such address");
+            assert!(typo.contains("`10.0.0.300`"), "{typo}");
             let client = |peer: &str, forwarded: &[&str]| {
                 let mut headers = axum::http::HeaderMap::new();
                 for value in forwarded {
