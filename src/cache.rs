@@ -3,7 +3,9 @@
 //! (`rustfmt/`), lowering the resources whose policies validated (`policies/`). Everything
 //! in it is best effort: a cache that cannot be read or written only costs time. Entries
 //! unused for [`UNUSED_FOR`] are swept away ([`sweep`]), so the cache does not grow without
-//! end on a machine that generates for years.
+//! end on a machine that generates for years. (`locks/` holds one empty file per output
+//! directory, which generations into it lock in turn; it is never swept, since a lock file
+//! removed while held would let a second generation in.)
 
 use std::collections::BTreeSet;
 use std::io::Read;

@@ -61,7 +61,7 @@ pub struct BranchArgs {
     #[arg(long, requires = "git", conflicts_with = "out")]
     branch: Option<String>,
     /// A folder of the branch to generate into (default: its root).
-    #[arg(long, requires = "branch")]
+    #[arg(long, requires = "branch", conflicts_with = "out")]
     prefix: Option<String>,
 }
 
@@ -81,14 +81,14 @@ pub enum Command {
         #[command(flatten)]
         branch: BranchArgs,
         /// Commit author, `Name <email>` (default: the repository's user, else bulwark).
-        #[arg(long, requires = "git")]
+        #[arg(long, requires = "git", conflicts_with = "out")]
         author: Option<String>,
         /// Committer, `Name <email>` (default: the author).
-        #[arg(long, requires = "git")]
+        #[arg(long, requires = "git", conflicts_with = "out")]
         committer: Option<String>,
         /// Commit time in seconds since the epoch, for reproducible commits (default:
         /// `SOURCE_DATE_EPOCH`, else now).
-        #[arg(long, requires = "git", value_name = "SECONDS")]
+        #[arg(long, requires = "git", conflicts_with = "out", value_name = "SECONDS")]
         commit_time: Option<i64>,
         /// Overwrite generated files edited by hand (never a file bulwark did not generate);
         /// with `--git`, commit on top of a branch bulwark did not make.
@@ -264,11 +264,19 @@ pub fn run() -> ExitCode {
 /// arguments asked for JSON (programs parse stdout even when their call was wrong).
 fn usage_error(error: clap::Error) -> u8 {
     use clap::error::ErrorKind;
-    let args: Vec<String> = std::env::args().collect();
-    let wants_json = args
-        .windows(2)
-        .any(|w| w[0] == "--format" && w[1] == "json")
-        || args.iter().any(|a| a == "--format=json");
+    // `args_os`: an argument that is not UTF-8 must still get its usage error.
+    let args: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    // The last `--format` given wins, as clap reads it.
+    let mut formats = args
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| match a.as_str() {
+            "--format" => args.get(i + 1).map(String::as_str),
+            _ => a.strip_prefix("--format="),
+        });
+    let wants_json = formats.next_back() == Some("json");
     if matches!(
         error.kind(),
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
@@ -291,7 +299,7 @@ fn usage_error(error: clap::Error) -> u8 {
         println_to!(
             stdout,
             "{}",
-            json!({"ok": false, "error": {"kind": "usage", "message": message, "detail": error.to_string()}})
+            json!({"ok": false, "error": {"kind": "usage", "code": "bulwark::usage", "message": message, "help": "run `bulwark help` or `bulwark COMMAND --help` for the accepted arguments", "detail": error.to_string()}})
         );
     } else {
         let _ = error.print();
@@ -316,7 +324,7 @@ fn fail(format: OutputFormat, code: u8, kind: &str, error: &dyn miette::Diagnost
                 miette::GraphicalTheme::unicode_nocolor(),
             );
             let _ = handler.render_report(&mut out, error);
-            print_to!(stderr, "{out}");
+            print_to!(stderr, "{}", crate::diagnostic::printable(&out));
         }
     }
     code
@@ -327,6 +335,12 @@ enum InputError {
     #[error("cannot read `{path}`: {message}")]
     #[diagnostic(code(bulwark::io::read))]
     Read { path: String, message: String },
+    #[error("`{path}` is larger than {limit} MiB, more than any spec")]
+    #[diagnostic(
+        code(bulwark::io::too_large),
+        help("name the spec file (a YAML file of resources, roles and actions)")
+    )]
+    TooLarge { path: String, limit: u64 },
     #[error("`{path}` already exists")]
     #[diagnostic(code(bulwark::init::exists), help("pass --force to overwrite it"))]
     Exists { path: String },
@@ -347,13 +361,54 @@ fn report_invalid(format: OutputFormat, report: &Report) -> u8 {
     exit::INVALID_SPEC
 }
 
+/// A spec larger than this is refused unread (a spec of a thousand resources takes well under
+/// one MiB): whatever names a huge file or a device must not take the machine's memory.
+const MAX_SPEC_BYTES: u64 = 16 * 1024 * 1024;
+
 fn read_spec(format: OutputFormat, path: &Path) -> Result<String, u8> {
-    std::fs::read_to_string(path).map_err(|e| {
+    use std::io::Read as _;
+    let name = path.display().to_string();
+    let mut bytes = Vec::new();
+    let read = std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_SPEC_BYTES + 1).read_to_end(&mut bytes));
+    if let Err(e) = read {
         let error = InputError::Read {
-            path: path.display().to_string(),
+            path: name,
             message: e.to_string(),
         };
-        fail(format, exit::USAGE_OR_IO, "io", &error)
+        return Err(fail(format, exit::USAGE_OR_IO, "io", &error));
+    }
+    if bytes.len() as u64 > MAX_SPEC_BYTES {
+        let error = InputError::TooLarge {
+            path: name,
+            limit: MAX_SPEC_BYTES >> 20,
+        };
+        return Err(fail(format, exit::USAGE_OR_IO, "io", &error));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        // An invalid spec like any other: located at the first byte that is not UTF-8.
+        let valid = e.utf8_error().valid_up_to();
+        let bytes = e.into_bytes();
+        let prefix = String::from_utf8_lossy(&bytes[..valid]);
+        let line = prefix.matches('\n').count() + 1;
+        let column = prefix.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        let location = crate::diagnostic::Loc {
+            line: u32::try_from(line).unwrap_or(u32::MAX),
+            column: u32::try_from(column).unwrap_or(u32::MAX),
+            offset: valid,
+            len: '\u{FFFD}'.len_utf8(),
+        };
+        let diagnostic = crate::diagnostic::Diagnostic::new(
+            "not-utf8",
+            format!(
+                "the spec is not UTF-8: byte 0x{:02x} cannot stand here",
+                bytes[valid]
+            ),
+            location,
+        )
+        .help("save the spec as UTF-8, which YAML specs are written in");
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        report_invalid(format, &Report::new(&name, text.into(), vec![diagnostic]))
     })
 }
 
@@ -509,6 +564,25 @@ fn build(format: OutputFormat, path: &Path, output: &Output) -> Result<Generatio
 }
 
 fn generate(format: OutputFormat, path: &Path, target: &Output, force: bool) -> u8 {
+    // Held until the generation is written (to the end of this function).
+    let _lock = match target {
+        Output::Dir(dir) => {
+            let waiting = || {
+                if format == OutputFormat::Human {
+                    println_to!(
+                        stderr,
+                        "waiting for another generation into {}",
+                        dir.display()
+                    );
+                }
+            };
+            match emit::lock_dir(dir, waiting) {
+                Ok(lock) => Some(lock),
+                Err(e) => return fail(format, exit::USAGE_OR_IO, "io", &e),
+            }
+        }
+        Output::Git(..) => None,
+    };
     let generation = match build(format, path, target) {
         Ok(generation) => generation,
         Err(code) => return code,
@@ -550,7 +624,7 @@ fn generate(format: OutputFormat, path: &Path, target: &Output, force: bool) -> 
                             Some(commit) => println_to!(
                                 stdout,
                                 "{commit}\ncommitted {} to branch {}: {} added, {} changed, {} removed",
-                                app.name,
+                                crate::diagnostic::printable(&app.name),
                                 committed.branch,
                                 committed.changes.added.len(),
                                 committed.changes.modified.len(),
@@ -560,7 +634,7 @@ fn generate(format: OutputFormat, path: &Path, target: &Output, force: bool) -> 
                                 stdout,
                                 "branch {} already holds this generation of {}: nothing committed",
                                 committed.branch,
-                                app.name
+                                crate::diagnostic::printable(&app.name)
                             ),
                         },
                     }
@@ -591,7 +665,7 @@ fn generate(format: OutputFormat, path: &Path, target: &Output, force: bool) -> 
                     println_to!(
                         stdout,
                         "generated {} into {}: {} written, {} removed, {} unchanged",
-                        app.name,
+                        crate::diagnostic::printable(&app.name),
                         out.display(),
                         outcome.written.len(),
                         outcome.removed.len(),

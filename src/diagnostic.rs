@@ -118,8 +118,23 @@ impl Report {
             self.path,
             if n == 1 { "" } else { "s" }
         ));
-        out
+        printable(&out)
     }
+}
+
+/// `text` safe for a terminal: control, bidirectional and zero-width characters (from an
+/// untrusted spec, they could retitle or clear the terminal, or reorder what is shown) are
+/// written as `<U+001B>`; line breaks stay.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c != '\n' && crate::model::names::is_invisible(c) {
+            out.push_str(&format!("<U+{:04X}>", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A spec's text under its name, as miette reads it for snippets. miette counts the column of

@@ -542,7 +542,9 @@ fn plan(app: &App, old: &[TableRecord]) -> Result<Plan, EvolveError> {
         };
         for unique in table.uniques.iter().filter(|u| !before_uniques.contains(u)) {
             if only_new(unique) {
-                keys.push(format!("ALTER TABLE {t} ADD UNIQUE ({unique});"));
+                keys.push(format!(
+                    "ALTER TABLE {t} ADD UNIQUE ({unique}) DEFERRABLE INITIALLY DEFERRED;"
+                ));
                 for field in stored_fields(unique) {
                     plan.summary.push(format!("{field} unique"));
                 }
@@ -577,7 +579,7 @@ fn plan(app: &App, old: &[TableRecord]) -> Result<Plan, EvolveError> {
             let reformed = before_keys.iter().any(|b| same_reference(b, key));
             if reformed || only_new(&key.columns) {
                 let mut statement = format!(
-                    "ALTER TABLE {t} ADD FOREIGN KEY ({}) REFERENCES {} ({}) ON DELETE RESTRICT;",
+                    "ALTER TABLE {t} ADD FOREIGN KEY ({}) REFERENCES {} ({}) DEFERRABLE INITIALLY DEFERRED;",
                     key.columns, key.target, key.target_columns
                 );
                 // A reference pointed elsewhere keeps the index of its columns.
@@ -751,7 +753,9 @@ END"
             ));
         }
         for unique in &m.uniques {
-            statements.push(format!("ALTER TABLE {t} ADD UNIQUE ({unique});"));
+            statements.push(format!(
+                "ALTER TABLE {t} ADD UNIQUE ({unique}) DEFERRABLE INITIALLY DEFERRED;"
+            ));
         }
         if m.table.tenant {
             let mut text = sql::row_level_security_sql(t);

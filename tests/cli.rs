@@ -535,6 +535,60 @@ fn hand_edited_file_refuses_regeneration_and_force_restores_it() {
 }
 
 #[test]
+fn every_hand_edited_file_is_named_in_one_refusal() {
+    let tmp = tempdir();
+    let out = tmp.path().join("out");
+    generate_json(&spec("tracker.yaml"), &out, &[]).expect_code(EXIT_OK);
+    for path in ["README.md", "crates/server/src/lib.rs", TIME_ENTRY_FILES[0]] {
+        let mut text = fs::read_to_string(out.join(path)).unwrap();
+        text.push_str("// a hand edit\n");
+        fs::write(out.join(path), text).unwrap();
+    }
+    let before = snapshot(&out);
+    let smaller = tracker_without_time_entry(tmp.path());
+    let run = generate_json(&smaller, &out, &[]);
+    run.expect_code(EXIT_REFUSED);
+    let message = run.json()["error"]["message"].as_str().unwrap().to_owned();
+    for path in ["README.md", "crates/server/src/lib.rs", TIME_ENTRY_FILES[0]] {
+        assert!(message.contains(&format!("`{path}`")), "{path}: {message}");
+    }
+    assert!(message.contains(" were edited by hand"), "{message}");
+    assert_same_tree(&before, &snapshot(&out), "refused regeneration");
+}
+
+#[test]
+fn something_bulwark_did_not_make_in_the_way_is_refused_not_an_io_error() {
+    let tmp = tempdir();
+    // A folder where a file goes.
+    let out = tmp.path().join("folder");
+    fs::create_dir_all(out.join("README.md")).unwrap();
+    let run = generate_json(&spec("tracker.yaml"), &out, &[]);
+    run.expect_code(EXIT_REFUSED);
+    assert_json_error(
+        &run.json(),
+        "refused",
+        "`README.md` exists and was not generated",
+    );
+    // A file where a folder goes.
+    let out = tmp.path().join("file");
+    fs::create_dir_all(&out).unwrap();
+    fs::write(out.join("crates"), "mine").unwrap();
+    let run = generate_json(&spec("tracker.yaml"), &out, &["--force"]);
+    run.expect_code(EXIT_REFUSED);
+    assert_json_error(
+        &run.json(),
+        "refused",
+        "`crates` exists and was not generated",
+    );
+    assert_eq!(fs::read_to_string(out.join("crates")).unwrap(), "mine");
+    assert_eq!(
+        fs::read_dir(&out).unwrap().count(),
+        1,
+        "something was written"
+    );
+}
+
+#[test]
 fn hand_edited_file_that_the_new_spec_drops_refuses_regeneration() {
     let tmp = tempdir();
     let out = tmp.path().join("out");
@@ -679,7 +733,7 @@ fn symbolic_links_inside_the_output_are_never_followed() {
     std::os::unix::fs::symlink(&elsewhere, out.join("crates")).unwrap();
     let manifest_before = fs::read(out.join(".bulwark/manifest.json")).unwrap();
     let run = generate_json(&spec("tracker.yaml"), &out, &["--force"]);
-    run.expect_code(EXIT_USAGE_OR_IO);
+    run.expect_code(EXIT_REFUSED);
     assert!(run.stdout.contains("symbolic link"), "{}", run.stdout);
     assert_eq!(
         fs::read_dir(&elsewhere).unwrap().count(),
@@ -894,6 +948,142 @@ fn a_branch_beside_out_is_a_usage_error_not_ignored() {
     run.expect_code(EXIT_USAGE_OR_IO);
     assert!(run.stderr.contains("--branch"), "{}", run.stderr);
     assert!(!out.exists());
+}
+
+#[test]
+fn terminal_control_characters_from_a_spec_are_never_printed_raw() {
+    let tmp = tempdir();
+    let tracker = fs::read_to_string(spec("tracker.yaml")).unwrap();
+    // An undefined role whose name would retitle the terminal, and an app name that would
+    // colour it.
+    let hostile = tracker
+        .replacen(
+            "create: { roles: [admin, manager], scope: projects.write, rate_limit: 30/min }",
+            "create: { roles: [\"adm\\e]0;PWNED\\ain\"], scope: projects.write, rate_limit: 30/min }",
+            1,
+        )
+        .replacen("name: tracker", "name: \"track\\e[31mer\"", 1);
+    assert_ne!(hostile, tracker);
+    let path = tmp.path().join("escapes.yaml");
+    fs::write(&path, hostile).unwrap();
+    let run = bulwark([OsStr::new("validate"), path.as_os_str()]);
+    run.expect_code(EXIT_INVALID_SPEC);
+    assert!(
+        !run.stderr.contains('\u{1b}') && !run.stderr.contains('\u{7}'),
+        "{:?}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("<U+001B>"), "{}", run.stderr);
+    assert!(run.stderr.contains("app name"), "{}", run.stderr);
+}
+
+#[test]
+fn a_spec_that_is_not_utf8_is_an_invalid_spec_located_at_the_byte() {
+    let tmp = tempdir();
+    let path = tmp.path().join("latin1.yaml");
+    fs::write(&path, b"bulwark: 1\napp:\n  name: caf\xe9\n").unwrap();
+    let out = tmp.path().join("out");
+    let run = generate_json(&path, &out, &[]);
+    run.expect_code(EXIT_INVALID_SPEC);
+    let doc = run.json();
+    let d = &doc["diagnostics"][0];
+    assert_eq!(d["code"], "not-utf8", "{doc}");
+    assert_eq!(d["location"]["line"], 3, "{doc}");
+    assert_eq!(d["location"]["column"], 12, "{doc}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_huge_input_is_refused_unread() {
+    let run = bulwark(["--format", "json", "validate", "/dev/zero"]);
+    run.expect_code(EXIT_USAGE_OR_IO);
+    assert_eq!(run.json()["error"]["code"], "bulwark::io::too_large");
+}
+
+#[test]
+fn a_second_yaml_document_is_named_as_such() {
+    let tmp = tempdir();
+    let path = tmp.path().join("two.yaml");
+    fs::write(&path, "bulwark: 1\napp: { name: x }\n---\nb: 2\n").unwrap();
+    let run = bulwark([
+        OsStr::new("--format"),
+        OsStr::new("json"),
+        OsStr::new("validate"),
+        path.as_os_str(),
+    ]);
+    run.expect_code(EXIT_INVALID_SPEC);
+    let message = run.json()["diagnostics"][0]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(message.contains("second document"), "{message}");
+    assert!(!message.contains("from_str"), "{message}");
+}
+
+#[test]
+fn options_of_a_commit_beside_out_are_usage_errors_not_ignored() {
+    let tmp = tempdir();
+    let out = tmp.path().join("out");
+    for (option, value) in [
+        ("--author", "A <a@example.com>"),
+        ("--committer", "C <c@example.com>"),
+        ("--commit-time", "3"),
+        ("--prefix", "service"),
+    ] {
+        let run = bulwark([
+            OsStr::new("generate"),
+            spec("tracker.yaml").as_os_str(),
+            OsStr::new("--out"),
+            out.as_os_str(),
+            OsStr::new(option),
+            OsStr::new(value),
+        ]);
+        run.expect_code(EXIT_USAGE_OR_IO);
+        assert!(run.stderr.contains(option), "{option}: {}", run.stderr);
+        assert!(!out.exists(), "{option}");
+    }
+}
+
+#[test]
+fn an_argument_that_is_not_utf8_gets_a_usage_error_not_a_panic() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let odd = OsStr::from_bytes(b"\xff.yaml");
+    let run = bulwark([odd]);
+    run.expect_code(EXIT_USAGE_OR_IO);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    let run = bulwark([
+        OsStr::new("--format"),
+        OsStr::new("json"),
+        OsStr::new("validate"),
+        odd,
+        OsStr::new("extra"),
+    ]);
+    run.expect_code(EXIT_USAGE_OR_IO);
+    let doc = run.json();
+    assert_eq!(doc["error"]["kind"], "usage", "{doc}");
+    assert_eq!(doc["error"]["code"], "bulwark::usage", "{doc}");
+}
+
+#[test]
+fn the_last_format_given_decides_how_a_usage_error_is_printed() {
+    let tracker = spec("tracker.yaml");
+    let tracker = tracker.to_str().unwrap();
+    let run = bulwark([
+        "--format", "json", "validate", tracker, "--format", "human", "--bogus",
+    ]);
+    run.expect_code(EXIT_USAGE_OR_IO);
+    assert_eq!(run.stdout, "");
+    assert!(run.stderr.contains("--bogus"), "{}", run.stderr);
+    let run = bulwark([
+        "--format",
+        "human",
+        "validate",
+        tracker,
+        "--format=json",
+        "--bogus",
+    ]);
+    run.expect_code(EXIT_USAGE_OR_IO);
+    assert_eq!(run.json()["error"]["kind"], "usage");
 }
 
 #[test]

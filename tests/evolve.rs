@@ -558,7 +558,7 @@ fn acknowledged_rules_are_applied_to_the_stored_rows() {
             "UPDATE \"customer\" SET \"vat_id\" = 'none' WHERE \"vat_id\" IS NULL;",
             "ALTER TABLE \"customer\" ALTER COLUMN \"vat_id\" SET NOT NULL;",
             "ALTER TABLE \"customer\" ADD CHECK (char_length(\"country\") <= 3);",
-            "ALTER TABLE \"customer\" ADD UNIQUE (\"tenant_id\", \"email\");",
+            "ALTER TABLE \"customer\" ADD UNIQUE (\"tenant_id\", \"email\") DEFERRABLE INITIALLY DEFERRED;",
         ],
     );
     db.batch_execute(sql).unwrap();
@@ -809,7 +809,7 @@ fn a_global_resource_made_tenant_scoped_gives_each_tenant_its_own_rows() {
             "exchange_rate tenant-scoped",
             "ALTER TABLE \"exchange_rate\" ADD COLUMN \"tenant_id\" uuid REFERENCES \"tenants\" (\"id\");",
             "ALTER TABLE \"exchange_rate\" FORCE ROW LEVEL SECURITY;",
-            "ALTER TABLE \"exchange_rate\" ADD UNIQUE (\"tenant_id\", \"currency\");",
+            "ALTER TABLE \"exchange_rate\" ADD UNIQUE (\"tenant_id\", \"currency\") DEFERRABLE INITIALLY DEFERRED;",
             "ALTER TABLE \"invoice\" ADD FOREIGN KEY (\"tenant_id\", \"rate\") REFERENCES \"exchange_rate\" (\"tenant_id\", \"id\")",
         ],
     );
@@ -943,7 +943,7 @@ fn a_tenant_resource_made_global_shares_every_tenants_rows() {
             "customer global",
             "ALTER TABLE \"customer\" DISABLE ROW LEVEL SECURITY;",
             "ALTER TABLE \"customer\" DROP COLUMN \"tenant_id\";",
-            "ALTER TABLE \"customer\" ADD UNIQUE (\"email\");",
+            "ALTER TABLE \"customer\" ADD UNIQUE (\"email\") DEFERRABLE INITIALLY DEFERRED;",
             "ALTER TABLE \"invoice\" ADD FOREIGN KEY (\"customer\") REFERENCES \"customer\" (\"id\")",
         ],
     );

@@ -1,6 +1,6 @@
 //! Every spec in `specs/invalid/` states the diagnostics it must produce (`# expect: CODE
-//! LINE:COL` lines), and may state words their messages must hold (`# message: TEXT` lines,
-//! written last so they move no line). Each must be reported exactly, with a non-zero exit,
+//! LINE:COL` lines), and may state words their messages or help texts must hold
+//! (`# message: TEXT` and `# help: TEXT` lines, written last so they move no line). Each must be reported exactly, with a non-zero exit,
 //! and nothing may be written.
 
 #![allow(clippy::unwrap_used)]
@@ -31,12 +31,13 @@ fn expectations(path: &Path) -> Expected {
     expected
 }
 
-/// The `# message:` texts of the spec at `path`: each must be part of some message.
-fn messages(path: &Path) -> Vec<String> {
+/// The `# message:` (or, with `prefix` `# help: `, help) texts of the spec at `path`: each
+/// must be part of some diagnostic's.
+fn said_lines(path: &Path, prefix: &str) -> Vec<String> {
     std::fs::read_to_string(path)
         .unwrap()
         .lines()
-        .filter_map(|l| l.strip_prefix("# message: "))
+        .filter_map(|l| l.strip_prefix(prefix))
         .map(str::to_owned)
         .collect()
 }
@@ -117,15 +118,17 @@ fn every_invalid_spec_is_reported_exactly_and_writes_nothing() {
         if !matches {
             failures.insert(name.clone(), format!("expected {expected:?}, got {got:?}"));
         }
-        let said: Vec<&str> = json["diagnostics"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|d| d["message"].as_str())
-            .collect();
-        for text in messages(&file) {
-            if !said.iter().any(|m| m.contains(&text)) {
-                failures.insert(name.clone(), format!("no message says `{text}`: {said:?}"));
+        for (key, prefix) in [("message", "# message: "), ("help", "# help: ")] {
+            let said: Vec<&str> = json["diagnostics"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|d| d[key].as_str())
+                .collect();
+            for text in said_lines(&file, prefix) {
+                if !said.iter().any(|m| m.contains(&text)) {
+                    failures.insert(name.clone(), format!("no {key} says `{text}`: {said:?}"));
+                }
             }
         }
         for diagnostic in json["diagnostics"].as_array().unwrap() {

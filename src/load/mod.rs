@@ -188,6 +188,10 @@ fn budget_message(breach: &serde_saphyr::budget::BudgetBreach) -> String {
 fn syntax_message(raw: &str) -> String {
     let first = raw.lines().next().unwrap_or("invalid YAML").trim();
     let first = first.split(" at line ").next().unwrap_or(first);
+    // (The library's message names its own functions.)
+    if first.starts_with("multiple YAML documents") {
+        return "invalid YAML: the file holds a second document (after a `---` line); a spec is one document".into();
+    }
     format!("invalid YAML: {}", first.trim_end_matches('.'))
 }
 

@@ -398,6 +398,8 @@ impl<'s> Lower<'s> {
             .as_ref()
             .and_then(|t| t.admins.as_ref())
             .and_then(|admins| self.admins(admins));
+        // The app's name reaches crate names, documents and the terminal like any other.
+        self.check_name("app", &spec.app.name);
         let resources: Vec<Resource> = spec
             .resources
             .iter()
@@ -1782,12 +1784,25 @@ impl<'s> Lower<'s> {
         });
         let mut sets = Vec::new();
         match kind {
-            ActionKind::Custom(_) if spec.sets.is_empty() => self.error(
-                "custom-action-without-effect",
-                format!("custom action `{}` does not say what it does", name.value),
-                name.loc,
-                "add `sets: { field: value }`: the fields it changes, so it is generated whole",
-            ),
+            ActionKind::Custom(_) if spec.sets.is_empty() => {
+                // `updte:` is more likely a misspelt built-in action than a custom one.
+                let builtin = crate::diagnostic::did_you_mean(
+                    &name.value,
+                    ["create", "read", "update", "delete", "list"],
+                );
+                let help = match builtin {
+                    Some(builtin) => format!(
+                        "did you mean the built-in action `{builtin}`? A custom action says what it does with `sets: {{ field: value }}`"
+                    ),
+                    None => "add `sets: { field: value }`: the fields it changes, so it is generated whole".into(),
+                };
+                self.error(
+                    "custom-action-without-effect",
+                    format!("custom action `{}` does not say what it does", name.value),
+                    name.loc,
+                    help,
+                );
+            }
             ActionKind::Custom(_) => {
                 for (field_name, value) in &spec.sets {
                     match resource.fields.get_index_of(field_name) {

@@ -14,7 +14,12 @@ use tower::ServiceExt;
 struct Service {
     admin: sqlx::PgPool,
     name: String,
+    /// Superuser connections: seeding and the race's other transaction.
     pool: sqlx::PgPool,
+    /// The app role the service connects as: no superuser, no owner, only what `grants`
+    /// gives it, so row-level security and the grants apply as in production.
+    role: String,
+    app_pool: sqlx::PgPool,
     app: axum::Router,
     key: (Vec<u8>, String),
     tenant: uuid::Uuid,
@@ -39,7 +44,7 @@ impl Service {
         let options: sqlx::postgres::PgConnectOptions = url.parse().expect("DATABASE_URL");
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(4)
-            .connect_with(options.database(&name))
+            .connect_with(options.clone().database(&name))
             .await
             .expect("connect");
         sqlx::raw_sql(include_str!("../../../migrations/0001_init.sql"))
@@ -66,17 +71,34 @@ impl Service {
                 .await
                 .expect("a member");
         }
+        let role = format!("{name}_app");
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE ROLE \"{role}\" LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE"
+        )))
+        .execute(&admin)
+        .await
+        .expect("create the app role");
+        server::grants::grant_app_role(&pool, &role)
+            .await
+            .expect("grant the app role");
+        let app_pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.database(&name).username(&role))
+            .await
+            .expect("connect as the app role");
         let key = dev::generate("golden").expect("a key pair");
         let keys = Keys::from_jwks(&key.1).expect("the JWKS");
-        let auth = Authority::new(keys, pool.clone()).expect("the policies");
+        let auth = Authority::new(keys, app_pool.clone()).expect("the policies");
         let app = server::router(server::AppState {
-            db: pool.clone(),
+            db: app_pool.clone(),
             auth: std::sync::Arc::new(auth),
         });
         Service {
             admin,
             name,
             pool,
+            role,
+            app_pool,
             app,
             key,
             tenant,
@@ -126,12 +148,15 @@ impl Service {
 
     async fn stop(self) {
         self.pool.close().await;
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE \"{}\" WITH (FORCE)",
-            self.name
-        )))
-        .execute(&self.admin)
-        .await;
+        self.app_pool.close().await;
+        for statement in [
+            format!("DROP DATABASE \"{}\" WITH (FORCE)", self.name),
+            format!("DROP ROLE IF EXISTS \"{}\"", self.role),
+        ] {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(statement))
+                .execute(&self.admin)
+                .await;
+        }
     }
 }
 

@@ -910,10 +910,19 @@ impl Plan<'_> {
                 Call::Create => {
                     let mut conn = db.pool.acquire().await.expect("a connection");
                     let before = stored_rows(&mut conn, case.resource, tenant).await;
+                    let resent = input.clone();
                     let (status, body) = send(&app, case.method, case.path, &token, Some(input)).await;
                     created = body["id"].as_str().and_then(|id| id.parse().ok());
                     if status != StatusCode::CREATED {
                         assert_eq!(stored_rows(&mut conn, case.resource, tenant).await, before, "{} refused ({status}), yet a row was stored", case.id);
+                    }
+                    // Refused again once a row holds the same values: a unique value taken
+                    // must not answer 409 before the decision (it would tell of that row).
+                    if status == StatusCode::FORBIDDEN || status == StatusCode::UNAUTHORIZED {
+                        let (taken, _) = varied_row(&mut conn, case.resource, tenant, owner, counter, &ids, case.varied, call.values, true).await;
+                        let (again, _) = send(&app, case.method, case.path, &token, Some(resent)).await;
+                        assert_eq!(again, status, "{} refused ({status}), then answered {again} once another row held its values", case.id);
+                        created = Some(taken);
                     }
                     status.as_u16()
                 }

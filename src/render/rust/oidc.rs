@@ -39,6 +39,19 @@ pub fn oidc_module() -> TokenStream {
         /// The largest document fetched.
         const MAX_BODY: usize = 1 << 20;
 
+        /// An error with its causes (reqwest's own message leaves out why a request failed,
+        /// such as an address the resolver refused).
+        fn causes(error: &dyn std::error::Error) -> String {
+            let mut text = error.to_string();
+            let mut source = error.source();
+            while let Some(cause) = source {
+                text.push_str(": ");
+                text.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            text
+        }
+
         /// Whether the service may connect to `ip`: a globally routable unicast address.
         pub fn is_public(ip: IpAddr) -> bool {
             match ip {
@@ -187,7 +200,7 @@ pub fn oidc_module() -> TokenStream {
                 {
                     return Err(format!("`{url}` is not a public address"));
                 }
-                let mut response = self.client.get(parsed).send().await.map_err(|e| format!("`{url}`: {e}"))?;
+                let mut response = self.client.get(parsed).send().await.map_err(|e| format!("`{url}`: {}", causes(&e)))?;
                 if !response.status().is_success() {
                     return Err(format!("`{url}` answered {}", response.status()));
                 }

@@ -994,11 +994,11 @@ fn guard() -> TokenStream {
                     return Problem::invalid_token().into_response();
                 }
             };
-            // Authenticated: throttled per principal.
-            if let Some(refused) = throttle(&guard, operation, format!("sub:{}", token.subject)) {
-                return refused;
-            }
             let Some(tenant) = token.tenant else {
+                // A machine caller: throttled per client.
+                if let Some(refused) = throttle(&guard, operation, format!("sub:{}", token.subject)) {
+                    return refused;
+                }
                 return machine(&guard, request, next, token).await;
             };
             // The roles come from the tenant's memberships, never from the token.
@@ -1032,13 +1032,26 @@ fn guard() -> TokenStream {
             // token issued until then; one presented after is in the trail: a member's in the
             // tenant's, where its admins see a stolen token replayed, anyone else's in the
             // system trail.
-            if standing.revoked_at.is_some_and(|at| i64::try_from(token.issued_at).unwrap_or(i64::MAX) <= at.timestamp()) {
+            let revoked = standing.revoked_at.is_some_and(|at| i64::try_from(token.issued_at).unwrap_or(i64::MAX) <= at.timestamp());
+            // A token refused for its standing spends its address's budget, as an invalid one
+            // does, never its subject's: a stolen token replayed after its sessions were
+            // revoked must not lock the real user out with 429s.
+            if (revoked || standing.roles.is_none())
+                && let Some(refused) = charge(&guard, &guard.unauthenticated, operation, client(&request, &guard.auth.trusted_proxies))
+            {
+                return refused;
+            }
+            if revoked {
                 let event = Event { tenant: standing.roles.is_some().then_some(tenant), ..unestablished("session_revoked") };
                 return refuse(&guard, &event, Problem::invalid_token()).await;
             }
             let Some(roles) = standing.roles else {
                 return refuse(&guard, &unestablished("not_a_member"), Problem::forbidden()).await;
             };
+            // A member: throttled per principal.
+            if let Some(refused) = throttle(&guard, operation, format!("sub:{}", token.subject)) {
+                return refused;
+            }
             // Only the roles that exist in this environment count.
             let roles = crate::routes::present_roles(roles, &guard.auth.environment);
             let principal = Principal { subject: token.subject, tenant, roles, scopes: token.scopes, mfa: token.mfa, request_id: request_id.clone(), email: token.email };
@@ -2600,7 +2613,7 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
         )
     };
     let replace_sql = update_sql(&update_cols, 2 + offset);
-    let delete_sql = format!("DELETE FROM {table} WHERE {key_pred} RETURNING \"id\"");
+    let delete_sql = format!("DELETE FROM {table} WHERE {key_pred} {returning}");
     let filter = if tenant {
         "\"tenant_id\" = $1 AND "
     } else {

@@ -159,6 +159,16 @@ pub fn render_tests(
                 .map(|op| (*op, op.path.replace("{id}", "0190a0b0-0000-7000-8000-000000000001")))
         }
 
+        /// Revokes `subject`'s sessions as of `at` (seconds since the epoch).
+        async fn revoke(db: &TestDb, subject: &str, at: u64) {
+            sqlx::query("INSERT INTO \"session_revocations\" (\"subject\", \"revoked_at\") VALUES ($1, to_timestamp($2))")
+                .bind(subject)
+                .bind(at as f64)
+                .execute(&db.pool)
+                .await
+                .expect("revoke");
+        }
+
         /// Every role of the spec.
         const ALL_ROLES: &[&str] = &[#(#all_roles),*];
 
@@ -237,12 +247,7 @@ pub fn render_tests(
             let before = signed(&dev::claims("user-1", tenant.id(), &all_scopes(), &["mfa"], now - 5, 60));
             let status = call_on(&app, op.method, &path, Some(&before)).await.status();
             assert_ne!(status, StatusCode::UNAUTHORIZED, "{}", op.id);
-            sqlx::query("INSERT INTO \"session_revocations\" (\"subject\", \"revoked_at\") VALUES ($1, to_timestamp($2))")
-                .bind("user-1")
-                .bind((now - 1) as f64)
-                .execute(&db.pool)
-                .await
-                .expect("revoke");
+            revoke(&db, "user-1", now - 1).await;
             let response = call_on(&app, op.method, &path, Some(&before)).await;
             assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
             assert!(challenge(&response).contains("invalid_token"));
@@ -492,11 +497,15 @@ pub fn render_tests(
         async fn a_route_class_is_one_budget_per_caller() {
             use server::guard::RouteClass;
             let limits = server::guard::ClassLimits { public: Some((3, 60)), sensitive: Some((2, 60)), standard: Some((4, 60)), unauthenticated: None };
-            let token = signed(&dev::claims("user-1", uuid::Uuid::now_v7(), &all_scopes(), &["mfa"], identity::now(), 60));
+            // A member: budgets per principal are spent once its standing is known.
+            let db = TestDb::create().await;
+            let tenant = db.tenant("tenant a").await;
+            db.member(tenant, "user-1", ALL_ROLES).await;
+            let token = signed(&dev::claims("user-1", tenant.id(), &all_scopes(), &["mfa"], identity::now(), 60));
             for class in [RouteClass::Sensitive, RouteClass::Public, RouteClass::Standard] {
                 let members: Vec<&server::guard::Operation> = OPERATIONS.iter().copied().filter(|op| op.class == class && op.rate_limit.is_none()).collect();
                 let [first, second, ..] = members[..] else { continue };
-                let app = router_limited(lazy_pool(), limits);
+                let app = router_limited(db.app.clone(), limits);
                 let call = |op: &server::guard::Operation| {
                     let mut request = Request::builder()
                         .method(Method::from_bytes(op.method.as_bytes()).expect("valid method"))
@@ -517,6 +526,33 @@ pub fn render_tests(
                 let status = call(second).await.expect("the router answers").status();
                 assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{} after {} spent the {class:?} budget", second.id, first.id);
             }
+            db.drop().await;
+        }
+
+        /// A token refused for its standing (its sessions revoked) spends its address's
+        /// budget, not its subject's: replaying a stolen token after the revocation does not
+        /// lock the real user out.
+        #[tokio::test]
+        async fn a_revoked_token_replayed_spends_no_budget_of_its_subject() {
+            let Some((op, path)) = guarded_operation() else { return };
+            let db = TestDb::create().await;
+            let tenant = db.tenant("tenant a").await;
+            db.member(tenant, "user-1", ALL_ROLES).await;
+            let limits = server::guard::ClassLimits { public: Some((2, 60)), sensitive: Some((2, 60)), standard: Some((2, 60)), unauthenticated: Some((3, 60)) };
+            let app = router_limited(db.app.clone(), limits);
+            let now = identity::now();
+            let stolen = signed(&dev::claims("user-1", tenant.id(), &all_scopes(), &["mfa"], now - 5, 60));
+            revoke(&db, "user-1", now - 1).await;
+            for _ in 0..3 {
+                assert_eq!(call_on(&app, op.method, &path, Some(&stolen)).await.status(), StatusCode::UNAUTHORIZED, "{}", op.id);
+            }
+            let response = call_on(&app, op.method, &path, Some(&stolen)).await;
+            assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS, "{}: replays past the address's budget", op.id);
+            assert!(response.headers().contains_key(header::RETRY_AFTER));
+            let fresh = signed(&dev::claims("user-1", tenant.id(), &all_scopes(), &["mfa"], now, 60));
+            let status = call_on(&app, op.method, &path, Some(&fresh)).await.status();
+            assert!(status != StatusCode::TOO_MANY_REQUESTS && status != StatusCode::UNAUTHORIZED, "{}: the real user's fresh token answered {status}", op.id);
+            db.drop().await;
         }
 
         /// Requests refused for want of a valid token (none, or one that fails) share one
@@ -610,14 +646,18 @@ pub fn render_tests(
             // Small limits for the route classes, so that their operations are throttled
             // within the test too; an operation's own limit comes first.
             let limits = server::guard::ClassLimits { public: Some((3, 60)), sensitive: Some((2, 60)), standard: Some((4, 60)), unauthenticated: None };
+            // Authenticated operations are throttled per principal once its standing is
+            // known: one member's token.
+            let db = TestDb::create().await;
+            let tenant = db.tenant("tenant a").await;
+            db.member(tenant, "user-1", ALL_ROLES).await;
+            let token = signed(&dev::claims("user-1", tenant.id(), &all_scopes(), &["mfa"], identity::now(), 60));
             for op in OPERATIONS {
                 let Some((requests, _)) = limits.of(op) else {
                     panic!("{} is not throttled", op.id);
                 };
-                let app = router_limited(lazy_pool(), limits);
+                let app = router_limited(db.app.clone(), limits);
                 let path = op.path.replace("{id}", "0190a0b0-0000-7000-8000-000000000001");
-                // Authenticated operations are throttled per principal: one caller's token.
-                let token = signed(&dev::claims("user-1", uuid::Uuid::now_v7(), &all_scopes(), &["mfa"], identity::now(), 60));
                 // The burst allows `requests` at once, so none of those may be throttled;
                 // beyond it, requests come faster than the quota refills.
                 let mut throttled_at = None;
@@ -664,6 +704,7 @@ pub fn render_tests(
                     assert_ne!(second, StatusCode::TOO_MANY_REQUESTS, "{}: IPv4 clients share a budget", op.id);
                 }
             }
+            db.drop().await;
         }
 
         /// Handlers authorize against the operation their guard checked; a request that did
@@ -904,7 +945,7 @@ pub fn render_tests(
                 assert!(store::fetch::<T>(conn, other, first, false).await.expect("fetch").is_none(), "{key} leaked across tenants");
                 assert!(store::list::<T>(conn, other, None, 100).await.expect("list").items.is_empty());
                 assert!(store::update::<T>(conn, other, first, &changed).await.expect("update").is_none());
-                assert!(!store::delete::<T>(conn, other, first).await.expect("delete"));
+                assert!(store::delete::<T>(conn, other, first).await.expect("delete").is_none());
             }
             // Every page, two rows at a time.
             let (mut listed, mut pages, mut after) = (Vec::new(), 0, None);
@@ -923,7 +964,7 @@ pub fn render_tests(
             assert_eq!(listed, expected, "keyset pages of {key} skip or repeat rows");
             assert!(pages >= 3, "five rows two at a time take three pages");
             let last = ids.pop(key).expect("five rows");
-            assert!(store::delete::<T>(conn, tenancy, last).await.expect("delete"));
+            assert!(store::delete::<T>(conn, tenancy, last).await.expect("delete").is_some());
             assert!(store::fetch::<T>(conn, tenancy, last, false).await.expect("fetch").is_none());
             first
         }
@@ -1262,16 +1303,19 @@ fn issuer_tests() -> TokenStream {
             let allowed = Fetcher::with_roots(&[root], true, &[]).expect("a fetcher");
             assert!(allowed.get_json(&format!("{url}/jwks")).await.is_ok());
             pages.lock().expect("pages").hits.clear();
+            // The production fetcher refuses each for its address (not for a certificate it
+            // does not trust, nor for silence: that would prove nothing).
             let fetcher = Fetcher::public().expect("the production fetcher");
-            for target in [
-                format!("{url}/jwks"),
-                format!("https://127.0.0.1:{port}/jwks"),
-                format!("https://[::1]:{port}/jwks"),
-                "https://169.254.169.254/latest/meta-data".to_owned(),
-                "https://10.0.0.1/jwks".to_owned(),
-                "https://user:secret@example.com/jwks".to_owned(),
+            for (target, reason) in [
+                (format!("{url}/jwks"), "has no public address"),
+                (format!("https://127.0.0.1:{port}/jwks"), "is not a public address"),
+                (format!("https://[::1]:{port}/jwks"), "is not a public address"),
+                ("https://169.254.169.254/latest/meta-data".to_owned(), "is not a public address"),
+                ("https://10.0.0.1/jwks".to_owned(), "is not a public address"),
+                ("https://user:secret@example.com/jwks".to_owned(), "carries credentials"),
             ] {
-                assert!(fetcher.get_json(&target).await.is_err(), "{target}");
+                let error = fetcher.get_json(&target).await.expect_err("refused");
+                assert!(error.contains(reason), "{target}: {error}");
             }
             assert_eq!(pages.lock().expect("pages").hits.get("/jwks"), None, "nothing reached the loopback server");
         }
@@ -1936,7 +1980,7 @@ fn audit_test(app: &App, api: &proc_macro2::Ident) -> TokenStream {
                 assert_eq!(response.status(), StatusCode::FORBIDDEN);
                 let mut conn = db.pool.acquire().await.expect("a connection");
                 let page = #list(&mut conn, tenant, None, 100).await.expect("list");
-                assert_eq!(page.items.len(), 1, "the refused create stored nothing");
+                assert_eq!(page.items.len(), 1, "a create refused for its role stored nothing (refusals by a condition, after the insert, are checked with the conditions)");
                 let (outcome,): (String,) = sqlx::query_as("SELECT \"outcome\" FROM \"audit_events\" WHERE \"tenant_id\" = $1 AND \"request_id\" = 'req-refused' AND \"actor\" = 'refused'")
                     .bind(tenant.id())
                     .fetch_one(&db.pool)
