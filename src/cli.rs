@@ -577,7 +577,7 @@ fn generate(format: OutputFormat, path: &Path, target: &Output, force: bool) -> 
                 }
             };
             match emit::lock_dir(dir, waiting) {
-                Ok(lock) => Some(lock),
+                Ok(lock) => lock,
                 Err(e) => return fail(format, exit::USAGE_OR_IO, "io", &e),
             }
         }

@@ -29,13 +29,15 @@ pub struct DirLock {
 }
 
 /// Takes the lock of generations into `dir`, calling `waiting` first if another holds it.
-/// The lock is a file of the per-user cache (or the temporary directory) named by the
-/// directory's canonical path, so nothing is written into `dir` before the generation is
-/// complete, and `dir` need not exist yet.
-pub fn lock_dir(dir: &Path, waiting: impl FnOnce()) -> Result<DirLock, EmitError> {
-    let locks =
-        crate::cache::dir("locks").unwrap_or_else(|| std::env::temp_dir().join("bulwark-locks"));
-    std::fs::create_dir_all(&locks).map_err(io(&locks))?;
+/// The lock is a file of the per-user cache named by the directory's canonical path, so
+/// nothing is written into `dir` before the generation is complete, and `dir` need not
+/// exist yet. `None` without a cache folder: a folder shared with other users (the
+/// temporary one) would let them hold or plant the lock, so then nothing is locked, as
+/// before there were locks.
+pub fn lock_dir(dir: &Path, waiting: impl FnOnce()) -> Result<Option<DirLock>, EmitError> {
+    let Some(locks) = crate::cache::dir("locks") else {
+        return Ok(None);
+    };
     let key = sha256(canonical(dir).as_os_str().as_encoded_bytes());
     let path = locks.join(key);
     let file = std::fs::OpenOptions::new()
@@ -52,7 +54,7 @@ pub fn lock_dir(dir: &Path, waiting: impl FnOnce()) -> Result<DirLock, EmitError
         }
         Err(std::fs::TryLockError::Error(e)) => return Err(io(&path)(e)),
     }
-    Ok(DirLock { _file: file })
+    Ok(Some(DirLock { _file: file }))
 }
 
 /// `dir` with its deepest existing ancestor resolved (links and `..` followed) and the rest
@@ -689,12 +691,15 @@ mod tests {
         let other = tmp.path().join("sub/../out");
         std::fs::create_dir(tmp.path().join("sub")).expect("a folder");
         let first = lock_dir(&dir, || panic!("nobody held the lock")).expect("the lock");
+        assert!(first.is_some(), "no cache folder to lock in");
         let (waited, took) = std::sync::mpsc::channel();
         let second = std::thread::spawn(move || {
             let lock = lock_dir(&other, || waited.send("waiting").expect("sent"));
             lock.expect("the lock, once the first let go")
         });
         assert_eq!(took.recv().expect("the second waits"), "waiting");
+        // Time enough for a lock that did not wait to let the second through.
+        std::thread::sleep(std::time::Duration::from_millis(200));
         assert!(
             !second.is_finished(),
             "the second went ahead while the first held the lock"

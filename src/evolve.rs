@@ -109,6 +109,10 @@ pub fn evolve(
             .collect::<Vec<_>>()
             .join("; ")
     );
+    // The uniqueness rules and references the server defers to commit are checked at each
+    // statement here: rows rewritten below would otherwise leave checks pending, and
+    // PostgreSQL refuses to alter a table that has some.
+    text.push_str("SET CONSTRAINTS ALL IMMEDIATE;\n");
     for statement in &plan.statements {
         text.push_str(statement);
         text.push('\n');
@@ -623,11 +627,32 @@ fn plan(app: &App, old: &[TableRecord]) -> Result<Plan, EvolveError> {
         return Err(EvolveError::Refused { reasons });
     }
     let moved = moves_sql(app, &moves, &new, &plan.new_tables);
+    // Tables of a release that checked their rules at once: checked at commit from now on.
+    let mut deferral = Vec::new();
+    if old.iter().any(|t| !t.keys_deferred) && !new.is_empty() {
+        deferral.push(defer_keys_sql(&new));
+        plan.summary
+            .push("uniqueness rules and references checked at commit".into());
+    }
     // Keys after the changes of columns and tenancy: a rule holds the stored rows as they
     // end up.
     plan.statements = [renames, add, alter, drop_columns, moved].concat();
-    plan.keys = [keys, drop_tables].concat();
+    plan.keys = [keys, drop_tables, deferral].concat();
     Ok(plan)
+}
+
+/// Makes the uniqueness rules and references to other resources of `tables` that are
+/// checked at once (made by an earlier bulwark) checked at commit, as the server expects:
+/// each is dropped and added again, deferred and without `ON DELETE RESTRICT` (which cannot
+/// wait). The tables' `(tenant_id, id)` keys, which references point at, and their references
+/// to `tenants` stay as they are.
+fn defer_keys_sql(tables: &[TableRecord]) -> String {
+    let names: Vec<String> = tables.iter().map(|t| sql_literal(&t.name)).collect();
+    let body = format!(
+        "DECLARE\n  key record;\nBEGIN\n  FOR key IN\n    SELECT con.conrelid::regclass AS tbl, con.conname AS name, pg_catalog.pg_get_constraintdef(con.oid) AS def\n    FROM pg_catalog.pg_constraint con\n    WHERE con.conrelid = ANY (ARRAY[{}]::regclass[]) AND NOT con.condeferrable\n      AND ((con.contype = 'u' AND pg_catalog.pg_get_constraintdef(con.oid) <> 'UNIQUE (tenant_id, id)')\n        OR (con.contype = 'f' AND con.confrelid <> '\"tenants\"'::regclass))\n  LOOP\n    EXECUTE pg_catalog.format('ALTER TABLE %s DROP CONSTRAINT %I', key.tbl, key.name);\n    EXECUTE pg_catalog.format('ALTER TABLE %s ADD CONSTRAINT %I %s DEFERRABLE INITIALLY DEFERRED', key.tbl, key.name, pg_catalog.replace(key.def, ' ON DELETE RESTRICT', ''));\n  END LOOP;\nEND",
+        names.join(", ")
+    );
+    format!("DO {};", sql_function_body(&body))
 }
 
 /// A table that moves between tenant-scoped and global.

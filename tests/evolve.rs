@@ -763,6 +763,127 @@ fn ledgerly_rates_per_tenant() -> String {
         .replace("payments:", "migrations:\n  tenancy: { exchange_rate: tenant }\n\npayments:")
 }
 
+#[test]
+fn tables_of_a_release_that_checked_keys_at_once_are_converted_to_check_them_at_commit() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("ledgerly");
+    let (code, json) = generate_json(&ledgerly(), &out);
+    assert_eq!(code, 0, "{json}");
+    // The database and manifest as an earlier release left them: rules checked at once,
+    // references ON DELETE RESTRICT, no `keys_deferred` in the recorded tables.
+    let first = migrations(&out);
+    let earlier = first[0]
+        .1
+        .replace(") DEFERRABLE INITIALLY DEFERRED;", ") ON DELETE RESTRICT;")
+        .replace(" DEFERRABLE INITIALLY DEFERRED", "");
+    assert!(!earlier.contains("DEFERRABLE"));
+    let scratch = Scratch::new();
+    let mut db = scratch.connect();
+    db.batch_execute(&earlier).unwrap();
+    rated_invoices(&mut db);
+    let manifest_path = out.join(".bulwark/manifest.json");
+    let mut manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
+    for table in manifest["schema"].as_array_mut().expect("recorded tables") {
+        table
+            .as_object_mut()
+            .unwrap()
+            .remove("keys_deferred")
+            .expect("marked");
+    }
+    std::fs::write(
+        &manifest_path,
+        serde_json::to_string_pretty(&manifest).unwrap(),
+    )
+    .unwrap();
+
+    let all = next_generation(&out, &ledgerly());
+    let sql = &all[1].1;
+    assert!(all[1].0.contains("references_checked"), "{}", all[1].0);
+    db.batch_execute(sql).unwrap();
+    let immediate: Vec<String> = db
+        .query(
+            "SELECT conrelid::regclass::text || ' ' || pg_get_constraintdef(oid) FROM pg_constraint
+             WHERE conrelid IN ('customer'::regclass, 'invoice'::regclass, 'exchange_rate'::regclass)
+               AND ((contype = 'u' AND pg_get_constraintdef(oid) <> 'UNIQUE (tenant_id, id)')
+                 OR (contype = 'f' AND confrelid <> 'tenants'::regclass))
+               AND (NOT condeferrable OR NOT condeferred OR confdeltype = 'r')",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(immediate, Vec::<String>::new(), "still checked at once");
+    let deferred: i64 = db
+        .query_one(
+            "SELECT count(*) FROM pg_constraint WHERE condeferrable AND condeferred
+               AND conrelid IN ('invoice'::regclass, 'exchange_rate'::regclass)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        deferred, 4,
+        "invoice's number and two references, exchange_rate's currency"
+    );
+    // Nothing left to convert: the next generation changes nothing.
+    let (code, json) = generate_json(&ledgerly(), &out);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(migrations(&out).len(), 2);
+}
+
+/// ledgerly whose exchange rates name their market, a second global resource.
+fn ledgerly_rates_with_markets() -> String {
+    ledgerly().replace(
+        "      published_at: { type: timestamp }\n    actions:\n      read: { public: true, reason: published reference data, rate_limit: 60/min }\n      list: { public: true, reason: published reference data, rate_limit: 60/min }\n",
+        "      published_at: { type: timestamp }\n      market: { type: reference, to: market, optional: true }\n    actions:\n      read: { public: true, reason: published reference data, rate_limit: 60/min }\n      list: { public: true, reason: published reference data, rate_limit: 60/min }\n\n  market:\n    description: Where rates are quoted\n    global: true\n    fields:\n      name: { type: string, max: 40 }\n    actions:\n      read: { public: true, reason: published reference data, rate_limit: 60/min }\n",
+    )
+}
+
+#[test]
+fn a_global_resource_referring_to_another_is_made_tenant_scoped_with_its_rows() {
+    // Copying the rows queues the checks of their (deferred) references; the migration makes
+    // them immediate, since PostgreSQL refuses to alter a table with checks pending.
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("ledgerly");
+    let before = ledgerly_rates_with_markets();
+    assert_ne!(before, ledgerly(), "the spec has markets");
+    let (_scratch, mut db) = generation_applied(&before, &out);
+    rated_invoices(&mut db);
+    db.batch_execute(
+        "INSERT INTO market (id, name) VALUES ('00000000-0000-0000-0000-0000000000d1', 'Frankfurt');
+         UPDATE exchange_rate SET market = '00000000-0000-0000-0000-0000000000d1';",
+    )
+    .unwrap();
+    let after = before
+        .replace(
+            "    description: Reference exchange rates, published to everyone\n    global: true\n",
+            "    description: Exchange rates each agency keeps\n",
+        )
+        .replacen(
+            "      read: { public: true, reason: published reference data, rate_limit: 60/min }\n      list: { public: true, reason: published reference data, rate_limit: 60/min }\n",
+            "      read: { roles: [owner], scope: invoices.read }\n      list: { roles: [owner], scope: invoices.read }\n",
+            1,
+        )
+        .replace("payments:", "migrations:\n  tenancy: { exchange_rate: tenant }\n\npayments:");
+    let all = next_generation(&out, &after);
+    let sql = &all[1].1;
+    assert!(sql.contains("SET CONSTRAINTS ALL IMMEDIATE;"), "{sql}");
+    db.batch_execute(sql).unwrap();
+    let copies: i64 = db
+        .query_one(
+            "SELECT count(*) FROM exchange_rate WHERE market = '00000000-0000-0000-0000-0000000000d1'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        copies, 4,
+        "each tenant's copy of each rate keeps its market"
+    );
+}
+
 /// Two tenants, two exchange rates (EUR, USD), a customer and an invoice at the EUR rate in
 /// each tenant, and an invoice without a rate in tenant a.
 fn rated_invoices(db: &mut postgres::Client) {

@@ -169,11 +169,34 @@ impl<'s> Lower<'s> {
                         (Some(when), None) => when.loc,
                         (None, _) => name.loc,
                     };
+                    // A field name misspelt (Cedar says which attribute it did not find).
+                    let on_row = problem
+                        .focus
+                        .as_deref()
+                        .is_some_and(|f| f.starts_with("resource."));
+                    let missing = problem
+                        .message
+                        .strip_prefix("attribute `")
+                        .and_then(|rest| rest.split_once('`'))
+                        .map(|(attribute, _)| attribute)
+                        .filter(|_| on_row);
+                    let fields = app.resources[problem.resource]
+                        .fields
+                        .iter()
+                        .map(|f| f.name.as_str());
+                    let near = missing.and_then(|m| crate::diagnostic::did_you_mean(m, fields));
+                    let usage = "conditions use `resource.<field>` (optional fields only after `resource has <field>`), `principal.sub`, `principal.roles`, `context.scopes`";
                     self.error(
                         "invalid-condition",
-                        format!("condition of `{}` does not fit the resource: {}", name.value, problem.message),
+                        format!(
+                            "condition of `{}` does not fit the resource: {}",
+                            name.value, problem.message
+                        ),
                         loc,
-                        "conditions use `resource.<field>` (optional fields only after `resource has <field>`), `principal.sub`, `principal.roles`, `context.scopes`",
+                        match near {
+                            Some(near) => format!("did you mean `{near}`? {usage}"),
+                            None => usage.to_owned(),
+                        },
                     );
                 }
             }
@@ -1692,7 +1715,18 @@ impl<'s> Lower<'s> {
             let expected = match ty {
                 FieldType::Enum { variants, .. } => {
                     let values: Vec<&str> = variants.iter().map(|v| v.value.as_str()).collect();
-                    format!("one of {}", listing(&values))
+                    let near = match &value.value {
+                        Scalar::Str(s) => {
+                            crate::diagnostic::did_you_mean(s, values.iter().copied())
+                        }
+                        _ => None,
+                    };
+                    match near {
+                        Some(near) => {
+                            format!("one of {} (did you mean `{near}`?)", listing(&values))
+                        }
+                        None => format!("one of {}", listing(&values)),
+                    }
                 }
                 FieldType::Bool => "`true` or `false`".into(),
                 FieldType::Int => "an integer".into(),

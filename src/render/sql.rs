@@ -61,6 +61,11 @@ pub struct TableRecord {
     /// Quoted column lists of the unique constraints.
     pub uniques: Vec<String>,
     pub foreign_keys: Vec<ForeignKey>,
+    /// Its uniqueness rules and references to other resources are checked at commit
+    /// (`DEFERRABLE INITIALLY DEFERRED`); absent from the records of bulwark releases that
+    /// made them immediate, whose tables the next migration converts.
+    #[serde(default)]
+    pub keys_deferred: bool,
 }
 
 /// A per-operation read function of a tenant table: one statement per request, since it sets
@@ -433,6 +438,7 @@ fn table(app: &App, resource: &Resource) -> Table {
             columns,
             uniques,
             foreign_keys,
+            keys_deferred: true,
         },
         comment: if tenant {
             "tenant-scoped: tenant_id, forced row-level security"

@@ -894,14 +894,71 @@ impl Plan<'_> {
     /// operation, and an action may be called more often than its limit allows one principal.
     /// Only the ways of calling that some case uses are spelled out (the test is linted with
     /// warnings denied).
-    pub fn calls(&self) -> TokenStream {
+    pub fn calls(&self, app: &App) -> TokenStream {
         if self.cases.is_empty() {
             return TokenStream::new();
         }
         let path = quote!(let path = case.path.replace("{id}", &row.to_string()););
+        // Conditional deletes of rows another resource's rows must refer to (tenant data):
+        // the resource, that other resource, and its table.
+        let mut referrers: Vec<(&str, &str, String)> = Vec::new();
+        for case in self
+            .cases
+            .iter()
+            .filter(|c| c.action.kind == ActionKind::Delete)
+        {
+            let referrer = super::tests::referrer(app, case.resource);
+            let key = super::tests::ids_key(case.resource);
+            if let Some(referrer) = referrer
+                && !referrers.iter().any(|(k, _, _)| *k == key)
+            {
+                let table = crate::render::escape::sql_ident(&referrer.table);
+                referrers.push((key, super::tests::ids_key(referrer), table));
+            }
+        }
+        let row_call = if referrers.is_empty() {
+            quote!(
+                send(&app, case.method, &path, &token, None)
+                    .await
+                    .0
+                    .as_u16()
+            )
+        } else {
+            let entries = referrers.iter().map(|(key, referrer, table)| {
+                let delete = format!("DELETE FROM {table} WHERE \"id\" = $1");
+                quote!((#key, #referrer, #delete))
+            });
+            quote! {
+                /// Resources whose rows a conditional delete removes, another resource whose
+                /// rows must refer to them, and how to remove such a row.
+                const REFERRERS: &[(&str, &str, &str)] = &[#(#entries),*];
+                let status = send(&app, case.method, &path, &token, None).await.0;
+                // Refused again while another row refers to this one: the reference is
+                // checked at commit, after the decision (a 409 would tell of that row).
+                if case.method == "DELETE"
+                    && (status == StatusCode::FORBIDDEN || status == StatusCode::UNAUTHORIZED)
+                    && let Some((_, referrer, remove)) = REFERRERS.iter().find(|(r, _, _)| *r == case.resource)
+                {
+                    let mut refs = Ids::default();
+                    for resource in CREATION_ORDER {
+                        if *resource == case.resource {
+                            refs.push(resource, row);
+                        } else {
+                            ids.of(resource).iter().for_each(|id| refs.push(resource, *id));
+                        }
+                    }
+                    let mut conn = db.pool.acquire().await.expect("a connection");
+                    let referring = insert_sample(&mut conn, referrer, tenant, owner, counter, &refs).await;
+                    let (again, _) = send(&app, case.method, &path, &token, None).await;
+                    assert_eq!(again, status, "{} refused ({status}), then answered {again} once a {referrer} row referred to it", case.id);
+                    sqlx::query(*remove).bind(referring).execute(&mut *conn).await.expect("remove the referring row");
+                }
+                status.as_u16()
+            }
+        };
         let arms = Call::ALL.iter().filter(|call| self.calls_of(**call)).map(|call| match call {
             Call::Row => quote! {
-                Call::Row => { #path send(&app, case.method, &path, &token, None).await.0.as_u16() }
+                Call::Row => { #path #row_call }
             },
             Call::Update => quote! {
                 Call::Update => { #path send(&app, case.method, &path, &token, Some(input)).await.0.as_u16() }

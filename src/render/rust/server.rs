@@ -590,9 +590,10 @@ fn guard() -> TokenStream {
             pub public: Option<(u32, u32)>,
             pub sensitive: Option<(u32, u32)>,
             pub standard: Option<(u32, u32)>,
-            /// Requests to a non-public operation refused for want of a valid token: one
-            /// budget per client address over every operation (checking a token and logging
-            /// its refusal cost something, so repeating them is throttled).
+            /// Requests to a non-public operation refused for want of a valid token, or for
+            /// their token's standing (sessions revoked, no member): one budget per client
+            /// address over every operation (checking a token and logging its refusal cost
+            /// something, so repeating them is throttled).
             pub unauthenticated: Option<(u32, u32)>,
         }
 
@@ -638,7 +639,7 @@ fn guard() -> TokenStream {
         pub struct Guard {
             operation: &'static Operation,
             limiter: Budget,
-            /// The budget of refusals for want of a valid token, per client address.
+            /// The budget of refusals for want of a valid token or standing, per client address.
             unauthenticated: Budget,
             auth: Arc<Authority>,
             checks: Arc<AtomicUsize>,
@@ -714,7 +715,8 @@ fn guard() -> TokenStream {
             public: Budget,
             /// The same of the standard route class.
             standard: Budget,
-            /// Refusals for want of a valid token, per client address, over every operation.
+            /// Refusals for want of a valid token or standing, per client address, over every
+            /// operation.
             unauthenticated: Budget,
             auth: Arc<Authority>,
         }
@@ -1001,6 +1003,13 @@ fn guard() -> TokenStream {
                 }
                 return machine(&guard, request, next, token).await;
             };
+            // Before the database is asked for the caller's standing, a budget per subject
+            // and address: a valid token cannot make queries without end, yet one replayed
+            // from elsewhere cannot spend its owner's budget.
+            let from = client(&request, &guard.auth.trusted_proxies);
+            if let Some(refused) = throttle(&guard, operation, format!("sub:{}@{from}", token.subject)) {
+                return refused;
+            }
             // The roles come from the tenant's memberships, never from the token.
             let tenant = TenantId::system(tenant);
             // Only an email the issuer verified proves a domain.
@@ -1037,7 +1046,7 @@ fn guard() -> TokenStream {
             // does, never its subject's: a stolen token replayed after its sessions were
             // revoked must not lock the real user out with 429s.
             if (revoked || standing.roles.is_none())
-                && let Some(refused) = charge(&guard, &guard.unauthenticated, operation, client(&request, &guard.auth.trusted_proxies))
+                && let Some(refused) = charge(&guard, &guard.unauthenticated, operation, from)
             {
                 return refused;
             }
@@ -2303,7 +2312,7 @@ fn routes(app: &App) -> TokenStream {
             public: Some((#public_requests, #public_secs)),
             sensitive: Some((#sensitive_requests, #sensitive_secs)),
             standard: Some((#standard_requests, #standard_secs)),
-            // Refusals for want of a valid token, per client address.
+            // Refusals for want of a valid token or standing, per client address.
             unauthenticated: Some((120, 60)),
         };
 

@@ -19,10 +19,12 @@ pub fn store_module(api: &Ident) -> TokenStream {
         //!
         //! The handlers of a caller's request (all but public reads and lists, which have no
         //! caller) authorize against the operation its guard checked ([`Current`]): create on
-        //! the row as written, update on the row as stored and as written, the others on the
-        //! row as stored; a row to be changed is locked from its check to the write. A denial
-        //! rolls the transaction back before its audit event is written; a change commits with
-        //! its event.
+        //! the row as written, update on the row as stored and as written, delete on the row
+        //! its statement removed, the others on the row as stored; a row to be changed is
+        //! locked from its check to the write (a deleted one by its delete). A denial rolls the
+        //! transaction back before its audit event is written; a change commits with its
+        //! event, and the uniqueness rules and references the migrations defer are checked
+        //! then, after the decision.
 
         use crate::audit::{Event, Outcome};
         use crate::authz::Attributes;
@@ -116,7 +118,7 @@ pub fn store_module(api: &Ident) -> TokenStream {
             const READ: &'static str;
             /// Replaces the input's columns of the row `$1`.
             const UPDATE: &'static str;
-            /// Deletes the row `$1`, returning its id.
+            /// Deletes the row `$1`, returning it.
             const DELETE: &'static str;
             /// Rows after `$1` (none: from the first) in id order, at most `$2`.
             const LIST: &'static str;
@@ -370,7 +372,21 @@ pub fn store_module(api: &Ident) -> TokenStream {
         pub async fn handle_delete<T: Stored + Attributes>(State(state): State<AppState>, Current(op): Current, principal: Principal, ApiPath(id): ApiPath<uuid::Uuid>) -> Result<StatusCode, Problem> {
             let tenancy = T::Tenancy::of(&principal);
             let mut tx = tenancy.begin(&state.db).await?;
-            let removed = delete::<T>(&mut tx, tenancy, id).await?.ok_or_else(Problem::not_found)?;
+            let removed = match delete::<T>(&mut tx, tenancy, id).await {
+                Ok(removed) => removed.ok_or_else(Problem::not_found)?,
+                // The statement itself failed (rows refer to this one, in a database migrated
+                // before references were checked at commit): the caller still learns only
+                // what the decision on the row as stored allows.
+                Err(error) => {
+                    drop(tx);
+                    if let Some(stored) = fetch_alone::<T>(&state.db, tenancy, id).await?
+                        && let Err(denial) = state.auth.check(&principal, op, T::ENTITY, stored.id(), &stored)
+                    {
+                        return Err(denial.record(&state.db).await);
+                    }
+                    return Err(error.into());
+                }
+            };
             let tx = check(&state, tx, &principal, op, &removed).await?;
             commit(tx, &principal, op, &removed).await?;
             Ok(StatusCode::NO_CONTENT)
