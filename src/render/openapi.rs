@@ -95,6 +95,11 @@ pub fn render_openapi(app: &App, options: &Options) -> String {
                 if matches!(action.kind, ActionKind::Create | ActionKind::Update) {
                     map.insert("422".into(), problem.clone());
                 }
+                // Found at commit: a unique value taken, a row others refer to, a concurrent
+                // change in the way.
+                if !matches!(action.kind, ActionKind::Read | ActionKind::List) {
+                    map.insert("409".into(), problem.clone());
+                }
                 if action.rate_limit.is_some() {
                     map.insert("429".into(), problem.clone());
                 }

@@ -251,11 +251,19 @@ pub fn store_module(api: &Ident) -> TokenStream {
         }
 
         /// Commits a change of `row` with its audit event; a unique value taken or a reference
-        /// gone answers 409 or 422 here, when the deferred constraints are checked.
-        async fn commit<T: Stored>(tx: Tx, principal: &Principal, op: &'static crate::guard::Operation, row: &T) -> Result<(), Problem> {
+        /// gone fails here, when the deferred constraints are checked (409 or 422).
+        async fn commit<T: Stored>(tx: Tx, principal: &Principal, op: &'static crate::guard::Operation, row: &T) -> Result<(), sqlx::Error> {
             let event = Event::of(principal, op, T::ENTITY, Some(row.id().to_string()), Outcome::Allowed, <T::Tenancy as Tenancy>::TENANT);
-            crate::audit::commit(tx, &event).await?;
-            Ok(())
+            crate::audit::commit(tx, &event).await
+        }
+
+        /// A delete's failure: a reference to the row (23503) is always other rows still
+        /// referring to it, 409, whatever language the server's messages are in.
+        fn delete_failed(error: sqlx::Error) -> Problem {
+            match error.as_database_error().and_then(|e| e.code()) {
+                Some(code) if code == "23503" => Problem::conflict("other rows still refer to this one"),
+                _ => error.into(),
+            }
         }
 
         /// Creates a row, authorized on the row as written (a refusal rolls the insert back).
@@ -384,11 +392,11 @@ pub fn store_module(api: &Ident) -> TokenStream {
                     {
                         return Err(denial.record(&state.db).await);
                     }
-                    return Err(error.into());
+                    return Err(delete_failed(error));
                 }
             };
             let tx = check(&state, tx, &principal, op, &removed).await?;
-            commit(tx, &principal, op, &removed).await?;
+            commit(tx, &principal, op, &removed).await.map_err(delete_failed)?;
             Ok(StatusCode::NO_CONTENT)
         }
 
