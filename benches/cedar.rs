@@ -2,7 +2,9 @@
 //! the generated layout (one policy per operation) compares with one policy per role for the
 //! same permissions. The schema and policies are those of ledgerly's `customer.read` (four
 //! roles, two of them needing a second factor) with a condition on the row, as a conditional
-//! operation is evaluated on every request. Run: `cargo bench --bench cedar`.
+//! operation is evaluated on every request; and, to show where Cedar's time goes, its floor
+//! (one policy permitting everything), the typed head alone and the condition alone. Run:
+//! `cargo bench --bench cedar`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -211,6 +213,19 @@ fn main() {
         (
             "one policy per operation, roles by `contains`",
             per_operation_contains(),
+        ),
+        // Where Cedar's time goes: its floor for one policy, the typed head, the condition.
+        (
+            "one policy permitting all (Cedar's floor)",
+            "permit (principal, action, resource);".to_owned(),
+        ),
+        (
+            "the operation's typed head, `when { true }`",
+            format!("{HEAD} when {{ true }};"),
+        ),
+        (
+            "the operation's condition under an untyped head",
+            per_operation().replacen(HEAD, "permit (principal, action, resource)", 1),
         ),
     ] {
         let policies = PolicySet::from_str(&text).expect("the policies parse");

@@ -646,13 +646,24 @@ fn plan(app: &App, old: &[TableRecord]) -> Result<Plan, EvolveError> {
 /// each is dropped and added again, deferred and without `ON DELETE RESTRICT` (which cannot
 /// wait). The tables' `(tenant_id, id)` keys, which references point at, and their references
 /// to `tenants` stay as they are.
+///
+/// Every table is locked first, in one statement and in name order, so that the migration
+/// never holds some while waiting for others that requests hold (run it when the service
+/// may pause). A uniqueness rule that any reference points at (a hand-made one included)
+/// is left alone: PostgreSQL cannot drop it, nor refer to a deferred one.
 fn defer_keys_sql(tables: &[TableRecord]) -> String {
-    let names: Vec<String> = tables.iter().map(|t| sql_literal(&t.name)).collect();
+    let mut names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
+    names.sort_unstable();
+    let literals: Vec<String> = names.iter().map(|name| sql_literal(name)).collect();
     let body = format!(
-        "DECLARE\n  key record;\nBEGIN\n  FOR key IN\n    SELECT con.conrelid::regclass AS tbl, con.conname AS name, pg_catalog.pg_get_constraintdef(con.oid) AS def\n    FROM pg_catalog.pg_constraint con\n    WHERE con.conrelid = ANY (ARRAY[{}]::regclass[]) AND NOT con.condeferrable\n      AND ((con.contype = 'u' AND pg_catalog.pg_get_constraintdef(con.oid) <> 'UNIQUE (tenant_id, id)')\n        OR (con.contype = 'f' AND con.confrelid <> '\"tenants\"'::regclass))\n  LOOP\n    EXECUTE pg_catalog.format('ALTER TABLE %s DROP CONSTRAINT %I', key.tbl, key.name);\n    EXECUTE pg_catalog.format('ALTER TABLE %s ADD CONSTRAINT %I %s DEFERRABLE INITIALLY DEFERRED', key.tbl, key.name, pg_catalog.replace(key.def, ' ON DELETE RESTRICT', ''));\n  END LOOP;\nEND",
-        names.join(", ")
+        "DECLARE\n  key record;\nBEGIN\n  FOR key IN\n    SELECT con.conrelid::regclass AS tbl, con.conname AS name, pg_catalog.pg_get_constraintdef(con.oid) AS def\n    FROM pg_catalog.pg_constraint con\n    WHERE con.conrelid = ANY (ARRAY[{}]::regclass[]) AND NOT con.condeferrable\n      AND ((con.contype = 'u' AND pg_catalog.pg_get_constraintdef(con.oid) <> 'UNIQUE (tenant_id, id)'\n          AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint ref WHERE ref.contype = 'f' AND ref.conindid = con.conindid))\n        OR (con.contype = 'f' AND con.confrelid <> '\"tenants\"'::regclass))\n  LOOP\n    EXECUTE pg_catalog.format('ALTER TABLE %s DROP CONSTRAINT %I', key.tbl, key.name);\n    EXECUTE pg_catalog.format('ALTER TABLE %s ADD CONSTRAINT %I %s DEFERRABLE INITIALLY DEFERRED', key.tbl, key.name, pg_catalog.replace(key.def, ' ON DELETE RESTRICT', ''));\n  END LOOP;\nEND",
+        literals.join(", ")
     );
-    format!("DO {};", sql_function_body(&body))
+    format!(
+        "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE;\nDO {};",
+        names.join(", "),
+        sql_function_body(&body)
+    )
 }
 
 /// A table that moves between tenant-scoped and global.

@@ -1003,13 +1003,13 @@ fn guard() -> TokenStream {
                 }
                 return machine(&guard, request, next, token).await;
             };
-            // Before the database is asked for the caller's standing, a budget per subject
-            // and address: a valid token cannot make queries without end, yet one replayed
-            // from elsewhere cannot spend its owner's budget.
-            let from = client(&request, &guard.auth.trusted_proxies);
-            if let Some(refused) = throttle(&guard, operation, format!("sub:{}@{from}", token.subject)) {
+            // Before the database is asked for the caller's standing, a budget per token (its
+            // subject and issue time): one token cannot make queries without end, wherever it
+            // is sent from, yet a stolen one replayed spends nothing of its owner's fresh ones.
+            if let Some(refused) = throttle(&guard, operation, format!("tok:{}:{}", token.subject, token.issued_at)) {
                 return refused;
             }
+            let from = client(&request, &guard.auth.trusted_proxies);
             // The roles come from the tenant's memberships, never from the token.
             let tenant = TenantId::system(tenant);
             // Only an email the issuer verified proves a domain.

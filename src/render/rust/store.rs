@@ -387,9 +387,8 @@ pub fn store_module(api: &Ident) -> TokenStream {
                 // what the decision on the row as stored allows.
                 Err(error) => {
                     drop(tx);
-                    if let Some(stored) = fetch_alone::<T>(&state.db, tenancy, id).await?
-                        && let Err(denial) = state.auth.check(&principal, op, T::ENTITY, stored.id(), &stored)
-                    {
+                    let stored = fetch_alone::<T>(&state.db, tenancy, id).await?.ok_or_else(Problem::not_found)?;
+                    if let Err(denial) = state.auth.check(&principal, op, T::ENTITY, stored.id(), &stored) {
                         return Err(denial.record(&state.db).await);
                     }
                     return Err(delete_failed(error));
