@@ -257,12 +257,18 @@ pub fn store_module(api: &Ident) -> TokenStream {
             crate::audit::commit(tx, &event).await
         }
 
-        /// A delete's failure: a reference to the row (23503) is always other rows still
-        /// referring to it, 409, whatever language the server's messages are in.
+        /// A delete's failure: a reference (23503) reported on a table other than the audit
+        /// trail's is other rows still referring to the row, 409, whatever language the
+        /// server's messages are in (the trail's own reference to its tenant is not).
         fn delete_failed(error: sqlx::Error) -> Problem {
-            match error.as_database_error().and_then(|e| e.code()) {
-                Some(code) if code == "23503" => Problem::conflict("other rows still refer to this one"),
-                _ => error.into(),
+            let referred = error.as_database_error().is_some_and(|e| {
+                e.code().is_some_and(|code| code == "23503")
+                    && !matches!(e.table(), Some("audit_events" | "system_audit_events"))
+            });
+            if referred {
+                Problem::conflict("other rows still refer to this one")
+            } else {
+                error.into()
             }
         }
 
