@@ -624,7 +624,7 @@ fn generate(format: OutputFormat, path: &Path, target: &Output, force: bool) -> 
                             Some(commit) => println_to!(
                                 stdout,
                                 "{commit}\ncommitted {} to branch {}: {} added, {} changed, {} removed",
-                                crate::diagnostic::printable(&app.name),
+                                app.name,
                                 committed.branch,
                                 committed.changes.added.len(),
                                 committed.changes.modified.len(),
@@ -634,7 +634,7 @@ fn generate(format: OutputFormat, path: &Path, target: &Output, force: bool) -> 
                                 stdout,
                                 "branch {} already holds this generation of {}: nothing committed",
                                 committed.branch,
-                                crate::diagnostic::printable(&app.name)
+                                app.name
                             ),
                         },
                     }
@@ -665,7 +665,7 @@ fn generate(format: OutputFormat, path: &Path, target: &Output, force: bool) -> 
                     println_to!(
                         stdout,
                         "generated {} into {}: {} written, {} removed, {} unchanged",
-                        crate::diagnostic::printable(&app.name),
+                        app.name,
                         out.display(),
                         outcome.written.len(),
                         outcome.removed.len(),
