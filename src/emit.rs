@@ -8,9 +8,10 @@
 //! again finishes the job.
 //!
 //! Regeneration adds new files and changes or removes only files the previous manifest
-//! lists. It refuses, unless forced, when one of those was edited by hand, and forced or not
-//! when a new file would overwrite a file bulwark did not generate; even forced, it never
-//! deletes a file edited by hand. It never writes through a symbolic link, and never touches
+//! lists. It refuses, unless forced, when one of those was edited by hand (line endings
+//! turned into CRLF by a checkout are no edit), and forced or not when a new file would
+//! overwrite a file bulwark did not generate; even forced, it never deletes a file edited
+//! by hand. It never writes through a symbolic link, and never touches
 //! `.git`, `target` or anything else it did not generate. Generations into one directory take
 //! turns ([`lock_dir`]).
 
@@ -144,6 +145,31 @@ impl Manifest {
 
 pub fn sha256(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
+}
+
+/// `bytes` with CRLF line endings turned back into LF, when there are any: what a checkout
+/// with `core.autocrlf` makes of a generated file is no edit of anyone's.
+fn lf(bytes: &[u8]) -> Option<Vec<u8>> {
+    bytes.windows(2).any(|pair| pair == b"\r\n").then(|| {
+        let mut text = Vec::with_capacity(bytes.len());
+        for (i, &byte) in bytes.iter().enumerate() {
+            if !(byte == b'\r' && bytes.get(i + 1) == Some(&b'\n')) {
+                text.push(byte);
+            }
+        }
+        text
+    })
+}
+
+/// Whether a file on disk holds `text`, byte for byte or but for CRLF line endings.
+fn holds(bytes: &[u8], text: &str) -> bool {
+    bytes == text.as_bytes() || lf(bytes).is_some_and(|bytes| bytes == text.as_bytes())
+}
+
+/// Whether a file on disk holds what the manifest recorded (its digest), byte for byte or
+/// but for CRLF line endings.
+fn as_recorded(bytes: &[u8], recorded: &str) -> bool {
+    sha256(bytes) == recorded || lf(bytes).is_some_and(|bytes| sha256(&bytes) == recorded)
 }
 
 /// What a write changed.
@@ -292,8 +318,14 @@ pub fn previous_from(
                     reason: "was edited by hand since bulwark generated it".into(),
                 });
             }
+            // As generated: with LF line endings, whatever a checkout made of them.
             Ok(text) => {
-                migrations.insert(path.clone(), text);
+                let generated = if manifest.files.get(path) == Some(&sha256(text.as_bytes())) {
+                    text
+                } else {
+                    text.replace("\r\n", "\n")
+                };
+                migrations.insert(path.clone(), generated);
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(EmitError::BadManifest {
@@ -449,7 +481,8 @@ pub fn write_dir(
             Err(e) => return Err(in_the_way(dir, path).unwrap_or_else(|| io(&target)(e))),
         };
         match (&on_disk, previous_files.get(path)) {
-            (Some(bytes), _) if bytes == contents.as_bytes() => {
+            // Kept as it is, line endings too.
+            (Some(bytes), _) if holds(bytes, contents) => {
                 outcome.unchanged += 1;
                 continue;
             }
@@ -461,7 +494,7 @@ pub fn write_dir(
                     reason: "exists and differs from the migration this spec renders".into(),
                 });
             }
-            (Some(bytes), Some(recorded)) if !force && &sha256(bytes) != recorded => {
+            (Some(bytes), Some(recorded)) if !force && !as_recorded(bytes, recorded) => {
                 edits.push(path.clone());
                 continue;
             }
@@ -479,7 +512,7 @@ pub fn write_dir(
         no_symlink(dir, path)?;
         let target = dir.join(path);
         match std::fs::read(&target) {
-            Ok(bytes) if &sha256(&bytes) != recorded => {
+            Ok(bytes) if !as_recorded(&bytes, recorded) => {
                 if !force {
                     edits.push(path.clone());
                 }

@@ -130,6 +130,34 @@ fn a_later_grant_all_is_found() {
 }
 
 #[test]
+fn keys_checked_before_the_server_decides_are_found() {
+    // A release's uniqueness rule made immediate again, a reference that restricts deletes,
+    // and a new immediate rule: each would tell a refused caller about rows it may not see.
+    assert_migration_found(
+        "ALTER TABLE \"invoice\" DROP CONSTRAINT \"invoice_tenant_id_number_key\";\n\
+         ALTER TABLE \"invoice\" ADD CONSTRAINT \"invoice_tenant_id_number_key\" UNIQUE (\"tenant_id\", \"number\");\n\
+         ALTER TABLE \"invoice\" DROP CONSTRAINT \"invoice_tenant_id_customer_fkey\";\n\
+         ALTER TABLE \"invoice\" ADD CONSTRAINT \"invoice_tenant_id_customer_fkey\" FOREIGN KEY (\"tenant_id\", \"customer\") \
+           REFERENCES \"customer\" (\"tenant_id\", \"id\") ON DELETE RESTRICT DEFERRABLE INITIALLY DEFERRED;\n\
+         ALTER TABLE \"customer\" ADD CONSTRAINT \"customer_email_key\" UNIQUE (\"tenant_id\", \"email\") DEFERRABLE;",
+        &[
+            (
+                "table \"invoice\"",
+                "constraint \"invoice_tenant_id_number_key\" is checked at once",
+            ),
+            (
+                "table \"invoice\"",
+                "constraint \"invoice_tenant_id_customer_fkey\" is ON DELETE RESTRICT",
+            ),
+            (
+                "table \"customer\"",
+                "constraint \"customer_email_key\" is checked at once",
+            ),
+        ],
+    );
+}
+
+#[test]
 fn policies_that_do_not_scope_to_the_tenant_are_found() {
     assert_migration_found(
         "CREATE POLICY \"open\" ON \"customer\" USING (true);",

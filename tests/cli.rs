@@ -589,6 +589,65 @@ fn something_bulwark_did_not_make_in_the_way_is_refused_not_an_io_error() {
 }
 
 #[test]
+fn line_endings_a_checkout_turned_into_crlf_are_no_hand_edit() {
+    let tmp = tempdir();
+    let out = tmp.path().join("out");
+    generate_json(&spec("tracker.yaml"), &out, &[]).expect_code(EXIT_OK);
+    // As `git checkout` with `core.autocrlf` leaves them: every file, the manifest too.
+    for (path, contents) in snapshot(&out) {
+        if let Some(bytes) = contents {
+            let text = String::from_utf8(bytes).unwrap();
+            assert!(!text.contains('\r'), "{path} holds a carriage return");
+            fs::write(out.join(&path), text.replace('\n', "\r\n")).unwrap();
+        }
+    }
+    let checked_out = snapshot(&out);
+
+    // The same spec: nothing to do, and the line endings stay as the checkout made them.
+    let run = generate_json(&spec("tracker.yaml"), &out, &[]);
+    run.expect_code(EXIT_OK);
+    assert_eq!(string_list(&run.json()["written"]), Vec::<String>::new());
+    assert_same_tree(
+        &checked_out,
+        &snapshot(&out),
+        "regeneration of the same spec",
+    );
+
+    // A real edit among them is still one.
+    let edited = out.join("crates/server/src/lib.rs");
+    let mut text = fs::read_to_string(&edited).unwrap();
+    text.push_str("// a hand edit\r\n");
+    fs::write(&edited, &text).unwrap();
+    let smaller = tracker_without_time_entry(tmp.path());
+    let run = generate_json(&smaller, &out, &[]);
+    run.expect_code(EXIT_REFUSED);
+    let message = run.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(
+        message.contains("`crates/server/src/lib.rs` was edited by hand"),
+        "{message}"
+    );
+
+    // Without it, a changed spec removes the dropped resource's files and rewrites the
+    // changed ones.
+    let restored = checked_out["crates/server/src/lib.rs"].as_deref().unwrap();
+    fs::write(&edited, restored).unwrap();
+    let run = generate_json(&smaller, &out, &[]);
+    run.expect_code(EXIT_OK);
+    let doc = run.json();
+    let mut removed = string_list(&doc["removed"]);
+    removed.sort();
+    assert_eq!(removed, TIME_ENTRY_FILES);
+    assert!(string_list(&doc["kept"]).is_empty(), "{doc}");
+    assert!(!string_list(&doc["written"]).is_empty(), "{doc}");
+    for path in string_list(&doc["written"]) {
+        assert!(
+            !fs::read_to_string(out.join(&path)).unwrap().contains('\r'),
+            "{path}"
+        );
+    }
+}
+
+#[test]
 fn hand_edited_file_that_the_new_spec_drops_refuses_regeneration() {
     let tmp = tempdir();
     let out = tmp.path().join("out");

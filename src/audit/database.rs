@@ -7,9 +7,10 @@
 //! `WITH CHECK`; a `SECURITY DEFINER` function; a view without `security_invoker`, or any
 //! materialized view; a privilege of the app role beyond what its actions need (or one they
 //! need and it lacks), a grant to PUBLIC, the app role owning anything or being a member of
-//! the owner; and an owner or app role with SUPERUSER or BYPASSRLS. Each finding names the
-//! first migration after which it appeared. The scratch database and roles are dropped
-//! afterwards, whatever happened.
+//! the owner; a uniqueness rule or reference of a spec resource's table that is checked at
+//! once rather than at commit, or restricts deletes; and an owner or app role with
+//! SUPERUSER or BYPASSRLS. Each finding names the first migration after which it appeared.
+//! The scratch database and roles are dropped afterwards, whatever happened.
 
 use crate::model::App;
 use postgres::{Client, NoTls};
@@ -85,6 +86,14 @@ struct Grants {
     functions: Vec<String>,
 }
 
+/// The spec's tables, unquoted (none without a spec).
+struct SpecTables {
+    /// Scoped to tenants.
+    tenant: BTreeSet<String>,
+    /// Every resource's, global ones too.
+    resources: BTreeSet<String>,
+}
+
 /// Audits the database side of the project at `dir` on the server at `url`.
 pub fn audit_database(
     dir: &Path,
@@ -112,15 +121,20 @@ pub fn audit_database(
             functions: granted.functions.clone(),
         },
     };
-    let tenant_tables: BTreeSet<String> = spec
-        .map(|app| {
-            app.resources
-                .iter()
-                .filter(|r| !r.global)
-                .map(|r| r.table.clone())
-                .collect()
-        })
-        .unwrap_or_default();
+    let tables = SpecTables {
+        tenant: spec
+            .map(|app| {
+                app.resources
+                    .iter()
+                    .filter(|r| !r.global)
+                    .map(|r| r.table.clone())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        resources: spec
+            .map(|app| app.resources.iter().map(|r| r.table.clone()).collect())
+            .unwrap_or_default(),
+    };
 
     let config: postgres::Config = url
         .parse()
@@ -148,7 +162,7 @@ pub fn audit_database(
             client,
             &app,
             &owner,
-            &tenant_tables,
+            &tables,
             &expected,
             after_grants,
             &mut found,
@@ -337,7 +351,7 @@ fn check(
     client: &mut Client,
     app: &str,
     owner: &str,
-    tenant_tables: &BTreeSet<String>,
+    spec_tables: &SpecTables,
     expected: &Grants,
     after_grants: bool,
     found: &mut Vec<(String, String)>,
@@ -366,7 +380,7 @@ fn check(
         let table_owner: String = table.get(5);
         present.insert(name.clone());
         let object = format!("table \"{name}\"");
-        if has_tenant || tenant_tables.contains(&name) {
+        if has_tenant || spec_tables.tenant.contains(&name) {
             if !has_tenant {
                 add(
                     object.clone(),
@@ -413,6 +427,14 @@ fn check(
                 }
             }
         }
+        if spec_tables.resources.contains(&name) {
+            for (constraint, message) in keys_checked_at_once(client, oid)? {
+                add(
+                    object.clone(),
+                    &format!("constraint \"{constraint}\" {message}"),
+                );
+            }
+        }
         if table_owner == app {
             add(object.clone(), "is owned by the app role");
         }
@@ -450,7 +472,7 @@ fn check(
         }
     }
     if after_grants {
-        for table in tenant_tables.iter().filter(|t| !present.contains(*t)) {
+        for table in spec_tables.tenant.iter().filter(|t| !present.contains(*t)) {
             add(
                 format!("table \"{table}\""),
                 "is in the spec but no migration creates it",
@@ -554,6 +576,46 @@ fn check(
         );
     }
     Ok(())
+}
+
+/// The uniqueness rules and references of a resource's table that are checked before its
+/// server decides: the server authorizes a write before the database checks its keys, which
+/// must therefore wait for the commit (`DEFERRABLE INITIALLY DEFERRED`), else a refused
+/// caller learns from a conflict that a row holds a value or refers to another. Exempt, as
+/// in the migrations: the `(tenant_id, id)` key, any rule a reference points at (PostgreSQL
+/// cannot defer those), and references to `tenants`.
+fn keys_checked_at_once(
+    client: &mut Client,
+    table: postgres::types::Oid,
+) -> Result<Vec<(String, &'static str)>, postgres::Error> {
+    let rows = client.query(
+        "SELECT con.conname::text, con.contype = 'u', con.condeferrable AND con.condeferred, \
+             con.contype = 'f' AND con.confdeltype = 'r' \
+         FROM pg_constraint con \
+         WHERE con.conrelid = $1 \
+           AND ((con.contype = 'u' AND pg_get_constraintdef(con.oid) <> 'UNIQUE (tenant_id, id)' \
+                 AND NOT EXISTS (SELECT 1 FROM pg_constraint ref WHERE ref.contype = 'f' AND ref.conindid = con.conindid)) \
+             OR (con.contype = 'f' AND con.confrelid <> coalesce(to_regclass('tenants')::oid, 0))) \
+         ORDER BY 1",
+        &[&table],
+    )?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| {
+            let (name, unique, deferred, restrict): (String, bool, bool, bool) =
+                (row.get(0), row.get(1), row.get(2), row.get(3));
+            let message = if restrict {
+                "is ON DELETE RESTRICT, which is checked at once even when deferred: a refused delete would learn that a row refers to this one"
+            } else if deferred {
+                return None;
+            } else if unique {
+                "is checked at once, not at commit (DEFERRABLE INITIALLY DEFERRED): a refused write would learn that another row holds the value"
+            } else {
+                "is checked at once, not at commit (DEFERRABLE INITIALLY DEFERRED): a refused write would learn whether the row it names exists"
+            };
+            Some((name, message))
+        })
+        .collect())
 }
 
 /// Grants the app role what the project's grants module says, as its `migrate` does.
