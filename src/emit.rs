@@ -308,11 +308,7 @@ pub fn previous_from(
             // for generated output from then on (and a lost `FORCE ROW LEVEL SECURITY`
             // with it).
             // (A checkout that turned line endings into CRLF changed no statement.)
-            Ok(text)
-                if manifest.files.get(path) != Some(&sha256(text.as_bytes()))
-                    && manifest.files.get(path)
-                        != Some(&sha256(text.replace("\r\n", "\n").as_bytes())) =>
-            {
+            Ok(text) if !as_recorded(text.as_bytes(), &manifest.files[path]) => {
                 return Err(EmitError::Migration {
                     path: path.clone(),
                     reason: "was edited by hand since bulwark generated it".into(),
@@ -320,7 +316,7 @@ pub fn previous_from(
             }
             // As generated: with LF line endings, whatever a checkout made of them.
             Ok(text) => {
-                let generated = if manifest.files.get(path) == Some(&sha256(text.as_bytes())) {
+                let generated = if sha256(text.as_bytes()) == manifest.files[path] {
                     text
                 } else {
                     text.replace("\r\n", "\n")
