@@ -341,9 +341,10 @@ pub fn previous_from(
         .filter(|path| crate::evolve::is_migration(path) && !migrations.contains_key(path))
     {
         let full = base.join(&path);
-        // Unreadable as text (not UTF-8, say): its number is still taken.
+        // Unreadable as text (not UTF-8, say): its number is still taken. With LF line
+        // endings, so that one an interrupted run wrote is still recognised after a checkout.
         let text = match read(&full) {
-            Ok(text) => text,
+            Ok(text) => text.replace("\r\n", "\n"),
             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => String::new(),
             Err(e) => return Err(io(&full)(e)),
         };

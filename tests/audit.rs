@@ -157,6 +157,16 @@ fn an_edited_guard_module_is_found() {
 }
 
 #[test]
+fn a_guard_module_checked_out_with_crlf_line_endings_is_no_edit() {
+    let dir = project();
+    let path = dir.path().join("crates/server/src/guard.rs");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace('\n', "\r\n")).unwrap();
+    let (status, json) = bulwark(&["audit"], dir.path());
+    assert_eq!(status, 0, "{json}");
+}
+
+#[test]
 fn a_file_that_does_not_parse_is_found() {
     assert_found("crates/server/src/broken.rs", "fn (", 0, "cannot be parsed");
 }

@@ -20,6 +20,11 @@ fn admin() -> postgres::Client {
 /// that the run left no scratch database or role behind.
 fn audit(dir: &Path, extra: &[&str]) -> (i32, Value) {
     let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("specs/ledgerly.yaml");
+    audit_with(dir, &spec, extra)
+}
+
+/// The same with another spec.
+fn audit_with(dir: &Path, spec: &Path, extra: &[&str]) -> (i32, Value) {
     let child = Command::new(env!("CARGO_BIN_EXE_bulwark"))
         .args(["--format", "json", "audit"])
         .arg(dir)
@@ -131,15 +136,21 @@ fn a_later_grant_all_is_found() {
 
 #[test]
 fn keys_checked_before_the_server_decides_are_found() {
-    // A release's uniqueness rule made immediate again, a reference that restricts deletes,
-    // and a new immediate rule: each would tell a refused caller about rows it may not see.
+    // Each would tell a refused caller about rows it may not see: a release's uniqueness
+    // rule made immediate again (a hand-made reference points at it: still found), a
+    // reference that restricts deletes, a rule deferrable but not deferred, a unique index,
+    // and a reference into a resource's table from a table of one's own.
     assert_migration_found(
         "ALTER TABLE \"invoice\" DROP CONSTRAINT \"invoice_tenant_id_number_key\";\n\
          ALTER TABLE \"invoice\" ADD CONSTRAINT \"invoice_tenant_id_number_key\" UNIQUE (\"tenant_id\", \"number\");\n\
          ALTER TABLE \"invoice\" DROP CONSTRAINT \"invoice_tenant_id_customer_fkey\";\n\
          ALTER TABLE \"invoice\" ADD CONSTRAINT \"invoice_tenant_id_customer_fkey\" FOREIGN KEY (\"tenant_id\", \"customer\") \
            REFERENCES \"customer\" (\"tenant_id\", \"id\") ON DELETE RESTRICT DEFERRABLE INITIALLY DEFERRED;\n\
-         ALTER TABLE \"customer\" ADD CONSTRAINT \"customer_email_key\" UNIQUE (\"tenant_id\", \"email\") DEFERRABLE;",
+         ALTER TABLE \"customer\" ADD CONSTRAINT \"customer_email_key\" UNIQUE (\"tenant_id\", \"email\") DEFERRABLE;\n\
+         CREATE UNIQUE INDEX \"customer_vat\" ON \"customer\" (\"tenant_id\", \"vat_id\");\n\
+         CREATE TABLE \"notes\" (\"owner\" uuid NOT NULL, \"customer\" uuid NOT NULL, \"number\" text NOT NULL,\n\
+           CONSTRAINT \"notes_customer\" FOREIGN KEY (\"owner\", \"customer\") REFERENCES \"customer\" (\"tenant_id\", \"id\"),\n\
+           CONSTRAINT \"notes_invoice\" FOREIGN KEY (\"owner\", \"number\") REFERENCES \"invoice\" (\"tenant_id\", \"number\") DEFERRABLE INITIALLY DEFERRED);",
         &[
             (
                 "table \"invoice\"",
@@ -147,14 +158,42 @@ fn keys_checked_before_the_server_decides_are_found() {
             ),
             (
                 "table \"invoice\"",
-                "constraint \"invoice_tenant_id_customer_fkey\" is ON DELETE RESTRICT",
+                "constraint \"invoice_tenant_id_customer_fkey\" (a reference to \"customer\") is ON DELETE RESTRICT",
             ),
             (
                 "table \"customer\"",
                 "constraint \"customer_email_key\" is checked at once",
             ),
+            (
+                "table \"customer\"",
+                "unique index \"customer_vat\" is checked at once",
+            ),
+            (
+                "table \"notes\"",
+                "constraint \"notes_customer\" (a reference to \"customer\") is checked at once",
+            ),
         ],
     );
+}
+
+#[test]
+fn generated_projects_of_every_example_spec_audit_clean() {
+    for name in ["tracker", "hostile"] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("specs/{name}.yaml"));
+        let generated = Command::new(env!("CARGO_BIN_EXE_bulwark"))
+            .args(["--format", "json", "generate"])
+            .arg(&spec)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(generated.status.success(), "{name}: {generated:?}");
+        let (status, json) = audit_with(&out, &spec, &[]);
+        assert_eq!(status, 0, "{name}: {json}");
+        assert_eq!(json["database_findings"], serde_json::json!([]), "{name}");
+    }
 }
 
 #[test]

@@ -831,6 +831,41 @@ fn tables_of_a_release_that_checked_keys_at_once_are_converted_to_check_them_at_
     let (code, json) = generate_json(&ledgerly(), &out);
     assert_eq!(code, 0, "{json}");
     assert_eq!(migrations(&out).len(), 2);
+
+    // The audit of the database side agrees: the earlier release's first migration leaves
+    // its keys checked at once, and the conversion after it makes them wait.
+    std::fs::write(out.join("migrations/0001_init.sql"), &earlier).unwrap();
+    let (code, json) = audit_database(&out);
+    assert_eq!(code, 0, "{json}");
+    std::fs::remove_file(out.join("migrations").join(&all[1].0)).unwrap();
+    let (code, json) = audit_database(&out);
+    assert_eq!(code, 3, "{json}");
+    let found: Vec<String> = json["database_findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            assert_eq!(f["source"], "migrations/0001_init.sql", "{f}");
+            format!(
+                "{}: {}",
+                f["object"].as_str().unwrap(),
+                f["message"].as_str().unwrap()
+            )
+        })
+        .collect();
+    for (table, constraint) in [
+        ("invoice", "invoice_tenant_id_number_key"),
+        ("invoice", "invoice_tenant_id_customer_fkey"),
+        ("invoice", "invoice_rate_fkey"),
+        ("exchange_rate", "exchange_rate_currency_key"),
+    ] {
+        let start = format!("table \"{table}\": constraint \"{constraint}\"");
+        assert!(
+            found.iter().any(|f| f.starts_with(&start)),
+            "{start}: {found:#?}"
+        );
+    }
+    assert_eq!(found.len(), 4, "{found:#?}");
 }
 
 /// ledgerly whose exchange rates name their market, a second global resource.
@@ -905,10 +940,14 @@ fn rated_invoices(db: &mut postgres::Client) {
 }
 
 /// Runs `bulwark audit OUT --database URL`: its exit code and JSON.
+/// `bulwark audit OUT --spec SPEC --database URL`, SPEC being the spec last generated into
+/// OUT (written beside it).
 fn audit_database(out: &Path) -> (i32, Value) {
     let output = Command::new(env!("CARGO_BIN_EXE_bulwark"))
         .args(["--format", "json", "audit"])
         .arg(out)
+        .arg("--spec")
+        .arg(out.with_extension("yaml"))
         .args(["--database", &database_url()])
         .output()
         .unwrap();
@@ -1266,9 +1305,15 @@ fn first_and_second(work: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
 
 /// A run interrupted after its files were renamed into place but before its manifest left
 /// the new migration unrecorded; the next run takes it for its own instead of numbering a
-/// second copy after it.
+/// second copy after it, also once a checkout has turned its line endings into CRLF.
 #[test]
 fn an_interrupted_generation_is_finished_without_a_second_migration() {
+    for crlf in [false, true] {
+        interrupted_generation_finished(crlf);
+    }
+}
+
+fn interrupted_generation_finished(crlf: bool) {
     let work = tempfile::tempdir().unwrap();
     let (interrupted, whole) = first_and_second(work.path());
     // Every file of the second generation in place, the first one's manifest still there.
@@ -1283,14 +1328,26 @@ fn an_interrupted_generation_is_finished_without_a_second_migration() {
             if path.is_dir() {
                 std::fs::create_dir_all(interrupted.join(relative)).unwrap();
                 stack.push(path);
+            } else if crlf && relative.starts_with("migrations") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                std::fs::write(interrupted.join(relative), text.replace('\n', "\r\n")).unwrap();
             } else {
                 std::fs::copy(&path, interrupted.join(relative)).unwrap();
             }
         }
     }
     let (code, json) = generate_json(&ledgerly_v2(), &interrupted);
-    assert_eq!(code, 0, "{json}");
-    assert_eq!(migrations(&interrupted), migrations(&whole));
+    assert_eq!(code, 0, "crlf {crlf}: {json}");
+    let lf = |all: Vec<(String, String)>| -> Vec<(String, String)> {
+        all.into_iter()
+            .map(|(name, text)| (name, text.replace("\r\n", "\n")))
+            .collect()
+    };
+    assert_eq!(
+        lf(migrations(&interrupted)),
+        migrations(&whole),
+        "crlf {crlf}"
+    );
     let manifest = |out: &Path| std::fs::read(out.join(".bulwark/manifest.json")).unwrap();
     assert_eq!(manifest(&interrupted), manifest(&whole));
 }

@@ -7,10 +7,10 @@
 //! `WITH CHECK`; a `SECURITY DEFINER` function; a view without `security_invoker`, or any
 //! materialized view; a privilege of the app role beyond what its actions need (or one they
 //! need and it lacks), a grant to PUBLIC, the app role owning anything or being a member of
-//! the owner; a uniqueness rule or reference of a spec resource's table that is checked at
-//! once rather than at commit, or restricts deletes; and an owner or app role with
-//! SUPERUSER or BYPASSRLS. Each finding names the first migration after which it appeared.
-//! The scratch database and roles are dropped afterwards, whatever happened.
+//! the owner; a uniqueness rule of a spec resource's table, or a reference from or to one,
+//! that is checked at once rather than at commit, or restricts deletes; and an owner or app
+//! role with SUPERUSER or BYPASSRLS. Each finding names the first migration after which it
+//! appeared. The scratch database and roles are dropped afterwards, whatever happened.
 
 use crate::model::App;
 use postgres::{Client, NoTls};
@@ -427,14 +427,6 @@ fn check(
                 }
             }
         }
-        if spec_tables.resources.contains(&name) {
-            for (constraint, message) in keys_checked_at_once(client, oid)? {
-                add(
-                    object.clone(),
-                    &format!("constraint \"{constraint}\" {message}"),
-                );
-            }
-        }
         if table_owner == app {
             add(object.clone(), "is owned by the app role");
         }
@@ -470,6 +462,9 @@ fn check(
                 );
             }
         }
+    }
+    for (object, message) in keys_checked_at_once(client, &spec_tables.resources)? {
+        add(object, &message);
     }
     if after_grants {
         for table in spec_tables.tenant.iter().filter(|t| !present.contains(*t)) {
@@ -578,44 +573,96 @@ fn check(
     Ok(())
 }
 
-/// The uniqueness rules and references of a resource's table that are checked before its
-/// server decides: the server authorizes a write before the database checks its keys, which
-/// must therefore wait for the commit (`DEFERRABLE INITIALLY DEFERRED`), else a refused
-/// caller learns from a conflict that a row holds a value or refers to another. Exempt, as
-/// in the migrations: the `(tenant_id, id)` key, any rule a reference points at (PostgreSQL
-/// cannot defer those), and references to `tenants`.
+/// The uniqueness rules and references of the resources' tables (`resources`, unquoted)
+/// that are checked before the server decides: it authorizes a write before the database
+/// checks its keys, which must therefore wait for the commit (`DEFERRABLE INITIALLY
+/// DEFERRED`), else a refused caller learns from a conflict that a row holds a value or
+/// refers to another. That covers the tables' own rules (unique and exclusion constraints,
+/// unique indexes, which are never deferred), their references, and the references of any
+/// table to them, `ON DELETE RESTRICT` included (it never waits). Exempt, as the migrations
+/// make them: the `(tenant_id, id)` key and references to `public.tenants`.
 fn keys_checked_at_once(
     client: &mut Client,
-    table: postgres::types::Oid,
-) -> Result<Vec<(String, &'static str)>, postgres::Error> {
-    let rows = client.query(
-        "SELECT con.conname::text, con.contype = 'u', con.condeferrable AND con.condeferred, \
-             con.contype = 'f' AND con.confdeltype = 'r' \
+    resources: &BTreeSet<String>,
+) -> Result<Vec<(String, String)>, postgres::Error> {
+    let mut found = Vec::new();
+    let constraints = client.query(
+        "SELECT con.conname::text, c.relname::text, f.relname::text, fn.nspname::text, \
+             con.contype::text, con.condeferrable AND con.condeferred, \
+             con.contype = 'f' AND con.confdeltype = 'r', pg_get_constraintdef(con.oid) \
          FROM pg_constraint con \
-         WHERE con.conrelid = $1 \
-           AND ((con.contype = 'u' AND pg_get_constraintdef(con.oid) <> 'UNIQUE (tenant_id, id)' \
-                 AND NOT EXISTS (SELECT 1 FROM pg_constraint ref WHERE ref.contype = 'f' AND ref.conindid = con.conindid)) \
-             OR (con.contype = 'f' AND con.confrelid <> coalesce(to_regclass('tenants')::oid, 0))) \
-         ORDER BY 1",
-        &[&table],
+         JOIN pg_class c ON c.oid = con.conrelid \
+         JOIN pg_namespace n ON n.oid = c.relnamespace \
+         LEFT JOIN pg_class f ON f.oid = con.confrelid \
+         LEFT JOIN pg_namespace fn ON fn.oid = f.relnamespace \
+         WHERE n.nspname = 'public' AND con.contype IN ('u', 'x', 'f') \
+         ORDER BY 2, 1",
+        &[],
     )?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|row| {
-            let (name, unique, deferred, restrict): (String, bool, bool, bool) =
-                (row.get(0), row.get(1), row.get(2), row.get(3));
-            let message = if restrict {
-                "is ON DELETE RESTRICT, which is checked at once even when deferred: a refused delete would learn that a row refers to this one"
+    for row in constraints {
+        let (name, table, target, target_schema, kind): (
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            String,
+        ) = (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+        let (deferred, restrict, definition): (bool, bool, String) =
+            (row.get(5), row.get(6), row.get(7));
+        let object = format!("table \"{table}\"");
+        let message = if kind == "f" {
+            let target = target.unwrap_or_default();
+            let to_tenants = target == "tenants" && target_schema.as_deref() == Some("public");
+            if to_tenants || !(resources.contains(&table) || resources.contains(&target)) {
+                continue;
+            }
+            if restrict {
+                format!(
+                    "constraint \"{name}\" (a reference to \"{target}\") is ON DELETE RESTRICT, which is checked at once even when deferred: a refused delete would learn that a row refers to the one it names"
+                )
             } else if deferred {
-                return None;
-            } else if unique {
-                "is checked at once, not at commit (DEFERRABLE INITIALLY DEFERRED): a refused write would learn that another row holds the value"
+                continue;
             } else {
-                "is checked at once, not at commit (DEFERRABLE INITIALLY DEFERRED): a refused write would learn whether the row it names exists"
-            };
-            Some((name, message))
-        })
-        .collect())
+                format!(
+                    "constraint \"{name}\" (a reference to \"{target}\") is checked at once, not at commit (DEFERRABLE INITIALLY DEFERRED): a refused write would learn whether the row it names exists or is referred to"
+                )
+            }
+        } else {
+            if !resources.contains(&table) || deferred || definition == "UNIQUE (tenant_id, id)" {
+                continue;
+            }
+            format!(
+                "constraint \"{name}\" is checked at once, not at commit (DEFERRABLE INITIALLY DEFERRED): a refused write would learn that another row holds the value"
+            )
+        };
+        found.push((object, message));
+    }
+    // A unique index of its own (not a constraint's) cannot be deferred at all.
+    let indexes = client.query(
+        "SELECT i.relname::text, c.relname::text \
+         FROM pg_index x \
+         JOIN pg_class i ON i.oid = x.indexrelid \
+         JOIN pg_class c ON c.oid = x.indrelid \
+         JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = 'public' AND x.indisunique AND NOT x.indisprimary \
+           AND NOT EXISTS (SELECT 1 FROM pg_constraint con \
+                           WHERE con.conindid = x.indexrelid AND con.conrelid = x.indrelid \
+                             AND con.contype IN ('u', 'p', 'x')) \
+         ORDER BY 2, 1",
+        &[],
+    )?;
+    for row in indexes {
+        let (index, table): (String, String) = (row.get(0), row.get(1));
+        if resources.contains(&table) {
+            found.push((
+                format!("table \"{table}\""),
+                format!(
+                    "unique index \"{index}\" is checked at once and cannot wait for the commit: a refused write would learn that another row holds the value; make it a DEFERRABLE INITIALLY DEFERRED constraint"
+                ),
+            ));
+        }
+    }
+    Ok(found)
 }
 
 /// Grants the app role what the project's grants module says, as its `migrate` does.
