@@ -8,9 +8,9 @@
 //! materialized view; a privilege of the app role beyond what its actions need (or one they
 //! need and it lacks), a grant to PUBLIC, the app role owning anything or being a member of
 //! the owner; a uniqueness rule of a spec resource's table, or a reference from or to one,
-//! that is checked at once rather than at commit, or restricts deletes; and an owner or app
-//! role with SUPERUSER or BYPASSRLS. Each finding names the first migration after which it
-//! appeared. The scratch database and roles are dropped afterwards, whatever happened.
+//! that is checked at once rather than at commit, or a `RESTRICT` reference; and an owner or
+//! app role with SUPERUSER or BYPASSRLS. Each finding names the first migration after which
+//! it appeared. The scratch database and roles are dropped afterwards, whatever happened.
 
 use crate::model::App;
 use postgres::{Client, NoTls};
@@ -573,62 +573,77 @@ fn check(
     Ok(())
 }
 
-/// The uniqueness rules and references of the resources' tables (`resources`, unquoted)
-/// that are checked before the server decides: it authorizes a write before the database
-/// checks its keys, which must therefore wait for the commit (`DEFERRABLE INITIALLY
-/// DEFERRED`), else a refused caller learns from a conflict that a row holds a value or
-/// refers to another. That covers the tables' own rules (unique and exclusion constraints,
-/// unique indexes, which are never deferred), their references, and the references of any
-/// table to them, `ON DELETE RESTRICT` included (it never waits). Exempt, as the migrations
-/// make them: the `(tenant_id, id)` key and references to `public.tenants`.
+/// The uniqueness rules and references of the resources' tables (`resources`, unquoted, in
+/// `public`) that are checked before the server decides: it authorizes a write before the
+/// database checks its keys, which must therefore wait for the commit (`DEFERRABLE
+/// INITIALLY DEFERRED`), else a refused caller learns from a conflict that a row holds a
+/// value or refers to another. That covers the tables' own rules (primary keys, unique and
+/// exclusion constraints, unique indexes, which are never deferred), their references, and
+/// the references of any table to them, `RESTRICT` included (it never waits). Exempt, as
+/// the migrations make them: the `id` primary key (the server makes ids), the `(tenant_id,
+/// id)` key and references to `public.tenants`.
 fn keys_checked_at_once(
     client: &mut Client,
     resources: &BTreeSet<String>,
 ) -> Result<Vec<(String, String)>, postgres::Error> {
+    let resource = |schema: &Option<String>, table: &Option<String>| {
+        schema.as_deref() == Some("public") && table.as_ref().is_some_and(|t| resources.contains(t))
+    };
+    let shown = |schema: &Option<String>, table: &Option<String>| {
+        let table = table.as_deref().unwrap_or_default();
+        match schema.as_deref() {
+            Some("public") | None => format!("\"{table}\""),
+            Some(schema) => format!("\"{schema}\".\"{table}\""),
+        }
+    };
     let mut found = Vec::new();
+    // Not a partition's copy of its parent's key: the parent's is reported.
     let constraints = client.query(
-        "SELECT con.conname::text, c.relname::text, f.relname::text, fn.nspname::text, \
+        "SELECT con.conname::text, n.nspname::text, c.relname::text, fn.nspname::text, f.relname::text, \
              con.contype::text, con.condeferrable AND con.condeferred, \
-             con.contype = 'f' AND con.confdeltype = 'r', pg_get_constraintdef(con.oid) \
+             con.contype = 'f' AND (con.confdeltype = 'r' OR con.confupdtype = 'r'), \
+             pg_get_constraintdef(con.oid) \
          FROM pg_constraint con \
          JOIN pg_class c ON c.oid = con.conrelid \
          JOIN pg_namespace n ON n.oid = c.relnamespace \
          LEFT JOIN pg_class f ON f.oid = con.confrelid \
          LEFT JOIN pg_namespace fn ON fn.oid = f.relnamespace \
-         WHERE n.nspname = 'public' AND con.contype IN ('u', 'x', 'f') \
-         ORDER BY 2, 1",
+         WHERE con.contype IN ('p', 'u', 'x', 'f') AND con.conparentid = 0 \
+         ORDER BY 2, 3, 1",
         &[],
     )?;
     for row in constraints {
-        let (name, table, target, target_schema, kind): (
-            String,
+        let (name, schema, table, target_schema, target): (
             String,
             Option<String>,
             Option<String>,
-            String,
+            Option<String>,
+            Option<String>,
         ) = (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
-        let (deferred, restrict, definition): (bool, bool, String) =
-            (row.get(5), row.get(6), row.get(7));
-        let object = format!("table \"{table}\"");
+        let (kind, deferred, restrict, definition): (String, bool, bool, String) =
+            (row.get(5), row.get(6), row.get(7), row.get(8));
+        let object = format!("table {}", shown(&schema, &table));
         let message = if kind == "f" {
-            let target = target.unwrap_or_default();
-            let to_tenants = target == "tenants" && target_schema.as_deref() == Some("public");
-            if to_tenants || !(resources.contains(&table) || resources.contains(&target)) {
+            let to_tenants =
+                target_schema.as_deref() == Some("public") && target.as_deref() == Some("tenants");
+            if to_tenants || !(resource(&schema, &table) || resource(&target_schema, &target)) {
                 continue;
             }
+            let target = shown(&target_schema, &target);
             if restrict {
                 format!(
-                    "constraint \"{name}\" (a reference to \"{target}\") is ON DELETE RESTRICT, which is checked at once even when deferred: a refused delete would learn that a row refers to the one it names"
+                    "constraint \"{name}\" (a reference to {target}) is RESTRICT, which is checked at once even when deferred: a refused write would learn that a row refers to the one it names"
                 )
             } else if deferred {
                 continue;
             } else {
                 format!(
-                    "constraint \"{name}\" (a reference to \"{target}\") is checked at once, not at commit (DEFERRABLE INITIALLY DEFERRED): a refused write would learn whether the row it names exists or is referred to"
+                    "constraint \"{name}\" (a reference to {target}) is checked at once, not at commit (DEFERRABLE INITIALLY DEFERRED): a refused write would learn whether the row it names exists or is referred to"
                 )
             }
         } else {
-            if !resources.contains(&table) || deferred || definition == "UNIQUE (tenant_id, id)" {
+            let exempt = ["UNIQUE (tenant_id, id)", "PRIMARY KEY (id)"];
+            if !resource(&schema, &table) || deferred || exempt.contains(&definition.as_str()) {
                 continue;
             }
             format!(
@@ -639,12 +654,12 @@ fn keys_checked_at_once(
     }
     // A unique index of its own (not a constraint's) cannot be deferred at all.
     let indexes = client.query(
-        "SELECT i.relname::text, c.relname::text \
+        "SELECT i.relname::text, c.relname::text, x.indpred IS NOT NULL OR x.indexprs IS NOT NULL \
          FROM pg_index x \
          JOIN pg_class i ON i.oid = x.indexrelid \
          JOIN pg_class c ON c.oid = x.indrelid \
          JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE n.nspname = 'public' AND x.indisunique AND NOT x.indisprimary \
+         WHERE n.nspname = 'public' AND x.indisunique \
            AND NOT EXISTS (SELECT 1 FROM pg_constraint con \
                            WHERE con.conindid = x.indexrelid AND con.conrelid = x.indrelid \
                              AND con.contype IN ('u', 'p', 'x')) \
@@ -652,12 +667,17 @@ fn keys_checked_at_once(
         &[],
     )?;
     for row in indexes {
-        let (index, table): (String, String) = (row.get(0), row.get(1));
+        let (index, table, partial): (String, String, bool) = (row.get(0), row.get(1), row.get(2));
         if resources.contains(&table) {
+            let instead = if partial {
+                "a DEFERRABLE INITIALLY DEFERRED exclusion constraint"
+            } else {
+                "a DEFERRABLE INITIALLY DEFERRED unique constraint"
+            };
             found.push((
                 format!("table \"{table}\""),
                 format!(
-                    "unique index \"{index}\" is checked at once and cannot wait for the commit: a refused write would learn that another row holds the value; make it a DEFERRABLE INITIALLY DEFERRED constraint"
+                    "unique index \"{index}\" is checked at once and cannot wait for the commit: a refused write would learn that another row holds the value; make it {instead}"
                 ),
             ));
         }
