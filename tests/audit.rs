@@ -333,13 +333,47 @@ fn with_the_spec_every_operation_must_match_it() {
     let rescoped = text.replacen("Some(\"members.manage\")", "Some(\"invoices.read\")", 1);
     assert_ne!(text, rescoped);
     std::fs::write(&file, rescoped).unwrap();
-    let (status, json) = bulwark(&["audit", "--spec", spec], dir.path());
+    assert_fields_found(
+        dir.path(),
+        spec,
+        &[
+            ("crates/server/src/resources/invoice.rs", "`machine_scope`"),
+            ("crates/server/src/members.rs", "`scope`"),
+        ],
+    );
+    // Roles widened, and a second factor dropped, by hand.
+    let dir = project();
+    for (file, from, to) in [
+        (
+            "crates/server/src/resources/customer.rs",
+            "roles: &[\"owner\"],",
+            "roles: &[\"owner\", \"member\"],",
+        ),
+        ("crates/server/src/members.rs", "mfa: true", "mfa: false"),
+    ] {
+        let path = dir.path().join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let edited = text.replacen(from, to, 1);
+        assert_ne!(text, edited, "{file}");
+        std::fs::write(&path, edited).unwrap();
+    }
+    assert_fields_found(
+        dir.path(),
+        spec,
+        &[
+            ("crates/server/src/resources/customer.rs", "`roles`"),
+            ("crates/server/src/members.rs", "`mfa`"),
+        ],
+    );
+}
+
+/// `audit --spec` of `dir` fails, naming each `(file, field)`.
+#[track_caller]
+fn assert_fields_found(dir: &Path, spec: &str, expected: &[(&str, &str)]) {
+    let (status, json) = bulwark(&["audit", "--spec", spec], dir);
     assert_eq!(status, 3, "{json}");
     let found = findings(&json);
-    for (file, field) in [
-        ("crates/server/src/resources/invoice.rs", "`machine_scope`"),
-        ("crates/server/src/members.rs", "`scope`"),
-    ] {
+    for (file, field) in expected {
         assert!(
             found.iter().any(|(f, _, m)| f == file && m.contains(field)),
             "{file} {field}: {found:?}"
@@ -591,6 +625,95 @@ fn the_reviewed_evasions_are_found() {
         "\npub fn tsr(r: axum::Router) -> axum::Router {\n    axum_extra::routing::RouterExt::route_with_tsr(r, \"/x\", axum::routing::get(|| async {}))\n}\n",
         2,
         "`route_with_tsr`",
+    );
+}
+
+/// Ways around the audit a second red-team review found (each passed the audit while it
+/// would have served requests without the guard), each now a finding.
+#[test]
+fn the_second_review_evasions_are_found() {
+    const MAIN: &str = "crates/server/src/main.rs";
+    const ROUTES: &str = "crates/server/src/routes.rs";
+    const SERVER: &str = "crates/server/Cargo.toml";
+    // An operation copied from a declared one and changed: `--spec` compares literals only.
+    assert_found(
+        "crates/server/src/resources/customer.rs",
+        "
+pub const EXPORT_OP: Operation = {
+    let mut op = LIST_OP;
+    op.public = true;
+    op
+};
+",
+        1,
+        "must be declared as an `Operation { .. }` literal",
+    );
+    // axum-extra's typed routes.
+    assert_found(
+        ROUTES,
+        "
+pub fn typed(r: axum::Router) -> axum::Router {
+    r.typed_get(backdoor)
+}
+",
+        2,
+        "`typed_get` attaches a handler",
+    );
+    // A service of its own wrapping the guarded router.
+    assert_found(
+        ROUTES,
+        "
+impl tower::Service<axum::extract::Request> for Door {
+}
+",
+        1,
+        "implements `Service`",
+    );
+    // A second listener in main, answering by hand.
+    assert_found(
+        MAIN,
+        "
+fn side_door(listener: std::net::TcpListener) {
+    for stream in listener.incoming() {
+        drop(stream);
+    }
+}
+",
+        2,
+        "`incoming` takes connections off a socket",
+    );
+    // A listener inside a macro.
+    assert_found(
+        ROUTES,
+        "
+macro_rules! quietly {
+    () => { std::net::TcpListener::bind(\"0.0.0.0:9001\") };
+}
+",
+        2,
+        "mentions `TcpListener`",
+    );
+    // Sockets below tokio, and servers of other protocols that speak HTTP too.
+    assert_edit_found(
+        SERVER,
+        added("socket2 = \"0.6\"\ntonic = \"0.14\"\naxum-extra = \"0.12\"\n"),
+        &[
+            "depends on `socket2`",
+            "depends on `tonic`",
+            "depends on `axum-extra`",
+        ],
+    );
+    // A build script under another name.
+    assert_edit_found(
+        SERVER,
+        |manifest| manifest.replacen("[package]\n", "[package]\nbuild = \"src/setup.rs\"\n", 1),
+        &["`build` names a build script"],
+    );
+    // A crate inside the benchmarks' folder, which may serve on loopback.
+    assert_edit_found(
+        "crates/server/benches/loopback/Cargo.toml",
+        |_| "[package]\nname = \"loopback\"\n".to_owned(),
+        &["inside a test or benchmark folder"],
     );
 }
 

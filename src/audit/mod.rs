@@ -7,14 +7,18 @@
 //! import, raw identifiers included); a `serve` or service conversion outside the server's
 //! main (and the server crate's benchmarks, which serve the guarded router on loopback), or
 //! more than one `serve`; in that main, serving anything but `server::router(..)`; a socket
-//! listening outside it (tests and benchmarks aside); hyper used directly, or a dependency on
-//! a crate that serves HTTP by itself; a manifest bringing in code from outside the project
-//! (a `path` leading out of it, a `git` source); a macro whose tokens mention any of these (its
-//! expansion cannot be checked); code the compiler reads that this audit cannot
-//! see (`#[path]`, `include!`, build scripts, procedural-macro crates, symbolic links); an
-//! `Operation` declared outside the generated resource and members modules; a file that does not parse;
-//! and a guard module that differs from the one this bulwark generates. With `--spec`, every
-//! declared operation must also be exactly one of the spec's. With `--database`, the
+//! listening outside it (tests and benchmarks aside), or connections taken off one
+//! (`accept`, `incoming`) anywhere but there; an implementation of tower's `Service` or
+//! `Layer` outside the guard; hyper used directly, or a dependency on a crate that serves HTTP
+//! by itself, attaches handlers its own way or opens sockets below tokio; a manifest bringing
+//! in code from outside the project (a `path` leading out of it, a `git` source) or a crate
+//! inside a test or benchmark folder; a macro whose tokens mention any of these (its expansion
+//! cannot be checked); code the compiler reads that this audit cannot see (`#[path]`,
+//! `include!`, build scripts under any name, procedural-macro crates, symbolic links); an
+//! `Operation` declared outside the generated resource and members modules, or other than as
+//! a literal; a file that does not parse; and a guard module that differs from the one this
+//! bulwark generates (it holds the fallbacks too). With `--spec`, every declared operation
+//! must also be exactly one of the spec's, roles and second factor included. With `--database`, the
 //! [`database`] side is audited too.
 
 pub mod database;
@@ -71,27 +75,42 @@ const ATTACHING: [&str; 24] = [
 /// which serve their own loopback peers), a server built on one would bypass the router.
 const LISTENING: [&str; 3] = ["TcpListener", "UnixListener", "TcpSocket"];
 
-/// Crates that serve HTTP by themselves: a dependency on one is a way around the guarded
-/// router (compared with `_` read as `-`).
-const HTTP_SERVERS: [&str; 18] = [
+/// Crates that serve HTTP by themselves, attach handlers in ways of their own (axum-extra's
+/// typed routes), or open sockets below tokio: a dependency on one is a way around the
+/// guarded router (compared with `_` read as `-`).
+const HTTP_SERVERS: [&str; 32] = [
     "actix-web",
     "actix-http",
     "actix-server",
     "astra",
+    "axum-extra",
+    "axum-server",
     "gotham",
+    "h2",
+    "h3",
     "hyper",
     "hyper-util",
+    "jsonrpsee",
+    "libc",
     "may-minihttp",
+    "mio",
+    "nix",
     "ntex",
+    "ohkami",
     "poem",
+    "quinn",
     "rocket",
     "rouille",
     "salvo",
+    "socket2",
     "thruster",
     "tide",
     "tiny-http",
+    "tonic",
     "trillium",
+    "viz",
     "warp",
+    "xitca-web",
 ];
 
 /// Calls that turn a router into something a server runs, or run it.
@@ -103,6 +122,13 @@ const SERVING: [&str; 6] = [
     "serve_connection",
     "serve_connection_with_upgrades",
 ];
+
+/// Calls that take connections off a listening socket: a server of one's own.
+const ACCEPTING: [&str; 4] = ["accept", "incoming", "poll_accept", "accept_raw"];
+
+/// Traits whose implementations are services or layers: a type of one's own could answer
+/// requests before, or instead of, the guarded router.
+const SERVICE_TRAITS: [&str; 3] = ["Service", "Layer", "MakeService"];
 
 /// How the server's main turns the router into what `serve` takes.
 const MAKE_SERVICE: [&str; 2] = ["into_make_service", "into_make_service_with_connect_info"];
@@ -258,6 +284,10 @@ fn check_operations(app: &App, declared: &[Declared], findings: &mut Vec<Finding
             fields.insert("method".to_owned(), format!("{:?}", action.method.as_str()));
             fields.insert("path".to_owned(), format!("{:?}", action.path));
             fields.insert("public".to_owned(), action.public.is_some().to_string());
+            // Nor may a hand edit widen who gets past the guard's role check, or drop the
+            // second factor it asks of them.
+            fields.insert("roles".to_owned(), role_list(&action.roles));
+            fields.insert("mfa".to_owned(), action.mfa_required.to_string());
             // A hand-set machine scope would open the operation to callers without a tenant.
             fields.insert("machine_scope".to_owned(), "None".into());
             // Nor may a hand edit lift its throttling.
@@ -287,6 +317,12 @@ fn check_operations(app: &App, declared: &[Declared], findings: &mut Vec<Finding
         fields.insert("method".to_owned(), format!("{:?}", builtin.method));
         fields.insert("path".to_owned(), format!("{:?}", builtin.path));
         fields.insert("public".to_owned(), "false".into());
+        fields.insert("roles".to_owned(), role_list(&builtin.roles));
+        let mfa = builtin
+            .roles
+            .iter()
+            .any(|r| app.mfa_roles().contains(&r.as_str()));
+        fields.insert("mfa".to_owned(), mfa.to_string());
         let optional = |scope: &Option<String>| {
             scope
                 .as_ref()
@@ -335,6 +371,12 @@ fn check_operations(app: &App, declared: &[Declared], findings: &mut Vec<Finding
             &format!("operation `{id}` of the spec is not declared"),
         ));
     }
+}
+
+/// Roles as the generated `Operation` literal writes them (`&["a", "b"]`).
+fn role_list(roles: &[String]) -> String {
+    let quoted: Vec<String> = roles.iter().map(|r| format!("{r:?}")).collect();
+    format!("&[{}]", quoted.join(","))
 }
 
 fn collect(
@@ -416,6 +458,27 @@ fn check_manifest(root: &Path, dir: &Path, shown: &str, text: &str, findings: &m
         .and_then(toml::Value::as_str)
     {
         server_crate(name, &mut found);
+    }
+    // A build script under any name (`build = "src/setup.rs"`) writes code before compiling.
+    if let Some(build) = manifest.get("package").and_then(|p| p.get("build"))
+        && build.as_bool() != Some(false)
+    {
+        found(
+            "build",
+            "`build` names a build script, which can generate code this audit cannot see".into(),
+        );
+    }
+    // A crate in a test or benchmark folder would share their exemptions (serving, sockets).
+    let relative = dir.strip_prefix(root).unwrap_or(dir);
+    let parts: Vec<String> = relative
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    if parts.len() > 2 && parts[0] == "crates" && (parts[2] == "tests" || parts[2] == "benches") {
+        found(
+            "[",
+            "a crate inside a test or benchmark folder would share their exemptions from this audit".into(),
+        );
     }
     let lib = manifest.get("lib");
     if ["proc-macro", "proc_macro"]
@@ -717,9 +780,19 @@ impl Visitor<'_> {
 
     /// A `static`, `const` or function of type `Operation` outside the generated resource
     /// and members modules and the guard.
-    fn operation_item(&mut self, ty: &syn::Type, ident: &syn::Ident) {
+    fn operation_item(&mut self, ty: &syn::Type, ident: &syn::Ident, value: Option<&syn::Expr>) {
         let is_operation = matches!(ty, syn::Type::Path(p)
             if p.path.segments.last().is_some_and(|s| s.ident == "Operation"));
+        // Written out field by field, so that `--spec` compares every field: one copied from
+        // another and changed (`let mut op = LIST_OP; op.public = true; op`) would not be.
+        let literal = matches!(value, Some(syn::Expr::Struct(e))
+            if e.rest.is_none() && e.path.segments.last().is_some_and(|s| s.ident == "Operation"));
+        if is_operation && !literal && !self.in_tests {
+            self.finding(
+                ident.span(),
+                "an operation must be declared as an `Operation { .. }` literal, every field written out".into(),
+            );
+        }
         if is_operation
             && !self.in_guard
             && !self.in_tests
@@ -746,7 +819,9 @@ impl Visitor<'_> {
     /// Checks one name used as a method, a path segment or an import.
     fn check_name(&mut self, ident: &syn::Ident, how: &str) {
         let word = ident.unraw().to_string();
-        if ATTACHING.contains(&word.as_str()) && !self.in_guard {
+        // axum-extra's typed routes (`typed_get`, …), whatever the crate is called.
+        let attaching = ATTACHING.contains(&word.as_str()) || word.starts_with("typed_");
+        if attaching && !self.in_guard {
             self.finding(
                 ident.span(),
                 format!("{how} `{word}` attaches a handler or layer outside the guarded router; register it with `GuardedRouter::operation` and an operation of the spec"),
@@ -767,6 +842,12 @@ impl Visitor<'_> {
                     message: String::new(),
                 });
             }
+        }
+        if ACCEPTING.contains(&word.as_str()) && !self.in_tests && !self.in_bench {
+            self.finding(
+                ident.span(),
+                format!("{how} `{word}` takes connections off a socket: a server of its own, without the guarded router"),
+            );
         }
         if LISTENING.contains(&word.as_str()) && !self.in_main && !self.in_tests {
             self.finding(
@@ -817,10 +898,18 @@ impl Visitor<'_> {
                     let word = ident.unraw().to_string();
                     // Serving inside a macro is a finding in main too: what it expands to is
                     // neither the one `serve` nor checked to serve the guarded router.
-                    let flagged = (ATTACHING.contains(&word.as_str()) && !self.in_guard)
+                    let flagged = ((ATTACHING.contains(&word.as_str())
+                        || word.starts_with("typed_"))
+                        && !self.in_guard)
                         || (SERVING.contains(&word.as_str()) && !self.in_bench)
-                        || word == "Operation"
-                        || word == "include";
+                        || ((LISTENING.contains(&word.as_str())
+                            || ACCEPTING.contains(&word.as_str()))
+                            && !self.in_tests)
+                        || SERVICE_TRAITS.contains(&word.as_str())
+                        || matches!(
+                            word.as_str(),
+                            "Operation" | "include" | "hyper" | "hyper_util"
+                        );
                     if flagged {
                         self.finding(ident.span(), format!("macro `{name}!` mentions `{word}`; handlers must be attached through the guarded router, outside macros"));
                     }
@@ -920,18 +1009,18 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
     /// `const` or function of type `Operation` elsewhere could register a route the spec
     /// does not have.
     fn visit_item_static(&mut self, item: &'ast syn::ItemStatic) {
-        self.operation_item(&item.ty, &item.ident);
+        self.operation_item(&item.ty, &item.ident, Some(&item.expr));
         syn::visit::visit_item_static(self, item);
     }
 
     fn visit_item_const(&mut self, item: &'ast syn::ItemConst) {
-        self.operation_item(&item.ty, &item.ident);
+        self.operation_item(&item.ty, &item.ident, Some(&item.expr));
         syn::visit::visit_item_const(self, item);
     }
 
     fn visit_item_fn(&mut self, item: &'ast syn::ItemFn) {
         if let syn::ReturnType::Type(_, ty) = &item.sig.output {
-            self.operation_item(ty, &item.sig.ident);
+            self.operation_item(ty, &item.sig.ident, None);
         }
         self.shadows_server(&item.sig.ident);
         syn::visit::visit_item_fn(self, item);
@@ -999,6 +1088,23 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
             self.operations.push(Declared { at, fields });
         }
         syn::visit::visit_expr_struct(self, expr);
+    }
+
+    /// A service or layer of one's own (`impl Service for ..`) could answer requests
+    /// before, or instead of, the guarded router it wraps.
+    fn visit_item_impl(&mut self, item: &'ast syn::ItemImpl) {
+        if let Some((path, _)) = &item.trait_
+            && let Some(last) = path.segments.last()
+            && SERVICE_TRAITS.contains(&last.ident.unraw().to_string().as_str())
+            && !self.in_guard
+            && !self.in_tests
+        {
+            self.finding(
+                last.ident.span(),
+                format!("implements `{}`: a service or layer of its own could answer requests without the guarded router", last.ident),
+            );
+        }
+        syn::visit::visit_item_impl(self, item);
     }
 
     fn visit_item_mod(&mut self, module: &'ast syn::ItemMod) {

@@ -489,16 +489,6 @@ fn problem(api: &Ident) -> TokenStream {
         #[derive(axum::extract::FromRequestParts)]
         #[from_request(via(axum::extract::Query), rejection(Problem))]
         pub struct ApiQuery<T>(pub T);
-
-        /// Unknown paths.
-        pub async fn not_found() -> Problem {
-            Problem::not_found()
-        }
-
-        /// Known paths, unknown methods.
-        pub async fn method_not_allowed() -> Problem {
-            Problem::method_not_allowed()
-        }
     }
 }
 
@@ -523,7 +513,7 @@ fn guard() -> TokenStream {
         use crate::audit::{Event, Outcome};
         use crate::authz::Authority;
         use crate::identity;
-        use crate::problem::{self, Problem};
+        use crate::problem::Problem;
         use crate::tenant::{standing, Machine, Principal, TenantId};
         use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
         use axum::http::request::Parts;
@@ -807,15 +797,17 @@ fn guard() -> TokenStream {
                 &self.routes
             }
 
-            /// The axum router, with problem+json answers for unknown paths and methods.
+            /// The axum router, with problem+json answers for unknown paths and methods. The
+            /// fallbacks are written here, not in another module: they answer requests too, so
+            /// they are part of what `bulwark audit` holds to the generated text.
             pub fn finish(self) -> Router<S> {
                 let mut router = Router::new();
                 for (path, methods) in self.paths {
                     router = router.route(&path, methods);
                 }
                 router
-                    .fallback(problem::not_found)
-                    .method_not_allowed_fallback(problem::method_not_allowed)
+                    .fallback(|| async { Problem::not_found() })
+                    .method_not_allowed_fallback(|| async { Problem::method_not_allowed() })
             }
         }
 
