@@ -682,6 +682,21 @@ fn side_door(listener: std::net::TcpListener) {
         2,
         "`incoming` takes connections off a socket",
     );
+    assert_found(
+        MAIN,
+        "\nfn side_door(listener: &std::net::TcpListener) {\n    let _ = std::net::TcpListener::accept(listener);\n}\n",
+        2,
+        "`accept` takes connections off a socket",
+    );
+    // A variable of that name is no socket.
+    let dir = project();
+    append(
+        dir.path(),
+        "crates/server/src/lib.rs",
+        "\npub fn count(incoming: &[u8]) -> usize {\n    let accept = incoming.len();\n    accept\n}\n",
+    );
+    let (status, json) = bulwark(&["audit"], dir.path());
+    assert_eq!(status, 0, "{json}");
     // A listener inside a macro.
     assert_found(
         ROUTES,

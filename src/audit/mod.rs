@@ -843,12 +843,6 @@ impl Visitor<'_> {
                 });
             }
         }
-        if ACCEPTING.contains(&word.as_str()) && !self.in_tests && !self.in_bench {
-            self.finding(
-                ident.span(),
-                format!("{how} `{word}` takes connections off a socket: a server of its own, without the guarded router"),
-            );
-        }
         if LISTENING.contains(&word.as_str()) && !self.in_main && !self.in_tests {
             self.finding(
                 ident.span(),
@@ -865,6 +859,18 @@ impl Visitor<'_> {
             self.finding(
                 ident.span(),
                 format!("{how} `{word}` serves HTTP without the guarded router"),
+            );
+        }
+    }
+
+    /// A call taking connections off a socket (a method, or a function path): outside tests
+    /// and benchmarks, a server of its own.
+    fn accepting(&mut self, ident: &syn::Ident) {
+        let word = ident.unraw().to_string();
+        if ACCEPTING.contains(&word.as_str()) && !self.in_tests && !self.in_bench {
+            self.finding(
+                ident.span(),
+                format!("`{word}` takes connections off a socket: a server of its own, without the guarded router"),
             );
         }
     }
@@ -902,9 +908,7 @@ impl Visitor<'_> {
                         || word.starts_with("typed_"))
                         && !self.in_guard)
                         || (SERVING.contains(&word.as_str()) && !self.in_bench)
-                        || ((LISTENING.contains(&word.as_str())
-                            || ACCEPTING.contains(&word.as_str()))
-                            && !self.in_tests)
+                        || (LISTENING.contains(&word.as_str()) && !self.in_tests)
                         || SERVICE_TRAITS.contains(&word.as_str())
                         || matches!(
                             word.as_str(),
@@ -924,6 +928,7 @@ impl Visitor<'_> {
 impl<'ast> Visit<'ast> for Visitor<'_> {
     fn visit_expr_method_call(&mut self, call: &'ast syn::ExprMethodCall) {
         self.check_name(&call.method, "method");
+        self.accepting(&call.method);
         // An operation registered is one the generated modules declare, by name.
         if call.method == "operation" && !self.in_guard && !self.in_tests {
             let declared = matches!(call.args.first(), Some(syn::Expr::Reference(r))
@@ -1029,6 +1034,12 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
     fn visit_expr_path(&mut self, path: &'ast syn::ExprPath) {
         for segment in &path.path.segments {
             self.check_name(&segment.ident, "path");
+        }
+        // `TcpListener::accept(&l)`; a lone `incoming` is a variable like any other.
+        if path.path.segments.len() > 1
+            && let Some(last) = path.path.segments.last()
+        {
+            self.accepting(&last.ident);
         }
         syn::visit::visit_expr_path(self, path);
     }
