@@ -7,9 +7,9 @@
 //! import, raw identifiers included); a `serve` or service conversion outside the server's
 //! main (and the server crate's benchmarks, which serve the guarded router on loopback), or
 //! more than one `serve`; in that main, serving anything but `server::router(..)`; a socket
-//! listening outside it (tests and benchmarks aside), or connections taken off one
-//! (`accept`, `incoming`) anywhere but there; an implementation of tower's `Service` or
-//! `Layer` outside the guard; hyper used directly, or a dependency on a crate that serves HTTP
+//! listening outside it, or connections taken off one (`accept`, `incoming`) anywhere (tests
+//! and benchmarks aside); an implementation of tower's `Service` or `Layer` outside the
+//! guard; hyper used directly, or a dependency on a crate that serves HTTP
 //! by itself, attaches handlers its own way or opens sockets below tokio; a manifest bringing
 //! in code from outside the project (a `path` leading out of it, a `git` source) or a crate
 //! inside a test or benchmark folder; a macro whose tokens mention any of these (its expansion
@@ -371,6 +371,12 @@ fn check_operations(app: &App, declared: &[Declared], findings: &mut Vec<Finding
             &format!("operation `{id}` of the spec is not declared"),
         ));
     }
+}
+
+/// Whether a name attaches a handler or layer: one of [`ATTACHING`], or axum-extra's typed
+/// routes (`typed_get`, …) whatever the crate is called.
+fn attaches(word: &str) -> bool {
+    ATTACHING.contains(&word) || word.starts_with("typed_")
 }
 
 /// Roles as the generated `Operation` literal writes them (`&["a", "b"]`).
@@ -819,9 +825,7 @@ impl Visitor<'_> {
     /// Checks one name used as a method, a path segment or an import.
     fn check_name(&mut self, ident: &syn::Ident, how: &str) {
         let word = ident.unraw().to_string();
-        // axum-extra's typed routes (`typed_get`, …), whatever the crate is called.
-        let attaching = ATTACHING.contains(&word.as_str()) || word.starts_with("typed_");
-        if attaching && !self.in_guard {
+        if attaches(&word) && !self.in_guard {
             self.finding(
                 ident.span(),
                 format!("{how} `{word}` attaches a handler or layer outside the guarded router; register it with `GuardedRouter::operation` and an operation of the spec"),
@@ -904,9 +908,7 @@ impl Visitor<'_> {
                     let word = ident.unraw().to_string();
                     // Serving inside a macro is a finding in main too: what it expands to is
                     // neither the one `serve` nor checked to serve the guarded router.
-                    let flagged = ((ATTACHING.contains(&word.as_str())
-                        || word.starts_with("typed_"))
-                        && !self.in_guard)
+                    let flagged = (attaches(&word) && !self.in_guard)
                         || (SERVING.contains(&word.as_str()) && !self.in_bench)
                         || (LISTENING.contains(&word.as_str()) && !self.in_tests)
                         || SERVICE_TRAITS.contains(&word.as_str())
