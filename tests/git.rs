@@ -178,7 +178,7 @@ fn a_generation_is_committed_without_touching_head_the_index_or_the_working_tree
         message.contains("A service/.bulwark/manifest.json"),
         "{message}"
     );
-    assert!(message.contains("A … and 28 more"), "{message}");
+    assert!(message.contains("A … and 29 more"), "{message}");
     // A bare repository works the same.
     let bare = tempfile::tempdir().unwrap();
     git(bare.path(), &["init", "-q", "--bare"]);

@@ -60,8 +60,8 @@ struct Case<'a> {
     calls: Vec<CaseCall>,
 }
 
-/// One call of a checked action.
-#[derive(Clone)]
+/// One call of a checked action (an entry of the generated cases, as the test reads it).
+#[derive(Clone, serde::Serialize)]
 struct CaseCall {
     /// The caller's roles: one the action allows, and maybe a role that needs a second
     /// factor the condition names.
@@ -245,7 +245,43 @@ pub fn plan<'a>(app: &'a App, api_crate: &str) -> Plan<'a> {
 }
 
 impl Plan<'_> {
-    /// The cases and what their calls need, spliced into the role × action test file; the
+    /// The cases as entries of the test's table `conditions` (`tests/authorization_cases.json`):
+    /// a case's fields on its first line, then its calls one a line, which read as a table.
+    pub fn case_lines(&self) -> Vec<String> {
+        /// A case without its calls.
+        #[derive(serde::Serialize)]
+        struct Head<'a> {
+            id: String,
+            resource: &'a str,
+            method: &'a str,
+            path: &'a str,
+            call: String,
+            varied: &'a [&'a str],
+        }
+        self.cases
+            .iter()
+            .map(|case| {
+                let head = super::tests::json_line(&Head {
+                    id: format!("{}.{}", case.resource.name, case.action.name),
+                    resource: super::tests::ids_key(case.resource),
+                    method: case.action.method.as_str(),
+                    path: case.action.path.as_str(),
+                    call: Call::of(case.action).ident().to_string(),
+                    varied: &case.varied,
+                });
+                let calls: Vec<String> = case.calls.iter().map(super::tests::json_line).collect();
+                // `{..., "varied": [...]}` opened again for the calls.
+                let head = head.strip_suffix('}').expect("an object");
+                format!(
+                    "{head},\"calls\":[\n      {}\n    ]}}",
+                    calls.join(",\n      ")
+                )
+            })
+            .collect()
+    }
+
+    /// What the cases' calls need (their types, rows and helpers), spliced into the role ×
+    /// action test file, which reads the cases from [`Plan::case_lines`]; the
     /// test runs them ([`Plan::calls`]) after its writes, which seeded a row of every resource,
     /// so references have rows to point to. Empty when no condition of the spec can be
     /// checked this way.
@@ -253,29 +289,6 @@ impl Plan<'_> {
         if self.cases.is_empty() {
             return TokenStream::new();
         }
-        let cases = self.cases.iter().map(|case| {
-            let key = super::tests::ids_key(case.resource);
-            let id = format!("{}.{}", case.resource.name, case.action.name);
-            let (method, path) = (case.action.method.as_str(), case.action.path.as_str());
-            let call = Call::of(case.action).ident();
-            let names = &case.varied;
-            let calls = case.calls.iter().map(|call| {
-                let CaseCall { roles, own, values, written, mfa, dropped, expected } = call;
-                let values = values.iter().map(|v| Literal::usize_unsuffixed(*v));
-                let expected = Literal::u16_unsuffixed(*expected);
-                // One line a call: the calls read as a table.
-                match written {
-                    None => quote!(ConditionCall::new(&[#(#roles),*], #own, &[#(#values),*], #mfa, &[#(#dropped),*], #expected)),
-                    Some(written) => {
-                        let written = written.iter().map(|v| Literal::usize_unsuffixed(*v));
-                        quote!(ConditionCall::new(&[#(#roles),*], #own, &[#(#values),*], #mfa, &[#(#dropped),*], #expected).writing(&[#(#written),*]))
-                    }
-                }
-            });
-            quote! {
-                ConditionCase { id: #id, resource: #key, method: #method, path: #path, call: Call::#call, varied: &[#(#names),*], calls: &[#(#calls),*] }
-            }
-        });
         let inserts = self
             .varied
             .iter()
@@ -320,48 +333,37 @@ impl Plan<'_> {
             });
         quote! {
             /// How a conditional action is called.
-            #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+            #[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Deserialize)]
             enum Call {
                 #(#variants)*
             }
 
-            /// A conditional action and its calls.
+            /// A conditional action and its calls (the table `conditions` of the cases).
+            #[derive(serde::Deserialize)]
             struct ConditionCase {
-                id: &'static str,
-                resource: &'static str,
-                method: &'static str,
-                path: &'static str,
+                id: String,
+                resource: String,
+                method: String,
+                path: String,
                 call: Call,
-                varied: &'static [&'static str],
-                calls: &'static [ConditionCall],
+                varied: Vec<String>,
+                calls: Vec<ConditionCall>,
             }
 
             /// One call: the caller's roles, whether the row's principal fields name the caller,
-            /// the index of each varied field's value, whether the token shows a second factor
-            /// and which scopes it leaves out, the status expected.
+            /// the index of each varied field's value (and of the values an update writes over
+            /// them), whether the token shows a second factor and which scopes it leaves out,
+            /// the status expected.
+            #[derive(serde::Deserialize)]
             struct ConditionCall {
-                roles: &'static [&'static str],
+                roles: Vec<String>,
                 own: bool,
-                values: &'static [usize],
-                written: Option<&'static [usize]>,
+                values: Vec<usize>,
+                written: Option<Vec<usize>>,
                 mfa: bool,
-                dropped: &'static [&'static str],
+                dropped: Vec<String>,
                 expected: u16,
             }
-
-            impl ConditionCall {
-                const fn new(roles: &'static [&'static str], own: bool, values: &'static [usize], mfa: bool, dropped: &'static [&'static str], expected: u16) -> Self {
-                    ConditionCall { roles, own, values, written: None, mfa, dropped, expected }
-                }
-
-                /// The same update writing the values at `written` over the row's.
-                #[allow(dead_code)]
-                const fn writing(self, written: &'static [usize]) -> Self {
-                    ConditionCall { written: Some(written), ..self }
-                }
-            }
-
-            const CONDITIONS: &[ConditionCase] = &[#(#cases),*];
 
             #listed
 
@@ -371,7 +373,7 @@ impl Plan<'_> {
             /// `values`, its principal fields naming `owner`, as JSON input; and its id once
             /// inserted, when `insert` (else the nil id).
             #[allow(clippy::too_many_arguments)]
-            async fn varied_row(conn: &mut sqlx::PgConnection, resource: &str, tenant: TenantId, owner: &str, n: i64, ids: &Ids, varied: &[&str], values: &[usize], insert: bool) -> (uuid::Uuid, serde_json::Value) {
+            async fn varied_row(conn: &mut sqlx::PgConnection, resource: &str, tenant: TenantId, owner: &str, n: i64, ids: &Ids, varied: &[String], values: &[usize], insert: bool) -> (uuid::Uuid, serde_json::Value) {
                 let _ = (owner, varied, values);
                 match resource {
                     #(#inserts)*
@@ -427,7 +429,7 @@ fn insert_arm(resource: &Resource, candidates: &[Candidates], api: &Ident) -> To
     let vary = (!candidates.is_empty()).then(|| {
         quote! {
             for (field, &value) in varied.iter().zip(values) {
-                match *field {
+                match field.as_str() {
                     #(#sets)*
                     other => panic!("{other} is not varied"),
                 }
@@ -918,7 +920,7 @@ impl Plan<'_> {
         }
         let row_call = if referrers.is_empty() {
             quote!(
-                send(&app, case.method, &path, &token, None)
+                send(&app, &case.method, &path, &token, None)
                     .await
                     .0
                     .as_u16()
@@ -932,7 +934,7 @@ impl Plan<'_> {
                 /// Resources whose rows a conditional delete removes, another resource whose
                 /// rows must refer to them, and how to remove such a row.
                 const REFERRERS: &[(&str, &str, &str)] = &[#(#entries),*];
-                let status = send(&app, case.method, &path, &token, None).await.0;
+                let status = send(&app, &case.method, &path, &token, None).await.0;
                 // Refused again while another row refers to this one: the reference is
                 // checked at commit, after the decision (a 409 would tell of that row).
                 if case.method == "DELETE"
@@ -949,7 +951,7 @@ impl Plan<'_> {
                     }
                     let mut conn = db.pool.acquire().await.expect("a connection");
                     let referring = insert_sample(&mut conn, referrer, tenant, owner, counter, &refs).await;
-                    let (again, _) = send(&app, case.method, &path, &token, None).await;
+                    let (again, _) = send(&app, &case.method, &path, &token, None).await;
                     assert_eq!(again, status, "{} refused ({status}), then answered {again} once a {referrer} row referred to it", case.id);
                     sqlx::query(*remove).bind(referring).execute(&mut *conn).await.expect("remove the referring row");
                 }
@@ -961,23 +963,23 @@ impl Plan<'_> {
                 Call::Row => { #path #row_call }
             },
             Call::Update => quote! {
-                Call::Update => { #path send(&app, case.method, &path, &token, Some(input)).await.0.as_u16() }
+                Call::Update => { #path send(&app, &case.method, &path, &token, Some(input)).await.0.as_u16() }
             },
             Call::Create => quote! {
                 Call::Create => {
                     let mut conn = db.pool.acquire().await.expect("a connection");
-                    let before = stored_rows(&mut conn, case.resource, tenant).await;
+                    let before = stored_rows(&mut conn, &case.resource, tenant).await;
                     let resent = input.clone();
-                    let (status, body) = send(&app, case.method, case.path, &token, Some(input)).await;
+                    let (status, body) = send(&app, &case.method, &case.path, &token, Some(input)).await;
                     created = body["id"].as_str().and_then(|id| id.parse().ok());
                     if status != StatusCode::CREATED {
-                        assert_eq!(stored_rows(&mut conn, case.resource, tenant).await, before, "{} refused ({status}), yet a row was stored", case.id);
+                        assert_eq!(stored_rows(&mut conn, &case.resource, tenant).await, before, "{} refused ({status}), yet a row was stored", case.id);
                     }
                     // Refused again once a row holds the same values: a unique value taken
                     // must not answer 409 before the decision (it would tell of that row).
                     if status == StatusCode::FORBIDDEN || status == StatusCode::UNAUTHORIZED {
-                        let (taken, _) = varied_row(&mut conn, case.resource, tenant, owner, counter, &ids, case.varied, call.values, true).await;
-                        let (again, _) = send(&app, case.method, case.path, &token, Some(resent)).await;
+                        let (taken, _) = varied_row(&mut conn, &case.resource, tenant, owner, counter, &ids, &case.varied, &call.values, true).await;
+                        let (again, _) = send(&app, &case.method, &case.path, &token, Some(resent)).await;
                         assert_eq!(again, status, "{} refused ({status}), then answered {again} once another row held its values", case.id);
                         created = Some(taken);
                     }
@@ -985,7 +987,7 @@ impl Plan<'_> {
                 }
             },
             Call::List => quote! {
-                Call::List => listed(&app, case.path, &token, row).await,
+                Call::List => listed(&app, &case.path, &token, row).await,
             },
         });
         let creates = self.calls_of(Call::Create);
@@ -1006,8 +1008,8 @@ impl Plan<'_> {
         // An update writing other values than the row's: the input made with those.
         let written = self.calls_of(Call::Update).then(|| {
             quote! {
-                let input = match call.written {
-                    Some(written) => varied_row(&mut conn, case.resource, tenant, owner, counter, &ids, case.varied, written, false).await.1,
+                let input = match &call.written {
+                    Some(written) => varied_row(&mut conn, &case.resource, tenant, owner, counter, &ids, &case.varied, written, false).await.1,
                     None => input,
                 };
             }
@@ -1018,17 +1020,18 @@ impl Plan<'_> {
             quote!(_)
         };
         quote! {
-            for case in CONDITIONS {
-                for call in case.calls {
+            for case in table::<ConditionCase>("conditions") {
+                for call in &case.calls {
                     counter += 1;
                     let caller = format!("{}-check-{counter}", call.roles.join("-"));
-                    db.member(tenant, &caller, call.roles).await;
+                    let roles: Vec<&str> = call.roles.iter().map(String::as_str).collect();
+                    db.member(tenant, &caller, &roles).await;
                     let owner = if call.own { caller.as_str() } else { "someone-else" };
                     let mut conn = db.pool.acquire().await.expect("a connection");
-                    let (row, #input) = varied_row(&mut conn, case.resource, tenant, owner, counter, &ids, case.varied, call.values, #insert).await;
+                    let (row, #input) = varied_row(&mut conn, &case.resource, tenant, owner, counter, &ids, &case.varied, &call.values, #insert).await;
                     #written
                     drop(conn);
-                    let scopes = OPERATIONS.iter().filter_map(|op| op.scope).filter(|scope| !call.dropped.contains(scope)).collect::<Vec<_>>().join(" ");
+                    let scopes = OPERATIONS.iter().filter_map(|op| op.scope).filter(|scope| !named(&call.dropped, scope)).collect::<Vec<_>>().join(" ");
                     let amr: &[&str] = if call.mfa { &["mfa"] } else { &[] };
                     let token = signed(&dev::claims(&caller, tenant.id(), &scopes, amr, identity::now(), 60));
                     #created
@@ -1038,7 +1041,7 @@ impl Plan<'_> {
                     assert_eq!(status, call.expected, "{} by {caller} on a row of theirs: {}, values {:?} of {:?}, written {:?}, second factor: {}, scopes left out: {:?}", case.id, call.own, call.values, case.varied, call.written, call.mfa, call.dropped);
                     // The row goes, so that the next call may give a unique field the same value.
                     let mut conn = db.pool.acquire().await.expect("a connection");
-                    remove_row(&mut conn, case.resource, tenant, #removed).await;
+                    remove_row(&mut conn, &case.resource, tenant, #removed).await;
                 }
             }
         }

@@ -1,4 +1,5 @@
-//! The generated workspace's own tests (`crates/server/tests/service.rs`): the router and
+//! The generated workspace's own tests (`crates/server/tests/service.rs`, whose role x
+//! operation test reads its cases from `tests/authorization_cases.json`): the router and
 //! the OpenAPI document agree, the guard answers every non-public route with 401 and unknown
 //! paths with 404 (problem+json), and every repository function runs against PostgreSQL.
 
@@ -1033,7 +1034,8 @@ pub fn render_tests(
             db.drop().await;
         }
     };
-    let authorization = authorization_test(app, &order, conditions, &api);
+    let (authorization, cases) = authorization_test(app, &order, conditions, &api);
+    files.insert(&format!("{dir}/tests/{CASES_FILE}"), cases);
     let audit = audit_test(app, &api);
     let builtins = builtin_tests(app);
     // Writes, conditional reads (another tenant's member) and conditions send requests.
@@ -2037,9 +2039,6 @@ fn audit_test(app: &App, api: &proc_macro2::Ident) -> TokenStream {
     }
 }
 
-/// Whether the role x operation test writes with `action`: a write of tenant data that is not
-/// public. Every role is tried on the unconditional ones; on the conditional ones (whose
-/// outcome depends on the row: the golden tables check those) only a member of another tenant.
 /// A resource of tenant data whose rows must refer to rows of `resource` (a required
 /// reference): one whose sample rows keep a row of `resource` from being deleted.
 pub fn referrer<'a>(app: &'a App, resource: &Resource) -> Option<&'a Resource> {
@@ -2052,6 +2051,9 @@ pub fn referrer<'a>(app: &'a App, resource: &Resource) -> Option<&'a Resource> {
     })
 }
 
+/// Whether the role x operation test writes with `action`: a write of tenant data that is not
+/// public. Every role is tried on the unconditional ones; on the conditional ones (whose
+/// outcome depends on the row: the golden tables check those) only a member of another tenant.
 fn write_checked(resource: &Resource, action: &crate::model::Action) -> bool {
     action.kind != ActionKind::Read
         && action.kind != ActionKind::List
@@ -2059,14 +2061,80 @@ fn write_checked(resource: &Resource, action: &crate::model::Action) -> bool {
         && !resource.global
 }
 
+/// Where the role x operation test finds its tables, next to `tests/service.rs`.
+const CASES_FILE: &str = "authorization_cases.json";
+
+/// A read the role x operation test tries: every role, with and without a second factor; a
+/// list shows the seeded row to the roles in `seen`.
+#[derive(serde::Serialize)]
+struct Read<'a> {
+    id: String,
+    resource: &'a str,
+    path: &'a str,
+    allowed: Vec<&'a str>,
+    seen: Vec<&'a str>,
+}
+
+/// A conditional read or a list: a member of another tenant finds none of this tenant's rows.
+#[derive(serde::Serialize)]
+struct OutsiderRead<'a> {
+    id: String,
+    resource: &'a str,
+    path: &'a str,
+}
+
+/// A write of tenant data, as the generated test's `Write` reads it (its fields say what
+/// each one means).
+#[derive(serde::Serialize)]
+struct Write<'a> {
+    id: String,
+    resource: &'a str,
+    method: &'a str,
+    path: &'a str,
+    allowed: Vec<&'a str>,
+    success: u16,
+    body: bool,
+    fresh: bool,
+    conditional: bool,
+    conflict: bool,
+    outsider: Option<u16>,
+}
+
+/// An entry of the test's tables, on one line: a spec change shows as the lines of the
+/// entries it changes.
+pub fn json_line(entry: &impl serde::Serialize) -> String {
+    serde_json::to_string(entry).expect("the tables are plain data")
+}
+
+/// The text of `tests/authorization_cases.json`: each table by name, its entries one a line
+/// (an entry of several lines indents its own). The tables are data, not code: as Rust they
+/// were half of the test file, and rustfmt's slowest part of a generation.
+fn cases_json(tables: &[(&str, &[String])]) -> String {
+    let mut out = String::from(
+        "{\n  \"@generated\": \"by bulwark. Do not edit by hand: change the spec and regenerate. The tables of the role x operation test in service.rs.\"",
+    );
+    for (name, entries) in tables {
+        out.push_str(&format!(",\n  \"{name}\": ["));
+        for (i, entry) in entries.iter().enumerate() {
+            out.push_str(if i == 0 { "\n    " } else { ",\n    " });
+            out.push_str(entry);
+        }
+        out.push_str(if entries.is_empty() { "]" } else { "\n  ]" });
+    }
+    out.push_str("\n}\n");
+    out
+}
+
 /// The role x operation test of reads and unconditional writes: expected outcomes come from
 /// the spec's permission table (roles, second factors), not from the generated policies.
+/// Its tables go into `tests/authorization_cases.json` (the second part; empty when there
+/// is no such test).
 fn authorization_test(
     app: &App,
     order: &[usize],
     plan: &super::condition_tests::Plan,
     api: &proc_macro2::Ident,
-) -> TokenStream {
+) -> (TokenStream, String) {
     let conditions = plan.checks(api);
     let mfa_roles = app.mfa_roles();
     let pairs = || {
@@ -2092,7 +2160,7 @@ fn authorization_test(
         .collect();
     // Unconditional reads and every list (a list refuses by role before reading rows): every
     // role, with and without a second factor.
-    let reads: Vec<TokenStream> = pairs()
+    let reads: Vec<String> = pairs()
         .filter(|(resource, action)| {
             let read =
                 action.kind == ActionKind::Read && action.condition.is_none() && !resource.global;
@@ -2122,12 +2190,18 @@ fn authorization_test(
                 }
                 _ => Vec::new(),
             };
-            quote!((#id, #key, #path, &[#(#allowed),*], &[#(#seen),*]))
+            json_line(&Read {
+                id,
+                resource: key,
+                path,
+                allowed,
+                seen,
+            })
         })
         .collect();
     // Conditional reads and every list: a member of another tenant finds none of this
     // tenant's rows (unconditional reads are checked with the roles above).
-    let outsider_reads: Vec<TokenStream> = pairs()
+    let outsider_reads: Vec<String> = pairs()
         .filter(|(resource, action)| {
             (action.kind == ActionKind::List
                 || (action.kind == ActionKind::Read && action.condition.is_some()))
@@ -2138,13 +2212,17 @@ fn authorization_test(
             let id = format!("{}.{}", resource.name, action.name);
             let key = ids_key(resource);
             let path = action.path.as_str();
-            quote!((#id, #key, #path))
+            json_line(&OutsiderRead {
+                id,
+                resource: key,
+                path,
+            })
         })
         .collect();
     // Writes: every unconditional create, update, delete and custom action of tenant data, by
     // every role with and without a second factor; a delete gets a fresh row each time.
     let mut bodies: Vec<&Resource> = Vec::new();
-    let writes: Vec<TokenStream> = pairs()
+    let writes: Vec<String> = pairs()
         .filter(|(resource, action)| write_checked(resource, action))
         .map(|(resource, action)| {
             let id = format!("{}.{}", resource.name, action.name);
@@ -2157,20 +2235,20 @@ fn authorization_test(
                 bodies.push(resource);
             }
             let fresh = action.kind == ActionKind::Delete;
-            let success = match action.kind {
-                ActionKind::Create => quote!(StatusCode::CREATED),
-                ActionKind::Delete => quote!(StatusCode::NO_CONTENT),
-                _ => quote!(StatusCode::OK),
+            let success: u16 = match action.kind {
+                ActionKind::Create => 201,
+                ActionKind::Delete => 204,
+                _ => 200,
             };
             // A member of another tenant, with every role: the row is not there for it, and a
             // row of its own cannot point at this tenant's rows (a global row it may).
             let references = resource.fields.iter().any(
                 |f| matches!(f.ty, FieldType::Reference { resource: target } if !app.resources[target].global),
             );
-            let outsider = match &action.kind {
-                ActionKind::Create if references => quote!(Some(StatusCode::UNPROCESSABLE_ENTITY)),
-                ActionKind::Create => quote!(None),
-                _ => quote!(Some(StatusCode::NOT_FOUND)),
+            let outsider: Option<u16> = match &action.kind {
+                ActionKind::Create if references => Some(422),
+                ActionKind::Create => None,
+                _ => Some(404),
             };
             let conditional = action.condition.is_some();
             // Found at commit, after the decision: a create's required unique value taken, a
@@ -2180,14 +2258,30 @@ fn authorization_test(
                 ActionKind::Delete => referrer(app, resource).is_some(),
                 _ => false,
             };
-            quote! {
-                Write { id: #id, resource: #key, method: #method, path: #path, allowed: &[#(#allowed),*], success: #success, body: #body, fresh: #fresh, conditional: #conditional, conflict: #conflict, outsider: #outsider }
-            }
+            json_line(&Write {
+                id,
+                resource: key,
+                method,
+                path,
+                allowed,
+                success,
+                body,
+                fresh,
+                conditional,
+                conflict,
+                outsider,
+            })
         })
         .collect();
     let condition_loop = plan.calls(app);
+    let cases = cases_json(&[
+        ("reads", &reads),
+        ("outsider_reads", &outsider_reads),
+        ("writes", &writes),
+        ("conditions", &plan.case_lines()),
+    ]);
     if reads.is_empty() && writes.is_empty() && outsider_reads.is_empty() {
-        return TokenStream::new();
+        return (TokenStream::new(), cases);
     }
     let inserts = app.resources.iter().map(|resource| {
         let key = ids_key(resource);
@@ -2278,11 +2372,12 @@ fn authorization_test(
     });
     let writes_check = (!writes.is_empty()).then(|| {
         quote! {
-            for write in WRITES {
+            let writes: Vec<Write> = table("writes");
+            for write in &writes {
                     for role in ALL_ROLES {
                         // A role the operation allows under a condition is checked by the
                         // condition's calls; every role it does not allow is refused here.
-                        if write.conditional && write.allowed.contains(role) {
+                        if write.conditional && named(&write.allowed, role) {
                             continue;
                         }
                         for mfa in [true, false] {
@@ -2292,13 +2387,13 @@ fn authorization_test(
                             let amr: &[&str] = if mfa { &["mfa"] } else { &[] };
                             let token = signed(&dev::claims(&who, tenant.id(), &all_scopes(), amr, identity::now(), 60));
                             let (path, body) = write.request(&db, tenant, counter, &ids).await;
-                            let (status, answer) = send(&app, write.method, &path, &token, body).await;
-                            let expected = if !write.allowed.contains(role) {
+                            let (status, answer) = send(&app, &write.method, &path, &token, body).await;
+                            let expected = if !named(&write.allowed, role) {
                                 StatusCode::FORBIDDEN
                             } else if MFA_ROLES.contains(role) && !mfa {
                                 StatusCode::UNAUTHORIZED
                             } else {
-                                write.success
+                                status_code(write.success)
                             };
                             assert_eq!(status, expected, "{} as {role}, second factor {mfa}", write.id);
                             if expected == StatusCode::UNAUTHORIZED {
@@ -2311,26 +2406,26 @@ fn authorization_test(
                     counter += 1;
                     let outsider = signed(&dev::claims("outsider", other.id(), &all_scopes(), &["mfa"], identity::now(), 60));
                     let (path, body) = write.request(&db, tenant, counter, &ids).await;
-                    let (status, _) = send(&app, write.method, &path, &outsider, body).await;
-                    assert_eq!(status, expected, "{} from another tenant", write.id);
+                    let (status, _) = send(&app, &write.method, &path, &outsider, body).await;
+                    assert_eq!(status, status_code(expected), "{} from another tenant", write.id);
                 }
             }
             // Conflicts the database finds at commit, after the decision, answer 409
             // problem+json (not 500): a unique value taken, a row others still refer to.
             db.member(tenant, "every-role", ALL_ROLES).await;
             let every_role = signed(&dev::claims("every-role", tenant.id(), &all_scopes(), &["mfa"], identity::now(), 60));
-            for write in WRITES.iter().filter(|w| w.conflict && !w.conditional) {
+            for write in writes.iter().filter(|w| w.conflict && !w.conditional) {
                 counter += 1;
                 let (path, body) = if write.fresh {
-                    (write.path.replace("{id}", &ids.first(write.resource).to_string()), None)
+                    (write.path.replace("{id}", &ids.first(&write.resource).to_string()), None)
                 } else {
                     write.request(&db, tenant, counter, &ids).await
                 };
                 if write.body {
-                    let (status, answer) = send(&app, write.method, &path, &every_role, body.clone()).await;
-                    assert_eq!(status, write.success, "{} the first time: {answer}", write.id);
+                    let (status, answer) = send(&app, &write.method, &path, &every_role, body.clone()).await;
+                    assert_eq!(status, status_code(write.success), "{} the first time: {answer}", write.id);
                 }
-                let (status, answer) = send(&app, write.method, &path, &every_role, body).await;
+                let (status, answer) = send(&app, &write.method, &path, &every_role, body).await;
                 assert_eq!(status, StatusCode::CONFLICT, "{}: {answer}", write.id);
                 assert_eq!(answer["status"], 409, "{}: {answer}", write.id);
             }
@@ -2342,13 +2437,14 @@ fn authorization_test(
             /// without a second factor (when `conditional`, only the roles it does not allow:
             /// the condition tests and golden tables cover the others); and by a member of
             /// another tenant, expecting `outsider`.
+            #[derive(serde::Deserialize)]
             struct Write {
-                id: &'static str,
-                resource: &'static str,
-                method: &'static str,
-                path: &'static str,
-                allowed: &'static [&'static str],
-                success: StatusCode,
+                id: String,
+                resource: String,
+                method: String,
+                path: String,
+                allowed: Vec<String>,
+                success: u16,
                 /// Whether it takes the resource's `n`-th sample input.
                 body: bool,
                 /// Whether each call gets a fresh row (a delete), else the first seeded row.
@@ -2357,7 +2453,7 @@ fn authorization_test(
                 /// Whether it conflicts at commit when repeated (a create's unique value) or
                 /// on the first seeded row (a delete of a row others refer to): 409.
                 conflict: bool,
-                outsider: Option<StatusCode>,
+                outsider: Option<u16>,
             }
 
             impl Write {
@@ -2365,18 +2461,16 @@ fn authorization_test(
                 async fn request(&self, db: &TestDb, tenant: TenantId, n: i64, ids: &Ids) -> (String, Option<serde_json::Value>) {
                     let row = if self.fresh {
                         let mut conn = db.pool.acquire().await.expect("a connection");
-                        insert_sample(&mut conn, self.resource, tenant, "seeder", n, ids).await
+                        insert_sample(&mut conn, &self.resource, tenant, "seeder", n, ids).await
                     } else if self.path.contains("{id}") {
-                        ids.first(self.resource)
+                        ids.first(&self.resource)
                     } else {
                         uuid::Uuid::nil()
                     };
-                    let body = self.body.then(|| json_sample(self.resource, n, ids));
+                    let body = self.body.then(|| json_sample(&self.resource, n, ids));
                     (self.path.replace("{id}", &row.to_string()), body)
                 }
             }
-
-            const WRITES: &[Write] = &[#(#writes),*];
 
             /// The `n`-th sample input of `resource`, as JSON.
             fn json_sample(resource: &str, n: i64, ids: &Ids) -> serde_json::Value {
@@ -2388,7 +2482,8 @@ fn authorization_test(
             }
         }
     });
-    quote! {
+    let cases_file = CASES_FILE;
+    let tokens = quote! {
         /// Roles that count only with a second factor.
         const MFA_ROLES: &[&str] = &[#(#mfa_roles),*];
 
@@ -2398,15 +2493,42 @@ fn authorization_test(
         /// Each tenant resource's name and table.
         const TENANT_TABLES: &[(&str, &str)] = &[#(#tenant_tables),*];
 
-        /// A read the role x operation test tries: operation, resource, path, roles allowed,
-        /// and (lists) the roles it shows the seeded row to.
-        type Read = (&'static str, &'static str, &'static str, &'static [&'static str], &'static [&'static str]);
+        /// A table of `tests/authorization_cases.json`: the role x operation test's cases,
+        /// generated from the spec's permission table (and the conditions' expected outcomes
+        /// from Cedar at generation time).
+        fn table<T: serde::de::DeserializeOwned>(name: &str) -> Vec<T> {
+            let cases: serde_json::Value = serde_json::from_str(include_str!(#cases_file)).expect("the cases are JSON");
+            serde_json::from_value(cases[name].clone()).unwrap_or_else(|e| panic!("the cases' {name}: {e}"))
+        }
 
-        /// Unconditional reads of tenant data, and every list.
-        const READS: &[Read] = &[#(#reads),*];
+        /// Whether `names` holds `name`.
+        fn named(names: &[String], name: &str) -> bool {
+            names.iter().any(|n| n == name)
+        }
 
-        /// Conditional reads and lists of tenant data: operation, resource, path.
-        const OUTSIDER_READS: &[(&str, &str, &str)] = &[#(#outsider_reads),*];
+        /// The status of a code in the cases.
+        fn status_code(code: u16) -> StatusCode {
+            StatusCode::from_u16(code).expect("a status code")
+        }
+
+        /// An unconditional read of tenant data, or a list: the operation, its resource and
+        /// path, the roles allowed, and (lists) the roles it shows the seeded row to.
+        #[derive(serde::Deserialize)]
+        struct Read {
+            id: String,
+            resource: String,
+            path: String,
+            allowed: Vec<String>,
+            seen: Vec<String>,
+        }
+
+        /// A conditional read or a list of tenant data: operation, resource, path.
+        #[derive(serde::Deserialize)]
+        struct OutsiderRead {
+            id: String,
+            resource: String,
+            path: String,
+        }
 
         #write_support
 
@@ -2454,10 +2576,10 @@ fn authorization_test(
                 assert_eq!(code.as_deref(), Some("42501"), "{name}: {refused}");
             }
             let outsider = signed(&dev::claims("outsider", other.id(), &all_scopes(), &["mfa"], identity::now(), 60));
-            for (id, resource, template, allowed, seen) in READS {
+            for Read { id, resource, path: template, allowed, seen } in table("reads") {
                 let path = match template.contains("{id}") {
-                    true => template.replace("{id}", &ids.first(resource).to_string()),
-                    false => template.to_string(),
+                    true => template.replace("{id}", &ids.first(&resource).to_string()),
+                    false => template.clone(),
                 };
                 for role in ALL_ROLES {
                     for mfa in [true, false] {
@@ -2465,7 +2587,7 @@ fn authorization_test(
                         let amr: &[&str] = if mfa { &["mfa"] } else { &[] };
                         let token = signed(&dev::claims(&subject, tenant.id(), &all_scopes(), amr, identity::now(), 60));
                         let response = call_on(&app, "GET", &path, Some(&token)).await;
-                        let expected = if !allowed.contains(role) {
+                        let expected = if !named(&allowed, role) {
                             StatusCode::FORBIDDEN
                         } else if MFA_ROLES.contains(role) && !mfa {
                             StatusCode::UNAUTHORIZED
@@ -2479,10 +2601,10 @@ fn authorization_test(
                         }
                         // A list that answers lists the seeded row (so the other tenant's empty
                         // list below says something).
-                        if expected == StatusCode::OK && seen.contains(role) {
+                        if expected == StatusCode::OK && named(&seen, role) {
                             let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("the body");
                             let page: serde_json::Value = serde_json::from_slice(&bytes).expect("a page");
-                            let first = ids.first(resource).to_string();
+                            let first = ids.first(&resource).to_string();
                             let listed = page["items"].as_array().is_some_and(|items| items.iter().any(|item| item["id"] == first.as_str()));
                             assert!(listed, "{id} as {role}: the seeded row is not listed: {page}");
                         }
@@ -2495,8 +2617,8 @@ fn authorization_test(
                     assert_eq!(status, StatusCode::NOT_FOUND, "{id} from another tenant");
                 }
             }
-            for (id, resource, path) in OUTSIDER_READS {
-                let (status, body) = send(&app, "GET", &path.replace("{id}", &ids.first(resource).to_string()), &outsider, None).await;
+            for OutsiderRead { id, resource, path } in table("outsider_reads") {
+                let (status, body) = send(&app, "GET", &path.replace("{id}", &ids.first(&resource).to_string()), &outsider, None).await;
                 if path.contains("{id}") {
                     assert_eq!(status, StatusCode::NOT_FOUND, "{id} from another tenant");
                 } else {
@@ -2513,7 +2635,8 @@ fn authorization_test(
             let _ = (subject, &mut counter, &mut ids, MFA_ROLES);
             db.drop().await;
         }
-    }
+    };
+    (tokens, cases)
 }
 
 /// The key of a resource's rows in the tests' `Ids`.
@@ -2998,4 +3121,51 @@ fn previous_bodies_test(
             db.drop().await;
         }
     })
+}
+
+#[cfg(test)]
+mod cases {
+    use super::*;
+
+    /// The hostile spec's cases: JSON the generated test can read, every table entry on a
+    /// line of its own (a condition's calls on theirs), as many as the spec has of each.
+    #[test]
+    fn the_cases_are_json_one_entry_a_line() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/specs/hostile.yaml");
+        let source = std::fs::read_to_string(path).expect("the example spec");
+        let app = crate::compile(path, &source).expect("the example spec is valid");
+        let files =
+            crate::render::render(&app, &crate::render::Options::default()).expect("it renders");
+        let text = &files.files[&format!("crates/server/tests/{CASES_FILE}")];
+        let cases: serde_json::Value = serde_json::from_str(text).expect("the cases are JSON");
+        let table = |name: &str| cases[name].as_array().expect("a table").clone();
+        let writes = app
+            .resources
+            .iter()
+            .flat_map(|r| r.actions.iter().map(move |a| (r, a)))
+            .filter(|(r, a)| write_checked(r, a))
+            .count();
+        assert_eq!(table("writes").len(), writes);
+        let conditions = table("conditions");
+        assert!(
+            !conditions.is_empty(),
+            "the hostile spec's conditions are checked"
+        );
+        let calls: usize = conditions
+            .iter()
+            .map(|c| c["calls"].as_array().expect("calls").len())
+            .sum();
+        let entries = ["reads", "outsider_reads", "writes"]
+            .iter()
+            .map(|name| table(name).len())
+            .sum::<usize>()
+            + conditions.len()
+            + calls;
+        let lines = text
+            .lines()
+            .filter(|line| line.trim_start().starts_with('{') && line.len() > 1)
+            .count();
+        assert_eq!(lines, entries, "{text}");
+        assert!(text.lines().take(3).any(|l| l.contains("@generated")));
+    }
 }
