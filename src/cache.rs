@@ -1,16 +1,16 @@
 //! The per-user cache (`BULWARK_CACHE_DIR`, `XDG_CACHE_HOME/bulwark` or `~/.cache/bulwark`):
 //! what a regeneration need not work out again. The format stage keeps formatted files there
-//! (`rustfmt/`), lowering the resources whose policies validated (`policies/`). Everything
-//! in it is best effort: a cache that cannot be read or written only costs time. Entries
-//! unused for [`UNUSED_FOR`] are swept away ([`sweep`]), so the cache does not grow without
-//! end on a machine that generates for years. (`locks/` holds one empty file per output
-//! directory, which generations into it lock in turn; it is never swept, since a lock file
-//! removed while held would let a second generation in.)
+//! in [`Packs`] (`rustfmt-packs/`), lowering the resources whose policies validated
+//! (`policies/`). Everything in it is best effort: a cache that cannot be read or written
+//! only costs time. Entries unused for [`UNUSED_FOR`] are swept away ([`sweep`]), so the
+//! cache does not grow without end on a machine that generates for years. (`locks/` holds
+//! one empty file per output directory, which generations into it lock in turn; it is never
+//! swept, since a lock file removed while held would let a second generation in.)
 
-use std::collections::BTreeSet;
-use std::io::Read;
+use std::collections::{BTreeSet, HashMap};
+use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 /// An entry not read or written for this long is removed by the next sweep.
@@ -20,8 +20,9 @@ const SWEEP_EVERY: Duration = Duration::from_secs(24 * 3600);
 /// The file whose modification time says when the cache was last swept.
 const SWEPT: &str = ".swept";
 /// The cache's own folders: a sweep looks nowhere else (`BULWARK_CACHE_DIR` may name a
-/// folder that holds other things too).
-const FOLDERS: [&str; 2] = ["rustfmt", "policies"];
+/// folder that holds other things too). `rustfmt` held a file per formatted file before
+/// [`Packs`]; its entries are swept like the rest.
+const FOLDERS: [&str; 3] = ["rustfmt-packs", "rustfmt", "policies"];
 
 fn base() -> Option<PathBuf> {
     // An empty variable names no folder, and the XDG base directories ignore relative ones:
@@ -114,6 +115,141 @@ fn is_entry_name(name: &std::ffi::OsStr) -> bool {
 /// Whether `at` is more than `age` before `now`.
 fn older_than(at: SystemTime, now: SystemTime, age: Duration) -> bool {
     now.duration_since(at).is_ok_and(|elapsed| elapsed > age)
+}
+
+/// Texts by key, kept in packs: each run that has something to keep writes one pack, a
+/// single file holding all of it, since creating a file per entry (hundreds on a first
+/// generation) cost more than the formatting it saved on a busy disk. A pack starts with
+/// [`PACK_HEADER`], then a line `KEY START LENGTH` for each key (a text may have several
+/// keys), a blank line, and the texts (START and LENGTH are bytes into them). Packs are
+/// named by the digest of their content and never change once in place; reading one marks
+/// it used, and only the [`MAX_PACKS`] used last are kept (the others are removed when the
+/// folder is opened), besides the sweep.
+#[derive(Debug)]
+pub struct Packs {
+    folder: PathBuf,
+    /// Each key found: which pack (an index into `packs`), and where its text is.
+    index: HashMap<String, (usize, Span)>,
+    /// Each pack's path and where its texts start, and its texts, read at the first lookup
+    /// that needs them (`None`: it could not be read).
+    packs: Vec<(PathBuf, usize, OnceLock<Option<String>>)>,
+}
+
+/// Where a text is among a pack's texts: its start and length, in bytes.
+type Span = (usize, usize);
+
+/// The first line of a pack.
+const PACK_HEADER: &str = "bulwark pack 1";
+/// The packs kept, the most recently used: a few generations' worth of each of several
+/// projects.
+const MAX_PACKS: usize = 64;
+
+impl Packs {
+    /// The packs in the cache's folder `name`; `None` when there is no cache.
+    pub fn open(name: &str) -> Option<Packs> {
+        Packs::open_in(dir(name)?)
+    }
+
+    fn open_in(folder: PathBuf) -> Option<Packs> {
+        let mut found: Vec<(SystemTime, PathBuf)> = std::fs::read_dir(&folder)
+            .ok()?
+            .flatten()
+            .filter(|e| is_entry_name(&e.file_name()) && e.file_name().len() == 64)
+            .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+            .collect();
+        // The most recently used first; packs past the first MAX_PACKS are removed (a file
+        // that is no pack is left to the sweep).
+        found.sort_by(|a, b| b.cmp(a));
+        let mut packs = Packs {
+            folder,
+            index: HashMap::new(),
+            packs: Vec::new(),
+        };
+        for (_, path) in found {
+            let Some((keys, start)) = read_pack_index(&path) else {
+                continue;
+            };
+            if packs.packs.len() == MAX_PACKS {
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+            let number = packs.packs.len();
+            for (key, span) in keys {
+                packs.index.entry(key).or_insert((number, span));
+            }
+            packs.packs.push((path, start, OnceLock::new()));
+        }
+        Some(packs)
+    }
+
+    /// The text kept under `key`, if any (its pack marked used).
+    pub fn get(&self, key: &str) -> Option<String> {
+        let &(number, (from, len)) = self.index.get(key)?;
+        let (path, start, text) = self.packs.get(number)?;
+        let text = text.get_or_init(|| {
+            let text = std::fs::read_to_string(path).ok()?;
+            let _ = std::fs::File::open(path).and_then(|f| f.set_modified(SystemTime::now()));
+            Some(text)
+        });
+        let begin = start.checked_add(from)?;
+        text.as_deref()?
+            .get(begin..begin.checked_add(len)?)
+            .map(str::to_owned)
+    }
+
+    /// Keeps `texts`, each under its keys, in one new pack. Best effort.
+    pub fn put<'a>(&self, texts: impl IntoIterator<Item = (Vec<String>, &'a str)>) {
+        let mut index = String::new();
+        let mut body = String::new();
+        for (keys, text) in texts {
+            for key in keys {
+                index.push_str(&format!("{key} {} {}\n", body.len(), text.len()));
+            }
+            body.push_str(text);
+        }
+        if index.is_empty() {
+            return;
+        }
+        let pack = format!("{PACK_HEADER}\n{index}\n{body}");
+        let path = self.folder.join(crate::emit::sha256(pack.as_bytes()));
+        let partial = path.with_extension(format!("partial-{}", std::process::id()));
+        if std::fs::write(&partial, pack).is_ok() && std::fs::rename(&partial, &path).is_err() {
+            let _ = std::fs::remove_file(&partial);
+        }
+    }
+}
+
+/// The keys of the pack at `path` with where their texts are, and where its texts start;
+/// `None` when it is not a whole pack.
+fn read_pack_index(path: &Path) -> Option<(Vec<(String, Span)>, usize)> {
+    let file = std::fs::File::open(path).ok()?;
+    let size = usize::try_from(file.metadata().ok()?.len()).ok()?;
+    let mut reader = std::io::BufReader::new(file);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    if line.trim_end_matches('\n') != PACK_HEADER {
+        return None;
+    }
+    let mut start = line.len();
+    let mut keys = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        start += line.len();
+        let entry = line.trim_end_matches('\n');
+        if entry.is_empty() {
+            let texts = size.checked_sub(start)?;
+            let inside = |&(_, (from, len)): &(String, Span)| {
+                from.checked_add(len).is_some_and(|end| end <= texts)
+            };
+            return keys.iter().all(inside).then_some((keys, start));
+        }
+        let mut parts = entry.split(' ');
+        let (key, from, len) = (parts.next()?, parts.next()?, parts.next()?);
+        keys.push((key.to_owned(), (from.parse().ok()?, len.parse().ok()?)));
+    }
 }
 
 /// The running executable's size and modification time: what a record was made by. A new
@@ -262,6 +398,119 @@ mod tests {
         for path in &theirs {
             assert!(path.exists(), "{} was removed", path.display());
         }
+    }
+
+    #[test]
+    fn packs_keep_texts_under_each_of_their_keys() {
+        let folder = tempfile::tempdir().expect("a directory");
+        let packs = Packs::open_in(folder.path().to_owned()).expect("packs");
+        packs.put([
+            (vec!["a".into(), "b".into()], "first text\n"),
+            (vec!["c".into()], "é second"),
+            (vec![], "kept under no key"),
+        ]);
+        packs.put([(vec!["d".into()], "")]);
+        packs.put(std::iter::empty());
+        // An empty put writes nothing: two packs.
+        assert_eq!(
+            std::fs::read_dir(folder.path()).expect("a folder").count(),
+            2
+        );
+        let packs = Packs::open_in(folder.path().to_owned()).expect("packs");
+        assert_eq!(packs.get("a").as_deref(), Some("first text\n"));
+        assert_eq!(packs.get("b").as_deref(), Some("first text\n"));
+        assert_eq!(packs.get("c").as_deref(), Some("é second"));
+        assert_eq!(packs.get("d").as_deref(), Some(""));
+        assert_eq!(packs.get("e"), None);
+    }
+
+    #[test]
+    fn only_the_packs_used_last_are_kept_and_a_broken_one_is_no_pack() {
+        let folder = tempfile::tempdir().expect("a directory");
+        let packs = Packs::open_in(folder.path().to_owned()).expect("packs");
+        let now = SystemTime::now();
+        for n in 0..MAX_PACKS + 2 {
+            packs.put([(vec![format!("key{n}")], format!("text {n}").as_str())]);
+            let newest = std::fs::read_dir(folder.path())
+                .expect("a folder")
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| {
+                    std::fs::metadata(p)
+                        .and_then(|m| m.modified())
+                        // (A file system's clock may lag the system's a little.)
+                        .is_ok_and(|at| at > now - Duration::from_secs(10))
+                })
+                .expect("the pack just written");
+            // Used in the order written, a minute apart.
+            let at = now - Duration::from_secs(60 * (MAX_PACKS + 2 - n) as u64);
+            std::fs::File::open(&newest)
+                .and_then(|f| f.set_modified(at))
+                .expect("a time");
+        }
+        // Not packs: a digest-named file of something else, an index cut short, and a
+        // span past the end of the texts.
+        let digest = |n: u8| format!("{n:02x}").repeat(32);
+        std::fs::write(folder.path().join(digest(1)), "not a pack").expect("a file");
+        std::fs::write(
+            folder.path().join(digest(2)),
+            format!("{PACK_HEADER}\nk1 0 3"),
+        )
+        .expect("a file");
+        std::fs::write(
+            folder.path().join(digest(3)),
+            format!("{PACK_HEADER}\nk2 0 99\n\nshort"),
+        )
+        .expect("a file");
+        let packs = Packs::open_in(folder.path().to_owned()).expect("packs");
+        // The three newest files are no packs, which count for nothing: the oldest two
+        // packs went.
+        assert_eq!(packs.get("key0"), None);
+        assert_eq!(packs.get("key1"), None);
+        assert_eq!(packs.get("key2").as_deref(), Some("text 2"));
+        assert_eq!(
+            packs.get(&format!("key{}", MAX_PACKS + 1)).as_deref(),
+            Some(&*format!("text {}", MAX_PACKS + 1))
+        );
+        assert_eq!(packs.get("k1"), None);
+        assert_eq!(packs.get("k2"), None);
+        // The packs kept, and the three left to the sweep.
+        assert_eq!(
+            std::fs::read_dir(folder.path()).expect("a folder").count(),
+            MAX_PACKS + 3
+        );
+    }
+
+    #[test]
+    fn a_pack_read_is_marked_used_and_one_gone_is_a_miss() {
+        let folder = tempfile::tempdir().expect("a directory");
+        let packs = Packs::open_in(folder.path().to_owned()).expect("packs");
+        packs.put([(vec!["kept".into()], "text")]);
+        packs.put([(vec!["gone".into()], "other")]);
+        let month_ago = SystemTime::now() - 30 * DAY;
+        let paths: Vec<PathBuf> = std::fs::read_dir(folder.path())
+            .expect("a folder")
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        for path in &paths {
+            std::fs::File::open(path)
+                .and_then(|f| f.set_modified(month_ago))
+                .expect("a time");
+        }
+        let packs = Packs::open_in(folder.path().to_owned()).expect("packs");
+        for path in &paths {
+            if std::fs::read_to_string(path).is_ok_and(|t| t.contains("gone")) {
+                std::fs::remove_file(path).expect("removed");
+            }
+        }
+        assert_eq!(packs.get("gone"), None);
+        assert_eq!(packs.get("kept").as_deref(), Some("text"));
+        let used = paths.iter().find(|p| p.exists()).expect("the pack read");
+        let at = std::fs::metadata(used)
+            .and_then(|m| m.modified())
+            .expect("a time");
+        assert!(!older_than(at, SystemTime::now(), DAY));
     }
 
     #[test]

@@ -73,10 +73,12 @@ pub fn rustfmt_version() -> Result<String, FormatError> {
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
-/// The per-user cache of formatted files.
+/// The per-user cache of formatted files: the finished text of each file formatted, under
+/// two keys, its printed text and (for the running build) the tokens it was printed from;
+/// each run's new texts go into one pack ([`crate::cache::Packs`]).
 #[derive(Clone, Debug)]
 pub struct Cache {
-    dir: PathBuf,
+    packs: std::sync::Arc<crate::cache::Packs>,
     salt: String,
     /// The running build of bulwark (its size and modification time): what it prints from
     /// given tokens may change with it, so finished text is kept per build. `None` when it
@@ -89,99 +91,81 @@ impl Cache {
     /// `~/.cache/bulwark`; `None` when none of them can be used (formatting still works).
     pub fn open(rustfmt_version: &str) -> Option<Cache> {
         Some(Cache {
-            dir: crate::cache::dir("rustfmt")?,
+            packs: std::sync::Arc::new(crate::cache::Packs::open("rustfmt-packs")?),
             salt: format!("{rustfmt_version}\n{RUSTFMT_TOML}"),
             build: crate::cache::build_fingerprint(),
         })
     }
 
-    /// Where the finished text printed from tokens with `digest` is kept.
-    fn finished_key(&self, digest: &str) -> Option<PathBuf> {
+    /// The key of the finished text printed from tokens with `digest`.
+    fn finished_key(&self, digest: &str) -> Option<String> {
         let build = self.build.as_deref()?;
         let key = format!("finished\n{}\n{build}\n{digest}", self.salt);
-        Some(self.dir.join(crate::emit::sha256(key.as_bytes())))
+        Some(crate::emit::sha256(key.as_bytes()))
     }
 
-    /// Keeps the finished text of the files [`FileSet::digests`] names, each as a second
-    /// name (a hard link) of its entry by printed text in `entries`, so the text is stored
-    /// once; written out where links cannot be made. Best effort.
-    fn put_finished(&self, files: &FileSet, entries: &BTreeMap<String, PathBuf>) {
-        for (path, digest) in &files.digests {
-            let Some(key) = self.finished_key(digest) else {
-                continue;
-            };
-            let linked = entries
-                .get(path)
-                .map(|entry| std::fs::hard_link(entry, &key));
-            match linked {
-                Some(Ok(())) => {}
-                Some(Err(e)) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                _ => {
-                    if let Some(text) = files.files.get(path) {
-                        write_atomically(&key, text);
-                    }
-                }
-            }
-        }
-    }
-
-    fn key(&self, printed: &str) -> PathBuf {
-        self.dir.join(crate::emit::sha256(
-            format!("{}\n{printed}", self.salt).as_bytes(),
-        ))
+    /// The key of the finished text of `printed`.
+    fn key(&self, printed: &str) -> String {
+        crate::emit::sha256(format!("{}\n{printed}", self.salt).as_bytes())
     }
 }
 
 impl crate::render::Printed for Cache {
     fn finished(&self, digest: &str) -> Option<String> {
-        crate::cache::read_entry(&self.finished_key(digest)?)
-    }
-}
-
-/// Writes `text` at `path` through a partial file renamed into place, so a reader never sees
-/// half of it. Best effort: a cache that cannot be written only costs time.
-fn write_atomically(path: &Path, text: &str) {
-    let partial = path.with_extension(format!("partial-{}", std::process::id()));
-    if std::fs::write(&partial, text).is_ok() && std::fs::rename(&partial, path).is_err() {
-        let _ = std::fs::remove_file(&partial);
+        self.packs.get(&self.finished_key(digest)?)
     }
 }
 
 /// Formats every `.rs` file of `files` in place, through `cache` when there is one.
 pub fn format_rust(files: &mut FileSet, cache: Option<&Cache>) -> Result<(), FormatError> {
     let mut changed = Vec::new();
-    // Each printed file's cache entry (by its printed text).
-    let mut entries = BTreeMap::new();
+    // Each printed file's key in the cache (by its printed text).
+    let mut keys = BTreeMap::new();
     for path in files.rust_paths().cloned().collect::<Vec<_>>() {
         if files.finished.contains(&path) {
             continue;
         }
-        let entry = cache.map(|c| c.key(&files.files[&path]));
-        match entry.as_deref().and_then(crate::cache::read_entry) {
+        let key = cache.map(|c| c.key(&files.files[&path]));
+        match cache
+            .zip(key.as_deref())
+            .and_then(|(c, key)| c.packs.get(key))
+        {
             Some(text) => {
                 files.files.insert(path.clone(), text);
             }
             None => changed.push(path.clone()),
         }
-        if let Some(entry) = entry {
-            entries.insert(path, entry);
+        if let Some(key) = key {
+            keys.insert(path, key);
         }
     }
     if !changed.is_empty() {
         format_groups(files, &changed)?;
     }
     if let Some(cache) = cache {
-        // Hundreds of small files on a first generation: written on every core.
-        let new: Vec<(&PathBuf, &str)> = changed
+        // The texts formatted now, under their printed key and, printed now, their tokens'.
+        let new = changed.iter().filter_map(|path| {
+            let finished = files.digests.get(path).and_then(|d| cache.finished_key(d));
+            let keys = keys
+                .get(path)
+                .cloned()
+                .into_iter()
+                .chain(finished)
+                .collect();
+            Some((keys, files.files.get(path)?.as_str()))
+        });
+        // And the finished text of files found by printed text, printed now.
+        let found = files
+            .digests
             .iter()
-            .filter_map(|path| Some((entries.get(path)?, files.files[path].as_str())))
-            .collect();
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-        parallel(&new, threads, |(entry, text)| {
-            write_atomically(entry, text);
-            Ok(())
-        })?;
-        cache.put_finished(files, &entries);
+            .filter(|(path, _)| !changed.contains(path))
+            .filter_map(|(path, digest)| {
+                Some((
+                    vec![cache.finished_key(digest)?],
+                    files.files.get(path)?.as_str(),
+                ))
+            });
+        cache.packs.put(new.chain(found));
     }
     Ok(())
 }
