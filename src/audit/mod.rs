@@ -318,10 +318,7 @@ fn check_operations(app: &App, declared: &[Declared], findings: &mut Vec<Finding
         fields.insert("path".to_owned(), format!("{:?}", builtin.path));
         fields.insert("public".to_owned(), "false".into());
         fields.insert("roles".to_owned(), role_list(&builtin.roles));
-        let mfa = builtin
-            .roles
-            .iter()
-            .any(|r| app.mfa_roles().contains(&r.as_str()));
+        let mfa = app.builtin_needs_mfa(&builtin);
         fields.insert("mfa".to_owned(), mfa.to_string());
         let optional = |scope: &Option<String>| {
             scope

@@ -118,6 +118,16 @@ impl App {
             .map(|r| r.name.as_str())
             .collect()
     }
+
+    /// Whether a built-in operation needs a second factor: when one of the roles it allows
+    /// does (the guard and `bulwark audit --spec` agree by asking here).
+    pub fn builtin_needs_mfa(&self, operation: &BuiltinOperation) -> bool {
+        let mfa_roles = self.mfa_roles();
+        operation
+            .roles
+            .iter()
+            .any(|r| mfa_roles.contains(&r.as_str()))
+    }
 }
 
 /// The built-in routes: managing a tenant's memberships and revoking sessions. They are

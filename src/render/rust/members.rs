@@ -158,10 +158,7 @@ pub fn server_module(app: &App, api: &Ident) -> Option<TokenStream> {
             None => quote!(None),
         };
         let op_roles = &operation.roles;
-        let mfa = operation
-            .roles
-            .iter()
-            .any(|r| app.mfa_roles().contains(&r.as_str()));
+        let mfa = app.builtin_needs_mfa(operation);
         let op_doc = doc(&format!("`{method} {path}`: {}", operation.summary));
         consts.push(quote! {
             #op_doc
