@@ -122,9 +122,10 @@ fn older_than(at: SystemTime, now: SystemTime, age: Duration) -> bool {
 /// generation) cost more than the formatting it saved on a busy disk. A pack starts with
 /// [`PACK_HEADER`], then a line `KEY START LENGTH` for each key (a text may have several
 /// keys), a blank line, and the texts (START and LENGTH are bytes into them). Packs are
-/// named by the digest of their content and never change once in place; reading one marks
-/// it used, and only the [`MAX_PACKS`] used last are kept (the others are removed when the
-/// folder is opened), besides the sweep.
+/// named by the digest of their content and never change once in place, so a pack whose
+/// content does not match its name is damaged and unused. Reading one marks it used; a run
+/// that writes a pack then removes all but the [`MAX_PACKS`] used last (never one it read),
+/// besides the sweep.
 #[derive(Debug)]
 pub struct Packs {
     folder: PathBuf,
@@ -140,9 +141,9 @@ type Span = (usize, usize);
 
 /// The first line of a pack.
 const PACK_HEADER: &str = "bulwark pack 1";
-/// The packs kept, the most recently used: a few generations' worth of each of several
-/// projects.
-const MAX_PACKS: usize = 64;
+/// The packs kept, the most recently used: a few generations' worth of each of many
+/// projects (each run reads the index of every pack, so not without end).
+const MAX_PACKS: usize = 128;
 
 impl Packs {
     /// The packs in the cache's folder `name`; `None` when there is no cache.
@@ -151,15 +152,8 @@ impl Packs {
     }
 
     fn open_in(folder: PathBuf) -> Option<Packs> {
-        let mut found: Vec<(SystemTime, PathBuf)> = std::fs::read_dir(&folder)
-            .ok()?
-            .flatten()
-            .filter(|e| is_entry_name(&e.file_name()) && e.file_name().len() == 64)
-            .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
-            .collect();
-        // The most recently used first; packs past the first MAX_PACKS are removed (a file
-        // that is no pack is left to the sweep).
-        found.sort_by(|a, b| b.cmp(a));
+        // Where two packs hold a key, the one used last answers.
+        let found = by_use(&folder)?;
         let mut packs = Packs {
             folder,
             index: HashMap::new(),
@@ -169,10 +163,6 @@ impl Packs {
             let Some((keys, start)) = read_pack_index(&path) else {
                 continue;
             };
-            if packs.packs.len() == MAX_PACKS {
-                let _ = std::fs::remove_file(&path);
-                continue;
-            }
             let number = packs.packs.len();
             for (key, span) in keys {
                 packs.index.entry(key).or_insert((number, span));
@@ -187,9 +177,13 @@ impl Packs {
         let &(number, (from, len)) = self.index.get(key)?;
         let (path, start, text) = self.packs.get(number)?;
         let text = text.get_or_init(|| {
-            let text = std::fs::read_to_string(path).ok()?;
+            let bytes = std::fs::read(path).ok()?;
+            let named = path.file_name().and_then(|name| name.to_str());
+            if named != Some(crate::emit::sha256(&bytes).as_str()) {
+                return None;
+            }
             let _ = std::fs::File::open(path).and_then(|f| f.set_modified(SystemTime::now()));
-            Some(text)
+            String::from_utf8(bytes).ok()
         });
         let begin = start.checked_add(from)?;
         text.as_deref()?
@@ -216,7 +210,39 @@ impl Packs {
         if std::fs::write(&partial, pack).is_ok() && std::fs::rename(&partial, &path).is_err() {
             let _ = std::fs::remove_file(&partial);
         }
+        self.prune(&path);
     }
+
+    /// Removes the packs past the [`MAX_PACKS`] used last, except `written` and those read
+    /// in this run. (A pack another run is reading only costs that run a miss.)
+    fn prune(&self, written: &Path) {
+        let read: Vec<&PathBuf> = self
+            .packs
+            .iter()
+            .filter(|(_, _, text)| matches!(text.get(), Some(Some(_))))
+            .map(|(path, _, _)| path)
+            .collect();
+        let others = by_use(&self.folder)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, path)| path != written && !read.contains(&path));
+        for (_, stale) in others.skip(MAX_PACKS.saturating_sub(1 + read.len())) {
+            let _ = std::fs::remove_file(stale);
+        }
+    }
+}
+
+/// The packs in `folder` (files named by a digest, no partial ones), the most recently used
+/// first.
+fn by_use(folder: &Path) -> Option<Vec<(SystemTime, PathBuf)>> {
+    let mut found: Vec<(SystemTime, PathBuf)> = std::fs::read_dir(folder)
+        .ok()?
+        .flatten()
+        .filter(|e| is_entry_name(&e.file_name()) && e.file_name().len() == 64)
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    found.sort_by(|a, b| b.cmp(a));
+    Some(found)
 }
 
 /// The keys of the pack at `path` with where their texts are, and where its texts start;
@@ -400,6 +426,21 @@ mod tests {
         }
     }
 
+    /// The packs in `folder`, newest first.
+    fn packs_in(folder: &Path) -> Vec<PathBuf> {
+        by_use(folder)
+            .expect("a folder")
+            .into_iter()
+            .map(|(_, path)| path)
+            .collect()
+    }
+
+    fn used_at(path: &Path, at: SystemTime) {
+        std::fs::File::open(path)
+            .and_then(|f| f.set_modified(at))
+            .expect("a time");
+    }
+
     #[test]
     fn packs_keep_texts_under_each_of_their_keys() {
         let folder = tempfile::tempdir().expect("a directory");
@@ -407,78 +448,85 @@ mod tests {
         packs.put([
             (vec!["a".into(), "b".into()], "first text\n"),
             (vec!["c".into()], "é second"),
+            (vec!["after".into()], "ü after multi-byte text"),
             (vec![], "kept under no key"),
         ]);
         packs.put([(vec!["d".into()], "")]);
         packs.put(std::iter::empty());
         // An empty put writes nothing: two packs.
-        assert_eq!(
-            std::fs::read_dir(folder.path()).expect("a folder").count(),
-            2
-        );
+        assert_eq!(packs_in(folder.path()).len(), 2);
         let packs = Packs::open_in(folder.path().to_owned()).expect("packs");
         assert_eq!(packs.get("a").as_deref(), Some("first text\n"));
         assert_eq!(packs.get("b").as_deref(), Some("first text\n"));
         assert_eq!(packs.get("c").as_deref(), Some("é second"));
+        assert_eq!(
+            packs.get("after").as_deref(),
+            Some("ü after multi-byte text")
+        );
         assert_eq!(packs.get("d").as_deref(), Some(""));
         assert_eq!(packs.get("e"), None);
     }
 
     #[test]
-    fn only_the_packs_used_last_are_kept_and_a_broken_one_is_no_pack() {
+    fn a_key_in_two_packs_is_answered_by_the_one_used_last() {
         let folder = tempfile::tempdir().expect("a directory");
         let packs = Packs::open_in(folder.path().to_owned()).expect("packs");
+        packs.put([(vec!["k".into()], "older")]);
+        used_at(&packs_in(folder.path())[0], SystemTime::now() - DAY);
+        packs.put([(vec!["k".into()], "newer")]);
+        let packs = Packs::open_in(folder.path().to_owned()).expect("packs");
+        assert_eq!(packs.get("k").as_deref(), Some("newer"));
+    }
+
+    #[test]
+    fn a_run_that_writes_a_pack_keeps_only_those_used_last() {
+        let folder = tempfile::tempdir().expect("a directory");
         let now = SystemTime::now();
         for n in 0..MAX_PACKS + 2 {
+            let packs = Packs::open_in(folder.path().to_owned()).expect("packs");
             packs.put([(vec![format!("key{n}")], format!("text {n}").as_str())]);
-            let newest = std::fs::read_dir(folder.path())
-                .expect("a folder")
-                .flatten()
-                .map(|e| e.path())
-                .find(|p| {
-                    std::fs::metadata(p)
-                        .and_then(|m| m.modified())
-                        // (A file system's clock may lag the system's a little.)
-                        .is_ok_and(|at| at > now - Duration::from_secs(10))
-                })
-                .expect("the pack just written");
             // Used in the order written, a minute apart.
-            let at = now - Duration::from_secs(60 * (MAX_PACKS + 2 - n) as u64);
-            std::fs::File::open(&newest)
-                .and_then(|f| f.set_modified(at))
-                .expect("a time");
+            let newest = packs_in(folder.path())[0].clone();
+            used_at(
+                &newest,
+                now - Duration::from_secs(60 * (MAX_PACKS + 2 - n) as u64),
+            );
         }
-        // Not packs: a digest-named file of something else, an index cut short, and a
-        // span past the end of the texts.
-        let digest = |n: u8| format!("{n:02x}").repeat(32);
-        std::fs::write(folder.path().join(digest(1)), "not a pack").expect("a file");
-        std::fs::write(
-            folder.path().join(digest(2)),
-            format!("{PACK_HEADER}\nk1 0 3"),
-        )
-        .expect("a file");
-        std::fs::write(
-            folder.path().join(digest(3)),
-            format!("{PACK_HEADER}\nk2 0 99\n\nshort"),
-        )
-        .expect("a file");
+        assert_eq!(packs_in(folder.path()).len(), MAX_PACKS);
+        // A run reads the oldest pack left, then writes: the oldest other one goes, not the
+        // one it read.
         let packs = Packs::open_in(folder.path().to_owned()).expect("packs");
-        // The three newest files are no packs, which count for nothing: the oldest two
-        // packs went.
         assert_eq!(packs.get("key0"), None);
         assert_eq!(packs.get("key1"), None);
         assert_eq!(packs.get("key2").as_deref(), Some("text 2"));
-        assert_eq!(
-            packs.get(&format!("key{}", MAX_PACKS + 1)).as_deref(),
-            Some(&*format!("text {}", MAX_PACKS + 1))
-        );
-        assert_eq!(packs.get("k1"), None);
-        assert_eq!(packs.get("k2"), None);
-        // The packs kept, and the three left to the sweep.
-        assert_eq!(
-            std::fs::read_dir(folder.path()).expect("a folder").count(),
-            MAX_PACKS + 3
-        );
+        packs.put([(vec!["last".into()], "last text")]);
+        let packs = Packs::open_in(folder.path().to_owned()).expect("packs");
+        assert_eq!(packs.get("key2").as_deref(), Some("text 2"));
+        assert_eq!(packs.get("key3"), None);
+        assert_eq!(packs.get("key4").as_deref(), Some("text 4"));
+        assert_eq!(packs.get("last").as_deref(), Some("last text"));
+        assert_eq!(packs_in(folder.path()).len(), MAX_PACKS);
+    }
+
+    #[test]
+    fn a_damaged_pack_is_none_and_answers_nothing() {
+        let folder = tempfile::tempdir().expect("a directory");
+        let packs = Packs::open_in(folder.path().to_owned()).expect("packs");
+        packs.put([(vec!["k1".into()], "first"), (vec!["k2".into()], "second")]);
+        let pack = packs_in(folder.path())[0].clone();
+        // The same length, one text changed: the index still fits, the digest does not.
+        let text = std::fs::read_to_string(&pack).expect("the pack");
+        std::fs::write(&pack, text.replace("second", "SECOND")).expect("damaged");
+        // Not packs at all: a digest-named file of something else, an index cut short, and
+        // a span past the end of the texts.
+        let digest = |n: u8| folder.path().join(format!("{n:02x}").repeat(32));
+        std::fs::write(digest(1), "not a pack").expect("a file");
+        std::fs::write(digest(2), format!("{PACK_HEADER}\nk3 0 3")).expect("a file");
+        std::fs::write(digest(3), format!("{PACK_HEADER}\nk4 0 99\n\nshort")).expect("a file");
+        let packs = Packs::open_in(folder.path().to_owned()).expect("packs");
+        for key in ["k1", "k2", "k3", "k4"] {
+            assert_eq!(packs.get(key), None, "{key}");
+        }
     }
 
     #[test]
@@ -487,16 +535,9 @@ mod tests {
         let packs = Packs::open_in(folder.path().to_owned()).expect("packs");
         packs.put([(vec!["kept".into()], "text")]);
         packs.put([(vec!["gone".into()], "other")]);
-        let month_ago = SystemTime::now() - 30 * DAY;
-        let paths: Vec<PathBuf> = std::fs::read_dir(folder.path())
-            .expect("a folder")
-            .flatten()
-            .map(|e| e.path())
-            .collect();
+        let paths = packs_in(folder.path());
         for path in &paths {
-            std::fs::File::open(path)
-                .and_then(|f| f.set_modified(month_ago))
-                .expect("a time");
+            used_at(path, SystemTime::now() - 30 * DAY);
         }
         let packs = Packs::open_in(folder.path().to_owned()).expect("packs");
         for path in &paths {

@@ -340,6 +340,7 @@ impl Plan<'_> {
 
             /// A conditional action and its calls (the table `conditions` of the cases).
             #[derive(serde::Deserialize)]
+            #[serde(deny_unknown_fields)]
             struct ConditionCase {
                 id: String,
                 resource: String,
@@ -355,6 +356,7 @@ impl Plan<'_> {
             /// them), whether the token shows a second factor and which scopes it leaves out,
             /// the status expected.
             #[derive(serde::Deserialize)]
+            #[serde(deny_unknown_fields)]
             struct ConditionCall {
                 roles: Vec<String>,
                 own: bool,

@@ -2127,8 +2127,8 @@ fn cases_json(tables: &[(&str, &[String])]) -> String {
 
 /// The role x operation test of reads and unconditional writes: expected outcomes come from
 /// the spec's permission table (roles, second factors), not from the generated policies.
-/// Its tables go into `tests/authorization_cases.json` (the second part; empty when there
-/// is no such test).
+/// Its tables go into `tests/authorization_cases.json` (the second part; a file of empty
+/// tables, which nothing reads, when there is no such test).
 fn authorization_test(
     app: &App,
     order: &[usize],
@@ -2438,6 +2438,7 @@ fn authorization_test(
             /// the condition tests and golden tables cover the others); and by a member of
             /// another tenant, expecting `outsider`.
             #[derive(serde::Deserialize)]
+            #[serde(deny_unknown_fields)]
             struct Write {
                 id: String,
                 resource: String,
@@ -2454,6 +2455,11 @@ fn authorization_test(
                 /// on the first seeded row (a delete of a row others refer to): 409.
                 conflict: bool,
                 outsider: Option<u16>,
+            }
+
+            /// The status of a code in the cases.
+            fn status_code(code: u16) -> StatusCode {
+                StatusCode::from_u16(code).expect("a status code")
             }
 
             impl Write {
@@ -2506,14 +2512,10 @@ fn authorization_test(
             names.iter().any(|n| n == name)
         }
 
-        /// The status of a code in the cases.
-        fn status_code(code: u16) -> StatusCode {
-            StatusCode::from_u16(code).expect("a status code")
-        }
-
         /// An unconditional read of tenant data, or a list: the operation, its resource and
         /// path, the roles allowed, and (lists) the roles it shows the seeded row to.
         #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
         struct Read {
             id: String,
             resource: String,
@@ -2524,6 +2526,7 @@ fn authorization_test(
 
         /// A conditional read or a list of tenant data: operation, resource, path.
         #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
         struct OutsiderRead {
             id: String,
             resource: String,
