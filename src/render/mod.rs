@@ -149,19 +149,18 @@ pub fn render(app: &App, options: &Options) -> Result<FileSet, RenderError> {
     let conditions = &conditions;
     let condition_plan =
         move || conditions.get_or_init(|| rust::condition_tests::plan(app, &crates.api));
+    // Largest first, so that the two ends finish together. The tests work out the
+    // condition checks first; PERMISSIONS.md, which needs them too, comes last, so that no
+    // worker waits for them.
     let mut jobs: Vec<Job> = vec![
-        Box::new(move |f| workspace::render_workspace(app, options, crates, f)),
-        Box::new(move |f| rust::api::render_api(app, f, API_DIR)),
-        Box::new(move |f| rust::server::render_server(app, f, SERVER_DIR, &crates.api)),
-        Box::new(move |f| rust::client::render_client(app, f, CLIENT_DIR, &crates.api)),
         Box::new(move |f| rust::tests::render_tests(app, f, SERVER_DIR, crates, condition_plan())),
+        Box::new(move |f| rust::api::render_api(app, f, API_DIR)),
+        Box::new(move |f| rust::client::render_client(app, f, CLIENT_DIR, &crates.api)),
+        Box::new(move |f| rust::server::render_server(app, f, SERVER_DIR, &crates.api)),
+        Box::new(move |f| workspace::render_workspace(app, options, crates, f)),
         Box::new(move |f| sql::render_migrations(app, options, f)),
         Box::new(move |f| {
             f.insert("openapi.json", openapi::render_openapi(app, options));
-            f.insert(
-                "PERMISSIONS.md",
-                permissions::render_permissions(app, options, &condition_plan().coverage)?,
-            );
             f.insert("IDENTITY.md", permissions::render_identity(app, options)?);
             f.insert("policies/schema.cedarschema", crate::policy::schema(app));
             f.insert("policies/policies.cedar", crate::policy::policies(app));
@@ -175,6 +174,14 @@ pub fn render(app: &App, options: &Options) -> Result<FileSet, RenderError> {
             rust::server::render_server_resources(app, chunk, f, SERVER_DIR, &crates.api)
         }));
     }
+    jobs.push(Box::new(move |f| {
+        let coverage = &condition_plan().coverage;
+        f.insert(
+            "PERMISSIONS.md",
+            permissions::render_permissions(app, options, coverage)?,
+        );
+        Ok(())
+    }));
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(jobs.len());
