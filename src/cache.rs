@@ -191,11 +191,15 @@ impl Packs {
             .map(str::to_owned)
     }
 
-    /// Keeps `texts`, each under its keys, in one new pack. Best effort.
+    /// Keeps `texts`, each under its keys (digests: a key that is empty or holds white space
+    /// is left out, since the index is lines of words), in one new pack. Best effort.
     pub fn put<'a>(&self, texts: impl IntoIterator<Item = (Vec<String>, &'a str)>) {
         let mut index = String::new();
         let mut body = String::new();
         for (keys, text) in texts {
+            let keys = keys
+                .into_iter()
+                .filter(|key| !key.is_empty() && !key.contains(char::is_whitespace));
             for key in keys {
                 index.push_str(&format!("{key} {} {}\n", body.len(), text.len()));
             }
@@ -450,6 +454,10 @@ mod tests {
             (vec!["c".into()], "é second"),
             (vec!["after".into()], "ü after multi-byte text"),
             (vec![], "kept under no key"),
+            (
+                vec!["two words".into(), String::new()],
+                "under no usable key",
+            ),
         ]);
         packs.put([(vec!["d".into()], "")]);
         packs.put(std::iter::empty());
@@ -465,6 +473,8 @@ mod tests {
         );
         assert_eq!(packs.get("d").as_deref(), Some(""));
         assert_eq!(packs.get("e"), None);
+        assert_eq!(packs.get("two words"), None);
+        assert_eq!(packs.get(""), None);
     }
 
     #[test]

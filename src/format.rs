@@ -155,10 +155,11 @@ pub fn format_rust(files: &mut FileSet, cache: Option<&Cache>) -> Result<(), For
             Some((keys, files.files.get(path)?.as_str()))
         });
         // And the finished text of files found by printed text, printed now.
+        let formatted: std::collections::BTreeSet<&String> = changed.iter().collect();
         let found = files
             .digests
             .iter()
-            .filter(|(path, _)| !changed.contains(path))
+            .filter(|(path, _)| !formatted.contains(path))
             .filter_map(|(path, digest)| {
                 Some((
                     vec![cache.finished_key(digest)?],
