@@ -54,6 +54,9 @@ fn first_label(diagnostic: &dyn miette::Diagnostic) -> Option<(usize, usize)> {
 /// evaluated for each row and caller.
 pub struct Condition {
     policies: PolicySet,
+    /// The syntax tree of its `when` clause, in Cedar's JSON form (what it reads and the
+    /// literals it compares with are found there).
+    trees: Vec<serde_json::Value>,
     caller: cedar_policy::EntityUid,
     action: cedar_policy::EntityUid,
     row: cedar_policy::EntityUid,
@@ -78,8 +81,14 @@ impl Condition {
         let policy = format!("permit (principal, action, resource) when {{ {condition}\n}};");
         let policies = PolicySet::from_str(&policy).map_err(|e| one_line(&e.to_string()))?;
         let uid = |text: &str| EntityUid::from_str(text).map_err(|e| one_line(&e.to_string()));
+        let trees = policies
+            .policies()
+            .filter_map(|policy| policy.to_json().ok())
+            .map(|mut json| json["conditions"].take())
+            .collect();
         Ok(Condition {
             policies,
+            trees,
             caller: uid(r#"Test::Principal::"caller""#)?,
             action: uid(r#"Test::Action::"act""#)?,
             row: uid(r#"Test::Row::"row""#)?,
@@ -127,16 +136,8 @@ impl Condition {
             }
         }
         let mut reads = Reads::default();
-        self.trees().for_each(|tree| walk(&tree, &mut reads));
+        self.trees.iter().for_each(|tree| walk(tree, &mut reads));
         reads
-    }
-
-    /// The syntax tree of its `when` clause, in Cedar's JSON form.
-    fn trees(&self) -> impl Iterator<Item = serde_json::Value> + '_ {
-        self.policies
-            .policies()
-            .filter_map(|policy| policy.to_json().ok())
-            .map(|mut json| json["conditions"].take())
     }
 
     /// The literals it compares with (strings, integers, booleans, `decimal("..")` and
@@ -195,7 +196,7 @@ impl Condition {
             }
         }
         let mut found = Vec::new();
-        self.trees().for_each(|tree| walk(&tree, &mut found));
+        self.trees.iter().for_each(|tree| walk(tree, &mut found));
         found
     }
 

@@ -134,21 +134,25 @@ pub fn plan<'a>(app: &'a App, api_crate: &str) -> Plan<'a> {
             let Some(text) = listed.as_deref().or(action.cedar_condition.as_deref()) else {
                 continue;
             };
-            if let Some(own) = action
-                .cedar_condition
-                .as_deref()
-                .and_then(|c| Condition::parse(c).ok())
-            {
-                for literal in own.literals() {
-                    if !literals.contains(&literal) {
-                        literals.push(literal);
-                    }
+            // Parsed once where the condition checked is the action's own (all but lists).
+            let parsed_text = Condition::parse(text);
+            let own_text = action.cedar_condition.as_deref();
+            let other = own_text
+                .filter(|own| *own != text)
+                .and_then(|own| Condition::parse(own).ok());
+            let own = match own_text {
+                Some(own) if own == text => parsed_text.as_ref().ok(),
+                _ => other.as_ref(),
+            };
+            for literal in own.iter().flat_map(|own| own.literals()) {
+                if !literals.contains(&literal) {
+                    literals.push(literal);
                 }
             }
             let operation = format!("{}.{}", resource.name, action.name);
-            let parsed = checkable(resource, action, text).and_then(|text| {
-                let condition = Condition::parse(text)
-                    .map_err(|e| format!("Cedar could not parse it here: {e}"))?;
+            let parsed = checkable(resource, action, text).and_then(|_| {
+                let condition =
+                    parsed_text.map_err(|e| format!("Cedar could not parse it here: {e}"))?;
                 let (fields, context, has) = read_fields(resource, &condition)?;
                 Ok((condition, fields, context, has))
             });
