@@ -868,7 +868,7 @@ impl Visitor<'_> {
     /// and benchmarks, a server of its own.
     fn accepting(&mut self, ident: &syn::Ident) {
         let word = ident.unraw().to_string();
-        if ACCEPTING.contains(&word.as_str()) && !self.in_tests && !self.in_bench {
+        if ACCEPTING.contains(&word.as_str()) && !self.in_tests {
             self.finding(
                 ident.span(),
                 format!("`{word}` takes connections off a socket: a server of its own, without the guarded router"),
@@ -908,7 +908,9 @@ impl Visitor<'_> {
                     let flagged = (attaches(&word) && !self.in_guard)
                         || (SERVING.contains(&word.as_str()) && !self.in_bench)
                         || (LISTENING.contains(&word.as_str()) && !self.in_tests)
-                        || SERVICE_TRAITS.contains(&word.as_str())
+                        || (SERVICE_TRAITS.contains(&word.as_str())
+                            && !self.in_guard
+                            && !self.in_tests)
                         || matches!(
                             word.as_str(),
                             "Operation" | "include" | "hyper" | "hyper_util"
