@@ -5,7 +5,9 @@
 //! only costs time. Entries unused for [`UNUSED_FOR`] are swept away ([`sweep`]), so the
 //! cache does not grow without end on a machine that generates for years. (`locks/` holds
 //! one empty file per output directory, which generations into it lock in turn; it is never
-//! swept, since a lock file removed while held would let a second generation in.)
+//! swept, since a lock file removed while held would let a second generation in; nor is
+//! `rustfmt-scratch/`, the folders rustfmt formats in, each holding only the files of the
+//! last generation that used it.)
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, Read};

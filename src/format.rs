@@ -3,7 +3,8 @@
 //! rustfmt everywhere).
 //!
 //! rustfmt runs with the workspace's own `rustfmt.toml` (so no configuration of the machine
-//! leaks in) on a scratch copy of the layout. Formatted text is cached per user, keyed by the
+//! leaks in) on a scratch copy of the layout (kept in the cache between generations, see
+//! [`Scratch`]) and prints what it formats. Formatted text is cached per user, keyed by the
 //! rustfmt version, its configuration and the printed text, so regenerating after a small
 //! spec change formats only what changed. (Never the output directory itself: what is there
 //! may have been edited, and `--force` must restore what bulwark generates.) The files not
@@ -204,24 +205,20 @@ fn format_group(
     group: &[&String],
     parents: &BTreeMap<String, String>,
 ) -> Result<Vec<(String, String)>, FormatError> {
-    let scratch = tempfile::tempdir()?;
-    let config = scratch.path().join("rustfmt.toml");
-    std::fs::write(&config, RUSTFMT_TOML)?;
     let member = |path: &String| group.contains(&path);
     let children = parents
         .iter()
         .filter(|(child, parent)| member(parent) && !member(child))
-        .map(|(child, _)| (child, ""));
+        .map(|(child, _)| (child.as_str(), ""));
     let members = group
         .iter()
-        .map(|path| (*path, files.files[*path].as_str()));
-    for (path, text) in members.chain(children) {
-        let target = scratch.path().join(path);
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::write(&target, text)?;
-    }
+        .map(|path| (path.as_str(), files.files[*path].as_str()));
+    let texts: BTreeMap<&str, &str> = members
+        .chain(children)
+        .chain([("rustfmt.toml", RUSTFMT_TOML)])
+        .collect();
+    let scratch = Scratch::take()?;
+    scratch.hold(&texts)?;
     let named = group
         .iter()
         .filter(|path| {
@@ -230,17 +227,171 @@ fn format_group(
                 .is_none_or(|parent| !member(parent))
         })
         .map(|path| scratch.path().join(path));
-    run(Command::new(rustfmt())
+    // Printed rather than written back: rewriting hundreds of files costs more than
+    // reading them from a pipe.
+    let output = run(Command::new(rustfmt())
         .arg("--config-path")
-        .arg(&config)
+        .arg(scratch.path().join("rustfmt.toml"))
+        .args(["--emit", "stdout"])
         .args(named))?;
+    let printed = String::from_utf8(output.stdout)
+        .map_err(|_| FormatError::Failed("rustfmt printed text that is not UTF-8".into()))?;
+    let by_path: BTreeMap<String, &str> = texts
+        .keys()
+        .filter(|path| **path != "rustfmt.toml")
+        .map(|path| (scratch.path().join(path).display().to_string(), *path))
+        .collect();
+    let mut formatted = split_printed(&printed, &by_path)?;
     group
         .iter()
         .map(|path| {
-            let text = std::fs::read_to_string(scratch.path().join(path))?;
-            Ok(((*path).clone(), text))
+            let text = formatted.remove(path.as_str()).ok_or_else(|| {
+                FormatError::Failed(format!("rustfmt printed nothing for {path}"))
+            })?;
+            Ok(((*path).clone(), text.to_owned()))
         })
         .collect()
+}
+
+/// The files in what `rustfmt --emit stdout` printed: each after a line naming it (`PATH:`,
+/// one of `by_path`, which gives the file each names) and an empty line. No Rust line
+/// starts with a single `/` (the scratch folder's absolute path does), so only a header
+/// names a file; a file printed twice is refused all the same.
+fn split_printed<'a>(
+    printed: &'a str,
+    by_path: &BTreeMap<String, &'a str>,
+) -> Result<BTreeMap<&'a str, &'a str>, FormatError> {
+    let mut files = BTreeMap::new();
+    // The file being read and where its text starts.
+    let mut current: Option<(&str, usize)> = None;
+    let mut offset = 0;
+    for line in printed.split_inclusive('\n') {
+        let start = offset;
+        offset += line.len();
+        let header = line
+            .strip_suffix(":\n")
+            .and_then(|path| by_path.get(path))
+            .filter(|_| printed[offset..].starts_with('\n'));
+        let Some(file) = header else { continue };
+        if let Some((previous, from)) = current.take()
+            && files.insert(previous, &printed[from..start]).is_some()
+        {
+            return Err(FormatError::Failed(format!(
+                "rustfmt printed {previous} twice"
+            )));
+        }
+        current = Some((file, offset + 1));
+    }
+    if let Some((last, from)) = current
+        && files
+            .insert(last, &printed[from.min(printed.len())..])
+            .is_some()
+    {
+        return Err(FormatError::Failed(format!("rustfmt printed {last} twice")));
+    }
+    Ok(files)
+}
+
+/// At most this many kept scratch folders (one per rustfmt process running at once).
+const KEPT_SCRATCH: usize = 16;
+
+/// The folder one rustfmt process formats in: one kept in the cache between generations
+/// (`rustfmt-scratch/N`, held through the lock on `N.lock` while in use), or a temporary one
+/// when there is no cache or every kept folder is in use.
+///
+/// Kept because its files are then overwritten in place rather than created and removed:
+/// on a file system that must look past recently removed inodes to create a file (ext4
+/// without a journal, as on the machine of `BENCHMARKS.md`), creating a generation's ~600
+/// files where the last one removed as many took longer than formatting them.
+enum Scratch {
+    Kept { dir: PathBuf, _lock: std::fs::File },
+    Temporary(tempfile::TempDir),
+}
+
+impl Scratch {
+    fn take() -> Result<Scratch, FormatError> {
+        Scratch::take_in(crate::cache::dir("rustfmt-scratch"))
+    }
+
+    /// The first kept folder of `base` not in use, else a temporary one.
+    fn take_in(base: Option<PathBuf>) -> Result<Scratch, FormatError> {
+        if let Some(base) = base {
+            for n in 0..KEPT_SCRATCH {
+                let Ok(lock) = std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(base.join(format!("{n}.lock")))
+                else {
+                    break;
+                };
+                if lock.try_lock().is_ok() {
+                    let dir = base.join(n.to_string());
+                    if std::fs::create_dir_all(&dir).is_ok() {
+                        return Ok(Scratch::Kept { dir, _lock: lock });
+                    }
+                    break;
+                }
+            }
+        }
+        Ok(Scratch::Temporary(tempfile::tempdir()?))
+    }
+
+    fn path(&self) -> &Path {
+        match self {
+            Scratch::Kept { dir, .. } => dir,
+            Scratch::Temporary(dir) => dir.path(),
+        }
+    }
+
+    /// Makes the folder hold exactly `texts` (by path): each written in place, and whatever
+    /// an earlier generation left removed, so rustfmt resolves `mod x;` only to this one's
+    /// files.
+    fn hold(&self, texts: &BTreeMap<&str, &str>) -> Result<(), FormatError> {
+        let root = self.path();
+        if let Scratch::Kept { dir, .. } = self {
+            remove_others(dir, Path::new(""), texts)?;
+        }
+        for (path, text) in texts {
+            let target = root.join(path);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            overwrite(&target, text)?;
+        }
+        Ok(())
+    }
+}
+
+/// Removes every file under `dir` (at `relative` from the scratch folder) not in `keep`.
+fn remove_others(
+    dir: &Path,
+    relative: &Path,
+    keep: &BTreeMap<&str, &str>,
+) -> Result<(), FormatError> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = relative.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            remove_others(&entry.path(), &path, keep)?;
+        } else if path.to_str().is_none_or(|path| !keep.contains_key(path)) {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes `text` to `path` over what is there, without truncating it first (a file
+/// truncated to nothing and written again is flushed on close by ext4).
+fn overwrite(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.set_len(text.len() as u64)
 }
 
 /// The file declaring each module file of the layout (with `mod name;`), found the way
@@ -344,5 +495,75 @@ mod tests {
         assert_eq!(declared_module("pub(crate) mod r#type;"), Some("type"));
         assert_eq!(declared_module("mod tests {"), None);
         assert_eq!(declared_module("// mod x;"), None);
+    }
+
+    #[test]
+    fn printed_files_are_split_at_the_lines_naming_them() {
+        let by_path: BTreeMap<String, &str> = [
+            ("/s/src/lib.rs".to_owned(), "src/lib.rs"),
+            ("/s/src/a.rs".to_owned(), "src/a.rs"),
+            ("/s/src/b.rs".to_owned(), "src/b.rs"),
+        ]
+        .into();
+        // A line naming a file without the empty line after it is text, as is a path that
+        // names none of them.
+        let printed = "/s/src/lib.rs:\n\nmod a;\n/s/src/a.rs:\nfn x() {}\n/s/src/c.rs:\n\n/s/src/a.rs:\n\n/s/src/b.rs:\n\n";
+        let files = split_printed(printed, &by_path).expect("split");
+        assert_eq!(
+            files,
+            BTreeMap::from([
+                (
+                    "src/lib.rs",
+                    "mod a;\n/s/src/a.rs:\nfn x() {}\n/s/src/c.rs:\n\n"
+                ),
+                ("src/a.rs", ""),
+                ("src/b.rs", ""),
+            ])
+        );
+        let twice = "/s/src/a.rs:\n\nfn x() {}\n/s/src/a.rs:\n\nfn y() {}\n";
+        assert!(matches!(
+            split_printed(twice, &by_path),
+            Err(FormatError::Failed(message)) if message.contains("twice")
+        ));
+        assert!(split_printed("", &by_path).expect("split").is_empty());
+    }
+
+    #[test]
+    fn a_kept_scratch_folder_holds_only_the_files_given_and_one_generation_at_a_time() {
+        let base = tempfile::tempdir().expect("a temporary folder");
+        let first = Scratch::take_in(Some(base.path().to_path_buf())).expect("a folder");
+        let Scratch::Kept { dir, .. } = &first else {
+            panic!("a kept folder")
+        };
+        assert_eq!(dir, &base.path().join("0"));
+        first
+            .hold(&BTreeMap::from([
+                ("src/lib.rs", "mod old;\nfn long_name_of_a_function() {}\n"),
+                ("src/old.rs", "fn old() {}\n"),
+            ]))
+            .expect("written");
+        // In use: the next one is another folder.
+        let second = Scratch::take_in(Some(base.path().to_path_buf())).expect("a folder");
+        assert_eq!(second.path(), base.path().join("1"));
+        drop(second);
+        drop(first);
+        // Free again: the first folder, now holding the new files only, each whole.
+        let again = Scratch::take_in(Some(base.path().to_path_buf())).expect("a folder");
+        assert_eq!(again.path(), base.path().join("0"));
+        again
+            .hold(&BTreeMap::from([
+                ("src/lib.rs", "fn f() {}\n"),
+                ("src/new/mod.rs", ""),
+            ]))
+            .expect("written");
+        let read = |path: &str| std::fs::read_to_string(again.path().join(path)).expect("written");
+        assert_eq!(read("src/lib.rs"), "fn f() {}\n");
+        assert_eq!(read("src/new/mod.rs"), "");
+        assert!(!again.path().join("src/old.rs").exists());
+        // No cache: a temporary folder.
+        assert!(matches!(
+            Scratch::take_in(None).expect("a folder"),
+            Scratch::Temporary(_)
+        ));
     }
 }
