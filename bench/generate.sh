@@ -74,8 +74,11 @@ for n in $sizes; do
     for ((i = 1; i <= count; i++)); do
         echo "generate: $n resources, run $i/$count" >&2
         out="$work/out-$n-$i"
-        # A first generation: an empty formatting cache too.
-        export BULWARK_CACHE_DIR="$work/cache-$n-$i"
+        # A first generation: nothing formatted or validated before in the cache. Its
+        # scratch folders stay (rustfmt's working copies, overwritten by every generation,
+        # as on a machine that has generated before; none the first time).
+        export BULWARK_CACHE_DIR="$work/cache"
+        rm -rf "$BULWARK_CACHE_DIR/rustfmt-packs" "$BULWARK_CACHE_DIR/policies"
         run first "$n" "$work/specs/synth-$n.yaml" "$out"
         # Kept until the end: removing thousands of files between runs slows creating the
         # next run's on some file systems (ext4 looks past recently freed inodes).
