@@ -7,7 +7,7 @@
 //! one empty file per output directory, which generations into it lock in turn; it is never
 //! swept, since a lock file removed while held would let a second generation in; nor is
 //! `rustfmt-scratch/`, the folders rustfmt formats in, each holding only the files of the
-//! last generation that used it.)
+//! last rustfmt process that used it.)
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, Read};

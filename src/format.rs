@@ -217,8 +217,19 @@ fn format_group(
         .chain(children)
         .chain([("rustfmt.toml", RUSTFMT_TOML)])
         .collect();
-    let scratch = Scratch::take()?;
-    scratch.hold(&texts)?;
+    let mut scratch = Scratch::take()?;
+    if let Err(error) = scratch.hold(&texts) {
+        // A kept folder is only a saving: one that cannot be used (a full disk, files
+        // another user left) gives way to a temporary one.
+        if matches!(scratch, Scratch::Temporary(_)) {
+            return Err(error);
+        }
+        scratch = Scratch::Temporary(tempfile::tempdir()?);
+        scratch.hold(&texts)?;
+    }
+    // rustfmt names each file it prints by its canonical path (links resolved), so the
+    // files are named to it that way too (a cache folder may be reached through a link).
+    let root = std::fs::canonicalize(scratch.path())?;
     let named = group
         .iter()
         .filter(|path| {
@@ -226,12 +237,12 @@ fn format_group(
                 .get(path.as_str())
                 .is_none_or(|parent| !member(parent))
         })
-        .map(|path| scratch.path().join(path));
+        .map(|path| root.join(path));
     // Printed rather than written back: rewriting hundreds of files costs more than
     // reading them from a pipe.
     let output = run(Command::new(rustfmt())
         .arg("--config-path")
-        .arg(scratch.path().join("rustfmt.toml"))
+        .arg(root.join("rustfmt.toml"))
         .args(["--emit", "stdout"])
         .args(named))?;
     let printed = String::from_utf8(output.stdout)
@@ -239,7 +250,7 @@ fn format_group(
     let by_path: BTreeMap<String, &str> = texts
         .keys()
         .filter(|path| **path != "rustfmt.toml")
-        .map(|path| (scratch.path().join(path).display().to_string(), *path))
+        .map(|path| (root.join(path).display().to_string(), *path))
         .collect();
     let mut formatted = split_printed(&printed, &by_path)?;
     group
@@ -256,7 +267,7 @@ fn format_group(
 /// The files in what `rustfmt --emit stdout` printed: each after a line naming it (`PATH:`,
 /// one of `by_path`, which gives the file each names) and an empty line. No Rust line
 /// starts with a single `/` (the scratch folder's absolute path does), so only a header
-/// names a file; a file printed twice is refused all the same.
+/// names a file; a file printed twice differently is refused all the same.
 fn split_printed<'a>(
     printed: &'a str,
     by_path: &BTreeMap<String, &'a str>,
@@ -273,23 +284,29 @@ fn split_printed<'a>(
             .and_then(|path| by_path.get(path))
             .filter(|_| printed[offset..].starts_with('\n'));
         let Some(file) = header else { continue };
-        if let Some((previous, from)) = current.take()
-            && files.insert(previous, &printed[from..start]).is_some()
-        {
-            return Err(FormatError::Failed(format!(
-                "rustfmt printed {previous} twice"
-            )));
+        if let Some((previous, from)) = current.take() {
+            add(&mut files, previous, &printed[from..start])?;
         }
         current = Some((file, offset + 1));
     }
-    if let Some((last, from)) = current
-        && files
-            .insert(last, &printed[from.min(printed.len())..])
-            .is_some()
-    {
-        return Err(FormatError::Failed(format!("rustfmt printed {last} twice")));
+    if let Some((last, from)) = current {
+        add(&mut files, last, &printed[from.min(printed.len())..])?;
     }
     Ok(files)
+}
+
+/// Adds a printed file; one printed twice (a module two roots declare) must read the same.
+fn add<'a>(
+    files: &mut BTreeMap<&'a str, &'a str>,
+    file: &'a str,
+    text: &'a str,
+) -> Result<(), FormatError> {
+    match files.insert(file, text) {
+        Some(before) if before != text => Err(FormatError::Failed(format!(
+            "rustfmt printed {file} twice, differently"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// At most this many kept scratch folders (one per rustfmt process running at once).
@@ -323,14 +340,15 @@ impl Scratch {
                     .write(true)
                     .open(base.join(format!("{n}.lock")))
                 else {
-                    break;
+                    continue;
                 };
                 if lock.try_lock().is_ok() {
                     let dir = base.join(n.to_string());
-                    if std::fs::create_dir_all(&dir).is_ok() {
+                    let _ = std::fs::create_dir(&dir);
+                    // A real folder, not a link: what is in it gets removed.
+                    if std::fs::symlink_metadata(&dir).is_ok_and(|meta| meta.is_dir()) {
                         return Ok(Scratch::Kept { dir, _lock: lock });
                     }
-                    break;
                 }
             }
         }
@@ -372,9 +390,11 @@ fn remove_others(
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let path = relative.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
             remove_others(&entry.path(), &path, keep)?;
-        } else if path.to_str().is_none_or(|path| !keep.contains_key(path)) {
+        } else if !kind.is_file() || path.to_str().is_none_or(|path| !keep.contains_key(path)) {
+            // Links go too, kept names or not: nothing is written through one.
             std::fs::remove_file(entry.path())?;
         }
     }
@@ -520,10 +540,20 @@ mod tests {
                 ("src/b.rs", ""),
             ])
         );
+        let last = "/s/src/a.rs:\n\n/s/src/b.rs:\n\nfn b() {}\n";
+        assert_eq!(
+            split_printed(last, &by_path).expect("split"),
+            BTreeMap::from([("src/a.rs", ""), ("src/b.rs", "fn b() {}\n")])
+        );
+        let same = "/s/src/a.rs:\n\nfn x() {}\n/s/src/b.rs:\n\n/s/src/a.rs:\n\nfn x() {}\n";
+        assert_eq!(
+            split_printed(same, &by_path).expect("split")["src/a.rs"],
+            "fn x() {}\n"
+        );
         let twice = "/s/src/a.rs:\n\nfn x() {}\n/s/src/a.rs:\n\nfn y() {}\n";
         assert!(matches!(
             split_printed(twice, &by_path),
-            Err(FormatError::Failed(message)) if message.contains("twice")
+            Err(FormatError::Failed(message)) if message.contains("twice, differently")
         ));
         assert!(split_printed("", &by_path).expect("split").is_empty());
     }
@@ -550,6 +580,12 @@ mod tests {
         // Free again: the first folder, now holding the new files only, each whole.
         let again = Scratch::take_in(Some(base.path().to_path_buf())).expect("a folder");
         assert_eq!(again.path(), base.path().join("0"));
+        // A link planted at a kept name is removed, not written through.
+        let outside = base.path().join("outside.rs");
+        std::fs::write(&outside, "untouched").expect("written");
+        std::fs::remove_file(again.path().join("src/lib.rs")).expect("removed");
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(&outside, again.path().join("src/lib.rs")).expect("a link");
         again
             .hold(&BTreeMap::from([
                 ("src/lib.rs", "fn f() {}\n"),
@@ -560,6 +596,20 @@ mod tests {
         assert_eq!(read("src/lib.rs"), "fn f() {}\n");
         assert_eq!(read("src/new/mod.rs"), "");
         assert!(!again.path().join("src/old.rs").exists());
+        assert_eq!(
+            std::fs::read_to_string(&outside).expect("a file"),
+            "untouched"
+        );
+        drop(again);
+        // A kept folder that is a link is passed over.
+        #[cfg(unix)]
+        {
+            std::fs::remove_dir_all(base.path().join("0")).expect("removed");
+            std::os::unix::fs::symlink(base.path().join("1"), base.path().join("0"))
+                .expect("a link");
+            let next = Scratch::take_in(Some(base.path().to_path_buf())).expect("a folder");
+            assert_eq!(next.path(), base.path().join("1"));
+        }
         // No cache: a temporary folder.
         assert!(matches!(
             Scratch::take_in(None).expect("a folder"),

@@ -386,6 +386,38 @@ fn files_reused_from_the_cache_are_those_printing_and_formatting_give() {
     );
 }
 
+/// rustfmt names the files it prints by their canonical paths: a cache folder reached
+/// through a link, and named by a relative path, formats as any other.
+#[cfg(unix)]
+#[test]
+fn a_cache_reached_through_a_link_by_a_relative_path_formats_the_same() {
+    let tmp = tempdir();
+    std::fs::create_dir(tmp.path().join("real")).expect("a folder");
+    std::os::unix::fs::symlink("real", tmp.path().join("link")).expect("a link");
+    let generate = |out: &str, cache: &str| {
+        output(
+            generate_json_command(&spec("tracker.yaml"), &tmp.path().join(out))
+                .current_dir(tmp.path())
+                .env("BULWARK_CACHE_DIR", cache),
+        )
+        .expect_code(EXIT_OK);
+    };
+    generate("linked", "link/cache");
+    assert!(
+        tmp.path().join("real/cache/rustfmt-scratch/0").is_dir(),
+        "rustfmt worked in the kept folder"
+    );
+    generate(
+        "plain",
+        &tmp.path().join("plain-cache").display().to_string(),
+    );
+    assert_same_tree(
+        &snapshot(&tmp.path().join("plain")),
+        &snapshot(&tmp.path().join("linked")),
+        "plain and linked cache",
+    );
+}
+
 /// `bulwark --format json generate … | head -c 1` closes the pipe before bulwark writes its
 /// report: the generation still completes and exits 0, without a panic.
 #[test]
