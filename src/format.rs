@@ -314,7 +314,7 @@ const KEPT_SCRATCH: usize = 16;
 
 /// The folder one rustfmt process formats in: one kept in the cache between generations
 /// (`rustfmt-scratch/N`, held through the lock on `N.lock` while in use), or a temporary one
-/// when there is no cache or every kept folder is in use.
+/// when there is no cache or no kept folder is free and usable.
 ///
 /// Kept because its files are then overwritten in place rather than created and removed:
 /// on a file system that must look past recently removed inodes to create a file (ext4
