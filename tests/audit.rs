@@ -732,6 +732,152 @@ macro_rules! quietly {
     );
 }
 
+/// Ways around the audit a third red-team review found (each passed the audit while it
+/// would have served requests without the guard, or declared an operation unseen), each now
+/// a finding.
+#[test]
+fn the_third_review_evasions_are_found() {
+    const MAIN: &str = "crates/server/src/main.rs";
+    const ROUTES: &str = "crates/server/src/routes.rs";
+    const SERVER: &str = "crates/server/Cargo.toml";
+    const SERVE: &str = "axum::serve(listener, app)";
+    const IMPORTS: &str = "use std::process::ExitCode;\n";
+    // `serve` renamed on import: the one `serve` of main, calling anything.
+    assert_edit_found(
+        MAIN,
+        |main| {
+            main.replace(
+                IMPORTS,
+                "use std::process::ExitCode;\nuse axum::serve as start;\n",
+            )
+            .replace(SERVE, "start(listener, app)")
+        },
+        &[
+            "imports `serve` as `start`",
+            "import of `serve` in the service's main",
+        ],
+    );
+    // `serve` taken as a value, to be called on anything.
+    assert_edit_found(
+        MAIN,
+        |main| main.replace(SERVE, "{ let run = axum::serve; run(listener, app) }"),
+        &["path `serve` in the service's main"],
+    );
+    // The router's name bound again by a pattern other than `let`.
+    assert_edit_found(
+        MAIN,
+        |main| {
+            main.replace(
+                SERVE,
+                "if let Some(app) = Some(axum::routing::get(|| async {})) { axum::serve(listener, app) } else { axum::serve(listener, app) }",
+            )
+        },
+        &["serves something other than the guarded router"],
+    );
+    // A `server` of main's own that is no module: a struct, a generic parameter, or one
+    // brought in by a glob.
+    assert_found(
+        MAIN,
+        "\nfn other() {\n    struct server;\n    let _ = server;\n}\n",
+        2,
+        "declares `server` in the service's main",
+    );
+    assert_found(
+        MAIN,
+        "\nfn other<server>() {}\n",
+        1,
+        "declares `server` in the service's main",
+    );
+    assert_found(MAIN, "\nuse std::collections::*;\n", 1, "a glob import");
+    // Connections taken off a socket inside a macro.
+    assert_found(
+        MAIN,
+        "\nmacro_rules! pass {\n    ($e:expr) => { $e };\n}\nasync fn side(l: tokio::net::TcpListener) {\n    let _ = pass!(l.accept().await);\n}\n",
+        5,
+        "macro `pass!` mentions `accept`",
+    );
+    // A binary compiled from a file the audit does not read as Rust, or from a `.git` folder
+    // (read now like any other).
+    assert_edit_found(
+        SERVER,
+        |manifest| format!("{manifest}\n[[bin]]\nname = \"ops\"\npath = \"src/bin/ops.txt\"\n"),
+        &["a bin target compiled from `src/bin/ops.txt`"],
+    );
+    assert_found(
+        "crates/server/src/bin/.git/ops.rs",
+        "fn main() {\n    let _ = axum::Router::<()>::new().route(\"/\", axum::routing::get(|| async {}));\n}\n",
+        1,
+        "`route` attaches a handler",
+    );
+    // An operation declared under an alias, or as an associated constant, then registered.
+    assert_found(
+        "crates/server/src/resources/customer.rs",
+        "\ntype Op = Operation;\n",
+        1,
+        "an alias of `Operation`",
+    );
+    assert_found(
+        ROUTES,
+        "\nstruct Extra;\nimpl Extra {\n    const EXPORT_OP: Operation = crate::resources::customer::LIST_OP;\n}\npub fn extra(r: GuardedRouter<AppState>) -> GuardedRouter<AppState> {\n    r.operation(&Extra::EXPORT_OP, || async {})\n}\n",
+        3,
+        "must be declared as an `Operation { .. }` literal",
+    );
+    assert_found(
+        ROUTES,
+        "\npub fn extra(r: GuardedRouter<AppState>) -> GuardedRouter<AppState> {\n    r.operation(&Extra::EXPORT_OP, || async {})\n}\n",
+        2,
+        "registers `EXPORT_OP`, which is not an operation declared",
+    );
+    // A macro crate that builds `route` out of pieces.
+    assert_edit_found(
+        SERVER,
+        added("paste = \"1\"\n"),
+        &["depends on `paste`, whose macros build names"],
+    );
+    // A crate at `crates/` itself, whose `src/tests` is library code, not a test target.
+    let dir = project();
+    append(
+        dir.path(),
+        "crates/Cargo.toml",
+        "[package]\nname = \"tools\"\nversion = \"0.1.0\"\nedition = \"2024\"\n",
+    );
+    append(dir.path(), "crates/src/lib.rs", "pub mod tests;\n");
+    append(
+        dir.path(),
+        "crates/src/tests/mod.rs",
+        "pub async fn side() {\n    let _ = tokio::net::TcpListener::bind(\"0.0.0.0:9\").await;\n}\n",
+    );
+    let (status, json) = bulwark(&["audit"], dir.path());
+    assert_eq!(status, 3, "{json}");
+    assert!(
+        findings(&json)
+            .iter()
+            .any(|(f, l, m)| f == "crates/src/tests/mod.rs"
+                && *l == 2
+                && m.contains("accepts connections outside the service's main")),
+        "{json}"
+    );
+    // A toolchain of any making, a service trait renamed, a handler of one's own.
+    assert_found(
+        "rust-toolchain.toml",
+        "[toolchain]\npath = \"/opt/other\"\n",
+        1,
+        "the toolchain's `path`",
+    );
+    assert_found(
+        ROUTES,
+        "\nuse tower::Service as Svc;\n",
+        1,
+        "imports `Service` as `Svc`",
+    );
+    assert_found(
+        ROUTES,
+        "\nuse axum::handler::*;\nstruct Door;\nimpl<S> Handler<(), S> for Door {}\n",
+        3,
+        "implements `Handler`",
+    );
+}
+
 /// Cargo files read as TOML: every spelling of a key counts, and what changes which files
 /// are compiled is a finding.
 #[test]

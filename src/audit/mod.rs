@@ -1,25 +1,31 @@
 //! `bulwark audit DIR [--spec SPEC]`: proof that every route of a generated project goes
 //! through the guard, including in code edited by hand.
 //!
-//! Every `.rs` file under DIR (except `target/` and `.git/`) is parsed with syn. A finding is:
-//! outside the guard module, any use of an axum call that attaches a handler or a layer
-//! (`route`, `nest`, `merge`, `fallback`, `layer`, `from_fn`, … as a method, a path or an
-//! import, raw identifiers included); a `serve` or service conversion outside the server's
-//! main (and the server crate's benchmarks, which serve the guarded router on loopback), or
-//! more than one `serve`; in that main, serving anything but `server::router(..)`; a socket
-//! listening outside it, or connections taken off one (`accept`, `incoming`) anywhere (tests
-//! and benchmarks aside); an implementation of tower's `Service` or `Layer` outside the
-//! guard; hyper used directly, or a dependency on a crate that serves HTTP
-//! by itself, attaches handlers its own way or opens sockets below tokio; a manifest bringing
-//! in code from outside the project (a `path` leading out of it, a `git` source) or a crate
-//! inside a test or benchmark folder; a macro whose tokens mention any of these (its expansion
-//! cannot be checked); code the compiler reads that this audit cannot see (`#[path]`,
-//! `include!`, build scripts under any name, procedural-macro crates, symbolic links); an
-//! `Operation` declared outside the generated resource and members modules, or other than as
-//! a literal; a file that does not parse; and a guard module that differs from the one this
-//! bulwark generates (it holds the fallbacks too). With `--spec`, every declared operation
-//! must also be exactly one of the spec's, roles and second factor included. With `--database`, the
-//! [`database`] side is audited too.
+//! Every `.rs` file under DIR (except the root's `target/` and `.git/`) is parsed with syn.
+//! A finding is: outside the guard module, any use of an axum call that attaches a handler or
+//! a layer (`route`, `nest`, `merge`, `fallback`, `layer`, `from_fn`, … as a method, a path
+//! or an import, raw identifiers included); a name this audit follows imported under another
+//! (`use axum::serve as start`); a `serve` or service conversion outside the server's main
+//! (and the server crate's benchmarks, which serve the guarded router on loopback), or more
+//! than one `serve`; in that main, `serve` other than called on `server::router(..)` (or a
+//! name only a plain `let` bound to it), anything declared there named `server`, or a glob
+//! import; a socket listening outside it, or connections taken off one (`accept`, `incoming`)
+//! anywhere (the test and benchmark targets of the crates under `crates/` aside); an
+//! implementation of tower's `Service` or `Layer`, or of axum's `Handler`, outside the guard;
+//! hyper used directly, or a dependency on a crate that serves HTTP by itself, attaches
+//! handlers its own way, opens sockets below tokio or builds names out of pieces (`paste`); a
+//! manifest bringing in code from outside the project (a `path` leading out of it, a `git`
+//! source), a crate inside a test or benchmark folder, or a target compiled from a file that
+//! is not where Cargo looks for that kind of target, not `.rs`, or under `.git` or `target`;
+//! a macro whose tokens mention any of these (its expansion cannot be checked); code the
+//! compiler reads that this audit cannot see (`#[path]`, `include!`, build scripts under any
+//! name, procedural-macro crates, symbolic links, a toolchain named by its folder, Cargo
+//! configuration that sets a compiler); an `Operation` declared outside the generated
+//! resource and members modules, other than as a literal, or under an alias, and one
+//! registered that is not a constant declared so; a file that does not parse; and a guard
+//! module that differs from the one this bulwark generates (it holds the fallbacks too).
+//! With `--spec`, every declared operation must also be exactly one of the spec's, roles and
+//! second factor included. With `--database`, the [`database`] side is audited too.
 
 pub mod database;
 
@@ -36,9 +42,9 @@ pub const GUARD_MODULE: &str = "crates/server/src/guard.rs";
 pub const SERVER_MAIN: &str = "crates/server/src/main.rs";
 /// Where the generated operations are declared.
 const RESOURCE_MODULES: &str = "crates/server/src/resources/";
-/// Benchmarks of the server crate: they may serve the guarded router on loopback (they are
-/// not part of the service, and attaching a handler is refused there as anywhere).
-const SERVER_BENCHES: &str = "crates/server/benches/";
+/// The server crate, whose benchmarks (`benches/`) may serve the guarded router on loopback
+/// (they are not part of the service, and attaching a handler is refused there as anywhere).
+const SERVER_CRATE: &str = "crates/server";
 /// Where the built-in operations (memberships, sessions) are declared.
 const MEMBERS_MODULE: &str = "crates/server/src/members.rs";
 
@@ -113,6 +119,10 @@ const HTTP_SERVERS: [&str; 32] = [
     "xitca-web",
 ];
 
+/// Crates whose macros build identifiers out of pieces (`paste!(r.[<rou te>](..))`), which no
+/// reading of the tokens can see through.
+const IDENT_BUILDERS: [&str; 3] = ["paste", "pastey", "concat-idents"];
+
 /// Calls that turn a router into something a server runs, or run it.
 const SERVING: [&str; 6] = [
     "serve",
@@ -171,6 +181,7 @@ pub fn audit_dir(dir: &Path, spec: Option<&App>) -> Result<Vec<Finding>, AuditEr
     collect(dir, dir, &mut files, &mut findings)?;
     let mut serves = Vec::new();
     let mut operations = Vec::new();
+    let mut registered = Vec::new();
     for relative in &files {
         let name = relative.to_string_lossy().replace('\\', "/");
         let path = dir.join(relative);
@@ -199,25 +210,47 @@ pub fn audit_dir(dir: &Path, spec: Option<&App>) -> Result<Vec<Finding>, AuditEr
                 continue;
             }
         };
+        let in_main = name == SERVER_MAIN;
+        let (package, within_package) = package_of(dir, relative);
         let mut visitor = Visitor {
             file: &name,
             in_guard: name == GUARD_MODULE,
-            in_main: name == SERVER_MAIN,
-            in_bench: name.starts_with(SERVER_BENCHES),
-            // Only the crates' own test and benchmark targets (a module named `tests` inside
-            // a crate's source is compiled into it).
-            in_tests: {
-                let parts: Vec<&str> = name.split('/').collect();
-                parts.len() > 3
-                    && parts[0] == "crates"
-                    && (parts[2] == "tests" || parts[2] == "benches")
+            in_main,
+            in_bench: package == Path::new(SERVER_CRATE) && within_package.starts_with("benches"),
+            // Only the test and benchmark targets of a crate under `crates/` (a module named
+            // `tests` inside a crate's source is compiled into it).
+            in_tests: package.starts_with("crates")
+                && package.components().count() == 2
+                && (within_package.starts_with("tests") || within_package.starts_with("benches")),
+            router_names: BTreeSet::new(),
+            rebound: if in_main {
+                let mut rebound = Rebound::default();
+                rebound.visit_file(&file);
+                rebound.0
+            } else {
+                BTreeSet::new()
             },
-            router_names: std::collections::BTreeSet::new(),
             findings: &mut findings,
             serves: &mut serves,
             operations: &mut operations,
+            naming: None,
+            registered: &mut registered,
         };
         visitor.visit_file(&file);
+    }
+    // What `GuardedRouter::operation` is given must be one of the operations declared as
+    // literals (which `--spec` compares with the spec), by name.
+    let declared: BTreeSet<&str> = operations
+        .iter()
+        .filter_map(|o| o.name.as_deref())
+        .collect();
+    for (at, name) in &registered {
+        if !declared.contains(name.as_str()) {
+            findings.push(Finding {
+                message: format!("registers `{name}`, which is not an operation declared as an `Operation {{ .. }}` literal in the generated resource and members modules"),
+                ..at.clone()
+            });
+        }
     }
     for extra in serves.iter().skip(1) {
         findings.push(Finding {
@@ -232,6 +265,18 @@ pub fn audit_dir(dir: &Path, spec: Option<&App>) -> Result<Vec<Finding>, AuditEr
     findings.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
     findings.dedup();
     Ok(findings)
+}
+
+/// The folder of the package `relative` (a file under `root`) belongs to, the nearest one
+/// holding a `Cargo.toml`, and the file's path within it; both relative to `root`.
+fn package_of(root: &Path, relative: &Path) -> (PathBuf, PathBuf) {
+    let package = relative
+        .ancestors()
+        .skip(1)
+        .find(|folder| root.join(folder).join("Cargo.toml").is_file())
+        .unwrap_or(Path::new(""));
+    let within = relative.strip_prefix(package).unwrap_or(relative);
+    (package.to_path_buf(), within.to_path_buf())
 }
 
 fn at(file: &str, line: usize, column: usize, message: &str) -> Finding {
@@ -269,6 +314,8 @@ fn check_guard_module(dir: &Path, findings: &mut Vec<Finding>) -> Result<(), Aud
 #[derive(Debug)]
 struct Declared {
     at: Finding,
+    /// The constant it is the value of, in the generated resource and members modules.
+    name: Option<String>,
     fields: BTreeMap<String, String>,
 }
 
@@ -411,7 +458,9 @@ fn collect(
                 "a symbolic link: what it points to is not checked",
             ));
         } else if kind.is_dir() {
-            if name == ".git" || (dir == root && name == "target") {
+            // The project's own history and build output; a `.git` folder deeper down is
+            // read like any other (a manifest can compile a file from it).
+            if dir == root && (name == ".git" || name == "target") {
                 continue;
             }
             collect(root, &path, out, findings)?;
@@ -425,6 +474,9 @@ fn collect(
         {
             let text = std::fs::read_to_string(&path).unwrap_or_default();
             check_cargo_config(root, dir, &shown, &text, findings);
+        } else if name == "rust-toolchain.toml" || name == "rust-toolchain" {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            check_toolchain(&shown, &text, findings);
         }
     }
     Ok(())
@@ -460,7 +512,7 @@ fn check_manifest(root: &Path, dir: &Path, shown: &str, text: &str, findings: &m
         .and_then(|p| p.get("name"))
         .and_then(toml::Value::as_str)
     {
-        server_crate(name, &mut found);
+        refused_crate(name, &mut found);
     }
     // A build script under any name (`build = "src/setup.rs"`) writes code before compiling.
     if let Some(build) = manifest.get("package").and_then(|p| p.get("build"))
@@ -517,7 +569,12 @@ fn check_manifest(root: &Path, dir: &Path, shown: &str, text: &str, findings: &m
                 "bin" => path == "src/main.rs" || path.starts_with("src/bin/"),
                 _ => path.starts_with(expected),
             };
-            if !expected_here || path.contains("..") {
+            // Only `.rs` files are read, and none under a `.git` or `target` folder.
+            let read = path.ends_with(".rs")
+                && !path
+                    .split(['/', '\\'])
+                    .any(|part| matches!(part, ".." | ".git" | "target"));
+            if !expected_here || !read {
                 found(
                     path,
                     format!(
@@ -533,7 +590,7 @@ fn check_manifest(root: &Path, dir: &Path, shown: &str, text: &str, findings: &m
             .and_then(toml::Value::as_str)
             .unwrap_or(name);
         if !table.ends_with("dev-dependencies") {
-            server_crate(package, &mut found);
+            refused_crate(package, &mut found);
         }
     }
 }
@@ -582,6 +639,24 @@ fn check_cargo_config(
         findings.push(at(shown, line, column, &message));
     };
     walk_paths(&config, root, dir, &mut found);
+}
+
+/// A toolchain file naming a toolchain by its folder (`path`): a compiler of any making,
+/// which could compile other code than the files checked. A channel alone is no finding (the
+/// file's older form, a bare channel name, is not TOML and names none).
+fn check_toolchain(shown: &str, text: &str, findings: &mut Vec<Finding>) {
+    let Ok(file) = text.parse::<toml::Table>() else {
+        return;
+    };
+    if file.get("toolchain").and_then(|t| t.get("path")).is_some() {
+        let (line, column) = position(text, "path");
+        findings.push(at(
+            shown,
+            line,
+            column,
+            "the toolchain's `path` names a compiler this audit cannot vouch for",
+        ));
+    }
 }
 
 /// The manifest as TOML, or a finding where it cannot be read.
@@ -725,11 +800,22 @@ fn within(root: &Path, dir: &Path, relative: &str) -> Option<PathBuf> {
         .map(Path::to_path_buf)
 }
 
-fn server_crate(name: &str, found: &mut impl FnMut(&str, String)) {
-    if HTTP_SERVERS.contains(&name.replace('_', "-").as_str()) {
+/// A crate that serves HTTP by itself ([`HTTP_SERVERS`]) or builds names out of pieces
+/// ([`IDENT_BUILDERS`]), compared with `_` read as `-`.
+fn refused_crate(name: &str, found: &mut impl FnMut(&str, String)) {
+    let package = name.replace('_', "-");
+    if HTTP_SERVERS.contains(&package.as_str()) {
         found(
             name,
             format!("depends on `{name}`, which serves HTTP without the guarded router"),
+        );
+    }
+    if IDENT_BUILDERS.contains(&package.as_str()) {
+        found(
+            name,
+            format!(
+                "depends on `{name}`, whose macros build names out of pieces this audit cannot read (a `route` among them)"
+            ),
         );
     }
 }
@@ -738,15 +824,105 @@ struct Visitor<'a> {
     file: &'a str,
     in_guard: bool,
     in_main: bool,
-    /// A benchmark's own loopback server may serve (see [`SERVER_BENCHES`]).
+    /// A benchmark's own loopback server may serve (see [`SERVER_CRATE`]).
     in_bench: bool,
     /// Tests and benchmarks, which may listen for their own loopback peers.
     in_tests: bool,
     /// In the server's main: the names bound to the guarded router (or its service).
-    router_names: std::collections::BTreeSet<String>,
+    router_names: BTreeSet<String>,
+    /// In the server's main: names bound other than by a plain `let` (see [`Rebound`]).
+    rebound: BTreeSet<String>,
     findings: &'a mut Vec<Finding>,
     serves: &'a mut Vec<Finding>,
     operations: &'a mut Vec<Declared>,
+    /// The constant whose value is being visited, if it may declare an operation.
+    naming: Option<String>,
+    /// Where `GuardedRouter::operation` is called, and the name of the operation given.
+    registered: &'a mut Vec<(Finding, String)>,
+}
+
+/// In the server's main, every name bound other than by a plain `let NAME = ..`: by a
+/// pattern, a parameter, an item, or inside a macro (whose expansion is unseen). Such a name
+/// is never taken for the guarded router, whatever a `let` also bound it to, since which of
+/// its bindings a use refers to is the compiler's business.
+#[derive(Default)]
+struct Rebound(BTreeSet<String>);
+
+impl<'ast> Visit<'ast> for Rebound {
+    fn visit_local(&mut self, local: &'ast syn::Local) {
+        match &local.pat {
+            syn::Pat::Ident(binding) if binding.subpat.is_none() => {}
+            pattern => self.visit_pat(pattern),
+        }
+        if let Some(init) = &local.init {
+            self.visit_local_init(init);
+        }
+    }
+
+    fn visit_pat_ident(&mut self, binding: &'ast syn::PatIdent) {
+        self.0.insert(binding.ident.unraw().to_string());
+        syn::visit::visit_pat_ident(self, binding);
+    }
+
+    fn visit_item(&mut self, item: &'ast syn::Item) {
+        if let Some(ident) = item_ident(item) {
+            self.0.insert(ident.unraw().to_string());
+        }
+        syn::visit::visit_item(self, item);
+    }
+
+    fn visit_macro(&mut self, mac: &'ast syn::Macro) {
+        fn idents(tokens: proc_macro2::TokenStream, out: &mut BTreeSet<String>) {
+            for tree in tokens {
+                match tree {
+                    proc_macro2::TokenTree::Ident(ident) => {
+                        out.insert(ident.unraw().to_string());
+                    }
+                    proc_macro2::TokenTree::Group(group) => idents(group.stream(), out),
+                    _ => {}
+                }
+            }
+        }
+        idents(mac.tokens.clone(), &mut self.0);
+    }
+}
+
+/// The name an item declares, if any.
+fn item_ident(item: &syn::Item) -> Option<&syn::Ident> {
+    match item {
+        syn::Item::Const(i) => Some(&i.ident),
+        syn::Item::Enum(i) => Some(&i.ident),
+        syn::Item::ExternCrate(i) => Some(i.rename.as_ref().map_or(&i.ident, |(_, r)| r)),
+        syn::Item::Fn(i) => Some(&i.sig.ident),
+        syn::Item::Macro(i) => i.ident.as_ref(),
+        syn::Item::Mod(i) => Some(&i.ident),
+        syn::Item::Static(i) => Some(&i.ident),
+        syn::Item::Struct(i) => Some(&i.ident),
+        syn::Item::Trait(i) => Some(&i.ident),
+        syn::Item::TraitAlias(i) => Some(&i.ident),
+        syn::Item::Type(i) => Some(&i.ident),
+        syn::Item::Union(i) => Some(&i.ident),
+        _ => None,
+    }
+}
+
+/// Names the audit follows: renamed on import, any of them would hide what it looks for.
+fn followed(word: &str) -> bool {
+    attaches(word)
+        || SERVING.contains(&word)
+        || LISTENING.contains(&word)
+        || ACCEPTING.contains(&word)
+        || SERVICE_TRAITS.contains(&word)
+        || matches!(
+            word,
+            "Operation"
+                | "GuardedRouter"
+                | "router"
+                | "server"
+                | "hyper"
+                | "hyper_util"
+                | "include"
+        )
 }
 
 /// The names a pattern binds.
@@ -809,6 +985,18 @@ impl Visitor<'_> {
         }
     }
 
+    /// An import or crate renamed: a name this audit follows, under another, would be
+    /// hidden from it (`use axum::serve as start`).
+    fn renamed(&mut self, original: &syn::Ident, rename: &syn::Ident) {
+        let word = original.unraw().to_string();
+        if followed(&word) && !self.in_tests && rename.unraw() != word {
+            self.finding(
+                rename.span(),
+                format!("imports `{word}` as `{rename}`: renamed, it would be hidden from this audit; use it by its own name"),
+            );
+        }
+    }
+
     fn finding(&mut self, span: proc_macro2::Span, message: String) {
         let start = span.start();
         self.findings.push(Finding {
@@ -842,6 +1030,14 @@ impl Visitor<'_> {
                     column: start.column + 1,
                     message: String::new(),
                 });
+                // Called, what it serves is checked (`visit_expr_call`); taken as a value or
+                // imported, it could be called on anything under another name.
+                if how != "call" {
+                    self.finding(
+                        ident.span(),
+                        format!("{how} `serve` in the service's main: call `axum::serve(listener, ..)` on the guarded router directly"),
+                    );
+                }
             }
         }
         if LISTENING.contains(&word.as_str()) && !self.in_main && !self.in_tests {
@@ -889,7 +1085,7 @@ impl Visitor<'_> {
             syn::Expr::Path(p) => p
                 .path
                 .get_ident()
-                .is_some_and(|name| self.router_names.contains(&name.to_string())),
+                .is_some_and(|name| self.router_names.contains(&name.unraw().to_string())),
             syn::Expr::Paren(inner) => self.is_router(&inner.expr),
             syn::Expr::Group(inner) => self.is_router(&inner.expr),
             _ => false,
@@ -907,7 +1103,9 @@ impl Visitor<'_> {
                     // neither the one `serve` nor checked to serve the guarded router.
                     let flagged = (attaches(&word) && !self.in_guard)
                         || (SERVING.contains(&word.as_str()) && !self.in_bench)
-                        || (LISTENING.contains(&word.as_str()) && !self.in_tests)
+                        || ((LISTENING.contains(&word.as_str())
+                            || ACCEPTING.contains(&word.as_str()))
+                            && !self.in_tests)
                         || (SERVICE_TRAITS.contains(&word.as_str())
                             && !self.in_guard
                             && !self.in_tests)
@@ -930,16 +1128,27 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
     fn visit_expr_method_call(&mut self, call: &'ast syn::ExprMethodCall) {
         self.check_name(&call.method, "method");
         self.accepting(&call.method);
-        // An operation registered is one the generated modules declare, by name.
+        // An operation registered is one the generated modules declare, by name (checked
+        // once every file is read).
         if call.method == "operation" && !self.in_guard && !self.in_tests {
-            let declared = matches!(call.args.first(), Some(syn::Expr::Reference(r))
-                if matches!(&*r.expr, syn::Expr::Path(p)
-                    if p.path.segments.last().is_some_and(|s| s.ident.to_string().ends_with("_OP"))));
-            if !declared {
-                self.finding(
+            let name = match call.args.first() {
+                Some(syn::Expr::Reference(r)) => match &*r.expr {
+                    syn::Expr::Path(p) => {
+                        p.path.segments.last().map(|s| s.ident.unraw().to_string())
+                    }
+                    _ => None,
+                },
+                _ => None,
+            };
+            match name {
+                Some(name) => {
+                    let start = call.method.span().start();
+                    self.registered.push((at(self.file, start.line, start.column + 1, ""), name));
+                }
+                None => self.finding(
                     call.method.span(),
                     "registers an operation other than a declared `…_OP` constant of the generated modules".into(),
-                );
+                ),
             }
         }
         if self.in_main
@@ -958,17 +1167,29 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
     fn visit_expr_call(&mut self, call: &'ast syn::ExprCall) {
         if let (true, syn::Expr::Path(func)) = (self.in_main, &*call.func)
             && let Some(last) = func.path.segments.last()
-            && last.ident == "serve"
-            && !call
+            && last.ident.unraw() == "serve"
+        {
+            if !call
                 .args
                 .iter()
                 .nth(1)
                 .is_some_and(|app| self.is_router(app))
-        {
-            self.finding(
-                last.ident.span(),
-                "serves something other than the guarded router (`server::router`)".into(),
-            );
+            {
+                self.finding(
+                    last.ident.span(),
+                    "serves something other than the guarded router (`server::router`)".into(),
+                );
+            }
+            let count = func.path.segments.len();
+            for (index, segment) in func.path.segments.iter().enumerate() {
+                let how = if index + 1 == count { "call" } else { "path" };
+                self.check_name(&segment.ident, how);
+                self.visit_path_arguments(&segment.arguments);
+            }
+            for arg in &call.args {
+                self.visit_expr(arg);
+            }
+            return;
         }
         syn::visit::visit_expr_call(self, call);
     }
@@ -986,8 +1207,10 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
             for name in bound.0 {
                 self.router_names.remove(&name);
             }
-            if let (true, syn::Pat::Ident(binding)) = (router, &local.pat) {
-                self.router_names.insert(binding.ident.to_string());
+            if let (true, syn::Pat::Ident(binding)) = (router, &local.pat)
+                && !self.rebound.contains(&binding.ident.unraw().to_string())
+            {
+                self.router_names.insert(binding.ident.unraw().to_string());
             }
         }
         syn::visit::visit_local(self, local);
@@ -1006,7 +1229,7 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
         self.check_name(&item.ident, "crate");
         if let Some((_, rename)) = &item.rename {
             self.check_name(rename, "crate renamed to");
-            self.shadows_server(rename);
+            self.renamed(&item.ident, rename);
         }
         syn::visit::visit_item_extern_crate(self, item);
     }
@@ -1021,15 +1244,67 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
 
     fn visit_item_const(&mut self, item: &'ast syn::ItemConst) {
         self.operation_item(&item.ty, &item.ident, Some(&item.expr));
+        // The literal that is its whole value declares an operation under its name.
+        self.naming =
+            matches!(&*item.expr, syn::Expr::Struct(_)).then(|| item.ident.unraw().to_string());
         syn::visit::visit_item_const(self, item);
+        self.naming = None;
     }
 
     fn visit_item_fn(&mut self, item: &'ast syn::ItemFn) {
         if let syn::ReturnType::Type(_, ty) = &item.sig.output {
             self.operation_item(ty, &item.sig.ident, None);
         }
-        self.shadows_server(&item.sig.ident);
         syn::visit::visit_item_fn(self, item);
+    }
+
+    /// Associated constants and functions are held to the same rule as items.
+    fn visit_impl_item_const(&mut self, item: &'ast syn::ImplItemConst) {
+        self.operation_item(&item.ty, &item.ident, Some(&item.expr));
+        syn::visit::visit_impl_item_const(self, item);
+    }
+
+    fn visit_trait_item_const(&mut self, item: &'ast syn::TraitItemConst) {
+        let value = item.default.as_ref().map(|(_, expr)| expr);
+        self.operation_item(&item.ty, &item.ident, value);
+        syn::visit::visit_trait_item_const(self, item);
+    }
+
+    fn visit_impl_item_fn(&mut self, item: &'ast syn::ImplItemFn) {
+        if let syn::ReturnType::Type(_, ty) = &item.sig.output {
+            self.operation_item(ty, &item.sig.ident, None);
+        }
+        syn::visit::visit_impl_item_fn(self, item);
+    }
+
+    /// Any item named `server` in the service's main (a module, a struct with a `router`
+    /// function, …) would stand in for the server crate.
+    fn visit_item(&mut self, item: &'ast syn::Item) {
+        if let Some(ident) = item_ident(item) {
+            self.shadows_server(ident);
+        }
+        syn::visit::visit_item(self, item);
+    }
+
+    /// So would a generic parameter of that name (`fn run<server: Make>()`).
+    fn visit_generic_param(&mut self, param: &'ast syn::GenericParam) {
+        match param {
+            syn::GenericParam::Type(t) => self.shadows_server(&t.ident),
+            syn::GenericParam::Const(c) => self.shadows_server(&c.ident),
+            syn::GenericParam::Lifetime(_) => {}
+        }
+        syn::visit::visit_generic_param(self, param);
+    }
+
+    /// An alias of `Operation` would declare operations this audit does not see as such.
+    fn visit_item_type(&mut self, item: &'ast syn::ItemType) {
+        if !self.in_guard && mentions(&quote::ToTokens::to_token_stream(&item.ty), "Operation") {
+            self.finding(
+                item.ident.span(),
+                "an alias of `Operation`: operations must be declared under that name".into(),
+            );
+        }
+        syn::visit::visit_item_type(self, item);
     }
 
     fn visit_expr_path(&mut self, path: &'ast syn::ExprPath) {
@@ -1048,12 +1323,22 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
     fn visit_use_tree(&mut self, tree: &'ast syn::UseTree) {
         match tree {
             syn::UseTree::Path(p) => self.check_name(&p.ident, "import of"),
-            syn::UseTree::Name(n) => self.check_name(&n.ident, "import of"),
+            syn::UseTree::Name(n) => {
+                self.check_name(&n.ident, "import of");
+                self.shadows_server(&n.ident);
+            }
             syn::UseTree::Rename(r) => {
                 self.check_name(&r.ident, "import of");
                 self.check_name(&r.rename, "import as");
+                self.renamed(&r.ident, &r.rename);
                 self.shadows_server(&r.rename);
             }
+            // What a glob brings into the service's main is unseen: a `server` among it
+            // would stand in for the server crate.
+            syn::UseTree::Glob(glob) if self.in_main => self.finding(
+                glob.star_token.span,
+                "a glob import in the service's main: import names one by one".into(),
+            ),
             _ => {}
         }
         syn::visit::visit_use_tree(self, tree);
@@ -1086,6 +1371,10 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
                     ..at.clone()
                 });
             }
+            let name = self
+                .naming
+                .take()
+                .filter(|_| self.file.starts_with(RESOURCE_MODULES) || self.file == MEMBERS_MODULE);
             let fields = expr
                 .fields
                 .iter()
@@ -1097,7 +1386,7 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
                     syn::Member::Unnamed(_) => None,
                 })
                 .collect();
-            self.operations.push(Declared { at, fields });
+            self.operations.push(Declared { at, name, fields });
         }
         syn::visit::visit_expr_struct(self, expr);
     }
@@ -1107,7 +1396,8 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
     fn visit_item_impl(&mut self, item: &'ast syn::ItemImpl) {
         if let Some((path, _)) = &item.trait_
             && let Some(last) = path.segments.last()
-            && SERVICE_TRAITS.contains(&last.ident.unraw().to_string().as_str())
+            && (SERVICE_TRAITS.contains(&last.ident.unraw().to_string().as_str())
+                || last.ident.unraw() == "Handler")
             && !self.in_guard
             && !self.in_tests
         {
@@ -1120,7 +1410,6 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
     }
 
     fn visit_item_mod(&mut self, module: &'ast syn::ItemMod) {
-        self.shadows_server(&module.ident);
         // `#[path]`, also inside `#[cfg_attr(.., path = "..")]` however nested.
         let names_path = |attr: &syn::Attribute| {
             attr.path().is_ident("path")
