@@ -87,8 +87,10 @@ pub enum Command {
         #[arg(long, requires = "git", conflicts_with = "out")]
         committer: Option<String>,
         /// Commit time in seconds since the epoch, for reproducible commits (default:
-        /// `SOURCE_DATE_EPOCH`, else now).
-        #[arg(long, requires = "git", conflicts_with = "out", value_name = "SECONDS")]
+        /// `SOURCE_DATE_EPOCH`, else now); at most 4294967295, the last libgit2 writes as
+        /// given.
+        #[arg(long, requires = "git", conflicts_with = "out", value_name = "SECONDS",
+              value_parser = clap::value_parser!(i64).range(0..=COMMIT_TIME_MAX))]
         commit_time: Option<i64>,
         /// Overwrite generated files edited by hand (never a file bulwark did not generate);
         /// with `--git`, commit on top of a branch bulwark did not make.
@@ -167,10 +169,13 @@ fn source_date_epoch() -> Result<Option<i64>, crate::git::GitError> {
         Ok(value) => value,
     };
     match value.trim().parse() {
-        Ok(time) => Ok(Some(time)),
-        Err(_) => Err(crate::git::GitError::SourceDateEpoch { value }),
+        Ok(time) if (0..=COMMIT_TIME_MAX).contains(&time) => Ok(Some(time)),
+        _ => Err(crate::git::GitError::SourceDateEpoch { value }),
     }
 }
+
+/// The latest commit time libgit2 records as given (it wraps later ones around 2^32).
+const COMMIT_TIME_MAX: i64 = u32::MAX as i64;
 
 /// Runs the command line and returns the exit code.
 pub fn run() -> ExitCode {
@@ -565,7 +570,7 @@ fn build(format: OutputFormat, path: &Path, output: &Output) -> Result<Generatio
 
 fn generate(format: OutputFormat, path: &Path, target: &Output, force: bool) -> u8 {
     // Held until the generation is written (to the end of this function).
-    let _lock = match target {
+    let lock = match target {
         Output::Dir(dir) => {
             let waiting = || {
                 if format == OutputFormat::Human {
@@ -583,6 +588,23 @@ fn generate(format: OutputFormat, path: &Path, target: &Output, force: bool) -> 
         }
         Output::Git(..) => None,
     };
+    // A generation killed while moving its files into place is finished first, before this
+    // one reads the directory; only under the lock, so that no running generation's staging
+    // folder is taken for an interrupted one.
+    let recovered = match (target, &lock) {
+        (Output::Dir(dir), Some(_)) => match emit::recover(dir) {
+            Ok(finished) => finished,
+            Err(e) if e.is_refusal() => return fail(format, exit::REFUSED, "refused", &e),
+            Err(e) => return fail(format, exit::USAGE_OR_IO, "io", &e),
+        },
+        _ => 0,
+    };
+    if recovered > 0 && format == OutputFormat::Human {
+        println_to!(
+            stderr,
+            "finished moving into place a generation that was interrupted before this one"
+        );
+    }
     let generation = match build(format, path, target) {
         Ok(generation) => generation,
         Err(code) => return code,
@@ -659,7 +681,7 @@ fn generate(format: OutputFormat, path: &Path, target: &Output, force: bool) -> 
                 OutputFormat::Json => println_to!(
                     stdout,
                     "{}",
-                    json!({"ok": true, "out": out.display().to_string(), "spec_sha256": manifest.spec_sha256, "written": outcome.written, "removed": outcome.removed, "kept": outcome.kept, "unchanged": outcome.unchanged, "timings": timings})
+                    json!({"ok": true, "out": out.display().to_string(), "spec_sha256": manifest.spec_sha256, "written": outcome.written, "removed": outcome.removed, "kept": outcome.kept, "unchanged": outcome.unchanged, "interrupted_finished": recovered, "timings": timings})
                 ),
                 OutputFormat::Human => {
                     println_to!(

@@ -3,9 +3,11 @@
 //!
 //! Everything is rendered, formatted and checked before anything is written: a refusal or a
 //! bad path leaves the directory as it was. Files are then staged inside the directory and
-//! renamed into place one by one, the manifest last; an interruption in that last step
-//! leaves some files of the new generation beside the old manifest, and running `generate`
-//! again finishes the job.
+//! renamed into place one by one, the manifest last, after a journal of the moves is written
+//! beside them. A process killed in that last step leaves some files of the new generation
+//! beside the old manifest (or none); the next generation into the directory first finishes
+//! the moves from the journal ([`recover`]), unless a file they would replace has changed
+//! since, and clears staging folders that runs killed earlier left.
 //!
 //! Regeneration adds new files and changes or removes only files the previous manifest
 //! lists. It refuses, unless forced, when one of those was edited by hand (line endings
@@ -83,6 +85,126 @@ fn canonical(dir: &Path) -> PathBuf {
 
 /// Where the manifest lives inside a generated directory.
 pub const MANIFEST: &str = ".bulwark/manifest.json";
+
+/// In a staging folder: the moves still to make, written before the first one.
+const JOURNAL: &str = "journal.json";
+/// In a staging folder: the journal of a generation that failed and undid its moves (renamed
+/// so, which needs no space on a full disk). Files it could not put back stay in such a
+/// folder, for their owner to sort out; [`recover`] leaves it alone.
+const UNDONE: &str = "undone.json";
+
+/// The moves of one generation into its directory ([`JOURNAL`]), enough to finish them.
+#[derive(Debug, Serialize, Deserialize)]
+struct Journal {
+    /// Each staged file's name in the staging folder, its path in the directory, and the
+    /// SHA-256 of the file that was there when the generation checked it (none: none was).
+    puts: Vec<(String, String, Option<String>)>,
+    /// Each file to remove and the SHA-256 of what it held when checked.
+    removals: Vec<(String, String)>,
+    /// Whether the staged manifest replaces the directory's.
+    manifest: bool,
+}
+
+/// Before a generation into `dir` (its lock held): finishes the moves of generations that
+/// were killed while moving their files into place, from their journals, and removes the
+/// staging folders of runs killed before they moved anything. The number finished.
+///
+/// A file the moves would replace or remove that has changed since they were checked is not
+/// touched: the directory is left as it is, with the journal, and a refusal names the files.
+pub fn recover(dir: &Path) -> Result<usize, EmitError> {
+    let own = dir.join(".bulwark");
+    let Ok(entries) = std::fs::read_dir(&own) else {
+        return Ok(0);
+    };
+    let mut folders: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("staging-"))
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect();
+    folders.sort();
+    let mut finished = 0;
+    for staging in folders {
+        if staging.join(UNDONE).exists() {
+            continue;
+        }
+        let journal_path = staging.join(JOURNAL);
+        match std::fs::read(&journal_path) {
+            Ok(bytes) => {
+                let journal: Journal =
+                    serde_json::from_slice(&bytes).map_err(|e| EmitError::Io {
+                        path: journal_path.display().to_string(),
+                        message: format!("an interrupted generation's journal is unreadable: {e}"),
+                    })?;
+                finish(dir, &staging, &journal)?;
+                finished += 1;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&journal_path)(e)),
+        }
+        std::fs::remove_dir_all(&staging).map_err(io(&staging))?;
+    }
+    Ok(finished)
+}
+
+/// Makes the moves of `journal` that were not made, once none of them would replace or
+/// remove a file that changed since the generation checked it.
+fn finish(dir: &Path, staging: &Path, journal: &Journal) -> Result<(), EmitError> {
+    let hash_at = |path: &str| -> Result<Option<String>, EmitError> {
+        no_symlink(dir, path)?;
+        let target = dir.join(path);
+        match std::fs::read(&target) {
+            Ok(bytes) => Ok(Some(sha256(&bytes))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(&target)(e)),
+        }
+    };
+    let mut changed = Vec::new();
+    for (staged, path, before) in &journal.puts {
+        // Still staged: the file there is the one checked, or was set aside (none there).
+        if staging.join(staged).exists() {
+            let now = hash_at(path)?;
+            if now.is_some() && now != *before {
+                changed.push(path.clone());
+            }
+        }
+    }
+    for (path, before) in &journal.removals {
+        if hash_at(path)?.is_some_and(|now| now != *before) {
+            changed.push(path.clone());
+        }
+    }
+    if !changed.is_empty() {
+        changed.sort();
+        return Err(EmitError::Interrupted {
+            staging: staging.display().to_string(),
+            paths: changed,
+        });
+    }
+    let mut moves: Vec<(PathBuf, PathBuf)> = journal
+        .puts
+        .iter()
+        .map(|(staged, path, _)| (staging.join(staged), dir.join(path)))
+        .collect();
+    if journal.manifest {
+        moves.push((staging.join("manifest"), dir.join(MANIFEST)));
+    }
+    for (from, to) in moves.iter().filter(|(from, _)| from.exists()) {
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        std::fs::rename(from, to).map_err(io(to))?;
+    }
+    for (path, _) in &journal.removals {
+        let target = dir.join(path);
+        match std::fs::remove_file(&target) {
+            Ok(()) => remove_empty_parents(dir, &target),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&target)(e)),
+        }
+    }
+    Ok(())
+}
 
 /// What one generation produced.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -226,6 +348,14 @@ pub enum EmitError {
         help("pass a directory to --out (it is created if missing)")
     )]
     NotADirectory { path: String },
+    #[error("a generation into this directory was interrupted while moving its files into place, and {} changed since, so it cannot be finished", named(.paths, "has", "have"))]
+    #[diagnostic(
+        code(bulwark::emit::interrupted),
+        help(
+            "its files and journal are in `{staging}`: put the files named back as they were, or move them away, and generate again (it finishes first); or delete that folder to give it up"
+        )
+    )]
+    Interrupted { staging: String, paths: Vec<String> },
     #[error("cannot write `{path}`: {message}")]
     #[diagnostic(code(bulwark::emit::io))]
     Io { path: String, message: String },
@@ -233,11 +363,16 @@ pub enum EmitError {
 
 /// "`a` was", or "`a`, `b` and `c` were": every file edited, named at once.
 fn edited(paths: &[String]) -> String {
+    named(paths, "was", "were")
+}
+
+/// Every path, quoted and listed, then `one` or `many` as the verb agrees with them.
+fn named(paths: &[String], one: &str, many: &str) -> String {
     let quoted: Vec<String> = paths.iter().map(|p| format!("`{p}`")).collect();
     match quoted.as_slice() {
-        [one] => format!("{one} was"),
-        [rest @ .., last] => format!("{} and {last} were", rest.join(", ")),
-        [] => "nothing was".into(),
+        [single] => format!("{single} {one}"),
+        [rest @ .., last] => format!("{} and {last} {many}", rest.join(", ")),
+        [] => format!("nothing {one}"),
     }
 }
 
@@ -250,6 +385,7 @@ impl EmitError {
                 | EmitError::Foreign { .. }
                 | EmitError::Migration { .. }
                 | EmitError::Symlink { .. }
+                | EmitError::Interrupted { .. }
         )
     }
 }
@@ -464,7 +600,8 @@ pub fn write_dir(
         .unwrap_or_default();
 
     // Check everything before writing anything.
-    let mut plan: Vec<(&String, &String)> = Vec::new();
+    // Each file to write, with the SHA-256 of the file there now (for the journal).
+    let mut plan: Vec<(&String, &String, Option<String>)> = Vec::new();
     let mut outcome = Outcome::default();
     // Files edited by hand, all named in one refusal.
     let mut edits: Vec<String> = Vec::new();
@@ -499,7 +636,7 @@ pub fn write_dir(
             (Some(_), None) => return Err(EmitError::Foreign { path: path.clone() }),
             _ => {}
         }
-        plan.push((path, contents));
+        plan.push((path, contents, on_disk.as_deref().map(sha256)));
     }
     let mut removals = Vec::new();
     for (path, recorded) in &previous_files {
@@ -515,7 +652,7 @@ pub fn write_dir(
                 }
                 outcome.kept.push(path.clone());
             }
-            Ok(_) => removals.push(path.clone()),
+            Ok(bytes) => removals.push((path.clone(), sha256(&bytes))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(in_the_way(dir, path).unwrap_or_else(|| io(&target)(e))),
         }
@@ -557,8 +694,8 @@ pub fn write_dir(
 /// and removes the `removals`; on a failure, undoes every change made.
 fn write_staged(
     dir: &Path,
-    plan: &[(&String, &String)],
-    removals: &[String],
+    plan: &[(&String, &String, Option<String>)],
+    removals: &[(String, String)],
     manifest: &Manifest,
     previous: Option<&Manifest>,
     outcome: &mut Outcome,
@@ -568,40 +705,73 @@ fn write_staged(
         .tempdir_in(dir.join(".bulwark"))
         .map_err(io(dir))?;
     let mut staged: Vec<(PathBuf, PathBuf, &String)> = Vec::new();
-    for (index, (path, contents)) in plan.iter().enumerate() {
+    for (index, (path, contents, _)) in plan.iter().enumerate() {
         let staged_path = staging.path().join(index.to_string());
         std::fs::write(&staged_path, contents.as_bytes()).map_err(io(&staged_path))?;
         staged.push((staged_path, dir.join(path), path));
     }
     let manifest_staged = staging.path().join("manifest");
     std::fs::write(&manifest_staged, manifest.to_json()).map_err(io(&manifest_staged))?;
+    // An unchanged manifest is left alone, like every unchanged file.
+    let new_manifest = previous != Some(manifest);
+    // The journal appears whole (renamed into place) before the first move, so a process
+    // killed part way leaves what the next generation needs to finish ([`recover`]).
+    let journal = Journal {
+        puts: plan
+            .iter()
+            .enumerate()
+            .map(|(index, (path, _, before))| (index.to_string(), (*path).clone(), before.clone()))
+            .collect(),
+        removals: removals.to_vec(),
+        manifest: new_manifest,
+    };
+    let journal_path = staging.path().join(JOURNAL);
+    let written = staging.path().join("journal.part");
+    let json = serde_json::to_vec(&journal).map_err(|e| io(&written)(std::io::Error::other(e)))?;
+    std::fs::write(&written, json).map_err(io(&written))?;
+    std::fs::rename(&written, &journal_path).map_err(io(&journal_path))?;
 
     // Every change is undone if a later one fails: the directory is left as it was.
     let mut changes = Changes::new(staging.path());
-    let rename: Rename = &|from, to| std::fs::rename(from, to);
+    let rename: Rename = &|from, to| {
+        // Tests (debug builds only) kill the process here, as a kill part way through the
+        // moves would: before the rename onto a path ending with the variable's value.
+        #[cfg(debug_assertions)]
+        if std::env::var_os("BULWARK_TEST_ABORT_BEFORE_RENAME_TO").is_some_and(|end| {
+            to.as_os_str()
+                .as_encoded_bytes()
+                .ends_with(end.as_encoded_bytes())
+        }) {
+            std::process::abort();
+        }
+        std::fs::rename(from, to)
+    };
     let applied = (|| {
         for (from, to, path) in &staged {
             changes.put(from, to, rename)?;
             outcome.written.push((*path).clone());
         }
-        for path in removals {
+        for (path, _) in removals {
             changes.remove(&dir.join(path), rename)?;
             outcome.removed.push(path.clone());
         }
-        // An unchanged manifest is left alone, like every unchanged file.
-        if previous != Some(manifest) {
+        if new_manifest {
             changes.put(&manifest_staged, &dir.join(MANIFEST), rename)?;
         }
         Ok(())
     })();
     match applied {
         Ok(()) => {
-            for path in removals {
+            for (path, _) in removals {
                 remove_empty_parents(dir, &dir.join(path));
             }
             Ok(())
         }
         Err(error) => {
+            // Undone, not to be finished: marked so before the undoing starts, so that
+            // whatever happens next no later generation finishes these moves, or takes the
+            // folder (which may hold files that could not be put back) for litter.
+            let _ = std::fs::rename(&journal_path, staging.path().join(UNDONE));
             if changes.undo(dir) {
                 return Err(error);
             }

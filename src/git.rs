@@ -143,7 +143,9 @@ pub enum GitError {
     #[error("`SOURCE_DATE_EPOCH` is `{value}`, not a time")]
     #[diagnostic(
         code(bulwark::git::commit_time),
-        help("set it to whole seconds since 1970 (`git log -1 --format=%ct`), or unset it")
+        help(
+            "set it to whole seconds since 1970, at most 4294967295 (`git log -1 --format=%ct`), or unset it"
+        )
     )]
     SourceDateEpoch { value: String },
     #[error("git: {0}")]

@@ -861,6 +861,106 @@ fn force_never_deletes_a_hand_edited_file_the_spec_dropped() {
 }
 
 // ---------------------------------------------------------------------------------------
+// generate: a generation killed while moving its files into place
+// ---------------------------------------------------------------------------------------
+
+/// Generates `spec` into `out` as `generate_json` does, the (debug) process killed before it
+/// renames anything onto a path ending with `before`, as a kill part way through would.
+fn generate_killed(spec: &Path, out: &Path, before: &str) {
+    let status = generate_json_command(spec, out)
+        .env("BULWARK_TEST_ABORT_BEFORE_RENAME_TO", before)
+        .output()
+        .unwrap()
+        .status;
+    assert_eq!(status.code(), None, "killed before renaming onto {before}");
+}
+
+/// The staging folders left in `out`.
+fn staging_folders(out: &Path) -> Vec<PathBuf> {
+    fs::read_dir(out.join(".bulwark"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("staging-")
+        })
+        .collect()
+}
+
+/// tracker.yaml, then tracker without `time_entry` (files changed, added and removed), killed
+/// part way: the next generation finishes the moves first, and the directory ends up as a
+/// generation that was never interrupted, whether the kill left a file missing or no
+/// manifest at all.
+#[test]
+fn a_generation_killed_while_moving_is_finished_by_the_next() {
+    let tmp = tempdir();
+    let smaller = tracker_without_time_entry(tmp.path());
+    let clean = tmp.path().join("clean");
+    assert_eq!(generate_json(&spec("tracker.yaml"), &clean, &[]).code, 0);
+    assert_eq!(generate_json(&smaller, &clean, &[]).code, 0);
+    for before in ["crates/server/src/routes.rs", ".bulwark/manifest.json"] {
+        let out = tmp.path().join(format!("out-{}", before.len()));
+        assert_eq!(generate_json(&spec("tracker.yaml"), &out, &[]).code, 0);
+        generate_killed(&smaller, &out, before);
+        assert!(!out.join(before).exists(), "the kill left {before} missing");
+        let staging = staging_folders(&out);
+        assert_eq!(staging.len(), 1, "{staging:?}");
+        assert!(staging[0].join("journal.json").is_file());
+
+        let run = generate_json(&smaller, &out, &[]);
+        assert_eq!(run.code, 0, "{}", run.stdout);
+        let doc: Value = serde_json::from_str(&run.stdout).unwrap();
+        assert_eq!(doc["interrupted_finished"], 1, "{doc}");
+        assert_eq!(doc["written"], Value::Array(Vec::new()), "{doc}");
+        assert_same_tree(&snapshot(&clean), &snapshot(&out), before);
+    }
+}
+
+/// A file the interrupted moves would still replace, edited since: nothing is touched, the
+/// refusal names it (exit 4), and once it is put back the next generation finishes.
+/// Staging folders of runs killed before any move are litter, removed; one that kept files
+/// a failed generation could not put back is left alone.
+#[test]
+fn an_interrupted_generation_is_not_finished_over_an_edit() {
+    let tmp = tempdir();
+    let smaller = tracker_without_time_entry(tmp.path());
+    let out = tmp.path().join("out");
+    assert_eq!(generate_json(&spec("tracker.yaml"), &out, &[]).code, 0);
+    let edited = "crates/server/tests/service.rs";
+    let original = fs::read_to_string(out.join(edited)).unwrap();
+    generate_killed(&smaller, &out, "crates/server/src/routes.rs");
+    fs::write(out.join(edited), format!("{original}// mine\n")).unwrap();
+    let before = snapshot(&out);
+
+    let run = generate_json(&smaller, &out, &[]);
+    assert_eq!(run.code, 4, "{}", run.stdout);
+    let doc: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_json_error(&doc, "refused", edited);
+    assert_eq!(doc["error"]["code"], "bulwark::emit::interrupted", "{doc}");
+    assert_same_tree(&before, &snapshot(&out), "refused");
+
+    fs::write(out.join(edited), original).unwrap();
+    let litter = out.join(".bulwark/staging-litter");
+    fs::create_dir(&litter).unwrap();
+    fs::write(litter.join("0"), "staged, never moved").unwrap();
+    let kept = out.join(".bulwark/staging-kept");
+    fs::create_dir(&kept).unwrap();
+    fs::write(kept.join("undone.json"), "{}").unwrap();
+    fs::write(
+        kept.join("previous-0"),
+        "a file a failed generation could not put back",
+    )
+    .unwrap();
+    let run = generate_json(&smaller, &out, &[]);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    let doc: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(doc["interrupted_finished"], 1, "{doc}");
+    assert_eq!(staging_folders(&out), vec![kept]);
+}
+
+// ---------------------------------------------------------------------------------------
 // generate: files bulwark does not own
 // ---------------------------------------------------------------------------------------
 

@@ -858,15 +858,32 @@ fn a_clashing_branch_name_and_a_bad_source_date_are_refused_before_writing() {
         );
         assert!(snapshot(repo.path()) == before, "{branch}: nothing written");
     }
-    let output = Command::new(env!("CARGO_BIN_EXE_bulwark"))
-        .env("SOURCE_DATE_EPOCH", "yesterday")
-        .args(["--format", "json", "generate", spec, "--git", repo_path])
-        .args(["--branch", "elsewhere"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let json: Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert!(json.to_string().contains("SOURCE_DATE_EPOCH"), "{json}");
+    // Nor a time libgit2 would write wrapped around 2^32 (5000000000 became 1992), from the
+    // variable or the flag.
+    for epoch in ["yesterday", "5000000000", "-1"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_bulwark"))
+            .env("SOURCE_DATE_EPOCH", epoch)
+            .args(["--format", "json", "generate", spec, "--git", repo_path])
+            .args(["--branch", "elsewhere"])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{epoch}");
+        let json: Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert!(json.to_string().contains("SOURCE_DATE_EPOCH"), "{json}");
+        assert!(snapshot(repo.path()) == before, "{epoch}: nothing written");
+    }
+    let (code, json, _) = bulwark(&[
+        "generate",
+        spec,
+        "--git",
+        repo_path,
+        "--branch",
+        "elsewhere",
+        "--commit-time",
+        "4294967296",
+    ]);
+    assert_eq!(code, 2, "{json}");
+    assert!(json.to_string().contains("0..=4294967295"), "{json}");
     assert!(snapshot(repo.path()) == before, "nothing written");
 }
 
