@@ -2,7 +2,8 @@
 # Generation benchmark: builds the release binary, writes synthetic specs with
 # bench/synth.py, generates each one several times into a fresh directory, and prints a
 # markdown table of medians (end-to-end wall time and peak RSS from /usr/bin/time, render
-# and rustfmt time from the CLI's JSON `timings`), plus a no-change regeneration row.
+# and rustfmt time from the CLI's JSON `timings`), plus a no-change regeneration row and the
+# time rustfmt alone takes on each size's output.
 #
 #   bench/generate.sh                      # sizes 10 50 200 1000, 7 runs (5 for 1000)
 #   BENCH_SIZES="10 200" BENCH_RUNS=3 bench/generate.sh     # a quicker look
@@ -85,6 +86,48 @@ for n in $sizes; do
     done
 done
 
+# rustfmt by itself on each size's output, as bulwark splits it (one process per core, files
+# dealt by size): the part of a first generation that no change to bulwark can remove.
+floors="$work/floors.tsv"
+: >"$floors"
+for n in $sizes; do
+    echo "rustfmt alone: $n resources" >&2
+    python3 - "$n" "$work/out-$n-1" "$runs" >>"$floors" <<'PY'
+import os, statistics, subprocess, sys, time
+n, out, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
+# The files rustfmt starts from (crate roots and test, benchmark and binary targets); each
+# reaches the modules it declares. A root's weight, to deal them into groups by size as
+# bulwark does, is its own size and that of the other files in its folder and below, a
+# library's root taking them before a binary's.
+rs = []
+for folder, dirs, names in os.walk(out):
+    dirs[:] = [d for d in dirs if d not in (".bulwark", "target")]
+    rs += [os.path.join(folder, name) for name in names if name.endswith(".rs")]
+roots = [p for p in rs if os.path.basename(p) in ("lib.rs", "main.rs")
+         or os.path.basename(os.path.dirname(p)) in ("tests", "benches", "bin")]
+weight = {root: os.path.getsize(root) for root in roots}
+for path in set(rs) - set(roots):
+    owners = [r for r in roots if path.startswith(os.path.dirname(r) + "/")]
+    owner = max(owners, key=lambda r: (len(os.path.dirname(r)), r.endswith("lib.rs")))
+    weight[owner] += os.path.getsize(path)
+cores = os.cpu_count() or 2
+groups = [[0, []] for _ in range(cores)]
+for root in sorted(roots, key=lambda r: -weight[r]):
+    lightest = min(groups, key=lambda g: g[0])
+    lightest[0] += weight[root]
+    lightest[1].append(root)
+times = []
+for _ in range(runs):
+    start = time.perf_counter()
+    procs = [subprocess.Popen(["rustfmt", "--check", *g[1]], stdout=subprocess.DEVNULL)
+             for g in groups if g[1]]
+    if any(p.wait() != 0 for p in procs):
+        sys.exit(f"rustfmt --check failed on the output of {n} resources")
+    times.append(time.perf_counter() - start)
+print(f"{n}\t{statistics.median(times)}")
+PY
+done
+
 if [[ -n "$regen_size" ]]; then
     spec="$work/specs/synth-$regen_size.yaml"
     [[ -f "$spec" ]] || python3 "$root/bench/synth.py" "$regen_size" --out "$work/specs" >/dev/null
@@ -107,7 +150,7 @@ echo "- $(rustfmt --version); bulwark $(cd "$root" && git rev-parse --short HEAD
 echo "- runs per size: $runs ($runs_large above 200 resources); medians"
 echo
 
-python3 - "$results" <<'PY'
+python3 - "$results" "$floors" <<'PY'
 import statistics, sys
 from collections import defaultdict
 
@@ -148,6 +191,12 @@ for (kind, n), r in sorted(rows.items()):
     print(f"| {n} ({note} regeneration) | {r[0]['files']} | {med(r, 'wall'):.2f} "
           f"| {med(r, 'render'):.0f} | {med(r, 'fmt'):.0f} | {med(r, 'rss'):.0f} | | | "
           f"| {med(r, 'load'):.0f} | {med(r, 'write'):.0f} | {len(r)} |")
+floors = dict(line.split("\t") for line in open(sys.argv[2]))
+if floors:
+    print()
+    print("rustfmt alone (`rustfmt --check` on the output, one process per core, median s): "
+          + ", ".join(f"{n} resources {float(floors[str(n)]):.2f}" for n in first
+                      if str(n) in floors))
 if len(first) >= 3:
     a, b = first[-2], first[-1]
     def per(n, key):
