@@ -43,19 +43,23 @@ pub fn lock_dir(dir: &Path, waiting: impl FnOnce()) -> Result<Option<DirLock>, E
     };
     let key = sha256(canonical(dir).as_os_str().as_encoded_bytes());
     let path = locks.join(key);
+    let lock_error = |e: std::io::Error| EmitError::Lock {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    };
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(io(&path))?;
+        .map_err(lock_error)?;
     match file.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
             waiting();
-            file.lock().map_err(io(&path))?;
+            file.lock().map_err(lock_error)?;
         }
-        Err(std::fs::TryLockError::Error(e)) => return Err(io(&path)(e)),
+        Err(std::fs::TryLockError::Error(e)) => return Err(lock_error(e)),
     }
     Ok(Some(DirLock { _file: file }))
 }
@@ -359,6 +363,14 @@ pub enum EmitError {
     #[error("cannot write `{path}`: {message}")]
     #[diagnostic(code(bulwark::emit::io))]
     Io { path: String, message: String },
+    #[error("cannot take the lock `{path}` of generations into this directory: {message}")]
+    #[diagnostic(
+        code(bulwark::emit::lock),
+        help(
+            "the lock lives in bulwark's per-user cache folder: make it writable, or set BULWARK_CACHE_DIR to a folder you can write"
+        )
+    )]
+    Lock { path: String, message: String },
 }
 
 /// "`a` was", or "`a`, `b` and `c` were": every file edited, named at once.

@@ -1045,6 +1045,39 @@ fn regeneration_keeps_unmanaged_files_and_removes_dropped_resources() {
 // generate: failures that write nothing
 // ---------------------------------------------------------------------------------------
 
+/// A lock that cannot be taken (here its file is a folder) stops the generation before
+/// anything is written, and says where the lock lives and what to do.
+#[test]
+fn a_lock_that_cannot_be_taken_is_a_clear_error() {
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let out = tmp.path().join("out");
+    let key = sha256_hex(
+        tmp.path()
+            .canonicalize()
+            .unwrap()
+            .join("out")
+            .as_os_str()
+            .as_encoded_bytes(),
+    );
+    fs::create_dir_all(cache.join("locks").join(&key)).unwrap();
+    let run = output(
+        generate_json_command(&spec("ledgerly.yaml"), &out).env("BULWARK_CACHE_DIR", &cache),
+    );
+    assert_eq!(run.code, 2, "{}", run.stdout);
+    let doc: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_json_error(&doc, "io", &key);
+    assert_eq!(doc["error"]["code"], "bulwark::emit::lock", "{doc}");
+    assert!(
+        doc["error"]["help"]
+            .as_str()
+            .unwrap()
+            .contains("BULWARK_CACHE_DIR"),
+        "{doc}"
+    );
+    assert!(!out.exists(), "nothing written");
+}
+
 #[test]
 fn invalid_spec_exits_1_and_creates_no_output_dir() {
     let tmp = tempdir();
