@@ -570,7 +570,7 @@ fn build(format: OutputFormat, path: &Path, output: &Output) -> Result<Generatio
 
 fn generate(format: OutputFormat, path: &Path, target: &Output, force: bool) -> u8 {
     // Held until the generation is written (to the end of this function).
-    let lock = match target {
+    let _lock = match target {
         Output::Dir(dir) => {
             let waiting = || {
                 if format == OutputFormat::Human {
@@ -589,10 +589,9 @@ fn generate(format: OutputFormat, path: &Path, target: &Output, force: bool) -> 
         Output::Git(..) => None,
     };
     // A generation killed while moving its files into place is finished first, before this
-    // one reads the directory; only under the lock, so that no running generation's staging
-    // folder is taken for an interrupted one.
-    let recovered = match (target, &lock) {
-        (Output::Dir(dir), Some(_)) => match emit::recover(dir) {
+    // one reads the directory.
+    let recovered = match target {
+        Output::Dir(dir) => match emit::recover(dir) {
             Ok(finished) => finished,
             Err(e) if e.is_refusal() => return fail(format, exit::REFUSED, "refused", &e),
             Err(e) => return fail(format, exit::USAGE_OR_IO, "io", &e),

@@ -92,6 +92,11 @@ pub const MANIFEST: &str = ".bulwark/manifest.json";
 
 /// In a staging folder: the moves still to make, written before the first one.
 const JOURNAL: &str = "journal.json";
+/// In a staging folder: locked by the generation using it, from before it stages anything to
+/// the end (a lock a killed process no longer holds), so that [`recover`] never takes a
+/// running generation's folder for an interrupted one (generations without the directory's
+/// lock, or under another user's cache, run side by side).
+const IN_USE: &str = ".lock";
 /// In a staging folder: the journal of a generation that failed and undid its moves (renamed
 /// so, which needs no space on a full disk). Files it could not put back stay in such a
 /// folder, for their owner to sort out; [`recover`] leaves it alone.
@@ -109,12 +114,15 @@ struct Journal {
     manifest: bool,
 }
 
-/// Before a generation into `dir` (its lock held): finishes the moves of generations that
-/// were killed while moving their files into place, from their journals, and removes the
-/// staging folders of runs killed before they moved anything. The number finished.
+/// Before a generation into `dir`: finishes the moves of generations that were killed while
+/// moving their files into place, from their journals, and removes the staging folders of
+/// runs killed before they moved anything. The number finished.
 ///
 /// A file the moves would replace or remove that has changed since they were checked is not
 /// touched: the directory is left as it is, with the journal, and a refusal names the files.
+/// Folders a running generation holds ([`IN_USE`]), folders holding what a failed generation
+/// could not put back, and set-aside files with no journal (left by older versions) are left
+/// alone. Every generation does this first, so none completes over an unfinished one.
 pub fn recover(dir: &Path) -> Result<usize, EmitError> {
     let own = dir.join(".bulwark");
     let Ok(entries) = std::fs::read_dir(&own) else {
@@ -129,26 +137,84 @@ pub fn recover(dir: &Path) -> Result<usize, EmitError> {
     folders.sort();
     let mut finished = 0;
     for staging in folders {
+        // Held while this looks at the folder: no generation can start using it meanwhile.
+        let Some(_in_use) = take_in_use(&staging)? else {
+            continue;
+        };
         if staging.join(UNDONE).exists() {
             continue;
         }
         let journal_path = staging.join(JOURNAL);
         match std::fs::read(&journal_path) {
             Ok(bytes) => {
+                let unreadable = |message: String| EmitError::Io {
+                    path: journal_path.display().to_string(),
+                    message: format!(
+                        "an interrupted generation's journal is unreadable: {message}"
+                    ),
+                };
                 let journal: Journal =
-                    serde_json::from_slice(&bytes).map_err(|e| EmitError::Io {
-                        path: journal_path.display().to_string(),
-                        message: format!("an interrupted generation's journal is unreadable: {e}"),
-                    })?;
+                    serde_json::from_slice(&bytes).map_err(|e| unreadable(e.to_string()))?;
+                if let Some(bad) = journal
+                    .puts
+                    .iter()
+                    .find_map(|(staged, path, _)| {
+                        let plain =
+                            !staged.is_empty() && staged.bytes().all(|b| b.is_ascii_digit());
+                        (!plain || !is_generated_path(path)).then_some(path)
+                    })
+                    .or_else(|| {
+                        journal
+                            .removals
+                            .iter()
+                            .map(|(path, _)| path)
+                            .find(|p| !is_generated_path(p))
+                    })
+                {
+                    return Err(unreadable(format!(
+                        "it names `{bad}`, which is not a plain path inside the directory"
+                    )));
+                }
                 finish(dir, &staging, &journal)?;
                 finished += 1;
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // A run killed before it moved anything stages files, never sets any aside.
+                if has_set_aside(&staging) {
+                    continue;
+                }
+            }
             Err(e) => return Err(io(&journal_path)(e)),
         }
         std::fs::remove_dir_all(&staging).map_err(io(&staging))?;
     }
     Ok(finished)
+}
+
+/// The lock of a staging folder ([`IN_USE`]), taken; `None` while a running generation holds
+/// it.
+fn take_in_use(staging: &Path) -> Result<Option<std::fs::File>, EmitError> {
+    let path = staging.join(IN_USE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io(&path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(&path)(e)),
+    }
+}
+
+/// Whether a staging folder holds a file set aside (`previous-N`).
+fn has_set_aside(staging: &Path) -> bool {
+    std::fs::read_dir(staging).is_ok_and(|entries| {
+        entries
+            .filter_map(Result::ok)
+            .any(|e| e.file_name().to_string_lossy().starts_with("previous-"))
+    })
 }
 
 /// Makes the moves of `journal` that were not made, once none of them would replace or
@@ -356,7 +422,7 @@ pub enum EmitError {
     #[diagnostic(
         code(bulwark::emit::interrupted),
         help(
-            "its files and journal are in `{staging}`: put the files named back as they were, or move them away, and generate again (it finishes first); or delete that folder to give it up"
+            "its files and journal are in `{staging}`: put the files named back as they were, or move them away, and generate again (it finishes the interrupted generation first, then does its own)"
         )
     )]
     Interrupted { staging: String, paths: Vec<String> },
@@ -716,6 +782,7 @@ fn write_staged(
         .prefix("staging-")
         .tempdir_in(dir.join(".bulwark"))
         .map_err(io(dir))?;
+    let _in_use = take_in_use(staging.path())?;
     let mut staged: Vec<(PathBuf, PathBuf, &String)> = Vec::new();
     for (index, (path, contents, _)) in plan.iter().enumerate() {
         let staged_path = staging.path().join(index.to_string());

@@ -960,6 +960,61 @@ fn an_interrupted_generation_is_not_finished_over_an_edit() {
     assert_eq!(staging_folders(&out), vec![kept]);
 }
 
+/// A journal is followed by any generation, locked or not, and only inside the directory:
+/// one naming a path outside is an error that moves nothing. Set-aside files with no
+/// journal are left alone.
+#[test]
+fn a_journal_is_followed_by_every_generation_and_only_inside_the_directory() {
+    let tmp = tempdir();
+    let smaller = tracker_without_time_entry(tmp.path());
+
+    // Without a cache (so without the directory's lock), the interrupted generation is
+    // finished all the same before this one, which then takes the directory back.
+    let out = tmp.path().join("out");
+    let back = tmp.path().join("back");
+    assert_eq!(generate_json(&spec("tracker.yaml"), &back, &[]).code, 0);
+    assert_eq!(generate_json(&smaller, &back, &[]).code, 0);
+    assert_eq!(generate_json(&spec("tracker.yaml"), &back, &[]).code, 0);
+    assert_eq!(generate_json(&spec("tracker.yaml"), &out, &[]).code, 0);
+    generate_killed(&smaller, &out, "crates/server/src/routes.rs");
+    let no_cache = tmp.path().join("not-a-folder");
+    fs::write(&no_cache, "").unwrap();
+    let run = output(
+        generate_json_command(&spec("tracker.yaml"), &out).env("BULWARK_CACHE_DIR", &no_cache),
+    );
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    let doc: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(doc["interrupted_finished"], 1, "{doc}");
+    assert_same_tree(
+        &snapshot(&back),
+        &snapshot(&out),
+        "finished, then taken back",
+    );
+
+    // Planted: a journal naming a file outside the directory.
+    let planted = out.join(".bulwark/staging-planted");
+    fs::create_dir(&planted).unwrap();
+    fs::write(planted.join("0"), "outside").unwrap();
+    fs::write(
+        planted.join("journal.json"),
+        r#"{"puts":[["0","../escaped.txt",null]],"removals":[],"manifest":false}"#,
+    )
+    .unwrap();
+    let run = generate_json(&smaller, &out, &[]);
+    assert_eq!(run.code, 2, "{}", run.stdout);
+    let doc: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_json_error(&doc, "io", "not a plain path inside the directory");
+    assert!(!tmp.path().join("escaped.txt").exists());
+    fs::remove_dir_all(&planted).unwrap();
+
+    // Set aside by an older version, with no journal: left for its owner.
+    let older = out.join(".bulwark/staging-older");
+    fs::create_dir(&older).unwrap();
+    fs::write(older.join("previous-0"), "a file set aside").unwrap();
+    assert_eq!(generate_json(&smaller, &out, &[]).code, 0);
+    assert!(older.join("previous-0").is_file());
+}
+
 // ---------------------------------------------------------------------------------------
 // generate: files bulwark does not own
 // ---------------------------------------------------------------------------------------
