@@ -793,10 +793,20 @@ fn audit(
                 Ok(s) => s,
                 Err(code) => return code,
             };
-            match crate::compile(&path.display().to_string(), &source) {
-                Ok(app) => Some(app),
+            let mut app = match crate::compile(&path.display().to_string(), &source) {
+                Ok(app) => app,
                 Err(report) => return report_invalid(format, &report),
+            };
+            // The versions still served have the shapes the project's generation recorded,
+            // as `generate` gave them (their routes are checked against those).
+            let recorded = match emit::read_manifest(dir) {
+                Ok(manifest) => manifest.map(|m| m.api).unwrap_or_default(),
+                Err(e) => return fail(format, exit::USAGE_OR_IO, "io", &e),
+            };
+            if let Err(e) = crate::versions::attach(&mut app, &recorded) {
+                return fail(format, exit::USAGE_OR_IO, "spec", &e);
             }
+            Some(app)
         }
         None => None,
     };

@@ -2,30 +2,38 @@
 //! through the guard, including in code edited by hand.
 //!
 //! Every `.rs` file under DIR (except the root's `target/` and `.git/`) is parsed with syn.
-//! A finding is: outside the guard module, any use of an axum call that attaches a handler or
-//! a layer (`route`, `nest`, `merge`, `fallback`, `layer`, `from_fn`, … as a method, a path
-//! or an import, raw identifiers included); a name this audit follows imported under another
-//! (`use axum::serve as start`); a `serve` or service conversion outside the server's main
-//! (and the server crate's benchmarks, which serve the guarded router on loopback), or more
-//! than one `serve`; in that main, `serve` other than called on `server::router(..)` (or a
-//! name only a plain `let` bound to it), anything declared there named `server`, or a glob
-//! import; a socket listening outside it, or connections taken off one (`accept`, `incoming`)
-//! anywhere (the test and benchmark targets of the crates under `crates/` aside); an
-//! implementation of tower's `Service` or `Layer`, or of axum's `Handler`, outside the guard;
-//! hyper used directly, or a dependency on a crate that serves HTTP by itself, attaches
-//! handlers its own way, opens sockets below tokio or builds names out of pieces (`paste`); a
-//! manifest bringing in code from outside the project (a `path` leading out of it, a `git`
-//! source), a crate inside a test or benchmark folder, or a target compiled from a file that
-//! is not where Cargo looks for that kind of target, not `.rs`, or under `.git` or `target`;
-//! a macro whose tokens mention any of these (its expansion cannot be checked); code the
-//! compiler reads that this audit cannot see (`#[path]`, `include!`, build scripts under any
-//! name, procedural-macro crates, symbolic links, a toolchain named by its folder, Cargo
-//! configuration that sets a compiler); an `Operation` declared outside the generated
-//! resource and members modules, other than as a literal, or under an alias, and one
-//! registered that is not a constant declared so; a file that does not parse; and a guard
-//! module that differs from the one this bulwark generates (it holds the fallbacks too).
-//! With `--spec`, every declared operation must also be exactly one of the spec's, roles and
-//! second factor included. With `--database`, the [`database`] side is audited too.
+//! The guard module is the one place that attaches handlers, listens and serves
+//! (`guard::serve`, which the server's main calls); it must be exactly the one this bulwark
+//! generates. A finding is, outside it: any use of an axum call that attaches a handler or a
+//! layer (`route`, `nest`, `merge`, `fallback`, `layer`, `from_fn`, … as a method, a path
+//! or an import, raw identifiers included); serving (`serve`, service conversions) other
+//! than by calling `guard::serve` (the server crate's benchmarks aside, which serve the
+//! guarded router on loopback); a socket listening, or connections taken off one (`accept`,
+//! `incoming`, tokio-stream's listener streams), anywhere but the test and benchmark targets
+//! of the crates under `crates/`; a name this audit follows imported under another (`use
+//! axum::serve as start`), or a glob import from a crate whose names it follows (`use
+//! axum::*`); an implementation of tower's `Service` or `Layer`, or of axum's `Handler` or
+//! `serve::Listener`; hyper used directly, or a dependency on a crate that serves HTTP by itself,
+//! attaches handlers its own way, opens sockets below tokio or builds names out of pieces
+//! (`paste`); a manifest bringing in code from outside the project (a `path` leading out of
+//! it, a `git` source), a crate inside a test or benchmark folder, or a target compiled from
+//! a file that is not where Cargo looks for that kind of target, not `.rs`, or under `.git`
+//! or `target`; a macro whose tokens mention any of these (its expansion cannot be checked);
+//! code the compiler reads that this audit cannot see (`#[path]`, `include!`, build scripts
+//! under any name, procedural-macro crates, symbolic links, a toolchain named by its folder,
+//! Cargo configuration that sets a compiler); an `Operation` declared outside the generated
+//! resource and members modules, other than as a literal, or under an alias; a route
+//! registered (`GuardedRouter::operation`, `previous`) outside those modules, other than as
+//! a method, or with anything but `&NAME` of an operation its module declares as a literal
+//! at its top under a name nothing else there has; in those modules, anything declared or
+//! imported as `Some`, `None`, `Operation`, `RouteClass`, `tracing` or `serde_json` but the
+//! guard's own, glob imports, macros where an item or a statement goes (tracing's aside) and
+//! names that are not ASCII; and a file that does not parse. A lone name (a variable, or a
+//! function imported by name, the import being checked), tracing's logging macros and
+//! `tracing_subscriber`'s layers are no findings. With `--spec`, every
+//! declared operation must also be exactly one of the spec's, roles and second factor
+//! included, and every route of a previous API version one the spec's deprecated versions
+//! serve. With `--database`, the [`database`] side is audited too.
 
 pub mod database;
 
@@ -38,8 +46,6 @@ use syn::visit::Visit;
 
 /// The only module allowed to attach handlers, relative to the project root.
 pub const GUARD_MODULE: &str = "crates/server/src/guard.rs";
-/// The only file allowed to start serving.
-pub const SERVER_MAIN: &str = "crates/server/src/main.rs";
 /// Where the generated operations are declared.
 const RESOURCE_MODULES: &str = "crates/server/src/resources/";
 /// The server crate, whose benchmarks (`benches/`) may serve the guarded router on loopback
@@ -77,9 +83,17 @@ const ATTACHING: [&str; 24] = [
     "HandlerService",
 ];
 
-/// Sockets that accept connections: outside the service's main (and tests and benchmarks,
-/// which serve their own loopback peers), a server built on one would bypass the router.
-const LISTENING: [&str; 3] = ["TcpListener", "UnixListener", "TcpSocket"];
+/// Sockets that accept connections: outside the guard module's `serve` (and tests and
+/// benchmarks, which serve their own loopback peers), a server built on one would bypass the
+/// router.
+const LISTENING: [&str; 5] = [
+    "TcpListener",
+    "UnixListener",
+    "TcpSocket",
+    // tokio-stream's adapters, which take connections off a listener as a stream.
+    "TcpListenerStream",
+    "UnixListenerStream",
+];
 
 /// Crates that serve HTTP by themselves, attach handlers in ways of their own (axum-extra's
 /// typed routes), or open sockets below tokio: a dependency on one is a way around the
@@ -140,9 +154,6 @@ const ACCEPTING: [&str; 4] = ["accept", "incoming", "poll_accept", "accept_raw"]
 /// requests before, or instead of, the guarded router.
 const SERVICE_TRAITS: [&str; 3] = ["Service", "Layer", "MakeService"];
 
-/// How the server's main turns the router into what `serve` takes.
-const MAKE_SERVICE: [&str; 2] = ["into_make_service", "into_make_service_with_connect_info"];
-
 /// One problem found.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Finding {
@@ -179,9 +190,8 @@ pub fn audit_dir(dir: &Path, spec: Option<&App>) -> Result<Vec<Finding>, AuditEr
     let mut files = Vec::new();
     let mut findings = Vec::new();
     collect(dir, dir, &mut files, &mut findings)?;
-    let mut serves = Vec::new();
     let mut operations = Vec::new();
-    let mut registered = Vec::new();
+    let mut previous = Vec::new();
     for relative in &files {
         let name = relative.to_string_lossy().replace('\\', "/");
         let path = dir.join(relative);
@@ -210,57 +220,27 @@ pub fn audit_dir(dir: &Path, spec: Option<&App>) -> Result<Vec<Finding>, AuditEr
                 continue;
             }
         };
-        let in_main = name == SERVER_MAIN;
         let (package, within_package) = package_of(dir, relative);
         let mut visitor = Visitor {
             file: &name,
             in_guard: name == GUARD_MODULE,
-            in_main,
             in_bench: package == Path::new(SERVER_CRATE) && within_package.starts_with("benches"),
             // Only the test and benchmark targets of a crate under `crates/` (a module named
             // `tests` inside a crate's source is compiled into it).
             in_tests: package.starts_with("crates")
                 && package.components().count() == 2
                 && (within_package.starts_with("tests") || within_package.starts_with("benches")),
-            router_names: BTreeSet::new(),
-            rebound: if in_main {
-                let mut rebound = Rebound::default();
-                rebound.visit_file(&file);
-                rebound.0
-            } else {
-                BTreeSet::new()
-            },
             findings: &mut findings,
-            serves: &mut serves,
             operations: &mut operations,
-            naming: None,
-            registered: &mut registered,
+            previous: &mut previous,
+            declared: declared_here(&file),
         };
         visitor.visit_file(&file);
-    }
-    // What `GuardedRouter::operation` is given must be one of the operations declared as
-    // literals (which `--spec` compares with the spec), by name.
-    let declared: BTreeSet<&str> = operations
-        .iter()
-        .filter_map(|o| o.name.as_deref())
-        .collect();
-    for (at, name) in &registered {
-        if !declared.contains(name.as_str()) {
-            findings.push(Finding {
-                message: format!("registers `{name}`, which is not an operation declared as an `Operation {{ .. }}` literal in the generated resource and members modules"),
-                ..at.clone()
-            });
-        }
-    }
-    for extra in serves.iter().skip(1) {
-        findings.push(Finding {
-            message: "starts a second server".into(),
-            ..extra.clone()
-        });
     }
     check_guard_module(dir, &mut findings)?;
     if let Some(app) = spec {
         check_operations(app, &operations, &mut findings);
+        check_previous(app, &previous, &mut findings);
     }
     findings.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
     findings.dedup();
@@ -314,8 +294,6 @@ fn check_guard_module(dir: &Path, findings: &mut Vec<Finding>) -> Result<(), Aud
 #[derive(Debug)]
 struct Declared {
     at: Finding,
-    /// The constant it is the value of, in the generated resource and members modules.
-    name: Option<String>,
     fields: BTreeMap<String, String>,
 }
 
@@ -413,6 +391,51 @@ fn check_operations(app: &App, declared: &[Declared], findings: &mut Vec<Finding
             1,
             1,
             &format!("operation `{id}` of the spec is not declared"),
+        ));
+    }
+}
+
+/// Every route of a previous API version registered must be one the spec's deprecated
+/// versions serve (operation, version and path), and every one of those registered.
+fn check_previous(app: &App, registered: &[Previous], findings: &mut Vec<Finding>) {
+    let mut expected = BTreeSet::new();
+    for (index, version) in app.deprecated_versions.iter().enumerate() {
+        for resource in &app.resources {
+            let Some(served) = version.serves(resource) else {
+                continue;
+            };
+            for action in served
+                .actions
+                .iter()
+                .filter(|a| !served.unchanged(resource, a))
+            {
+                let id = format!("{}.{}", resource.name, action.name);
+                expected.insert((id, index, version.path_of(app, resource, &served, action)));
+            }
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for route in registered {
+        let key = (route.id.clone(), route.version, route.path.clone());
+        if !expected.contains(&key) {
+            findings.push(Finding {
+                message: format!(
+                    "registers `{}` at `{}` for previous version {}, which the spec's deprecated versions do not serve",
+                    route.id, route.path, route.version
+                ),
+                ..route.at.clone()
+            });
+        }
+        seen.insert(key);
+    }
+    for (id, version, path) in expected.difference(&seen) {
+        findings.push(at(
+            RESOURCE_MODULES,
+            1,
+            1,
+            &format!(
+                "operation `{id}` of previous version {version} at `{path}` is not registered"
+            ),
         ));
     }
 }
@@ -823,67 +846,171 @@ fn refused_crate(name: &str, found: &mut impl FnMut(&str, String)) {
 struct Visitor<'a> {
     file: &'a str,
     in_guard: bool,
-    in_main: bool,
     /// A benchmark's own loopback server may serve (see [`SERVER_CRATE`]).
     in_bench: bool,
     /// Tests and benchmarks, which may listen for their own loopback peers.
     in_tests: bool,
-    /// In the server's main: the names bound to the guarded router (or its service).
-    router_names: BTreeSet<String>,
-    /// In the server's main: names bound other than by a plain `let` (see [`Rebound`]).
-    rebound: BTreeSet<String>,
     findings: &'a mut Vec<Finding>,
-    serves: &'a mut Vec<Finding>,
     operations: &'a mut Vec<Declared>,
-    /// The constant whose value is being visited, if it may declare an operation.
-    naming: Option<String>,
-    /// Where `GuardedRouter::operation` is called, and the name of the operation given.
-    registered: &'a mut Vec<(Finding, String)>,
+    /// Routes of previous API versions registered (`GuardedRouter::previous`).
+    previous: &'a mut Vec<Previous>,
+    /// The operations this file declares at its top, as `Operation { .. }` literals, by
+    /// constant name (with their `id`), that nothing else in the file is named after: the
+    /// only ones it may register.
+    declared: BTreeMap<String, String>,
 }
 
-/// In the server's main, every name bound other than by a plain `let NAME = ..`: by a
-/// pattern, a parameter, an item, or inside a macro (whose expansion is unseen). Such a name
-/// is never taken for the guarded router, whatever a `let` also bound it to, since which of
-/// its bindings a use refers to is the compiler's business.
-#[derive(Default)]
-struct Rebound(BTreeSet<String>);
+/// Crates whose names this audit follows (serving, listening, attaching): a glob import from
+/// one would bring them in unnamed.
+const GLOB_REFUSED: [&str; 7] = [
+    "axum",
+    "tower",
+    "tokio",
+    "tokio_stream",
+    "hyper",
+    "hyper_util",
+    "mio",
+];
 
-impl<'ast> Visit<'ast> for Rebound {
-    fn visit_local(&mut self, local: &'ast syn::Local) {
-        match &local.pat {
-            syn::Pat::Ident(binding) if binding.subpat.is_none() => {}
-            pattern => self.visit_pat(pattern),
-        }
-        if let Some(init) = &local.init {
-            self.visit_local_init(init);
+/// The methods of `GuardedRouter` that register a route.
+const REGISTERING: [&str; 2] = ["operation", "previous"];
+
+/// A route of a previous API version, as registered: its operation's id, the version's index
+/// in `PREVIOUS_VERSIONS`, and its path.
+#[derive(Debug)]
+struct Previous {
+    at: Finding,
+    id: String,
+    version: usize,
+    path: String,
+}
+
+/// The operations a file declares at its top as `const NAME: Operation = Operation { .. }`,
+/// by name, with their `id`, leaving out any name something else in the file also binds (an
+/// item, a binding, an import, a macro's tokens), which could stand in for it.
+fn declared_here(file: &syn::File) -> BTreeMap<String, String> {
+    #[derive(Default)]
+    struct Names(BTreeMap<String, usize>);
+    impl Names {
+        fn add(&mut self, ident: &syn::Ident) {
+            *self.0.entry(ident.unraw().to_string()).or_default() += 1;
         }
     }
-
-    fn visit_pat_ident(&mut self, binding: &'ast syn::PatIdent) {
-        self.0.insert(binding.ident.unraw().to_string());
-        syn::visit::visit_pat_ident(self, binding);
-    }
-
-    fn visit_item(&mut self, item: &'ast syn::Item) {
-        if let Some(ident) = item_ident(item) {
-            self.0.insert(ident.unraw().to_string());
+    impl<'ast> Visit<'ast> for Names {
+        fn visit_item(&mut self, item: &'ast syn::Item) {
+            if let Some(ident) = item_ident(item) {
+                self.add(ident);
+            }
+            syn::visit::visit_item(self, item);
         }
-        syn::visit::visit_item(self, item);
-    }
-
-    fn visit_macro(&mut self, mac: &'ast syn::Macro) {
-        fn idents(tokens: proc_macro2::TokenStream, out: &mut BTreeSet<String>) {
-            for tree in tokens {
-                match tree {
-                    proc_macro2::TokenTree::Ident(ident) => {
-                        out.insert(ident.unraw().to_string());
+        fn visit_impl_item_const(&mut self, item: &'ast syn::ImplItemConst) {
+            self.add(&item.ident);
+            syn::visit::visit_impl_item_const(self, item);
+        }
+        fn visit_trait_item_const(&mut self, item: &'ast syn::TraitItemConst) {
+            self.add(&item.ident);
+            syn::visit::visit_trait_item_const(self, item);
+        }
+        fn visit_pat_ident(&mut self, binding: &'ast syn::PatIdent) {
+            self.add(&binding.ident);
+            syn::visit::visit_pat_ident(self, binding);
+        }
+        fn visit_use_tree(&mut self, tree: &'ast syn::UseTree) {
+            match tree {
+                syn::UseTree::Name(n) => self.add(&n.ident),
+                syn::UseTree::Rename(r) => self.add(&r.rename),
+                _ => {}
+            }
+            syn::visit::visit_use_tree(self, tree);
+        }
+        fn visit_macro(&mut self, mac: &'ast syn::Macro) {
+            fn idents(tokens: proc_macro2::TokenStream, names: &mut Names) {
+                for tree in tokens {
+                    match tree {
+                        proc_macro2::TokenTree::Ident(ident) => names.add(&ident),
+                        proc_macro2::TokenTree::Group(group) => idents(group.stream(), names),
+                        _ => {}
                     }
-                    proc_macro2::TokenTree::Group(group) => idents(group.stream(), out),
-                    _ => {}
                 }
             }
+            idents(mac.tokens.clone(), self);
         }
-        idents(mac.tokens.clone(), &mut self.0);
+    }
+    let mut names = Names::default();
+    names.visit_file(file);
+    // `Operation` itself, the guard's (its import is checked), not a type of that name
+    // elsewhere (`crate::tenant::Operation`).
+    let is_operation = |path: &syn::Path| path.is_ident("Operation");
+    file.items
+        .iter()
+        .filter_map(|item| match item {
+            syn::Item::Const(c) => match (&*c.ty, &*c.expr) {
+                (syn::Type::Path(ty), syn::Expr::Struct(literal))
+                    if ty.qself.is_none()
+                        && is_operation(&ty.path)
+                        && is_operation(&literal.path)
+                        && literal.rest.is_none() =>
+                {
+                    let id = literal
+                        .fields
+                        .iter()
+                        .find_map(|f| match (&f.member, &f.expr) {
+                            (
+                                syn::Member::Named(name),
+                                syn::Expr::Lit(syn::ExprLit {
+                                    lit: syn::Lit::Str(id),
+                                    ..
+                                }),
+                            ) if name == "id" => Some(id.value()),
+                            _ => None,
+                        })?;
+                    Some((c.ident.unraw().to_string(), id))
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+        .filter(|(name, _)| names.0.get(name) == Some(&1))
+        .collect()
+}
+
+/// Names the `Operation` literals use, which nothing in a module declaring them may
+/// redeclare.
+const PROTECTED: [&str; 6] = [
+    "Some",
+    "None",
+    "Operation",
+    "RouteClass",
+    "tracing",
+    "serde_json",
+];
+
+/// One name a `use` brings in: the original and the name bound, or a glob.
+enum Leaf<'a> {
+    Name(&'a syn::Ident, &'a syn::Ident),
+    Glob(proc_macro2::Span),
+}
+
+/// Every name a use tree brings in, with the path before it.
+fn use_leaves<'a>(
+    tree: &'a syn::UseTree,
+    prefix: &mut Vec<String>,
+    out: &mut Vec<(Vec<String>, Leaf<'a>)>,
+) {
+    match tree {
+        syn::UseTree::Path(p) => {
+            prefix.push(p.ident.unraw().to_string());
+            use_leaves(&p.tree, prefix, out);
+            prefix.pop();
+        }
+        syn::UseTree::Name(n) => out.push((prefix.clone(), Leaf::Name(&n.ident, &n.ident))),
+        syn::UseTree::Rename(r) => out.push((prefix.clone(), Leaf::Name(&r.ident, &r.rename))),
+        syn::UseTree::Glob(g) => out.push((prefix.clone(), Leaf::Glob(g.star_token.span))),
+        syn::UseTree::Group(g) => {
+            for tree in &g.items {
+                use_leaves(tree, prefix, out);
+            }
+        }
     }
 }
 
@@ -915,25 +1042,8 @@ fn followed(word: &str) -> bool {
         || SERVICE_TRAITS.contains(&word)
         || matches!(
             word,
-            "Operation"
-                | "GuardedRouter"
-                | "router"
-                | "server"
-                | "hyper"
-                | "hyper_util"
-                | "include"
+            "Operation" | "GuardedRouter" | "RouteClass" | "hyper" | "hyper_util" | "include"
         )
-}
-
-/// The names a pattern binds.
-#[derive(Default)]
-struct Bindings(Vec<String>);
-
-impl<'ast> Visit<'ast> for Bindings {
-    fn visit_pat_ident(&mut self, binding: &'ast syn::PatIdent) {
-        self.0.push(binding.ident.to_string());
-        syn::visit::visit_pat_ident(self, binding);
-    }
 }
 
 /// Whether `tokens` hold the identifier `word`, at any depth.
@@ -946,17 +1056,6 @@ fn mentions(tokens: &proc_macro2::TokenStream, word: &str) -> bool {
 }
 
 impl Visitor<'_> {
-    /// In the server's main, `server` names the server crate, whose `router` is the guarded
-    /// one: an item or import of that name there would stand in for it.
-    fn shadows_server(&mut self, ident: &syn::Ident) {
-        if self.in_main && ident == "server" {
-            self.finding(
-                ident.span(),
-                "declares `server` in the service's main, where the name must be the server crate (its `router` is the guarded one)".into(),
-            );
-        }
-    }
-
     /// A `static`, `const` or function of type `Operation` outside the generated resource
     /// and members modules and the guard.
     fn operation_item(&mut self, ty: &syn::Type, ident: &syn::Ident, value: Option<&syn::Expr>) {
@@ -981,6 +1080,102 @@ impl Visitor<'_> {
             self.finding(
                 ident.span(),
                 "declares an operation outside the generated resource and members modules".into(),
+            );
+        }
+    }
+
+    /// `router.operation(&OP, handler)` or `router.previous(&OP, &crate::routes::PREVIOUS_VERSIONS[N],
+    /// "/path", handler)`: only in the modules declaring operations, and only with an
+    /// operation this file declares as a literal at its top ([`declared_here`]).
+    fn registration(&mut self, call: &syn::ExprMethodCall) {
+        let method = call.method.unraw().to_string();
+        if !self.declares_operations() {
+            self.finding(
+                call.method.span(),
+                format!("`{method}` registers a route outside the generated resource and members modules"),
+            );
+            return;
+        }
+        let args: Vec<&syn::Expr> = call.args.iter().collect();
+        let named = match args.first() {
+            Some(syn::Expr::Reference(r)) => match &*r.expr {
+                syn::Expr::Path(p) if p.qself.is_none() => p.path.get_ident(),
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some((name, id)) = named.and_then(|name| {
+            let name = name.unraw().to_string();
+            self.declared.get(&name).map(|id| (name, id.clone()))
+        }) else {
+            self.finding(
+                call.method.span(),
+                format!("`{method}` is given something other than `&NAME` of an operation this module declares as an `Operation {{ .. }}` literal at its top, under a name nothing else in it has"),
+            );
+            return;
+        };
+        if method == "previous" {
+            // The version by its index in the generated table, the path written out.
+            let version = match args.get(1) {
+                Some(syn::Expr::Reference(r)) => match &*r.expr {
+                    syn::Expr::Index(index) => match (&*index.expr, &*index.index) {
+                        (
+                            syn::Expr::Path(table),
+                            syn::Expr::Lit(syn::ExprLit {
+                                lit: syn::Lit::Int(n),
+                                ..
+                            }),
+                        ) if table.path.segments.iter().map(|s| s.ident.to_string()).eq([
+                            "crate",
+                            "routes",
+                            "PREVIOUS_VERSIONS",
+                        ]) =>
+                        {
+                            n.base10_parse::<usize>().ok()
+                        }
+                        _ => None,
+                    },
+                    _ => None,
+                },
+                _ => None,
+            };
+            let path = match args.get(2) {
+                Some(syn::Expr::Lit(syn::ExprLit {
+                    lit: syn::Lit::Str(path),
+                    ..
+                })) => Some(path.value()),
+                _ => None,
+            };
+            let (Some(version), Some(path)) = (version, path) else {
+                self.finding(
+                    call.method.span(),
+                    format!("`previous` of `{name}` must name its version as `&crate::routes::PREVIOUS_VERSIONS[N]` and its path as a string"),
+                );
+                return;
+            };
+            let start = call.method.span().start();
+            self.previous.push(Previous {
+                at: at(self.file, start.line, start.column + 1, ""),
+                id,
+                version,
+                path,
+            });
+        }
+    }
+
+    /// Whether this file is one of the generated modules that declare operations.
+    fn declares_operations(&self) -> bool {
+        self.file.starts_with(RESOURCE_MODULES) || self.file == MEMBERS_MODULE
+    }
+
+    /// A declaration of `ident` in a module declaring operations, where it must not be one of
+    /// [`PROTECTED`].
+    fn protected(&mut self, ident: &syn::Ident) {
+        let word = ident.unraw().to_string();
+        if self.declares_operations() && PROTECTED.contains(&word.as_str()) {
+            self.finding(
+                ident.span(),
+                format!("declares `{word}` in a module declaring operations, where the operation literals' `{word}` must be the usual one"),
             );
         }
     }
@@ -1016,34 +1211,18 @@ impl Visitor<'_> {
                 format!("{how} `{word}` attaches a handler or layer outside the guarded router; register it with `GuardedRouter::operation` and an operation of the spec"),
             );
         }
-        if SERVING.contains(&word.as_str()) && !self.in_bench {
-            if !self.in_main {
-                self.finding(
-                    ident.span(),
-                    format!("{how} `{word}` serves a router outside the service's main"),
-                );
-            } else if word == "serve" {
-                let start = ident.span().start();
-                self.serves.push(Finding {
-                    file: self.file.to_owned(),
-                    line: start.line,
-                    column: start.column + 1,
-                    message: String::new(),
-                });
-                // Called, what it serves is checked (`visit_expr_call`); taken as a value or
-                // imported, it could be called on anything under another name.
-                if how != "call" {
-                    self.finding(
-                        ident.span(),
-                        format!("{how} `serve` in the service's main: call `axum::serve(listener, ..)` on the guarded router directly"),
-                    );
-                }
-            }
-        }
-        if LISTENING.contains(&word.as_str()) && !self.in_main && !self.in_tests {
+        // Serving and listening happen in `guard::serve` only (and a benchmark's loopback
+        // server): anywhere else, a server the guarded router may not be in front of.
+        if SERVING.contains(&word.as_str()) && !self.in_guard && !self.in_bench {
             self.finding(
                 ident.span(),
-                format!("{how} `{word}` accepts connections outside the service's main, where no guarded router is in the way"),
+                format!("{how} `{word}` serves outside the guard module; the service is served by `guard::serve` alone"),
+            );
+        }
+        if LISTENING.contains(&word.as_str()) && !self.in_guard && !self.in_tests {
+            self.finding(
+                ident.span(),
+                format!("{how} `{word}` listens for connections outside the guard module, where no guarded router is in the way"),
             );
         }
         if word == "include" {
@@ -1072,26 +1251,6 @@ impl Visitor<'_> {
         }
     }
 
-    /// Whether `expr`, in the server's main, is the guarded router (`server::router(..)`), a
-    /// name bound to it, or the service made of it (`into_make_service*`).
-    fn is_router(&self, expr: &syn::Expr) -> bool {
-        match expr {
-            syn::Expr::Call(call) => matches!(&*call.func, syn::Expr::Path(p)
-                if p.path.segments.iter().map(|s| s.ident.to_string()).eq(["server", "router"])),
-            syn::Expr::MethodCall(call) => {
-                MAKE_SERVICE.contains(&call.method.to_string().as_str())
-                    && self.is_router(&call.receiver)
-            }
-            syn::Expr::Path(p) => p
-                .path
-                .get_ident()
-                .is_some_and(|name| self.router_names.contains(&name.unraw().to_string())),
-            syn::Expr::Paren(inner) => self.is_router(&inner.expr),
-            syn::Expr::Group(inner) => self.is_router(&inner.expr),
-            _ => false,
-        }
-    }
-
     /// Tokens of a macro: checked for every name above, since what the macro expands to
     /// cannot be seen here.
     fn check_tokens(&mut self, tokens: &proc_macro2::TokenStream, name: &str) {
@@ -1099,8 +1258,8 @@ impl Visitor<'_> {
             match tree {
                 proc_macro2::TokenTree::Ident(ident) => {
                     let word = ident.unraw().to_string();
-                    // Serving inside a macro is a finding in main too: what it expands to is
-                    // neither the one `serve` nor checked to serve the guarded router.
+                    // Serving or listening inside a macro is a finding even where the names
+                    // alone are not: what it expands to cannot be checked.
                     let flagged = (attaches(&word) && !self.in_guard)
                         || (SERVING.contains(&word.as_str()) && !self.in_bench)
                         || ((LISTENING.contains(&word.as_str())
@@ -1128,92 +1287,13 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
     fn visit_expr_method_call(&mut self, call: &'ast syn::ExprMethodCall) {
         self.check_name(&call.method, "method");
         self.accepting(&call.method);
-        // An operation registered is one the generated modules declare, by name (checked
-        // once every file is read).
-        if call.method == "operation" && !self.in_guard && !self.in_tests {
-            let name = match call.args.first() {
-                Some(syn::Expr::Reference(r)) => match &*r.expr {
-                    syn::Expr::Path(p) => {
-                        p.path.segments.last().map(|s| s.ident.unraw().to_string())
-                    }
-                    _ => None,
-                },
-                _ => None,
-            };
-            match name {
-                Some(name) => {
-                    let start = call.method.span().start();
-                    self.registered.push((at(self.file, start.line, start.column + 1, ""), name));
-                }
-                None => self.finding(
-                    call.method.span(),
-                    "registers an operation other than a declared `…_OP` constant of the generated modules".into(),
-                ),
-            }
-        }
-        if self.in_main
-            && MAKE_SERVICE.contains(&call.method.to_string().as_str())
-            && !self.is_router(&call.receiver)
+        if REGISTERING.contains(&call.method.unraw().to_string().as_str())
+            && !self.in_guard
+            && !self.in_tests
         {
-            self.finding(
-                call.method.span(),
-                format!("`{}` turns something other than the guarded router (`server::router`) into a service", call.method),
-            );
+            self.registration(call);
         }
         syn::visit::visit_expr_method_call(self, call);
-    }
-
-    /// In the server's main, what `serve` runs must be the guarded router.
-    fn visit_expr_call(&mut self, call: &'ast syn::ExprCall) {
-        if let (true, syn::Expr::Path(func)) = (self.in_main, &*call.func)
-            && let Some(last) = func.path.segments.last()
-            && last.ident.unraw() == "serve"
-        {
-            if !call
-                .args
-                .iter()
-                .nth(1)
-                .is_some_and(|app| self.is_router(app))
-            {
-                self.finding(
-                    last.ident.span(),
-                    "serves something other than the guarded router (`server::router`)".into(),
-                );
-            }
-            let count = func.path.segments.len();
-            for (index, segment) in func.path.segments.iter().enumerate() {
-                let how = if index + 1 == count { "call" } else { "path" };
-                self.check_name(&segment.ident, how);
-                self.visit_path_arguments(&segment.arguments);
-            }
-            for arg in &call.args {
-                self.visit_expr(arg);
-            }
-            return;
-        }
-        syn::visit::visit_expr_call(self, call);
-    }
-
-    /// In the server's main, remembers which names hold the guarded router.
-    /// Any other binding of a name (typed, in a tuple, shadowed) forgets it.
-    fn visit_local(&mut self, local: &'ast syn::Local) {
-        if self.in_main {
-            let router = local
-                .init
-                .as_ref()
-                .is_some_and(|init| self.is_router(&init.expr));
-            let mut bound = Bindings::default();
-            bound.visit_pat(&local.pat);
-            for name in bound.0 {
-                self.router_names.remove(&name);
-            }
-            if let (true, syn::Pat::Ident(binding)) = (router, &local.pat)
-                && !self.rebound.contains(&binding.ident.unraw().to_string())
-            {
-                self.router_names.insert(binding.ident.unraw().to_string());
-            }
-        }
-        syn::visit::visit_local(self, local);
     }
 
     /// Type names are checked like the other names (`type Port = TcpListener`, a `Handler`
@@ -1244,11 +1324,7 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
 
     fn visit_item_const(&mut self, item: &'ast syn::ItemConst) {
         self.operation_item(&item.ty, &item.ident, Some(&item.expr));
-        // The literal that is its whole value declares an operation under its name.
-        self.naming =
-            matches!(&*item.expr, syn::Expr::Struct(_)).then(|| item.ident.unraw().to_string());
         syn::visit::visit_item_const(self, item);
-        self.naming = None;
     }
 
     fn visit_item_fn(&mut self, item: &'ast syn::ItemFn) {
@@ -1277,23 +1353,78 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
         syn::visit::visit_impl_item_fn(self, item);
     }
 
-    /// Any item named `server` in the service's main (a module, a struct with a `router`
-    /// function, …) would stand in for the server crate.
+    /// In the modules declaring operations, an item named like what their literals use
+    /// (`Some`, `RouteClass`, …) would change what a literal means while its text, which
+    /// `--spec` compares, stays the same; a macro of their own could declare anything.
     fn visit_item(&mut self, item: &'ast syn::Item) {
         if let Some(ident) = item_ident(item) {
-            self.shadows_server(ident);
+            self.protected(ident);
+        }
+        if let syn::Item::Macro(mac) = item
+            && self.declares_operations()
+        {
+            self.finding(
+                mac.mac.path.segments[0].ident.span(),
+                "a macro where an item goes in a module declaring operations: what it declares cannot be checked".into(),
+            );
         }
         syn::visit::visit_item(self, item);
     }
 
-    /// So would a generic parameter of that name (`fn run<server: Make>()`).
     fn visit_generic_param(&mut self, param: &'ast syn::GenericParam) {
         match param {
-            syn::GenericParam::Type(t) => self.shadows_server(&t.ident),
-            syn::GenericParam::Const(c) => self.shadows_server(&c.ident),
+            syn::GenericParam::Type(t) => self.protected(&t.ident),
+            syn::GenericParam::Const(c) => self.protected(&c.ident),
             syn::GenericParam::Lifetime(_) => {}
         }
         syn::visit::visit_generic_param(self, param);
+    }
+
+    /// Imports into a module declaring operations: `Operation` and `RouteClass` from the
+    /// guard module only, nothing named `Some` or `None`, and no globs (what they bring is
+    /// unseen).
+    fn visit_item_use(&mut self, item: &'ast syn::ItemUse) {
+        if !self.in_guard {
+            let mut leaves = Vec::new();
+            use_leaves(&item.tree, &mut Vec::new(), &mut leaves);
+            for (path, leaf) in &leaves {
+                let from = path.first().map(String::as_str).unwrap_or_default();
+                let followed = GLOB_REFUSED.contains(&from)
+                    || matches!(path.as_slice(), [std, net, ..] if (std == "std" || std == "core") && net == "net");
+                if let (Leaf::Glob(span), true) = (leaf, followed) {
+                    self.finding(
+                        *span,
+                        format!("a glob import from `{}` hides the names this audit follows: import them by name", path.join("::")),
+                    );
+                }
+            }
+        }
+        if self.declares_operations() {
+            let mut leaves = Vec::new();
+            use_leaves(&item.tree, &mut Vec::new(), &mut leaves);
+            for (path, leaf) in leaves {
+                match leaf {
+                    Leaf::Glob(span) => self.finding(
+                        span,
+                        "a glob import in a module declaring operations: import names one by one"
+                            .into(),
+                    ),
+                    Leaf::Name(original, bound) => {
+                        let word = bound.unraw().to_string();
+                        let guards = path == ["crate", "guard"]
+                            && original == bound
+                            && matches!(word.as_str(), "Operation" | "RouteClass");
+                        if PROTECTED.contains(&word.as_str()) && !guards {
+                            self.finding(
+                                bound.span(),
+                                format!("imports `{word}` other than the guard module's own: the operation literals' `{word}` must be the usual one"),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        syn::visit::visit_item_use(self, item);
     }
 
     /// An alias of `Operation` would declare operations this audit does not see as such.
@@ -1308,8 +1439,38 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
     }
 
     fn visit_expr_path(&mut self, path: &'ast syn::ExprPath) {
-        for segment in &path.path.segments {
-            self.check_name(&segment.ident, "path");
+        let segments: Vec<&syn::PathSegment> = path.path.segments.iter().collect();
+        for (index, segment) in segments.iter().enumerate() {
+            // `server::guard::serve(..)`: the guard module's own, the one way to serve.
+            let guards_own = segment.ident == "serve"
+                && index == 2
+                && segments.len() == 3
+                && segments[1].ident == "guard"
+                && (segments[0].ident == "server" || segments[0].ident == "crate")
+                && path.qself.is_none();
+            // A lone name is a variable or a function of this crate's (`let fallback = 50`):
+            // what it refers to was imported by name, and imports are checked.
+            let lone = segments.len() == 1 && path.qself.is_none();
+            // Logging layers are no handlers (`tracing_subscriber::fmt::layer()`).
+            let logging = segments[0].ident == "tracing_subscriber";
+            if !guards_own && !lone && !logging {
+                self.check_name(&segment.ident, "path");
+            }
+        }
+        // `GuardedRouter::operation(router, ..)`: registered as a method only, where the
+        // operation it is given is checked. (A lone `operation` is a variable.)
+        if let Some(last) = path.path.segments.last()
+            && REGISTERING.contains(&last.ident.unraw().to_string().as_str())
+            && (path.path.segments.len() > 1 || path.qself.is_some())
+            && !self.in_guard
+        {
+            self.finding(
+                last.ident.span(),
+                format!(
+                    "path `{}`: register operations as `router.{}(&OPERATION, handler)`",
+                    last.ident, last.ident
+                ),
+            );
         }
         // `TcpListener::accept(&l)`; a lone `incoming` is a variable like any other.
         if path.path.segments.len() > 1
@@ -1323,22 +1484,12 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
     fn visit_use_tree(&mut self, tree: &'ast syn::UseTree) {
         match tree {
             syn::UseTree::Path(p) => self.check_name(&p.ident, "import of"),
-            syn::UseTree::Name(n) => {
-                self.check_name(&n.ident, "import of");
-                self.shadows_server(&n.ident);
-            }
+            syn::UseTree::Name(n) => self.check_name(&n.ident, "import of"),
             syn::UseTree::Rename(r) => {
                 self.check_name(&r.ident, "import of");
                 self.check_name(&r.rename, "import as");
                 self.renamed(&r.ident, &r.rename);
-                self.shadows_server(&r.rename);
             }
-            // What a glob brings into the service's main is unseen: a `server` among it
-            // would stand in for the server crate.
-            syn::UseTree::Glob(glob) if self.in_main => self.finding(
-                glob.star_token.span,
-                "a glob import in the service's main: import names one by one".into(),
-            ),
             _ => {}
         }
         syn::visit::visit_use_tree(self, tree);
@@ -1371,22 +1522,26 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
                     ..at.clone()
                 });
             }
-            let name = self
-                .naming
-                .take()
-                .filter(|_| self.file.starts_with(RESOURCE_MODULES) || self.file == MEMBERS_MODULE);
-            let fields = expr
-                .fields
-                .iter()
-                .filter_map(|f| match &f.member {
-                    syn::Member::Named(name) => {
-                        let value = &f.expr;
-                        Some((name.unraw().to_string(), quote::quote!(#value).to_string()))
-                    }
-                    syn::Member::Unnamed(_) => None,
-                })
-                .collect();
-            self.operations.push(Declared { at, name, fields });
+            // Each field once and as written: a field under `#[cfg]` would leave the text
+            // compared and the value compiled apart.
+            let mut fields = BTreeMap::new();
+            for field in &expr.fields {
+                let syn::Member::Named(name) = &field.member else {
+                    continue;
+                };
+                let name = name.unraw().to_string();
+                let value = &field.expr;
+                let written = quote::quote!(#value).to_string();
+                if !field.attrs.is_empty() || fields.insert(name.clone(), written).is_some() {
+                    self.findings.push(Finding {
+                        message: format!(
+                            "an operation's `{name}` must be written once, with no attribute"
+                        ),
+                        ..at.clone()
+                    });
+                }
+            }
+            self.operations.push(Declared { at, fields });
         }
         syn::visit::visit_expr_struct(self, expr);
     }
@@ -1394,10 +1549,26 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
     /// A service or layer of one's own (`impl Service for ..`) could answer requests
     /// before, or instead of, the guarded router it wraps.
     fn visit_item_impl(&mut self, item: &'ast syn::ItemImpl) {
+        let logging = item.trait_.as_ref().is_some_and(|(path, _)| {
+            path.segments
+                .first()
+                .is_some_and(|s| s.ident == "tracing_subscriber")
+        });
+        if let Some((path, _)) = &item.trait_
+            && !logging
+        {
+            for segment in &path.segments {
+                self.check_name(&segment.ident, "trait");
+            }
+        }
         if let Some((path, _)) = &item.trait_
             && let Some(last) = path.segments.last()
             && (SERVICE_TRAITS.contains(&last.ident.unraw().to_string().as_str())
-                || last.ident.unraw() == "Handler")
+                || matches!(
+                    last.ident.unraw().to_string().as_str(),
+                    "Handler" | "Listener"
+                ))
+            && !logging
             && !self.in_guard
             && !self.in_tests
         {
@@ -1437,7 +1608,36 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
                 "`include!` brings in code this audit cannot see".into(),
             );
         }
-        self.check_tokens(&mac.tokens, &name);
+        // tracing's logging macros, by their crate's path, only log what they are given.
+        let logging = mac.path.segments.len() == 2 && mac.path.segments[0].ident == "tracing";
+        if !logging {
+            self.check_tokens(&mac.tokens, &name);
+        }
         syn::visit::visit_macro(self, mac);
+    }
+
+    /// In a module declaring operations, a macro where an item or a statement goes could
+    /// declare a stand-in for an operation, or for `Some`, unseen: only tracing's, by path.
+    fn visit_stmt_macro(&mut self, stmt: &'ast syn::StmtMacro) {
+        let logging =
+            stmt.mac.path.segments.len() == 2 && stmt.mac.path.segments[0].ident == "tracing";
+        if self.declares_operations() && !logging {
+            self.finding(
+                stmt.mac.path.segments[0].ident.span(),
+                "a macro in statement position in a module declaring operations: what it declares cannot be checked".into(),
+            );
+        }
+        syn::visit::visit_stmt_macro(self, stmt);
+    }
+
+    /// In a module declaring operations, names are compared as written: one the compiler
+    /// reads as another (the Kelvin sign for `K`) would be a stand-in unseen.
+    fn visit_ident(&mut self, ident: &'ast proc_macro2::Ident) {
+        if self.declares_operations() && !ident.to_string().is_ascii() {
+            self.finding(
+                ident.span(),
+                format!("`{ident}` is not ASCII: in a module declaring operations, names are compared as written"),
+            );
+        }
     }
 }

@@ -228,10 +228,6 @@ fn main(app: &App) -> TokenStream {
                 .map_err(|e| format!("cannot connect to the database: {e}"))?;
             server::grants::check_serving_role(&db).await?;
             let addr = std::env::var("BIND_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".into());
-            let listener = tokio::net::TcpListener::bind(&addr)
-                .await
-                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-            tracing::info!(addr = addr.as_str(), "listening");
             // In production: the issuer's discovery document and keys, or no start at all.
             let keys = server::oidc::KeySource::from_environment().await?;
             let limits = server::guard::ClassLimits::from_env(server::routes::CLASS_LIMITS)?;
@@ -241,14 +237,7 @@ fn main(app: &App) -> TokenStream {
                 .with_rate_limits(limits)
                 .with_trusted_proxies(proxies);
             let app = server::router(server::AppState { db, auth: std::sync::Arc::new(auth) });
-            // Peer addresses reach the guard's per-client rate limits.
-            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = tokio::signal::ctrl_c().await;
-                })
-                .await
-                .map_err(|e| format!("server error: {e}"))
+            server::guard::serve(&addr, app).await
         }
 
         async fn migrate() -> Result<(), String> {
@@ -947,6 +936,25 @@ fn guard() -> TokenStream {
                         .map_err(|_| format!("TRUSTED_PROXIES: `{item}` is not an address or a network (e.g. `10.0.0.0/8`)"))
                 })
                 .collect()
+        }
+
+        /// Serves `app` at `addr` until Ctrl-C: the one place the service listens and serves,
+        /// so that `bulwark audit` refuses every other (a second listener, a router served
+        /// from elsewhere). An `axum::Router` answers nothing unless a handler is attached
+        /// to it, which only this module may do. Peer addresses reach the per-client rate
+        /// limits.
+        pub async fn serve(addr: &str, app: Router) -> Result<(), String> {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            tracing::info!(addr, "listening");
+            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = tokio::signal::ctrl_c().await;
+                })
+                .await
+                .map_err(|e| format!("server error: {e}"))
         }
 
         /// The guard in front of every handler: authentication, scope and throttling.
