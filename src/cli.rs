@@ -453,6 +453,8 @@ enum Output {
 /// A spec loaded, rendered and formatted, with the manifest of that generation.
 struct Generation {
     app: crate::model::App,
+    /// Interrupted generations in the output directory finished before this one.
+    recovered: usize,
     files: render::FileSet,
     manifest: emit::Manifest,
     started: Instant,
@@ -498,6 +500,22 @@ fn build(format: OutputFormat, path: &Path, output: &Output) -> Result<Generatio
         Ok(app) => app,
         Err(report) => return Err(report_invalid(format, &report)),
     };
+    // A generation killed while moving its files into place is finished first, before this
+    // one reads the directory (and only once the spec is known to compile).
+    let recovered = match output {
+        Output::Dir(dir) => match emit::recover(dir) {
+            Ok(finished) => finished,
+            Err(e) if e.is_refusal() => return Err(fail(format, exit::REFUSED, "refused", &e)),
+            Err(e) => return Err(fail(format, exit::USAGE_OR_IO, "io", &e)),
+        },
+        Output::Git(..) => 0,
+    };
+    if recovered > 0 && format == OutputFormat::Human {
+        println_to!(
+            stderr,
+            "finished moving into place a generation that was interrupted before this one"
+        );
+    }
     // Migrations already generated stay as they are, and versions still served keep their
     // shapes: both come from the previous generation.
     let previous = previous(format, output)?;
@@ -559,6 +577,7 @@ fn build(format: OutputFormat, path: &Path, output: &Output) -> Result<Generatio
     }
     Ok(Generation {
         app,
+        recovered,
         files,
         manifest,
         started,
@@ -588,22 +607,6 @@ fn generate(format: OutputFormat, path: &Path, target: &Output, force: bool) -> 
         }
         Output::Git(..) => None,
     };
-    // A generation killed while moving its files into place is finished first, before this
-    // one reads the directory.
-    let recovered = match target {
-        Output::Dir(dir) => match emit::recover(dir) {
-            Ok(finished) => finished,
-            Err(e) if e.is_refusal() => return fail(format, exit::REFUSED, "refused", &e),
-            Err(e) => return fail(format, exit::USAGE_OR_IO, "io", &e),
-        },
-        _ => 0,
-    };
-    if recovered > 0 && format == OutputFormat::Human {
-        println_to!(
-            stderr,
-            "finished moving into place a generation that was interrupted before this one"
-        );
-    }
     let generation = match build(format, path, target) {
         Ok(generation) => generation,
         Err(code) => return code,
@@ -612,6 +615,7 @@ fn generate(format: OutputFormat, path: &Path, target: &Output, force: bool) -> 
         app,
         files,
         manifest,
+        recovered,
         ..
     } = &generation;
     let (started, loaded, rendered, formatted) = (

@@ -124,21 +124,30 @@ struct Journal {
 /// could not put back, and set-aside files with no journal (left by older versions) are left
 /// alone. Every generation does this first, so none completes over an unfinished one.
 pub fn recover(dir: &Path) -> Result<usize, EmitError> {
+    // Never through a link: what it leads to is not this directory's to finish or remove.
+    no_symlink(dir, ".bulwark")?;
     let own = dir.join(".bulwark");
     let Ok(entries) = std::fs::read_dir(&own) else {
         return Ok(0);
     };
-    let mut folders: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().starts_with("staging-"))
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .map(|e| e.path())
-        .collect();
+    let mut folders: Vec<PathBuf> = Vec::new();
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        if name.starts_with("staging-") {
+            folders.push(entry.path());
+        } else if name.starts_with(DONE_PREFIX) {
+            // Done with, and not removed when it was (see [`discard`]): litter.
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
     folders.sort();
     let mut finished = 0;
     for staging in folders {
         // Held while this looks at the folder: no generation can start using it meanwhile.
-        let Some(_in_use) = take_in_use(&staging)? else {
+        let Some(in_use) = take_in_use(&staging)? else {
             continue;
         };
         if staging.join(UNDONE).exists() {
@@ -147,29 +156,25 @@ pub fn recover(dir: &Path) -> Result<usize, EmitError> {
         let journal_path = staging.join(JOURNAL);
         match std::fs::read(&journal_path) {
             Ok(bytes) => {
-                let unreadable = |message: String| EmitError::Io {
-                    path: journal_path.display().to_string(),
-                    message: format!(
-                        "an interrupted generation's journal is unreadable: {message}"
-                    ),
+                let unreadable = |message: String| EmitError::Journal {
+                    staging: staging.display().to_string(),
+                    message,
                 };
                 let journal: Journal =
                     serde_json::from_slice(&bytes).map_err(|e| unreadable(e.to_string()))?;
-                if let Some(bad) = journal
-                    .puts
-                    .iter()
-                    .find_map(|(staged, path, _)| {
-                        let plain =
-                            !staged.is_empty() && staged.bytes().all(|b| b.is_ascii_digit());
-                        (!plain || !is_generated_path(path)).then_some(path)
-                    })
-                    .or_else(|| {
-                        journal
-                            .removals
-                            .iter()
-                            .map(|(path, _)| path)
-                            .find(|p| !is_generated_path(p))
-                    })
+                let staged_names = journal.puts.iter().map(|(staged, ..)| staged);
+                if let Some(bad) = staged_names
+                    .clone()
+                    .find(|s| s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()))
+                {
+                    return Err(unreadable(format!(
+                        "it names `{bad}` as a staged file, which is not one bulwark stages"
+                    )));
+                }
+                let paths = journal.puts.iter().map(|(_, path, _)| path);
+                if let Some(bad) = paths
+                    .chain(journal.removals.iter().map(|(path, _)| path))
+                    .find(|p| !is_generated_path(p))
                 {
                     return Err(unreadable(format!(
                         "it names `{bad}`, which is not a plain path inside the directory"
@@ -186,15 +191,45 @@ pub fn recover(dir: &Path) -> Result<usize, EmitError> {
             }
             Err(e) => return Err(io(&journal_path)(e)),
         }
-        std::fs::remove_dir_all(&staging).map_err(io(&staging))?;
+        discard(&staging, Some(in_use));
     }
     Ok(finished)
+}
+
+/// Prefix of staging folders done with, on their way out.
+const DONE_PREFIX: &str = "done-";
+
+/// Removes a staging folder done with: renamed first (`done-*`, which no generation takes
+/// for a staging folder), then, its lock let go (a file held open inside a folder stops its
+/// removal on NFS and FUSE), removed. What cannot be removed now, the next generation
+/// removes.
+fn discard(staging: &Path, in_use: Option<std::fs::File>) {
+    let name = staging
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let done = staging.with_file_name(format!(
+        "{DONE_PREFIX}{}",
+        name.trim_start_matches("staging-")
+    ));
+    let gone = if std::fs::rename(staging, &done).is_ok() {
+        done
+    } else {
+        staging.to_path_buf()
+    };
+    drop(in_use);
+    let _ = std::fs::remove_dir_all(gone);
 }
 
 /// The lock of a staging folder ([`IN_USE`]), taken; `None` while a running generation holds
 /// it.
 fn take_in_use(staging: &Path) -> Result<Option<std::fs::File>, EmitError> {
     let path = staging.join(IN_USE);
+    // Only a file of its own making: a link or a pipe planted there is not opened (a pipe
+    // would block), and the folder is left alone.
+    if std::fs::symlink_metadata(&path).is_ok_and(|m| !m.is_file()) {
+        return Ok(None);
+    }
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -429,6 +464,16 @@ pub enum EmitError {
     #[error("cannot write `{path}`: {message}")]
     #[diagnostic(code(bulwark::emit::io))]
     Io { path: String, message: String },
+    #[error(
+        "the journal of an interrupted generation in `{staging}` cannot be followed: {message}"
+    )]
+    #[diagnostic(
+        code(bulwark::emit::journal),
+        help(
+            "bulwark did not write it so: move that folder out of `.bulwark` (look at what it holds first) and generate again"
+        )
+    )]
+    Journal { staging: String, message: String },
     #[error("cannot take the lock `{path}` of generations into this directory: {message}")]
     #[diagnostic(
         code(bulwark::emit::lock),
@@ -782,7 +827,11 @@ fn write_staged(
         .prefix("staging-")
         .tempdir_in(dir.join(".bulwark"))
         .map_err(io(dir))?;
-    let _in_use = take_in_use(staging.path())?;
+    let Some(in_use) = take_in_use(staging.path())? else {
+        return Err(io(staging.path())(std::io::Error::other(
+            "the new staging folder was taken by another process",
+        )));
+    };
     let mut staged: Vec<(PathBuf, PathBuf, &String)> = Vec::new();
     for (index, (path, contents, _)) in plan.iter().enumerate() {
         let staged_path = staging.path().join(index.to_string());
@@ -844,6 +893,7 @@ fn write_staged(
             for (path, _) in removals {
                 remove_empty_parents(dir, &dir.join(path));
             }
+            discard(&staging.keep(), Some(in_use));
             Ok(())
         }
         Err(error) => {
@@ -852,6 +902,7 @@ fn write_staged(
             // folder (which may hold files that could not be put back) for litter.
             let _ = std::fs::rename(&journal_path, staging.path().join(UNDONE));
             if changes.undo(dir) {
+                discard(&staging.keep(), Some(in_use));
                 return Err(error);
             }
             // A previous file that could not be put back is still in the staging folder:

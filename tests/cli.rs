@@ -1007,6 +1007,17 @@ fn a_journal_is_followed_by_every_generation_and_only_inside_the_directory() {
     assert!(!tmp.path().join("escaped.txt").exists());
     fs::remove_dir_all(&planted).unwrap();
 
+    // `.bulwark` a link to a folder outside: nothing there is finished or removed.
+    let linked = tmp.path().join("linked");
+    let outside = tmp.path().join("outside");
+    fs::create_dir_all(outside.join("staging-important")).unwrap();
+    fs::write(outside.join("staging-important/notes.txt"), "mine").unwrap();
+    fs::create_dir(&linked).unwrap();
+    std::os::unix::fs::symlink(&outside, linked.join(".bulwark")).unwrap();
+    let run = generate_json(&smaller, &linked, &[]);
+    assert_eq!(run.code, 4, "{}", run.stdout);
+    assert!(outside.join("staging-important/notes.txt").is_file());
+
     // Set aside by an older version, with no journal: left for its owner.
     let older = out.join(".bulwark/staging-older");
     fs::create_dir(&older).unwrap();
