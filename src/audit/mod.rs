@@ -7,18 +7,23 @@
 //! generates. A finding is, outside it: any use of an axum call that attaches a handler or a
 //! layer (`route`, `nest`, `merge`, `fallback`, `layer`, `from_fn`, … as a method, a path
 //! or an import, raw identifiers included); serving (`serve`, service conversions) other
-//! than by calling `guard::serve` (the server crate's benchmarks aside, which serve the
-//! guarded router on loopback); a socket listening, or connections taken off one (`accept`,
-//! `incoming`, tokio-stream's listener streams), anywhere but the test and benchmark targets
-//! of the crates under `crates/`; a name this audit follows imported under another (`use
+//! than by calling `server::guard::serve`; a socket listening, or connections taken off one
+//! (`accept`, `incoming`, tokio-stream's listener streams). The test and benchmark targets
+//! of the crates under `crates/`, compiled apart from the service, may attach, serve and
+//! listen (mock servers). Also a finding: a name this audit follows imported under another (`use
 //! axum::serve as start`), or a glob import from a crate whose names it follows (`use
 //! axum::*`); an implementation of tower's `Service` or `Layer`, or of axum's `Handler` or
 //! `serve::Listener`; hyper used directly, or a dependency on a crate that serves HTTP by itself,
 //! attaches handlers its own way, opens sockets below tokio or builds names out of pieces
-//! (`paste`); a manifest bringing in code from outside the project (a `path` leading out of
-//! it, a `git` source), a crate inside a test or benchmark folder, or a target compiled from
+//! (`paste`); what changes the meaning of the guard module's words: a dependency under the
+//! name of a crate it uses (axum, tokio, tracing, governor, ipnet) that is not that crate
+//! from the registry, `extern crate .. as ..`, a `macro_rules!` named like a standard or
+//! tracing macro, `#[macro_use]`, an item or import named `tracing`; a manifest bringing in
+//! code from outside the project (a `path` leading out of it, a `git` source), a crate
+//! inside a test or benchmark folder, or a target compiled from
 //! a file that is not where Cargo looks for that kind of target, not `.rs`, or under `.git`
-//! or `target`; a macro whose tokens mention any of these (its expansion cannot be checked);
+//! or `target`; a macro whose tokens mention any of these, or call `operation` or
+//! `previous` (its expansion cannot be checked; in tracing's macros only calls count);
 //! code the compiler reads that this audit cannot see (`#[path]`, `include!`, build scripts
 //! under any name, procedural-macro crates, symbolic links, a toolchain named by its folder,
 //! Cargo configuration that sets a compiler); an `Operation` declared outside the generated
@@ -27,10 +32,10 @@
 //! a method, or with anything but `&NAME` of an operation its module declares as a literal
 //! at its top under a name nothing else there has; in those modules, anything declared or
 //! imported as `Some`, `None`, `Operation`, `RouteClass`, `tracing` or `serde_json` but the
-//! guard's own, glob imports, macros where an item or a statement goes (tracing's aside) and
-//! names that are not ASCII; and a file that does not parse. A lone name (a variable, or a
-//! function imported by name, the import being checked), tracing's logging macros and
-//! `tracing_subscriber`'s layers are no findings. With `--spec`, every
+//! guard's own, glob imports, macros where an item or a statement goes (tracing's and the
+//! standard ones aside) and names that are not ASCII, `#[cfg(test)]` modules aside; and a
+//! file that does not parse. A lone name (a variable, or a function imported by name, the
+//! import being checked) and `tracing_subscriber`'s layers are no findings. With `--spec`, every
 //! declared operation must also be exactly one of the spec's, roles and second factor
 //! included, and every route of a previous API version one the spec's deprecated versions
 //! serve. With `--database`, the [`database`] side is audited too.
@@ -48,9 +53,6 @@ use syn::visit::Visit;
 pub const GUARD_MODULE: &str = "crates/server/src/guard.rs";
 /// Where the generated operations are declared.
 const RESOURCE_MODULES: &str = "crates/server/src/resources/";
-/// The server crate, whose benchmarks (`benches/`) may serve the guarded router on loopback
-/// (they are not part of the service, and attaching a handler is refused there as anywhere).
-const SERVER_CRATE: &str = "crates/server";
 /// Where the built-in operations (memberships, sessions) are declared.
 const MEMBERS_MODULE: &str = "crates/server/src/members.rs";
 
@@ -224,7 +226,6 @@ pub fn audit_dir(dir: &Path, spec: Option<&App>) -> Result<Vec<Finding>, AuditEr
         let mut visitor = Visitor {
             file: &name,
             in_guard: name == GUARD_MODULE,
-            in_bench: package == Path::new(SERVER_CRATE) && within_package.starts_with("benches"),
             // Only the test and benchmark targets of a crate under `crates/` (a module named
             // `tests` inside a crate's source is compiled into it).
             in_tests: package.starts_with("crates")
@@ -232,6 +233,7 @@ pub fn audit_dir(dir: &Path, spec: Option<&App>) -> Result<Vec<Finding>, AuditEr
                 && (within_package.starts_with("tests") || within_package.starts_with("benches")),
             findings: &mut findings,
             operations: &mut operations,
+            cfg_test: 0,
             previous: &mut previous,
             declared: declared_here(&file),
         };
@@ -615,8 +617,24 @@ fn check_manifest(root: &Path, dir: &Path, shown: &str, text: &str, findings: &m
         if !table.ends_with("dev-dependencies") {
             refused_crate(package, &mut found);
         }
+        // The guard module is checked word for word, and its words mean what these crates
+        // say: under their names, only the registry's crates of those names.
+        let key = name.replace('-', "_");
+        if GUARD_CRATES.contains(&key.as_str())
+            && (spec.get("path").is_some() || package.replace('-', "_") != key)
+        {
+            found(
+                name,
+                format!(
+                    "`{name}` is not the registry's crate of that name, and the guard module's code means what that crate says"
+                ),
+            );
+        }
     }
 }
+
+/// The crates the guard module's code names.
+const GUARD_CRATES: [&str; 5] = ["axum", "governor", "ipnet", "tokio", "tracing"];
 
 /// Cargo configuration (`.cargo/config.toml`) that changes what is compiled or from where:
 /// a compiler or wrapper (which could compile other code than the files checked), compiler
@@ -846,12 +864,12 @@ fn refused_crate(name: &str, found: &mut impl FnMut(&str, String)) {
 struct Visitor<'a> {
     file: &'a str,
     in_guard: bool,
-    /// A benchmark's own loopback server may serve (see [`SERVER_CRATE`]).
-    in_bench: bool,
     /// Tests and benchmarks, which may listen for their own loopback peers.
     in_tests: bool,
     findings: &'a mut Vec<Finding>,
     operations: &'a mut Vec<Declared>,
+    /// How deep in `#[cfg(test)]` modules the visit is.
+    cfg_test: usize,
     /// Routes of previous API versions registered (`GuardedRouter::previous`).
     previous: &'a mut Vec<Previous>,
     /// The operations this file declares at its top, as `Operation { .. }` literals, by
@@ -870,6 +888,38 @@ const GLOB_REFUSED: [&str; 7] = [
     "hyper",
     "hyper_util",
     "mio",
+];
+
+/// Macros a module may use in statement position even where declarations are watched: the
+/// standard ones and tracing's (whose names no `macro_rules!` of the project may take).
+const KNOWN_MACROS: [&str; 27] = [
+    "assert",
+    "assert_eq",
+    "assert_ne",
+    "debug_assert",
+    "debug_assert_eq",
+    "debug_assert_ne",
+    "dbg",
+    "eprint",
+    "eprintln",
+    "format",
+    "format_args",
+    "matches",
+    "panic",
+    "print",
+    "println",
+    "todo",
+    "unimplemented",
+    "unreachable",
+    "vec",
+    "write",
+    "writeln",
+    "trace",
+    "debug",
+    "info",
+    "warn",
+    "error",
+    "event",
 ];
 
 /// The methods of `GuardedRouter` that register a route.
@@ -922,18 +972,6 @@ fn declared_here(file: &syn::File) -> BTreeMap<String, String> {
                 _ => {}
             }
             syn::visit::visit_use_tree(self, tree);
-        }
-        fn visit_macro(&mut self, mac: &'ast syn::Macro) {
-            fn idents(tokens: proc_macro2::TokenStream, names: &mut Names) {
-                for tree in tokens {
-                    match tree {
-                        proc_macro2::TokenTree::Ident(ident) => names.add(&ident),
-                        proc_macro2::TokenTree::Group(group) => idents(group.stream(), names),
-                        _ => {}
-                    }
-                }
-            }
-            idents(mac.tokens.clone(), self);
         }
     }
     let mut names = Names::default();
@@ -1163,16 +1201,33 @@ impl Visitor<'_> {
         }
     }
 
+    /// An item or import named `tracing`: `tracing::info!(..)` would be its macro, whose
+    /// tokens are read only for calls (see [`Visitor::check_tokens`]).
+    fn stands_in_for_tracing(&mut self, ident: &syn::Ident) {
+        if ident.unraw() == "tracing" && !self.in_tests {
+            self.finding(
+                ident.span(),
+                "declares or imports a `tracing` of its own, which would stand in for the logging crate".into(),
+            );
+        }
+    }
+
     /// Whether this file is one of the generated modules that declare operations.
     fn declares_operations(&self) -> bool {
         self.file.starts_with(RESOURCE_MODULES) || self.file == MEMBERS_MODULE
+    }
+
+    /// Whether the rules of those modules hold here: anywhere in them but a `#[cfg(test)]`
+    /// module, which is compiled for tests only and declares nothing outside itself.
+    fn restricted(&self) -> bool {
+        self.declares_operations() && self.cfg_test == 0
     }
 
     /// A declaration of `ident` in a module declaring operations, where it must not be one of
     /// [`PROTECTED`].
     fn protected(&mut self, ident: &syn::Ident) {
         let word = ident.unraw().to_string();
-        if self.declares_operations() && PROTECTED.contains(&word.as_str()) {
+        if self.restricted() && PROTECTED.contains(&word.as_str()) {
             self.finding(
                 ident.span(),
                 format!("declares `{word}` in a module declaring operations, where the operation literals' `{word}` must be the usual one"),
@@ -1205,7 +1260,7 @@ impl Visitor<'_> {
     /// Checks one name used as a method, a path segment or an import.
     fn check_name(&mut self, ident: &syn::Ident, how: &str) {
         let word = ident.unraw().to_string();
-        if attaches(&word) && !self.in_guard {
+        if attaches(&word) && !self.in_guard && !self.in_tests {
             self.finding(
                 ident.span(),
                 format!("{how} `{word}` attaches a handler or layer outside the guarded router; register it with `GuardedRouter::operation` and an operation of the spec"),
@@ -1213,7 +1268,7 @@ impl Visitor<'_> {
         }
         // Serving and listening happen in `guard::serve` only (and a benchmark's loopback
         // server): anywhere else, a server the guarded router may not be in front of.
-        if SERVING.contains(&word.as_str()) && !self.in_guard && !self.in_bench {
+        if SERVING.contains(&word.as_str()) && !self.in_guard && !self.in_tests {
             self.finding(
                 ident.span(),
                 format!("{how} `{word}` serves outside the guard module; the service is served by `guard::serve` alone"),
@@ -1252,22 +1307,38 @@ impl Visitor<'_> {
     }
 
     /// Tokens of a macro: checked for every name above, since what the macro expands to
-    /// cannot be seen here.
-    fn check_tokens(&mut self, tokens: &proc_macro2::TokenStream, name: &str) {
-        for tree in tokens.clone() {
+    /// cannot be seen here. With `called_only` (tracing's macros, whose fields are often
+    /// named `route` or `operation`), and always for `operation` and `previous`, a name
+    /// counts where it is called or a path goes through it (`x.route(..)`, `serve(..)`,
+    /// `TcpListener::bind`), not as a field name.
+    fn check_tokens(&mut self, tokens: &proc_macro2::TokenStream, name: &str, called_only: bool) {
+        let trees: Vec<proc_macro2::TokenTree> = tokens.clone().into_iter().collect();
+        for (index, tree) in trees.iter().enumerate() {
             match tree {
                 proc_macro2::TokenTree::Ident(ident) => {
                     let word = ident.unraw().to_string();
+                    let punct = |tree: Option<&proc_macro2::TokenTree>, c: char| matches!(tree, Some(proc_macro2::TokenTree::Punct(p)) if p.as_char() == c);
+                    let next = trees.get(index + 1);
+                    let previous = index.checked_sub(1).and_then(|i| trees.get(i));
+                    let called = matches!(next, Some(proc_macro2::TokenTree::Group(g))
+                            if g.delimiter() == proc_macro2::Delimiter::Parenthesis)
+                        || punct(next, '!')
+                        || punct(next, ':')
+                        || punct(previous, '.')
+                        || punct(previous, ':');
+                    if called_only && !called {
+                        continue;
+                    }
+                    let outside = !self.in_guard && !self.in_tests;
                     // Serving or listening inside a macro is a finding even where the names
                     // alone are not: what it expands to cannot be checked.
-                    let flagged = (attaches(&word) && !self.in_guard)
-                        || (SERVING.contains(&word.as_str()) && !self.in_bench)
-                        || ((LISTENING.contains(&word.as_str())
-                            || ACCEPTING.contains(&word.as_str()))
-                            && !self.in_tests)
-                        || (SERVICE_TRAITS.contains(&word.as_str())
-                            && !self.in_guard
-                            && !self.in_tests)
+                    let followed = attaches(&word)
+                        || SERVING.contains(&word.as_str())
+                        || LISTENING.contains(&word.as_str())
+                        || ACCEPTING.contains(&word.as_str())
+                        || SERVICE_TRAITS.contains(&word.as_str())
+                        || (REGISTERING.contains(&word.as_str()) && called);
+                    let flagged = (followed && outside)
                         || matches!(
                             word.as_str(),
                             "Operation" | "include" | "hyper" | "hyper_util"
@@ -1276,7 +1347,9 @@ impl Visitor<'_> {
                         self.finding(ident.span(), format!("macro `{name}!` mentions `{word}`; handlers must be attached through the guarded router, outside macros"));
                     }
                 }
-                proc_macro2::TokenTree::Group(group) => self.check_tokens(&group.stream(), name),
+                proc_macro2::TokenTree::Group(group) => {
+                    self.check_tokens(&group.stream(), name, called_only)
+                }
                 _ => {}
             }
         }
@@ -1310,6 +1383,14 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
         if let Some((_, rename)) = &item.rename {
             self.check_name(rename, "crate renamed to");
             self.renamed(&item.ident, rename);
+            // It joins every module's crate names (`extern crate self as axum`), the guard
+            // module's included.
+            if !self.in_tests {
+                self.finding(
+                    rename.span(),
+                    format!("`extern crate {} as {rename}` changes what `{rename}` means in every module, the guard module's included", item.ident),
+                );
+            }
         }
         syn::visit::visit_item_extern_crate(self, item);
     }
@@ -1359,9 +1440,34 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
     fn visit_item(&mut self, item: &'ast syn::Item) {
         if let Some(ident) = item_ident(item) {
             self.protected(ident);
+            self.stands_in_for_tracing(ident);
         }
         if let syn::Item::Macro(mac) = item
-            && self.declares_operations()
+            && mac.mac.path.is_ident("macro_rules")
+            && let Some(name) = &mac.ident
+            && KNOWN_MACROS.contains(&name.unraw().to_string().as_str())
+            && !self.in_tests
+        {
+            self.finding(
+                name.span(),
+                format!("a `macro_rules! {name}` would stand in for the standard `{name}!` in the modules after it, the guard module's included"),
+            );
+        }
+        let macro_use =
+            |attrs: &[syn::Attribute]| attrs.iter().any(|a| a.path().is_ident("macro_use"));
+        let brings_macros = match item {
+            syn::Item::ExternCrate(i) => macro_use(&i.attrs),
+            syn::Item::Mod(i) => macro_use(&i.attrs),
+            _ => false,
+        };
+        if brings_macros && !self.in_tests {
+            self.finding(
+                item_ident(item).map_or_else(proc_macro2::Span::call_site, |i| i.span()),
+                "`#[macro_use]` brings macros into the modules after it unseen, the guard module's included".into(),
+            );
+        }
+        if let syn::Item::Macro(mac) = item
+            && self.restricted()
         {
             self.finding(
                 mac.mac.path.segments[0].ident.span(),
@@ -1384,7 +1490,7 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
     /// guard module only, nothing named `Some` or `None`, and no globs (what they bring is
     /// unseen).
     fn visit_item_use(&mut self, item: &'ast syn::ItemUse) {
-        if !self.in_guard {
+        if !self.in_guard && !self.in_tests {
             let mut leaves = Vec::new();
             use_leaves(&item.tree, &mut Vec::new(), &mut leaves);
             for (path, leaf) in &leaves {
@@ -1399,7 +1505,7 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
                 }
             }
         }
-        if self.declares_operations() {
+        if self.restricted() {
             let mut leaves = Vec::new();
             use_leaves(&item.tree, &mut Vec::new(), &mut leaves);
             for (path, leaf) in leaves {
@@ -1489,6 +1595,7 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
                 self.check_name(&r.ident, "import of");
                 self.check_name(&r.rename, "import as");
                 self.renamed(&r.ident, &r.rename);
+                self.stands_in_for_tracing(&r.rename);
             }
             _ => {}
         }
@@ -1593,7 +1700,16 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
                 "`#[path]` points the compiler at a file this audit may not read".into(),
             );
         }
+        // Exactly `#[cfg(test)]`: compiled for tests only (`cfg(any(test, ..))` is not).
+        let cfg_test = module.attrs.iter().any(|a| {
+            quote::ToTokens::to_token_stream(&a.meta)
+                .to_string()
+                .replace(' ', "")
+                == "cfg(test)"
+        });
+        self.cfg_test += usize::from(cfg_test);
         syn::visit::visit_item_mod(self, module);
+        self.cfg_test -= usize::from(cfg_test);
     }
 
     fn visit_macro(&mut self, mac: &'ast syn::Macro) {
@@ -1608,20 +1724,22 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
                 "`include!` brings in code this audit cannot see".into(),
             );
         }
-        // tracing's logging macros, by their crate's path, only log what they are given.
+        // tracing's logging macros name fields freely (`route = ..`): only calls count.
         let logging = mac.path.segments.len() == 2 && mac.path.segments[0].ident == "tracing";
-        if !logging {
-            self.check_tokens(&mac.tokens, &name);
-        }
+        self.check_tokens(&mac.tokens, &name, logging);
         syn::visit::visit_macro(self, mac);
     }
 
     /// In a module declaring operations, a macro where an item or a statement goes could
     /// declare a stand-in for an operation, or for `Some`, unseen: only tracing's, by path.
     fn visit_stmt_macro(&mut self, stmt: &'ast syn::StmtMacro) {
-        let logging =
-            stmt.mac.path.segments.len() == 2 && stmt.mac.path.segments[0].ident == "tracing";
-        if self.declares_operations() && !logging {
+        let segments = &stmt.mac.path.segments;
+        // tracing's by path, and the standard ones (which no `macro_rules!` of the project
+        // may stand in for: see `visit_item`).
+        let known = (segments.len() == 2 && segments[0].ident == "tracing")
+            || (segments.len() == 1
+                && KNOWN_MACROS.contains(&segments[0].ident.unraw().to_string().as_str()));
+        if self.restricted() && !known {
             self.finding(
                 stmt.mac.path.segments[0].ident.span(),
                 "a macro in statement position in a module declaring operations: what it declares cannot be checked".into(),
@@ -1633,7 +1751,7 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
     /// In a module declaring operations, names are compared as written: one the compiler
     /// reads as another (the Kelvin sign for `K`) would be a stand-in unseen.
     fn visit_ident(&mut self, ident: &'ast proc_macro2::Ident) {
-        if self.declares_operations() && !ident.to_string().is_ascii() {
+        if self.restricted() && !ident.to_string().is_ascii() {
             self.finding(
                 ident.span(),
                 format!("`{ident}` is not ASCII: in a module declaring operations, names are compared as written"),
