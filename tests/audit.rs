@@ -1039,6 +1039,43 @@ fn the_sixth_review_evasions_are_found_and_ordinary_edits_are_not() {
     assert_eq!(status, 0, "{json}");
 }
 
+/// Ways around the audit a seventh red-team review found, each now a finding: sockets made
+/// below the names it follows (rustix, a libc call through `extern "C"`), connections
+/// accepted through an imported function, and a trait joining the guard module's imports.
+#[test]
+fn the_seventh_review_evasions_are_found() {
+    const LIB: &str = "crates/server/src/lib.rs";
+    assert_edit_found(
+        "crates/server/Cargo.toml",
+        added("rustix = { version = \"1\", features = [\"net\"] }\n"),
+        &["depends on `rustix`"],
+    );
+    assert_found(
+        LIB,
+        "\nuse rustix::net::accept;\n",
+        1,
+        "`accept` takes connections off a socket",
+    );
+    assert_found(
+        LIB,
+        "\nunsafe extern \"C\" {\n    safe fn listen(fd: i32, backlog: i32) -> i32;\n}\n",
+        1,
+        "an `extern` block",
+    );
+    assert_found(
+        LIB,
+        "\npub fn f() {\n    let _ = unsafe { std::mem::zeroed::<u8>() };\n}\n",
+        2,
+        "an `unsafe` block",
+    );
+    assert_found(
+        "crates/server/src/tenant.rs",
+        "\npub trait standing {\n    fn any(&self) -> bool;\n}\n",
+        1,
+        "a trait named `standing`, which the guard module imports",
+    );
+}
+
 /// Cargo files read as TOML: every spelling of a key counts, and what changes which files
 /// are compiled is a finding.
 #[test]

@@ -18,7 +18,10 @@
 //! (`paste`); what changes the meaning of the guard module's words: a dependency under the
 //! name of a crate it uses (axum, tokio, tracing, governor, ipnet) that is not that crate
 //! from the registry, `extern crate .. as ..`, a `macro_rules!` named like a standard or
-//! tracing macro, `#[macro_use]`, an item or import named `tracing`; a manifest bringing in
+//! tracing macro, `#[macro_use]`, an item or import named `tracing`, a trait named like
+//! something the guard module imports; unsafe code, `extern` blocks and functions, and
+//! attributes placing symbols or linking libraries (sockets made below every name followed);
+//! a manifest bringing in
 //! code from outside the project (a `path` leading out of it, a `git` source), a crate
 //! inside a test or benchmark folder, or a target compiled from
 //! a file that is not where Cargo looks for that kind of target, not `.rs`, or under `.git`
@@ -100,11 +103,14 @@ const LISTENING: [&str; 5] = [
 /// Crates that serve HTTP by themselves, attach handlers in ways of their own (axum-extra's
 /// typed routes), or open sockets below tokio: a dependency on one is a way around the
 /// guarded router (compared with `_` read as `-`).
-const HTTP_SERVERS: [&str; 32] = [
-    "actix-web",
+const HTTP_SERVERS: [&str; 38] = [
     "actix-http",
     "actix-server",
+    "actix-web",
     "astra",
+    "async-io",
+    "async-net",
+    "async-std",
     "axum-extra",
     "axum-server",
     "gotham",
@@ -123,11 +129,14 @@ const HTTP_SERVERS: [&str; 32] = [
     "quinn",
     "rocket",
     "rouille",
+    "rustix",
     "salvo",
+    "smol",
     "socket2",
     "thruster",
     "tide",
     "tiny-http",
+    "tokio-vsock",
     "tonic",
     "trillium",
     "viz",
@@ -632,6 +641,19 @@ fn check_manifest(root: &Path, dir: &Path, shown: &str, text: &str, findings: &m
         }
     }
 }
+
+/// What the guard module imports from the crate's own modules.
+const GUARD_IMPORTS: [&str; 9] = [
+    "Event",
+    "Outcome",
+    "Authority",
+    "identity",
+    "Problem",
+    "Machine",
+    "Principal",
+    "TenantId",
+    "standing",
+];
 
 /// The crates the guard module's code names.
 const GUARD_CRATES: [&str; 5] = ["axum", "governor", "ipnet", "tokio", "tracing"];
@@ -1212,6 +1234,17 @@ impl Visitor<'_> {
         }
     }
 
+    /// Unsafe code, a foreign function or a symbol of one's own (`extern "C"`, `no_mangle`):
+    /// sockets and servers below every name this audit follows.
+    fn unsafe_code(&mut self, span: proc_macro2::Span, what: &str) {
+        if !self.in_tests {
+            self.finding(
+                span,
+                format!("{what}: code below the names this audit follows (a socket made through libc, say) cannot be checked"),
+            );
+        }
+    }
+
     /// Whether this file is one of the generated modules that declare operations.
     fn declares_operations(&self) -> bool {
         self.file.starts_with(RESOURCE_MODULES) || self.file == MEMBERS_MODULE
@@ -1590,9 +1623,13 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
     fn visit_use_tree(&mut self, tree: &'ast syn::UseTree) {
         match tree {
             syn::UseTree::Path(p) => self.check_name(&p.ident, "import of"),
-            syn::UseTree::Name(n) => self.check_name(&n.ident, "import of"),
+            syn::UseTree::Name(n) => {
+                self.check_name(&n.ident, "import of");
+                self.accepting(&n.ident);
+            }
             syn::UseTree::Rename(r) => {
                 self.check_name(&r.ident, "import of");
+                self.accepting(&r.ident);
                 self.check_name(&r.rename, "import as");
                 self.renamed(&r.ident, &r.rename);
                 self.stands_in_for_tracing(&r.rename);
@@ -1656,6 +1693,9 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
     /// A service or layer of one's own (`impl Service for ..`) could answer requests
     /// before, or instead of, the guarded router it wraps.
     fn visit_item_impl(&mut self, item: &'ast syn::ItemImpl) {
+        if let Some(token) = &item.unsafety {
+            self.unsafe_code(token.span, "an `unsafe impl`");
+        }
         let logging = item.trait_.as_ref().is_some_and(|(path, _)| {
             path.segments
                 .first()
@@ -1685,6 +1725,59 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
             );
         }
         syn::visit::visit_item_impl(self, item);
+    }
+
+    fn visit_expr_unsafe(&mut self, expr: &'ast syn::ExprUnsafe) {
+        self.unsafe_code(expr.unsafe_token.span, "an `unsafe` block");
+        syn::visit::visit_expr_unsafe(self, expr);
+    }
+
+    fn visit_signature(&mut self, sig: &'ast syn::Signature) {
+        if let syn::Safety::Unsafe(token) = &sig.safety {
+            self.unsafe_code(token.span, "an `unsafe fn`");
+        }
+        if let Some(abi) = &sig.abi {
+            self.unsafe_code(abi.extern_token.span, "a function with a foreign ABI");
+        }
+        syn::visit::visit_signature(self, sig);
+    }
+
+    fn visit_item_foreign_mod(&mut self, item: &'ast syn::ItemForeignMod) {
+        self.unsafe_code(item.abi.extern_token.span, "an `extern` block");
+        syn::visit::visit_item_foreign_mod(self, item);
+    }
+
+    fn visit_item_trait(&mut self, item: &'ast syn::ItemTrait) {
+        if let Some(token) = &item.unsafety {
+            self.unsafe_code(token.span, "an `unsafe trait`");
+        }
+        // A trait named like something the guard module imports comes in with it, and its
+        // methods can win over the ones the guard means (`standing` on `Vec<String>`).
+        if GUARD_IMPORTS.contains(&item.ident.unraw().to_string().as_str()) && !self.in_tests {
+            self.finding(
+                item.ident.span(),
+                format!("a trait named `{}`, which the guard module imports: its methods would join the guard's", item.ident),
+            );
+        }
+        syn::visit::visit_item_trait(self, item);
+    }
+
+    fn visit_attribute(&mut self, attr: &'ast syn::Attribute) {
+        let path = attr.path();
+        if path.is_ident("unsafe")
+            || path.is_ident("no_mangle")
+            || path.is_ident("export_name")
+            || path.is_ident("link_section")
+            || path.is_ident("link")
+        {
+            self.unsafe_code(
+                path.segments
+                    .first()
+                    .map_or_else(proc_macro2::Span::call_site, |s| s.ident.span()),
+                "an attribute placing a symbol or linking a library",
+            );
+        }
+        syn::visit::visit_attribute(self, attr);
     }
 
     fn visit_item_mod(&mut self, module: &'ast syn::ItemMod) {
