@@ -120,7 +120,7 @@ struct Journal {
 ///
 /// A file the moves would replace or remove that has changed since they were checked is not
 /// touched: the directory is left as it is, with the journal, and a refusal names the files.
-/// Folders a running generation holds ([`IN_USE`]), folders holding what a failed generation
+/// Folders a running generation holds (`.lock`), folders holding what a failed generation
 /// could not put back, and set-aside files with no journal (left by older versions) are left
 /// alone. Every generation does this first, so none completes over an unfinished one.
 pub fn recover(dir: &Path) -> Result<usize, EmitError> {

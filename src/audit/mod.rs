@@ -3,45 +3,53 @@
 //!
 //! Every `.rs` file under DIR (except the root's `target/` and `.git/`) is parsed with syn.
 //! The guard module is the one place that attaches handlers, listens and serves
-//! (`guard::serve`, which the server's main calls); it must be exactly the one this bulwark
-//! generates. A finding is, outside it: any use of an axum call that attaches a handler or a
-//! layer (`route`, `nest`, `merge`, `fallback`, `layer`, `from_fn`, … as a method, a path
-//! or an import, raw identifiers included); serving (`serve`, service conversions) other
-//! than by calling `server::guard::serve`; a socket listening, or connections taken off one
-//! (`accept`, `incoming`, tokio-stream's listener streams). The test and benchmark targets
-//! of the crates under `crates/`, compiled apart from the service, may attach, serve and
-//! listen (mock servers). Also a finding: a name this audit follows imported under another (`use
-//! axum::serve as start`), or a glob import from a crate whose names it follows (`use
-//! axum::*`); an implementation of tower's `Service` or `Layer`, or of axum's `Handler` or
-//! `serve::Listener`; hyper used directly, or a dependency on a crate that serves HTTP by itself,
-//! attaches handlers its own way, opens sockets below tokio or builds names out of pieces
-//! (`paste`); what changes the meaning of the guard module's words: a dependency under the
-//! name of a crate it uses (axum, tokio, tracing, governor, ipnet) that is not that crate
-//! from the registry, `extern crate .. as ..`, a `macro_rules!` named like a standard or
-//! tracing macro, `#[macro_use]`, an item or import named `tracing`, a trait named like
-//! something the guard module imports; unsafe code, `extern` blocks and functions, and
-//! attributes placing symbols or linking libraries (sockets made below every name followed);
-//! a manifest bringing in
-//! code from outside the project (a `path` leading out of it, a `git` source), a crate
-//! inside a test or benchmark folder, or a target compiled from
-//! a file that is not where Cargo looks for that kind of target, not `.rs`, or under `.git`
-//! or `target`; a macro whose tokens mention any of these, or call `operation` or
-//! `previous` (its expansion cannot be checked; in tracing's macros only calls count);
-//! code the compiler reads that this audit cannot see (`#[path]`, `include!`, build scripts
-//! under any name, procedural-macro crates, symbolic links, a toolchain named by its folder,
-//! Cargo configuration that sets a compiler); an `Operation` declared outside the generated
-//! resource and members modules, other than as a literal, or under an alias; a route
-//! registered (`GuardedRouter::operation`, `previous`) outside those modules, other than as
-//! a method, or with anything but `&NAME` of an operation its module declares as a literal
-//! at its top under a name nothing else there has; in those modules, anything declared or
-//! imported as `Some`, `None`, `Operation`, `RouteClass`, `tracing` or `serde_json` but the
-//! guard's own, glob imports, macros where an item or a statement goes (tracing's and the
-//! standard ones aside) and names that are not ASCII, `#[cfg(test)]` modules aside; and a
-//! file that does not parse. A lone name (a variable, or a function imported by name, the
-//! import being checked) and `tracing_subscriber`'s layers are no findings. With `--spec`, every
-//! declared operation must also be exactly one of the spec's, roles and second factor
-//! included, and every route of a previous API version one the spec's deprecated versions
-//! serve. With `--database`, the [`database`] side is audited too.
+//! (`guard::serve`, which the server's main calls), and it must be exactly the one this
+//! bulwark generates. Outside it, a finding is:
+//!
+//! - attaching: an axum call that attaches a handler or a layer (`route`, `nest`, `merge`,
+//!   `fallback`, `layer`, `from_fn`, … as a method, a path or an import, raw identifiers
+//!   included); an implementation of tower's `Service` or `Layer`, or of axum's `Handler`
+//!   or `serve::Listener`;
+//! - serving and listening: `serve` or a service conversion other than by calling
+//!   `server::guard::serve`; a listening socket, or connections taken off one (`accept`,
+//!   `incoming`, tokio-stream's listener streams); unsafe code, `extern` blocks and
+//!   functions, and attributes placing symbols or linking libraries (sockets below every
+//!   name followed); hyper used directly, or a dependency on a crate that serves HTTP by
+//!   itself, attaches handlers its own way, opens sockets below tokio or builds names out
+//!   of pieces (`paste`);
+//! - hiding a name: one this audit follows imported under another (`use axum::serve as
+//!   start`), or by a glob from a crate whose names it follows (`use axum::*`); a macro whose
+//!   tokens mention any of these or call `operation` or `previous` (in tracing's macros
+//!   only calls count);
+//! - changing what the guard module's words mean: a dependency named like a crate it uses
+//!   (axum, tokio, tracing, governor, ipnet) that is not that crate from the registry,
+//!   `extern crate .. as ..`, a `macro_rules!` named like a standard or tracing macro,
+//!   `#[macro_use]`, an item or import named `tracing`, a trait named like something it
+//!   imports;
+//! - code the compiler reads that this audit cannot see: `#[path]`, `include!`, build
+//!   scripts under any name, procedural-macro crates, symbolic links, a toolchain named by
+//!   its folder, Cargo configuration that sets a compiler, a manifest bringing in code from
+//!   outside the project (a `path` leading out of it, a `git` source), a crate inside a test
+//!   or benchmark folder, a target compiled from a file that is not where Cargo looks for
+//!   that kind of target, not `.rs`, or under `.git` or `target`; a file that does not
+//!   parse;
+//! - operations: an `Operation` declared outside the generated resource and members
+//!   modules, other than as a literal, or under an alias; a route registered
+//!   (`GuardedRouter::operation`, `previous`) outside those modules, other than as a method,
+//!   or with anything but `&NAME` of an operation its module declares as a literal at its
+//!   top under a name nothing else there has; in those modules (their `#[cfg(test)]`
+//!   modules aside), anything declared or imported as `Some`, `None`, `Operation`,
+//!   `RouteClass`, `tracing` or `serde_json` but the usual ones, glob imports, macros where
+//!   an item or a statement goes (tracing's and the standard ones aside) and names that are
+//!   not ASCII.
+//!
+//! The test and benchmark targets of the crates under `crates/`, compiled apart from the
+//! service, may attach, serve and listen (mock servers). A lone name (a variable, or a
+//! function imported by name, the import being checked) and `tracing_subscriber`'s layers
+//! are no findings. With `--spec`, every declared operation must also be exactly one of the
+//! spec's, roles and second factor included, and every route of a previous API version one
+//! the spec's deprecated versions serve. With `--database`, the [`database`] side is
+//! audited too.
 
 pub mod database;
 
