@@ -22,10 +22,10 @@
 //!   tokens mention any of these or call `operation` or `previous` (in tracing's macros
 //!   only calls count);
 //! - changing what the guard module's words mean: a dependency named like a crate it uses
-//!   (axum, tokio, tracing, governor, ipnet) that is not that crate from the registry,
-//!   `extern crate .. as ..`, a `macro_rules!` named like a standard or tracing macro,
-//!   `#[macro_use]`, an item or import named `tracing`, a trait named like something it
-//!   imports;
+//!   (axum, tokio, tracing, governor, ipnet, serde_json, uuid) that is not that crate from
+//!   the registry, `extern crate .. as ..`, a `macro_rules!` named like a standard or
+//!   tracing macro, `#[macro_use]`, an item or import named `tracing`, a trait named like
+//!   something it imports;
 //! - code the compiler reads that this audit cannot see: `#[path]`, `include!`, build
 //!   scripts under any name, procedural-macro crates, symbolic links, a toolchain named by
 //!   its folder, Cargo configuration that sets a compiler, a manifest bringing in code from
@@ -664,7 +664,15 @@ const GUARD_IMPORTS: [&str; 9] = [
 ];
 
 /// The crates the guard module's code names.
-const GUARD_CRATES: [&str; 5] = ["axum", "governor", "ipnet", "tokio", "tracing"];
+const GUARD_CRATES: [&str; 7] = [
+    "axum",
+    "governor",
+    "ipnet",
+    "serde_json",
+    "tokio",
+    "tracing",
+    "uuid",
+];
 
 /// Cargo configuration (`.cargo/config.toml`) that changes what is compiled or from where:
 /// a compiler or wrapper (which could compile other code than the files checked), compiler
@@ -1858,5 +1866,68 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
                 format!("`{ident}` is not ASCII: in a module declaring operations, names are compared as written"),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the audit protects of the guard module's words is what the generated guard module
+    /// names: the crates its paths start from, and what it imports from the crate's own
+    /// modules. A generator change that made it name more fails here, not silently.
+    #[test]
+    fn the_names_protected_are_the_ones_the_guard_module_uses() {
+        struct Roots(BTreeSet<String>);
+        impl<'ast> Visit<'ast> for Roots {
+            fn visit_path(&mut self, path: &'ast syn::Path) {
+                if path.segments.len() > 1 {
+                    self.0.insert(path.segments[0].ident.to_string());
+                }
+                syn::visit::visit_path(self, path);
+            }
+        }
+        let text = crate::render::rust::server::guard_module().expect("the guard module");
+        let file = syn::parse_file(&text).expect("it parses");
+        let mut imports = BTreeSet::new();
+        // Every name a `use` binds (`header`), which a path may start from too.
+        let mut bound_names = BTreeSet::new();
+        let mut roots = Roots(BTreeSet::new());
+        for item in &file.items {
+            if let syn::Item::Use(item) = item {
+                let mut leaves = Vec::new();
+                use_leaves(&item.tree, &mut Vec::new(), &mut leaves);
+                for (path, leaf) in leaves {
+                    if let Leaf::Name(_, bound) = &leaf {
+                        bound_names.insert(bound.to_string());
+                    }
+                    match (path.first().map(String::as_str), leaf) {
+                        (Some("crate"), Leaf::Name(_, bound)) => {
+                            imports.insert(bound.to_string());
+                        }
+                        (Some(root), _) => {
+                            roots.0.insert(root.to_owned());
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        roots.visit_file(&file);
+        let crates: BTreeSet<String> = roots
+            .0
+            .into_iter()
+            .filter(|root| {
+                !matches!(
+                    root.as_str(),
+                    "crate" | "self" | "super" | "std" | "core" | "Self" | "str" | "i64" | "u64"
+                ) && !bound_names.contains(root)
+                    && root.chars().next().is_some_and(char::is_lowercase)
+            })
+            .collect();
+        let expected: BTreeSet<String> = GUARD_CRATES.iter().map(|c| (*c).to_owned()).collect();
+        assert_eq!(crates, expected);
+        let expected: BTreeSet<String> = GUARD_IMPORTS.iter().map(|c| (*c).to_owned()).collect();
+        assert_eq!(imports, expected);
     }
 }
