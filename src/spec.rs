@@ -270,10 +270,11 @@ pub struct Field {
     pub ty: Located<FieldType>,
     #[serde(default)]
     pub description: Option<Text>,
-    /// Maximum length in characters (string, text, email).
+    /// Maximum length in characters (string, text, email), or largest value (int; money:
+    /// the amount in minor units).
     #[serde(default)]
     pub max: Option<Located<u32>>,
-    /// Minimum length (strings) or value (int).
+    /// Minimum length (strings) or value (int; money: the amount in minor units).
     #[serde(default)]
     pub min: Option<Located<i64>>,
     /// May be absent (NULL). Fields are required by default.

@@ -234,7 +234,7 @@ fn seed_an_invoice(db: &mut postgres::Client) {
 
 fn ledgerly_renamed() -> String {
     ledgerly()
-        .replace("      total:    { type: money }\n", "      amount:   { type: money }\n")
+        .replace("      total:    { type: money, min: 0 }\n", "      amount:   { type: money, min: 0 }\n")
         .replace("amount: total,", "amount: amount,")
         .replace("resource.total.", "resource.amount.")
         .replace("      number:   { type: string, max: 32, unique: true }\n", "      code:     { type: string, max: 32, unique: true }\n")

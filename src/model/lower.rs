@@ -1604,7 +1604,11 @@ impl<'s> Lower<'s> {
     fn check_constraints(&mut self, name: &Name, spec: &spec::Field, ty: &FieldType) {
         let bounded = matches!(
             ty,
-            FieldType::String | FieldType::Text | FieldType::Email | FieldType::Int
+            FieldType::String
+                | FieldType::Text
+                | FieldType::Email
+                | FieldType::Int
+                | FieldType::Money
         );
         for (key, loc) in [
             ("min", spec.min.as_ref().map(|m| m.loc)),
@@ -1617,7 +1621,7 @@ impl<'s> Lower<'s> {
                     "invalid-constraint",
                     format!("`{key}` does not apply to field `{}`", name.value),
                     loc,
-                    "`min` and `max` bound the length of string, text and email fields and the value of int fields",
+                    "`min` and `max` bound the length of string, text and email fields, the value of int fields and the amount of money fields (in minor units)",
                 );
             }
         }
@@ -1636,7 +1640,7 @@ impl<'s> Lower<'s> {
         }
         if let Some(min) = &spec.min
             && min.value < 0
-            && *ty != FieldType::Int
+            && !matches!(ty, FieldType::Int | FieldType::Money)
         {
             self.error(
                 "invalid-constraint",

@@ -497,16 +497,33 @@ fn schemas_of(resource: &Resource) -> (Value, Value) {
                 json!({"type": "string", "enum": variants.iter().map(|v| v.value.clone()).collect::<Vec<_>>()})
             }
         };
+        if field.ty == FieldType::Money && (field.min.is_some() || field.max.is_some()) {
+            // The amount's bounds, on the shared Money schema (JSON Schema 2020-12 reads a
+            // `$ref` beside other keywords).
+            let mut amount = json!({"type": "integer", "format": "int64"});
+            if let Some(min) = field.min {
+                amount["minimum"] = json!(min);
+            }
+            if let Some(max) = field.max {
+                amount["maximum"] = json!(max);
+            }
+            schema = json!({
+                "$ref": "#/components/schemas/Money",
+                "properties": {"amount_minor": amount},
+            });
+        }
         if let Some(map) = schema.as_object_mut() {
             let (min_key, max_key) = match field.ty {
                 FieldType::Int => ("minimum", "maximum"),
                 _ => ("minLength", "maxLength"),
             };
-            if let Some(min) = field.min {
-                map.insert(min_key.into(), json!(min));
-            }
-            if let Some(max) = field.max {
-                map.insert(max_key.into(), json!(max));
+            if field.ty != FieldType::Money {
+                if let Some(min) = field.min {
+                    map.insert(min_key.into(), json!(min));
+                }
+                if let Some(max) = field.max {
+                    map.insert(max_key.into(), json!(max));
+                }
             }
             if let Some(description) = &field.description {
                 map.insert("description".into(), json!(description));

@@ -175,6 +175,19 @@ pub struct ForeignKey {
     pub target_columns: String,
 }
 
+/// The check of a field's `min` and `max` on the column `column` holding its value (an
+/// int's, or a money field's amount in minor units).
+fn value_bounds(field: &Field, column: &str) -> Option<String> {
+    let bounds: Vec<String> = [
+        field.min.map(|m| format!("{column} >= {m}")),
+        field.max.map(|m| format!("{column} <= {m}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    (!bounds.is_empty()).then(|| bounds.join(" AND "))
+}
+
 /// The two columns of a money field: amount in minor units, and currency.
 pub fn money_columns(field: &Field) -> (String, String) {
     let base = &field.column;
@@ -351,16 +364,7 @@ fn table(app: &App, resource: &Resource) -> Table {
                     "char_length({name}) <= 254 AND position('@' in {name}) > 1"
                 )),
             ),
-            FieldType::Int => {
-                let bounds: Vec<String> = [
-                    field.min.map(|m| format!("{name} >= {m}")),
-                    field.max.map(|m| format!("{name} <= {m}")),
-                ]
-                .into_iter()
-                .flatten()
-                .collect();
-                ("bigint", (!bounds.is_empty()).then(|| bounds.join(" AND ")))
-            }
+            FieldType::Int => ("bigint", value_bounds(field, &name)),
             FieldType::Bool => ("boolean", None),
             FieldType::Decimal => ("numeric", None),
             FieldType::Timestamp => ("timestamptz", None),
@@ -379,11 +383,11 @@ fn table(app: &App, resource: &Resource) -> Table {
                 let (minor, currency) = (sql_ident(&minor), sql_ident(&currency));
                 columns.push(Column {
                     field: field.name.clone(),
+                    check: value_bounds(field, &minor),
                     name: minor,
                     ty: "bigint".into(),
                     nullable,
                     default: None,
-                    check: None,
                 });
                 columns.push(Column {
                     field: field.name.clone(),

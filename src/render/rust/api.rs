@@ -427,16 +427,18 @@ fn resource_module(resource: &Resource) -> TokenStream {
                 check::length(&mut errors, #key, value, #min, #max);
                 check::email(&mut errors, #key, value);
             }),
+            FieldType::Money if field.min.is_some() || field.max.is_some() => {
+                let amount = format!("{key}.amount_minor");
+                let max = max_value(field);
+                Some(quote! {
+                    check::money(&mut errors, #key, value);
+                    check::int(&mut errors, #amount, value.amount_minor, #min, #max);
+                })
+            }
             FieldType::Money => Some(quote! { check::money(&mut errors, #key, value); }),
             FieldType::Decimal => Some(quote! { check::decimal(&mut errors, #key, value); }),
             FieldType::Int if field.min.is_some() || field.max.is_some() => {
-                let max = match field.max {
-                    Some(m) => {
-                        let m = i64::from(m);
-                        quote!(Some(#m))
-                    }
-                    None => quote!(None),
-                };
+                let max = max_value(field);
                 Some(quote! { check::int(&mut errors, #key, *value, #min, #max); })
             }
             _ => None,
@@ -493,5 +495,16 @@ fn resource_module(resource: &Resource) -> TokenStream {
         }
 
         #(#enums)*
+    }
+}
+
+/// A field's `max` as the bound of a value (an int, or an amount of money in minor units).
+fn max_value(field: &Field) -> TokenStream {
+    match field.max {
+        Some(m) => {
+            let m = i64::from(m);
+            quote!(Some(#m))
+        }
+        None => quote!(None),
     }
 }

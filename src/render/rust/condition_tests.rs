@@ -664,7 +664,10 @@ fn values(
                 literals.iter().filter_map(serde_json::Value::as_i64),
                 1,
                 [0, 100],
-                |_| true,
+                |n| {
+                    field.min.is_none_or(|min| *n >= min)
+                        && field.max.is_none_or(|max| *n <= i64::from(max))
+                },
             );
             // Every amount (each literal and its neighbours: the boundaries) in the samples'
             // currency, and the lowest and the highest in the one a condition names: a

@@ -709,7 +709,9 @@ fn domain_verify_handler(op: &Ident, api: &Ident) -> TokenStream {
                 if let Err(error) = event.record(&state.db).await {
                     tracing::error!(error = %error, "refusal not recorded");
                 }
-                return Err(Problem::unprocessable(format!("the token was not found at {}: {why}", stored.proof_url)));
+                // Why stays in the trail and the log: the answer would tell a tenant admin how
+                // the server's own resolver sees names (which resolve to private addresses).
+                return Err(Problem::unprocessable(format!("the token was not found at {}: the page could not be fetched over HTTPS from a public address, or does not hold it (the audit trail keeps which)", stored.proof_url)));
             }
             let mut tx = crate::tenant::begin(&state.db, principal.tenant).await?;
             let verified: Option<(Option<chrono::DateTime<chrono::Utc>>,)> = sqlx::query_as(

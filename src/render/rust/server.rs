@@ -1023,7 +1023,7 @@ fn guard() -> TokenStream {
                 Ok(standing) => standing,
                 Err(error) => return Problem::internal(&error).into_response(),
             };
-            let request_id = request_id(&request);
+            let request_id = request_id(&request, &guard.auth.trusted_proxies);
             // Refused before a tenant is established: the system trail keeps the claimed one
             // (and its budget of stored refusals holds, as for anyone who is no member).
             let unestablished = |reason: &str| Event {
@@ -1102,12 +1102,19 @@ fn guard() -> TokenStream {
         /// The header carrying a request's id, echoed in the response and kept in the audit trail.
         pub const REQUEST_ID: &str = "x-request-id";
 
-        /// The caller's request id when it is a plain token of at most 64 characters (it is
-        /// logged and stored), else a new one.
-        fn request_id(request: &Request) -> String {
+        /// The request's id: the one a trusted proxy (`TRUSTED_PROXIES`) passed on, when it
+        /// is a plain token of at most 64 characters (it is logged and stored), else a new
+        /// one. A client's own is not believed: with it, a caller could file its events in
+        /// the audit trail under another request's id.
+        fn request_id(request: &Request, trusted: &[IpNet]) -> String {
+            let from_proxy = request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .is_some_and(|info| trusted.iter().any(|net| net.contains(&info.0.ip().to_canonical())));
             request
                 .headers()
                 .get(REQUEST_ID)
+                .filter(|_| from_proxy)
                 .and_then(|v| v.to_str().ok())
                 .filter(|v| {
                     !v.is_empty()
@@ -1136,7 +1143,7 @@ fn guard() -> TokenStream {
                 tracing::info!(operation = operation.id, reason, outcome = "invalid_token", "request refused");
                 return Problem::invalid_token().into_response();
             };
-            let request_id = request_id(&request);
+            let request_id = request_id(&request, &guard.auth.trusted_proxies);
             let machine = Machine { client: token.subject, scopes: token.scopes, request_id: request_id.clone() };
             if !machine.scopes.iter().any(|s| s == scope) {
                 let event = machine.event(operation, None, Outcome::Denied).with_detail(serde_json::json!({ "reason": "insufficient_scope" }));
@@ -2647,6 +2654,7 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
         quote!(store::Global)
     };
     let entity = resource.type_name.as_str();
+    let resource_name = resource.name.as_str();
     let bind_insert = resource
         .fields
         .iter()
@@ -2683,12 +2691,14 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
             .clone()
             .unwrap_or_else(|| format!("{} {}", action.name, resource.name));
         let cdoc = doc(&format!("`{}`: {summary}.", action.name));
+        let action_name = action.name.as_str();
         changes.push(quote! {
             #cdoc
             pub struct #marker;
 
             impl store::Change for #marker {
                 type Of = model::#ty;
+                const ACTION: &'static str = #action_name;
                 const SQL: &'static str = #sql;
 
                 fn bind(query: Query<'_, Row>) -> Query<'_, Row> {
@@ -2838,6 +2848,7 @@ fn resource_module(app: &App, resource: &Resource, api: &Ident) -> TokenStream {
             type Row = Row;
             type Input = model::#input_ty;
             type Tenancy = #tenancy;
+            const RESOURCE: &'static str = #resource_name;
             const ENTITY: &'static str = #entity;
             const READ_OPERATION: Option<&'static Operation> = #read_operation;
             const INSERT: &'static str = #insert_sql;
@@ -2978,12 +2989,17 @@ fn previous_handlers(
             &quote!(super::),
             action,
         );
-        // Reads and lists of public operations take no caller; the other handlers always do.
+        // Every handler takes the operation its guard checked; reads and lists of public
+        // operations take no caller, the other handlers always do.
         let takes_caller =
             action.public.is_none() || !matches!(action.kind, ActionKind::Read | ActionKind::List);
-        let caller = takes_caller
-            .then(|| quote!(current: crate::guard::Current, principal: crate::tenant::Principal,));
-        let caller_args = takes_caller.then(|| quote!(current, principal,));
+        let principal = takes_caller.then(|| quote!(principal: crate::tenant::Principal,));
+        let caller = quote!(current: crate::guard::Current, #principal);
+        let caller_args = if takes_caller {
+            quote!(current, principal,)
+        } else {
+            quote!(current,)
+        };
         handlers.push(match &action.kind {
             ActionKind::Read | ActionKind::Custom(_) => quote! {
                 #hdoc

@@ -18,7 +18,8 @@ pub fn store_module(api: &Ident) -> TokenStream {
         //! [`Change`] for each custom action.
         //!
         //! The handlers of a caller's request (all but public reads and lists, which have no
-        //! caller) authorize against the operation its guard checked ([`Current`]): create on
+        //! caller) authorize against the operation its guard checked ([`Current`]), once
+        //! they know it is the one they perform ([`performed`]): create on
         //! the row as written, update on the row as stored and as written, delete on the row
         //! its statement removed, the others on the row as stored; a row to be changed is
         //! locked from its check to the write (a deleted one by its delete). A denial rolls the
@@ -102,6 +103,8 @@ pub fn store_module(api: &Ident) -> TokenStream {
             type Input: serde::de::DeserializeOwned + Send + Sync + 'static;
             /// Whose rows these are.
             type Tenancy: Tenancy;
+            /// Its name in the spec: what its operations' ids start with (`invoice.read`).
+            const RESOURCE: &'static str;
             /// Its entity type in the policies.
             const ENTITY: &'static str;
             /// Its read operation, when reading a row is not public: a list shows only rows
@@ -153,6 +156,8 @@ pub fn store_module(api: &Ident) -> TokenStream {
         pub trait Change: 'static {
             /// The resource it changes.
             type Of: Stored + Attributes;
+            /// Its name in the spec: what its operation's id ends with (`invoice.void`).
+            const ACTION: &'static str;
             /// Sets the fields of the row `$1`, returning it.
             const SQL: &'static str;
             /// Binds the values it sets.
@@ -272,11 +277,41 @@ pub fn store_module(api: &Ident) -> TokenStream {
             }
         }
 
+        /// The operation its guard checked, if it is `T`'s `action`, the one the handler
+        /// performs; public handlers ask for a public operation. A handler registered under
+        /// another operation's route (a delete under a read's, whose roles are wider; a
+        /// public read under a guarded one) would act with that operation's permission: it
+        /// answers 500 instead, having done nothing.
+        pub fn performed<T: Stored>(Current(op): Current, action: &'static str, public: bool) -> Result<&'static crate::guard::Operation, Misrouted> {
+            let id = op.id.strip_prefix(T::RESOURCE).and_then(|rest| rest.strip_prefix('.'));
+            if op.public == public && id == Some(action) {
+                Ok(op)
+            } else {
+                Err(Misrouted { route: op.id, resource: T::RESOURCE, action })
+            }
+        }
+
+        /// A handler reached under another operation's route (see [`performed`]).
+        #[derive(Debug)]
+        pub struct Misrouted {
+            route: &'static str,
+            resource: &'static str,
+            action: &'static str,
+        }
+
+        impl From<Misrouted> for Problem {
+            fn from(misrouted: Misrouted) -> Problem {
+                let Misrouted { route, resource, action } = misrouted;
+                Problem::internal(&format_args!("the route of `{route}` reached the handler of `{resource}.{action}`"))
+            }
+        }
+
         /// Creates a row, authorized on the row as written (a refusal rolls the insert back).
         /// Its unique values and references are checked at commit, after the decision (the
         /// migrations defer those constraints): a caller refused the row is never told that
         /// another row holds one of its values.
-        pub async fn handle_create<T: Stored + Attributes>(State(state): State<AppState>, Current(op): Current, principal: Principal, ApiJson(mut input): ApiJson<T::Input>) -> Result<(StatusCode, Json<T>), Problem> {
+        pub async fn handle_create<T: Stored + Attributes>(State(state): State<AppState>, current: Current, principal: Principal, ApiJson(mut input): ApiJson<T::Input>) -> Result<(StatusCode, Json<T>), Problem> {
+            let op = performed::<T>(current, "create", false)?;
             T::validate(&input).map_err(Problem::validation)?;
             T::hold(&mut input, None).map_err(Problem::validation)?;
             let tenancy = T::Tenancy::of(&principal);
@@ -288,7 +323,8 @@ pub fn store_module(api: &Ident) -> TokenStream {
         }
 
         /// Reads a row in one statement (nothing to roll back on a denial).
-        pub async fn handle_read<T: Stored + Attributes>(State(state): State<AppState>, Current(op): Current, principal: Principal, ApiPath(id): ApiPath<uuid::Uuid>) -> Result<Json<T>, Problem> {
+        pub async fn handle_read<T: Stored + Attributes>(State(state): State<AppState>, current: Current, principal: Principal, ApiPath(id): ApiPath<uuid::Uuid>) -> Result<Json<T>, Problem> {
+            let op = performed::<T>(current, "read", false)?;
             let row = fetch_alone::<T>(&state.db, T::Tenancy::of(&principal), id).await?.ok_or_else(Problem::not_found)?;
             if let Err(denial) = state.auth.check(&principal, op, T::ENTITY, row.id(), &row) {
                 return Err(denial.record(&state.db).await);
@@ -297,7 +333,8 @@ pub fn store_module(api: &Ident) -> TokenStream {
         }
 
         /// Reads a global row for anyone (a public operation).
-        pub async fn handle_public_read<T: Stored<Tenancy = Global>>(State(state): State<AppState>, ApiPath(id): ApiPath<uuid::Uuid>) -> Result<Json<T>, Problem> {
+        pub async fn handle_public_read<T: Stored<Tenancy = Global>>(State(state): State<AppState>, current: Current, ApiPath(id): ApiPath<uuid::Uuid>) -> Result<Json<T>, Problem> {
+            performed::<T>(current, "read", true)?;
             fetch_alone::<T>(&state.db, Global, id).await?.map(Json).ok_or_else(Problem::not_found)
         }
 
@@ -340,7 +377,8 @@ pub fn store_module(api: &Ident) -> TokenStream {
         /// every row is authorized, for the list and as a read of it would be, so
         /// a page never holds a row a read would deny and never skips one both allow (see
         /// [`scan`] and [`LIST_SCAN_LIMIT`]).
-        pub async fn handle_list<T: Stored + Attributes>(State(state): State<AppState>, Current(op): Current, principal: Principal, ApiQuery(query): ApiQuery<ListQuery>) -> Result<Json<Page<T>>, Problem> {
+        pub async fn handle_list<T: Stored + Attributes>(State(state): State<AppState>, current: Current, principal: Principal, ApiQuery(query): ApiQuery<ListQuery>) -> Result<Json<Page<T>>, Problem> {
+            let op = performed::<T>(current, "list", false)?;
             let limit = query.limit.unwrap_or(50).clamp(1, 100) as usize;
             let visible = |row: &T| {
                 state.auth.allows(&principal, op, T::ENTITY, row.id(), row)
@@ -351,7 +389,8 @@ pub fn store_module(api: &Ident) -> TokenStream {
         }
 
         /// Lists global rows for anyone (a public operation).
-        pub async fn handle_public_list<T: Stored<Tenancy = Global>>(State(state): State<AppState>, ApiQuery(query): ApiQuery<ListQuery>) -> Result<Json<Page<T>>, Problem> {
+        pub async fn handle_public_list<T: Stored<Tenancy = Global>>(State(state): State<AppState>, current: Current, ApiQuery(query): ApiQuery<ListQuery>) -> Result<Json<Page<T>>, Problem> {
+            performed::<T>(current, "list", true)?;
             Ok(Json(list_alone::<T>(&state.db, Global, query.after, query.limit.unwrap_or(50)).await?))
         }
 
@@ -370,7 +409,8 @@ pub fn store_module(api: &Ident) -> TokenStream {
         /// fields it finds invalid): authorized on the row as stored and as it would be
         /// written, locked in between so nobody changes it unseen. (An earlier API version's
         /// update keeps the stored values of the fields it does not have.)
-        pub async fn replace<T: Stored + Attributes>(state: &AppState, Current(op): Current, principal: &Principal, id: uuid::Uuid, input: impl FnOnce(&T) -> Result<T::Input, Vec<FieldError>>) -> Result<T, Problem> {
+        pub async fn replace<T: Stored + Attributes>(state: &AppState, current: Current, principal: &Principal, id: uuid::Uuid, input: impl FnOnce(&T) -> Result<T::Input, Vec<FieldError>>) -> Result<T, Problem> {
+            let op = performed::<T>(current, "update", false)?;
             let (mut tx, tenancy, stored) = locked::<T>(state, principal, op, id).await?;
             let input = input(&stored).map_err(Problem::validation)?;
             let written = update::<T>(&mut tx, tenancy, id, &input).await?.ok_or_else(Problem::not_found)?;
@@ -383,7 +423,8 @@ pub fn store_module(api: &Ident) -> TokenStream {
         /// can change it in between; a refusal rolls the delete back). Not read `FOR UPDATE`
         /// first: that needs the UPDATE privilege, which a table served without updates does
         /// not grant. Rows still referring to it are found at commit, after the decision.
-        pub async fn handle_delete<T: Stored + Attributes>(State(state): State<AppState>, Current(op): Current, principal: Principal, ApiPath(id): ApiPath<uuid::Uuid>) -> Result<StatusCode, Problem> {
+        pub async fn handle_delete<T: Stored + Attributes>(State(state): State<AppState>, current: Current, principal: Principal, ApiPath(id): ApiPath<uuid::Uuid>) -> Result<StatusCode, Problem> {
+            let op = performed::<T>(current, "delete", false)?;
             let tenancy = T::Tenancy::of(&principal);
             let mut tx = tenancy.begin(&state.db).await?;
             let removed = match delete::<T>(&mut tx, tenancy, id).await {
@@ -407,7 +448,8 @@ pub fn store_module(api: &Ident) -> TokenStream {
 
         /// Applies a custom action, authorized on the row as stored (its condition is about
         /// the state it starts from).
-        pub async fn handle_change<C: Change>(State(state): State<AppState>, Current(op): Current, principal: Principal, ApiPath(id): ApiPath<uuid::Uuid>) -> Result<Json<C::Of>, Problem> {
+        pub async fn handle_change<C: Change>(State(state): State<AppState>, current: Current, principal: Principal, ApiPath(id): ApiPath<uuid::Uuid>) -> Result<Json<C::Of>, Problem> {
+            let op = performed::<C::Of>(current, C::ACTION, false)?;
             let (mut tx, tenancy, _) = locked::<C::Of>(&state, &principal, op, id).await?;
             let written = apply::<C>(&mut tx, tenancy, id).await?.ok_or_else(Problem::not_found)?;
             commit(tx, &principal, op, &written).await?;

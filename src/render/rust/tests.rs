@@ -1037,6 +1037,8 @@ pub fn render_tests(
     let (authorization, cases) = authorization_test(app, &order, conditions, &api);
     files.insert(&format!("{dir}/tests/{CASES_FILE}"), cases);
     let audit = audit_test(app, &api);
+    let misrouted = misrouted_test(app, &api);
+    let bounds = bounds_test(app, &api);
     let builtins = builtin_tests(app);
     // Writes, conditional reads (another tenant's member) and conditions send requests.
     let sends = app.resources.iter().any(|r| {
@@ -1070,6 +1072,8 @@ pub fn render_tests(
         #send
         #authorization
         #audit
+        #misrouted
+        #bounds
         #builtins
     };
     let issuer = issuer_tests();
@@ -1972,21 +1976,44 @@ fn audit_test(app: &App, api: &proc_macro2::Ident) -> TokenStream {
             if let Some(role) = refused {
                 db.member(tenant, "refused", &[role]).await;
             }
-            let app = router_on(db.app.clone());
+            // Request ids are believed from a trusted proxy only.
+            let keys = Keys::from_jwks(&test_key().1).expect("the test JWKS loads");
+            let unthrottled = server::guard::ClassLimits { public: None, sensitive: None, standard: None, unauthenticated: None };
+            let auth = Authority::new(keys, db.app.clone())
+                .expect("the policies load")
+                .with_rate_limits(unthrottled)
+                .with_trusted_proxies(vec!["10.0.0.0/8".parse().expect("a network")]);
+            let app = server::router(server::AppState { db: db.app.clone(), auth: std::sync::Arc::new(auth) });
             // The resource refers to no other: no rows to pick from.
             let ids = Ids::default();
-            let post = |subject: &str, request_id: &str, n: i64| {
+            let post_from = |peer: &str, subject: &str, request_id: &str, n: i64| {
                 let input = #input;
                 let token = signed(&dev::claims(subject, tenant.id(), &all_scopes(), &["mfa"], identity::now(), 60));
-                Request::builder()
+                let mut request = Request::builder()
                     .method(Method::POST)
                     .uri(#path)
                     .header(header::AUTHORIZATION, format!("Bearer {token}"))
                     .header(header::CONTENT_TYPE, "application/json")
                     .header("x-request-id", request_id)
                     .body(Body::from(serde_json::to_vec(&input).expect("the input serializes")))
-                    .expect("a request")
+                    .expect("a request");
+                let address: std::net::SocketAddr = peer.parse().expect("an address");
+                request.extensions_mut().insert(axum::extract::ConnectInfo(address));
+                request
             };
+            let post = |subject: &str, request_id: &str, n: i64| post_from("10.0.0.1:40000", subject, request_id, n);
+            // A client's own request id names none of its events: they get a new one.
+            let response = app.clone().oneshot(post_from("203.0.113.9:40000", "allowed", "req-forged", 3)).await.expect("a response");
+            assert_eq!(response.status(), StatusCode::CREATED);
+            let given = response.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned).expect("a request id");
+            assert_ne!(given, "req-forged");
+            let (forged, filed): (i64, i64) = sqlx::query_as("SELECT count(*) FILTER (WHERE \"request_id\" = 'req-forged'), count(*) FILTER (WHERE \"request_id\" = $2) FROM \"audit_events\" WHERE \"tenant_id\" = $1")
+                .bind(tenant.id())
+                .bind(&given)
+                .fetch_one(&db.pool)
+                .await
+                .expect("the events");
+            assert_eq!((forged, filed), (0, 1), "the change's event is filed under the id the server gave");
             let response = app.clone().oneshot(post("allowed", "req-allowed", 1)).await.expect("a response");
             assert_eq!(response.status(), StatusCode::CREATED);
             assert_eq!(response.headers().get("x-request-id").and_then(|v| v.to_str().ok()), Some("req-allowed"));
@@ -2003,7 +2030,7 @@ fn audit_test(app: &App, api: &proc_macro2::Ident) -> TokenStream {
                 assert_eq!(response.status(), StatusCode::FORBIDDEN);
                 let mut conn = db.pool.acquire().await.expect("a connection");
                 let page = #list(&mut conn, tenant, None, 100).await.expect("list");
-                assert_eq!(page.items.len(), 1, "a create refused for its role stored nothing (refusals by a condition, after the insert, are checked with the conditions)");
+                assert_eq!(page.items.len(), 2, "the two allowed creates only: a create refused for its role stored nothing (refusals by a condition, after the insert, are checked with the conditions)");
                 let (outcome,): (String,) = sqlx::query_as("SELECT \"outcome\" FROM \"audit_events\" WHERE \"tenant_id\" = $1 AND \"request_id\" = 'req-refused' AND \"actor\" = 'refused'")
                     .bind(tenant.id())
                     .fetch_one(&db.pool)
@@ -2642,6 +2669,163 @@ fn authorization_test(
     (tokens, cases)
 }
 
+/// A handler acts only under its own operation's route: the first tenant resource with a
+/// plain guarded read and a guarded delete has its delete handler called under the read's
+/// operation (whose roles are usually wider) by a caller holding every role, which must
+/// answer 500 and leave the row, as the read under its own operation shows. Nothing for a
+/// spec without such a resource.
+fn misrouted_test(app: &App, api: &proc_macro2::Ident) -> TokenStream {
+    fn guarded(resource: &Resource, kind: ActionKind) -> Option<&crate::model::Action> {
+        resource
+            .actions
+            .iter()
+            .find(|a| a.kind == kind)
+            .filter(|a| a.public.is_none() && a.condition.is_none())
+    }
+    let Some(resource) = app.resources.iter().find(|r| {
+        !r.global
+            && guarded(r, ActionKind::Read).is_some()
+            && guarded(r, ActionKind::Delete).is_some()
+    }) else {
+        return quote!();
+    };
+    let module = ident(&resource.ident);
+    let key = ids_key(resource);
+    let read_const = server::operation_const(guarded(resource, ActionKind::Read).expect("a read"));
+    let delete_const =
+        server::operation_const(guarded(resource, ActionKind::Delete).expect("a delete"));
+    let delete = server::store_fn(api, resource, "handle_delete");
+    let read = server::store_fn(api, resource, "handle_read");
+    let doc = super::doc(&format!(
+        "`{}`'s delete handler registered under its read's route (an edit `bulwark audit` does \
+         not see: both are guarded) deletes nothing: it answers 500, and the row is still there.",
+        resource.name
+    ));
+    quote! {
+        #doc
+        #[tokio::test]
+        async fn a_handler_under_another_operations_route_does_nothing() {
+            use axum::extract::State;
+            use server::guard::Current;
+            use server::problem::ApiPath;
+            let db = TestDb::create().await;
+            let tenant = db.tenant("tenant a").await;
+            db.member(tenant, "every-role", ALL_ROLES).await;
+            let mut conn = db.pool.acquire().await.expect("a connection");
+            let mut ids = Ids::default();
+            for resource in CREATION_ORDER {
+                let id = insert_sample(&mut conn, resource, tenant, "seeder", 0, &ids).await;
+                ids.push(resource, id);
+            }
+            // A row nothing refers to, so that its delete can succeed.
+            let id = insert_sample(&mut conn, #key, tenant, "seeder", 1, &ids).await;
+            drop(conn);
+            let keys = Keys::from_jwks(&test_key().1).expect("the test JWKS loads");
+            let auth = Authority::new(keys, db.app.clone()).expect("the policies load");
+            let state = server::AppState { db: db.app.clone(), auth: std::sync::Arc::new(auth) };
+            let principal = server::tenant::Principal {
+                subject: "every-role".into(),
+                tenant,
+                roles: ALL_ROLES.iter().map(|r| (*r).to_owned()).collect(),
+                scopes: OPERATIONS.iter().filter_map(|op| op.scope).map(str::to_owned).collect(),
+                mfa: true,
+                request_id: "misrouted".into(),
+                email: None,
+            };
+            let read_op = &server::resources::#module::#read_const;
+            let misrouted = #delete(State(state.clone()), Current(read_op), principal.clone(), ApiPath(id)).await;
+            assert_eq!(misrouted.err().map(|problem| problem.status), Some(500), "the delete handler under the read's route");
+            let read = #read(State(state.clone()), Current(read_op), principal.clone(), ApiPath(id)).await;
+            assert!(read.is_ok(), "the row is still there, and its read handler answers under its own route");
+            let delete_op = &server::resources::#module::#delete_const;
+            let deleted = #delete(State(state), Current(delete_op), principal, ApiPath(id)).await;
+            assert!(deleted.is_ok(), "the delete handler deletes under its own route");
+            db.drop().await;
+        }
+    }
+}
+
+/// Every bound of a field (`min`, `max`: a length, an int's value, an amount of money's
+/// minor units) holds at the API: a sample input with that one field one past the bound fails
+/// validation naming the field. Nothing for a spec without bounds.
+fn bounds_test(app: &App, api: &proc_macro2::Ident) -> TokenStream {
+    let mut cases = Vec::new();
+    for resource in &app.resources {
+        let sample = sample_call(resource, quote!(1), quote!(&ids));
+        for field in resource.fields.iter().filter(|f| is_input(f)) {
+            let f = ident(&field.ident);
+            let below = field.min.and_then(|m| m.checked_sub(1));
+            let above = field.max.map(|m| i64::from(m) + 1);
+            // (the value, what it is past, the field the error names)
+            let mut past: Vec<(TokenStream, &str, String)> = Vec::new();
+            let key = field.json.clone();
+            match &field.ty {
+                FieldType::Int => {
+                    past.extend(below.map(|v| (quote!(#v), "its minimum", key.clone())));
+                    past.extend(above.map(|v| (quote!(#v), "its maximum", key.clone())));
+                }
+                FieldType::Money => {
+                    let amount = format!("{key}.amount_minor");
+                    let money = |v: i64| quote!(#api::Money { amount_minor: #v, currency: "EUR".to_owned() });
+                    past.extend(below.map(|v| (money(v), "its minimum", amount.clone())));
+                    past.extend(above.map(|v| (money(v), "its maximum", amount.clone())));
+                }
+                FieldType::String | FieldType::Text => {
+                    let text = |n: i64| match n as usize {
+                        0 => quote!(String::new()),
+                        1 => quote!("x".to_owned()),
+                        n => quote!("x".repeat(#n)),
+                    };
+                    past.extend(
+                        below
+                            .filter(|v| *v >= 0)
+                            .map(|v| (text(v), "its shortest", key.clone())),
+                    );
+                    // (Not past a length too long to build in a test.)
+                    let above = above.filter(|v| *v <= 1 << 20);
+                    past.extend(above.map(|v| (text(v), "its longest", key.clone())));
+                }
+                _ => {}
+            }
+            for (value, bound, named) in past {
+                let value = if super::input_optional(field) {
+                    quote!(Some(#value))
+                } else {
+                    value
+                };
+                let what = format!("{}.{} past {bound}", resource.name, field.name);
+                cases.push(quote! {
+                    {
+                        let mut input = #sample;
+                        input.#f = #value;
+                        assert!(names(input.validate(), #named), #what);
+                    }
+                });
+            }
+        }
+    }
+    if cases.is_empty() {
+        return quote!();
+    }
+    quote! {
+        /// The bounds of the spec's fields hold at the API: each sample input with one field
+        /// one past a bound (a length, an int's value, an amount's minor units) fails
+        /// validation naming that field.
+        #[test]
+        fn inputs_past_a_fields_bounds_are_refused() {
+            // Validation reads no references: any id will do.
+            let mut ids = Ids::default();
+            for resource in CREATION_ORDER {
+                ids.push(resource, uuid::Uuid::nil());
+            }
+            let names = |checked: Result<(), Vec<#api::FieldError>>, field: &str| {
+                checked.err().is_some_and(|errors| errors.iter().any(|e| e.field == field))
+            };
+            #(#cases)*
+        }
+    }
+}
+
 /// The key of a resource's rows in the tests' `Ids`.
 pub fn ids_key(resource: &Resource) -> &str {
     &resource.ident
@@ -2894,7 +3078,24 @@ fn sample(
                     .as_ref()
                     .and_then(|p| p.currencies.first().cloned())
                     .unwrap_or_else(|| "EUR".into());
-                quote!(#api::Money { amount_minor: #n * 100, currency: #currency.to_owned() })
+                // Within the amount's bounds (a hundred minor units apart, where they allow).
+                let min = field
+                    .min
+                    .unwrap_or(0)
+                    .min(field.max.map_or(i64::MAX, i64::from));
+                let offset = match field.max {
+                    Some(max) => {
+                        let span = i64::from(max) - min + 1;
+                        quote!((#n * 100) % #span)
+                    }
+                    None => quote!(#n * 100),
+                };
+                let amount = if min == 0 {
+                    offset
+                } else {
+                    quote!(#min + #offset)
+                };
+                quote!(#api::Money { amount_minor: #amount, currency: #currency.to_owned() })
             }
             FieldType::Timestamp => {
                 quote!(chrono::DateTime::from_timestamp(1_700_000_000 + #n, 0).expect("valid time"))
