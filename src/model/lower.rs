@@ -1912,7 +1912,12 @@ impl<'s> Lower<'s> {
             ),
         };
         Action {
-            name: name.value.clone(),
+            // A built-in action by its own name however the spec spells it (`Read`): its
+            // operation's id (`note.read`) is what the shared handlers expect.
+            name: match &kind {
+                ActionKind::Custom(_) => name.value.clone(),
+                _ => snake.clone(),
+            },
             kind,
             ident: names::rust_ident(name),
             description: spec.description.as_ref().map(|d| d.value.clone()),
@@ -2541,6 +2546,30 @@ mod lowering {
         let path = format!("{}/specs/{name}.yaml", env!("CARGO_MANIFEST_DIR"));
         let source = std::fs::read_to_string(&path).expect("example spec");
         crate::compile(&path, &source).unwrap_or_else(|r| panic!("{}", r.render()))
+    }
+
+    /// A built-in action keeps its own name however the spec spells it: the shared handlers
+    /// of the generated server act only under an operation whose id ends with it.
+    #[test]
+    fn built_in_actions_are_named_as_such_whatever_their_spelling() {
+        let source = std::fs::read_to_string(format!(
+            "{}/specs/invalid/67-invalid-constraint-min-above-max.yaml",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .expect("a spec")
+        .replace("min: 10, max: 2", "max: 200")
+        .replace("      read: {", "      Read: {")
+        .replace("      list: {", "      LIST: {");
+        assert!(source.contains("Read: {") && source.contains("LIST: {"));
+        let app =
+            crate::compile("spelling.yaml", &source).unwrap_or_else(|r| panic!("{}", r.render()));
+        let names: Vec<(&str, &ActionKind)> = app.resources[0]
+            .actions
+            .iter()
+            .map(|a| (a.name.as_str(), &a.kind))
+            .collect();
+        assert!(names.contains(&("read", &ActionKind::Read)), "{names:?}");
+        assert!(names.contains(&("list", &ActionKind::List)), "{names:?}");
     }
 
     #[test]

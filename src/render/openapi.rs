@@ -498,8 +498,8 @@ fn schemas_of(resource: &Resource) -> (Value, Value) {
             }
         };
         if field.ty == FieldType::Money && (field.min.is_some() || field.max.is_some()) {
-            // The amount's bounds, on the shared Money schema (JSON Schema 2020-12 reads a
-            // `$ref` beside other keywords).
+            // The amount's bounds on the shared Money schema, through `allOf` (tools that
+            // predate OpenAPI 3.1 ignore keywords beside a `$ref`).
             let mut amount = json!({"type": "integer", "format": "int64"});
             if let Some(min) = field.min {
                 amount["minimum"] = json!(min);
@@ -508,8 +508,10 @@ fn schemas_of(resource: &Resource) -> (Value, Value) {
                 amount["maximum"] = json!(max);
             }
             schema = json!({
-                "$ref": "#/components/schemas/Money",
-                "properties": {"amount_minor": amount},
+                "allOf": [
+                    {"$ref": "#/components/schemas/Money"},
+                    {"properties": {"amount_minor": amount}},
+                ],
             });
         }
         if let Some(map) = schema.as_object_mut() {

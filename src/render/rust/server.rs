@@ -1102,19 +1102,19 @@ fn guard() -> TokenStream {
         /// The header carrying a request's id, echoed in the response and kept in the audit trail.
         pub const REQUEST_ID: &str = "x-request-id";
 
-        /// The request's id: the one a trusted proxy (`TRUSTED_PROXIES`) passed on, when it
-        /// is a plain token of at most 64 characters (it is logged and stored), else a new
-        /// one. A client's own is not believed: with it, a caller could file its events in
-        /// the audit trail under another request's id.
+        /// The request's id: the one a trusted proxy (`TRUSTED_PROXIES`) set, when it is the
+        /// only one and a plain token of at most 64 characters (it is logged and stored), else
+        /// a new one. A client's own is not believed: with it, a caller could file its events
+        /// in the audit trail under another request's id (nor is one beside the proxy's, from
+        /// a proxy that adds its header instead of replacing the client's).
         fn request_id(request: &Request, trusted: &[IpNet]) -> String {
             let from_proxy = request
                 .extensions()
                 .get::<ConnectInfo<SocketAddr>>()
                 .is_some_and(|info| trusted.iter().any(|net| net.contains(&info.0.ip().to_canonical())));
-            request
-                .headers()
-                .get(REQUEST_ID)
-                .filter(|_| from_proxy)
+            let mut given = request.headers().get_all(REQUEST_ID).iter();
+            let only = given.next().filter(|_| given.next().is_none());
+            only.filter(|_| from_proxy)
                 .and_then(|v| v.to_str().ok())
                 .filter(|v| {
                     !v.is_empty()

@@ -396,6 +396,7 @@ pub fn store_module(api: &Ident) -> TokenStream {
 
         /// Replaces a row's fields.
         pub async fn handle_update<T: Stored + Attributes>(State(state): State<AppState>, current: Current, principal: Principal, ApiPath(id): ApiPath<uuid::Uuid>, ApiJson(input): ApiJson<T::Input>) -> Result<Json<T>, Problem> {
+            performed::<T>(current, "update", false)?;
             T::validate(&input).map_err(Problem::validation)?;
             replace::<T>(&state, current, &principal, id, |stored| {
                 let mut input = input;

@@ -2014,6 +2014,13 @@ fn audit_test(app: &App, api: &proc_macro2::Ident) -> TokenStream {
                 .await
                 .expect("the events");
             assert_eq!((forged, filed), (0, 1), "the change's event is filed under the id the server gave");
+            // Nor is one beside a proxy's (a proxy that adds its header instead of replacing it).
+            let mut twice = post("allowed", "req-client", 4);
+            twice.headers_mut().append("x-request-id", axum::http::HeaderValue::from_static("req-proxy"));
+            let response = app.clone().oneshot(twice).await.expect("a response");
+            assert_eq!(response.status(), StatusCode::CREATED);
+            let given = response.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned).expect("a request id");
+            assert!(given != "req-client" && given != "req-proxy", "two request ids: {given}");
             let response = app.clone().oneshot(post("allowed", "req-allowed", 1)).await.expect("a response");
             assert_eq!(response.status(), StatusCode::CREATED);
             assert_eq!(response.headers().get("x-request-id").and_then(|v| v.to_str().ok()), Some("req-allowed"));
@@ -2030,7 +2037,7 @@ fn audit_test(app: &App, api: &proc_macro2::Ident) -> TokenStream {
                 assert_eq!(response.status(), StatusCode::FORBIDDEN);
                 let mut conn = db.pool.acquire().await.expect("a connection");
                 let page = #list(&mut conn, tenant, None, 100).await.expect("list");
-                assert_eq!(page.items.len(), 2, "the two allowed creates only: a create refused for its role stored nothing (refusals by a condition, after the insert, are checked with the conditions)");
+                assert_eq!(page.items.len(), 3, "the three allowed creates only: a create refused for its role stored nothing (refusals by a condition, after the insert, are checked with the conditions)");
                 let (outcome,): (String,) = sqlx::query_as("SELECT \"outcome\" FROM \"audit_events\" WHERE \"tenant_id\" = $1 AND \"request_id\" = 'req-refused' AND \"actor\" = 'refused'")
                     .bind(tenant.id())
                     .fetch_one(&db.pool)
@@ -2745,8 +2752,8 @@ fn misrouted_test(app: &App, api: &proc_macro2::Ident) -> TokenStream {
     }
 }
 
-/// Every bound of a field (`min`, `max`: a length, an int's value, an amount of money's
-/// minor units) holds at the API: a sample input with that one field one past the bound fails
+/// Every bound of a string, text, int or money field (`min`, `max`: a length, a value, an
+/// amount's minor units; email addresses have their own test data) holds at the API: a sample input with that one field one past the bound fails
 /// validation naming the field. Nothing for a spec without bounds.
 fn bounds_test(app: &App, api: &proc_macro2::Ident) -> TokenStream {
     let mut cases = Vec::new();
@@ -2808,9 +2815,9 @@ fn bounds_test(app: &App, api: &proc_macro2::Ident) -> TokenStream {
         return quote!();
     }
     quote! {
-        /// The bounds of the spec's fields hold at the API: each sample input with one field
-        /// one past a bound (a length, an int's value, an amount's minor units) fails
-        /// validation naming that field.
+        /// The bounds of the spec's string, text, int and money fields hold at the API: each
+        /// sample input with one field one past a bound (a length, a value, an amount's minor
+        /// units) fails validation naming that field.
         #[test]
         fn inputs_past_a_fields_bounds_are_refused() {
             // Validation reads no references: any id will do.
@@ -2961,6 +2968,28 @@ fn sample_common(resources: &[&Resource], vis: TokenStream) -> TokenStream {
     }
 }
 
+/// The `n`-th sample value of an int (`step` 1) or an amount of money (`step` 100) within the
+/// field's `min` and `max`, `step` apart where they allow: code that cannot overflow, however
+/// near the ends of `i64` the bounds are.
+fn bounded_sample(n: &TokenStream, step: i64, field: &crate::model::Field) -> TokenStream {
+    let max = field.max.map(i64::from);
+    let min = field.min.unwrap_or(0).min(max.unwrap_or(i64::MAX));
+    let unit = step == 1;
+    let step = Literal::i64_unsuffixed(step);
+    let span = max.map(|max| i128::from(max) - i128::from(min) + 1);
+    let offset = match (span.and_then(|span| i64::try_from(span).ok()), unit) {
+        (Some(span), true) => quote!(#n % #span),
+        (Some(span), false) => quote!((#n * #step) % #span),
+        (None, true) => n.clone(),
+        (None, false) => quote!(#n * #step),
+    };
+    if min == 0 {
+        offset
+    } else {
+        quote!(i64::saturating_add(#min, #offset))
+    }
+}
+
 /// The function building a resource's `n`-th sample input; `scope` is the path to `Ids` and
 /// `text_sample` (empty in the same file, `super::` from a file of its own, where the
 /// function is public).
@@ -3054,21 +3083,7 @@ fn sample(
                 quote!(#scope text_sample(#n, #min, #max))
             }
             FieldType::Email => quote!(format!("user{}@example.com", #n)),
-            FieldType::Int => {
-                let min = field.min.unwrap_or(0);
-                let offset = match field.max {
-                    Some(max) => {
-                        let span = i64::from(max) - min + 1;
-                        quote!(#n % #span)
-                    }
-                    None => n.clone(),
-                };
-                if min == 0 {
-                    offset
-                } else {
-                    quote!(#min + #offset)
-                }
-            }
+            FieldType::Int => bounded_sample(n, 1, field),
 
             FieldType::Bool => quote!(#n % 2 == 0),
             FieldType::Decimal => quote!(rust_decimal::Decimal::new(#n * 125, 2)),
@@ -3079,22 +3094,7 @@ fn sample(
                     .and_then(|p| p.currencies.first().cloned())
                     .unwrap_or_else(|| "EUR".into());
                 // Within the amount's bounds (a hundred minor units apart, where they allow).
-                let min = field
-                    .min
-                    .unwrap_or(0)
-                    .min(field.max.map_or(i64::MAX, i64::from));
-                let offset = match field.max {
-                    Some(max) => {
-                        let span = i64::from(max) - min + 1;
-                        quote!((#n * 100) % #span)
-                    }
-                    None => quote!(#n * 100),
-                };
-                let amount = if min == 0 {
-                    offset
-                } else {
-                    quote!(#min + #offset)
-                };
+                let amount = bounded_sample(n, 100, field);
                 quote!(#api::Money { amount_minor: #amount, currency: #currency.to_owned() })
             }
             FieldType::Timestamp => {
