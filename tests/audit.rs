@@ -63,6 +63,14 @@ fn assert_found(file: &str, code: &str, line_offset: usize, needle: &str) {
     );
 }
 
+/// The same edit that is ordinary: the audit of the project with `code` in `file` passes.
+fn assert_passes(file: &str, code: &str) {
+    let dir = project();
+    append(dir.path(), file, code);
+    let (status, json) = bulwark(&["audit"], dir.path());
+    assert_eq!(status, 0, "{json}");
+}
+
 #[test]
 fn a_generated_project_passes() {
     let dir = project();
@@ -679,14 +687,10 @@ fn side_door(listener: std::net::TcpListener) {
         "`accept` takes connections off a socket",
     );
     // A variable of that name is no socket.
-    let dir = project();
-    append(
-        dir.path(),
+    assert_passes(
         "crates/server/src/lib.rs",
         "\npub fn count(incoming: &[u8]) -> usize {\n    let accept = incoming.len();\n    accept\n}\n",
     );
-    let (status, json) = bulwark(&["audit"], dir.path());
-    assert_eq!(status, 0, "{json}");
     // A listener inside a macro.
     assert_found(
         ROUTES,
@@ -967,14 +971,10 @@ fn the_fifth_review_evasions_are_found_and_ordinary_edits_are_not() {
     assert_found(MAIN, "\nuse axum::*;\n", 1, "a glob import from `axum`");
     // Ordinary edits: a variable named like an axum method, a log line naming a route, a
     // logging layer.
-    let dir = project();
-    append(
-        dir.path(),
+    assert_passes(
         "crates/server/src/lib.rs",
         "\npub fn pick(asked: Option<u32>) -> u32 {\n    let fallback = 50;\n    tracing::warn!(route = \"/x\", \"slow\");\n    asked.unwrap_or(fallback)\n}\npub fn logs() {\n    let _ = tracing_subscriber::fmt::layer::<tracing_subscriber::Registry>();\n}\n",
     );
-    let (status, json) = bulwark(&["audit"], dir.path());
-    assert_eq!(status, 0, "{json}");
 }
 
 /// Ways around the audit a sixth red-team review found, each now a finding; and edits it
@@ -1029,14 +1029,10 @@ fn the_sixth_review_evasions_are_found_and_ordinary_edits_are_not() {
     assert_found(LIB, "\n#[macro_use]\nmod helpers {}\n", 2, "`#[macro_use]`");
     // Ordinary: a test module in a resource module, standard macros in the built-in
     // routes, an operation named in a log line.
-    let dir = project();
-    append(
-        dir.path(),
+    assert_passes(
         "crates/server/src/resources/customer.rs",
         "\n#[cfg(test)]\nmod tests {\n    use super::*;\n    #[test]\n    fn read_is_a_get() {\n        assert_eq!(READ_OP.method, \"GET\");\n    }\n}\npub fn log() {\n    tracing::debug!(path = LIST_OP.path, \"listing\");\n    debug_assert!(!LIST_OP.public);\n}\n",
     );
-    let (status, json) = bulwark(&["audit"], dir.path());
-    assert_eq!(status, 0, "{json}");
 }
 
 /// Ways around the audit a seventh red-team review found, each now a finding: sockets made

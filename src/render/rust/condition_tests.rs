@@ -500,12 +500,8 @@ fn values(
         }
         FieldType::Bool => vec![(true.into(), quote!(true)), (false.into(), quote!(false))],
         FieldType::Int => {
-            let within = |n: &i64| {
-                field.min.is_none_or(|min| *n >= min)
-                    && field.max.is_none_or(|max| *n <= i64::from(max))
-            };
             let literals = literals.iter().filter_map(serde_json::Value::as_i64);
-            around(literals, 1, [0, 1, 2], within)
+            around(literals, 1, [0, 1, 2], |n| within_bounds(field, *n))
                 .into_iter()
                 .map(|n| (n.into(), int(n)))
                 .collect()
@@ -664,10 +660,7 @@ fn values(
                 literals.iter().filter_map(serde_json::Value::as_i64),
                 1,
                 [0, 100],
-                |n| {
-                    field.min.is_none_or(|min| *n >= min)
-                        && field.max.is_none_or(|max| *n <= i64::from(max))
-                },
+                |n| within_bounds(field, *n),
             );
             // Every amount (each literal and its neighbours: the boundaries) in the samples'
             // currency, and the lowest and the highest in the one a condition names: a
@@ -728,6 +721,12 @@ fn values(
 
 /// At most [`MAX_VALUES`] values: each of `literals` with its neighbours `unit` away, or
 /// `otherwise` when there are none; only those `within`, once each, in order.
+/// Whether `n` keeps within the field's `min` and `max` (an int's value, an amount's minor
+/// units).
+fn within_bounds(field: &Field, n: i64) -> bool {
+    field.min.is_none_or(|min| n >= min) && field.max.is_none_or(|max| n <= i64::from(max))
+}
+
 fn around(
     literals: impl IntoIterator<Item = i64>,
     unit: i64,
